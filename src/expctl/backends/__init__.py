@@ -1,0 +1,1 @@
+"""Backends run jobs: local processes or Kubeflow training jobs. All share one small Protocol."""

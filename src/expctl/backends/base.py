@@ -1,0 +1,37 @@
+"""The backend seam: observe, create, delete, logs. Every backend passes tests/contract/ suite.
+
+Writes are idempotent by the deterministic object name: creating a name that exists with the same spec hash
+succeeds, deleting a name that is gone succeeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+from expctl.model import Launch, ObservedRun
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+
+    def observe(self) -> list[ObservedRun]:
+        """Every object this backend manages (all attempts), with its phase."""
+        ...
+
+    def create(self, launch: Launch) -> None:
+        """Start one attempt; an existing object with the same name and spec hash counts as success."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Stop and remove one object; a missing object counts as success."""
+        ...
+
+    def cancel(self, name: str, by: str) -> None:
+        """Stop one object and mark it cancelled durably, so that apply does not relaunch it."""
+        ...
+
+    def logs(self, name: str, replica: str | None = None, follow: bool = False) -> Iterator[str]:
+        """Lines of the object's logs (one replica, or all with a prefix)."""
+        ...

@@ -1,0 +1,251 @@
+"""Domain values of expctl: what a run should be, what a backend observed, and what a plan does.
+
+Pure: frozen dataclasses and enums only. No I/O, no clock, no third-party imports.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+JSON = Any  # a value that json.dumps accepts
+
+
+class JobKind(enum.StrEnum):
+    """The kinds of job an experiment can run as."""
+
+    PYTORCH = "PyTorchJob"
+    TF = "TFJob"
+    MPI = "MPIJob"
+    TRAIN = "TrainJob"
+    LOCAL = "local"
+
+
+class Phase(enum.StrEnum):
+    """Where an observed run is in its life, ordered from not started to finished."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED)
+
+
+class FailureClass(enum.StrEnum):
+    """Why a failed run failed: the platform (retried by policy) or the user's code (opt-in)."""
+
+    INFRASTRUCTURE = "infrastructure"
+    CODE = "code"
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: str | None = None
+    memory: str | None = None
+    gpus: int = 0
+    gpu_resource: str = "nvidia.com/gpu"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    on: tuple[FailureClass, ...] = (FailureClass.INFRASTRUCTURE,)
+    backoff_seconds: float = 30.0
+    backoff_factor: float = 2.0
+    max_backoff_seconds: float = 3600.0
+
+    def backoff_after(self, failed_attempt: int) -> float:
+        """Seconds to wait after attempt ``failed_attempt`` (1-based) failed."""
+        delay = self.backoff_seconds * self.backoff_factor ** max(0, failed_attempt - 1)
+        return float(min(delay, self.max_backoff_seconds))
+
+
+@dataclass(frozen=True)
+class ValidationGate:
+    metric: str
+    threshold: float
+    mode: str = "max"  # "max": higher passes (>=), "min": lower passes (<=)
+    register_as: str | None = None
+    alias: str | None = None
+
+    def passes(self, value: float) -> bool:
+        return value >= self.threshold if self.mode == "max" else value <= self.threshold
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    queue: str | None = None  # Kueue LocalQueue name
+    priority_class: str | None = None
+    volcano_queue: str | None = None  # set to use Volcano gang scheduling
+    min_available: int | None = None
+    node_selector: tuple[tuple[str, str], ...] = ()
+    tolerations: tuple[Mapping[str, JSON], ...] = ()
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """How to run an experiment: the validated ``expctl`` block of its composed config."""
+
+    kind: JobKind
+    replicas: int
+    image: str | None
+    command: tuple[str, ...]
+    resources: Resources = field(default_factory=Resources)
+    env: tuple[tuple[str, str], ...] = ()
+    scheduling: Scheduling = field(default_factory=Scheduling)
+    retries: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout_seconds: int | None = None
+    ttl_seconds_after_finished: int | None = 86400
+    validation: ValidationGate | None = None
+    code_paths: tuple[str, ...] = ()
+    namespace: str | None = None
+    runtime: str | None = None  # TrainJob: (Cluster)TrainingRuntime name
+    runtime_kind: str = "ClusterTrainingRuntime"
+    git_secret: str | None = None
+    operator_restarts: bool = False
+
+    def shape(self) -> dict[str, JSON]:
+        """The parts of the job that change what it computes, as canonical JSON data."""
+        return {
+            "kind": self.kind.value,
+            "replicas": self.replicas,
+            "image": self.image,
+            "command": list(self.command),
+            "gpus": self.resources.gpus,
+            "env": [list(pair) for pair in self.env],
+        }
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One desired training run: a sweep point of an experiment at a commit."""
+
+    experiment: str  # experiment name, e.g. "team-a/resnet-sweep"
+    source_file: str  # path of the experiment file in the repository
+    overrides: tuple[str, ...]  # the sweep point's overrides, sorted
+    run_key: str  # hex digest identifying (experiment, overrides)
+    name: str  # base object name (RFC 1035), attempt 1
+    spec_hash: str
+    commit: str
+    code_digest: str
+    job: JobSpec
+    config: Mapping[str, JSON]  # resolved composed config (without the hydra block)
+
+    def name_for(self, attempt: int) -> str:
+        from expctl.naming import attempt_name
+
+        return attempt_name(self.name, attempt)
+
+
+@dataclass(frozen=True)
+class ObservedRun:
+    """One run as a backend (joined with the tracker's records) sees it: its latest attempt."""
+
+    run_key: str
+    name: str
+    experiment: str
+    attempt: int
+    spec_hash: str
+    phase: Phase
+    backend: str
+    kind: str = ""
+    namespace: str | None = None
+    failure: FailureClass | None = None
+    message: str = ""
+    created_at: float | None = None
+    finished_at: float | None = None
+    cancelled: bool = False
+    managed: bool = True
+    mlflow_run_id: str | None = None
+    overrides: tuple[str, ...] = ()
+    commit: str | None = None
+    replicas: int = 1
+    gpus: int = 0
+    user: str | None = None
+    live: bool = True  # False when only the tracker remembers it (object garbage-collected)
+
+
+class Action(enum.StrEnum):
+    CREATE = "create"
+    RETRY = "retry"
+    REPLACE = "replace"
+    DELETE = "delete"
+    BLOCKED = "blocked"
+    GAVE_UP = "gave-up"
+    NOOP = "noop"
+
+    @property
+    def writes(self) -> bool:
+        return self in (Action.CREATE, Action.RETRY, Action.REPLACE, Action.DELETE)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One line of a plan: what happens to one run and why."""
+
+    action: Action
+    reason: str
+    experiment: str
+    run_key: str
+    name: str  # the object name the action produces (or deletes)
+    overrides: tuple[str, ...]
+    spec_hash: str | None
+    attempt: int
+    desired: RunSpec | None = None
+    observed: ObservedRun | None = None
+    detail: str = ""
+    deletes: tuple[str, ...] = ()  # names of the objects this change removes first
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A plan is data: the changes, the commit they come from, and a fingerprint of what was observed."""
+
+    commit: str
+    backend: str
+    changes: tuple[Change, ...]
+    fingerprint: str
+    worktree: bool = False
+    prune: bool = False
+    replace_running: bool = False
+
+    def count(self, action: Action) -> int:
+        return sum(1 for c in self.changes if c.action is action)
+
+    @property
+    def has_writes(self) -> bool:
+        return any(c.action.writes for c in self.changes)
+
+
+@dataclass(frozen=True)
+class TrackingRef:
+    """The MLflow run a job logs into, handed to the job as environment variables."""
+
+    tracking_uri: str
+    run_id: str
+    experiment_name: str
+
+    def env(self) -> dict[str, str]:
+        return {
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "MLFLOW_RUN_ID": self.run_id,
+            "MLFLOW_EXPERIMENT_NAME": self.experiment_name,
+        }
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything a backend needs to create one attempt of a run."""
+
+    spec: RunSpec
+    attempt: int
+    name: str
+    tracking: TrackingRef
+    applied_by: str = ""
+    repo_url: str | None = None  # where jobs clone the code from (Kubernetes)

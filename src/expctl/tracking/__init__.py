@@ -1,0 +1,1 @@
+"""Tracking records runs in MLflow: params, lineage tags, status and the validation gate."""
