@@ -1,0 +1,5 @@
+"""``python -m expctl``."""
+
+from expctl.cli import main
+
+main()

@@ -1,0 +1,366 @@
+"""The local backend: each replica of a run is a subprocess here, in a checkout of the run's pinned commit.
+
+Replicas get the environment a Kubeflow pod would get (``MASTER_ADDR``, ``MASTER_PORT``, ``WORLD_SIZE``,
+``RANK``, ``LOCAL_RANK``; ``TF_CONFIG`` for TFJob) plus the MLflow run they log into, and run detached
+from expctl (their own session), so they outlive it. A tiny wrapper records each replica's exit code in a
+file; the run's state is a JSON file under ``.expctl/runs/<name>/``; both survive restarts of expctl. There
+is no daemon: runs beyond ``parallelism`` are queued and started by whichever later ``observe()`` or
+``create()`` finds a slot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from expctl.backends import local_state as st
+from expctl.backends.local_state import Proc, RunState
+from expctl.backends.worktrees import Worktrees
+from expctl.errors import BackendError
+from expctl.model import FailureClass, JobKind, Launch, ObservedRun, Phase
+
+# Runs one replica and records how it ended in <exit file>, atomically, before exiting with the same code.
+_WRAPPER = r"""
+import json, os, signal, subprocess, sys, time
+exit_path, argv = sys.argv[1], sys.argv[2:]
+try:
+    child = subprocess.Popen(argv)
+except OSError as exc:
+    print(f"expctl: cannot start {argv[0]!r}: {exc}", flush=True)
+    code = 127
+else:
+    def forward(signum, frame):
+        try:
+            child.send_signal(signum)
+        except ProcessLookupError:
+            pass
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, forward)
+    code = child.wait()
+tmp = exit_path + ".tmp"
+with open(tmp, "w") as fh:
+    json.dump({"returncode": code, "finished_at": time.time()}, fh)
+    fh.flush()
+    os.fsync(fh.fileno())
+os.replace(tmp, exit_path)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+_STOP_GRACE_SECONDS = 5.0
+_children: list[subprocess.Popen[bytes]] = []  # kept so that Python reaps them; the state file is the truth
+
+
+def replica_names(kind: str, replicas: int) -> list[str]:
+    """Replica names as the Kubeflow operator would call the pods' roles."""
+    n = max(1, replicas)
+    if kind == JobKind.PYTORCH:
+        return ["master-0", *(f"worker-{i}" for i in range(n - 1))]
+    if kind == JobKind.TF:
+        return ["chief-0", *(f"worker-{i}" for i in range(n - 1))]
+    if kind == JobKind.MPI:
+        return ["launcher", *(f"worker-{i}" for i in range(n - 1))]
+    return [f"node-{i}" for i in range(n)]
+
+
+def topology_env(kind: str, names: list[str], index: int, ports: list[int]) -> dict[str, str]:
+    """The distributed-training environment of replica ``index`` (ports[0] is the master's port)."""
+    env = {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(ports[0]),
+        "WORLD_SIZE": str(len(names)),
+        "RANK": str(index),
+        "LOCAL_RANK": str(index),
+        "EXPCTL_REPLICA": names[index],
+    }
+    if kind == JobKind.TF:
+        addresses = [f"127.0.0.1:{port}" for port in ports[1:]]
+        cluster = {"chief": addresses[:1], **({"worker": addresses[1:]} if len(addresses) > 1 else {})}
+        task = {"type": "chief", "index": 0} if index == 0 else {"type": "worker", "index": index - 1}
+        env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": task})
+    return env
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports free on 127.0.0.1 right now."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _resolve_command(command: list[str]) -> list[str]:
+    """``python`` in a job's command means the interpreter expctl runs on (the local "image")."""
+    if command and command[0] in ("python", "python3"):
+        return [sys.executable, *command[1:]]
+    return command
+
+
+class LocalBackend:
+    """Runs jobs as local processes; state under ``state_dir`` (the project's ``.expctl/``)."""
+
+    name = "local"
+
+    def __init__(self, state_dir: Path, repo: Path, parallelism: int | None = None) -> None:
+        self.state_dir = Path(state_dir)
+        self.repo = Path(repo)
+        self.parallelism = max(1, parallelism if parallelism is not None else (os.cpu_count() or 1))
+        self.runs_dir = self.state_dir / "runs"
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.worktrees = Worktrees(self.repo, self.state_dir / "worktrees")
+        self._lock = FileLock(str(self.state_dir / "local.lock"), timeout=120)
+
+    # -- Backend protocol ------------------------------------------------------------------------------
+
+    def observe(self) -> list[ObservedRun]:
+        with self._locked():
+            states = self._advance()
+            return [self._observed(s) for s in states]
+
+    def create(self, launch: Launch) -> None:
+        run_dir = self.runs_dir / launch.name
+        with self._locked():
+            existing = st.load(run_dir)
+            if existing is not None:
+                if existing.spec_hash == launch.spec.spec_hash:
+                    self._advance()
+                    return
+                raise BackendError(
+                    f"{launch.name} already exists with spec hash {existing.spec_hash[:12]}, "
+                    f"not {launch.spec.spec_hash[:12]}: delete it first"
+                )
+            st.write_json(run_dir / "config.json", dict(launch.spec.config))
+            st.save(run_dir, self._new_state(launch, run_dir))
+            self._advance()
+
+    def delete(self, name: str) -> None:
+        run_dir = self.runs_dir / name
+        with self._locked():
+            state = st.load(run_dir)
+            if state is not None:
+                self._stop(state)
+            shutil.rmtree(run_dir, ignore_errors=True)
+            self._advance()
+
+    def cancel(self, name: str, by: str) -> None:
+        run_dir = self.runs_dir / name
+        with self._locked():
+            state = st.load(run_dir)
+            if state is None:
+                raise BackendError(f"no local run named {name}")
+            if state.status != st.FINISHED or not state.cancelled:
+                self._stop(state)
+                state.cancelled, state.cancelled_by = True, by
+                if state.status != st.FINISHED:
+                    state.phase, state.status = Phase.CANCELLED.value, st.FINISHED
+                    state.finished_at = time.time()
+                    state.message = f"cancelled by {by}"
+                st.save(run_dir, state)
+            self._advance()
+
+    def logs(self, name: str, replica: str | None = None, follow: bool = False) -> Iterator[str]:
+        state = st.load(self.runs_dir / name)
+        if state is None:
+            raise BackendError(f"no local run named {name}")
+        names = replica_names(state.kind, state.replicas)
+        if replica is not None and replica not in names:
+            raise BackendError(f"{name} has no replica {replica!r} (replicas: {', '.join(names)})")
+        chosen = [replica] if replica is not None else names
+        return self._lines(name, chosen, prefix=len(chosen) > 1, follow=follow)
+
+    # -- state machine ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        try:
+            self._lock.acquire()
+        except Timeout as exc:
+            raise BackendError(f"{self.state_dir}: another expctl holds the local backend lock") from exc
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def _new_state(self, launch: Launch, run_dir: Path) -> RunState:
+        spec = launch.spec
+        env = {
+            **launch.tracking.env(),
+            **dict(spec.job.env),
+            "EXPCTL_RUN_NAME": launch.name,
+            "EXPCTL_RUN_KEY": spec.run_key,
+            "EXPCTL_SPEC_HASH": spec.spec_hash,
+            "EXPCTL_ATTEMPT": str(launch.attempt),
+            "EXPCTL_EXPERIMENT": spec.experiment,
+            "EXPCTL_COMMIT": spec.commit,
+            "EXPCTL_CONFIG_FILE": str((run_dir / "config.json").resolve()),
+            "PYTHONUNBUFFERED": "1",
+        }
+        return RunState(
+            name=launch.name, run_key=spec.run_key, experiment=spec.experiment, attempt=launch.attempt,
+            spec_hash=spec.spec_hash, kind=spec.job.kind.value, replicas=spec.job.replicas,
+            gpus=spec.job.resources.gpus, commit=spec.commit, overrides=list(spec.overrides),
+            mlflow_run_id=launch.tracking.run_id, applied_by=launch.applied_by,
+            command=list(spec.job.command), env=env, timeout_seconds=spec.job.timeout_seconds,
+            created_at=time.time(),
+        )
+
+    def _load_all(self) -> list[RunState]:
+        states = [st.load(d) for d in sorted(self.runs_dir.iterdir()) if d.is_dir()]
+        return sorted((s for s in states if s is not None), key=lambda s: (s.created_at, s.name))
+
+    def _advance(self) -> list[RunState]:
+        """Refresh started runs, start queued runs while slots are free, drop unneeded checkouts."""
+        states = self._load_all()
+        for state in states:
+            if state.status == st.STARTED:
+                self._refresh(state)
+        busy = sum(1 for s in states if s.status == st.STARTED)
+        for state in states:
+            if state.status == st.QUEUED and busy < self.parallelism:
+                self._start(state)
+                busy += 1
+        self.worktrees.collect({s.commit for s in states if s.status != st.FINISHED})
+        return states
+
+    def _refresh(self, state: RunState) -> None:
+        run_dir = self.runs_dir / state.name
+        names = replica_names(state.kind, state.replicas)
+        running = {p.replica for p in state.processes if st.alive(p)}
+        ended = {r: st.read_exit(run_dir / f"{r}.exit") for r in names}
+        verdict = st.judge(ended, running)
+        now = time.time()
+        if len(state.processes) < len(names) and verdict.phase is not Phase.FAILED:
+            verdict = st.Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE, "start was interrupted", now)
+        timeout, started = state.timeout_seconds, state.started_at
+        if verdict.phase is Phase.RUNNING and timeout and started and now - started > timeout:
+            verdict = st.Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE,
+                                 f"exceeded its timeout of {timeout}s (DeadlineExceeded)", now)
+        if verdict.phase.finished:
+            if running:
+                self._stop(state)
+            state.status, state.phase = st.FINISHED, verdict.phase.value
+            state.failure = verdict.failure.value if verdict.failure else None
+            state.message, state.finished_at = verdict.message, verdict.finished_at or now
+            st.save(run_dir, state)
+        elif state.phase != verdict.phase.value:
+            state.phase = verdict.phase.value
+            st.save(run_dir, state)
+
+    def _start(self, state: RunState) -> None:
+        run_dir = self.runs_dir / state.name
+        try:
+            checkout = self.worktrees.ensure(state.commit)
+        except BackendError as exc:
+            state.status, state.phase = st.FINISHED, Phase.FAILED.value
+            state.failure = FailureClass.CODE.value
+            state.message, state.finished_at = exc.message, time.time()
+            st.save(run_dir, state)
+            return
+        names = replica_names(state.kind, state.replicas)
+        ports = free_ports(1 + (len(names) if state.kind == JobKind.TF else 0))
+        state.status, state.phase, state.started_at = st.STARTED, Phase.RUNNING.value, time.time()
+        state.master_port = ports[0]
+        # Saved before spawning: a crash from here on reads as "start was interrupted", never as a rerun.
+        st.save(run_dir, state)
+        command = _resolve_command(state.command)
+        boot = st.boot_id()
+        for index, replica in enumerate(names):
+            env = {**os.environ, **state.env, **topology_env(state.kind, names, index, ports)}
+            with open(run_dir / f"{replica}.log", "ab") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-c", _WRAPPER, str(run_dir / f"{replica}.exit"), *command],
+                    cwd=checkout, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            _children.append(proc)
+            state.processes.append(Proc(replica, proc.pid, st.start_ticks(proc.pid), boot))
+            st.save(run_dir, state)
+        _children[:] = [p for p in _children if p.poll() is None]
+
+    def _stop(self, state: RunState) -> None:
+        """SIGTERM every replica's process group, then SIGKILL what is left after a grace period."""
+        procs = [p for p in state.processes if st.alive(p)]
+        for proc in procs:
+            st.kill_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + _STOP_GRACE_SECONDS
+        while procs and time.monotonic() < deadline:
+            for child in _children:
+                child.poll()
+            procs = [p for p in procs if st.alive(p)]
+            if procs:
+                time.sleep(0.05)
+        for proc in procs:
+            st.kill_group(proc, signal.SIGKILL)
+
+    def _observed(self, state: RunState) -> ObservedRun:
+        phase = Phase(state.phase)
+        message = state.message
+        if state.status == st.QUEUED:
+            message = f"queued: waiting for a free slot (parallelism {self.parallelism})"
+        return ObservedRun(
+            run_key=state.run_key, name=state.name, experiment=state.experiment, attempt=state.attempt,
+            spec_hash=state.spec_hash, phase=phase, backend=self.name, kind=state.kind,
+            failure=FailureClass(state.failure) if state.failure else None, message=message,
+            created_at=state.created_at, finished_at=state.finished_at, cancelled=state.cancelled,
+            mlflow_run_id=state.mlflow_run_id, overrides=tuple(state.overrides), commit=state.commit,
+            replicas=state.replicas, gpus=state.gpus, user=state.applied_by or None, live=True,
+        )
+
+    # -- logs ------------------------------------------------------------------------------------------
+
+    def _lines(self, name: str, replicas: list[str], prefix: bool, follow: bool) -> Iterator[str]:
+        run_dir = self.runs_dir / name
+        offsets = dict.fromkeys(replicas, 0)
+        while True:
+            progressed = False
+            for replica in replicas:
+                for line in self._read_new(run_dir / f"{replica}.log", offsets, replica, final=not follow):
+                    progressed = True
+                    yield f"[{replica}] {line}" if prefix else line
+            if not follow:
+                return
+            if not progressed:
+                state = st.load(run_dir)
+                if state is None or not self._may_write(state):
+                    for replica in replicas:
+                        for line in self._read_new(run_dir / f"{replica}.log", offsets, replica, final=True):
+                            yield f"[{replica}] {line}" if prefix else line
+                    return
+                if state.status == st.QUEUED:
+                    self.observe()
+                time.sleep(0.2)
+
+    @staticmethod
+    def _may_write(state: RunState) -> bool:
+        if state.status == st.QUEUED:
+            return True
+        return state.status == st.STARTED and any(st.alive(p) for p in state.processes)
+
+    @staticmethod
+    def _read_new(path: Path, offsets: dict[str, int], replica: str, final: bool) -> Iterator[str]:
+        """Complete lines appended to ``path`` since the last read (and a trailing partial one if final)."""
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(offsets[replica])
+                data = fh.read()
+        except FileNotFoundError:
+            return
+        end = len(data) if final else data.rfind(b"\n") + 1
+        offsets[replica] += end
+        yield from data[:end].decode("utf-8", errors="replace").splitlines()

@@ -1,0 +1,191 @@
+"""Durable state of the local backend: one JSON file per run under ``.expctl/runs/<name>/``.
+
+A run directory holds ``state.json`` (written atomically), ``config.json`` (the resolved config handed to the
+job), one ``<replica>.log`` and, once the replica ended, ``<replica>.exit`` written by the replica's wrapper.
+``judge`` is the pure decision of a run's phase from what its replicas left behind; ``alive`` tells a live
+process from a recycled pid (pid + start time + boot id), so a run whose process vanished in a reboot is
+observed as an infrastructure failure instead of running forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from expctl.model import FailureClass, Phase
+
+QUEUED = "queued"
+STARTED = "started"
+FINISHED = "finished"
+
+
+@dataclass
+class Proc:
+    """One replica's wrapper process, identified beyond its pid."""
+
+    replica: str
+    pid: int
+    start_ticks: int | None
+    boot_id: str | None
+
+
+@dataclass
+class RunState:
+    """Everything the local backend remembers of one run (mutable record, persisted as JSON)."""
+
+    name: str
+    run_key: str
+    experiment: str
+    attempt: int
+    spec_hash: str
+    kind: str
+    replicas: int
+    gpus: int
+    commit: str
+    overrides: list[str]
+    mlflow_run_id: str
+    applied_by: str
+    command: list[str]
+    env: dict[str, str]
+    timeout_seconds: int | None
+    created_at: float
+    status: str = QUEUED
+    started_at: float | None = None
+    processes: list[Proc] = field(default_factory=list)
+    phase: str = Phase.PENDING.value
+    failure: str | None = None
+    message: str = ""
+    finished_at: float | None = None
+    cancelled: bool = False
+    cancelled_by: str | None = None
+    master_port: int | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunState:
+        data = dict(data)
+        data["processes"] = [Proc(**p) for p in data.get("processes", [])]
+        return cls(**data)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON atomically: a reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(run_dir: Path, state: RunState) -> None:
+    write_json(run_dir / "state.json", asdict(state))
+
+
+def load(run_dir: Path) -> RunState | None:
+    try:
+        return RunState.from_json(json.loads((run_dir / "state.json").read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return None
+
+
+def read_exit(path: Path) -> dict[str, Any] | None:
+    """The wrapper's record of how a replica ended: ``{"returncode": int, "finished_at": float}``."""
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data
+
+
+def boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), or None when unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return int(fields[19])
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].split()[0] in ("Z", "X")
+
+
+def alive(proc: Proc) -> bool:
+    """True when the recorded process still runs (not a recycled pid, not a zombie, same boot)."""
+    if proc.boot_id is not None and boot_id() not in (None, proc.boot_id):
+        return False
+    try:
+        os.kill(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    if proc.start_ticks is not None and start_ticks(proc.pid) != proc.start_ticks:
+        return False
+    return not _zombie(proc.pid)
+
+
+def kill_group(proc: Proc, sig: signal.Signals) -> None:
+    """Signal the replica's process group (the wrapper leads its own session), if it is still ours."""
+    if not alive(proc):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    phase: Phase
+    failure: FailureClass | None = None
+    message: str = ""
+    finished_at: float | None = None
+
+
+def judge(ended: dict[str, dict[str, Any] | None], running: set[str]) -> Verdict:
+    """The run's phase from each replica's exit record (None: no record) and which replicas still run.
+
+    Pure. A non-zero exit fails the run as a code failure (the others are then stopped by the caller), a
+    replica killed by a signal nobody sent is an infrastructure failure, and a replica that neither runs
+    nor left an exit record vanished (machine rebooted, wrapper killed) — also infrastructure.
+    """
+    finished_at = max((e["finished_at"] for e in ended.values() if e), default=None)
+    for replica, exit_record in sorted(ended.items()):
+        if exit_record is None:
+            continue
+        code = int(exit_record["returncode"])
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            why = f"{replica} killed by {name}"
+            return Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE, why, finished_at)
+        if code != 0:
+            return Verdict(Phase.FAILED, FailureClass.CODE, f"{replica} exited with code {code}", finished_at)
+    vanished = sorted(r for r, e in ended.items() if e is None and r not in running)
+    if vanished:
+        return Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE,
+                       f"process vanished without an exit code: {', '.join(vanished)}", finished_at)
+    if running:
+        return Verdict(Phase.RUNNING)
+    return Verdict(Phase.SUCCEEDED, None, "", finished_at)

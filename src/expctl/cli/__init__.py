@@ -1,0 +1,70 @@
+"""The ``expctl`` command line (click). Thin: commands call library functions and print their views.
+
+Imports here stay light (click and the standard library): ``expctl --help`` must not import Hydra, MLflow
+or Kubernetes. Errors are one line each on stderr (``EXPCTL_DEBUG=1`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+from typing import Any
+
+import click
+
+# command name → (module, function, one-line help): modules are imported only when a command runs.
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "validate": ("expctl.cli.planning", "validate", "Compose every experiment and report all errors."),
+    "plan": ("expctl.cli.planning", "plan", "Show what apply would do, and why."),
+    "apply": ("expctl.cli.planning", "apply", "Apply the plan (or a saved plan file)."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = _COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        if ctx.resilient_parsing or "--help" in sys.argv[1:2]:
+            return click.Command(cmd_name, help=entry[2], short_help=entry[2])
+        command = getattr(importlib.import_module(entry[0]), entry[1])
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, entry[2]) for name, entry in _COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from expctl.errors import ExpctlError
+
+        try:
+            return super().invoke(ctx)
+        except ExpctlError as exc:
+            if os.environ.get("EXPCTL_DEBUG"):
+                traceback.print_exc()
+            for line in exc.render().splitlines():
+                click.echo(f"error: {line}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-C", "--repo", "repo", type=click.Path(file_okay=False), default=None,
+              help="Repository to work in (default: the git repository of the current directory).")
+@click.version_option(package_name="expctl")
+@click.pass_context
+def main(ctx: click.Context, repo: str | None) -> None:
+    """expctl — Hydra experiment configs in git as the desired state of your training runs.
+
+    Plan and apply them as local processes or Kubeflow training jobs, tracked in MLflow.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj.setdefault("repo", repo)

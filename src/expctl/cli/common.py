@@ -1,0 +1,82 @@
+"""What the commands share: the workspace, output options, warnings, who applies, the apply lock."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from expctl.model import Change
+from expctl.schema import Settings
+from expctl.workspace import Workspace
+
+output_option = click.option("--output", "-o", "output", type=click.Choice(["human", "json", "markdown"]),
+                             default="human", show_default=True, help="Output format.")
+
+
+def workspace(ctx: click.Context) -> Workspace:
+    """The injected workspace (tests), or the git repository of --repo / the current directory."""
+    obj = ctx.find_root().obj or {}
+    if isinstance(obj.get("workspace"), Workspace):
+        return obj["workspace"]  # type: ignore[no-any-return]
+    from expctl.source import repo_root
+
+    ws = Workspace(repo_root(Path(obj.get("repo") or ".").resolve()))
+    obj["workspace"] = ws
+    return ws
+
+
+def warn_dirty(repo: Path) -> None:
+    from expctl.source import dirty_paths
+
+    dirty = dirty_paths(repo)
+    if dirty:
+        shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+        click.echo(f"warning: uncommitted changes are not part of this plan: {shown} "
+                   "(commit them, or use --worktree to try them out)", err=True)
+
+
+def applied_by(repo: Path, commit: str) -> str:
+    """Who is applying: the commit's author, and the CI actor when running in GitHub Actions."""
+    from expctl.source import commit_author
+
+    author = commit_author(repo, commit)
+    actor = os.environ.get("GITHUB_ACTOR")
+    return f"{author} via github:{actor}" if actor else author
+
+
+@contextlib.contextmanager
+def open_lock(ws: Workspace, backend: str, settings: Settings, timeout: float) -> Iterator[None]:
+    """Serialise applies: a Lease on Kubernetes, a file lock locally."""
+    if backend == "kubernetes":
+        from expctl.backends.kubernetes import lease_lock
+
+        with lease_lock(settings, timeout):
+            yield
+        return
+    from expctl.locking import file_lock
+
+    with file_lock(ws.state_dir / "apply.lock", timeout):
+        yield
+
+
+def progress_printer() -> Callable[[Change, str], None]:
+    def show(change: Change, status: str) -> None:
+        click.echo(f"  {change.action.value:<8} {change.name}: {status}", err=True)
+
+    return show
+
+
+def echo_json(data: Any) -> None:
+    import json
+
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def is_terminal() -> bool:
+    return sys.stderr.isatty() and not os.environ.get("CI")

@@ -1,0 +1,369 @@
+"""Compose experiments with Hydra's public Compose API, and turn sweep points into resolved configs fast.
+
+This is the only module that imports Hydra and OmegaConf. An experiment file is a Hydra primary config whose
+defaults list picks groups from ``conf/``. Hydra composes it once per combination of swept *group* options;
+swept *values* are then set on that composition directly (and resolved with OmegaConf only when an
+interpolation depends on them), which gives exactly what one ``compose(overrides=point)`` per point gives,
+at a small fraction of the cost.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from expctl.errors import ConfigError
+from expctl.source import materialize
+
+SAFE_RESOLVERS = frozenset({"oc.select", "oc.dict.keys", "oc.dict.values", "oc.decode", "oc.create"})
+_RESOLVER = re.compile(r"\$\{\s*([A-Za-z_][\w.\-]*)\s*:")
+_TOKEN = re.compile(r"[A-Za-z_][\w\-]*")
+PRIMARY_PREFIX = "__expctl_experiment__"
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One key of ``hydra.sweeper.params``: its override strings (as BasicSweeper makes them) and values."""
+
+    key: str  # as written, with any +/++ prefix
+    path: str  # config path (value axis) or group name (group axis)
+    group: bool
+    sweep: bool  # a sweep (part of the run key) rather than a single value
+    elements: tuple[str, ...]  # "key=value" strings, in Hydra's order
+    values: tuple[Any, ...]  # typed values (value axis) or option names (group axis)
+    add: str = ""  # "", "+" or "++"
+
+
+@dataclass
+class Experiment:
+    """A composed experiment: its sweep axes and a cache of compositions per group-option combination."""
+
+    name: str
+    file: str
+    primary: str
+    axes: tuple[Axis, ...]
+    _combos: dict[tuple[str, ...], _Combo] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        total = 1
+        for axis in self.axes:
+            total *= len(axis.elements)
+        return total
+
+
+@dataclass
+class _Combo:
+    unresolved: dict[str, Any]
+    resolved: dict[str, Any]
+    slow: bool  # some interpolation depends on a swept value: resolve every point with OmegaConf
+
+
+def yaml_errors(files: Mapping[str, bytes]) -> list[ConfigError]:
+    """YAML syntax errors of every config file, with file and line (checked before Hydra sees them)."""
+    errors = []
+    for path, data in sorted(files.items()):
+        if not path.endswith((".yaml", ".yml")):
+            continue
+        try:
+            yaml.safe_load(data)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f"line {mark.line + 1}: " if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            errors.append(ConfigError(f"{line}YAML syntax error: {problem}", file=path))
+    return errors
+
+
+class Composer:
+    """Materializes a snapshot's conf/ and experiments into a temporary Hydra config dir and composes them."""
+
+    def __init__(self, files: Mapping[str, bytes], allow_resolvers: Sequence[str] = ()) -> None:
+        self.files = files
+        self.allowed = SAFE_RESOLVERS | set(allow_resolvers)
+        self._stack = ExitStack()
+        self._parser: Any = None
+        self.conf_dir = Path()
+
+    def __enter__(self) -> Composer:
+        from hydra import initialize_config_dir
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        tmp = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="expctl-conf-")))
+        self.conf_dir = tmp / "conf"
+        self.conf_dir.mkdir()
+        materialize({p[len("conf/"):]: d for p, d in self.files.items() if p.startswith("conf/")}, self.conf_dir)
+        self._stack.enter_context(initialize_config_dir(config_dir=str(self.conf_dir), version_base="1.3"))
+        self._parser = OverridesParser.create(config_loader=_GroupOptions(self.conf_dir))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    # --- experiments -------------------------------------------------------------------------------------
+
+    def load(self, name: str, file: str) -> Experiment:
+        """Compose the experiment without overrides and parse its sweep into axes."""
+        primary = PRIMARY_PREFIX + name.replace("/", "__")
+        (self.conf_dir / f"{primary}.yaml").write_bytes(self.files[file])
+        raw = yaml.safe_load(self.files[file]) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError("an experiment must be a mapping", file=file)
+        params = ((raw.get("hydra") or {}).get("sweeper") or {}).get("params") or {}
+        if not isinstance(params, dict):
+            raise ConfigError("must be a mapping of key: values", file=file, key="hydra.sweeper.params")
+        exp = Experiment(name, file, primary, self._axes(params, file))
+        self.combo(exp, tuple(a.values[0] for a in exp.axes if a.group))
+        return exp
+
+    def _axes(self, params: Mapping[str, Any], file: str) -> tuple[Axis, ...]:
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        axes = []
+        for key, value in params.items():
+            where = f"hydra.sweeper.params.{key}"
+            text = f"{key}={_param_str(value)}"
+            try:
+                (override,) = self._parser.parse_overrides([text])
+                add = "++" if override.is_force_add() else "+" if override.is_add() else ""
+                if override.is_delete():
+                    raise ConfigError("deleting keys (~) cannot be swept", file=file, key=where)
+                path = override.key_or_group
+                group = (self.conf_dir / path).is_dir()
+                if override.is_sweep_override():
+                    if not override.is_discrete_sweep():
+                        raise ConfigError(
+                            f"{override.value_type.name.lower().replace('_', ' ')} cannot be enumerated: "
+                            "only comma lists, choice(), range() and glob() sweeps are supported",
+                            file=file, key=where,
+                        )
+                    sweep_value = override.value()
+                    if getattr(sweep_value, "shuffle", False):
+                        raise ConfigError("shuffle() sweeps are not deterministic", file=file, key=where)
+                    elements = tuple(f"{override.get_key_element()}={v}"
+                                     for v in override.sweep_string_iterator())
+                else:
+                    elements = (f"{override.get_key_element()}={override.get_value_element_as_str()}",)
+                if not elements:
+                    raise ConfigError("sweep has no values", file=file, key=where)
+                values = tuple(self._element_value(e, group) for e in elements)
+            except (HydraException, OmegaConfBaseException, ValueError) as exc:
+                raise ConfigError(f"invalid sweep: {_first_line(exc)}", file=file, key=where) from exc
+            if group and not self._has_group(path):
+                raise ConfigError(f"unknown config group '{path}'", file=file, key=where)
+            axes.append(Axis(key, path, group, override.is_sweep_override(), elements, values, add))
+        return tuple(axes)
+
+    def _element_value(self, element: str, group: bool) -> Any:
+        override = self._parser.parse_override(element)
+        return override.get_value_string() if group else override.value()
+
+    def _has_group(self, group: str) -> bool:
+        return (self.conf_dir / group).is_dir()
+
+    # --- compositions ------------------------------------------------------------------------------------
+
+    def combo(self, exp: Experiment, choices: tuple[str, ...]) -> _Combo:
+        """The composition for one combination of group options (cached)."""
+        cached = exp._combos.get(choices)
+        if cached is not None:
+            return cached
+        group_axes = [a for a in exp.axes if a.group]
+        overrides = [f"{a.key}={c}" for a, c in zip(group_axes, choices, strict=True)]
+        unresolved = self._compose(exp, overrides)
+        self._check_resolvers(unresolved, exp.file)
+        self._check_value_axes(exp, unresolved)
+        resolved = self._resolve(unresolved, exp.file)
+        combo = _Combo(unresolved, resolved, _depends_on_sweep(unresolved, exp.axes))
+        exp._combos[choices] = combo
+        return combo
+
+    def _compose(self, exp: Experiment, overrides: list[str]) -> dict[str, Any]:
+        from hydra import compose
+        from hydra.errors import HydraException, MissingConfigException
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+
+        try:
+            cfg = compose(config_name=exp.primary, overrides=overrides)
+            data = OmegaConf.to_container(cfg, resolve=False)
+        except MissingConfigException as exc:
+            raise self._missing(exc, exp.file) from exc
+        except (HydraException, OmegaConfBaseException) as exc:
+            raise _wrap(exc, exp.file) from exc
+        assert isinstance(data, dict)
+        return data
+
+    def _missing(self, exc: Exception, file: str) -> ConfigError:
+        text = str(exc)
+        match = re.search(r"Could not find '([^']+)'", text)
+        if not match:
+            return ConfigError(_first_line(exc).replace(PRIMARY_PREFIX, ""), file=file)
+        missing = match.group(1)
+        group, _, option = missing.rpartition("/")
+        options = _GroupOptions(self.conf_dir).get_group_options(group) if group else []
+        if group and not self._has_group(group):
+            return ConfigError(f"unknown config group '{group}'", file=file, key=f"defaults.{group}")
+        close = difflib.get_close_matches(option, options, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else f" (options: {', '.join(options)})"
+        return ConfigError(f"unknown option '{option}' in group '{group}'{hint}", file=file,
+                           key=f"defaults.{group}")
+
+    def _check_resolvers(self, data: Any, file: str, path: str = "") -> None:
+        for key, value in _leaves(data, path):
+            if isinstance(value, str):
+                for name in _RESOLVER.findall(value):
+                    if name not in self.allowed:
+                        raise ConfigError(
+                            f"resolver '{name}' is not allowed in committed configs "
+                            "(allow-list it in expctl.yaml: allow_resolvers)", file=file, key=key)
+
+    def _check_value_axes(self, exp: Experiment, data: dict[str, Any]) -> None:
+        for axis in exp.axes:
+            if axis.group or axis.add:
+                continue
+            if not _exists(data, axis.path):
+                paths = [k for k, _ in _leaves(data, "")]
+                close = difflib.get_close_matches(axis.path, paths, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ConfigError(f"sweep over a key that does not exist{hint}", file=exp.file,
+                                  key=f"hydra.sweeper.params.{axis.key}")
+
+    def _resolve(self, data: dict[str, Any], file: str) -> dict[str, Any]:
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+
+        try:
+            resolved = OmegaConf.to_container(OmegaConf.create(data), resolve=True, throw_on_missing=True)
+        except OmegaConfBaseException as exc:
+            raise _wrap(exc, file) from exc
+        except RecursionError as exc:
+            raise ConfigError("cyclic interpolation", file=file) from exc
+        assert isinstance(resolved, dict)
+        return resolved
+
+    # --- points ------------------------------------------------------------------------------------------
+
+    def point_config(self, exp: Experiment, indices: Sequence[int]) -> dict[str, Any]:
+        """The resolved config of one sweep point (one index per axis), equal to Hydra's compose of it."""
+        choices = tuple(a.values[i] for a, i in zip(exp.axes, indices, strict=True) if a.group)
+        combo = self.combo(exp, choices)
+        sets = [(a, a.values[i]) for a, i in zip(exp.axes, indices, strict=True) if not a.group]
+        if not sets:
+            return combo.resolved
+        slow = combo.slow or any(isinstance(v, str) and "${" in v for _, v in sets)
+        base = combo.unresolved if slow else combo.resolved
+        for axis, value in sets:
+            if axis.add == "+" and _exists(base, axis.path):
+                raise ConfigError(f"cannot add '{axis.path}': it already exists (use ++ to override)",
+                                  file=exp.file, key=f"hydra.sweeper.params.{axis.key}")
+            base = _set_path(base, axis.path.split("."), value)
+        return self._resolve(base, exp.file) if slow else base
+
+
+class _GroupOptions:
+    """The one ConfigLoader method Hydra's override parser needs for glob(): a group's options."""
+
+    def __init__(self, conf_dir: Path) -> None:
+        self.conf_dir = conf_dir
+
+    def get_group_options(self, group_name: str, results_filter: Any = None, **_: Any) -> list[str]:
+        folder = self.conf_dir / group_name
+        if not folder.is_dir():
+            return []
+        return sorted(p.stem for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def _param_str(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return ",".join(_param_str(v) for v in value)
+    return str(value)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _wrap(exc: BaseException, file: str) -> ConfigError:
+    key = getattr(exc, "full_key", None) or None
+    msg = _first_line(exc)
+    name = type(exc).__name__
+    if name == "MissingMandatoryValue":
+        msg = "missing mandatory value (???): set it in the experiment or a sweep"
+    elif name == "InterpolationKeyError":
+        msg = f"interpolation to a missing key: {msg}"
+    elif name in ("InterpolationResolutionError", "InterpolationToMissingValueError") and "ecursi" in msg:
+        msg = f"cyclic interpolation: {msg}"
+    msg = msg.replace(PRIMARY_PREFIX, "")
+    return ConfigError(msg, file=file, key=str(key) if key else None)
+
+
+def _leaves(data: Any, path: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from _leaves(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from _leaves(value, f"{path}[{i}]")
+    else:
+        yield path, data
+
+
+def _exists(data: Any, path: str) -> bool:
+    for part in path.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
+def _set_path(data: dict[str, Any], parts: list[str], value: Any) -> dict[str, Any]:
+    """A copy of ``data`` with ``parts`` set to ``value``: only the spine is copied, the rest is shared.
+
+    Like Hydra's value overrides, a mapping merges into an existing mapping.
+    """
+    head, rest = parts[0], parts[1:]
+    out = dict(data)
+    if rest:
+        child = data.get(head)
+        out[head] = _set_path(child if isinstance(child, dict) else {}, rest, value)
+    elif isinstance(value, dict) and isinstance(data.get(head), dict):
+        merged = data[head]
+        for k, v in value.items():
+            merged = _set_path(merged, [k], v)
+        out[head] = merged
+    else:
+        out[head] = value
+    return out
+
+
+def _depends_on_sweep(data: dict[str, Any], axes: Sequence[Axis]) -> bool:
+    """Conservatively: could any interpolation's value change with a swept value?"""
+    names = {part for a in axes if not a.group for part in a.path.split(".")}
+    if not names:
+        return False
+    interps = [(k, v) for k, v in _leaves(data, "") if isinstance(v, str) and "${" in v]
+    changed = True
+    flagged: set[str] = set()
+    while changed:
+        changed = False
+        for key, text in interps:
+            if key not in flagged and (set(_TOKEN.findall(text)) & names or ".." in text or "${." in text):
+                flagged.add(key)
+                names.update(re.split(r"[.\[\]]", key))
+                changed = True
+    return bool(flagged)

@@ -1,0 +1,137 @@
+"""The user's repository as desired runs: snapshot → settings → compose → sweep → RunSpecs.
+
+Everything is composed and validated before anything is written anywhere: ``load_desired`` either returns
+every desired run or raises ConfigErrors listing every problem it found.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+import yaml
+
+from expctl import naming, schema, source, sweep
+from expctl.compose import Composer, Experiment, yaml_errors
+from expctl.desired import run_spec
+from expctl.errors import ConfigError, ConfigErrors, ExpctlError
+from expctl.model import JobSpec, RunSpec
+from expctl.schema import Settings
+
+
+@dataclass
+class Desired:
+    snapshot: source.Snapshot
+    settings: Settings
+    runs: list[RunSpec] = field(default_factory=list)
+    experiments: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def experiment_files(files: dict[str, bytes]) -> dict[str, str]:
+    """``{experiment name: file}`` for every experiments/**/*.yaml (or .yml)."""
+    found: dict[str, str] = {}
+    errors: list[ConfigError] = []
+    for path in sorted(files):
+        if not path.startswith("experiments/") or not path.endswith((".yaml", ".yml")):
+            continue
+        name = str(PurePosixPath(path).relative_to("experiments").with_suffix(""))
+        problem = naming.experiment_name_error(name)
+        if problem:
+            errors.append(ConfigError(problem, file=path))
+            continue
+        clash = next((other for n, other in found.items() if naming.slug(n) == naming.slug(name)), None)
+        if clash:
+            errors.append(ConfigError(f"duplicate experiment name '{naming.slug(name)}' (also {clash})",
+                                      file=path))
+            continue
+        found[name] = path
+    if errors:
+        raise ConfigErrors(errors)
+    return found
+
+
+def load_settings(files: dict[str, bytes]) -> Settings:
+    data = files.get("expctl.yaml")
+    if data is None:
+        return Settings()
+    try:
+        return schema.parse_settings(yaml.safe_load(data))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"YAML syntax error: {str(exc).splitlines()[0]}", file="expctl.yaml") from exc
+
+
+def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
+    """Compose every experiment of the snapshot (or only ``only``) into desired runs, or raise all errors."""
+    t0 = time.perf_counter()
+    files = source.read_files(snap)
+    if not any(p.startswith("experiments/") for p in files):
+        raise ConfigError("no experiments/ directory at this commit (nothing is desired)", file="experiments/")
+    errors = yaml_errors(files)
+    if errors:
+        raise ConfigErrors(errors)
+    settings = load_settings(files)
+    names = experiment_files(files)
+    desired = Desired(snap, settings, experiments=list(names))
+    desired.timings["read"] = time.perf_counter() - t0
+    digests: dict[tuple[str, ...], str] = {}
+    with Composer(files, settings.allow_resolvers) as composer:
+        for name, file in names.items():
+            if only is not None and name != only:
+                continue
+            try:
+                desired.runs.extend(_expand(composer, name, file, settings, snap, digests))
+            except ConfigErrors as exc:
+                errors.extend(exc.errors)
+            except ConfigError as exc:
+                errors.append(exc)
+    if errors:
+        raise ConfigErrors(errors)
+    desired.timings["compose"] = time.perf_counter() - t0
+    return desired
+
+
+def _expand(composer: Composer, name: str, file: str, settings: Settings, snap: source.Snapshot,
+            digests: dict[tuple[str, ...], str]) -> Iterator[RunSpec]:
+    exp = composer.load(name, file)
+    jobs: dict[str, JobSpec] = {}
+    base = composer.point_config(exp, [0] * len(exp.axes))
+    block = schema.parse_block(base.get("expctl"), file)
+    cap = block.max_runs or settings.max_runs_per_experiment
+    try:
+        indices = list(sweep.points([len(a.elements) for a in exp.axes], cap))
+    except sweep.SweepTooLarge as exc:
+        raise ConfigError(str(exc), file=file, key="hydra.sweeper.params") from exc
+    elements = [a.elements for a in exp.axes]
+    key_axes = [a.sweep for a in exp.axes]
+    for point in indices:
+        config = composer.point_config(exp, point)
+        job = _job(config.get("expctl"), file, settings, jobs)
+        if job.code_paths not in digests:
+            digests[job.code_paths] = source.code_digest(snap, job.code_paths)
+        overrides = sweep.point_overrides(elements, point)
+        yield run_spec(
+            experiment=name, source_file=file, overrides=overrides, config=config, job=job,
+            key_overrides=[o for o, is_key in zip(overrides, key_axes, strict=True) if is_key],
+            commit=snap.commit, code_digest=digests[job.code_paths],
+        )
+
+
+def _job(block: Any, file: str, settings: Settings, cache: dict[str, JobSpec]) -> JobSpec:
+    """Validate the expctl block once per distinct content (sweeps rarely touch it)."""
+    key = naming.canonical_json(block)
+    job = cache.get(key)
+    if job is None:
+        job = schema.to_job_spec(schema.parse_block(block, file), settings, file)
+        cache[key] = job
+    return job
+
+
+def experiment_of(exp: Experiment) -> str:
+    return exp.name
+
+
+__all__ = ["Desired", "ExpctlError", "load_desired"]

@@ -1,0 +1,215 @@
+"""What every rendered Kubernetes object shares: settings, identity labels/annotations, env, the pod template.
+
+Pure: builds plain dicts from a ``Launch`` and ``KubeSettings``. No Kubernetes client, no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from expctl.model import JobSpec, Launch
+from expctl.naming import slug
+from expctl.render import gitsync
+
+Manifest = dict[str, Any]
+
+# Labels (selectable) and annotations (informational) on every object expctl creates.
+MANAGED_BY = "expctl.io/managed-by"
+MANAGER = "expctl"
+EXPERIMENT = "expctl.io/experiment"
+RUN_KEY = "expctl.io/run-key"
+SPEC_HASH = "expctl.io/spec-hash"
+GIT_COMMIT = "expctl.io/git-commit"
+OVERRIDES = "expctl.io/overrides"
+ATTEMPT = "expctl.io/attempt"
+MLFLOW_RUN_ID = "expctl.io/mlflow-run-id"
+APPLIED_BY = "expctl.io/applied-by"
+EXPERIMENT_NAME = "expctl.io/experiment-name"
+CANCELLED_BY = "expctl.io/cancelled-by"
+CANCELLED_AT = "expctl.io/cancelled-at"
+KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
+MANAGED_SELECTOR = f"{MANAGED_BY}={MANAGER}"
+
+CODE_VOLUME = "expctl-code"
+SECRET_VOLUME = "expctl-git-secret"
+SECRET_MOUNT = "/etc/expctl/git-secret"
+
+
+@dataclass(frozen=True)
+class KubeSettings:
+    """Cluster-wide rendering settings (from expctl.yaml); a job's own fields win where both exist."""
+
+    namespace: str = "default"
+    repo_url: str | None = None  # where init containers clone the code from; None: the image has the code
+    git_secret: str | None = None  # Secret with ssh-privatekey [+ known_hosts] or username + password
+    default_image: str = "python:3.11-slim"
+    git_sync_image: str = "alpine/git:2.45.2"
+    code_dir: str = "/workspace/code"
+    labels: tuple[tuple[str, str], ...] = ()  # extra labels on every object
+    clean_pod_policy: str = "Running"  # v1 runPolicy: finished jobs keep their pods' logs
+    trainjob_step: str = "node"  # TrainJob: the runtime's replicated job and container that train
+    trainjob_git_sync: str = "git-sync"  # TrainJob: the runtime's init container that clones
+
+
+def namespace_of(launch: Launch, settings: KubeSettings) -> str:
+    return launch.spec.job.namespace or settings.namespace
+
+
+def image_of(job: JobSpec, settings: KubeSettings) -> str:
+    return job.image or settings.default_image
+
+
+def identity_labels(launch: Launch, settings: KubeSettings) -> dict[str, str]:
+    """Selectable identity: managed-by, experiment slug, run key (hashed already), plus Kueue's queue."""
+    out = dict(settings.labels)
+    out.update(
+        {
+            MANAGED_BY: MANAGER,
+            EXPERIMENT: slug(launch.spec.experiment)[:63].rstrip("-"),
+            RUN_KEY: launch.spec.run_key[:63],
+        }
+    )
+    if launch.spec.job.scheduling.queue:
+        out[KUEUE_QUEUE] = launch.spec.job.scheduling.queue
+    return out
+
+
+def identity_annotations(launch: Launch) -> dict[str, str]:
+    spec = launch.spec
+    return {
+        SPEC_HASH: spec.spec_hash,
+        GIT_COMMIT: spec.commit,
+        OVERRIDES: json.dumps(list(spec.overrides)),
+        ATTEMPT: str(launch.attempt),
+        MLFLOW_RUN_ID: launch.tracking.run_id,
+        APPLIED_BY: launch.applied_by,
+        EXPERIMENT_NAME: spec.experiment,
+    }
+
+
+def metadata(launch: Launch, settings: KubeSettings) -> Manifest:
+    return {
+        "name": launch.name,
+        "namespace": namespace_of(launch, settings),
+        "labels": identity_labels(launch, settings),
+        "annotations": identity_annotations(launch),
+    }
+
+
+def env(launch: Launch) -> list[Manifest]:
+    """The job's env, then expctl's identity and MLflow variables (these win over the job's)."""
+    values = dict(launch.spec.job.env)
+    values.update(
+        {
+            "EXPCTL_RUN_KEY": launch.spec.run_key,
+            "EXPCTL_ATTEMPT": str(launch.attempt),
+            "EXPCTL_GIT_COMMIT": launch.spec.commit,
+        }
+    )
+    values.update(launch.tracking.env())
+    return [{"name": k, "value": v} for k, v in values.items()]
+
+
+def resources(job: JobSpec, with_gpus: bool = True) -> Manifest:
+    """Requests for cpu/memory, a memory limit, and GPUs as limits (extended resources are limits-only)."""
+    res = job.resources
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if res.cpu:
+        requests["cpu"] = res.cpu
+    if res.memory:
+        requests["memory"] = res.memory
+        limits["memory"] = res.memory
+    if with_gpus and res.gpus > 0:
+        limits[res.gpu_resource] = str(res.gpus)
+    out: Manifest = {}
+    if requests:
+        out["requests"] = requests
+    if limits:
+        out["limits"] = limits
+    return out
+
+
+def repo_url_of(launch: Launch, settings: KubeSettings) -> str | None:
+    return launch.repo_url or settings.repo_url
+
+
+def git_secret_of(launch: Launch, settings: KubeSettings) -> str | None:
+    return launch.spec.job.git_secret or settings.git_secret
+
+
+def git_sync_env(launch: Launch, settings: KubeSettings) -> list[Manifest]:
+    """What the clone script reads: repository, pinned commit, target directory, where credentials are."""
+    repo = repo_url_of(launch, settings) or ""
+    out = [
+        {"name": gitsync.ENV_REPO, "value": repo},
+        {"name": gitsync.ENV_COMMIT, "value": launch.spec.commit},
+        {"name": gitsync.ENV_DIR, "value": settings.code_dir},
+    ]
+    if git_secret_of(launch, settings):
+        out.append({"name": gitsync.ENV_SECRET_DIR, "value": SECRET_MOUNT})
+    return out
+
+
+def git_sync_mounts(launch: Launch, settings: KubeSettings) -> list[Manifest]:
+    mounts: list[Manifest] = [{"name": CODE_VOLUME, "mountPath": settings.code_dir}]
+    if git_secret_of(launch, settings):
+        mounts.append({"name": SECRET_VOLUME, "mountPath": SECRET_MOUNT, "readOnly": True})
+    return mounts
+
+
+def git_sync_volumes(launch: Launch, settings: KubeSettings) -> list[Manifest]:
+    """An emptyDir for the checkout and, when configured, the credentials Secret (0400, never inlined)."""
+    volumes: list[Manifest] = [{"name": CODE_VOLUME, "emptyDir": {}}]
+    secret = git_secret_of(launch, settings)
+    if secret:
+        volumes.append({"name": SECRET_VOLUME, "secret": {"secretName": secret, "defaultMode": 0o400}})
+    return volumes
+
+
+def git_sync_container(launch: Launch, settings: KubeSettings) -> Manifest:
+    """The init container that clones the repository at exactly ``launch.spec.commit``."""
+    return {
+        "name": settings.trainjob_git_sync,
+        "image": settings.git_sync_image,
+        "command": ["sh", "-c", gitsync.clone_script()],
+        "env": git_sync_env(launch, settings),
+        "volumeMounts": git_sync_mounts(launch, settings),
+    }
+
+
+def pod_template(
+    launch: Launch,
+    settings: KubeSettings,
+    container_name: str,
+    *,
+    command: bool = True,
+    gpus: bool = True,
+) -> Manifest:
+    """One replica's pod template: the training container, git-sync, scheduling and placement."""
+    job = launch.spec.job
+    container: Manifest = {"name": container_name, "image": image_of(job, settings), "env": env(launch)}
+    if command and job.command:
+        container["command"] = list(job.command)
+    res = resources(job, with_gpus=gpus)
+    if res:
+        container["resources"] = res
+    spec: Manifest = {"containers": [container]}
+    if repo_url_of(launch, settings):
+        container["workingDir"] = settings.code_dir
+        container["volumeMounts"] = [{"name": CODE_VOLUME, "mountPath": settings.code_dir}]
+        spec["initContainers"] = [git_sync_container(launch, settings)]
+        spec["volumes"] = git_sync_volumes(launch, settings)
+    sched = job.scheduling
+    if sched.node_selector:
+        spec["nodeSelector"] = dict(sched.node_selector)
+    if sched.tolerations:
+        spec["tolerations"] = [dict(t) for t in sched.tolerations]
+    if sched.priority_class:
+        spec["priorityClassName"] = sched.priority_class
+    if sched.volcano_queue:
+        spec["schedulerName"] = "volcano"
+    pod_labels = {k: v for k, v in identity_labels(launch, settings).items() if k != KUEUE_QUEUE}
+    return {"metadata": {"labels": pod_labels}, "spec": spec}

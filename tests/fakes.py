@@ -1,0 +1,76 @@
+"""In-memory fakes of the backend and tracker seams, for unit tests of pure logic. The only fakes we have.
+
+Integration tests never use these: they run the real local backend, a real MLflow server and a real
+kube-apiserver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+
+from expctl.errors import BackendError
+from expctl.model import FailureClass, Launch, ObservedRun, Phase, RunSpec, TrackingRef
+
+
+class FakeBackend:
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.objects: dict[str, ObservedRun] = {}
+        self.writes: list[tuple[str, str]] = []
+        self.clock = 1000.0
+
+    def observe(self) -> list[ObservedRun]:
+        return list(self.objects.values())
+
+    def create(self, launch: Launch) -> None:
+        existing = self.objects.get(launch.name)
+        if existing is not None:
+            if existing.spec_hash != launch.spec.spec_hash:
+                raise BackendError(f"{launch.name} exists with another spec")
+            return
+        self.writes.append(("create", launch.name))
+        spec = launch.spec
+        self.objects[launch.name] = ObservedRun(
+            run_key=spec.run_key, name=launch.name, experiment=spec.experiment, attempt=launch.attempt,
+            spec_hash=spec.spec_hash, phase=Phase.PENDING, backend=self.name, created_at=self.clock,
+            mlflow_run_id=launch.tracking.run_id, overrides=spec.overrides, commit=spec.commit,
+        )
+        self.clock += 1
+
+    def delete(self, name: str) -> None:
+        if self.objects.pop(name, None) is not None:
+            self.writes.append(("delete", name))
+
+    def cancel(self, name: str, by: str) -> None:
+        self.objects[name] = replace(self.objects[name], cancelled=True, phase=Phase.CANCELLED)
+
+    def logs(self, name: str, replica: str | None = None, follow: bool = False) -> Iterator[str]:
+        if name not in self.objects:
+            raise BackendError(f"no run named {name}")
+        yield f"{name}: hello\n"
+
+    # test controls: play the platform
+    def finish(self, name: str, phase: Phase, failure: FailureClass | None = None, at: float = 0.0) -> None:
+        self.objects[name] = replace(self.objects[name], phase=phase, failure=failure, finished_at=at)
+
+
+class FakeTracker:
+    def __init__(self) -> None:
+        self.runs: dict[tuple[str, str, int], str] = {}
+        self.remembered: list[ObservedRun] = []
+
+    def check(self) -> None:
+        return None
+
+    def ensure_run(self, spec: RunSpec, attempt: int, applied_by: str) -> TrackingRef:
+        key = (spec.run_key, spec.spec_hash, attempt)
+        run_id = self.runs.setdefault(key, f"run{len(self.runs):04d}")
+        return TrackingRef("memory://", run_id, spec.experiment)
+
+    def records(self) -> list[ObservedRun]:
+        return list(self.remembered)
+
+    def sync(self, observed: Sequence[ObservedRun], desired: Sequence[RunSpec]) -> None:
+        return None

@@ -1,0 +1,239 @@
+"""The local backend against real git worktrees and real subprocesses: the contract suite and more."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from expctl.backends.local import LocalBackend
+from expctl.backends.local_state import load
+from expctl.errors import BackendError
+from expctl.model import FailureClass, JobKind, Launch, ObservedRun, Phase
+from tests.contract.backend_suite import BackendContract
+from tests.factories import make_job, make_launch, make_spec
+from tests.integration.conftest import GitRepo
+
+pytestmark = pytest.mark.integration
+
+COMMANDS = {
+    "succeed": ("sh", "-c", "exit 0"),
+    "fail": ("sh", "-c", "exit 3"),
+    "run": ("python", "-c", "import time; time.sleep(60)"),
+}
+PRINT_ENV = (
+    "import json, os; keys = ['MASTER_ADDR', 'MASTER_PORT', 'WORLD_SIZE', 'RANK', 'LOCAL_RANK', 'TF_CONFIG',"
+    " 'MLFLOW_TRACKING_URI', 'MLFLOW_RUN_ID', 'MLFLOW_EXPERIMENT_NAME', 'EXPCTL_RUN_NAME', 'EXPCTL_ATTEMPT',"
+    " 'EXPCTL_CONFIG_FILE', 'GREETING'];"
+    " print(json.dumps({**{k: os.environ.get(k) for k in keys}, 'cwd': os.getcwd(),"
+    " 'config': json.load(open(os.environ['EXPCTL_CONFIG_FILE']))}))"
+)
+
+
+def wait_for(backend: LocalBackend, name: str, until: Any, timeout: float = 30.0) -> ObservedRun:
+    """Observe until ``until(run)`` holds (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = {r.name: r for r in backend.observe()}
+        run = runs.get(name)
+        if run is not None and until(run):
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{name} did not reach the expected state in {timeout}s: {run}")
+        time.sleep(0.1)
+
+
+class LocalDriver:
+    def __init__(self, state_dir: Path, repo: GitRepo, parallelism: int = 4) -> None:
+        self.state_dir = state_dir
+        self.repo = repo
+        self.parallelism = parallelism
+
+    def launch(self, outcome: str, attempt: int = 1, experiment: str = "contract", **job: Any) -> Launch:
+        job.setdefault("command", COMMANDS.get(outcome, ("sh", "-c", outcome)))
+        job.setdefault("kind", JobKind.LOCAL)
+        spec = make_spec(experiment, overrides=("lr=0.1",), job=make_job(**job), commit=self.repo.head)
+        return make_launch(spec, attempt=attempt)
+
+    def settle(self, launch: Launch, outcome: str) -> None:
+        wait_for(self.reopen(), launch.name, lambda r: r.phase.finished)
+
+    def reopen(self) -> LocalBackend:
+        return LocalBackend(self.state_dir, self.repo.path, parallelism=self.parallelism)
+
+
+@pytest.fixture
+def driver(tmp_path: Path, git_repo: GitRepo) -> LocalDriver:
+    return LocalDriver(git_repo.path / ".expctl", git_repo)
+
+
+@pytest.fixture
+def backend(driver: LocalDriver) -> Iterator[LocalBackend]:
+    backend = driver.reopen()
+    yield backend
+    for run in backend.observe():  # never leave processes behind
+        backend.delete(run.name)
+
+
+class TestLocalContract(BackendContract):
+    pass
+
+
+def replica_output(backend: LocalBackend, name: str, replica: str) -> dict[str, Any]:
+    lines = list(backend.logs(name, replica))
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def test_replicas_get_the_pod_environment(backend: LocalBackend, driver: LocalDriver) -> None:
+    launch = driver.launch("env", command=("python", "-c", PRINT_ENV), kind=JobKind.PYTORCH, replicas=2,
+                           env=(("GREETING", "hi"),))
+    backend.create(launch)
+    run = wait_for(backend, launch.name, lambda r: r.phase.finished)
+    assert run.phase is Phase.SUCCEEDED, run.message
+    master = replica_output(backend, launch.name, "master-0")
+    worker = replica_output(backend, launch.name, "worker-0")
+    assert (master["RANK"], worker["RANK"]) == ("0", "1")
+    assert master["WORLD_SIZE"] == worker["WORLD_SIZE"] == "2"
+    assert master["MASTER_ADDR"] == "127.0.0.1" and master["MASTER_PORT"] == worker["MASTER_PORT"]
+    assert int(master["MASTER_PORT"]) > 0 and master["TF_CONFIG"] is None
+    assert master["MLFLOW_RUN_ID"] == launch.tracking.run_id
+    assert master["MLFLOW_TRACKING_URI"] == launch.tracking.tracking_uri
+    assert master["MLFLOW_EXPERIMENT_NAME"] == "contract"
+    assert master["EXPCTL_RUN_NAME"] == launch.name and master["EXPCTL_ATTEMPT"] == "1"
+    assert master["GREETING"] == "hi"
+    assert master["config"] == dict(launch.spec.config)
+    assert Path(master["cwd"]) == driver.state_dir / "worktrees" / launch.spec.commit
+    both = list(backend.logs(launch.name))
+    assert any(line.startswith("[master-0] ") for line in both)
+    assert any(line.startswith("[worker-0] ") for line in both)
+
+
+def test_tfjob_replicas_get_tf_config(backend: LocalBackend, driver: LocalDriver) -> None:
+    launch = driver.launch("env", command=("python", "-c", PRINT_ENV), kind=JobKind.TF, replicas=3)
+    backend.create(launch)
+    assert wait_for(backend, launch.name, lambda r: r.phase.finished).phase is Phase.SUCCEEDED
+    chief = json.loads(replica_output(backend, launch.name, "chief-0")["TF_CONFIG"])
+    worker = json.loads(replica_output(backend, launch.name, "worker-1")["TF_CONFIG"])
+    assert chief["task"] == {"type": "chief", "index": 0}
+    assert worker["task"] == {"type": "worker", "index": 1}
+    assert chief["cluster"] == worker["cluster"]
+    assert len(chief["cluster"]["chief"]) == 1 and len(chief["cluster"]["worker"]) == 2
+    assert all(addr.startswith("127.0.0.1:") for addr in chief["cluster"]["worker"])
+
+
+def test_runs_at_the_pinned_commit_not_the_dirty_tree(backend: LocalBackend, driver: LocalDriver,
+                                                      git_repo: GitRepo) -> None:
+    git_repo.write("marker.txt", "pinned\n")
+    pinned = git_repo.commit("pinned")
+    launch = driver.launch("cat marker.txt")
+    git_repo.write("marker.txt", "moved on\n")
+    git_repo.commit("later")
+    git_repo.write("marker.txt", "dirty\n")
+    assert launch.spec.commit == pinned != git_repo.head
+    backend.create(launch)
+    run = wait_for(backend, launch.name, lambda r: r.phase.finished)
+    assert run.phase is Phase.SUCCEEDED, run.message
+    assert list(backend.logs(launch.name)) == ["pinned"]
+    assert not (driver.state_dir / "worktrees" / pinned).exists(), "worktree kept after its runs finished"
+    assert "worktrees" not in git_repo.git("worktree", "list")
+
+
+def _child_pids(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(p) for p in text.split()]
+
+
+def test_vanished_process_is_an_infrastructure_failure(backend: LocalBackend, driver: LocalDriver) -> None:
+    launch = driver.launch("run")
+    backend.create(launch)
+    assert wait_for(backend, launch.name, lambda r: r.phase is Phase.RUNNING)
+    state = load(driver.state_dir / "runs" / launch.name)
+    assert state is not None
+    os.killpg(state.processes[0].pid, signal.SIGKILL)  # the wrapper and the job die together: no exit code
+    (driver.state_dir / "runs" / launch.name / "node-0.exit").unlink(missing_ok=True)
+    run = wait_for(driver.reopen(), launch.name, lambda r: r.phase.finished)
+    assert run.phase is Phase.FAILED and run.failure is FailureClass.INFRASTRUCTURE
+    assert "vanished" in run.message
+
+
+def test_signal_nobody_sent_is_an_infrastructure_failure(backend: LocalBackend, driver: LocalDriver) -> None:
+    launch = driver.launch("run")
+    backend.create(launch)
+    wait_for(backend, launch.name, lambda r: r.phase is Phase.RUNNING)
+    state = load(driver.state_dir / "runs" / launch.name)
+    assert state is not None
+    deadline = time.monotonic() + 10
+    while not (children := _child_pids(state.processes[0].pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(children[0], signal.SIGKILL)  # e.g. the kernel's OOM killer
+    run = wait_for(backend, launch.name, lambda r: r.phase.finished)
+    assert run.phase is Phase.FAILED and run.failure is FailureClass.INFRASTRUCTURE
+    assert "SIGKILL" in run.message
+
+
+def test_parallelism_queues_runs_until_a_slot_frees(tmp_path: Path, git_repo: GitRepo) -> None:
+    driver = LocalDriver(git_repo.path / ".expctl", git_repo, parallelism=1)
+    backend = driver.reopen()
+    first = driver.launch("python -c 'import time; time.sleep(2)'", experiment="first")
+    second = driver.launch("succeed", experiment="second")
+    backend.create(first)
+    backend.create(second)
+    runs = {r.name: r for r in backend.observe()}
+    assert runs[first.name].phase is Phase.RUNNING
+    assert runs[second.name].phase is Phase.PENDING and "queued" in runs[second.name].message
+    run = wait_for(backend, second.name, lambda r: r.phase.finished)
+    assert run.phase is Phase.SUCCEEDED
+    first_run = {r.name: r for r in backend.observe()}[first.name]
+    assert first_run.finished_at is not None and run.finished_at is not None
+    assert first_run.finished_at <= run.finished_at
+
+
+def test_create_with_another_spec_under_the_same_name_is_refused(backend: LocalBackend,
+                                                                 driver: LocalDriver) -> None:
+    launch = driver.launch("succeed")
+    backend.create(launch)
+    other = replace(launch, spec=replace(launch.spec, spec_hash="0" * 20))
+    with pytest.raises(BackendError, match="already exists"):
+        backend.create(other)
+
+
+def test_one_failing_replica_fails_the_run_and_stops_the_others(backend: LocalBackend,
+                                                               driver: LocalDriver) -> None:
+    script = "import os, sys, time; time.sleep(60) if os.environ['RANK'] == '0' else sys.exit(4)"
+    launch = driver.launch("mixed", command=("python", "-c", script), kind=JobKind.PYTORCH, replicas=2)
+    backend.create(launch)
+    run = wait_for(backend, launch.name, lambda r: r.phase.finished)
+    assert run.phase is Phase.FAILED and run.failure is FailureClass.CODE
+    assert "worker-0 exited with code 4" in run.message
+    state = load(driver.state_dir / "runs" / launch.name)
+    assert state is not None
+    assert not any(Path(f"/proc/{p.pid}").exists() and _running(p.pid) for p in state.processes)
+
+
+def _running(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rfind(")") + 2] not in "ZX"
+
+
+def test_logs_follow_until_the_process_ends(backend: LocalBackend, driver: LocalDriver) -> None:
+    script = "import time\nfor i in range(3):\n    print('line', i, flush=True)\n    time.sleep(0.3)"
+    launch = driver.launch("follow", command=("python", "-c", script))
+    backend.create(launch)
+    assert list(backend.logs(launch.name, follow=True)) == ["line 0", "line 1", "line 2"]
+    with pytest.raises(BackendError, match="no replica"):
+        backend.logs(launch.name, replica="worker-7")
+
+
+def test_timeout_fails_the_run(backend: LocalBackend, driver: LocalDriver) -> None:
+    launch = driver.launch("run", timeout_seconds=1)
+    backend.create(launch)
+    run = wait_for(backend, launch.name, lambda r: r.phase.finished)
+    assert run.phase is Phase.FAILED and "timeout" in run.message
