@@ -84,6 +84,7 @@ def plan(ctx: click.Context, rev: str, worktree: bool, backend_name: str | None,
 @click.command()
 @click.argument("planfile", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@_rev
 @_backend
 @click.option("--prune", is_flag=True, help="Delete runs whose experiments were removed.")
 @click.option("--force-prune", is_flag=True, help="Prune even when no run at all is desired.")
@@ -92,7 +93,7 @@ def plan(ctx: click.Context, rev: str, worktree: bool, backend_name: str | None,
 @click.option("--lock-timeout", default=600.0, show_default=True, help="Seconds to wait for another apply.")
 @click.option("--timeout", "wait_timeout", default=3600.0, show_default=True, help="Seconds --wait waits.")
 @click.pass_context
-def apply(ctx: click.Context, planfile: str | None, yes: bool, backend_name: str | None, prune: bool,
+def apply(ctx: click.Context, planfile: str | None, yes: bool, rev: str, backend_name: str | None, prune: bool,
           force_prune: bool, replace_running: bool, wait: bool, lock_timeout: float,
           wait_timeout: float) -> None:
     """Apply the plan (or a saved plan file): deletes first, then creates."""
@@ -107,7 +108,7 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, backend_name: str
         backend_name = backend_name or str(saved["backend"])
     else:
         warn_dirty(ws.repo)
-        opts = PlanOptions(prune=prune, replace_running=replace_running, force_prune=force_prune)
+        opts = PlanOptions(rev=rev, prune=prune, replace_running=replace_running, force_prune=force_prune)
     desired = desired_state(ws.repo, opts)
     name = ws.backend_name(desired.settings, backend_name)
     backend = ws.open_backend(name, desired.settings)

@@ -63,7 +63,9 @@ def _true(conditions: list[Mapping[str, Any]], kind: str) -> Mapping[str, Any] |
 
 def classify(reason: str, message: str) -> FailureClass:
     text = f"{reason} {message}".lower()
-    return FailureClass.INFRASTRUCTURE if any(m in text for m in INFRASTRUCTURE_MARKERS) else FailureClass.CODE
+    return (
+        FailureClass.INFRASTRUCTURE if any(m in text for m in INFRASTRUCTURE_MARKERS) else FailureClass.CODE
+    )
 
 
 def health(kind: str, status: Mapping[str, Any]) -> tuple[Phase, Mapping[str, Any] | None]:
@@ -118,7 +120,9 @@ def observed_from(obj: Mapping[str, Any], backend: str = "kubernetes") -> Observ
         failure = classify(str((cond or {}).get("reason") or ""), message)
     finished_at = None
     if phase.finished:
-        finished_at = parse_time(status.get("completionTime")) or parse_time((cond or {}).get("lastTransitionTime"))
+        finished_at = parse_time(status.get("completionTime")) or parse_time(
+            (cond or {}).get("lastTransitionTime")
+        )
     cancelled = CANCELLED_BY in ann
     if cancelled and not phase.finished:
         phase = Phase.CANCELLED

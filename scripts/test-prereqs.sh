@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# System packages the integration tests need, installed with apt when missing (CI starts from a bare machine).
+set -euo pipefail
+need=()
+command -v git >/dev/null || need+=(git)
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v openssl >/dev/null || need+=(openssl)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi

@@ -1,0 +1,533 @@
+"""The Kubernetes backend: Kubeflow training jobs on a cluster. The only module that imports ``kubernetes``.
+
+observe = one paginated LIST per kind and namespace with the managed-by label selector; create = POST, where
+409 with the same spec hash counts as success; delete = DELETE (background propagation), 404 is success;
+cancel = record ``expctl.io/cancelled-by``/``-at`` on the object (which is kept, so apply does not relaunch the
+run), suspend it when Kueue does not own ``suspend``, and delete its pods. Every request goes through a token
+bucket and the retrier (``kube_retry``); failures become one-line ``BackendError``s.
+The client library is imported lazily, so importing this module (and ``expctl --help``) stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from expctl.backends.kube_lock import LeaseLock, LeaseRecord
+from expctl.backends.kube_retry import Retrier, RetrySettings, TokenBucket, describe, status_of, throttled
+from expctl.errors import BackendError, ExpctlError, truncate
+from expctl.model import JobKind, Launch, ObservedRun
+from expctl.render import KINDS, KindInfo, KubeSettings, render_manifest
+from expctl.render.common import (
+    CANCELLED_AT,
+    CANCELLED_BY,
+    KUEUE_QUEUE,
+    MANAGED_BY,
+    MANAGED_SELECTOR,
+    MANAGER,
+)
+from expctl.render.common import SPEC_HASH as SPEC_HASH_ANNOTATION
+from expctl.render.status import observed_from, parse_time
+from expctl.render.training_v1 import SHAPES
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Obj = dict[str, Any]
+
+
+class ApiError(BackendError):
+    """A failed API request; ``status`` is the HTTP status (None when the server was not reached)."""
+
+    def __init__(self, message: str, status: int | None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _server_message(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str) and body:
+        try:
+            return str(json.loads(body).get("message") or body)
+        except (ValueError, AttributeError):
+            return body
+    return str(getattr(exc, "reason", "") or "")
+
+
+def api_error(exc: BaseException, verb: str, resource: str, namespace: str, name: str = "") -> ApiError:
+    """One line for a failed request: HTTP status and the server's message, truncated; 403 names who/what."""
+    status = status_of(exc)
+    target = f"{resource}/{name}" if name else resource
+    if status is None:
+        return ApiError(f'cannot {verb} {target} in namespace "{namespace}": {describe(exc)}', None)
+    message = _server_message(exc)
+    if status == 403:
+        user = re.search(r'User "([^"]*)"', message)
+        who = f' (user "{user.group(1)}")' if user else ""
+        return ApiError(f'forbidden: cannot {verb} {resource} in namespace "{namespace}"{who}', status)
+    return ApiError(
+        f'{verb} {target} in namespace "{namespace}" failed: HTTP {status}: {truncate(message)}', status
+    )
+
+
+class KubernetesBackend:
+    """Kubeflow training jobs in ``namespaces``; ``from_kubeconfig`` builds one from a kubeconfig file."""
+
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        api_client: Any,
+        namespaces: Sequence[str],
+        settings: KubeSettings,
+        qps: float = 5.0,
+        burst: int = 10,
+        write_concurrency: int = 4,
+        *,
+        retry: RetrySettings | None = None,
+        request_timeout: tuple[float, float] = (5.0, 60.0),
+        page_size: int = 500,
+    ) -> None:
+        from kubernetes import client
+
+        self.api_client = api_client
+        self.settings = settings
+        self.namespaces = list(namespaces) or [settings.namespace]
+        self.write_concurrency = write_concurrency
+        self.page_size = page_size
+        self.requests: Counter[str] = Counter()  # "<verb> <resource>" → tries sent (retries included)
+        self._custom = client.CustomObjectsApi(api_client)
+        self._core = client.CoreV1Api(api_client)
+        self._coordination = client.CoordinationV1Api(api_client)
+        self._bucket = TokenBucket(qps, burst)
+        self._retrier = Retrier(retry)
+        self._writes = threading.BoundedSemaphore(max(write_concurrency, 1))
+        self._timeout = request_timeout
+        self._where: dict[str, tuple[KindInfo, str]] = {}
+
+    @classmethod
+    def from_kubeconfig(
+        cls,
+        path: str | None = None,
+        context: str | None = None,
+        namespaces: Sequence[str] = (),
+        settings: KubeSettings | None = None,
+        **kwargs: Any,
+    ) -> KubernetesBackend:
+        """A backend on the kubeconfig at ``path`` (default: $KUBECONFIG, ~/.kube/config, else in-cluster)."""
+        import os
+
+        from kubernetes import client, config
+
+        configuration = client.Configuration()
+        try:
+            if path or os.environ.get("KUBECONFIG") or os.path.exists(os.path.expanduser("~/.kube/config")):
+                config.load_kube_config(config_file=path, context=context, client_configuration=configuration)
+            else:
+                config.load_incluster_config(client_configuration=configuration)
+        except (config.ConfigException, OSError) as exc:
+            raise BackendError(
+                f"cannot load Kubernetes credentials ({path or 'default kubeconfig'}): {exc}"
+            ) from exc
+        configuration.retries = False  # expctl's retrier decides, once (urllib3 would retry silently too)
+        return cls(client.ApiClient(configuration), namespaces, settings or KubeSettings(), **kwargs)
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+
+    def _call(self, verb: str, resource: str, namespace: str, fn: Callable[[], T], name: str = "") -> T:
+        def counted() -> T:
+            self.requests[f"{verb} {resource}"] += 1
+            return fn()
+
+        what = f"{verb} {resource}{'/' + name if name else ''} in {namespace}"
+        try:
+            if verb in ("create", "delete", "patch", "update", "deletecollection"):
+                with self._writes:
+                    return throttled(self._bucket, self._retrier, counted, what)
+            return throttled(self._bucket, self._retrier, counted, what)
+        except ApiError:
+            raise
+        except Exception as exc:
+            if status_of(exc) is None and not _is_network(exc):
+                raise
+            raise api_error(exc, verb, resource, namespace, name) from exc
+
+    def _list(self, info: KindInfo, namespace: str) -> list[Obj]:
+        items: list[Obj] = []
+        token: str | None = None
+        while True:
+            page: Obj = self._call(
+                "list",
+                info.plural,
+                namespace,
+                lambda: self._custom.list_namespaced_custom_object(
+                    info.group,
+                    info.version,
+                    namespace,
+                    info.plural,
+                    label_selector=MANAGED_SELECTOR,
+                    limit=self.page_size,
+                    _continue=token,
+                    _request_timeout=self._timeout,
+                ),
+            )
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue") or None
+            if not token:
+                return items
+
+    def _get(self, info: KindInfo, namespace: str, name: str) -> Obj | None:
+        try:
+            obj: Obj = self._call(
+                "get",
+                info.plural,
+                namespace,
+                lambda: self._custom.get_namespaced_custom_object(
+                    info.group, info.version, namespace, info.plural, name, _request_timeout=self._timeout
+                ),
+                name,
+            )
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
+    def _find(self, name: str) -> tuple[KindInfo, str, Obj] | None:
+        """The object called ``name`` in this backend's namespaces (last known place first)."""
+        places = [self._where[name]] if name in self._where else []
+        places += [(info, ns) for ns in self.namespaces for info in KINDS.values()]
+        for info, ns in places:
+            obj = self._get(info, ns, name)
+            if obj is not None:
+                self._where[name] = (info, ns)
+                return info, ns, obj
+        return None
+
+    # -- the Backend protocol -------------------------------------------------------------------------------
+
+    def observe(self) -> list[ObservedRun]:
+        runs: list[ObservedRun] = []
+        for namespace in self.namespaces:
+            for info in KINDS.values():
+                try:
+                    objects = self._list(info, namespace)
+                except ApiError as exc:
+                    if exc.status == 404:
+                        log.debug("%s is not installed on the cluster; skipping it", info.plural)
+                        continue
+                    raise
+                for obj in objects:
+                    run = observed_from(obj, self.name)
+                    self._where[run.name] = (info, namespace)
+                    runs.append(run)
+        return sorted(runs, key=lambda r: (r.namespace or "", r.name))
+
+    def create(self, launch: Launch) -> None:
+        info = KINDS.get(launch.spec.job.kind)
+        if info is None:
+            raise BackendError(
+                f"{launch.name}: job kind {launch.spec.job.kind.value} does not run on Kubernetes"
+            )
+        manifest = render_manifest(launch, self.settings)
+        namespace = manifest["metadata"]["namespace"]
+        if namespace not in self.namespaces:
+            allowed = ", ".join(f'"{n}"' for n in self.namespaces)
+            raise BackendError(
+                f'refusing to create {launch.name} in namespace "{namespace}": allowed: {allowed}'
+            )
+        try:
+            self._call(
+                "create",
+                info.plural,
+                namespace,
+                lambda: self._custom.create_namespaced_custom_object(
+                    info.group, info.version, namespace, info.plural, manifest, _request_timeout=self._timeout
+                ),
+                launch.name,
+            )
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            existing = self._get(info, namespace, launch.name)
+            meta = (existing or {}).get("metadata") or {}
+            have = (meta.get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
+            if (meta.get("labels") or {}).get(MANAGED_BY) != MANAGER:
+                raise BackendError(
+                    f"{info.plural}/{launch.name} in {namespace} exists and is not managed by expctl"
+                )
+            if have != launch.spec.spec_hash:
+                raise BackendError(
+                    f"{info.plural}/{launch.name} in {namespace} already exists with spec hash {have}, "
+                    f"not {launch.spec.spec_hash}"
+                ) from exc
+        self._where[launch.name] = (info, namespace)
+
+    def delete(self, name: str) -> None:
+        found = self._find(name)
+        if found is None:
+            return
+        info, namespace, obj = found
+        if ((obj.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY) != MANAGER:
+            raise BackendError(
+                f"refusing to delete {info.plural}/{name} in {namespace}: not managed by expctl"
+            )
+        try:
+            self._call(
+                "delete",
+                info.plural,
+                namespace,
+                lambda: self._custom.delete_namespaced_custom_object(
+                    info.group,
+                    info.version,
+                    namespace,
+                    info.plural,
+                    name,
+                    propagation_policy="Background",
+                    _request_timeout=self._timeout,
+                ),
+                name,
+            )
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+        self._where.pop(name, None)
+
+    def cancel(self, name: str, by: str) -> None:
+        """Mark cancelled (durable, the object stays observable), suspend unless Kueue owns it, delete pods."""
+        found = self._find(name)
+        if found is None:
+            raise BackendError(f"no run named {name} in namespaces {', '.join(self.namespaces)}")
+        info, namespace, obj = found
+        patch: Obj = {"metadata": {"annotations": {CANCELLED_BY: by, CANCELLED_AT: _now()}}}
+        run = observed_from(obj, self.name)
+        if KUEUE_QUEUE not in ((obj.get("metadata") or {}).get("labels") or {}) and not run.phase.finished:
+            suspend = {"suspend": True}
+            patch["spec"] = suspend if info.kind is JobKind.TRAIN else {"runPolicy": suspend}
+        self._call(
+            "patch",
+            info.plural,
+            namespace,
+            lambda: self._custom.patch_namespaced_custom_object(
+                info.group,
+                info.version,
+                namespace,
+                info.plural,
+                name,
+                patch,
+                _content_type="application/merge-patch+json",
+                _request_timeout=self._timeout,
+            ),
+            name,
+        )
+        self._call(
+            "deletecollection",
+            "pods",
+            namespace,
+            lambda: self._core.delete_collection_namespaced_pod(
+                namespace, label_selector=f"{info.pod_selector_label}={name}", _request_timeout=self._timeout
+            ),
+        )
+
+    def logs(self, name: str, replica: str | None = None, follow: bool = False) -> Iterator[str]:
+        found = self._find(name)
+        if found is None:
+            raise ExpctlError(f"no run named {name} in namespaces {', '.join(self.namespaces)}")
+        info, namespace, obj = found
+        pods = self._pod_names(info, namespace, name, replica)
+        if not pods:
+            phase = observed_from(obj, self.name).phase.value.lower()
+            which = f" for replica {replica}" if replica else ""
+            raise ExpctlError(f"run {name} ({phase}) has no pods{which} yet; try again once it is scheduled")
+        container = self.settings.trainjob_step if info.kind is JobKind.TRAIN else SHAPES[info.kind].container
+        streams = [self._pod_log(namespace, pod, container, follow) for pod in pods]
+        if len(streams) == 1:
+            yield from streams[0]
+            return
+        if not follow:
+            for pod, lines in zip(pods, streams, strict=True):
+                yield from (f"[{pod}] {line}" for line in lines)
+            return
+        yield from _merge({pod: lines for pod, lines in zip(pods, streams, strict=True)})
+
+    # -- pods and logs --------------------------------------------------------------------------------------
+
+    def pods(self, name: str, replica: str | None = None) -> list[str]:
+        """Names of the job's pods, optionally one replica: ``worker`` (all workers), ``worker-1``, ``master``."""
+        found = self._find(name)
+        return [] if found is None else self._pod_names(found[0], found[1], name, replica)
+
+    def _pod_names(self, info: KindInfo, namespace: str, name: str, replica: str | None) -> list[str]:
+        pods: Any = self._call(
+            "list",
+            "pods",
+            namespace,
+            lambda: self._core.list_namespaced_pod(
+                namespace, label_selector=f"{info.pod_selector_label}={name}", _request_timeout=self._timeout
+            ),
+        )
+        return select_pods(self.api_client.sanitize_for_serialization(pods).get("items") or [], info, replica)
+
+    def _pod_log(self, namespace: str, pod: str, container: str, follow: bool) -> Iterator[str]:
+        resp = self._call(
+            "get",
+            "pods/log",
+            namespace,
+            lambda: self._core.read_namespaced_pod_log(
+                pod, namespace, container=container, follow=follow, _preload_content=False
+            ),
+            pod,
+        )
+        pending = b""
+        try:
+            for chunk in resp.stream(4096):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                yield from (line.decode("utf-8", "replace") for line in lines)
+            if pending:
+                yield pending.decode("utf-8", "replace")
+        finally:
+            resp.release_conn()
+
+    # -- the apply lock --------------------------------------------------------------------------------------
+
+    def lock(self, name: str = "expctl-apply", namespace: str | None = None, **kwargs: Any) -> LeaseLock:
+        """A Lease lock in ``namespace`` (default: the first managed namespace); see ``kube_lock``."""
+        return LeaseLock(_Leases(self), namespace or self.namespaces[0], name, **kwargs)
+
+
+def select_pods(pods: list[Obj], info: KindInfo, replica: str | None) -> list[str]:
+    """Pure: the pod names matching ``replica`` (``<type>`` or ``<type>-<index>``, case-insensitive)."""
+    index_labels = ("training.kubeflow.org/replica-index", "jobset.sigs.k8s.io/job-index")
+    chosen = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if replica:
+            role = str(labels.get(info.replica_label, "")).lower()
+            index = next((str(labels[k]) for k in index_labels if k in labels), "")
+            if replica.lower() not in (role, f"{role}-{index}"):
+                continue
+        chosen.append(str(meta.get("name")))
+    return sorted(chosen)
+
+
+def _merge(streams: dict[str, Iterator[str]]) -> Iterator[str]:
+    """Lines of several followed streams as they come, each prefixed with its pod."""
+    lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
+
+    def pump(pod: str, stream: Iterator[str]) -> None:
+        try:
+            for line in stream:
+                lines.put((pod, line))
+        except ExpctlError as exc:
+            lines.put((pod, f"<{exc}>"))
+        finally:
+            lines.put((pod, None))
+
+    for pod, stream in streams.items():
+        threading.Thread(target=pump, args=(pod, stream), daemon=True).start()
+    open_streams = len(streams)
+    while open_streams:
+        pod, line = lines.get()
+        if line is None:
+            open_streams -= 1
+        else:
+            yield f"[{pod}] {line}"
+
+
+def _is_network(exc: BaseException) -> bool:
+    import urllib3.exceptions
+
+    return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
+
+
+class _Leases:
+    """``kube_lock.LeaseStore`` on the ``coordination.k8s.io/v1`` API of a backend."""
+
+    def __init__(self, backend: KubernetesBackend) -> None:
+        self.backend = backend
+        self.api = backend._coordination
+
+    @staticmethod
+    def _record(resp: Any) -> LeaseRecord:
+        data = json.loads(resp.data)
+        spec = data.get("spec") or {}
+        return LeaseRecord(
+            holder=spec.get("holderIdentity") or "",
+            duration_seconds=int(spec.get("leaseDurationSeconds") or 0),
+            acquire_time=parse_time(spec.get("acquireTime")),
+            renew_time=parse_time(spec.get("renewTime")),
+            transitions=int(spec.get("leaseTransitions") or 0),
+            resource_version=(data.get("metadata") or {}).get("resourceVersion"),
+        )
+
+    @staticmethod
+    def _body(name: str, record: LeaseRecord) -> Obj:
+        def micro(t: float | None) -> str | None:
+            return None if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+        meta: Obj = {"name": name, "labels": {MANAGED_BY: MANAGER}}
+        if record.resource_version:
+            meta["resourceVersion"] = record.resource_version
+        spec = {
+            "holderIdentity": record.holder,
+            "leaseDurationSeconds": record.duration_seconds,
+            "acquireTime": micro(record.acquire_time),
+            "renewTime": micro(record.renew_time),
+            "leaseTransitions": record.transitions,
+        }
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta, "spec": spec}
+
+    def _write(self, verb: str, namespace: str, name: str, fn: Callable[[], Any]) -> LeaseRecord | None:
+        try:
+            return self._record(self.backend._call(verb, "leases", namespace, fn, name))
+        except ApiError as exc:
+            if exc.status == 409:
+                return None
+            raise
+
+    def read_lease(self, namespace: str, name: str) -> LeaseRecord | None:
+        try:
+            resp = self.backend._call(
+                "get",
+                "leases",
+                namespace,
+                lambda: self.api.read_namespaced_lease(name, namespace, _preload_content=False),
+                name,
+            )
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self._record(resp)
+
+    def create_lease(self, namespace: str, name: str, record: LeaseRecord) -> LeaseRecord | None:
+        body = self._body(name, record)
+        return self._write(
+            "create",
+            namespace,
+            name,
+            lambda: self.api.create_namespaced_lease(namespace, body, _preload_content=False),
+        )
+
+    def update_lease(self, namespace: str, name: str, record: LeaseRecord) -> LeaseRecord | None:
+        body = self._body(name, record)
+        return self._write(
+            "update",
+            namespace,
+            name,
+            lambda: self.api.replace_namespaced_lease(name, namespace, body, _preload_content=False),
+        )

@@ -1,0 +1,392 @@
+"""MLflow tracking: the only module that imports ``mlflow`` (lazily: importing it costs over a second).
+
+One MLflow experiment per expctl experiment; a sweep gets one parent run per (experiment, commit) and one
+child run per point. ``ensure_run`` finds-or-creates a run by its tags before the job starts — never two, even
+across crashes — and records params, lineage tags and the composed config. ``records`` is what MLflow
+remembers (one paginated search); ``sync`` follows job phases into run status and applies the validation gate
+to succeeded runs, registering passing models in the Model Registry. Every MLflow failure becomes a
+one-line ``TrackingError``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from expctl.errors import TrackingError, truncate
+from expctl.model import FailureClass, ObservedRun, Phase, RunSpec, TrackingRef, ValidationGate
+from expctl.naming import slug
+from expctl.tracking import gate as g
+
+CONFIG_ARTIFACT = "expctl/config.json"
+_CHECK_TIMEOUT_SECONDS = 5.0
+_PAGE = 1000
+
+
+def default_tracking_uri(
+    state_dir: Path, explicit: str | None = None, settings_uri: str | None = None
+) -> str:
+    """The tracking URI to use: explicit argument > ``MLFLOW_TRACKING_URI`` > settings > embedded sqlite."""
+    chosen = explicit or os.environ.get("MLFLOW_TRACKING_URI") or settings_uri
+    return chosen or f"sqlite:///{(Path(state_dir) / 'mlflow.db').resolve()}"
+
+
+def default_artifact_root(tracking_uri: str) -> str | None:
+    """An embedded sqlite store keeps artifacts beside it in ``mlartifacts/``; a server decides its own."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    db = Path(tracking_uri[len("sqlite:///") :])
+    return (db.parent / "mlartifacts").resolve().as_uri()
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "") + "'"
+
+
+class MlflowStore:
+    """The Tracker of expctl on one MLflow tracking URI, for the runs of one backend."""
+
+    def __init__(self, tracking_uri: str, backend_name: str, artifact_root: str | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.backend_name = backend_name
+        self.artifact_root = artifact_root or default_artifact_root(tracking_uri)
+        self._client: Any = None
+        self._experiments: dict[str, str] = {}
+
+    # -- plumbing --------------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            if self.tracking_uri.startswith("sqlite:///"):
+                Path(self.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+            with self._calling("connect"):
+                from mlflow import MlflowClient  # noqa: PLC0415 - lazy: importing mlflow costs >1 s
+
+                self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        return self._client
+
+    @contextmanager
+    def _calling(self, what: str) -> Iterator[None]:
+        """Turn any MLflow/transport failure into one line; MLflow's client already retried transients."""
+        try:
+            yield
+        except TrackingError:
+            raise
+        except Exception as exc:
+            message = f"MLflow at {self.tracking_uri}: {what} failed: {truncate(str(exc))}"
+            raise TrackingError(message) from exc
+
+    @staticmethod
+    def _error_code(exc: Exception) -> str:
+        return str(getattr(exc, "error_code", ""))
+
+    def check(self) -> None:
+        """Fail fast, in one line, when the store is down or the URI is wrong (short timeout, no retries)."""
+        uri = self.tracking_uri
+        if uri.startswith(("http://", "https://")):
+            try:
+                health = f"{uri.rstrip('/')}/health"
+                with urllib.request.urlopen(health, timeout=_CHECK_TIMEOUT_SECONDS) as resp:
+                    status = resp.status
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                reason = getattr(exc, "reason", exc)
+                raise TrackingError(f"MLflow at {uri} is unreachable: {truncate(str(reason))}") from exc
+            if status != 200:
+                raise TrackingError(f"MLflow at {uri} is unhealthy: /health answered HTTP {status}")
+            return
+        try:
+            self.client.search_experiments(max_results=1)
+        except Exception as exc:
+            message = exc.message if isinstance(exc, TrackingError) else str(exc)
+            raise TrackingError(f"MLflow at {uri} is unusable: {truncate(message)}") from exc
+
+    # -- experiments and find-or-create ----------------------------------------------------------------
+
+    def _experiment_id(self, name: str) -> str:
+        if name in self._experiments:
+            return self._experiments[name]
+        with self._calling(f"experiment {name}"):
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                location = f"{self.artifact_root}/{slug(name)}" if self.artifact_root else None
+                try:
+                    self.client.create_experiment(name, artifact_location=location,
+                                                  tags={"expctl.managed": "true"})
+                except Exception as exc:
+                    if "ALREADY_EXISTS" not in self._error_code(exc):
+                        raise
+                exp = self.client.get_experiment_by_name(name)
+            elif exp.lifecycle_stage == "deleted":
+                self.client.restore_experiment(exp.experiment_id)
+        self._experiments[name] = str(exp.experiment_id)
+        return self._experiments[name]
+
+    def _search(self, experiment_ids: list[str], filter_string: str, order: str = "ASC") -> list[Any]:
+        """Every active run matching, oldest first, page by page."""
+        runs: list[Any] = []
+        token: str | None = None
+        with self._calling("search runs"):
+            while True:
+                page = self.client.search_runs(
+                    experiment_ids, filter_string=filter_string, max_results=_PAGE,
+                    order_by=[f"attributes.start_time {order}"], page_token=token,
+                )
+                runs.extend(page)
+                token = page.token
+                if not token:
+                    return runs
+
+    def _find_or_create(self, experiment_id: str, filter_string: str, create: Callable[[], Any]) -> Any:
+        """The oldest run matching ``filter_string``; create one if none — and if a concurrent expctl created
+        one too, keep the oldest and delete ours, so a rerun or a race converges to exactly one run."""
+        found = self._search([experiment_id], filter_string)
+        if found:
+            return found[0]
+        with self._calling("create run"):
+            mine = create()
+        found = self._search([experiment_id], filter_string)
+        keep = min(found, key=lambda r: (r.info.start_time, r.info.run_id)) if found else mine
+        if keep.info.run_id != mine.info.run_id:
+            with self._calling("delete duplicate run"):
+                self.client.delete_run(mine.info.run_id)
+        return keep
+
+    # -- ensure_run ------------------------------------------------------------------------------------
+
+    def ensure_run(self, spec: RunSpec, attempt: int, applied_by: str) -> TrackingRef:
+        """Find the run tagged (run key, spec hash, attempt) or create it, in status SCHEDULED."""
+        experiment_id = self._experiment_id(spec.experiment)
+        parent_id = self._parent_run(experiment_id, spec) if spec.overrides else None
+        tags = self._run_tags(spec, attempt, applied_by, parent_id)
+        identity = ("expctl.run_key", "expctl.spec_hash", "expctl.attempt")
+        filter_string = " and ".join(f"tags.`{key}` = {_quote(tags[key])}" for key in identity)
+        run = self._find_or_create(
+            experiment_id, filter_string,
+            lambda: self.client.create_run(experiment_id, start_time=int(time.time() * 1000), tags=tags,
+                                           run_name=tags["mlflow.runName"]),
+        )
+        if run.data.tags.get("expctl.ready") != "true":
+            self._record(run.info.run_id, spec)
+        return TrackingRef(self.tracking_uri, run.info.run_id, spec.experiment)
+
+    def _run_tags(
+        self, spec: RunSpec, attempt: int, applied_by: str, parent_id: str | None
+    ) -> dict[str, str]:
+        name = spec.name_for(attempt)
+        tags = {
+            "expctl.managed": "true",
+            "expctl.run_key": spec.run_key,
+            "expctl.spec_hash": spec.spec_hash,
+            "expctl.attempt": str(attempt),
+            "expctl.experiment": spec.experiment,
+            "expctl.overrides": json.dumps(list(spec.overrides)),
+            "expctl.backend": self.backend_name,
+            "expctl.job": name,
+            "expctl.kind": spec.job.kind.value,
+            "expctl.replicas": str(spec.job.replicas),
+            "expctl.gpus": str(spec.job.resources.gpus),
+            "expctl.commit": spec.commit,
+            "expctl.source_file": spec.source_file,
+            "expctl.author": applied_by,
+            "mlflow.user": applied_by,
+            "mlflow.runName": name,
+            "mlflow.source.git.commit": spec.commit,
+            "mlflow.source.name": spec.source_file,
+        }
+        if parent_id:
+            tags["mlflow.parentRunId"] = parent_id
+        return {key: value[: g.MAX_PARAM_VALUE] for key, value in tags.items()}
+
+    def _parent_run(self, experiment_id: str, spec: RunSpec) -> str:
+        """The sweep's parent run for (experiment, commit), found or created."""
+        tags = {
+            "expctl.parent": "true",
+            "expctl.experiment": spec.experiment,
+            "expctl.commit": spec.commit,
+            "mlflow.source.git.commit": spec.commit,
+            "mlflow.runName": f"{slug(spec.experiment)}-sweep-{spec.commit[:8]}",
+        }
+        filter_string = f"tags.`expctl.parent` = 'true' and tags.`expctl.commit` = {_quote(spec.commit)}"
+        run = self._find_or_create(
+            experiment_id, filter_string,
+            lambda: self.client.create_run(experiment_id, tags=tags, run_name=tags["mlflow.runName"]),
+        )
+        return str(run.info.run_id)
+
+    def _record(self, run_id: str, spec: RunSpec) -> None:
+        """Params, the composed config and SCHEDULED status; idempotent, marked done by ``expctl.ready``."""
+        from mlflow.entities import Param, RunTag  # noqa: PLC0415 - lazy import
+
+        params = sorted(g.flatten_params(spec.config).items())
+        with self._calling(f"record run {run_id}"):
+            for start in range(0, len(params), g.MAX_PER_BATCH):
+                batch = [Param(k, v) for k, v in params[start : start + g.MAX_PER_BATCH]]
+                self.client.log_batch(run_id, params=batch)
+            self.client.log_text(run_id, json.dumps(spec.config, indent=2, sort_keys=True), CONFIG_ARTIFACT)
+            self.client.update_run(run_id, status="SCHEDULED")
+            self.client.log_batch(run_id, tags=[RunTag("expctl.ready", "true")])
+
+    # -- records ---------------------------------------------------------------------------------------
+
+    def _managed_runs(self) -> list[Any]:
+        """Every run expctl created for this backend, across expctl's experiments: one paginated search."""
+        ids: list[str] = []
+        token: str | None = None
+        with self._calling("search experiments"):
+            while True:
+                page = self.client.search_experiments(
+                    filter_string="tags.`expctl.managed` = 'true'", max_results=_PAGE, page_token=token)
+                ids.extend(str(e.experiment_id) for e in page)
+                token = page.token
+                if not token:
+                    break
+        backend = _quote(self.backend_name)
+        filter_string = f"tags.`expctl.managed` = 'true' and tags.`expctl.backend` = {backend}"
+        runs: list[Any] = []
+        for start in range(0, len(ids), 100):
+            runs.extend(self._search(ids[start : start + 100], filter_string))
+        return runs
+
+    def records(self) -> list[ObservedRun]:
+        return [record for run in self._managed_runs() if (record := self._observed(run)) is not None]
+
+    def _observed(self, run: Any) -> ObservedRun | None:
+        tags: dict[str, str] = run.data.tags
+        try:
+            attempt = int(tags["expctl.attempt"])
+            key, spec_hash, name = tags["expctl.run_key"], tags["expctl.spec_hash"], tags["expctl.job"]
+        except (KeyError, ValueError):
+            return None
+        failure = tags.get("expctl.failure")
+        return ObservedRun(
+            run_key=key, name=name, experiment=tags.get("expctl.experiment", ""), attempt=attempt,
+            spec_hash=spec_hash, phase=g.PHASE_OF_STATUS.get(run.info.status, Phase.PENDING),
+            backend=tags.get("expctl.backend", self.backend_name), kind=tags.get("expctl.kind", ""),
+            failure=FailureClass(failure) if failure in set(FailureClass) else None,
+            message=tags.get("expctl.failure_message", ""),
+            created_at=run.info.start_time / 1000 if run.info.start_time else None,
+            finished_at=run.info.end_time / 1000 if run.info.end_time else None,
+            cancelled=tags.get("expctl.cancelled") == "true", mlflow_run_id=run.info.run_id,
+            overrides=tuple(json.loads(tags.get("expctl.overrides", "[]"))), commit=tags.get("expctl.commit"),
+            replicas=int(tags.get("expctl.replicas", "1")), gpus=int(tags.get("expctl.gpus", "0")),
+            user=tags.get("expctl.author") or None, live=False,
+        )
+
+    # -- sync and the validation gate ------------------------------------------------------------------
+
+    def sync(self, observed: Sequence[ObservedRun], desired: Sequence[RunSpec]) -> None:
+        live = [o for o in observed if o.live and o.mlflow_run_id]
+        if not live:
+            return
+        current = {run.info.run_id: run for run in self._managed_runs()}
+        specs = {(s.run_key, s.spec_hash): s for s in desired}
+        for obs in live:
+            run = current.get(obs.mlflow_run_id)
+            if run is None:
+                continue
+            self._sync_status(run, obs)
+            spec = specs.get((obs.run_key, obs.spec_hash))
+            gate = spec.job.validation if spec is not None else None
+            if obs.phase is Phase.SUCCEEDED and gate is not None and "expctl.gate" not in run.data.tags:
+                self.apply_gate(run.info.run_id, gate)
+
+    def _sync_status(self, run: Any, obs: ObservedRun) -> None:
+        run_id, status = run.info.run_id, run.info.status
+        target = g.STATUS_OF_PHASE.get(obs.phase)
+        tags: dict[str, str] = {}
+        if obs.phase is Phase.FAILED and "expctl.failure" not in run.data.tags:
+            tags["expctl.failure"] = obs.failure.value if obs.failure else ""
+            tags["expctl.failure_message"] = truncate(obs.message, 1000)
+        if obs.cancelled and run.data.tags.get("expctl.cancelled") != "true":
+            tags["expctl.cancelled"] = "true"
+        with self._calling(f"sync run {run_id}"):
+            if target == "RUNNING" and status == "SCHEDULED":
+                self.client.update_run(run_id, status="RUNNING")
+            elif target in g.TERMINAL_STATUSES and status != target:
+                end = int((obs.finished_at or time.time()) * 1000)
+                self.client.set_terminated(run_id, status=target, end_time=end)
+        if tags:
+            self.set_run_tags(run_id, tags)
+
+    def apply_gate(self, run_id: str, gate: ValidationGate) -> g.GateResult:
+        """Evaluate the gate on the run's latest metrics; register a passing model; record the verdict."""
+        with self._calling(f"read run {run_id}"):
+            run = self.client.get_run(run_id)
+        result = g.evaluate(gate, run.data.metrics)
+        tags = {"expctl.gate": result.outcome, "expctl.gate_reason": result.reason}
+        if result.passed and gate.register_as:
+            version = self._register(run, gate)
+            if version is None:
+                result = g.GateResult(g.FAILED, f"{result.reason}, but the run logged no model to register",
+                                      result.value)
+                tags = {"expctl.gate": result.outcome, "expctl.gate_reason": result.reason}
+            else:
+                alias = f" (alias {gate.alias})" if gate.alias else ""
+                tags["expctl.gate_reason"] += f"; registered {gate.register_as} version {version}{alias}"
+                tags["expctl.model_version"] = f"{gate.register_as}/{version}"
+        self.set_run_tags(run_id, tags)
+        return result
+
+    def _register(self, run: Any, gate: ValidationGate) -> str | None:
+        """Register the run's logged model as a new version of ``gate.register_as`` (once per run)."""
+        name, run_id, tags = str(gate.register_as), run.info.run_id, run.data.tags
+        with self._calling(f"register {name}"):
+            existing = self.client.search_model_versions(
+                f"name = {_quote(name)} and run_id = {_quote(run_id)}")
+            if existing:
+                version = str(existing[0].version)
+            else:
+                models = self.client.search_logged_models(
+                    [run.info.experiment_id], filter_string=f"source_run_id = {_quote(run_id)}")
+                if not models:
+                    return None
+                model = max(models, key=lambda m: (m.name == "model", m.creation_timestamp))
+                try:
+                    self.client.create_registered_model(name)
+                except Exception as exc:
+                    if "ALREADY_EXISTS" not in self._error_code(exc):
+                        raise
+                version_tags = {
+                    "expctl.run_key": tags.get("expctl.run_key", ""),
+                    "expctl.spec_hash": tags.get("expctl.spec_hash", ""),
+                    "expctl.commit": tags.get("expctl.commit", ""),
+                    "mlflow.source.git.commit": tags.get("expctl.commit", ""),
+                    "expctl.run_id": run_id,
+                    "expctl.job": tags.get("expctl.job", ""),
+                }
+                created = self.client.create_model_version(
+                    name, source=f"models:/{model.model_id}", run_id=run_id, tags=version_tags,
+                    model_id=model.model_id,
+                )
+                version = str(created.version)
+            if gate.alias:
+                self.client.set_registered_model_alias(name, gate.alias, version)
+        return version
+
+    # -- small writes for cancel and audit -------------------------------------------------------------
+
+    def mark_killed(self, run_id: str, by: str = "") -> None:
+        """A cancelled job's run: status KILLED now, tagged so that it reads as cancelled, not failed."""
+        with self._calling(f"kill run {run_id}"):
+            run = self.client.get_run(run_id)
+            if run.info.status not in g.TERMINAL_STATUSES:
+                self.client.set_terminated(run_id, status="KILLED")
+        self.set_run_tags(run_id, {"expctl.cancelled": "true", **({"expctl.cancelled_by": by} if by else {})})
+
+    def set_run_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag  # noqa: PLC0415 - lazy import
+
+        batch = [RunTag(k, str(v)[: g.MAX_PARAM_VALUE]) for k, v in tags.items()]
+        with self._calling(f"tag run {run_id}"):
+            for start in range(0, len(batch), g.MAX_PER_BATCH):
+                self.client.log_batch(run_id, tags=batch[start : start + g.MAX_PER_BATCH])
