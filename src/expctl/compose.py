@@ -102,7 +102,8 @@ class Composer:
         self.conf_dir.mkdir()
         materialize({p[len("conf/"):]: d for p, d in self.files.items() if p.startswith("conf/")}, self.conf_dir)
         self._stack.enter_context(initialize_config_dir(config_dir=str(self.conf_dir), version_base="1.3"))
-        self._parser = OverridesParser.create(config_loader=_GroupOptions(self.conf_dir))
+        # glob() asks the loader for a group's options; this is the one method it calls
+        self._parser = OverridesParser.create(config_loader=_GroupOptions(self.conf_dir))  # type: ignore[arg-type]
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -201,7 +202,7 @@ class Composer:
         except (HydraException, OmegaConfBaseException) as exc:
             raise _wrap(exc, exp.file) from exc
         assert isinstance(data, dict)
-        return data
+        return {str(k): v for k, v in data.items()}
 
     def _missing(self, exc: Exception, file: str) -> ConfigError:
         text = str(exc)
@@ -249,7 +250,7 @@ class Composer:
         except RecursionError as exc:
             raise ConfigError("cyclic interpolation", file=file) from exc
         assert isinstance(resolved, dict)
-        return resolved
+        return {str(k): v for k, v in resolved.items()}
 
     # --- points ------------------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from expctl.model import Action, RunSpec
 from expctl.plan import make_plan
 from expctl.tracking.base import Tracker
 
+
 @dataclass(frozen=True)
 class WaitResult:
     counts: dict[str, int]

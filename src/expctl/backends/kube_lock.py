@@ -1,10 +1,10 @@
-"""A ``coordination.k8s.io/v1`` Lease lock that serialises applies on a cluster (like client-go's leader election).
+"""A ``coordination.k8s.io/v1`` Lease lock that serialises applies on a cluster (client-go's leader election).
 
 The holder writes its identity and renews the lease from a background thread every ``duration / 3`` seconds;
 another reconciler waits (bounded) and takes over once the lease is released or has not been renewed for
-``leaseDurationSeconds``. Every write is a compare-and-swap on ``resourceVersion``, so two contenders can never
-both win. The Lease API itself is reached through a ``LeaseStore`` (implemented in ``backends.kubernetes``),
-so this module has no Kubernetes import and its logic works on any store.
+``leaseDurationSeconds``. Every write is a compare-and-swap on ``resourceVersion``, so two contenders can
+never both win. Leases are read and written through a ``LeaseStore``: ``ApiLeaseStore`` uses the API client
+that ``KubernetesBackend`` hands it, so this module itself imports no Kubernetes library.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
-from expctl.errors import LockError
+from expctl.errors import BackendError, LockError
 
 log = logging.getLogger(__name__)
 
@@ -140,15 +141,10 @@ class LeaseLock:
             if record is None:
                 return
             try:
-                renewed = self.store.update_lease(
-                    self.namespace, self.name, replace(record, renew_time=self._clock())
-                )
+                renewed = self.store.update_lease(self.namespace, self.name, replace(record, renew_time=self._clock()))
             except Exception as exc:  # a failed renewal is retried next period until the lease expires
                 log.warning("renewing lease %s/%s failed: %s", self.namespace, self.name, exc)
-                if (
-                    record.renew_time is not None
-                    and self._clock() > record.renew_time + self.duration_seconds
-                ):
+                if record.renew_time is not None and self._clock() > record.renew_time + self.duration_seconds:
                     self.lost = True
                     return
                 continue
@@ -187,3 +183,76 @@ class LeaseLock:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.release()
+
+
+class ApiLeaseStore:
+    """``LeaseStore`` on ``coordination.k8s.io/v1`` leases, through a backend's generic object API.
+
+    ``custom_api`` is the client's ``CustomObjectsApi`` (it reaches any group's plural as plain JSON);
+    ``call(verb, resource, namespace, fn, name)`` runs one request throttled, retried and wrapped into
+    ``ApiError`` (see ``KubernetesBackend.request``).
+    """
+
+    group, version, plural = "coordination.k8s.io", "v1", "leases"
+
+    def __init__(self, custom_api: Any, call: Callable[..., Any]) -> None:
+        self.api = custom_api
+        self.call = call
+
+    @staticmethod
+    def _record(data: Mapping[str, Any]) -> LeaseRecord:
+        spec = data.get("spec") or {}
+        return LeaseRecord(
+            holder=spec.get("holderIdentity") or "",
+            duration_seconds=int(spec.get("leaseDurationSeconds") or 0),
+            acquire_time=_parse_micro(spec.get("acquireTime")),
+            renew_time=_parse_micro(spec.get("renewTime")),
+            transitions=int(spec.get("leaseTransitions") or 0),
+            resource_version=(data.get("metadata") or {}).get("resourceVersion"),
+        )
+
+    @staticmethod
+    def _body(name: str, record: LeaseRecord) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": name, "labels": {"expctl.io/managed-by": "expctl"}}
+        if record.resource_version:
+            meta["resourceVersion"] = record.resource_version
+        spec = {
+            "holderIdentity": record.holder,
+            "leaseDurationSeconds": record.duration_seconds,
+            "acquireTime": _micro(record.acquire_time),
+            "renewTime": _micro(record.renew_time),
+            "leaseTransitions": record.transitions,
+        }
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta, "spec": spec}
+
+    def _request(self, verb: str, namespace: str, name: str, fn: Callable[[], Any]) -> LeaseRecord | None:
+        """The lease the server returned; None for 404 on reads and 409 on writes."""
+        try:
+            return self._record(self.call(verb, self.plural, namespace, fn, name))
+        except BackendError as exc:
+            if getattr(exc, "status", None) == (404 if verb == "get" else 409):
+                return None
+            raise
+
+    def read_lease(self, namespace: str, name: str) -> LeaseRecord | None:
+        args = (self.group, self.version, namespace, self.plural, name)
+        return self._request("get", namespace, name, lambda: self.api.get_namespaced_custom_object(*args))
+
+    def create_lease(self, namespace: str, name: str, record: LeaseRecord) -> LeaseRecord | None:
+        args = (self.group, self.version, namespace, self.plural, self._body(name, record))
+        return self._request("create", namespace, name, lambda: self.api.create_namespaced_custom_object(*args))
+
+    def update_lease(self, namespace: str, name: str, record: LeaseRecord) -> LeaseRecord | None:
+        args = (self.group, self.version, namespace, self.plural, name, self._body(name, record))
+        return self._request("update", namespace, name, lambda: self.api.replace_namespaced_custom_object(*args))
+
+
+def _micro(t: float | None) -> str | None:
+    """A Kubernetes MicroTime: RFC 3339 with exactly six fractional digits."""
+    return None if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_micro(value: object) -> float | None:
+    if not isinstance(value, str) or not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()

@@ -4,14 +4,17 @@ Transient failures — connection errors, timeouts, HTTP 5xx and 429 (honouring 
 with jittered exponential backoff, a bounded number of times, each retry logged as
 ``attempt #2/5 failed; will retry in 1.3s: ...``. Every other error (4xx) fails fast. Errors are recognised
 by shape (an ``int`` ``status`` and ``headers``, as on the client's ``ApiException``), so this module needs no
-Kubernetes import. A token bucket (client-go's defaults: 5 QPS, burst 10) sits in front of every request.
+Kubernetes import. A token bucket (client-go's defaults: 5 QPS, burst 10) sits in front of every request;
+``api_error`` turns a failed request into a one-line ``ApiError`` (a ``BackendError`` with the HTTP status).
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +23,8 @@ from typing import TypeVar
 
 import tenacity
 import urllib3.exceptions
+
+from expctl.errors import BackendError, truncate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -179,4 +184,48 @@ def throttled(bucket: TokenBucket, retrier: Retrier, fn: Callable[[], T], what: 
     return retrier.call(attempt, what)
 
 
-__all__ = ["Retrier", "RetrySettings", "TokenBucket", "backoff", "is_transient", "retry_after", "throttled"]
+class ApiError(BackendError):
+    """A failed API request; ``status`` is the HTTP status (None when the server was not reached)."""
+
+    def __init__(self, message: str, status: int | None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+def _server_message(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str) and body:
+        try:
+            return str(json.loads(body).get("message") or body)
+        except (ValueError, AttributeError):
+            return body
+    return str(getattr(exc, "reason", "") or "")
+
+
+def api_error(exc: BaseException, verb: str, resource: str, namespace: str, name: str = "") -> ApiError:
+    """One line for a failed request: HTTP status and the server's message, truncated; 403 names who/what."""
+    status = status_of(exc)
+    target = f"{resource}/{name}" if name else resource
+    if status is None:
+        return ApiError(f'cannot {verb} {target} in namespace "{namespace}": {describe(exc)}', None)
+    message = _server_message(exc)
+    if status == 403:
+        user = re.search(r'User "([^"]*)"', message)
+        who = f' (user "{user.group(1)}")' if user else ""
+        return ApiError(f'forbidden: cannot {verb} {resource} in namespace "{namespace}"{who}', status)
+    return ApiError(f'{verb} {target} in namespace "{namespace}" failed: HTTP {status}: {truncate(message)}', status)
+
+
+__all__ = [
+    "ApiError",
+    "Retrier",
+    "RetrySettings",
+    "TokenBucket",
+    "api_error",
+    "backoff",
+    "is_transient",
+    "retry_after",
+    "throttled",
+]

@@ -1,28 +1,34 @@
-"""The Kubernetes backend: Kubeflow training jobs on a cluster. The only module that imports ``kubernetes``.
+"""The Kubernetes backend: Kubeflow training jobs on a cluster; the only module that imports ``kubernetes``.
 
 observe = one paginated LIST per kind and namespace with the managed-by label selector; create = POST, where
 409 with the same spec hash counts as success; delete = DELETE (background propagation), 404 is success;
-cancel = record ``expctl.io/cancelled-by``/``-at`` on the object (which is kept, so apply does not relaunch the
-run), suspend it when Kueue does not own ``suspend``, and delete its pods. Every request goes through a token
-bucket and the retrier (``kube_retry``); failures become one-line ``BackendError``s.
+cancel = record ``expctl.io/cancelled-by``/``-at`` on the object (which is kept, so apply does not relaunch
+the run), suspend it when Kueue does not own ``suspend``, and delete its pods. Every request goes through a
+token bucket and the retrier (``kube_retry``); failures become one-line ``BackendError``s.
 The client library is imported lazily, so importing this module (and ``expctl --help``) stays fast.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
-import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from expctl.backends.kube_lock import LeaseLock, LeaseRecord
-from expctl.backends.kube_retry import Retrier, RetrySettings, TokenBucket, describe, status_of, throttled
-from expctl.errors import BackendError, ExpctlError, truncate
+from expctl.backends.kube_lock import ApiLeaseStore, LeaseLock
+from expctl.backends.kube_retry import (
+    ApiError,
+    Retrier,
+    RetrySettings,
+    TokenBucket,
+    api_error,
+    status_of,
+    throttled,
+)
+from expctl.errors import BackendError, ExpctlError
 from expctl.model import JobKind, Launch, ObservedRun
 from expctl.render import KINDS, KindInfo, KubeSettings, render_manifest
 from expctl.render.common import (
@@ -34,52 +40,15 @@ from expctl.render.common import (
     MANAGER,
 )
 from expctl.render.common import SPEC_HASH as SPEC_HASH_ANNOTATION
-from expctl.render.status import observed_from, parse_time
+from expctl.render.status import observed_from
 from expctl.render.training_v1 import SHAPES
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 Obj = dict[str, Any]
-
-
-class ApiError(BackendError):
-    """A failed API request; ``status`` is the HTTP status (None when the server was not reached)."""
-
-    def __init__(self, message: str, status: int | None) -> None:
-        self.status = status
-        super().__init__(message)
 
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _server_message(exc: BaseException) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    if isinstance(body, str) and body:
-        try:
-            return str(json.loads(body).get("message") or body)
-        except (ValueError, AttributeError):
-            return body
-    return str(getattr(exc, "reason", "") or "")
-
-
-def api_error(exc: BaseException, verb: str, resource: str, namespace: str, name: str = "") -> ApiError:
-    """One line for a failed request: HTTP status and the server's message, truncated; 403 names who/what."""
-    status = status_of(exc)
-    target = f"{resource}/{name}" if name else resource
-    if status is None:
-        return ApiError(f'cannot {verb} {target} in namespace "{namespace}": {describe(exc)}', None)
-    message = _server_message(exc)
-    if status == 403:
-        user = re.search(r'User "([^"]*)"', message)
-        who = f' (user "{user.group(1)}")' if user else ""
-        return ApiError(f'forbidden: cannot {verb} {resource} in namespace "{namespace}"{who}', status)
-    return ApiError(
-        f'{verb} {target} in namespace "{namespace}" failed: HTTP {status}: {truncate(message)}', status
-    )
 
 
 class KubernetesBackend:
@@ -134,20 +103,22 @@ class KubernetesBackend:
         configuration = client.Configuration()
         try:
             if path or os.environ.get("KUBECONFIG") or os.path.exists(os.path.expanduser("~/.kube/config")):
-                config.load_kube_config(config_file=path, context=context, client_configuration=configuration)
+                config.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=path, context=context, client_configuration=configuration
+                )
             else:
-                config.load_incluster_config(client_configuration=configuration)
+                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except (config.ConfigException, OSError) as exc:
-            raise BackendError(
-                f"cannot load Kubernetes credentials ({path or 'default kubeconfig'}): {exc}"
-            ) from exc
+            raise BackendError(f"cannot load Kubernetes credentials ({path or 'default kubeconfig'}): {exc}") from exc
         configuration.retries = False  # expctl's retrier decides, once (urllib3 would retry silently too)
         return cls(client.ApiClient(configuration), namespaces, settings or KubeSettings(), **kwargs)
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
-    def _call(self, verb: str, resource: str, namespace: str, fn: Callable[[], T], name: str = "") -> T:
-        def counted() -> T:
+    def request(self, verb: str, resource: str, namespace: str, fn: Callable[[], Any], name: str = "") -> Any:
+        """Run one API call ``fn``: throttled, retried when transient, failures wrapped into ``ApiError``."""
+
+        def counted() -> Any:
             self.requests[f"{verb} {resource}"] += 1
             return fn()
 
@@ -168,11 +139,9 @@ class KubernetesBackend:
         items: list[Obj] = []
         token: str | None = None
         while True:
-            page: Obj = self._call(
-                "list",
-                info.plural,
-                namespace,
-                lambda: self._custom.list_namespaced_custom_object(
+
+            def page_call(token: str | None = token) -> Any:
+                return self._custom.list_namespaced_custom_object(
                     info.group,
                     info.version,
                     namespace,
@@ -181,8 +150,9 @@ class KubernetesBackend:
                     limit=self.page_size,
                     _continue=token,
                     _request_timeout=self._timeout,
-                ),
-            )
+                )
+
+            page: Obj = self.request("list", info.plural, namespace, page_call)
             items.extend(page.get("items") or [])
             token = (page.get("metadata") or {}).get("continue") or None
             if not token:
@@ -190,7 +160,7 @@ class KubernetesBackend:
 
     def _get(self, info: KindInfo, namespace: str, name: str) -> Obj | None:
         try:
-            obj: Obj = self._call(
+            obj: Obj = self.request(
                 "get",
                 info.plural,
                 namespace,
@@ -238,18 +208,14 @@ class KubernetesBackend:
     def create(self, launch: Launch) -> None:
         info = KINDS.get(launch.spec.job.kind)
         if info is None:
-            raise BackendError(
-                f"{launch.name}: job kind {launch.spec.job.kind.value} does not run on Kubernetes"
-            )
+            raise BackendError(f"{launch.name}: job kind {launch.spec.job.kind.value} does not run on Kubernetes")
         manifest = render_manifest(launch, self.settings)
         namespace = manifest["metadata"]["namespace"]
         if namespace not in self.namespaces:
             allowed = ", ".join(f'"{n}"' for n in self.namespaces)
-            raise BackendError(
-                f'refusing to create {launch.name} in namespace "{namespace}": allowed: {allowed}'
-            )
+            raise BackendError(f'refusing to create {launch.name} in namespace "{namespace}": allowed: {allowed}')
         try:
-            self._call(
+            self.request(
                 "create",
                 info.plural,
                 namespace,
@@ -267,7 +233,7 @@ class KubernetesBackend:
             if (meta.get("labels") or {}).get(MANAGED_BY) != MANAGER:
                 raise BackendError(
                     f"{info.plural}/{launch.name} in {namespace} exists and is not managed by expctl"
-                )
+                ) from exc
             if have != launch.spec.spec_hash:
                 raise BackendError(
                     f"{info.plural}/{launch.name} in {namespace} already exists with spec hash {have}, "
@@ -281,11 +247,9 @@ class KubernetesBackend:
             return
         info, namespace, obj = found
         if ((obj.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY) != MANAGER:
-            raise BackendError(
-                f"refusing to delete {info.plural}/{name} in {namespace}: not managed by expctl"
-            )
+            raise BackendError(f"refusing to delete {info.plural}/{name} in {namespace}: not managed by expctl")
         try:
-            self._call(
+            self.request(
                 "delete",
                 info.plural,
                 namespace,
@@ -306,7 +270,7 @@ class KubernetesBackend:
         self._where.pop(name, None)
 
     def cancel(self, name: str, by: str) -> None:
-        """Mark cancelled (durable, the object stays observable), suspend unless Kueue owns it, delete pods."""
+        """Mark cancelled (durably: the object stays observable); suspend unless Kueue owns it; delete pods."""
         found = self._find(name)
         if found is None:
             raise BackendError(f"no run named {name} in namespaces {', '.join(self.namespaces)}")
@@ -316,7 +280,7 @@ class KubernetesBackend:
         if KUEUE_QUEUE not in ((obj.get("metadata") or {}).get("labels") or {}) and not run.phase.finished:
             suspend = {"suspend": True}
             patch["spec"] = suspend if info.kind is JobKind.TRAIN else {"runPolicy": suspend}
-        self._call(
+        self.request(
             "patch",
             info.plural,
             namespace,
@@ -332,7 +296,7 @@ class KubernetesBackend:
             ),
             name,
         )
-        self._call(
+        self.request(
             "deletecollection",
             "pods",
             namespace,
@@ -365,12 +329,12 @@ class KubernetesBackend:
     # -- pods and logs --------------------------------------------------------------------------------------
 
     def pods(self, name: str, replica: str | None = None) -> list[str]:
-        """Names of the job's pods, optionally one replica: ``worker`` (all workers), ``worker-1``, ``master``."""
+        """The job's pod names, or one replica's: ``worker`` (all workers), ``worker-1``, ``master``."""
         found = self._find(name)
         return [] if found is None else self._pod_names(found[0], found[1], name, replica)
 
     def _pod_names(self, info: KindInfo, namespace: str, name: str, replica: str | None) -> list[str]:
-        pods: Any = self._call(
+        pods: Any = self.request(
             "list",
             "pods",
             namespace,
@@ -381,7 +345,7 @@ class KubernetesBackend:
         return select_pods(self.api_client.sanitize_for_serialization(pods).get("items") or [], info, replica)
 
     def _pod_log(self, namespace: str, pod: str, container: str, follow: bool) -> Iterator[str]:
-        resp = self._call(
+        resp = self.request(
             "get",
             "pods/log",
             namespace,
@@ -405,7 +369,7 @@ class KubernetesBackend:
 
     def lock(self, name: str = "expctl-apply", namespace: str | None = None, **kwargs: Any) -> LeaseLock:
         """A Lease lock in ``namespace`` (default: the first managed namespace); see ``kube_lock``."""
-        return LeaseLock(_Leases(self), namespace or self.namespaces[0], name, **kwargs)
+        return LeaseLock(ApiLeaseStore(self._custom, self.request), namespace or self.namespaces[0], name, **kwargs)
 
 
 def select_pods(pods: list[Obj], info: KindInfo, replica: str | None) -> list[str]:
@@ -452,82 +416,3 @@ def _is_network(exc: BaseException) -> bool:
     import urllib3.exceptions
 
     return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
-
-
-class _Leases:
-    """``kube_lock.LeaseStore`` on the ``coordination.k8s.io/v1`` API of a backend."""
-
-    def __init__(self, backend: KubernetesBackend) -> None:
-        self.backend = backend
-        self.api = backend._coordination
-
-    @staticmethod
-    def _record(resp: Any) -> LeaseRecord:
-        data = json.loads(resp.data)
-        spec = data.get("spec") or {}
-        return LeaseRecord(
-            holder=spec.get("holderIdentity") or "",
-            duration_seconds=int(spec.get("leaseDurationSeconds") or 0),
-            acquire_time=parse_time(spec.get("acquireTime")),
-            renew_time=parse_time(spec.get("renewTime")),
-            transitions=int(spec.get("leaseTransitions") or 0),
-            resource_version=(data.get("metadata") or {}).get("resourceVersion"),
-        )
-
-    @staticmethod
-    def _body(name: str, record: LeaseRecord) -> Obj:
-        def micro(t: float | None) -> str | None:
-            return None if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-        meta: Obj = {"name": name, "labels": {MANAGED_BY: MANAGER}}
-        if record.resource_version:
-            meta["resourceVersion"] = record.resource_version
-        spec = {
-            "holderIdentity": record.holder,
-            "leaseDurationSeconds": record.duration_seconds,
-            "acquireTime": micro(record.acquire_time),
-            "renewTime": micro(record.renew_time),
-            "leaseTransitions": record.transitions,
-        }
-        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta, "spec": spec}
-
-    def _write(self, verb: str, namespace: str, name: str, fn: Callable[[], Any]) -> LeaseRecord | None:
-        try:
-            return self._record(self.backend._call(verb, "leases", namespace, fn, name))
-        except ApiError as exc:
-            if exc.status == 409:
-                return None
-            raise
-
-    def read_lease(self, namespace: str, name: str) -> LeaseRecord | None:
-        try:
-            resp = self.backend._call(
-                "get",
-                "leases",
-                namespace,
-                lambda: self.api.read_namespaced_lease(name, namespace, _preload_content=False),
-                name,
-            )
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return self._record(resp)
-
-    def create_lease(self, namespace: str, name: str, record: LeaseRecord) -> LeaseRecord | None:
-        body = self._body(name, record)
-        return self._write(
-            "create",
-            namespace,
-            name,
-            lambda: self.api.create_namespaced_lease(namespace, body, _preload_content=False),
-        )
-
-    def update_lease(self, namespace: str, name: str, record: LeaseRecord) -> LeaseRecord | None:
-        body = self._body(name, record)
-        return self._write(
-            "update",
-            namespace,
-            name,
-            lambda: self.api.replace_namespaced_lease(name, namespace, body, _preload_content=False),
-        )

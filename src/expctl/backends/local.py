@@ -212,11 +212,21 @@ class LocalBackend:
             "PYTHONUNBUFFERED": "1",
         }
         return RunState(
-            name=launch.name, run_key=spec.run_key, experiment=spec.experiment, attempt=launch.attempt,
-            spec_hash=spec.spec_hash, kind=spec.job.kind.value, replicas=spec.job.replicas,
-            gpus=spec.job.resources.gpus, commit=spec.commit, overrides=list(spec.overrides),
-            mlflow_run_id=launch.tracking.run_id, applied_by=launch.applied_by,
-            command=list(spec.job.command), env=env, timeout_seconds=spec.job.timeout_seconds,
+            name=launch.name,
+            run_key=spec.run_key,
+            experiment=spec.experiment,
+            attempt=launch.attempt,
+            spec_hash=spec.spec_hash,
+            kind=spec.job.kind.value,
+            replicas=spec.job.replicas,
+            gpus=spec.job.resources.gpus,
+            commit=spec.commit,
+            overrides=list(spec.overrides),
+            mlflow_run_id=launch.tracking.run_id,
+            applied_by=launch.applied_by,
+            command=list(spec.job.command),
+            env=env,
+            timeout_seconds=spec.job.timeout_seconds,
             created_at=time.time(),
         )
 
@@ -249,8 +259,12 @@ class LocalBackend:
             verdict = st.Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE, "start was interrupted", now)
         timeout, started = state.timeout_seconds, state.started_at
         if verdict.phase is Phase.RUNNING and timeout and started and now - started > timeout:
-            verdict = st.Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE,
-                                 f"exceeded its timeout of {timeout}s (DeadlineExceeded)", now)
+            verdict = st.Verdict(
+                Phase.FAILED,
+                FailureClass.INFRASTRUCTURE,
+                f"exceeded its timeout of {timeout}s (DeadlineExceeded)",
+                now,
+            )
         if verdict.phase.finished:
             if running:
                 self._stop(state)
@@ -285,7 +299,11 @@ class LocalBackend:
             with open(run_dir / f"{replica}.log", "ab") as log:
                 proc = subprocess.Popen(
                     [sys.executable, "-c", _WRAPPER, str(run_dir / f"{replica}.exit"), *command],
-                    cwd=checkout, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    cwd=checkout,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
             _children.append(proc)
@@ -314,12 +332,26 @@ class LocalBackend:
         if state.status == st.QUEUED:
             message = f"queued: waiting for a free slot (parallelism {self.parallelism})"
         return ObservedRun(
-            run_key=state.run_key, name=state.name, experiment=state.experiment, attempt=state.attempt,
-            spec_hash=state.spec_hash, phase=phase, backend=self.name, kind=state.kind,
-            failure=FailureClass(state.failure) if state.failure else None, message=message,
-            created_at=state.created_at, finished_at=state.finished_at, cancelled=state.cancelled,
-            mlflow_run_id=state.mlflow_run_id, overrides=tuple(state.overrides), commit=state.commit,
-            replicas=state.replicas, gpus=state.gpus, user=state.applied_by or None, live=True,
+            run_key=state.run_key,
+            name=state.name,
+            experiment=state.experiment,
+            attempt=state.attempt,
+            spec_hash=state.spec_hash,
+            phase=phase,
+            backend=self.name,
+            kind=state.kind,
+            failure=FailureClass(state.failure) if state.failure else None,
+            message=message,
+            created_at=state.created_at,
+            finished_at=state.finished_at,
+            cancelled=state.cancelled,
+            mlflow_run_id=state.mlflow_run_id,
+            overrides=tuple(state.overrides),
+            commit=state.commit,
+            replicas=state.replicas,
+            gpus=state.gpus,
+            user=state.applied_by or None,
+            live=True,
         )
 
     # -- logs ------------------------------------------------------------------------------------------

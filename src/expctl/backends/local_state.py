@@ -184,8 +184,12 @@ def judge(ended: dict[str, dict[str, Any] | None], running: set[str]) -> Verdict
             return Verdict(Phase.FAILED, FailureClass.CODE, f"{replica} exited with code {code}", finished_at)
     vanished = sorted(r for r, e in ended.items() if e is None and r not in running)
     if vanished:
-        return Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE,
-                       f"process vanished without an exit code: {', '.join(vanished)}", finished_at)
+        return Verdict(
+            Phase.FAILED,
+            FailureClass.INFRASTRUCTURE,
+            f"process vanished without an exit code: {', '.join(vanished)}",
+            finished_at,
+        )
     if running:
         return Verdict(Phase.RUNNING)
     return Verdict(Phase.SUCCEEDED, None, "", finished_at)

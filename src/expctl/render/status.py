@@ -63,9 +63,7 @@ def _true(conditions: list[Mapping[str, Any]], kind: str) -> Mapping[str, Any] |
 
 def classify(reason: str, message: str) -> FailureClass:
     text = f"{reason} {message}".lower()
-    return (
-        FailureClass.INFRASTRUCTURE if any(m in text for m in INFRASTRUCTURE_MARKERS) else FailureClass.CODE
-    )
+    return FailureClass.INFRASTRUCTURE if any(m in text for m in INFRASTRUCTURE_MARKERS) else FailureClass.CODE
 
 
 def health(kind: str, status: Mapping[str, Any]) -> tuple[Phase, Mapping[str, Any] | None]:
@@ -89,7 +87,7 @@ def _replicas_and_gpus(kind: str, spec: Mapping[str, Any]) -> tuple[int, int]:
         trainer = spec.get("trainer") or {}
         limits = (trainer.get("resourcesPerNode") or {}).get("limits") or {}
         return int(trainer.get("numNodes") or 1), _gpus(limits)
-    replica_specs = next((v for k, v in spec.items() if k.endswith("ReplicaSpecs")), {}) or {}
+    replica_specs: Mapping[str, Any] = next((v for k, v in spec.items() if k.endswith("ReplicaSpecs")), {}) or {}
     replicas = sum(int(r.get("replicas") or 0) for r in replica_specs.values())
     gpus = 0
     for role in replica_specs.values():
@@ -120,9 +118,7 @@ def observed_from(obj: Mapping[str, Any], backend: str = "kubernetes") -> Observ
         failure = classify(str((cond or {}).get("reason") or ""), message)
     finished_at = None
     if phase.finished:
-        finished_at = parse_time(status.get("completionTime")) or parse_time(
-            (cond or {}).get("lastTransitionTime")
-        )
+        finished_at = parse_time(status.get("completionTime")) or parse_time((cond or {}).get("lastTransitionTime"))
     cancelled = CANCELLED_BY in ann
     if cancelled and not phase.finished:
         phase = Phase.CANCELLED

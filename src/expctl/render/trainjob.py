@@ -62,9 +62,7 @@ def _runtime_patch(launch: Launch, settings: KubeSettings) -> Manifest | None:
     return {
         "manager": PATCH_MANAGER,
         "trainingRuntimeSpec": {
-            "template": {
-                "spec": {"replicatedJobs": [{"name": settings.trainjob_step, "template": job_template}]}
-            }
+            "template": {"spec": {"replicatedJobs": [{"name": settings.trainjob_step, "template": job_template}]}}
         },
     }
 
@@ -73,9 +71,7 @@ def render_trainjob(launch: Launch, settings: KubeSettings) -> Manifest:
     """The TrainJob for one attempt of a run; ``job.runtime`` names its runtime (required)."""
     job = launch.spec.job
     if not job.runtime:
-        raise ValueError(
-            f"{launch.spec.experiment}: a TrainJob needs expctl.runtime (a training runtime name)"
-        )
+        raise ValueError(f"{launch.spec.experiment}: a TrainJob needs expctl.runtime (a training runtime name)")
     trainer: Manifest = {
         "image": image_of(job, settings),
         "numNodes": max(job.replicas, 1),
@@ -147,9 +143,7 @@ def render_runtime(
     }
     spec: Manifest = {
         "mlPolicy": {"numNodes": 1, "torch": {}},
-        "template": {
-            "spec": {"replicatedJobs": [step], "ttlSecondsAfterFinished": ttl_seconds_after_finished}
-        },
+        "template": {"spec": {"replicatedJobs": [step], "ttlSecondsAfterFinished": ttl_seconds_after_finished}},
     }
     if volcano:
         spec["podGroupPolicy"] = {"volcano": {}}

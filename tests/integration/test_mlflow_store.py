@@ -1,0 +1,258 @@
+"""MlflowStore against real MLflow: the embedded sqlite store and a real ``mlflow server``."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from expctl.backends.local import LocalBackend
+from expctl.errors import TrackingError
+from expctl.model import FailureClass, JobKind, ObservedRun, Phase, RunSpec, TrackingRef, ValidationGate
+from expctl.tracking.mlflow_store import CONFIG_ARTIFACT, MlflowStore, default_tracking_uri
+from tests.factories import make_job, make_launch, make_spec
+from tests.integration.conftest import GitRepo
+from tests.integration.mlflow_server import MlflowServer, free_port
+
+pytestmark = pytest.mark.integration
+
+AUTHOR = "Test User <test@example.com>"
+
+
+def observed(spec: RunSpec, ref: TrackingRef, phase: Phase, attempt: int = 1, **kw: Any) -> ObservedRun:
+    return ObservedRun(run_key=spec.run_key, name=spec.name_for(attempt), experiment=spec.experiment,
+                       attempt=attempt, spec_hash=spec.spec_hash, phase=phase, backend="local",
+                       mlflow_run_id=ref.run_id, finished_at=time.time() if phase.finished else None, **kw)
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> MlflowStore:
+    return MlflowStore(default_tracking_uri(tmp_path / ".expctl", explicit=None), "local")
+
+
+@pytest.fixture(params=["sqlite", "server"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> MlflowStore:
+    if request.param == "sqlite":
+        return MlflowStore(f"sqlite:///{tmp_path / '.expctl' / 'mlflow.db'}", "local")
+    server: MlflowServer = request.getfixturevalue("mlflow_server")
+    return MlflowStore(server.uri, "local")
+
+
+@pytest.fixture
+def experiment(request: pytest.FixtureRequest) -> str:
+    """A fresh experiment name per test (the server is shared by the session)."""
+    return "t-" + request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[:40]
+
+
+@pytest.fixture
+def client(sqlite_store: MlflowStore) -> Any:
+    return sqlite_store.client
+
+
+@pytest.fixture
+def mlflow_uri(sqlite_store: MlflowStore) -> Iterator[str]:
+    import mlflow
+
+    mlflow.set_tracking_uri(sqlite_store.tracking_uri)
+    yield sqlite_store.tracking_uri
+    mlflow.set_tracking_uri(None)
+
+
+def test_ensure_run_twice_is_one_run(store: MlflowStore, experiment: str) -> None:
+    spec = make_spec(experiment)
+    store.check()
+    first = store.ensure_run(spec, 1, AUTHOR)
+    again = MlflowStore(store.tracking_uri, "local").ensure_run(spec, 1, AUTHOR)
+    assert first == again
+    assert first.experiment_name == experiment and first.tracking_uri == store.tracking_uri
+    retry = store.ensure_run(spec, 2, AUTHOR)
+    assert retry.run_id != first.run_id
+    runs = store.client.search_runs([store.client.get_experiment_by_name(experiment).experiment_id])
+    assert sorted(r.info.run_id for r in runs) == sorted([first.run_id, retry.run_id])
+    assert store.client.get_run(first.run_id).info.status == "SCHEDULED"
+
+
+def test_ensure_run_records_params_tags_and_config(sqlite_store: MlflowStore, client: Any) -> None:
+    config = {"model": {"hidden": 64, "layers": [1, 2]}, "optimizer": {"lr": 0.1}, "name": "x" * 7000}
+    spec = make_spec("demo", config=config, commit="a" * 40)
+    ref = sqlite_store.ensure_run(spec, 1, AUTHOR)
+    run = client.get_run(ref.run_id)
+    assert run.data.params["model.hidden"] == "64"
+    assert run.data.params["model.layers"] == "[1, 2]"
+    assert run.data.params["optimizer.lr"] == "0.1"
+    assert len(run.data.params["name"]) == 6000
+    tags = run.data.tags
+    assert tags["mlflow.source.git.commit"] == "a" * 40
+    assert tags["expctl.spec_hash"] == spec.spec_hash and tags["expctl.run_key"] == spec.run_key
+    assert tags["expctl.experiment"] == "demo" and tags["expctl.backend"] == "local"
+    assert tags["expctl.job"] == spec.name == tags["mlflow.runName"] and tags["expctl.attempt"] == "1"
+    assert tags["expctl.author"] == AUTHOR == tags["mlflow.user"]
+    assert json.loads(tags["expctl.overrides"]) == []
+    assert "mlflow.parentRunId" not in tags
+    text = client.download_artifacts(ref.run_id, CONFIG_ARTIFACT)
+    assert json.loads(Path(text).read_text()) == config
+    location = client.get_experiment_by_name("demo").artifact_location
+    assert location.startswith((Path(sqlite_store.tracking_uri[10:]).parent / "mlartifacts").as_uri())
+
+
+def test_many_params_are_batched(sqlite_store: MlflowStore, client: Any) -> None:
+    config = {"group": {f"k{i}": i for i in range(250)}}
+    ref = sqlite_store.ensure_run(make_spec("wide", config=config), 1, AUTHOR)
+    assert len(client.get_run(ref.run_id).data.params) == 250
+
+
+def test_sweep_points_are_children_of_one_parent(sqlite_store: MlflowStore, client: Any) -> None:
+    points = [make_spec("sweep", overrides=(f"lr={lr}",), config={"lr": lr}) for lr in (0.1, 0.01)]
+    refs = [sqlite_store.ensure_run(spec, 1, AUTHOR) for spec in points]
+    parents = {client.get_run(ref.run_id).data.tags["mlflow.parentRunId"] for ref in refs}
+    assert len(parents) == 1
+    parent = client.get_run(parents.pop())
+    assert parent.data.tags["expctl.parent"] == "true"
+    assert parent.data.tags["expctl.commit"] == points[0].commit
+    assert json.loads(client.get_run(refs[0].run_id).data.tags["expctl.overrides"]) == ["lr=0.1"]
+    assert len(sqlite_store.records()) == 2, "the parent run is not a record"
+
+
+def test_records_and_sync_follow_phases(sqlite_store: MlflowStore, client: Any) -> None:
+    specs = {phase: make_spec(f"phase-{phase.value.lower()}") for phase in Phase}
+    refs = {phase: sqlite_store.ensure_run(spec, 1, AUTHOR) for phase, spec in specs.items()}
+    live = [observed(specs[p], refs[p], p, failure=FailureClass.CODE if p is Phase.FAILED else None,
+                     message="node-0 exited with code 3" if p is Phase.FAILED else "",
+                     cancelled=p is Phase.CANCELLED) for p in Phase]
+    sqlite_store.sync(live, list(specs.values()))
+    statuses = {p: client.get_run(refs[p].run_id).info.status for p in Phase}
+    assert statuses == {Phase.PENDING: "SCHEDULED", Phase.RUNNING: "RUNNING", Phase.SUCCEEDED: "FINISHED",
+                        Phase.FAILED: "FAILED", Phase.CANCELLED: "KILLED"}
+    assert client.get_run(refs[Phase.SUCCEEDED].run_id).info.end_time is not None
+    records = {r.experiment: r for r in sqlite_store.records()}
+    for phase, spec in specs.items():
+        record = records[spec.experiment]
+        assert record.phase is phase and not record.live
+        assert (record.run_key, record.spec_hash, record.attempt) == (spec.run_key, spec.spec_hash, 1)
+        assert record.name == spec.name and record.mlflow_run_id == refs[phase].run_id
+    assert records["phase-failed"].failure is FailureClass.CODE
+    assert records["phase-failed"].message == "node-0 exited with code 3"
+    assert records["phase-cancelled"].cancelled
+    assert MlflowStore(sqlite_store.tracking_uri, "kubernetes").records() == []
+    end = client.get_run(refs[Phase.SUCCEEDED].run_id).info.end_time
+    sqlite_store.sync(live, list(specs.values()))  # unchanged: no second write
+    assert client.get_run(refs[Phase.SUCCEEDED].run_id).info.end_time == end
+
+
+def _train_stub(ref: TrackingRef, accuracy: float | None, with_model: bool = True) -> None:
+    """What the training code does: log a metric and a model into the run it was handed."""
+    import mlflow
+    import mlflow.pytorch
+    import torch
+
+    with mlflow.start_run(run_id=ref.run_id):
+        if accuracy is not None:
+            mlflow.log_metric("val_accuracy", accuracy * 0.5, step=0)
+            mlflow.log_metric("val_accuracy", accuracy, step=1)
+        if with_model:
+            mlflow.pytorch.log_model(torch.nn.Linear(2, 2), name="model",
+                                     pip_requirements=[f"torch=={torch.__version__}"])
+
+
+GATE = ValidationGate(metric="val_accuracy", threshold=0.8, mode="max", register_as="demo-clf", alias="champion")
+
+
+def test_gate_pass_registers_the_model_once(sqlite_store: MlflowStore, client: Any, mlflow_uri: str) -> None:
+    spec = make_spec("gated", validation=GATE, commit="b" * 40)
+    ref = sqlite_store.ensure_run(spec, 1, AUTHOR)
+    _train_stub(ref, 0.9)
+    for _ in range(2):  # idempotent: the second sync registers nothing
+        sqlite_store.sync([observed(spec, ref, Phase.SUCCEEDED)], [spec])
+    versions = client.search_model_versions("name = 'demo-clf'")
+    assert len(versions) == 1
+    version = client.get_model_version_by_alias("demo-clf", "champion")
+    assert version.version == versions[0].version and version.run_id == ref.run_id
+    assert version.tags["expctl.run_key"] == spec.run_key
+    assert version.tags["expctl.spec_hash"] == spec.spec_hash
+    assert version.tags["mlflow.source.git.commit"] == "b" * 40
+    tags = client.get_run(ref.run_id).data.tags
+    assert tags["expctl.gate"] == "passed"
+    assert "val_accuracy=0.9 >= 0.8" in tags["expctl.gate_reason"] and "champion" in tags["expctl.gate_reason"]
+
+
+def test_gate_failure_and_missing_metric_are_recorded(sqlite_store: MlflowStore, client: Any,
+                                                      mlflow_uri: str) -> None:
+    low = make_spec("gated-low", validation=GATE)
+    none = make_spec("gated-none", validation=GATE)
+    no_model = make_spec("gated-nomodel", validation=GATE)
+    refs = {s.experiment: sqlite_store.ensure_run(s, 1, AUTHOR) for s in (low, none, no_model)}
+    _train_stub(refs["gated-low"], 0.5)
+    _train_stub(refs["gated-none"], None)
+    _train_stub(refs["gated-nomodel"], 0.95, with_model=False)
+    sqlite_store.sync([observed(s, refs[s.experiment], Phase.SUCCEEDED) for s in (low, none, no_model)],
+                      [low, none, no_model])
+    tags = {name: client.get_run(ref.run_id).data.tags for name, ref in refs.items()}
+    assert tags["gated-low"]["expctl.gate"] == "failed"
+    assert tags["gated-low"]["expctl.gate_reason"] == "val_accuracy=0.5 is not >= 0.8"
+    assert tags["gated-none"]["expctl.gate"] == "missing-metric"
+    assert "val_accuracy" in tags["gated-none"]["expctl.gate_reason"]
+    assert tags["gated-nomodel"]["expctl.gate"] == "failed"
+    assert "no model" in tags["gated-nomodel"]["expctl.gate_reason"]
+    assert client.search_model_versions("name = 'demo-clf'") == []
+
+
+def test_mark_killed(sqlite_store: MlflowStore, client: Any) -> None:
+    ref = sqlite_store.ensure_run(make_spec("killed"), 1, AUTHOR)
+    sqlite_store.mark_killed(ref.run_id, by="someone")
+    run = client.get_run(ref.run_id)
+    assert run.info.status == "KILLED" and run.data.tags["expctl.cancelled"] == "true"
+    assert sqlite_store.records()[0].cancelled
+
+
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:{port}", "nosuchscheme://nowhere"])
+def test_unusable_store_is_one_line_error(uri: str) -> None:
+    store = MlflowStore(uri.format(port=free_port()), "local")
+    with pytest.raises(TrackingError) as info:
+        store.check()
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"MLflow at {store.tracking_uri} is un")
+
+
+def test_default_tracking_uri_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert default_tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert default_tracking_uri(tmp_path, settings_uri="http://s") == "http://s"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env")
+    assert default_tracking_uri(tmp_path, settings_uri="http://s") == "http://env"
+    assert default_tracking_uri(tmp_path, explicit="http://x", settings_uri="http://s") == "http://x"
+
+
+def test_distributed_training_through_the_local_backend(mlflow_server: MlflowServer, git_repo: GitRepo) -> None:
+    """A real 2-replica gloo run of training/ at a pinned commit, logging to a real mlflow server."""
+    commit = git_repo.add_training()
+    store = MlflowStore(mlflow_server.uri, "local")
+    config = {"seed": 1, "trainer": {"epochs": 4}, "dataset": {"n_samples": 600}, "model": {"hidden": 16}}
+    gate = replace(GATE, threshold=0.5, register_as="e2e-clf")
+    job = make_job(JobKind.PYTORCH, replicas=2, command=("python", "-m", "training.train"), validation=gate)
+    spec = make_spec("e2e-train", config=config, job=job, commit=commit)
+    ref = store.ensure_run(spec, 1, AUTHOR)
+    launch = replace(make_launch(spec), tracking=ref)
+    backend = LocalBackend(git_repo.path / ".expctl", git_repo.path, parallelism=2)
+    backend.create(launch)
+    deadline = time.monotonic() + 240
+    run = backend.observe()[0]
+    while not run.phase.finished and time.monotonic() < deadline:
+        time.sleep(0.5)
+        run = backend.observe()[0]
+        store.sync([run], [spec])
+    logs = "\n".join(backend.logs(launch.name))
+    assert run.phase is Phase.SUCCEEDED, f"{run.message}\n{logs[-3000:]}"
+    store.sync([run], [spec])
+    assert "[worker-0]" in logs and "epoch 3:" in logs
+    mlrun = store.client.get_run(ref.run_id)
+    assert mlrun.info.status == "FINISHED"
+    assert {"train_loss", "val_loss", "val_accuracy"} <= set(mlrun.data.metrics)
+    assert len(store.client.get_metric_history(ref.run_id, "val_accuracy")) == 4
+    assert any(key.startswith("system/cpu") for key in mlrun.data.metrics), sorted(mlrun.data.metrics)
+    assert mlrun.data.tags["expctl.gate"] == "passed", mlrun.data.tags.get("expctl.gate_reason")
+    assert store.client.get_model_version_by_alias("e2e-clf", "champion").run_id == ref.run_id

@@ -1,0 +1,102 @@
+"""Playing the training operator on the test apiserver: status patches, and backends for a namespace."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from expctl.backends.kube_retry import RetrySettings
+from expctl.backends.kubernetes import KubernetesBackend
+from expctl.model import JobKind, Launch
+from expctl.render import KINDS, KubeSettings
+from tests.factories import make_job, make_launch, make_spec
+from tests.kube.conftest import Cluster
+
+FAST_RETRY = RetrySettings(attempts=3, initial_delay=0.1, max_delay=0.5)
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def make_backend(cluster: Cluster, namespaces: list[str], kubeconfig: str | None = None, **kw: Any) -> Any:
+    settings = KubeSettings(namespace=namespaces[0], repo_url="https://git.example.com/team/repo.git")
+    kw.setdefault("retry", FAST_RETRY)
+    kw.setdefault("qps", 100.0)
+    kw.setdefault("burst", 100)
+    return KubernetesBackend.from_kubeconfig(
+        kubeconfig or str(cluster.kubeconfig), namespaces=namespaces, settings=settings, **kw
+    )
+
+
+def conditions(kind: str, outcome: str, reason: str = "", message: str = "") -> dict[str, Any]:
+    """The status the operator would write when the job reaches ``outcome`` (run, succeed, fail)."""
+    t = now()
+
+    def cond(ctype: str, status: str = "True", why: str = "", msg: str = "") -> dict[str, Any]:
+        return {
+            "type": ctype,
+            "status": status,
+            "reason": why or f"{kind}{ctype}",
+            "message": msg or f"{kind} is {ctype.lower()}",
+            "lastTransitionTime": t,
+            **({} if kind == "TrainJob" else {"lastUpdateTime": t}),
+        }
+
+    if kind == "TrainJob":
+        if outcome == "succeed":
+            return {"conditions": [cond("Complete")]}
+        if outcome == "fail":
+            return {"conditions": [cond("Failed", why=reason, msg=message)]}
+        return {"conditions": []}
+    created = cond("Created")
+    if outcome == "run":
+        return {"conditions": [created, cond("Running")], "startTime": t}
+    if outcome == "succeed":
+        return {
+            "conditions": [created, cond("Running", "False"), cond("Succeeded")],
+            "startTime": t,
+            "completionTime": t,
+        }
+    return {
+        "conditions": [created, cond("Running", "False"), cond("Failed", why=reason, msg=message)],
+        "startTime": t,
+        "completionTime": t,
+    }
+
+
+def patch_status(cluster: Cluster, namespace: str, kind: JobKind, name: str, status: dict[str, Any]) -> None:
+    from kubernetes import client
+
+    info = KINDS[kind]
+    client.CustomObjectsApi(cluster.api_client()).patch_namespaced_custom_object_status(
+        info.group,
+        info.version,
+        namespace,
+        info.plural,
+        name,
+        {"status": status},
+        _content_type="application/merge-patch+json",
+    )
+
+
+class KubeDriver:
+    """The contract suite's driver: launches in one namespace, settled by patching ``/status``."""
+
+    def __init__(self, cluster: Cluster, namespace: str) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+
+    def launch(self, outcome: str, attempt: int = 1, experiment: str = "contract") -> Launch:
+        job = make_job(JobKind.PYTORCH, replicas=2, namespace=self.namespace)
+        spec = make_spec(experiment, overrides=("lr=0.1",), job=job, commit="a" * 40)
+        return make_launch(spec, attempt)
+
+    def settle(self, launch: Launch, outcome: str) -> None:
+        message = "PyTorchJob contract-x failed: exit code 1" if outcome == "fail" else ""
+        status = conditions("PyTorchJob", outcome, "PyTorchJobFailed" if outcome == "fail" else "", message)
+        patch_status(self.cluster, self.namespace, launch.spec.job.kind, launch.name, status)
+
+    def reopen(self) -> KubernetesBackend:
+        backend: KubernetesBackend = make_backend(self.cluster, [self.namespace])
+        return backend
