@@ -67,12 +67,13 @@ def human(plan: Plan) -> str:
     lines = [f"expctl plan · {where} · backend {plan.backend}", ""]
     shown = [c for c in plan.changes if _shown(c)]
     width = max((len(c.name) for c in shown), default=0)
+    exp_width = max((len(c.experiment) for c in shown), default=0)
     for c in shown:
         point = " ".join(c.overrides) or "-"
         why = c.reason if c.action is not Action.NOOP else ""
         detail = "; ".join(p for p in (why, c.detail) if p)
-        lines.append(f"  {_SYMBOL[c.action]:>3} {_label(c):<11} {c.name:<{width}}  {c.experiment}  {point}"
-                     + (f"  ({detail})" if detail else ""))
+        lines.append(f"  {_SYMBOL[c.action]:>3} {_label(c):<11} {c.name:<{width}}  {c.experiment:<{exp_width}}  "
+                     f"{point}" + (f"  ({detail})" if detail else ""))
     if shown:
         lines.append("")
     lines.append(summary_line(plan))

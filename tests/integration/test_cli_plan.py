@@ -58,7 +58,7 @@ def test_human_plan_is_terraform_like(repo: GitRepo) -> None:
     assert lines[0].startswith("expctl plan · ") and lines[0].endswith("backend fake")
     creates = [ln for ln in lines if ln.strip().startswith("+ create")]
     assert len(creates) == 7
-    assert any("sweep  model=large optimizer.lr=0.2  (missing)" in ln for ln in creates)
+    assert any("sweep   model=large optimizer.lr=0.2  (missing)" in ln for ln in creates)
     assert lines[-1] == "Plan: 7 to create, 0 to retry, 0 to replace, 0 to delete. (0 unchanged)"
 
 
