@@ -104,7 +104,9 @@ class Cluster:
                 {
                     "apiVersion": "v1",
                     "kind": "Config",
-                    "clusters": [{"name": "test", "cluster": {"server": self.server, "certificate-authority": str(ca)}}],
+                    "clusters": [
+                        {"name": "test", "cluster": {"server": self.server, "certificate-authority": str(ca)}}
+                    ],
                     "users": [{"name": user, "user": {"token": token}}],
                     "contexts": [{"name": user, "context": {"cluster": "test", "user": user}}],
                     "current-context": user,
@@ -207,9 +209,7 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         install_crds(cluster.api_client(), crds)
     except Exception as exc:
         cluster.stop()
-        logs = "".join(
-            f"\n--- {log.name} ---\n{log.read_text()[-2000:]}" for log in sorted(run_dir.glob("*.log"))
-        )
+        logs = "".join(f"\n--- {log.name} ---\n{log.read_text()[-2000:]}" for log in sorted(run_dir.glob("*.log")))
         pytest.fail(f"cannot provision the test kube-apiserver: {exc}{logs}", pytrace=False)
     try:
         yield cluster

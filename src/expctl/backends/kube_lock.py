@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -53,7 +54,8 @@ class LeaseStore(Protocol):
 
 
 def default_identity() -> str:
-    return f"{os.environ.get('USER', 'expctl')}@{socket.gethostname()}/{os.getpid()}"
+    """``user@host/pid-random``: unique per lock object, readable in ``kubectl get lease -o yaml``."""
+    return f"{os.environ.get('USER', 'expctl')}@{socket.gethostname()}/{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 class LeaseLock:

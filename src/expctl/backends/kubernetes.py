@@ -10,15 +10,17 @@ The client library is imported lazily, so importing this module (and ``expctl --
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import queue
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from expctl.backends.kube_lock import ApiLeaseStore, LeaseLock
+from expctl.backends.kube_pods import merge_streams, select_pods, split_lines
 from expctl.backends.kube_retry import (
     ApiError,
     Retrier,
@@ -38,10 +40,15 @@ from expctl.render.common import (
     MANAGED_BY,
     MANAGED_SELECTOR,
     MANAGER,
+    kube_settings,
+    namespaces,
 )
 from expctl.render.common import SPEC_HASH as SPEC_HASH_ANNOTATION
 from expctl.render.status import observed_from
 from expctl.render.training_v1 import SHAPES
+
+if TYPE_CHECKING:
+    from expctl.schema import Settings
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -102,7 +109,9 @@ class KubernetesBackend:
 
         configuration = client.Configuration()
         try:
-            if path or os.environ.get("KUBECONFIG") or os.path.exists(os.path.expanduser("~/.kube/config")):
+            # $KUBECONFIG is read now (the client reads it once, at import time); it may list several files
+            path = path or os.environ.get("KUBECONFIG") or None
+            if path or os.path.exists(os.path.expanduser("~/.kube/config")):
                 config.load_kube_config(  # type: ignore[no-untyped-call]
                     config_file=path, context=context, client_configuration=configuration
                 )
@@ -178,7 +187,7 @@ class KubernetesBackend:
     def _find(self, name: str) -> tuple[KindInfo, str, Obj] | None:
         """The object called ``name`` in this backend's namespaces (last known place first)."""
         places = [self._where[name]] if name in self._where else []
-        places += [(info, ns) for ns in self.namespaces for info in KINDS.values()]
+        places += [(i, ns) for ns in self.namespaces for i in KINDS.values() if (i, ns) not in places]
         for info, ns in places:
             obj = self._get(info, ns, name)
             if obj is not None:
@@ -270,7 +279,7 @@ class KubernetesBackend:
         self._where.pop(name, None)
 
     def cancel(self, name: str, by: str) -> None:
-        """Mark cancelled (durably: the object stays observable); suspend unless Kueue owns it; delete pods."""
+        """Mark cancelled (durably: the object stays observable); suspend unless Kueue owns it; stop pods."""
         found = self._find(name)
         if found is None:
             raise BackendError(f"no run named {name} in namespaces {', '.join(self.namespaces)}")
@@ -324,7 +333,7 @@ class KubernetesBackend:
             for pod, lines in zip(pods, streams, strict=True):
                 yield from (f"[{pod}] {line}" for line in lines)
             return
-        yield from _merge({pod: lines for pod, lines in zip(pods, streams, strict=True)})
+        yield from merge_streams({pod: lines for pod, lines in zip(pods, streams, strict=True)})
 
     # -- pods and logs --------------------------------------------------------------------------------------
 
@@ -354,14 +363,8 @@ class KubernetesBackend:
             ),
             pod,
         )
-        pending = b""
         try:
-            for chunk in resp.stream(4096):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                yield from (line.decode("utf-8", "replace") for line in lines)
-            if pending:
-                yield pending.decode("utf-8", "replace")
+            yield from split_lines(resp.stream(4096))
         finally:
             resp.release_conn()
 
@@ -372,44 +375,27 @@ class KubernetesBackend:
         return LeaseLock(ApiLeaseStore(self._custom, self.request), namespace or self.namespaces[0], name, **kwargs)
 
 
-def select_pods(pods: list[Obj], info: KindInfo, replica: str | None) -> list[str]:
-    """Pure: the pod names matching ``replica`` (``<type>`` or ``<type>-<index>``, case-insensitive)."""
-    index_labels = ("training.kubeflow.org/replica-index", "jobset.sigs.k8s.io/job-index")
-    chosen = []
-    for pod in pods:
-        meta = pod.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        if replica:
-            role = str(labels.get(info.replica_label, "")).lower()
-            index = next((str(labels[k]) for k in index_labels if k in labels), "")
-            if replica.lower() not in (role, f"{role}-{index}"):
-                continue
-        chosen.append(str(meta.get("name")))
-    return sorted(chosen)
+def open_kubernetes(settings: Settings, repo: Path | None = None) -> KubernetesBackend:
+    """The backend an ``expctl.yaml`` describes: its context, namespaces (default + tenants), QPS and burst."""
+    kube = settings.kubernetes
+    return KubernetesBackend.from_kubeconfig(
+        None,
+        kube.context,
+        namespaces(settings),
+        kube_settings(settings),
+        qps=kube.qps,
+        burst=kube.burst,
+        write_concurrency=kube.write_concurrency,
+    )
 
 
-def _merge(streams: dict[str, Iterator[str]]) -> Iterator[str]:
-    """Lines of several followed streams as they come, each prefixed with its pod."""
-    lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
-
-    def pump(pod: str, stream: Iterator[str]) -> None:
-        try:
-            for line in stream:
-                lines.put((pod, line))
-        except ExpctlError as exc:
-            lines.put((pod, f"<{exc}>"))
-        finally:
-            lines.put((pod, None))
-
-    for pod, stream in streams.items():
-        threading.Thread(target=pump, args=(pod, stream), daemon=True).start()
-    open_streams = len(streams)
-    while open_streams:
-        pod, line = lines.get()
-        if line is None:
-            open_streams -= 1
-        else:
-            yield f"[{pod}] {line}"
+@contextlib.contextmanager
+def lease_lock(settings: Settings, timeout: float, name: str = "expctl-apply") -> Iterator[LeaseLock]:
+    """Hold the apply Lease in the project's default namespace for the ``with`` block (LockError on timeout)."""
+    backend = open_kubernetes(settings)
+    lock = backend.lock(name, settings.kubernetes.namespace, timeout=timeout)
+    with lock:
+        yield lock
 
 
 def _is_network(exc: BaseException) -> bool:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
 
-from expctl.model import JobKind, Launch
-from expctl.render.common import KubeSettings, Manifest
+from expctl.model import JobKind, Launch, RunSpec, TrackingRef
+from expctl.render.common import KubeSettings, Manifest, ProjectSettings, kube_settings
 from expctl.render.training_v1 import render_v1
 from expctl.render.trainjob import render_trainjob
 
@@ -64,9 +65,37 @@ def render_manifest(launch: Launch, settings: KubeSettings) -> Manifest:
     return info.render(launch, settings)
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the git-sync script) as literal blocks, readable in ``expctl render``."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value and not any(line != line.rstrip() for line in value.splitlines()) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
 def to_yaml(manifests: Iterable[Manifest]) -> str:
     """A multi-document YAML stream, keys in rendering order (like ``helm template``)."""
-    return yaml.safe_dump_all(list(manifests), sort_keys=False, default_flow_style=False, width=120)
+    return yaml.dump_all(list(manifests), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120)
 
 
-__all__ = ["KINDS", "KindInfo", "KubeSettings", "Manifest", "render_manifest", "to_yaml"]
+def render_all(runs: Iterable[RunSpec], settings: ProjectSettings, repo: Path | None = None) -> str:
+    """``expctl render``: the first attempt of each run that runs on Kubernetes, as one YAML stream.
+
+    The MLflow run id is only known at apply time, so it shows as ``<assigned-at-apply>``. ``repo`` is
+    accepted for symmetry with the backend; the clone URL comes from ``kubernetes.repo_url``.
+    """
+    ks = kube_settings(settings)
+    manifests = []
+    for run in runs:
+        if run.job.kind not in KINDS:
+            continue
+        ref = TrackingRef(settings.tracking_uri or "", "<assigned-at-apply>", run.experiment)
+        manifests.append(render_manifest(Launch(spec=run, attempt=1, name=run.name, tracking=ref), ks))
+    return to_yaml(manifests) if manifests else ""
+
+
+__all__ = ["KINDS", "KindInfo", "KubeSettings", "Manifest", "kube_settings", "render_all", "render_manifest", "to_yaml"]

@@ -6,8 +6,9 @@ Pure: builds plain dicts from a ``Launch`` and ``KubeSettings``. No Kubernetes c
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from expctl.model import JobSpec, Launch
 from expctl.naming import slug
@@ -51,6 +52,54 @@ class KubeSettings:
     clean_pod_policy: str = "Running"  # v1 runPolicy: finished jobs keep their pods' logs
     trainjob_step: str = "node"  # TrainJob: the runtime's replicated job and container that train
     trainjob_git_sync: str = "git-sync"  # TrainJob: the runtime's init container that clones
+
+
+class KubernetesBlock(Protocol):
+    """The ``kubernetes:`` block of ``expctl.yaml`` as rendering reads it (``expctl.schema.KubernetesIn``)."""
+
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def repo_url(self) -> str | None: ...
+    @property
+    def git_secret(self) -> str | None: ...
+    @property
+    def image(self) -> str: ...
+    @property
+    def git_image(self) -> str: ...
+
+
+class TenantBlock(Protocol):
+    @property
+    def namespace(self) -> str: ...
+
+
+class ProjectSettings(Protocol):
+    """What rendering reads of ``expctl.schema.Settings`` (a Protocol: render stays below the schema layer)."""
+
+    @property
+    def kubernetes(self) -> KubernetesBlock: ...
+    @property
+    def tracking_uri(self) -> str | None: ...
+    @property
+    def tenants(self) -> Sequence[TenantBlock]: ...
+
+
+def kube_settings(settings: ProjectSettings) -> KubeSettings:
+    """The rendering settings of a project's ``expctl.yaml`` (its ``kubernetes:`` block)."""
+    kube = settings.kubernetes
+    return KubeSettings(
+        namespace=kube.namespace,
+        repo_url=kube.repo_url,
+        git_secret=kube.git_secret,
+        default_image=kube.image,
+        git_sync_image=kube.git_image,
+    )
+
+
+def namespaces(settings: ProjectSettings) -> list[str]:
+    """Every namespace a project may write to: the default one and each tenant's."""
+    return sorted({settings.kubernetes.namespace, *(t.namespace for t in settings.tenants)})
 
 
 def namespace_of(launch: Launch, settings: KubeSettings) -> str:

@@ -1,0 +1,116 @@
+"""Tenancy and idempotency on the real apiserver: RBAC-restricted tokens, 409 handling, request counts."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pytest
+from kubernetes import client
+
+from expctl.backends.kubernetes import KubernetesBackend
+from expctl.errors import BackendError
+from tests.factories import make_job, make_launch, make_spec
+from tests.kube.conftest import RESTRICTED_TOKEN, RESTRICTED_USER, Cluster, create_namespace
+from tests.kube.driver import make_backend
+
+pytestmark = pytest.mark.kube
+
+JOB_RESOURCES = ["pytorchjobs", "tfjobs", "mpijobs", "trainjobs"]
+
+
+def grant_team_a(cluster: Cluster, namespace: str) -> None:
+    """Role + RoleBinding: the restricted user may manage training jobs (and their pods) in ``namespace``."""
+    custom = client.CustomObjectsApi(cluster.api_client())
+    rules = [
+        {
+            "apiGroups": ["kubeflow.org", "trainer.kubeflow.org"],
+            "resources": JOB_RESOURCES,
+            "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+        },
+        {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "deletecollection"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
+    ]
+    rbac = ("rbac.authorization.k8s.io", "v1", namespace)
+    custom.create_namespaced_custom_object(*rbac, "roles", {"metadata": {"name": "expctl-ci"}, "rules": rules})
+    custom.create_namespaced_custom_object(
+        *rbac,
+        "rolebindings",
+        {
+            "metadata": {"name": "expctl-ci"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "expctl-ci"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": RESTRICTED_USER}],
+        },
+    )
+
+
+def launch_in(namespace: str, experiment: str = "team-a/resnet"):  # type: ignore[no-untyped-def]
+    job = make_job(replicas=2, namespace=namespace)
+    return make_launch(make_spec(experiment, overrides=("lr=0.1",), job=job))
+
+
+def test_restricted_token_creates_in_its_namespace_only(kube_cluster: Cluster) -> None:
+    team_a = create_namespace(kube_cluster.api_client(), "team-a")
+    team_b = create_namespace(kube_cluster.api_client(), "team-b")
+    grant_team_a(kube_cluster, team_a)
+    kubeconfig = str(kube_cluster.kubeconfig_for(RESTRICTED_USER, RESTRICTED_TOKEN))
+    backend: KubernetesBackend = make_backend(kube_cluster, [team_a, team_b], kubeconfig=kubeconfig)
+
+    mine = launch_in(team_a)
+    backend.create(mine)
+    assert [r.name for r in make_backend(kube_cluster, [team_a]).observe()] == [mine.name]
+
+    with pytest.raises(BackendError) as err:
+        backend.create(launch_in(team_b, "team-b/bert"))
+    message = str(err.value)
+    assert message == f'forbidden: cannot create pytorchjobs in namespace "{team_b}" (user "{RESTRICTED_USER}")'
+    assert "\n" not in message
+
+    with pytest.raises(BackendError, match=rf'forbidden: cannot list pytorchjobs in namespace "{team_b}"'):
+        backend.observe()
+
+
+def test_backend_refuses_namespaces_outside_its_tenancy(kube_cluster: Cluster, namespace: str) -> None:
+    backend: KubernetesBackend = make_backend(kube_cluster, [namespace])
+    before = sum(backend.requests.values())
+    with pytest.raises(BackendError, match=r'refusing to create .* in namespace "elsewhere"'):
+        backend.create(launch_in("elsewhere"))
+    assert sum(backend.requests.values()) == before  # refused before any request
+
+
+def _requests_by_verb(metrics: str, resource: str) -> Counter[str]:
+    """apiserver_request_total for one resource, as ``"<VERB> <code>" -> count``."""
+    counts: Counter[str] = Counter()
+    for line in metrics.splitlines():
+        if not line.startswith("apiserver_request_total{") or f'resource="{resource}"' not in line:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+        counts[f"{labels['verb']} {labels['code']}"] += int(float(line.rsplit(" ", 1)[1]))
+    return counts
+
+
+def test_second_identical_create_writes_nothing(kube_cluster: Cluster, namespace: str) -> None:
+    backend: KubernetesBackend = make_backend(kube_cluster, [namespace])
+    launch = launch_in(namespace)
+    backend.create(launch)
+    server_before = _requests_by_verb(kube_cluster.metrics(), "pytorchjobs")
+    client_before = Counter(backend.requests)
+
+    backend.create(launch)
+
+    server_delta = _requests_by_verb(kube_cluster.metrics(), "pytorchjobs") - server_before
+    # one refused POST and one read; kube-apiserver 1.20 labels a custom resource GET as verb "LIST"
+    reads = server_delta.pop("GET 200", 0) + server_delta.pop("LIST 200", 0)
+    assert (reads, server_delta) == (1, Counter({"POST 409": 1})), server_delta
+    assert Counter(backend.requests) - client_before == Counter({"create pytorchjobs": 1, "get pytorchjobs": 1})
+
+
+def test_create_conflicting_spec_hash_is_an_error(kube_cluster: Cluster, namespace: str) -> None:
+    backend: KubernetesBackend = make_backend(kube_cluster, [namespace])
+    launch = launch_in(namespace)
+    backend.create(launch)
+    from dataclasses import replace
+
+    changed = replace(launch, spec=replace(launch.spec, spec_hash="0" * 20))
+    with pytest.raises(BackendError, match="already exists with spec hash"):
+        backend.create(changed)
