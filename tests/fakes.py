@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from typing import Any
 
 from expctl.errors import BackendError
 from expctl.model import FailureClass, Launch, ObservedRun, Phase, RunSpec, TrackingRef
@@ -60,6 +61,8 @@ class FakeTracker:
     def __init__(self) -> None:
         self.runs: dict[tuple[str, str, int], str] = {}
         self.remembered: list[ObservedRun] = []
+        self.killed: list[str] = []
+        self.audit: list[dict[str, Any]] = []
 
     def check(self) -> None:
         return None
@@ -74,3 +77,12 @@ class FakeTracker:
 
     def sync(self, observed: Sequence[ObservedRun], desired: Sequence[RunSpec]) -> None:
         return None
+
+    def mark_killed(self, run_id: str, by: str = "") -> None:
+        self.killed.append(run_id)
+
+    def record_audit(self, entry: dict[str, Any]) -> None:
+        self.audit.append(entry)
+
+    def audit_entries(self, experiment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        return [e for e in reversed(self.audit) if experiment in (None, e["experiment"])][:limit]

@@ -28,7 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "model": {"hidden": 32, "layers": 2, "dropout": 0.0},
     "optimizer": {"lr": 0.01, "weight_decay": 0.0},
     "trainer": {"epochs": 5, "batch_size": 64, "fail_first_attempts": 0},
-    "dataset": {"n_samples": 1000, "n_features": 8, "n_classes": 3, "noise": 2.5, "val_fraction": 0.2},
+    "dataset": {"n_samples": 2000, "n_features": 16, "n_classes": 4, "noise": 1.0, "val_fraction": 0.2},
 }
 
 
@@ -64,7 +64,7 @@ def make_data(config: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(int(setting(config, "seed")))
     n = int(setting(config, "dataset.n_samples"))
     features, classes = int(setting(config, "dataset.n_features")), int(setting(config, "dataset.n_classes"))
-    centres = torch.randn(classes, features, generator=gen) * 2.0
+    centres = torch.randn(classes, features, generator=gen) * 0.5
     labels = torch.randint(0, classes, (n,), generator=gen)
     noise = float(setting(config, "dataset.noise"))
     points = centres[labels] + torch.randn(n, features, generator=gen) * noise
@@ -125,6 +125,7 @@ def train(config: dict[str, Any]) -> None:
                                  weight_decay=float(setting(config, "optimizer.weight_decay")))
     batch, epochs = int(setting(config, "trainer.batch_size")), int(setting(config, "trainer.epochs"))
     gen = torch.Generator().manual_seed(int(setting(config, "seed")) + rank)
+    print(f"rank {rank}/{world}: {len(shard_x)} training samples, {n_val} validation samples", flush=True)
     run = start_tracking(rank)
     try:
         for epoch in range(epochs):
@@ -152,7 +153,9 @@ def train(config: dict[str, Any]) -> None:
         if world > 1:
             dist.barrier()
         if run is not None:
-            mlflow.pytorch.log_model(net, name="model", pip_requirements=[f"torch=={torch.__version__}"])
+            net.eval()
+            mlflow.pytorch.log_model(net, name="model", input_example=val_x[:4].numpy(),
+                                     pip_requirements=[f"torch=={torch.__version__}"])
             mlflow.end_run("FINISHED")
     except BaseException:
         if run is not None:

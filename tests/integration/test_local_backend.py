@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -237,3 +238,86 @@ def test_timeout_fails_the_run(backend: LocalBackend, driver: LocalDriver) -> No
     backend.create(launch)
     run = wait_for(backend, launch.name, lambda r: r.phase.finished)
     assert run.phase is Phase.FAILED and "timeout" in run.message
+
+
+def test_training_fails_its_first_attempts_on_request(backend: LocalBackend, driver: LocalDriver,
+                                                      git_repo: GitRepo) -> None:
+    """``trainer.fail_first_attempts`` drives the retry demo: a code failure, classified as such."""
+    git_repo.add_training()
+    launch = driver.launch("train", command=("python", "-m", "training.train"))
+    config = {"trainer": {"fail_first_attempts": 1, "epochs": 1}}
+    launch = replace(launch, spec=replace(launch.spec, config=config))
+    backend.create(launch)
+    run = wait_for(backend, launch.name, lambda r: r.phase.finished, timeout=120)
+    assert run.phase is Phase.FAILED and run.failure is FailureClass.CODE
+    assert any("failing attempt 1 on purpose" in line for line in backend.logs(launch.name))
+
+
+CREATOR = """
+import pathlib, sys
+from expctl.backends.local import LocalBackend
+from expctl.model import JobKind
+from tests.factories import make_job, make_launch, make_spec
+state, repo, commit, who = sys.argv[1:5]
+backend = LocalBackend(pathlib.Path(state), pathlib.Path(repo), parallelism=1)
+for i in range(3):
+    job = make_job(JobKind.LOCAL, command=("sh", "-c", "sleep 0.5"))
+    backend.create(make_launch(make_spec(f"{who}-{i}", job=job, commit=commit)))
+    backend.observe()
+"""
+
+
+def test_two_expctl_processes_share_the_state_safely(driver: LocalDriver, git_repo: GitRepo) -> None:
+    """The file lock serialises two expctl processes: parallelism holds across them, no state is lost."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    procs = [subprocess.Popen([sys.executable, "-c", CREATOR, str(driver.state_dir), str(git_repo.path),
+                               git_repo.head, who], cwd=root) for who in ("a", "b")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    backend = LocalBackend(driver.state_dir, git_repo.path, parallelism=1)
+    deadline = time.monotonic() + 60
+    runs = backend.observe()
+    while not all(r.phase.finished for r in runs) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        runs = backend.observe()
+    assert len(runs) == 6 and all(r.phase is Phase.SUCCEEDED for r in runs)
+    states = sorted((s for r in runs if (s := load(driver.state_dir / "runs" / r.name))),
+                    key=lambda s: s.started_at or 0.0)
+    for before, after in itertools.pairwise(states):
+        assert before.finished_at is not None and after.started_at is not None
+        assert after.started_at >= before.finished_at, "two runs ran at once with parallelism 1"
+
+
+def test_following_a_queued_run_starts_it_when_a_slot_frees(git_repo: GitRepo) -> None:
+    driver = LocalDriver(git_repo.path / ".expctl", git_repo, parallelism=1)
+    backend = driver.reopen()
+    first = driver.launch("sleep 1", experiment="first")
+    second = driver.launch("echo started", experiment="second")
+    backend.create(first)
+    backend.create(second)
+    assert {r.name: r.phase for r in backend.observe()}[second.name] is Phase.PENDING
+    assert list(driver.reopen().logs(second.name, follow=True)) == ["started"]
+
+
+@pytest.mark.parametrize(
+    ("ended", "running", "phase", "failure", "message"),
+    [
+        ({"a": {"returncode": 0, "finished_at": 2.0}, "b": {"returncode": 0, "finished_at": 3.0}}, set(),
+         Phase.SUCCEEDED, None, ""),
+        ({"a": {"returncode": 0, "finished_at": 2.0}, "b": None}, {"b"}, Phase.RUNNING, None, ""),
+        ({"a": {"returncode": 3, "finished_at": 2.0}, "b": None}, {"b"}, Phase.FAILED, FailureClass.CODE,
+         "a exited with code 3"),
+        ({"a": {"returncode": -9, "finished_at": 2.0}}, set(), Phase.FAILED, FailureClass.INFRASTRUCTURE,
+         "a killed by SIGKILL"),
+        ({"a": None, "b": None}, {"b"}, Phase.FAILED, FailureClass.INFRASTRUCTURE,
+         "process vanished without an exit code: a"),
+    ],
+)
+def test_judge(ended: dict[str, Any], running: set[str], phase: Phase, failure: FailureClass | None,
+               message: str) -> None:
+    from expctl.backends.local_state import judge
+
+    verdict = judge(ended, running)
+    assert (verdict.phase, verdict.failure, verdict.message) == (phase, failure, message)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -52,15 +52,6 @@ def experiment(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def client(sqlite_store: MlflowStore) -> Any:
     return sqlite_store.client
-
-
-@pytest.fixture
-def mlflow_uri(sqlite_store: MlflowStore) -> Iterator[str]:
-    import mlflow
-
-    mlflow.set_tracking_uri(sqlite_store.tracking_uri)
-    yield sqlite_store.tracking_uri
-    mlflow.set_tracking_uri(None)
 
 
 def test_ensure_run_twice_is_one_run(store: MlflowStore, experiment: str) -> None:
@@ -116,6 +107,11 @@ def test_sweep_points_are_children_of_one_parent(sqlite_store: MlflowStore, clie
     assert parent.data.tags["expctl.commit"] == points[0].commit
     assert json.loads(client.get_run(refs[0].run_id).data.tags["expctl.overrides"]) == ["lr=0.1"]
     assert len(sqlite_store.records()) == 2, "the parent run is not a record"
+    sqlite_store.sync([observed(points[0], refs[0], Phase.SUCCEEDED), observed(points[1], refs[1], Phase.RUNNING)],
+                      points)
+    assert client.get_run(parent.info.run_id).info.status == "RUNNING"
+    sqlite_store.sync([observed(points[1], refs[1], Phase.SUCCEEDED)], points)
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
 
 
 def test_records_and_sync_follow_phases(sqlite_store: MlflowStore, client: Any) -> None:
@@ -145,7 +141,21 @@ def test_records_and_sync_follow_phases(sqlite_store: MlflowStore, client: Any) 
 
 
 def _train_stub(ref: TrackingRef, accuracy: float | None, with_model: bool = True) -> None:
-    """What the training code does: log a metric and a model into the run it was handed."""
+    """What the training code does: log a metric and a model into the run it was handed.
+
+    The process-global tracking URI is reset afterwards: expctl itself must not depend on it.
+    """
+    import mlflow
+    import mlflow.pytorch
+
+    mlflow.set_tracking_uri(ref.tracking_uri)
+    try:
+        _log_into(ref, accuracy, with_model)
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def _log_into(ref: TrackingRef, accuracy: float | None, with_model: bool) -> None:
     import mlflow
     import mlflow.pytorch
     import torch
@@ -155,14 +165,14 @@ def _train_stub(ref: TrackingRef, accuracy: float | None, with_model: bool = Tru
             mlflow.log_metric("val_accuracy", accuracy * 0.5, step=0)
             mlflow.log_metric("val_accuracy", accuracy, step=1)
         if with_model:
-            mlflow.pytorch.log_model(torch.nn.Linear(2, 2), name="model",
+            mlflow.pytorch.log_model(torch.nn.Linear(2, 2), name="model", input_example=torch.zeros(1, 2).numpy(),
                                      pip_requirements=[f"torch=={torch.__version__}"])
 
 
 GATE = ValidationGate(metric="val_accuracy", threshold=0.8, mode="max", register_as="demo-clf", alias="champion")
 
 
-def test_gate_pass_registers_the_model_once(sqlite_store: MlflowStore, client: Any, mlflow_uri: str) -> None:
+def test_gate_pass_registers_the_model_once(sqlite_store: MlflowStore, client: Any) -> None:
     spec = make_spec("gated", validation=GATE, commit="b" * 40)
     ref = sqlite_store.ensure_run(spec, 1, AUTHOR)
     _train_stub(ref, 0.9)
@@ -180,8 +190,7 @@ def test_gate_pass_registers_the_model_once(sqlite_store: MlflowStore, client: A
     assert "val_accuracy=0.9 >= 0.8" in tags["expctl.gate_reason"] and "champion" in tags["expctl.gate_reason"]
 
 
-def test_gate_failure_and_missing_metric_are_recorded(sqlite_store: MlflowStore, client: Any,
-                                                      mlflow_uri: str) -> None:
+def test_gate_failure_and_missing_metric_are_recorded(sqlite_store: MlflowStore, client: Any) -> None:
     low = make_spec("gated-low", validation=GATE)
     none = make_spec("gated-none", validation=GATE)
     no_model = make_spec("gated-nomodel", validation=GATE)
@@ -232,7 +241,7 @@ def test_distributed_training_through_the_local_backend(mlflow_server: MlflowSer
     commit = git_repo.add_training()
     store = MlflowStore(mlflow_server.uri, "local")
     config = {"seed": 1, "trainer": {"epochs": 4}, "dataset": {"n_samples": 600}, "model": {"hidden": 16}}
-    gate = replace(GATE, threshold=0.5, register_as="e2e-clf")
+    gate = replace(GATE, threshold=0.3, register_as="e2e-clf")
     job = make_job(JobKind.PYTORCH, replicas=2, command=("python", "-m", "training.train"), validation=gate)
     spec = make_spec("e2e-train", config=config, job=job, commit=commit)
     ref = store.ensure_run(spec, 1, AUTHOR)
@@ -248,7 +257,7 @@ def test_distributed_training_through_the_local_backend(mlflow_server: MlflowSer
     logs = "\n".join(backend.logs(launch.name))
     assert run.phase is Phase.SUCCEEDED, f"{run.message}\n{logs[-3000:]}"
     store.sync([run], [spec])
-    assert "[worker-0]" in logs and "epoch 3:" in logs
+    assert "[worker-0] rank 1/2:" in logs and "[master-0] epoch 3:" in logs
     mlrun = store.client.get_run(ref.run_id)
     assert mlrun.info.status == "FINISHED"
     assert {"train_loss", "val_loss", "val_accuracy"} <= set(mlrun.data.metrics)
@@ -256,3 +265,105 @@ def test_distributed_training_through_the_local_backend(mlflow_server: MlflowSer
     assert any(key.startswith("system/cpu") for key in mlrun.data.metrics), sorted(mlrun.data.metrics)
     assert mlrun.data.tags["expctl.gate"] == "passed", mlrun.data.tags.get("expctl.gate_reason")
     assert store.client.get_model_version_by_alias("e2e-clf", "champion").run_id == ref.run_id
+
+
+def test_audit_trail_is_newest_first(sqlite_store: MlflowStore) -> None:
+    for i, experiment in enumerate(["a", "b", "a"]):
+        sqlite_store.record_audit({"action": "create", "run": f"r{i}", "experiment": experiment,
+                                   "time": 1_000_000.0 + i, "attempt": 1, "namespace": None})
+    assert [e["run"] for e in sqlite_store.audit_entries()] == ["r2", "r1", "r0"]
+    assert [e["run"] for e in sqlite_store.audit_entries(experiment="a", limit=1)] == ["r2"]
+    assert sqlite_store.audit_entries(experiment="a")[1]["namespace"] is None
+    assert sqlite_store.records() == [], "audit entries are not runs"
+
+
+def test_artifact_root_applies_to_embedded_stores_only(tmp_path: Path) -> None:
+    embedded = MlflowStore(f"sqlite:///{tmp_path / 'mlflow.db'}", "local", artifact_root=tmp_path / "arts")
+    assert embedded.artifact_root == (tmp_path / "arts").resolve().as_uri()
+    assert MlflowStore("http://127.0.0.1:1", "local", artifact_root=tmp_path / "arts").artifact_root is None
+
+
+class RacingStore(MlflowStore):
+    """Two of these act in lock-step between search and create: the race two concurrent applies can have."""
+
+    def __init__(self, uri: str, barrier: threading.Barrier) -> None:
+        super().__init__(uri, "local")
+        self.barrier = barrier
+
+    def _search(self, experiment_ids: list[str], filter_string: str, order: str = "ASC") -> list[Any]:
+        if "expctl.run_key" in filter_string:
+            self.barrier.wait(timeout=60)
+        return super()._search(experiment_ids, filter_string, order)
+
+
+def test_concurrent_ensure_run_converges_to_one_run(sqlite_store: MlflowStore, client: Any) -> None:
+    spec = make_spec("racy")
+    sqlite_store.check()
+    experiment_id = sqlite_store._experiment_id(spec.experiment)
+    barrier = threading.Barrier(2)
+    stores = [RacingStore(sqlite_store.tracking_uri, barrier) for _ in range(2)]
+    refs: list[TrackingRef] = []
+    threads = [threading.Thread(target=lambda s=s: refs.append(s.ensure_run(spec, 1, AUTHOR))) for s in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(refs) == 2 and refs[0] == refs[1], "both applies must hand the job the same run"
+    assert [r.info.run_id for r in client.search_runs([experiment_id])] == [refs[0].run_id]
+
+
+def test_ui_server_command_serves_the_embedded_store(sqlite_store: MlflowStore) -> None:
+    import os
+    import signal
+    import subprocess
+    import urllib.request
+
+    from expctl.tracking.mlflow_store import ui_server_command
+
+    sqlite_store.check()
+    assert ui_server_command("http://mlflow.example:5000", 5000) == (None, {}, "http://mlflow.example:5000")
+    command, env, url = ui_server_command(sqlite_store.tracking_uri, free_port())
+    assert command is not None
+    proc = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                    assert resp.status == 200
+                    break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
+                time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("gate", "metrics", "outcome", "reason"),
+    [
+        (ValidationGate("acc", 0.8), {"acc": 0.8}, "passed", "acc=0.8 >= 0.8"),
+        (ValidationGate("acc", 0.8), {"acc": 0.79}, "failed", "acc=0.79 is not >= 0.8"),
+        (ValidationGate("loss", 0.5, mode="min"), {"loss": 0.4}, "passed", "loss=0.4 <= 0.5"),
+        (ValidationGate("loss", 0.5, mode="min"), {"loss": float("nan")}, "failed", "loss is NaN"),
+        (ValidationGate("acc", 0.8), {"loss": 1.0}, "missing-metric",
+         "the run logged no metric 'acc' (logged: loss)"),
+    ],
+)
+def test_gate_decision(gate: ValidationGate, metrics: dict[str, float], outcome: str, reason: str) -> None:
+    from expctl.tracking.gate import evaluate
+
+    assert (evaluate(gate, metrics).outcome, evaluate(gate, metrics).reason) == (outcome, reason)
+
+
+def test_flatten_params_and_parent_status() -> None:
+    from expctl.tracking.gate import flatten_params, parent_status
+
+    assert flatten_params({"a": {"b": 1, "c": [1, "x"], "d": {}}, "e": None, "f": True}) == {
+        "a.b": "1", "a.c": '[1, "x"]', "a.d": "{}", "e": "null", "f": "true"}
+    assert parent_status(["FINISHED", "RUNNING"]) == "RUNNING"
+    assert parent_status(["FINISHED", "FAILED"]) == "FAILED"
+    assert parent_status(["FINISHED", "KILLED"]) == "FINISHED"
+    assert parent_status(["KILLED"]) == "KILLED"

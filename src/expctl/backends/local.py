@@ -296,19 +296,29 @@ class LocalBackend:
         boot = st.boot_id()
         for index, replica in enumerate(names):
             env = {**os.environ, **state.env, **topology_env(state.kind, names, index, ports)}
-            with open(run_dir / f"{replica}.log", "ab") as log:
-                proc = subprocess.Popen(
-                    [sys.executable, "-c", _WRAPPER, str(run_dir / f"{replica}.exit"), *command],
-                    cwd=checkout,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            try:
+                with open(run_dir / f"{replica}.log", "ab") as log:
+                    proc = subprocess.Popen(
+                        [sys.executable, "-c", _WRAPPER, str(run_dir / f"{replica}.exit"), *command],
+                        cwd=checkout,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+            except OSError as exc:  # fork failed, too many processes, disk full: the machine, not the code
+                self._stop(state)
+                state.status, state.phase = st.FINISHED, Phase.FAILED.value
+                state.failure = FailureClass.INFRASTRUCTURE.value
+                state.message, state.finished_at = f"cannot start {replica}: {exc}", time.time()
+                st.save(run_dir, state)
+                return
             _children.append(proc)
             state.processes.append(Proc(replica, proc.pid, st.start_ticks(proc.pid), boot))
             st.save(run_dir, state)
+            if os.environ.get("EXPCTL_TEST_CRASH_AT") == f"after-replica:{index + 1}":  # test hook: apply.crash_point
+                os.kill(os.getpid(), signal.SIGKILL)
         _children[:] = [p for p in _children if p.poll() is None]
 
     def _stop(self, state: RunState) -> None:
@@ -359,40 +369,21 @@ class LocalBackend:
     def _lines(self, name: str, replicas: list[str], prefix: bool, follow: bool) -> Iterator[str]:
         run_dir = self.runs_dir / name
         offsets = dict.fromkeys(replicas, 0)
+        last_observe = time.monotonic()
         while True:
+            # Decide "final" before reading: once no replica can write, one more read gets everything.
+            state = st.load(run_dir) if follow else None
+            final = state is None or not st.may_write(state)
             progressed = False
             for replica in replicas:
-                for line in self._read_new(run_dir / f"{replica}.log", offsets, replica, final=not follow):
+                offsets[replica], lines = st.read_new_lines(run_dir / f"{replica}.log", offsets[replica], final)
+                for line in lines:
                     progressed = True
                     yield f"[{replica}] {line}" if prefix else line
-            if not follow:
+            if final or state is None:
                 return
             if not progressed:
-                state = st.load(run_dir)
-                if state is None or not self._may_write(state):
-                    for replica in replicas:
-                        for line in self._read_new(run_dir / f"{replica}.log", offsets, replica, final=True):
-                            yield f"[{replica}] {line}" if prefix else line
-                    return
-                if state.status == st.QUEUED:
-                    self.observe()
+                if state.status == st.QUEUED and time.monotonic() - last_observe > 2.0:
+                    self.observe()  # no daemon: following a queued run is what starts it
+                    last_observe = time.monotonic()
                 time.sleep(0.2)
-
-    @staticmethod
-    def _may_write(state: RunState) -> bool:
-        if state.status == st.QUEUED:
-            return True
-        return state.status == st.STARTED and any(st.alive(p) for p in state.processes)
-
-    @staticmethod
-    def _read_new(path: Path, offsets: dict[str, int], replica: str, final: bool) -> Iterator[str]:
-        """Complete lines appended to ``path`` since the last read (and a trailing partial one if final)."""
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(offsets[replica])
-                data = fh.read()
-        except FileNotFoundError:
-            return
-        end = len(data) if final else data.rfind(b"\n") + 1
-        offsets[replica] += end
-        yield from data[:end].decode("utf-8", errors="replace").splitlines()

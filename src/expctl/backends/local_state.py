@@ -1,7 +1,8 @@
 """Durable state of the local backend: one JSON file per run under ``.expctl/runs/<name>/``.
 
 A run directory holds ``state.json`` (written atomically), ``config.json`` (the resolved config handed to the
-job), one ``<replica>.log`` and, once the replica ended, ``<replica>.exit`` written by the replica's wrapper.
+job), one ``<replica>.log`` (read incrementally by ``read_new_lines``) and, once the replica ended,
+``<replica>.exit`` written by the replica's wrapper.
 ``judge`` is the pure decision of a run's phase from what its replicas left behind; ``alive`` tells a live
 process from a recycled pid (pid + start time + boot id), so a run whose process vanished in a reboot is
 observed as an infrastructure failure instead of running forever.
@@ -154,6 +155,25 @@ def kill_group(proc: Proc, sig: signal.Signals) -> None:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
+
+
+def may_write(state: RunState) -> bool:
+    """True while the run's replicas may still append to their logs: queued, or a replica alive."""
+    if state.status == QUEUED:
+        return True
+    return state.status == STARTED and any(alive(p) for p in state.processes)
+
+
+def read_new_lines(path: Path, offset: int, final: bool) -> tuple[int, list[str]]:
+    """Lines appended to ``path`` after ``offset`` (complete ones, or all if ``final``), and the new offset."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except FileNotFoundError:
+        return offset, []
+    end = len(data) if final else data.rfind(b"\n") + 1
+    return offset + end, data[:end].decode("utf-8", errors="replace").splitlines()
 
 
 @dataclass(frozen=True)

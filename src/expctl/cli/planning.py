@@ -99,6 +99,7 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, rev: str, backend
     """Apply the plan (or a saved plan file): deletes first, then creates."""
     from expctl import views
     from expctl.apply import apply_plan, sync
+    from expctl.operations import record_applied
     from expctl.waiting import wait_for_runs
 
     ws = workspace(ctx)
@@ -125,8 +126,9 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, rev: str, backend
                 if not sys.stdin.isatty():
                     raise ExpctlError("refusing to prompt: stdin is not a terminal (pass -y to apply)")
                 click.confirm("Apply these changes?", abort=True)
-            outcome = apply_plan(result, backend, tracker, applied_by(ws.repo, desired.snapshot.commit),
-                                 progress=progress_printer())
+            who = applied_by(ws.repo, desired.snapshot.commit)
+            outcome = apply_plan(result, backend, tracker, who, progress=progress_printer())
+            record_applied(tracker, result, outcome.done, who)
             click.echo(f"Applied {len(outcome.done)} changes" + (f", {len(outcome.failed)} failed." if
                                                                   outcome.failed else "."))
             for change, message in outcome.failed:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from expctl.model import ObservedRun, RunSpec, TrackingRef
 
@@ -23,4 +23,16 @@ class Tracker(Protocol):
 
     def sync(self, observed: Sequence[ObservedRun], desired: Sequence[RunSpec]) -> None:
         """Follow job phases into run status; apply the validation gate to newly succeeded runs."""
+        ...
+
+    def mark_killed(self, run_id: str, by: str = "") -> None:
+        """A cancelled run: status KILLED, tagged as cancelled."""
+        ...
+
+    def record_audit(self, entry: dict[str, Any]) -> None:
+        """Append one entry (who, what, when, commit, plan fingerprint) to the durable audit trail."""
+        ...
+
+    def audit_entries(self, experiment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The audit trail, newest first."""
         ...

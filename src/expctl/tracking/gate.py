@@ -1,8 +1,9 @@
 """The validation gate's decision, and the pure translations between expctl and MLflow run values.
 
 Pure: no MLflow import, no I/O. ``evaluate`` says whether a succeeded run's metric passes its experiment's
-gate and why; ``flatten_params`` turns a resolved config into MLflow params; the status maps translate
-between backend phases and MLflow run statuses.
+gate and why; ``flatten_params`` turns a resolved config into MLflow params; ``run_tags`` and
+``observed_from_run`` write and read a run's identity; the status maps translate between backend phases
+and MLflow run statuses.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from expctl.model import Phase, ValidationGate
+from expctl.model import FailureClass, ObservedRun, Phase, RunSpec, ValidationGate
 
 PASSED = "passed"
 FAILED = "failed"
@@ -21,6 +22,7 @@ MISSING_METRIC = "missing-metric"
 
 # MLflow's limits (mlflow.utils.validation): parameter values, keys and entries per log_batch call.
 MAX_PARAM_VALUE = 6000
+MAX_TAG_VALUE = 8000
 MAX_KEY = 250
 MAX_PER_BATCH = 100
 
@@ -67,6 +69,15 @@ def evaluate(gate: ValidationGate, metrics: Mapping[str, float]) -> GateResult:
     return GateResult(FAILED, f"{gate.metric}={value:.6g} is not {op} {gate.threshold:g}", value)
 
 
+def parent_status(points: list[str]) -> str:
+    """A sweep parent's status from its points' (latest attempts') statuses."""
+    if not points or any(status not in TERMINAL_STATUSES for status in points):
+        return "RUNNING"
+    if "FAILED" in points:
+        return "FAILED"
+    return "FINISHED" if "FINISHED" in points else "KILLED"
+
+
 def flatten_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """``{"a": {"b": 1}}`` → ``{"a.b": "1"}``; lists become JSON; values truncated to MLflow's limit."""
     params: dict[str, str] = {}
@@ -78,3 +89,56 @@ def flatten_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
         params[path[:MAX_KEY]] = text[:MAX_PARAM_VALUE]
     return params
+
+
+def run_tags(
+    spec: RunSpec, attempt: int, applied_by: str, backend: str, parent_id: str | None
+) -> dict[str, str]:
+    """The tags that identify a run (what ``ensure_run`` searches by) and link it to its commit and job."""
+    name = spec.name_for(attempt)
+    tags = {
+        "expctl.managed": "true",
+        "expctl.run_key": spec.run_key,
+        "expctl.spec_hash": spec.spec_hash,
+        "expctl.attempt": str(attempt),
+        "expctl.experiment": spec.experiment,
+        "expctl.overrides": json.dumps(list(spec.overrides)),
+        "expctl.backend": backend,
+        "expctl.job": name,
+        "expctl.kind": spec.job.kind.value,
+        "expctl.replicas": str(spec.job.replicas),
+        "expctl.gpus": str(spec.job.resources.gpus),
+        "expctl.commit": spec.commit,
+        "expctl.source_file": spec.source_file,
+        "expctl.author": applied_by,
+        "mlflow.user": applied_by,
+        "mlflow.runName": name,
+        "mlflow.source.git.commit": spec.commit,
+        "mlflow.source.name": spec.source_file,
+    }
+    if parent_id:
+        tags["mlflow.parentRunId"] = parent_id
+    return {key: value[:MAX_TAG_VALUE] for key, value in tags.items()}
+
+
+def observed_from_run(info: Any, tags: Mapping[str, str], backend: str) -> ObservedRun | None:
+    """What an MLflow run (its ``info`` and tags) says about a job; None for runs expctl did not tag."""
+    try:
+        attempt = int(tags["expctl.attempt"])
+        key, spec_hash, name = tags["expctl.run_key"], tags["expctl.spec_hash"], tags["expctl.job"]
+    except (KeyError, ValueError):
+        return None
+    failure = tags.get("expctl.failure")
+    return ObservedRun(
+        run_key=key, name=name, experiment=tags.get("expctl.experiment", ""), attempt=attempt,
+        spec_hash=spec_hash, phase=PHASE_OF_STATUS.get(info.status, Phase.PENDING),
+        backend=tags.get("expctl.backend", backend), kind=tags.get("expctl.kind", ""),
+        failure=FailureClass(failure) if failure in set(FailureClass) else None,
+        message=tags.get("expctl.failure_message", ""),
+        created_at=info.start_time / 1000 if info.start_time else None,
+        finished_at=info.end_time / 1000 if info.end_time else None,
+        cancelled=tags.get("expctl.cancelled") == "true", mlflow_run_id=info.run_id,
+        overrides=tuple(json.loads(tags.get("expctl.overrides", "[]"))), commit=tags.get("expctl.commit"),
+        replicas=int(tags.get("expctl.replicas", "1")), gpus=int(tags.get("expctl.gpus", "0")),
+        user=tags.get("expctl.author") or None, live=False,
+    )

@@ -11,6 +11,7 @@ one-line ``TrackingError``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import urllib.error
@@ -21,29 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from expctl.errors import TrackingError, truncate
-from expctl.model import FailureClass, ObservedRun, Phase, RunSpec, TrackingRef, ValidationGate
+from expctl.model import ObservedRun, Phase, RunSpec, TrackingRef, ValidationGate
 from expctl.naming import slug
 from expctl.tracking import gate as g
+from expctl.tracking.locations import default_artifact_root, default_tracking_uri, ui_server_command
+
+__all__ = ["MlflowStore", "default_artifact_root", "default_tracking_uri", "ui_server_command"]
 
 CONFIG_ARTIFACT = "expctl/config.json"
+AUDIT_EXPERIMENT = "expctl-audit"
 _CHECK_TIMEOUT_SECONDS = 5.0
 _PAGE = 1000
-
-
-def default_tracking_uri(
-    state_dir: Path, explicit: str | None = None, settings_uri: str | None = None
-) -> str:
-    """The tracking URI to use: explicit argument > ``MLFLOW_TRACKING_URI`` > settings > embedded sqlite."""
-    chosen = explicit or os.environ.get("MLFLOW_TRACKING_URI") or settings_uri
-    return chosen or f"sqlite:///{(Path(state_dir) / 'mlflow.db').resolve()}"
-
-
-def default_artifact_root(tracking_uri: str) -> str | None:
-    """An embedded sqlite store keeps artifacts beside it in ``mlartifacts/``; a server decides its own."""
-    if not tracking_uri.startswith("sqlite:///"):
-        return None
-    db = Path(tracking_uri[len("sqlite:///") :])
-    return (db.parent / "mlartifacts").resolve().as_uri()
 
 
 def _quote(value: str) -> str:
@@ -53,10 +42,14 @@ def _quote(value: str) -> str:
 class MlflowStore:
     """The Tracker of expctl on one MLflow tracking URI, for the runs of one backend."""
 
-    def __init__(self, tracking_uri: str, backend_name: str, artifact_root: str | None = None) -> None:
+    def __init__(self, tracking_uri: str, backend_name: str, artifact_root: str | Path | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.backend_name = backend_name
-        self.artifact_root = artifact_root or default_artifact_root(tracking_uri)
+        # Artifacts of an embedded store go under ``artifact_root``; a tracking server decides for itself.
+        self.artifact_root = default_artifact_root(tracking_uri)
+        if artifact_root is not None and self.artifact_root is not None:
+            root = artifact_root
+            self.artifact_root = Path(root).resolve().as_uri() if isinstance(root, Path) else root
         self._client: Any = None
         self._experiments: dict[str, str] = {}
 
@@ -67,10 +60,21 @@ class MlflowStore:
         if self._client is None:
             if self.tracking_uri.startswith("sqlite:///"):
                 Path(self.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+            if not os.environ.get("EXPCTL_DEBUG"):  # the embedded store's schema migrations are not news
+                for noisy in ("mlflow.store.db.utils", "alembic"):
+                    logging.getLogger(noisy).setLevel(logging.WARNING)
             with self._calling("connect"):
-                from mlflow import MlflowClient  # noqa: PLC0415 - lazy: importing mlflow costs >1 s
+                from mlflow import MlflowClient
 
-                self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+                if self.tracking_uri.startswith("sqlite:///"):
+                    # Two processes opening a new embedded store at once would both create its tables (one
+                    # fails: "table runs already exists"): creating the client, which creates them, is serialised.
+                    from filelock import FileLock
+
+                    with FileLock(self.tracking_uri[len("sqlite:///") :] + ".lock", timeout=120):
+                        self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+                else:
+                    self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
         return self._client
 
     @contextmanager
@@ -107,12 +111,12 @@ class MlflowStore:
         try:
             self.client.search_experiments(max_results=1)
         except Exception as exc:
-            message = exc.message if isinstance(exc, TrackingError) else str(exc)
-            raise TrackingError(f"MLflow at {uri} is unusable: {truncate(message)}") from exc
+            cause = exc.__cause__ if isinstance(exc, TrackingError) and exc.__cause__ else exc
+            raise TrackingError(f"MLflow at {uri} is unusable: {truncate(str(cause))}") from exc
 
     # -- experiments and find-or-create ----------------------------------------------------------------
 
-    def _experiment_id(self, name: str) -> str:
+    def _experiment_id(self, name: str, managed: bool = True) -> str:
         if name in self._experiments:
             return self._experiments[name]
         with self._calling(f"experiment {name}"):
@@ -120,8 +124,8 @@ class MlflowStore:
             if exp is None:
                 location = f"{self.artifact_root}/{slug(name)}" if self.artifact_root else None
                 try:
-                    self.client.create_experiment(name, artifact_location=location,
-                                                  tags={"expctl.managed": "true"})
+                    tags = {"expctl.managed": "true"} if managed else {"expctl.audit": "true"}
+                    self.client.create_experiment(name, artifact_location=location, tags=tags)
                 except Exception as exc:
                     if "ALREADY_EXISTS" not in self._error_code(exc):
                         raise
@@ -167,7 +171,7 @@ class MlflowStore:
         """Find the run tagged (run key, spec hash, attempt) or create it, in status SCHEDULED."""
         experiment_id = self._experiment_id(spec.experiment)
         parent_id = self._parent_run(experiment_id, spec) if spec.overrides else None
-        tags = self._run_tags(spec, attempt, applied_by, parent_id)
+        tags = g.run_tags(spec, attempt, applied_by, self.backend_name, parent_id)
         identity = ("expctl.run_key", "expctl.spec_hash", "expctl.attempt")
         filter_string = " and ".join(f"tags.`{key}` = {_quote(tags[key])}" for key in identity)
         run = self._find_or_create(
@@ -179,44 +183,19 @@ class MlflowStore:
             self._record(run.info.run_id, spec)
         return TrackingRef(self.tracking_uri, run.info.run_id, spec.experiment)
 
-    def _run_tags(
-        self, spec: RunSpec, attempt: int, applied_by: str, parent_id: str | None
-    ) -> dict[str, str]:
-        name = spec.name_for(attempt)
-        tags = {
-            "expctl.managed": "true",
-            "expctl.run_key": spec.run_key,
-            "expctl.spec_hash": spec.spec_hash,
-            "expctl.attempt": str(attempt),
-            "expctl.experiment": spec.experiment,
-            "expctl.overrides": json.dumps(list(spec.overrides)),
-            "expctl.backend": self.backend_name,
-            "expctl.job": name,
-            "expctl.kind": spec.job.kind.value,
-            "expctl.replicas": str(spec.job.replicas),
-            "expctl.gpus": str(spec.job.resources.gpus),
-            "expctl.commit": spec.commit,
-            "expctl.source_file": spec.source_file,
-            "expctl.author": applied_by,
-            "mlflow.user": applied_by,
-            "mlflow.runName": name,
-            "mlflow.source.git.commit": spec.commit,
-            "mlflow.source.name": spec.source_file,
-        }
-        if parent_id:
-            tags["mlflow.parentRunId"] = parent_id
-        return {key: value[: g.MAX_PARAM_VALUE] for key, value in tags.items()}
-
     def _parent_run(self, experiment_id: str, spec: RunSpec) -> str:
         """The sweep's parent run for (experiment, commit), found or created."""
         tags = {
             "expctl.parent": "true",
+            "expctl.managed": "true",
+            "expctl.backend": self.backend_name,
             "expctl.experiment": spec.experiment,
             "expctl.commit": spec.commit,
             "mlflow.source.git.commit": spec.commit,
             "mlflow.runName": f"{slug(spec.experiment)}-sweep-{spec.commit[:8]}",
         }
-        filter_string = f"tags.`expctl.parent` = 'true' and tags.`expctl.commit` = {_quote(spec.commit)}"
+        filter_string = (f"tags.`expctl.parent` = 'true' and tags.`expctl.commit` = {_quote(spec.commit)}"
+                         f" and tags.`expctl.backend` = {_quote(self.backend_name)}")
         run = self._find_or_create(
             experiment_id, filter_string,
             lambda: self.client.create_run(experiment_id, tags=tags, run_name=tags["mlflow.runName"]),
@@ -225,13 +204,20 @@ class MlflowStore:
 
     def _record(self, run_id: str, spec: RunSpec) -> None:
         """Params, the composed config and SCHEDULED status; idempotent, marked done by ``expctl.ready``."""
-        from mlflow.entities import Param, RunTag  # noqa: PLC0415 - lazy import
+        from mlflow.entities import Param, RunTag
 
         params = sorted(g.flatten_params(spec.config).items())
-        with self._calling(f"record run {run_id}"):
-            for start in range(0, len(params), g.MAX_PER_BATCH):
-                batch = [Param(k, v) for k, v in params[start : start + g.MAX_PER_BATCH]]
+        for start in range(0, len(params), g.MAX_PER_BATCH):
+            batch = [Param(k, v) for k, v in params[start : start + g.MAX_PER_BATCH]]
+            try:
                 self.client.log_batch(run_id, params=batch)
+            except Exception:
+                # a concurrent expctl recording the same run may have logged them first (params are immutable)
+                with self._calling(f"record run {run_id}"):
+                    logged = self.client.get_run(run_id).data.params
+                    if any(logged.get(p.key) != p.value for p in batch):
+                        raise
+        with self._calling(f"record run {run_id}"):
             self.client.log_text(run_id, json.dumps(spec.config, indent=2, sort_keys=True), CONFIG_ARTIFACT)
             self.client.update_run(run_id, status="SCHEDULED")
             self.client.log_batch(run_id, tags=[RunTag("expctl.ready", "true")])
@@ -258,29 +244,8 @@ class MlflowStore:
         return runs
 
     def records(self) -> list[ObservedRun]:
-        return [record for run in self._managed_runs() if (record := self._observed(run)) is not None]
-
-    def _observed(self, run: Any) -> ObservedRun | None:
-        tags: dict[str, str] = run.data.tags
-        try:
-            attempt = int(tags["expctl.attempt"])
-            key, spec_hash, name = tags["expctl.run_key"], tags["expctl.spec_hash"], tags["expctl.job"]
-        except (KeyError, ValueError):
-            return None
-        failure = tags.get("expctl.failure")
-        return ObservedRun(
-            run_key=key, name=name, experiment=tags.get("expctl.experiment", ""), attempt=attempt,
-            spec_hash=spec_hash, phase=g.PHASE_OF_STATUS.get(run.info.status, Phase.PENDING),
-            backend=tags.get("expctl.backend", self.backend_name), kind=tags.get("expctl.kind", ""),
-            failure=FailureClass(failure) if failure in set(FailureClass) else None,
-            message=tags.get("expctl.failure_message", ""),
-            created_at=run.info.start_time / 1000 if run.info.start_time else None,
-            finished_at=run.info.end_time / 1000 if run.info.end_time else None,
-            cancelled=tags.get("expctl.cancelled") == "true", mlflow_run_id=run.info.run_id,
-            overrides=tuple(json.loads(tags.get("expctl.overrides", "[]"))), commit=tags.get("expctl.commit"),
-            replicas=int(tags.get("expctl.replicas", "1")), gpus=int(tags.get("expctl.gpus", "0")),
-            user=tags.get("expctl.author") or None, live=False,
-        )
+        records = (g.observed_from_run(run.info, run.data.tags, self.backend_name) for run in self._managed_runs())
+        return [record for record in records if record is not None]
 
     # -- sync and the validation gate ------------------------------------------------------------------
 
@@ -289,18 +254,21 @@ class MlflowStore:
         if not live:
             return
         current = {run.info.run_id: run for run in self._managed_runs()}
+        statuses = {run_id: run.info.status for run_id, run in current.items()}
         specs = {(s.run_key, s.spec_hash): s for s in desired}
         for obs in live:
             run = current.get(obs.mlflow_run_id)
             if run is None:
                 continue
-            self._sync_status(run, obs)
+            statuses[run.info.run_id] = self._sync_status(run, obs)
             spec = specs.get((obs.run_key, obs.spec_hash))
             gate = spec.job.validation if spec is not None else None
             if obs.phase is Phase.SUCCEEDED and gate is not None and "expctl.gate" not in run.data.tags:
                 self.apply_gate(run.info.run_id, gate)
+        self._sync_parents(current, statuses)
 
-    def _sync_status(self, run: Any, obs: ObservedRun) -> None:
+    def _sync_status(self, run: Any, obs: ObservedRun) -> str:
+        """Set the run's status from the job's phase when it changed (never back from finished)."""
         run_id, status = run.info.run_id, run.info.status
         target = g.STATUS_OF_PHASE.get(obs.phase)
         tags: dict[str, str] = {}
@@ -311,12 +279,35 @@ class MlflowStore:
             tags["expctl.cancelled"] = "true"
         with self._calling(f"sync run {run_id}"):
             if target == "RUNNING" and status == "SCHEDULED":
-                self.client.update_run(run_id, status="RUNNING")
+                self.client.update_run(run_id, status=target)
+                status = target
             elif target in g.TERMINAL_STATUSES and status != target:
                 end = int((obs.finished_at or time.time()) * 1000)
                 self.client.set_terminated(run_id, status=target, end_time=end)
+                status = target
         if tags:
             self.set_run_tags(run_id, tags)
+        return str(status)
+
+    def _sync_parents(self, current: dict[str, Any], statuses: dict[str, str]) -> None:
+        """A sweep's parent run follows the latest attempts of its points: RUNNING until all finished."""
+        latest: dict[str, dict[str, tuple[int, str]]] = {}
+        for run_id, run in current.items():
+            parent, key = run.data.tags.get("mlflow.parentRunId"), run.data.tags.get("expctl.run_key")
+            if parent in current and key:
+                attempt = int(run.data.tags.get("expctl.attempt", "1"))
+                points = latest.setdefault(parent, {})
+                if attempt >= points.get(key, (0, ""))[0]:
+                    points[key] = (attempt, statuses[run_id])
+        for parent_id, points in latest.items():
+            target = g.parent_status([status for _, status in points.values()])
+            if statuses[parent_id] == target:
+                continue
+            with self._calling(f"sync sweep run {parent_id}"):
+                if target in g.TERMINAL_STATUSES:
+                    self.client.set_terminated(parent_id, status=target)
+                else:
+                    self.client.update_run(parent_id, status=target)
 
     def apply_gate(self, run_id: str, gate: ValidationGate) -> g.GateResult:
         """Evaluate the gate on the run's latest metrics; register a passing model; record the verdict."""
@@ -364,10 +355,12 @@ class MlflowStore:
                     "expctl.run_id": run_id,
                     "expctl.job": tags.get("expctl.job", ""),
                 }
+                # An embedded registry would resolve "models:/<id>" through the process-global tracking
+                # URI (an MLflow TODO), not this client's: hand it the model's storage location instead.
+                remote = self.tracking_uri.startswith(("http://", "https://"))
+                source = f"models:/{model.model_id}" if remote else model.artifact_location
                 created = self.client.create_model_version(
-                    name, source=f"models:/{model.model_id}", run_id=run_id, tags=version_tags,
-                    model_id=model.model_id,
-                )
+                    name, source=source, run_id=run_id, tags=version_tags, model_id=model.model_id)
                 version = str(created.version)
             if gate.alias:
                 self.client.set_registered_model_alias(name, gate.alias, version)
@@ -384,9 +377,41 @@ class MlflowStore:
         self.set_run_tags(run_id, {"expctl.cancelled": "true", **({"expctl.cancelled_by": by} if by else {})})
 
     def set_run_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        from mlflow.entities import RunTag  # noqa: PLC0415 - lazy import
+        from mlflow.entities import RunTag
 
-        batch = [RunTag(k, str(v)[: g.MAX_PARAM_VALUE]) for k, v in tags.items()]
+        batch = [RunTag(k, str(v)[: g.MAX_TAG_VALUE]) for k, v in tags.items()]
         with self._calling(f"tag run {run_id}"):
             for start in range(0, len(batch), g.MAX_PER_BATCH):
                 self.client.log_batch(run_id, tags=batch[start : start + g.MAX_PER_BATCH])
+
+    # -- the audit trail: one finished run per entry in the experiment ``expctl-audit`` ------------------
+
+    def record_audit(self, entry: dict[str, Any]) -> None:
+        """Append one entry (who, what, when, commit, plan fingerprint): durable and shared like the runs."""
+        experiment_id = self._experiment_id(AUDIT_EXPERIMENT, managed=False)
+        when = int(float(entry.get("time", time.time())) * 1000)
+        tags = {f"expctl.audit.{k}": str(v)[:250] for k, v in entry.items() if isinstance(v, str | int | float)}
+        tags["expctl.audit.entry"] = json.dumps(entry, sort_keys=True, default=str)[: g.MAX_TAG_VALUE]
+        tags["mlflow.runName"] = f"{entry.get('action', 'entry')}-{entry.get('run', '')}"[:250]
+        with self._calling("record audit entry"):
+            run = self.client.create_run(experiment_id, start_time=when, tags=tags)
+            self.client.set_terminated(run.info.run_id, status="FINISHED", end_time=when)
+
+    def audit_entries(self, experiment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The audit trail, newest first (of one experiment, or all)."""
+        experiment_id = self._experiment_id(AUDIT_EXPERIMENT, managed=False)
+        filter_string = f"tags.`expctl.audit.experiment` = {_quote(experiment)}" if experiment else ""
+        entries: list[dict[str, Any]] = []
+        token: str | None = None
+        with self._calling("read the audit trail"):
+            while len(entries) < limit:
+                page = self.client.search_runs(
+                    [experiment_id], filter_string=filter_string, max_results=min(limit, _PAGE),
+                    order_by=["attributes.start_time DESC"], page_token=token,
+                )
+                entries.extend(json.loads(r.data.tags["expctl.audit.entry"]) for r in page
+                               if "expctl.audit.entry" in r.data.tags)
+                token = page.token
+                if not token:
+                    break
+        return entries[:limit]

@@ -1,0 +1,164 @@
+"""Operator commands in Slurm's and Arena's spirit: status, cancel, logs, describe, history, ui."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import click
+
+from expctl.cli.common import echo_json, workspace
+from expctl.errors import ExpctlError
+from expctl.model import ObservedRun
+
+_backend = click.option("--backend", "backend_name", default=None, help="local or kubernetes.")
+_json = click.option("--output", "-o", "output", type=click.Choice(["human", "json"]), default="human",
+                     show_default=True)
+
+
+def _age(created: float | None) -> str:
+    if created is None:
+        return "-"
+    seconds = max(0, int(time.time() - created))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _row(run: ObservedRun) -> dict[str, object]:
+    state = "Cancelled" if run.cancelled else run.phase.value
+    return {
+        "run": run.name, "experiment": run.experiment, "kind": run.kind or "-", "replicas": run.replicas,
+        "gpus": run.gpus, "state": state, "attempt": run.attempt, "age": _age(run.created_at),
+        "user": run.user or "-", "mlflow_run": run.mlflow_run_id or "-", "live": run.live,
+        "reason": run.message, "spec_hash": run.spec_hash, "namespace": run.namespace,
+    }
+
+
+@click.command()
+@click.option("--experiment", default=None, help="Only runs of this experiment.")
+@click.option("--state", default=None, help="Only runs in this state (Pending, Running, Succeeded, Failed, Cancelled).")
+@click.option("--user", default=None, help="Only runs applied by this user (substring match).")
+@click.option("--all", "show_all", is_flag=True, help="Include runs whose objects are gone (from MLflow).")
+@_backend
+@_json
+@click.pass_context
+def status(ctx: click.Context, experiment: str | None, state: str | None, user: str | None, show_all: bool,
+           backend_name: str | None, output: str) -> None:
+    """A squeue-like table of runs."""
+    from expctl.operations import observe_all
+
+    runs = observe_all(workspace(ctx), backend_name, include_gone=show_all)
+    rows = [_row(r) for r in runs
+            if experiment in (None, r.experiment)
+            and (state is None or _row(r)["state"].lower() == state.lower())  # type: ignore[attr-defined]
+            and (user is None or user.lower() in (r.user or "").lower())]
+    if output == "json":
+        echo_json(rows)
+        return
+    columns = ["run", "experiment", "kind", "replicas", "gpus", "state", "attempt", "age", "user", "mlflow_run"]
+    headers = [c.upper().replace("_", " ") for c in columns]
+    table = [[str(r[c]) if c != "mlflow_run" else str(r[c])[:12] for c in columns] for r in rows]
+    widths = [max(len(h), *(len(t[i]) for t in table)) if table else len(h) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for line in table:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
+    if not table:
+        click.echo("(no runs)", err=True)
+
+
+@click.command()
+@click.argument("runs", nargs=-1)
+@click.option("--experiment", default=None, help="Cancel every unfinished run of this experiment (a whole sweep).")
+@_backend
+@click.pass_context
+def cancel(ctx: click.Context, runs: tuple[str, ...], experiment: str | None, backend_name: str | None) -> None:
+    """Stop runs; apply will not relaunch them until their spec changes."""
+    from expctl.operations import cancel_runs
+
+    if not runs and not experiment:
+        raise ExpctlError("name runs to cancel, or --experiment X")
+    cancelled = cancel_runs(workspace(ctx), backend_name, runs, experiment)
+    for name in cancelled:
+        click.echo(f"cancelled {name}")
+    if not cancelled:
+        click.echo("nothing to cancel: no unfinished run matched", err=True)
+
+
+@click.command()
+@click.argument("run")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
+@click.option("--replica", default=None, help="One replica, e.g. worker-1 (default: all, prefixed).")
+@_backend
+@click.pass_context
+def logs(ctx: click.Context, run: str, follow: bool, replica: str | None, backend_name: str | None) -> None:
+    """Print (or follow) a run's logs."""
+    from expctl.operations import open_for_operations
+
+    backend, _tracker, _settings = open_for_operations(workspace(ctx), backend_name, tracker=False)
+    try:
+        for line in backend.logs(run, replica=replica, follow=follow):
+            click.echo(line, nl=not line.endswith("\n"))
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        ctx.exit(130)
+
+
+@click.command()
+@click.argument("run")
+@_backend
+@_json
+@click.pass_context
+def describe(ctx: click.Context, run: str, backend_name: str | None, output: str) -> None:
+    """Everything about one run: config, overrides, hashes, commit, attempts, MLflow run."""
+    from expctl.operations import describe_run
+
+    info = describe_run(workspace(ctx), backend_name, run)
+    if output == "json":
+        echo_json(info)
+        return
+    import yaml
+
+    config = info.pop("config", None)
+    click.echo(yaml.safe_dump(info, sort_keys=False, default_flow_style=False).rstrip())
+    if config is not None:
+        click.echo("config:")
+        click.echo("  " + yaml.safe_dump(config, sort_keys=False).rstrip().replace("\n", "\n  "))
+
+
+@click.command()
+@click.option("--experiment", default=None, help="Only changes to this experiment.")
+@click.option("--limit", default=50, show_default=True, help="At most this many entries (newest first).")
+@_json
+@click.pass_context
+def history(ctx: click.Context, experiment: str | None, limit: int, output: str) -> None:
+    """The audit trail: who applied which change to which run, when, from which commit."""
+    from expctl.operations import audit_history
+
+    entries = audit_history(workspace(ctx), experiment, limit)
+    if output == "json":
+        echo_json(entries)
+        return
+    if not entries:
+        click.echo("(no applied changes recorded)", err=True)
+    for e in entries:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(e["time"])))
+        click.echo(f"{when}Z  {e['action']:<8} {e['run']:<30} {e['experiment']:<16} "
+                   f"commit {str(e['commit'])[:12]}  by {e['who']}")
+
+
+@click.command()
+@click.option("--port", default=5000, show_default=True, help="Port on 127.0.0.1.")
+@click.pass_context
+def ui(ctx: click.Context, port: int) -> None:
+    """Serve the MLflow UI for the configured store (the embedded sqlite store by default) on 127.0.0.1."""
+    from expctl.operations import ui_command
+
+    command, env, url = ui_command(workspace(ctx), port)
+    if command is None:
+        click.echo(f"The tracking store is a server: open {url}")
+        return
+    click.echo(f"MLflow UI on {url} (Ctrl-C to stop)", err=True)
+    os.execvpe(command[0], command, {**os.environ, **env})

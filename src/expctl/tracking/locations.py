@@ -1,0 +1,41 @@
+"""Where MLflow data lives: the tracking URI to use, an embedded store's artifact root, the UI command.
+
+Pure string and path rules; no ``mlflow`` import (``expctl ui`` and ``--help`` stay fast).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def default_tracking_uri(
+    state_dir: Path, explicit: str | None = None, settings_uri: str | None = None
+) -> str:
+    """The tracking URI to use: explicit argument > ``MLFLOW_TRACKING_URI`` > settings > embedded sqlite."""
+    chosen = explicit or os.environ.get("MLFLOW_TRACKING_URI") or settings_uri
+    return chosen or f"sqlite:///{(Path(state_dir) / 'mlflow.db').resolve()}"
+
+
+def default_artifact_root(tracking_uri: str) -> str | None:
+    """An embedded sqlite store keeps artifacts beside it in ``mlartifacts/``; a server decides its own."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    db = Path(tracking_uri[len("sqlite:///") :])
+    return (db.parent / "mlartifacts").resolve().as_uri()
+
+
+def ui_server_command(
+    tracking_uri: str, port: int, host: str = "127.0.0.1"
+) -> tuple[list[str] | None, dict[str, str], str]:
+    """How to serve the MLflow UI on a store: (argv, extra env, URL); argv is None for a tracking server."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return None, {}, tracking_uri
+    beside = Path(sys.executable).with_name("mlflow")
+    command = [str(beside) if beside.exists() else "mlflow", "server", "--backend-store-uri", tracking_uri,
+               "--host", host, "--port", str(port), "--workers", "1"]
+    root = default_artifact_root(tracking_uri)
+    if root:
+        command += ["--default-artifact-root", root]
+    return command, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, f"http://{host}:{port}"
