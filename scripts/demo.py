@@ -30,8 +30,10 @@ def registered_models() -> None:
     print("\nRegistered models (MLflow Model Registry):")
     rows = store.registered_models()
     for row in rows:
-        print(f"  {row['name']} v{row['version']}  aliases={','.join(row['aliases']) or '-'}  "
-              f"run={row['run_id'][:12]}  {row.get('metric', '')}")
+        accuracy = row["metrics"].get("val_accuracy")
+        shown = f"val_accuracy={accuracy:.3f}" if accuracy is not None else ""
+        print(f"  {row['name']:<18} v{row['version']:<3} {','.join(row['aliases']) or '-':<10} "
+              f"{row['job']:<24} run {row['run_id'][:12]}  {shown}")
     if not rows:
         print("  (none passed the validation gate)")
 

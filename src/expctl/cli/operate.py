@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
+from typing import Any
 
 import click
 
-from expctl.cli.common import echo_json, workspace
+from expctl.cli.common import echo_json, is_terminal, workspace
 from expctl.errors import ExpctlError
 from expctl.model import ObservedRun
 
@@ -28,13 +30,34 @@ def _age(created: float | None) -> str:
 
 
 def _row(run: ObservedRun) -> dict[str, object]:
-    state = "Cancelled" if run.cancelled else run.phase.value
     return {
-        "run": run.name, "experiment": run.experiment, "kind": run.kind or "-", "replicas": run.replicas,
-        "gpus": run.gpus, "state": state, "attempt": run.attempt, "age": _age(run.created_at),
-        "user": run.user or "-", "mlflow_run": run.mlflow_run_id or "-", "live": run.live,
+        "run": run.name, "experiment": run.experiment, "run_key": run.run_key, "kind": run.kind or "-",
+        "replicas": run.replicas,
+        "gpus": run.gpus, "state": _state(run), "attempt": run.attempt, "age": _age(run.created_at),
+        "user": (run.user or "-").split(" <")[0], "mlflow_run": run.mlflow_run_id or "-", "live": run.live,
         "reason": run.message, "spec_hash": run.spec_hash, "namespace": run.namespace,
+        "created": run.created_at, "finished": run.finished_at,
     }
+
+
+def _state(run: ObservedRun) -> str:
+    return "Cancelled" if run.cancelled else run.phase.value
+
+
+def _short_user(user: object) -> str:
+    """``Ada Lovelace <ada@example.com> via github:ada`` → ``Ada Lovelace via github:ada`` (the table's USER)."""
+    return re.sub(r"\s*<[^>]*>", "", str(user)) or "-"
+
+
+_COLUMNS = ("run", "experiment", "kind", "replicas", "gpus", "state", "attempt", "age", "user", "mlflow_run")
+
+
+def _table(rows: list[dict[str, object]]) -> list[str]:
+    headers = [c.upper().replace("_", " ") for c in _COLUMNS]
+    cells = [[_short_user(r[c]) if c == "user" else str(r[c])[:12] if c == "mlflow_run" else str(r[c])
+              for c in _COLUMNS] for r in rows]
+    widths = [max([len(h), *(len(line[i]) for line in cells)]) for i, h in enumerate(headers)]
+    return ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in [headers, *cells]]
 
 
 @click.command()
@@ -53,19 +76,14 @@ def status(ctx: click.Context, experiment: str | None, state: str | None, user: 
     runs = observe_all(workspace(ctx), backend_name, include_gone=show_all)
     rows = [_row(r) for r in runs
             if experiment in (None, r.experiment)
-            and (state is None or _row(r)["state"].lower() == state.lower())  # type: ignore[attr-defined]
+            and (state is None or _state(r).lower() == state.lower())
             and (user is None or user.lower() in (r.user or "").lower())]
     if output == "json":
         echo_json(rows)
         return
-    columns = ["run", "experiment", "kind", "replicas", "gpus", "state", "attempt", "age", "user", "mlflow_run"]
-    headers = [c.upper().replace("_", " ") for c in columns]
-    table = [[str(r[c]) if c != "mlflow_run" else str(r[c])[:12] for c in columns] for r in rows]
-    widths = [max(len(h), *(len(t[i]) for t in table)) if table else len(h) for i, h in enumerate(headers)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
-    for line in table:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
-    if not table:
+    for line in _table(rows):
+        click.echo(line)
+    if not rows:
         click.echo("(no runs)", err=True)
 
 
@@ -76,14 +94,22 @@ def status(ctx: click.Context, experiment: str | None, state: str | None, user: 
 @click.pass_context
 def cancel(ctx: click.Context, runs: tuple[str, ...], experiment: str | None, backend_name: str | None) -> None:
     """Stop runs; apply will not relaunch them until their spec changes."""
+    from rich.console import Console
+    from rich.progress import Progress
+
     from expctl.operations import cancel_runs
 
     if not runs and not experiment:
         raise ExpctlError("name runs to cancel, or --experiment X")
-    cancelled = cancel_runs(workspace(ctx), backend_name, runs, experiment)
-    for name in cancelled:
+    with Progress(console=Console(stderr=True), disable=not is_terminal(), transient=True) as bar:
+        task = bar.add_task("cancelling", total=None)
+        result = cancel_runs(workspace(ctx), backend_name, runs, experiment,
+                             progress=lambda run: bar.advance(task))
+    for name in result.cancelled:
         click.echo(f"cancelled {name}")
-    if not cancelled:
+    for name, why in result.skipped:
+        click.echo(f"{name}: {why}", err=True)
+    if not result.cancelled and not result.skipped:
         click.echo("nothing to cancel: no unfinished run matched", err=True)
 
 
@@ -119,13 +145,34 @@ def describe(ctx: click.Context, run: str, backend_name: str | None, output: str
     if output == "json":
         echo_json(info)
         return
+    click.echo(_describe_human(info))
+
+
+def _describe_human(info: dict[str, Any]) -> str:
     import yaml
 
-    config = info.pop("config", None)
-    click.echo(yaml.safe_dump(info, sort_keys=False, default_flow_style=False).rstrip())
+    info = dict(info)
+    config, attempts, phases = info.pop("config", None), info.pop("attempts"), info.pop("phases")
+    lines = [f"{key + ':':<19}{'-' if value is None else value}" for key, value in info.items()
+             if key != "overrides"]
+    lines.insert(3, f"{'overrides:':<19}{' '.join(info['overrides']) or '-'}")
+    lines.append("attempts:")
+    for a in attempts:
+        ended = f" → {a['finished']}" if a["finished"] else ""
+        why = f"  ({a['message']})" if a["message"] else ""
+        lines.append(f"  {a['attempt']}  {a['name']}  {a['state']:<9}  spec {a['spec_hash'][:12]}  "
+                     f"{a['created']}{ended}  mlflow {a['mlflow_run'] or '-'}  [{a['object']}]{why}")
+    lines.append("phase history:")
+    for e in phases:
+        detail = f"  {e['detail']}" if e.get("detail") else ""
+        lines.append(f"  {e['time'] or 'now':<20}  attempt {e['attempt']}  spec {e['spec_hash'][:12]}  "
+                     f"{e['phase']}{detail}")
     if config is not None:
-        click.echo("config:")
-        click.echo("  " + yaml.safe_dump(config, sort_keys=False).rstrip().replace("\n", "\n  "))
+        lines.append("config (composed at HEAD):")
+        lines.append("  " + yaml.safe_dump(config, sort_keys=False).rstrip().replace("\n", "\n  "))
+    else:
+        lines.append("config: - (the experiment is no longer desired at HEAD)")
+    return "\n".join(lines)
 
 
 @click.command()
