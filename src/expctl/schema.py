@@ -187,6 +187,10 @@ def parse_settings(data: Any, file: str = "expctl.yaml") -> Settings:
 def to_job_spec(block: ExpctlBlock, settings: Settings, source_file: str) -> JobSpec:
     """The domain JobSpec of a validated block, with project defaults (tenant namespace/queue, code paths)."""
     tenant = settings.tenant_for(source_file)
+    if tenant and block.namespace and block.namespace != tenant.namespace:
+        raise ConfigError(f"namespace {block.namespace!r} is outside this tenant's namespace {tenant.namespace!r} "
+                          f"(experiments under {tenant.path} run in {tenant.namespace})", file=source_file,
+                          key="expctl.namespace")
     res = block.resources
     return JobSpec(
         kind=JobKind(block.kind),

@@ -65,6 +65,10 @@ CASES: list[tuple[str, dict[str, str], list[str], str]] = [
      "experiments/e.yaml: token: resolver 'oc.env' is not allowed in committed configs"),
     ("unknown key in expctl.yaml", {"expctl.yaml": "code_path: [code]\n"}, [],
      "expctl.yaml: code_path: unknown key (did you mean 'code_paths'?)"),
+    ("namespace outside the tenant",
+     {"expctl.yaml": "code_paths: [code]\ntenants:\n  - {path: experiments/team-a, namespace: team-a}\n",
+      "experiments/team-a/e.yaml": BASE + "expctl:\n  namespace: team-b\n"}, [],
+     "experiments/team-a/e.yaml: expctl.namespace: namespace 'team-b' is outside this tenant's namespace 'team-a'"),
     ("non-existent --rev", {}, ["--rev", "no-such-branch"], "--rev no-such-branch: no such commit"),
 ]
 

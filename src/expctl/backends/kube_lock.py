@@ -170,12 +170,16 @@ class LeaseLock:
         record, self._record = self._record, None
         if record is None or self.lost:
             return
-        current = self.store.read_lease(self.namespace, self.name)
-        if current is None or current.holder != self.identity:
-            return
-        freed = replace(current, holder="", duration_seconds=1, renew_time=self._clock())
-        if self.store.update_lease(self.namespace, self.name, freed) is None:
-            log.warning("lease %s/%s changed while releasing it", self.namespace, self.name)
+        try:  # a release that cannot reach the apiserver must not hide the outcome of the work it guarded
+            current = self.store.read_lease(self.namespace, self.name)
+            if current is None or current.holder != self.identity:
+                return
+            freed = replace(current, holder="", duration_seconds=1, renew_time=self._clock())
+            if self.store.update_lease(self.namespace, self.name, freed) is None:
+                log.warning("lease %s/%s changed while releasing it", self.namespace, self.name)
+        except BackendError as exc:
+            log.warning("could not release lease %s/%s (it expires %ss after its last renewal): %s",
+                        self.namespace, self.name, record.duration_seconds, exc)
 
     def __enter__(self) -> LeaseLock:
         self.acquire()
