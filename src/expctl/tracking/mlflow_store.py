@@ -60,6 +60,8 @@ class MlflowStore:
         if self._client is None:
             if self.tracking_uri.startswith("sqlite:///"):
                 Path(self.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+            # expctl's stdout is data (plans, tables, JSON): MLflow must not print "View run" URLs into it
+            os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
             if not os.environ.get("EXPCTL_DEBUG"):  # the embedded store's schema migrations are not news
                 for noisy in ("mlflow.store.db.utils", "alembic"):
                     logging.getLogger(noisy).setLevel(logging.WARNING)
