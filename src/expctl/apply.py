@@ -7,6 +7,8 @@ exactly one job and one MLflow run per (run key, attempt).
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -30,18 +32,42 @@ class ApplyResult:
         return not self.failed
 
 
+_crash_counts: dict[str, int] = {}
+
+
+def crash_point(point: str) -> None:
+    """Test hook, inert unless ``EXPCTL_TEST_CRASH_AT=<point>:<n>`` is set: SIGKILL this process the n-th time
+    it reaches ``point``, so that tests can prove that a rerun after a crash right there converges. Points:
+    ``before-ensure-run``, ``after-ensure-run``, ``after-create`` (here), ``after-replica`` (local backend)."""
+    wanted, _, nth = os.environ.get("EXPCTL_TEST_CRASH_AT", "").partition(":")
+    if wanted != point:
+        return
+    _crash_counts[point] = _crash_counts.get(point, 0) + 1
+    if _crash_counts[point] == int(nth or "1"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _launch(change: Change, backend: Backend, tracker: Tracker, applied_by: str) -> None:
     spec = change.desired
     assert spec is not None
+    crash_point("before-ensure-run")
     ref = tracker.ensure_run(spec, change.attempt, applied_by)
+    crash_point("after-ensure-run")
     backend.create(Launch(spec=spec, attempt=change.attempt, name=change.name, tracking=ref,
                           applied_by=applied_by))
+    crash_point("after-create")
 
 
 def apply_change(change: Change, backend: Backend, tracker: Tracker, applied_by: str) -> None:
     if change.action in (Action.DELETE, Action.REPLACE):
         for name in change.deletes:
             backend.delete(name)
+        # a replaced job that had not finished never reports again: close its MLflow run (KILLED), or it would
+        # stay SCHEDULED/RUNNING forever (and keep its sweep's parent run RUNNING)
+        cur = change.observed
+        if (change.action is Action.REPLACE and cur is not None and cur.live and cur.mlflow_run_id
+                and not cur.phase.finished and cur.name in change.deletes):
+            tracker.mark_killed(cur.mlflow_run_id, by=applied_by)
     if change.action in (Action.CREATE, Action.RETRY, Action.REPLACE):
         _launch(change, backend, tracker, applied_by)
 

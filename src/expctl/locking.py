@@ -18,7 +18,7 @@ def file_lock(path: Path, timeout: float) -> Iterator[None]:
     try:
         lock.acquire(timeout=timeout)
     except Timeout as exc:
-        raise LockError(f"another expctl apply holds {path.name} (waited {timeout:.0f}s; see --lock-timeout)"
+        raise LockError(f"another expctl apply holds {path.name} (waited {timeout:g}s; see --lock-timeout)"
                         ) from exc
     try:
         yield

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from expctl.apply import apply_change
 from expctl.backends.base import Backend
 from expctl.diff import join_observed
-from expctl.model import Action, RunSpec
+from expctl.model import Action, Change, Plan, RunSpec
 from expctl.plan import make_plan
 from expctl.tracking.base import Tracker
 
@@ -34,17 +34,19 @@ class WaitResult:
 
 def wait_for_runs(backend: Backend, tracker: Tracker, desired: Sequence[RunSpec], *, timeout: float,
                   quiet: bool, applied_by: str = "expctl --wait", poll: float = 1.0,
-                  clock: Callable[[], float] = time.time) -> WaitResult:
+                  clock: Callable[[], float] = time.time,
+                  on_applied: Callable[[Plan, Change], None] | None = None) -> WaitResult:
+    from rich.console import Console
     from rich.progress import Progress
 
     deadline = clock() + timeout
-    with Progress(disable=quiet, transient=True) as bar:
+    with Progress(console=Console(stderr=True), disable=quiet, transient=True) as bar:
         task = bar.add_task("runs finished", total=len(desired))
         while True:
             observed = backend.observe()
             tracker.sync(observed, desired)
-            plan = make_plan(desired, join_observed(observed, []), commit="", backend=backend.name,
-                             now=clock())
+            plan = make_plan(desired, join_observed(observed, []), commit=desired[0].commit if desired else "",
+                             backend=backend.name, now=clock())
             counts: dict[str, int] = {}
             for change in plan.changes:
                 if change.desired is None:
@@ -53,6 +55,8 @@ def wait_for_runs(backend: Backend, tracker: Tracker, desired: Sequence[RunSpec]
                 counts[state] = counts.get(state, 0) + 1
                 if change.action is Action.RETRY:
                     apply_change(change, backend, tracker, applied_by)
+                    if on_applied is not None:  # e.g. the audit trail
+                        on_applied(plan, change)
             done = sum(counts.get(s, 0) for s in ("succeeded", "gave-up", "cancelled", "blocked"))
             bar.update(task, completed=done)
             if done == len(desired):

@@ -17,7 +17,7 @@ from expctl.cli.common import (
     workspace,
 )
 from expctl.errors import ExpctlError
-from expctl.model import Plan
+from expctl.model import Change, Plan
 from expctl.reconcile import PlanOptions, check_fresh, compute_plan, desired_state, options_of, read_saved_plan
 
 _rev = click.option("--rev", default="HEAD", show_default=True, help="Commit to read experiments from.")
@@ -127,8 +127,14 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, rev: str, backend
                     raise ExpctlError("refusing to prompt: stdin is not a terminal (pass -y to apply)")
                 click.confirm("Apply these changes?", abort=True)
             who = applied_by(ws.repo, desired.snapshot.commit)
-            outcome = apply_plan(result, backend, tracker, who, progress=progress_printer())
-            record_applied(tracker, result, outcome.done, who)
+            show = progress_printer()
+
+            def audited(change: Change, status: str) -> None:  # each change is audited as soon as it is done
+                show(change, status)
+                if status == "done":
+                    record_applied(tracker, result, [change], who)
+
+            outcome = apply_plan(result, backend, tracker, who, progress=audited)
             click.echo(f"Applied {len(outcome.done)} changes" + (f", {len(outcome.failed)} failed." if
                                                                   outcome.failed else "."))
             for change, message in outcome.failed:
@@ -136,8 +142,10 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, rev: str, backend
             if not outcome.ok:
                 ctx.exit(3)
     if wait:
+        waiter = applied_by(ws.repo, desired.snapshot.commit)
         finished = wait_for_runs(backend, tracker, desired.runs, timeout=wait_timeout,
-                                 quiet=not sys.stderr.isatty() or bool(os.environ.get("CI")))
+                                 quiet=not sys.stderr.isatty() or bool(os.environ.get("CI")), applied_by=waiter,
+                                 on_applied=lambda p, c: record_applied(tracker, p, [c], waiter))
         click.echo(finished.summary)
         if not finished.ok:
             ctx.exit(1 if finished.timed_out else 0)

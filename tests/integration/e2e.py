@@ -1,0 +1,150 @@
+"""Helpers of the end-to-end tests: a project in a real git repository, real ``expctl`` processes, MLflow reads.
+
+The project is this repository's own ``conf/`` and ``training/`` plus experiments the test writes. Runs that
+only need to end (crash, lock and audit tests) use ``training/quick.py``: standard library only, so a job
+takes a fraction of a second instead of importing torch and MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tests.gitrepo import ROOT, GitRepo
+
+ADA = "Ada Lovelace <ada@example.com>"
+BOB = "Bob Builder <bob@example.com>"
+
+# A job that ends at once: exit 1 while EXPCTL_ATTEMPT <= quick.fail_first_attempts, else 0.
+QUICK_JOB = '''"""A tiny job for tests: stdlib only."""
+import json
+import os
+import sys
+import time
+
+config = json.load(open(os.environ["EXPCTL_CONFIG_FILE"]))
+quick = config.get("quick") or {}
+time.sleep(float(quick.get("sleep", 0)))
+attempt = int(os.environ.get("EXPCTL_ATTEMPT", "1"))
+print(f"quick job {os.environ.get('EXPCTL_RUN_NAME')} attempt {attempt} rank {os.environ.get('RANK')}")
+sys.exit(1 if attempt <= int(quick.get("fail_first_attempts", 0)) else 0)
+'''
+
+
+def experiment(*, sweep: dict[str, str] | None = None, quick: bool = False, fail_first_attempts: int = 0,
+               expctl: str = "") -> str:
+    """An experiment file on top of conf/config.yaml: tiny training (1 epoch, 200 samples) or the quick job."""
+    text = (f"defaults:\n  - config\n  - _self_\ntrainer:\n  epochs: 1\n  fail_first_attempts: {fail_first_attempts}\n"
+            "dataset:\n  n_samples: 200\n")
+    if sweep:
+        text += "hydra:\n  sweeper:\n    params:\n" + "".join(f"      {k}: {v}\n" for k, v in sweep.items())
+    block = ("  command: [python, -m, training.quick]\n" if quick else "") + expctl
+    if block:
+        text += "expctl:\n" + block
+    return text
+
+
+def make_project(path: Path, experiments: dict[str, str], parallelism: int = 2,
+                 author: str = ADA) -> GitRepo:
+    """A git repository with this project's conf/ and training/, the given experiments, and one commit."""
+    repo = GitRepo(path)
+    repo.copy_examples()
+    repo.remove("experiments")
+    repo.write(".gitignore", ".expctl/\n__pycache__/\n")
+    repo.write("training/quick.py", QUICK_JOB)
+    repo.write("expctl.yaml", f"backend: local\ncode_paths: [training]\nlocal:\n  parallelism: {parallelism}\n")
+    for rel, text in experiments.items():
+        repo.write(f"experiments/{rel}.yaml", text)
+    repo.commit("initial experiments", author=author)
+    return repo
+
+
+def clean_env(tracking_uri: str | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MLFLOW_TRACKING_URI", "GITHUB_ACTOR", "EXPCTL_TEST_CRASH_AT", "EXPCTL_BACKEND", "CI")}
+    env["PYTHONPATH"] = str(ROOT / "src")
+    if tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
+    return {**env, **extra}
+
+
+def expctl(repo: Path, *args: str, tracking_uri: str | None = None, timeout: float = 600,
+           **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m expctl ARGS`` in ``repo`` as a separate process."""
+    return subprocess.run([sys.executable, "-m", "expctl", *args], cwd=repo, capture_output=True, text=True,
+                          env=clean_env(tracking_uri, **env), timeout=timeout, check=False)
+
+
+def start_expctl(repo: Path, *args: str, tracking_uri: str | None = None, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "expctl", *args], cwd=repo, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=clean_env(tracking_uri, **env))
+
+
+def embedded_uri(repo: Path) -> str:
+    return f"sqlite:///{repo / '.expctl' / 'mlflow.db'}"
+
+
+def run_states(repo: Path) -> dict[str, dict[str, Any]]:
+    """``{object name: state.json}`` of every local job of the repository."""
+    runs = repo / ".expctl" / "runs"
+    if not runs.is_dir():
+        return {}
+    return {d.name: json.loads((d / "state.json").read_text()) for d in sorted(runs.iterdir())
+            if (d / "state.json").exists()}
+
+
+def mlflow_runs(tracking_uri: str, experiments: list[str], deleted_too: bool = False) -> list[Any]:
+    """Every MLflow run of the given expctl experiments that is one attempt of a run (no sweep parents)."""
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    ids = [e.experiment_id for name in experiments if (e := client.get_experiment_by_name(name)) is not None]
+    if not ids:
+        return []
+    view = ViewType.ALL if deleted_too else ViewType.ACTIVE_ONLY
+    runs = client.search_runs(ids, filter_string="tags.`expctl.managed` = 'true'", run_view_type=view,
+                              max_results=10000)
+    return [r for r in runs if "expctl.run_key" in r.data.tags]
+
+
+def attempts_per_key(runs: list[Any]) -> Counter[tuple[str, str]]:
+    """How many MLflow runs each (run key, attempt) has."""
+    return Counter((r.data.tags["expctl.run_key"], r.data.tags["expctl.attempt"]) for r in runs)
+
+
+def jobs_per_key(repo: Path) -> Counter[tuple[str, str]]:
+    """How many local jobs each (run key, attempt) has."""
+    return Counter((s["run_key"], str(s["attempt"])) for s in run_states(repo).values())
+
+
+def stop_jobs(repo: Path) -> None:
+    """Kill whatever jobs a test left running (their own sessions outlive expctl)."""
+    from expctl.backends import local_state as st
+
+    runs = repo / ".expctl" / "runs"
+    if not runs.is_dir():
+        return
+    for run_dir in runs.iterdir():
+        state = st.load(run_dir)
+        for proc in state.processes if state else []:
+            if st.alive(proc):
+                st.kill_group(proc, signal.SIGKILL)
+
+
+def plan_json(repo: Path, tracking_uri: str | None = None) -> dict[str, Any]:
+    result = expctl(repo, "plan", "--output", "json", tracking_uri=tracking_uri)
+    assert result.returncode == 0, result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def writes(plan: dict[str, Any], experiments: set[str] | None = None) -> list[dict[str, Any]]:
+    return [c for c in plan["changes"] if c["action"] in ("create", "retry", "replace", "delete")
+            and (experiments is None or c["experiment"] in experiments)]
