@@ -7,14 +7,15 @@ experiments to be valid, except ``describe``, which shows the composed config.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from expctl import source
 from expctl.backends.base import Backend
 from expctl.diff import join_observed
 from expctl.errors import ExpctlError
-from expctl.model import Change, ObservedRun, Plan
+from expctl.model import Change, ObservedRun, Phase, Plan
 from expctl.project import load_settings
 from expctl.schema import Settings
 from expctl.tracking.base import Tracker
@@ -35,76 +36,141 @@ def open_for_operations(ws: Workspace, backend_name: str | None,
 
 
 def observe_all(ws: Workspace, backend_name: str | None, include_gone: bool = False) -> list[ObservedRun]:
-    backend, tracker, _ = open_for_operations(ws, backend_name)
+    backend, tracker, _ = open_for_operations(ws, backend_name, tracker=include_gone)
     live = backend.observe()
     if not include_gone or tracker is None:
         return sorted(live, key=lambda r: (r.experiment, r.name))
     return sorted(join_observed(live, tracker.records()), key=lambda r: (r.experiment, r.name))
 
 
-def cancel_runs(ws: Workspace, backend_name: str | None, names: Sequence[str],
-                experiment: str | None) -> list[str]:
-    """Cancel the named runs (or every unfinished run of an experiment): durable, tracked and audited."""
+@dataclass(frozen=True)
+class CancelResult:
+    """What ``cancel`` did: the runs it stopped, and the named runs it left alone (with why)."""
+
+    cancelled: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def cancel_targets(ws: Workspace, backend_name: str | None, names: Sequence[str],
+                   experiment: str | None) -> tuple[Backend, Tracker, list[ObservedRun], CancelResult]:
+    """Which runs a cancel would stop: the named ones and every unfinished run of ``experiment``."""
     backend, tracker, _ = open_for_operations(ws, backend_name)
     assert tracker is not None
     live = {r.name: r for r in backend.observe()}
     unknown = [n for n in names if n not in live]
     if unknown:
         raise ExpctlError(f"no run named {', '.join(unknown)} (see `expctl status`)")
-    targets = [live[n] for n in names]
+    skipped: list[tuple[str, str]] = []
+    targets: list[ObservedRun] = []
+    for name in dict.fromkeys(names):
+        run = live[name]
+        if run.cancelled or run.phase is Phase.CANCELLED:
+            skipped.append((name, "already cancelled"))
+        elif run.phase.finished:
+            skipped.append((name, f"already {run.phase.value.lower()}: nothing to stop"))
+        else:
+            targets.append(run)
     if experiment:
         matching = [r for r in live.values() if r.experiment == experiment]
         if not matching:
-            raise ExpctlError(f"--experiment {experiment}: no runs of this experiment")
-        targets += [r for r in matching if not r.phase.finished and not r.cancelled]
-    who = _operator(ws)
-    done: list[str] = []
+            raise ExpctlError(f"--experiment {experiment}: no runs of this experiment (see `expctl status`)")
+        chosen = {r.name for r in targets}
+        targets += [r for r in sorted(matching, key=lambda r: r.name)
+                    if not r.phase.finished and not r.cancelled and r.name not in chosen]
+    return backend, tracker, targets, CancelResult(skipped=skipped)
+
+
+def cancel_runs(ws: Workspace, backend_name: str | None, names: Sequence[str], experiment: str | None,
+                progress: Callable[[ObservedRun], None] | None = None) -> CancelResult:
+    """Cancel the named runs (or every unfinished run of an experiment): durable, tracked and audited.
+
+    Each run is stopped by its backend (which remembers the cancel on the run's object, so that apply does
+    not relaunch it until its spec changes), its MLflow run is marked KILLED, and the cancel is appended to
+    the audit trail.
+    """
+    backend, tracker, targets, result = cancel_targets(ws, backend_name, names, experiment)
+    who = _operator()
     for run in targets:
-        if run.cancelled:
-            continue
         backend.cancel(run.name, by=who)
         if run.mlflow_run_id:
             tracker.mark_killed(run.mlflow_run_id, by=who)
         tracker.record_audit(_entry("cancel", run, who, commit=run.commit or "", fingerprint=""))
-        done.append(run.name)
-    return done
+        result.cancelled.append(run.name)
+        if progress is not None:
+            progress(run)
+    return result
 
 
 def describe_run(ws: Workspace, backend_name: str | None, name: str) -> dict[str, Any]:
+    """One run: identity, commit, hashes, every attempt (across spec changes), phase history, config."""
     from expctl.project import load_desired
 
-    backend, tracker, _ = open_for_operations(ws, backend_name)
+    backend, tracker, settings = open_for_operations(ws, backend_name)
     assert tracker is not None
-    observed = join_observed(backend.observe(), tracker.records())
-    match = next((r for r in observed if r.name == name), None)
+    live = backend.observe()
+    remembered = tracker.records()
+    match = next((r for r in [*live, *remembered] if r.name == name), None)
     if match is None:
         raise ExpctlError(f"no run named {name} (see `expctl status --all`)")
-    attempts = sorted((r for r in observed if r.run_key == match.run_key),
-                      key=lambda r: (r.created_at or 0.0, r.attempt))
+    attempts = _attempts(match.run_key, live, remembered)
+    current = attempts[-1]
     desired = load_desired(source.snapshot(ws.repo, "HEAD"), only=match.experiment)
     spec = next((s for s in desired.runs if s.run_key == match.run_key), None)
     return {
-        "run": match.name,
-        "experiment": match.experiment,
-        "run_key": match.run_key,
-        "overrides": list(match.overrides),
-        "kind": match.kind,
-        "namespace": match.namespace,
-        "commit": match.commit,
-        "spec_hash": match.spec_hash,
+        "run": current.name,
+        "experiment": current.experiment,
+        "run_key": current.run_key,
+        "state": _state(current),
+        "overrides": list(current.overrides),
+        "kind": current.kind,
+        "replicas": current.replicas,
+        "gpus": current.gpus,
+        "backend": current.backend,
+        "namespace": current.namespace,
+        "commit": current.commit,
+        "spec_hash": current.spec_hash,
         "desired_spec_hash": spec.spec_hash if spec else None,
-        "in_sync": bool(spec and spec.spec_hash == match.spec_hash),
+        "in_sync": bool(spec and spec.spec_hash == current.spec_hash),
+        "applied_by": current.user,
+        "mlflow_run": current.mlflow_run_id,
+        "tracking_uri": ws.resolve_tracking_uri(settings),
         "attempts": [
-            {"name": r.name, "attempt": r.attempt, "phase": "Cancelled" if r.cancelled else r.phase.value,
+            {"name": r.name, "attempt": r.attempt, "spec_hash": r.spec_hash, "state": _state(r),
              "failure": r.failure.value if r.failure else None, "message": r.message,
              "created": _when(r.created_at), "finished": _when(r.finished_at), "mlflow_run": r.mlflow_run_id,
-             "object": "live" if r.live else "gone (tracked in MLflow)", "applied_by": r.user}
+             "object": "live" if r.live else "gone (remembered by MLflow)", "applied_by": r.user}
             for r in attempts
         ],
-        "mlflow_run": match.mlflow_run_id,
-        "tracking_uri": ws.resolve_tracking_uri(settings_at_head(ws)),
+        "phases": _phase_history(attempts),
         "config": dict(spec.config) if spec else None,
     }
+
+
+def _attempts(run_key: str, live: Sequence[ObservedRun], remembered: Sequence[ObservedRun]) -> list[ObservedRun]:
+    """Every attempt of a run key, oldest first: live objects, plus what MLflow remembers of the others."""
+    mine = [r for r in live if r.run_key == run_key]
+    seen = {(r.attempt, r.spec_hash) for r in mine}
+    mine += [r for r in remembered if r.run_key == run_key and (r.attempt, r.spec_hash) not in seen]
+    return sorted(mine, key=lambda r: (r.created_at or 0.0, r.attempt))
+
+
+def _phase_history(attempts: Sequence[ObservedRun]) -> list[dict[str, Any]]:
+    """When each attempt was created and how it ended (or where it is now)."""
+    events: list[dict[str, Any]] = []
+    for r in attempts:
+        events.append({"time": _when(r.created_at), "attempt": r.attempt, "name": r.name,
+                       "spec_hash": r.spec_hash, "phase": "Created"})
+        state = _state(r)
+        if state != Phase.PENDING.value:
+            detail = r.message or (f"{r.failure.value} failure" if r.failure else "")
+            events.append({"time": _when(r.finished_at) if r.phase.finished else None, "attempt": r.attempt,
+                           "name": r.name, "spec_hash": r.spec_hash, "phase": state,
+                           **({"detail": detail} if detail else {})})
+    return events
+
+
+def _state(run: ObservedRun) -> str:
+    return Phase.CANCELLED.value if run.cancelled else run.phase.value
 
 
 def audit_history(ws: Workspace, experiment: str | None, limit: int) -> list[dict[str, Any]]:
@@ -135,7 +201,8 @@ def _entry(action: str, run: ObservedRun, who: str, commit: str, fingerprint: st
             "backend": run.backend, "spec_hash": run.spec_hash}
 
 
-def _operator(ws: Workspace) -> str:
+def _operator() -> str:
+    """Who cancels: the CI actor in GitHub Actions, else the local user."""
     import getpass
     import os
 

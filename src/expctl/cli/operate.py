@@ -34,7 +34,8 @@ def _row(run: ObservedRun) -> dict[str, object]:
         "run": run.name, "experiment": run.experiment, "run_key": run.run_key, "kind": run.kind or "-",
         "replicas": run.replicas,
         "gpus": run.gpus, "state": _state(run), "attempt": run.attempt, "age": _age(run.created_at),
-        "user": (run.user or "-").split(" <")[0], "mlflow_run": run.mlflow_run_id or "-", "live": run.live,
+        "user": (run.user or "-").split(" <")[0], "applied_by": run.user, "mlflow_run": run.mlflow_run_id or "-",
+        "live": run.live,
         "reason": run.message, "spec_hash": run.spec_hash, "namespace": run.namespace,
         "created": run.created_at, "finished": run.finished_at,
     }
