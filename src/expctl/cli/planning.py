@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from expctl.backends.base import Backend
 from expctl.cli.common import (
     applied_by,
     open_lock,
@@ -18,7 +19,10 @@ from expctl.cli.common import (
 )
 from expctl.errors import ExpctlError
 from expctl.model import Change, Plan
+from expctl.project import Desired
 from expctl.reconcile import PlanOptions, check_fresh, compute_plan, desired_state, options_of, read_saved_plan
+from expctl.tracking.base import Tracker
+from expctl.workspace import Workspace
 
 _rev = click.option("--rev", default="HEAD", show_default=True, help="Commit to read experiments from.")
 _worktree = click.option("--worktree", is_flag=True,
@@ -50,6 +54,12 @@ def _render_plan(plan: Plan, output: str) -> str:
     return views.human(plan)
 
 
+def _connect(ws: Workspace, desired: Desired, requested: str | None) -> tuple[str, Backend, Tracker]:
+    """The backend (by --backend, EXPCTL_BACKEND or expctl.yaml) and the tracker the plan is made against."""
+    name = ws.backend_name(desired.settings, requested)
+    return name, ws.open_backend(name, desired.settings), ws.open_tracker(desired.settings, name)
+
+
 @click.command()
 @_rev
 @_worktree
@@ -70,9 +80,7 @@ def plan(ctx: click.Context, rev: str, worktree: bool, backend_name: str | None,
         warn_dirty(ws.repo)
     opts = PlanOptions(rev=rev, worktree=worktree, prune=prune, replace_running=replace_running)
     desired = desired_state(ws.repo, opts)
-    name = ws.backend_name(desired.settings, backend_name)
-    backend = ws.open_backend(name, desired.settings)
-    tracker = ws.open_tracker(desired.settings, name)
+    _name, backend, tracker = _connect(ws, desired, backend_name)
     result, _ = compute_plan(desired, backend, tracker, opts)
     if out:
         Path(out).write_text(views.as_json(result))
@@ -111,9 +119,7 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, rev: str, backend
         warn_dirty(ws.repo)
         opts = PlanOptions(rev=rev, prune=prune, replace_running=replace_running, force_prune=force_prune)
     desired = desired_state(ws.repo, opts)
-    name = ws.backend_name(desired.settings, backend_name)
-    backend = ws.open_backend(name, desired.settings)
-    tracker = ws.open_tracker(desired.settings, name)
+    name, backend, tracker = _connect(ws, desired, backend_name)
     tracker.check()
     with open_lock(ws, name, desired.settings, lock_timeout):
         sync(backend, tracker, desired.runs)
