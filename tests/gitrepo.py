@@ -48,6 +48,16 @@ class GitRepo:
         self.git(*args)
         return self.git("rev-parse", "HEAD")
 
+    @property
+    def head(self) -> str:
+        return self.git("rev-parse", "HEAD")
+
+    def add_training(self) -> str:
+        """Copy the project's example training package into the repository and commit it."""
+        shutil.copytree(ROOT / "training", self.path / "training",
+                        ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+        return self.commit("add training code")
+
     def copy_examples(self) -> None:
         """This project's own conf/, experiments/, expctl.yaml and training code."""
         for name in ("conf", "experiments", "training"):

@@ -20,7 +20,7 @@ from expctl.errors import BackendError
 from expctl.model import FailureClass, JobKind, Launch, ObservedRun, Phase
 from tests.contract.backend_suite import BackendContract
 from tests.factories import make_job, make_launch, make_spec
-from tests.integration.conftest import GitRepo
+from tests.gitrepo import GitRepo
 
 pytestmark = pytest.mark.integration
 

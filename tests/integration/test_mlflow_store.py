@@ -16,7 +16,7 @@ from expctl.errors import TrackingError
 from expctl.model import FailureClass, JobKind, ObservedRun, Phase, RunSpec, TrackingRef, ValidationGate
 from expctl.tracking.mlflow_store import CONFIG_ARTIFACT, MlflowStore, default_tracking_uri
 from tests.factories import make_job, make_launch, make_spec
-from tests.integration.conftest import GitRepo
+from tests.gitrepo import GitRepo
 from tests.integration.mlflow_server import MlflowServer, free_port
 
 pytestmark = pytest.mark.integration

@@ -13,9 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.gitrepo import GitRepo
-from tests.integration.mlflow_server import free_port
+from tests.integration.mlflow_server import free_port, wait_healthy
 
 pytestmark = pytest.mark.integration
 
@@ -78,19 +75,10 @@ def ui_server(applied_examples: Path, tmp_path: Path) -> Iterator[str]:
         proc = subprocess.Popen([EXPCTL, "ui", "--port", str(port)], cwd=applied_examples, env=_env(),
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + UI_START_SECONDS
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"expctl ui exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"expctl ui not healthy after {UI_START_SECONDS}s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+        try:
+            wait_healthy(url, proc, UI_START_SECONDS, log_path)
+        except RuntimeError as exc:
+            pytest.fail(f"expctl ui did not come up: {exc}")
         assert f"MLflow UI on {url}" in log_path.read_text()
         yield url
     finally:
