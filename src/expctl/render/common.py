@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from expctl.model import JobSpec, Launch
-from expctl.naming import slug
+from expctl.naming import canonical_json, slug
 from expctl.render import gitsync
 
 Manifest = dict[str, Any]
@@ -155,6 +155,8 @@ def env(launch: Launch) -> list[Manifest]:
             "EXPCTL_RUN_KEY": launch.spec.run_key,
             "EXPCTL_ATTEMPT": str(launch.attempt),
             "EXPCTL_GIT_COMMIT": launch.spec.commit,
+            # the composed config travels with the job: no artifact upload per run (training reads it first)
+            "EXPCTL_CONFIG": canonical_json(dict(launch.spec.config)),
         }
     )
     values.update(launch.tracking.env())

@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,10 @@ from expctl.model import ObservedRun, Phase, RunSpec, TrackingRef, ValidationGat
 from expctl.naming import slug
 from expctl.tracking import gate as g
 from expctl.tracking import mlflow_audit as audit
+from expctl.tracking import mlflow_runs as runs
 from expctl.tracking.base import TrackerUnavailable, TrackerView
 from expctl.tracking.locations import default_artifact_root, default_tracking_uri, ui_server_command
-from expctl.tracking.run_index import KnownRun, RunIndex
+from expctl.tracking.run_index import RunIndex
 
 __all__ = ["MlflowStore", "default_artifact_root", "default_tracking_uri", "ui_server_command"]
 
@@ -171,110 +172,12 @@ class MlflowStore:
                 if not token:
                     return runs
 
-    # -- ensure_run ------------------------------------------------------------------------------------
+    # -- ensure_run (mlflow_runs) ----------------------------------------------------------------------
 
     def ensure_run(self, spec: RunSpec, attempt: int, applied_by: str,
                    view: TrackerView | None = None) -> TrackingRef:
-        """The run tagged (run key, spec hash, attempt): found in ``view`` (no request), else created with all
-        its tags (one request); its params then go in one ``log_batch`` (per 100) that also sets
-        ``expctl.ready`` — a run found without it (a crash in between) gets its params now.
-
-        Without a view (no apply lock held) it searches before and after creating, and keeps the oldest run
-        if a concurrent expctl created one too."""
-        experiment_id = self._experiment_id(spec.experiment)
-        parent_id = self._parent_run(experiment_id, spec, view) if spec.overrides else None
-        tags = g.run_tags(spec, attempt, applied_by, self.backend_name, parent_id)
-
-        def create() -> Any:
-            with self._calling("create run"):
-                return self.client.create_run(experiment_id, start_time=int(time.time() * 1000), tags=tags,
-                                              run_name=tags["mlflow.runName"])
-
-        if view is None:
-            identity = ("expctl.run_key", "expctl.spec_hash", "expctl.attempt")
-            found = self._find_or_create(experiment_id, " and ".join(
-                f"tags.`{key}` = {_quote(tags[key])}" for key in identity), create)
-            run_id, ready = found.info.run_id, found.data.tags.get("expctl.ready") == "true"
-        else:
-            index: RunIndex = view.index
-            key = (spec.run_key, spec.spec_hash, str(attempt))
-            with index.lock:  # one creator per identity among this apply's threads
-                known = index.runs.get(key)
-                if known is None:
-                    run_id, ready = create().info.run_id, False
-                    index.runs[key] = KnownRun(run_id, False)
-                else:
-                    run_id, ready = known.run_id, known.ready
-        if not ready:
-            self._record(run_id, spec)
-            if view is not None:
-                with view.index.lock:
-                    view.index.runs[(spec.run_key, spec.spec_hash, str(attempt))] = KnownRun(run_id, True)
-        return TrackingRef(self.tracking_uri, run_id, spec.experiment)
-
-    def _find_or_create(self, experiment_id: str, filter_string: str, create: Callable[[], Any]) -> Any:
-        """The oldest run matching ``filter_string``; create one if none — and if a concurrent expctl created
-        one too, keep the oldest and delete ours, so a race converges to exactly one run."""
-        found = self._search([experiment_id], filter_string)
-        if found:
-            return found[0]
-        mine = create()
-        found = self._search([experiment_id], filter_string)
-        keep = min(found, key=lambda r: (r.info.start_time, r.info.run_id)) if found else mine
-        if keep.info.run_id != mine.info.run_id:
-            with self._calling("delete duplicate run"):
-                self.client.delete_run(mine.info.run_id)
-        return keep
-
-    def _parent_run(self, experiment_id: str, spec: RunSpec, view: TrackerView | None) -> str:
-        """The sweep's parent run for (experiment, commit): from the view, else found or created."""
-        tags = {
-            "expctl.parent": "true",
-            "expctl.managed": "true",
-            "expctl.backend": self.backend_name,
-            "expctl.experiment": spec.experiment,
-            "expctl.commit": spec.commit,
-            "mlflow.source.git.commit": spec.commit,
-            "mlflow.runName": f"{slug(spec.experiment)}-sweep-{spec.commit[:8]}",
-        }
-
-        def create() -> Any:
-            with self._calling("create sweep run"):
-                return self.client.create_run(experiment_id, tags=tags, run_name=tags["mlflow.runName"])
-
-        if view is None:
-            filter_string = (f"tags.`expctl.parent` = 'true' and tags.`expctl.commit` = {_quote(spec.commit)}"
-                             f" and tags.`expctl.backend` = {_quote(self.backend_name)}")
-            return str(self._find_or_create(experiment_id, filter_string, create).info.run_id)
-        index: RunIndex = view.index
-        with index.lock:
-            key = (spec.experiment, spec.commit)
-            if key not in index.parents:
-                index.parents[key] = str(create().info.run_id)
-            return index.parents[key]
-
-    def _record(self, run_id: str, spec: RunSpec) -> None:
-        """Params (batches of 100), the last batch also tagging ``expctl.ready``; idempotent."""
-        from mlflow.entities import Param, RunTag
-
-        params = sorted(g.flatten_params(spec.config).items())
-        starts = list(range(0, len(params), g.MAX_PER_BATCH)) or [0]
-        for start in starts:
-            batch = [Param(k, v) for k, v in params[start : start + g.MAX_PER_BATCH]]
-            ready = [RunTag("expctl.ready", "true")] if start == starts[-1] else []
-            try:
-                with self._calling(f"record run {run_id}"):
-                    self.client.log_batch(run_id, params=batch, tags=ready)
-            except TrackerUnavailable:
-                raise
-            except TrackingError:
-                # a concurrent expctl recording the same run may have logged them first (params are immutable)
-                with self._calling(f"record run {run_id}"):
-                    logged = self.client.get_run(run_id).data.params
-                    if any(logged.get(p.key) != p.value for p in batch):
-                        raise
-                    if ready:
-                        self.client.log_batch(run_id, tags=ready)
+        """The run of (run key, spec hash, attempt), found in ``view`` or created: see ``mlflow_runs``."""
+        return runs.ensure_run(self, spec, attempt, applied_by, view)
 
     # -- records ---------------------------------------------------------------------------------------
 
