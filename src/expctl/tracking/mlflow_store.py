@@ -60,6 +60,7 @@ class MlflowStore:
         self._client: Any = None
         self._experiments: dict[str, str] = {}
         self._experiment_lock = threading.RLock()
+        self._listed = False  # every managed experiment is in ``_experiments`` (after a search)
         # an embedded (sqlite) store is written by one thread at a time: concurrent writers would hit
         # "database is locked"; a tracking server takes concurrent requests
         self._serial: AbstractContextManager[Any] = (threading.RLock() if tracking_uri.startswith("sqlite:")
@@ -134,26 +135,28 @@ class MlflowStore:
     # -- experiments and find-or-create ----------------------------------------------------------------
 
     def _experiment_id(self, name: str, managed: bool = True) -> str:
-        """The id of an experiment, created when missing (known ones come from ``view``'s search)."""
+        """The id of an experiment, created when missing. After ``view`` listed every managed experiment a
+        missing one is created straight away (one request); ALREADY_EXISTS means it exists untagged."""
         with self._experiment_lock:
             if name in self._experiments:
                 return self._experiments[name]
             tags = {"expctl.managed": "true", **({} if managed else {"expctl.audit": "true"})}
+            location = f"{self.artifact_root}/{slug(name)}" if self.artifact_root else None
             with self._calling(f"experiment {name}"):
-                exp = self.client.get_experiment_by_name(name)
+                exp = None if self._listed else self.client.get_experiment_by_name(name)
                 if exp is None:
-                    location = f"{self.artifact_root}/{slug(name)}" if self.artifact_root else None
                     try:
-                        self.client.create_experiment(name, artifact_location=location, tags=tags)
+                        self._experiments[name] = str(
+                            self.client.create_experiment(name, artifact_location=location, tags=tags))
+                        return self._experiments[name]
                     except Exception as exc:
                         if "ALREADY_EXISTS" not in self._error_code(exc):
                             raise
                     exp = self.client.get_experiment_by_name(name)
-                else:
-                    if exp.lifecycle_stage == "deleted":
-                        self.client.restore_experiment(exp.experiment_id)
-                    if exp.tags.get("expctl.managed") != "true":  # made by an older expctl: found by view()
-                        self.client.set_experiment_tag(exp.experiment_id, "expctl.managed", "true")
+                if exp.lifecycle_stage == "deleted":
+                    self.client.restore_experiment(exp.experiment_id)
+                if exp.tags.get("expctl.managed") != "true":  # made by an older expctl: view() must find it
+                    self.client.set_experiment_tag(exp.experiment_id, "expctl.managed", "true")
             self._experiments[name] = str(exp.experiment_id)
             return self._experiments[name]
 
@@ -196,6 +199,7 @@ class MlflowStore:
                 token = page.token
                 if not token:
                     break
+        self._listed = True
         backend = _quote(self.backend_name)
         filter_string = f"tags.`expctl.managed` = 'true' and tags.`expctl.backend` = {backend}"
         runs: list[Any] = []
