@@ -364,7 +364,8 @@ def test_full_lifecycle_sync_gate_registry_retry_and_give_up(
     names = {c["experiment"]: c["name"] for c in project.plan()["changes"]}
     gated, flaky = names[project.exp("gated")], names[project.exp("flaky")]
     assert sorted(project.managed()) == sorted([gated, flaky])
-    assert project.run_of(gated).info.status == "SCHEDULED"
+    assert project.run_of(gated).info.status == "RUNNING"  # MLflow creates runs RUNNING (see mlflow_runs)
+    assert project.run_of(gated).data.tags["expctl.ready"] == "true"
 
     # Running: the next apply syncs it into MLflow
     project.settle(gated, "run")
