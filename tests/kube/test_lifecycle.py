@@ -533,6 +533,7 @@ class StopsApiserverOnCreate:
         return self.inner.logs(name, replica, follow)
 
 
+SEQUENTIAL = "  qps: 50\n  burst: 50\n  write_concurrency: 1\n"
 SWEEP4 = SINGLE + "hydra:\n  sweeper:\n    params:\n      optimizer.lr: 0.001,0.002,0.003,0.004\n"
 
 
@@ -551,7 +552,9 @@ def assert_converged(project: Project, total: int) -> None:
 def test_apiserver_restart_in_the_middle_of_an_apply_converges(
     tmp_path: Path, kube_cluster: Cluster, namespace: str, mlflow_uri: str
 ) -> None:
-    project = make_project(tmp_path, kube_cluster, namespace, mlflow_uri, {"sweep": SWEEP4, "single": SINGLE})
+    # one change at a time (write_concurrency 1): the n-th create is the one the apiserver stops on
+    project = make_project(tmp_path, kube_cluster, namespace, mlflow_uri, {"sweep": SWEEP4, "single": SINGLE},
+                           kube=SEQUENTIAL)
     wrappers: list[StopsApiserverOnCreate] = []
 
     def wrap(backend: KubernetesBackend) -> Backend:
@@ -577,7 +580,9 @@ def test_apiserver_restart_in_the_middle_of_an_apply_converges(
 def test_apiserver_down_until_the_apply_ends_exits_3_then_a_rerun_converges(
     tmp_path: Path, kube_cluster: Cluster, namespace: str, mlflow_uri: str
 ) -> None:
-    project = make_project(tmp_path, kube_cluster, namespace, mlflow_uri, {"sweep": SWEEP4, "single": SINGLE})
+    # one change at a time (write_concurrency 1): the n-th create is the one the apiserver stops on
+    project = make_project(tmp_path, kube_cluster, namespace, mlflow_uri, {"sweep": SWEEP4, "single": SINGLE},
+                           kube=SEQUENTIAL)
     wrappers: list[StopsApiserverOnCreate] = []
 
     def wrap(backend: KubernetesBackend) -> Backend:
