@@ -68,7 +68,6 @@ def apiserver_requests(metrics: str) -> Counter[str]:
 
 def kube(runs: int, tmp: Path) -> None:
     from kubernetes import client
-
     from tests.kube.conftest import (
         RESTRICTED_TOKEN,
         RESTRICTED_USER,
