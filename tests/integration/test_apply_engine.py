@@ -182,3 +182,23 @@ def test_mlflow_stopped_mid_apply_fails_cleanly_then_converges(tmp_path: Path, p
         converged(repo, server.uri, f"{prefix}/sweep", points)
     finally:
         server.stop()
+
+
+def test_two_concurrent_applies_of_200_runs_create_each_once(tmp_path: Path, prefix: str,
+                                                            stopper: list[GitRepo]) -> None:
+    points = 200
+    experiment = f"{prefix}/sweep"
+    # parallelism 1: the jobs queue (this is about the applies, not about running 200 processes)
+    repo = e2e.make_project(tmp_path / "repo", {experiment: sweep(points)}, parallelism=1)
+    stopper.append(repo)
+    procs = [e2e.start_expctl(repo.path, "apply", "-y") for _ in range(2)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, f"{out}\n{err}"
+    assert sorted(f"Applied {points} changes." in out for out, _ in outputs) == [False, True], outputs
+    uri = e2e.embedded_uri(repo.path)
+    jobs = e2e.jobs_per_key(repo.path)
+    assert len(jobs) == points and set(jobs.values()) == {1}
+    assert e2e.attempts_per_key(e2e.mlflow_runs(uri, [experiment], deleted_too=True)) == jobs
+    history = e2e.expctl(repo.path, "history", "--limit", "1000", "-o", "json")
+    assert Counter(e["run"] for e in json.loads(history.stdout)) == Counter(list(e2e.run_states(repo.path)))
