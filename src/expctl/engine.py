@@ -91,14 +91,23 @@ def write_concurrency(settings: Settings, backend: str) -> int:
     return settings.local.write_concurrency
 
 
+class _Unchecked:
+    """A backend's lock that cannot tell whether it is still held: held for the ``with`` block."""
+
+    def check(self) -> None:
+        return None
+
+
 @contextlib.contextmanager
 def apply_lock(state_dir: Path, backend: str, settings: Settings, timeout: float) -> Iterator[ApplyLock]:
-    """Serialise applies: a Lease on Kubernetes, a file lock locally."""
-    if backend == "kubernetes":
-        from expctl.backends.kubernetes import lease_lock
+    """Serialise applies: the backend's own lock when it declares one (a Lease on Kubernetes), else a file
+    lock under ``state_dir``. The engine calls the lock's ``check()`` before every write."""
+    from expctl.backend_registry import BACKENDS, load
 
-        with lease_lock(settings, timeout) as lease:
-            yield lease
+    info = BACKENDS.get(backend)
+    if info is not None and info.lock is not None:
+        with load(info.lock)(settings, timeout) as held:
+            yield held if callable(getattr(held, "check", None)) else _Unchecked()
         return
     with file_lock(state_dir / "apply.lock", timeout) as lock:
         yield lock
