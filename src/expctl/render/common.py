@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from expctl.jobenv import job_env
 from expctl.model import JobSpec, Launch
-from expctl.naming import canonical_json, slug
+from expctl.naming import slug
 from expctl.render import gitsync
 
 Manifest = dict[str, Any]
@@ -149,10 +149,9 @@ def metadata(launch: Launch, settings: KubeSettings) -> Manifest:
 
 
 def env(launch: Launch) -> list[Manifest]:
-    """The job's environment (``expctl.jobenv.job_env``: expctl's identity and MLflow variables win), plus the
-    composed config inline: it travels with the job, so no artifact is uploaded per run (training reads it)."""
-    inline = {"EXPCTL_CONFIG": canonical_json(dict(launch.spec.config))}
-    return [{"name": k, "value": v} for k, v in job_env(launch, extra=inline).items()]
+    """The job's environment (``expctl.jobenv.job_env``: expctl's identity and MLflow variables win; the
+    composed config inline in ``EXPCTL_CONFIG``)."""
+    return [{"name": k, "value": v} for k, v in job_env(launch).items()]
 
 
 def resources(job: JobSpec, with_gpus: bool = True) -> Manifest:
