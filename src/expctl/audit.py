@@ -97,17 +97,18 @@ def with_results(record: AuditRecord, results: dict[str, str], state: str = COMP
 
 def recover(record: AuditRecord, observed: Iterable[ObservedRun], now: float | None = None) -> AuditRecord:
     """Complete a killed apply's record from what is observed now: was each pending change applied?"""
-    live = {r.name: r for r in observed if r.live}
+    seen = list(observed)
+    live = {r.name for r in seen if r.live}
+    # a created job that has since finished and been garbage-collected is remembered as finished by the tracker
+    launched = {(r.name, r.spec_hash) for r in seen if r.live or r.phase.finished}
     results: dict[str, str] = {}
     for c in record.changes:
         if c.result != PENDING:
             continue
         if c.action == Action.DELETE.value:
-            gone = all(name not in live for name in c.deletes)
-            results[c.run] = DONE if gone else NOT_APPLIED
+            results[c.run] = DONE if all(name not in live for name in c.deletes) else NOT_APPLIED
         else:
-            obj = live.get(c.run)
-            results[c.run] = DONE if obj is not None and obj.spec_hash == c.spec_hash else NOT_APPLIED
+            results[c.run] = DONE if (c.run, c.spec_hash) in launched else NOT_APPLIED
     return with_results(record, results, RECOVERED, "interrupted; completed by the next apply", now)
 
 

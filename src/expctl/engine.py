@@ -178,8 +178,9 @@ def run_apply(desired: Desired, backend: Backend, tracker: Tracker, lock: Abstra
     stop = Stop()
     with lock as held:
         live, view = _observe(backend, tracker, desired)
-        _recover_audits(tracker, view, live, result)
-        plan = make_plan_of(desired, join_observed(live, view.records), backend.name, options.plan)
+        observed = join_observed(live, view.records)
+        _recover_audits(tracker, view, observed, result)
+        plan = make_plan_of(desired, observed, backend.name, options.plan)
         result.plan = plan
         if options.saved is not None:
             check_fresh(options.saved, plan)

@@ -179,6 +179,17 @@ def test_recover_of_deletes_and_replaced_runs() -> None:
     assert [c.result for c in done.changes] == ["done", "not applied", "done"]
 
 
+def test_recover_counts_a_created_job_that_finished_and_was_garbage_collected() -> None:
+    spec, other = make_spec("ttl"), make_spec("never")
+    changes = [Change(Action.CREATE, Reason.MISSING, s.experiment, s.run_key, s.name, (), s.spec_hash, 1, s)
+               for s in (spec, other)]
+    record = audit.new_record(Plan("c", "fake", tuple(changes), "fp"), changes, "Ada", "")
+    remembered = replace(_observed(spec), phase=Phase.SUCCEEDED, live=False)  # only the tracker remembers it
+    tracked_only = replace(_observed(other), live=False)  # its MLflow run exists, its job was never created
+    done = audit.recover(record, [remembered, tracked_only])
+    assert [c.result for c in done.changes] == ["done", "not applied"]
+
+
 def _observed(spec: RunSpec) -> ObservedRun:
     return ObservedRun(spec.run_key, spec.name, spec.experiment, 1, spec.spec_hash, Phase.PENDING, "fake")
 
