@@ -26,7 +26,7 @@ from expctl import audit
 from expctl.apply import ApplyResult, Progress, Stop, apply_changes, crash_point
 from expctl.backends.base import Backend
 from expctl.diff import join_observed
-from expctl.errors import ExpctlError, TrackingError
+from expctl.errors import TrackingError
 from expctl.locking import ApplyLock, file_lock
 from expctl.model import Action, Change, ObservedRun, Plan
 from expctl.planfile import SavedPlan, check_fresh
@@ -225,4 +225,4 @@ def _wait(desired: Desired, backend: Backend, tracker: Tracker, lock: ApplyLock,
     return WaitResult(counts, timed_out=False, interrupted=True)
 
 
-__all__ = ["ApplyOptions", "EngineResult", "ExpctlError", "Hooks", "apply_lock", "run_apply", "write_concurrency"]
+__all__ = ["ApplyOptions", "EngineResult", "Hooks", "apply_lock", "run_apply", "write_concurrency"]
