@@ -82,8 +82,10 @@ def new_id() -> str:
 
 def new_record(plan: Plan, changes: Sequence[Change], who: str, actor: str,
                now: float | None = None) -> AuditRecord:
+    """The intent of an apply: its writing changes (a plan's no-ops are not part of the record), all pending."""
     return AuditRecord(new_id(), who, actor, plan.commit, plan.fingerprint, plan.backend,
-                       time.time() if now is None else now, tuple(audit_change(c) for c in changes))
+                       time.time() if now is None else now,
+                       tuple(audit_change(c) for c in changes if c.action.writes))
 
 
 def with_results(record: AuditRecord, results: dict[str, str], state: str = COMPLETE, note: str = "",

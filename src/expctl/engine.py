@@ -131,8 +131,10 @@ def interruptible(stop: Stop, notice: Callable[[str], None]) -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+        if stop.signum is None:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+        # else: interrupted once; the handler stays until exit, so that a second signal still aborts at once
 
 
 def _observe(backend: Backend, tracker: Tracker, desired: Desired) -> tuple[list[ObservedRun], TrackerView]:

@@ -17,6 +17,7 @@ import json
 import math
 import signal
 import subprocess
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -67,7 +68,8 @@ def converged(repo: GitRepo, uri: str, experiment: str, points: int) -> None:
     history = e2e.expctl(repo.path, "history", "--experiment", experiment, "--limit", "1000", "-o", "json",
                          tracking_uri=uri)
     created = Counter(e["run"] for e in json.loads(history.stdout))
-    assert created == Counter(list(e2e.run_states(repo.path))), "history lists every created run exactly once"
+    twice = [e for e in json.loads(history.stdout) if created[e["run"]] > 1]
+    assert created == Counter(list(e2e.run_states(repo.path))), f"history lists every created run once: {twice}"
     again = e2e.expctl(repo.path, "plan", "--detailed-exitcode", tracking_uri=uri)
     assert again.returncode == 0, again.stdout
 
@@ -118,7 +120,8 @@ def _interrupt(repo: GitRepo, uri: str, after_done: int, signals: int = 1) -> su
         seen.append(line)
         done += line.rstrip().endswith(": done")
         if done >= after_done:
-            for _ in range(signals):
+            for n in range(signals):
+                time.sleep(0.05 * n)  # the second one after the first was handled: two are never merged
                 proc.send_signal(signal.SIGINT)
             break
     out, err = proc.communicate(timeout=300)
@@ -141,8 +144,10 @@ def test_sigint_at_several_points_then_rerun_converges(tmp_path: Path, prefix: s
         now = len(e2e.run_states(repo.path))
         assert created + after <= now < points
         created = now
-    aborted = _interrupt(repo, uri, 5, signals=2)  # a second signal: out at once, the record left open
-    assert aborted.returncode == 128 + signal.SIGINT and "Traceback" not in aborted.stderr
+    # a second signal: out at once (130 from expctl's handler; killed by SIGINT if the apply had already reached
+    # the interpreter's exit) — when it came before the audit completion, the next apply completes the record
+    aborted = _interrupt(repo, uri, 5, signals=2)
+    assert aborted.returncode in (128 + signal.SIGINT, -signal.SIGINT) and "Traceback" not in aborted.stderr
 
     rerun = e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri)
     assert rerun.returncode == 0, rerun.stderr

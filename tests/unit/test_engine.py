@@ -179,6 +179,16 @@ def test_recover_of_deletes_and_replaced_runs() -> None:
     assert [c.result for c in done.changes] == ["done", "not applied", "done"]
 
 
+def test_noops_are_not_part_of_the_record_so_recovery_never_lists_them() -> None:
+    spec, new = make_spec("kept"), make_spec("new")
+    noop = Change(Action.NOOP, Reason.UNCHANGED, "kept", spec.run_key, spec.name, (), spec.spec_hash, 1, spec)
+    create = Change(Action.CREATE, Reason.MISSING, "new", new.run_key, new.name, (), new.spec_hash, 1, new)
+    record = audit.new_record(Plan("c", "fake", (noop, create), "fp"), [noop, create], "Ada", "")
+    assert [c.run for c in record.changes] == [new.name]
+    done = audit.recover(record, [_observed(spec)])  # the unchanged run's object exists; the new one's not
+    assert audit.entries(done) == []
+
+
 def test_recover_counts_a_created_job_that_finished_and_was_garbage_collected() -> None:
     spec, other = make_spec("ttl"), make_spec("never")
     changes = [Change(Action.CREATE, Reason.MISSING, s.experiment, s.run_key, s.name, (), s.spec_hash, 1, s)
