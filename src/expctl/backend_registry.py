@@ -51,6 +51,9 @@ BACKENDS: dict[str, BackendInfo] = {
                     "expctl.backends.kubernetes:open_kubernetes",
                     frozenset({JobKind.PYTORCH, JobKind.TF, JobKind.MPI, JobKind.TRAIN}),
                     lock="expctl.backends.kubernetes:lease_lock"),
+        BackendInfo("slurm", "one sbatch job per attempt on a Slurm cluster, srun one task per node",
+                    "expctl.backends.slurm:open_slurm", frozenset({JobKind.PYTORCH, JobKind.LOCAL}),
+                    lock="expctl.backends.slurm:slurm_lock"),
     )
 }
 

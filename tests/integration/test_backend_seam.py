@@ -21,11 +21,14 @@ CASES: list[tuple[str, dict[str, str], list[str], str]] = [
      ["--backend", "kubernetes"],
      "experiments/e.yaml: expctl.kind: kind 'local' does not run on the kubernetes backend (it runs MPIJob, "
      "PyTorchJob, TFJob, TrainJob)"),
+    ("TrainJob on slurm", {"experiments/e.yaml": BASE + "expctl:\n  kind: TrainJob\n"}, ["--backend", "slurm"],
+     "experiments/e.yaml: expctl.kind: kind 'TrainJob' does not run on the slurm backend (it runs PyTorchJob, "
+     "local)"),
     ("local kind on kubernetes from expctl.yaml",
      {"expctl.yaml": "backend: kubernetes\n", "experiments/e.yaml": BASE + "expctl:\n  kind: local\n"}, [],
      "experiments/e.yaml: expctl.kind: kind 'local' does not run on the kubernetes backend"),
     ("unknown backend in expctl.yaml", {"expctl.yaml": "backend: slrum\n"}, [],
-     "expctl.yaml: backend: input should be 'local' or 'kubernetes' (got 'slrum')"),
+     "expctl.yaml: backend: input should be 'local', 'kubernetes' or 'slurm' (got 'slrum')"),
     ("account outside the Slurm tenant",
      {"expctl.yaml": "slurm:\n  tenants:\n    - {path: experiments/team-a, account: team-a}\n",
       "experiments/team-a/e.yaml": BASE + "expctl:\n  slurm:\n    account: team-b\n"}, [],
@@ -59,5 +62,5 @@ def test_refused_before_any_write(make_repo: Callable[[dict[str, str]], GitRepo]
 def test_backend_choices_come_from_the_registry(make_repo: Callable[[dict[str, str]], GitRepo]) -> None:
     repo = make_repo({"experiments/good.yaml": BASE})
     proc = run_expctl(repo.path, "plan", "--backend", "nomad")
-    assert proc.returncode == 2 and "'local', 'kubernetes'" in proc.stderr
+    assert proc.returncode == 2 and "'local', 'kubernetes', 'slurm'" in proc.stderr
     assert "valid." in run_expctl(repo.path, "validate", "--backend", "kubernetes").stdout
