@@ -94,7 +94,8 @@ def slurm_lock(settings: Any, timeout: float) -> Iterator[None]:
 
 
 def _crash_hook(point: str) -> None:
-    """Test hook (``EXPCTL_TEST_CRASH_AT=after-sbatch:1``): SIGKILL expctl right after Slurm accepted a job."""
+    """Test hook (``EXPCTL_TEST_CRASH_AT=before-sbatch:1`` or ``after-sbatch:1``): SIGKILL expctl right before
+    ``sbatch`` (the record says "submitting") or right after Slurm accepted the job (its id not yet recorded)."""
     if os.environ.get("EXPCTL_TEST_CRASH_AT") == f"{point}:1":
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -203,6 +204,7 @@ class SlurmBackend:
         (run_dir / "job.sh").write_text(script, encoding="utf-8")
         sched = launch.spec.job.scheduling
         placement = sc.Placement(sched.partition, sched.account, sched.qos)
+        _crash_hook("before-sbatch")
         out = self._run(["sbatch", *sc.sbatch_args(launch, str(run_dir), placement), str(run_dir / "job.sh")])
         _crash_hook("after-sbatch")
         record.job_id = int(out.strip().split(";")[0])
