@@ -72,7 +72,8 @@ class SlurmDriver:
             node = squeue_job(self.cluster, self.workdir, launch.name)["nodes"]
             os.kill(self.cluster.pid_of_slurmd(node), signal.SIGKILL)
             try:
-                wait_for(self.reopen(), launch.name, lambda r: r.phase.finished, timeout=90)
+                run = wait_for(self.reopen(), launch.name, lambda r: r.phase.finished, timeout=90)
+                assert "NODE_FAIL" in run.message, run.message  # Slurm's verdict, not a vanished job
             finally:
                 self.cluster.start_slurmd(node)
                 self.cluster.wait_idle()

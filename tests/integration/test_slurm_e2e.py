@@ -186,7 +186,7 @@ def test_prune_only_touches_jobs_expctl_submitted(slurm_cluster: SlurmCluster, m
 @pytest.mark.parametrize("point", ["before-sbatch:1", "after-sbatch:1"])
 def test_sigkill_around_sbatch_never_yields_a_second_job(slurm_cluster: SlurmCluster, mlflow_server: MlflowServer,
                                                          tmp_path: Path, point: str) -> None:
-    name = f"crash-{point.split('-')[0]}"  # the MLflow server is the session's: one experiment per case
+    name = f"crash-{point.split('-', maxsplit=1)[0]}"  # the MLflow server is the session's: one experiment per case
     repo = e2e.make_project(tmp_path / "repo", {name: e2e.experiment(quick=True, sweep={"seed": "1,2"})})
     workdir = tmp_path / "shared"
     use_slurm(repo, workdir)

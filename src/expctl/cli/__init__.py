@@ -71,7 +71,7 @@ class LazyGroup(click.Group):
 def main(ctx: click.Context, repo: str | None) -> None:
     """expctl — Hydra experiment configs in git as the desired state of your training runs.
 
-    Plan and apply them as local processes or Kubeflow training jobs, tracked in MLflow.
+    Plan and apply them as local processes, Kubeflow training jobs or Slurm batch jobs, tracked in MLflow.
     """
     ctx.ensure_object(dict)
     ctx.obj.setdefault("repo", repo)
