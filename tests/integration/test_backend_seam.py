@@ -59,6 +59,14 @@ def test_refused_before_any_write(make_repo: Callable[[dict[str, str]], GitRepo]
     assert listing(repo.path) == before
 
 
+def test_slurm_needs_a_shared_workdir(make_repo: Callable[[dict[str, str]], GitRepo]) -> None:
+    repo = make_repo({"experiments/good.yaml": BASE, "expctl.yaml": "backend: slurm\n"})
+    proc = run_expctl(repo.path, "plan")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("error: expctl.yaml: slurm.workdir: required for the slurm backend: a directory "
+                                   "every Slurm node mounts")
+
+
 def test_backend_choices_come_from_the_registry(make_repo: Callable[[dict[str, str]], GitRepo]) -> None:
     repo = make_repo({"experiments/good.yaml": BASE})
     proc = run_expctl(repo.path, "plan", "--backend", "nomad")

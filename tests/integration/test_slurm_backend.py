@@ -160,3 +160,25 @@ def test_finished_jobs_are_remembered_after_slurm_forgets_them(backend: SlurmBac
     runs = {r.name: r for r in backend.observe_jobs(slurm_forgot)}
     assert runs[gone.name].phase is Phase.FAILED and runs[gone.name].failure is FailureClass.INFRASTRUCTURE
     assert "vanished" in runs[gone.name].message
+
+
+def test_logs_follow_a_running_job_to_its_end(backend: SlurmBackend, driver: SlurmDriver) -> None:
+    launch = driver.launch("for i in 1 2 3; do echo line $i; sleep 1; done")
+    backend.create(launch)
+    wait_for(backend, launch.name, lambda r: r.phase is not Phase.PENDING)
+    assert list(backend.logs(launch.name, follow=True)) == ["line 1", "line 2", "line 3"]
+    assert {r.name: r for r in backend.observe()}[launch.name].phase is Phase.SUCCEEDED
+
+
+def test_a_refused_submission_leaves_no_record(backend: SlurmBackend, driver: SlurmDriver) -> None:
+    from dataclasses import replace
+
+    from expctl.errors import BackendError
+    from expctl.model import Scheduling
+
+    launch = driver.launch("succeed")
+    job = replace(launch.spec.job, scheduling=Scheduling(partition="no-such-partition"))
+    bad = replace(launch, spec=replace(launch.spec, job=job))
+    with pytest.raises(BackendError, match="sbatch failed"):
+        backend.create(bad)
+    assert backend.observe() == [] and not (driver.workdir / "runs" / launch.name).exists()

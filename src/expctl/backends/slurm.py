@@ -197,15 +197,22 @@ class SlurmBackend:
     def _submit(self, launch: Launch) -> None:
         run_dir = self.runs_dir / launch.name
         record = self._new_record(launch)
+        sched = launch.spec.job.scheduling
+        try:
+            args = sc.sbatch_args(launch, str(run_dir), sc.Placement(sched.partition, sched.account, sched.qos))
+        except ValueError as exc:
+            raise BackendError(f"{launch.name}: {exc}") from exc
         st.write_json(run_dir / "config.json", dict(launch.spec.config))
         self._save(record)  # the checkout of this commit is now needed: collect keeps it
-        checkout = self.worktrees.ensure(launch.spec.commit)
-        script = sc.batch_script(launch, str(run_dir), str(checkout), launch.spec.job.command)
-        (run_dir / "job.sh").write_text(script, encoding="utf-8")
-        sched = launch.spec.job.scheduling
-        placement = sc.Placement(sched.partition, sched.account, sched.qos)
-        _crash_hook("before-sbatch")
-        out = self._run(["sbatch", *sc.sbatch_args(launch, str(run_dir), placement), str(run_dir / "job.sh")])
+        try:
+            checkout = self.worktrees.ensure(launch.spec.commit)
+            script = sc.batch_script(launch, str(run_dir), str(checkout), launch.spec.job.command)
+            (run_dir / "job.sh").write_text(script, encoding="utf-8")
+            _crash_hook("before-sbatch")
+            out = self._run(["sbatch", *args, str(run_dir / "job.sh")])
+        except BackendError:
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing was submitted: leave no record behind
+            raise
         _crash_hook("after-sbatch")
         record.job_id = int(out.strip().split(";")[0])
         self._save(record)
