@@ -25,7 +25,7 @@ COMMANDS = {
     "succeed": ("sh", "-c", "exit 0"),
     "fail": ("sh", "-c", "exit 3"),
     "run": ("sleep", "60"),
-    "infra": ("sleep", "30"),
+    "infra": ("sh", "-c", "echo started; sleep 30"),
 }
 
 
@@ -69,6 +69,11 @@ class SlurmDriver:
     def settle(self, launch: Launch, outcome: str) -> None:
         if outcome == "infra":  # the node's slurmd dies mid-run: Slurm fails the job with NODE_FAIL
             wait_for(self.reopen(), launch.name, lambda r: r.phase is Phase.RUNNING)
+            task_log = self.workdir / "runs" / launch.name / "task-0.log"
+            deadline = time.monotonic() + 30
+            while "started" not in (task_log.read_text() if task_log.exists() else ""):  # the task runs now
+                assert time.monotonic() < deadline, "the task never started"
+                time.sleep(0.2)
             node = squeue_job(self.cluster, self.workdir, launch.name)["nodes"]
             os.kill(self.cluster.pid_of_slurmd(node), signal.SIGKILL)
             try:
