@@ -72,3 +72,19 @@ def test_backend_choices_come_from_the_registry(make_repo: Callable[[dict[str, s
     proc = run_expctl(repo.path, "plan", "--backend", "nomad")
     assert proc.returncode == 2 and "'local', 'kubernetes', 'slurm'" in proc.stderr
     assert "valid." in run_expctl(repo.path, "validate", "--backend", "kubernetes").stdout
+
+
+def test_render_shows_what_the_selected_backend_would_submit(make_repo: Callable[[dict[str, str]], GitRepo],
+                                                               tmp_path: Path) -> None:
+    two = BASE + "expctl:\n  replicas: 2\n  resources: {gpus: 1}\n"
+    repo = make_repo({"experiments/two.yaml": two,
+                      "expctl.yaml": f"slurm:\n  workdir: {tmp_path / 'shared'}\n  account: ml\n"})
+    slurm = run_expctl(repo.path, "render", "--backend", "slurm")
+    assert slurm.returncode == 0, slurm.stderr
+    assert "--nodes=2" in slurm.stdout and "--gres=gpu:1" in slurm.stdout and "--account=ml" in slurm.stdout
+    assert slurm.stdout.count("#!/bin/bash") == 1 and "srun " in slurm.stdout
+    kube = run_expctl(repo.path, "render")  # the local backend submits nothing: Kubernetes manifests
+    assert kube.returncode == 0 and "kind: PyTorchJob" in kube.stdout
+    local = run_expctl(repo.path, "render", "--backend", "local")
+    assert local.returncode == 1 and "runs nothing that can be rendered" in local.stderr
+    assert not (tmp_path / "shared").exists(), "render wrote to the shared workdir"

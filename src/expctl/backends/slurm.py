@@ -20,11 +20,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from expctl.backends import slurm_script as sc
 from expctl.backends.worktrees import Worktrees
 from expctl.errors import BackendError, ConfigError, truncate
 from expctl.jobenv import replica_names
-from expctl.model import FailureClass, Launch, ObservedRun, Phase
+from expctl.model import FailureClass, JobKind, Launch, ObservedRun, Phase, RunSpec, TrackingRef
 
 
 @dataclass
@@ -91,6 +92,23 @@ def slurm_lock(settings: Any, timeout: float) -> Iterator[None]:
     workdir.mkdir(parents=True, exist_ok=True)
     with file_lock(workdir / "apply.lock", timeout):
         yield
+
+
+def render_jobs(runs: Iterable[RunSpec], settings: Any, repo: Path | None = None) -> str:
+    """``expctl render --backend slurm``: the ``sbatch`` command and batch script of each run's first attempt."""
+    workdir = workdir_of(settings)
+    out: list[str] = []
+    for run in runs:
+        if run.job.kind not in (JobKind.PYTORCH, JobKind.LOCAL):
+            continue
+        ref = TrackingRef(settings.tracking_uri or "", "<assigned-at-apply>", run.experiment)
+        launch = Launch(spec=run, attempt=1, name=run.name, tracking=ref)
+        run_dir = workdir / "runs" / run.name
+        sched = run.job.scheduling
+        args = sc.sbatch_args(launch, str(run_dir), sc.Placement(sched.partition, sched.account, sched.qos))
+        script = sc.batch_script(launch, str(run_dir), str(workdir / "checkouts" / run.commit), run.job.command)
+        out.append(f"# sbatch {' '.join(shlex.quote(a) for a in args)} {run_dir}/job.sh\n{script}")
+    return "---\n".join(out)
 
 
 def _crash_hook(point: str) -> None:
