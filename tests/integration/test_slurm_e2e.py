@@ -25,11 +25,14 @@ from tests.integration.slurm_cluster import SlurmCluster
 
 pytestmark = pytest.mark.integration
 
-SHOW_GPUS = '''"""Print the GPUs Slurm gave this task, then hold them for quick.sleep seconds."""
+SHOW_GPUS = '''"""Print the GPUs Slurm gave this task, then hold them until the file quick.hold exists (if set)."""
 import json, os, time
 config = json.load(open(os.environ["EXPCTL_CONFIG_FILE"]))
 print("gpus", os.environ.get("CUDA_VISIBLE_DEVICES"), "rank", os.environ.get("RANK"), flush=True)
-time.sleep(float((config.get("quick") or {}).get("sleep", 0)))
+hold = (config.get("quick") or {}).get("hold")
+deadline = time.time() + 120
+while hold and not os.path.exists(hold) and time.time() < deadline:
+    time.sleep(0.2)
 '''
 
 
@@ -66,6 +69,7 @@ def test_the_projects_examples_run_on_slurm_and_are_tracked(slurm_cluster: Slurm
     repo = GitRepo(tmp_path / "repo")
     repo.copy_examples()
     repo.write(".gitignore", ".expctl/\n__pycache__/\n")
+    repo.write("conf/trainer/quick.yaml", "epochs: 1\nbatch_size: 64\nfail_first_attempts: 0\n")  # CI time
     workdir = tmp_path / "shared"
     use_slurm(repo, workdir)
     names = sorted(p.stem for p in (repo.path / "experiments").glob("*.yaml"))
@@ -96,26 +100,30 @@ def test_the_projects_examples_run_on_slurm_and_are_tracked(slurm_cluster: Slurm
 def test_a_run_waits_for_gpus_then_gets_them(slurm_cluster: SlurmCluster, mlflow_server: MlflowServer,
                                              tmp_path: Path) -> None:
     hog = e2e.experiment(expctl="  replicas: 2\n  resources: {cpu: '1', gpus: 2}\n"
-                                            "  command: [python, -m, training.show_gpus]\n")
-    repo = e2e.make_project(tmp_path / "repo", {"hog": hog.replace("trainer:", "quick:\n  sleep: 8\ntrainer:")})
+                                "  command: [python, -m, training.show_gpus]\n")
+    release = tmp_path / "release-the-gpus"
+    hog = hog.replace("trainer:", f"quick:\n  hold: {release}\ntrainer:")
+    repo = e2e.make_project(tmp_path / "repo", {"hog": hog})
     repo.write("training/show_gpus.py", SHOW_GPUS)
     workdir = tmp_path / "shared"
     use_slurm(repo, workdir)
     uri = mlflow_server.uri
-    assert e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri).returncode == 0
-    wait_until("the hog to hold every GPU", lambda: status(repo, uri)[0]["state"] == "Running")
+    try:
+        assert e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri).returncode == 0
+        wait_until("the hog to hold every GPU", lambda: status(repo, uri)[0]["state"] == "Running")
 
-    waiter = e2e.experiment(expctl="  resources: {cpu: '1', gpus: 2}\n"
-                                               "  command: [python, -m, training.show_gpus]\n")
-    repo.write("experiments/waiter.yaml", waiter)
-    repo.commit("a run that wants two GPUs")
-    assert e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri).returncode == 0
-    row = next(r for r in status(repo, uri) if r["experiment"] == "waiter")
-    assert row["state"] == "Pending" and row["gpus"] == 2
-    assert row["reason"] in ("Pending: Resources", "Pending: Priority"), row
-    table = e2e.expctl(repo.path, "status", "--experiment", "waiter", tracking_uri=uri).stdout
-    assert "Pending" in table and row["reason"] in table
-
+        waiter = e2e.experiment(expctl="  resources: {cpu: '1', gpus: 2}\n"
+                                       "  command: [python, -m, training.show_gpus]\n")
+        repo.write("experiments/waiter.yaml", waiter)
+        repo.commit("a run that wants two GPUs")
+        assert e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri).returncode == 0
+        row = next(r for r in status(repo, uri) if r["experiment"] == "waiter")
+        assert row["state"] == "Pending" and row["gpus"] == 2
+        assert row["reason"] in ("Pending: Resources", "Pending: Priority"), row
+        table = e2e.expctl(repo.path, "status", "--experiment", "waiter", tracking_uri=uri).stdout
+        assert "Pending" in table and row["reason"] in table
+    finally:
+        release.write_text("done\n")  # the hog ends: the waiter gets the GPUs
     done = e2e.expctl(repo.path, "apply", "-y", "--wait", tracking_uri=uri, timeout=300)
     assert done.returncode == 0 and "Finished: 2 succeeded." in done.stdout, done.stdout + done.stderr
     logs = e2e.expctl(repo.path, "logs", row["run"], tracking_uri=uri).stdout.split()

@@ -130,11 +130,13 @@ class SlurmBackend:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.worktrees = Worktrees(self.repo, self.workdir / "checkouts")
         self._lock = FileLock(str(self.workdir / "slurm.lock"), timeout=120)
+        self._seen: list[dict[str, Any]] | None = None  # the last squeue listing (creates reuse it)
 
     # -- Backend protocol ------------------------------------------------------------------------------
 
     def observe(self) -> list[ObservedRun]:
-        return self.observe_jobs(self._squeue())
+        self._seen = self._squeue()
+        return self.observe_jobs(self._seen)
 
     def observe_jobs(self, jobs: list[dict[str, Any]]) -> list[ObservedRun]:
         """``observe`` given what ``squeue --json`` listed (``jobs``): the records joined with Slurm's view."""
@@ -151,8 +153,10 @@ class SlurmBackend:
                                    f"not {launch.spec.spec_hash[:12]}: delete it first")
             if record is not None and record.job_id is not None:
                 return
-            # Not (yet) recorded as submitted: the job may still exist (expctl died right after sbatch).
-            jobs = self._squeue()
+            # Not (yet) recorded as submitted: the job may still exist (expctl died right after sbatch). The
+            # listing of this process's last observe is enough: a job submitted before that is in it, and the
+            # apply lock keeps other expctl processes from submitting since.
+            jobs = self._seen if self._seen is not None else self._squeue()
             job_id = self._submitted(launch.name, launch.spec.spec_hash, jobs)
             if job_id is not None:
                 record = record or self._new_record(launch)
