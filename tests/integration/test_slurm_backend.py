@@ -187,3 +187,17 @@ def test_a_refused_submission_leaves_no_record(backend: SlurmBackend, driver: Sl
     with pytest.raises(BackendError, match="sbatch failed"):
         backend.create(bad)
     assert backend.observe() == [] and not (driver.workdir / "runs" / launch.name).exists()
+
+
+def test_replace_under_the_same_name_right_after_delete(backend: SlurmBackend, driver: SlurmDriver) -> None:
+    from dataclasses import replace
+
+    first = driver.launch("run")
+    backend.create(first)
+    wait_for(backend, first.name, lambda r: r.phase is Phase.RUNNING)  # this process's listing shows it live
+    backend.delete(first.name)
+    job = replace(first.spec.job, command=COMMANDS["succeed"])
+    second = replace(first, spec=replace(first.spec, spec_hash="1" * 20, job=job))
+    backend.create(second)
+    run = wait_for(backend, second.name, lambda r: r.phase.finished)
+    assert run.phase is Phase.SUCCEEDED and run.spec_hash == "1" * 20, run

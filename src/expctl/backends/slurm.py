@@ -163,10 +163,9 @@ class SlurmBackend:
                 record.job_id = job_id
                 self._save(record)
                 return
-            other = [j for j in self._mine(launch.name, jobs) if not _ended(j)]
-            if other:
-                raise BackendError(f"{launch.name} already runs in Slurm (job {other[0]['job_id']}) with another "
-                                   f"spec: delete it first")
+            # A live job of ours under this name with another spec is superseded (a replace whose delete is
+            # still draining it, or one whose record was lost): it must not run alongside its replacement.
+            self._scancel([int(j["job_id"]) for j in self._mine(launch.name, jobs) if not _ended(j)])
             self._submit(launch)
 
     def delete(self, name: str) -> None:
