@@ -85,3 +85,15 @@ def test_placement_from_the_experiment_its_tenant_or_the_defaults() -> None:
     assert (sched.partition, sched.account, sched.qos) == ("gpu", "team-a", "high")
     sched = to_job_spec(ExpctlBlock(), settings, "experiments/other.yaml").scheduling
     assert (sched.partition, sched.account, sched.qos) == ("cpu", None, "normal")
+
+
+def test_later_squeue_json_formats_read_the_same() -> None:
+    """Slurm 23.02+ prints states as lists and numbers as {set, number} (data v0.0.39+)."""
+    later = {"job_state": ["FAILED"], "state_reason": "NonZeroExitCode",
+             "exit_code": {"status": ["NON_ZERO_EXIT"], "return_code": {"set": True, "infinite": False, "number": 3},
+                           "signal": {"id": {"set": False, "infinite": False, "number": 0}, "name": ""}},
+             "end_time": {"set": True, "infinite": False, "number": 1700000000}}
+    verdict = sc.verdict(later)
+    assert (verdict.phase, verdict.failure) == (Phase.FAILED, FailureClass.CODE) and "exit code 3" in verdict.message
+    assert sc.end_time(later) == 1700000000.0 and sc.end_time({"end_time": 1700000001}) == 1700000001.0
+    assert sc.verdict({"job_state": ["PENDING"], "state_reason": "Resources"}).message == "Pending: Resources"

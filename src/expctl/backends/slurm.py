@@ -275,7 +275,7 @@ class SlurmBackend:
             if verdict.phase is Phase.CANCELLED and not record.cancelled:
                 verdict = sc.Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE,
                                      f"{verdict.message}: cancelled outside expctl")
-            end = float(job.get("end_time") or 0) or time.time()
+            end = sc.end_time(job) or time.time()
         else:
             verdict, end = self._vanished(record)
         record.phase, record.failure = verdict.phase.value, verdict.failure.value if verdict.failure else None

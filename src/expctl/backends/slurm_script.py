@@ -150,13 +150,40 @@ class Verdict:
     message: str = ""
 
 
+def _number(value: Any) -> int:
+    """A number as squeue prints it: plain (data v0.0.38, Slurm 22.05) or ``{"set", "number"}`` (later)."""
+    if isinstance(value, Mapping):
+        return int(value.get("number") or 0) if value.get("set", True) else 0
+    return int(value or 0)
+
+
+def state_of(job: Mapping[str, Any]) -> str:
+    """The job's state: a string (Slurm 22.05) or a list of state and flags (later versions)."""
+    state = job.get("job_state")
+    if isinstance(state, list):
+        return str(state[0]) if state else ""
+    return str(state or "")
+
+
+def end_time(job: Mapping[str, Any]) -> float:
+    return float(_number(job.get("end_time")))
+
+
+def wait_status(job: Mapping[str, Any]) -> int:
+    """The batch script's wait status (``exit_code``; later versions give return code and signal apart)."""
+    code = job.get("exit_code")
+    if isinstance(code, Mapping):
+        return (_number(code.get("return_code")) << 8) | (_number((code.get("signal") or {}).get("id")) & 0x7F)
+    return int(code or 0)
+
+
 def verdict(job: Mapping[str, Any]) -> Verdict:
     """expctl's view of one ``squeue --json`` job: PENDING (with Slurm's reason), RUNNING, or how it ended.
 
     FAILED, TIMEOUT and OUT_OF_MEMORY are the code's failures; NODE_FAIL, BOOT_FAIL, PREEMPTED are the
     platform's. CANCELLED is decided by the caller (expctl's own cancel, or someone else's scancel).
     """
-    state = str(job.get("job_state") or "")
+    state = state_of(job)
     reason = str(job.get("state_reason") or "None")
     if state in PENDING_STATES:
         return Verdict(Phase.PENDING, None, f"Pending: {reason}" if reason != "None" else "Pending")
@@ -164,7 +191,7 @@ def verdict(job: Mapping[str, Any]) -> Verdict:
         return Verdict(Phase.RUNNING, None, "" if state == "RUNNING" else state.lower())
     if state == "COMPLETED":
         return Verdict(Phase.SUCCEEDED)
-    code = int(job.get("exit_code") or 0)
+    code = wait_status(job)
     status = f"exit code {code >> 8}" if code & 0xFF == 0 else f"signal {code & 0x7F}"
     if state in CODE_FAILURES:
         return Verdict(Phase.FAILED, FailureClass.CODE, f"Slurm job {state} ({status}, reason {reason})")
