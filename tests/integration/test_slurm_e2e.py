@@ -117,9 +117,14 @@ def test_a_run_waits_for_gpus_then_gets_them(slurm_cluster: SlurmCluster, mlflow
         repo.write("experiments/waiter.yaml", waiter)
         repo.commit("a run that wants two GPUs")
         assert e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri).returncode == 0
-        row = next(r for r in status(repo, uri) if r["experiment"] == "waiter")
-        assert row["state"] == "Pending" and row["gpus"] == 2
-        assert row["reason"] in ("Pending: Resources", "Pending: Priority"), row
+        reasons = ("Pending: Resources", "Pending: Priority")  # once Slurm's scheduler has looked at it
+
+        def waiter_row() -> dict[str, Any]:
+            return next(r for r in status(repo, uri) if r["experiment"] == "waiter")
+
+        wait_until("Slurm's reason for the waiter", lambda: waiter_row()["reason"] in reasons, timeout=30)
+        row = waiter_row()
+        assert row["state"] == "Pending" and row["gpus"] == 2 and row["reason"] in reasons, row
         table = e2e.expctl(repo.path, "status", "--experiment", "waiter", tracking_uri=uri).stdout
         assert "Pending" in table and row["reason"] in table
     finally:
