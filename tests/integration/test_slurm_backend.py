@@ -201,3 +201,21 @@ def test_replace_under_the_same_name_right_after_delete(backend: SlurmBackend, d
     backend.create(second)
     run = wait_for(backend, second.name, lambda r: r.phase.finished)
     assert run.phase is Phase.SUCCEEDED and run.spec_hash == "1" * 20, run
+
+
+def test_a_job_that_failed_before_any_task_started_is_the_platforms_failure(backend: SlurmBackend,
+                                                                            driver: SlurmDriver) -> None:
+    launch = driver.launch("succeed")
+    backend.create(launch)
+    wait_for(backend, launch.name, lambda r: r.phase.finished)
+    fresh = driver.reopen()
+    record = driver.workdir / "runs" / launch.name / "record.json"
+    data = json.loads(record.read_text())
+    record.write_text(json.dumps({**data, "phase": None, "failure": None, "message": ""}))
+    (driver.workdir / "runs" / launch.name / "task-0.log").unlink()
+    # what squeue shows when srun could not launch the step (e.g. the node's slurmd died first)
+    failed = {"job_id": data["job_id"], "name": launch.name, "job_state": "FAILED", "exit_code": 233 << 8,
+              "state_reason": "NonZeroExitCode", "comment": "", "end_time": 1}
+    (run,) = fresh.observe_jobs([failed])
+    assert run.phase is Phase.FAILED and run.failure is FailureClass.INFRASTRUCTURE
+    assert "no task started" in run.message

@@ -275,6 +275,10 @@ class SlurmBackend:
             if verdict.phase is Phase.CANCELLED and not record.cancelled:
                 verdict = sc.Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE,
                                      f"{verdict.message}: cancelled outside expctl")
+            elif verdict.failure is FailureClass.CODE and not (self.runs_dir / record.name / "task-0.log").exists():
+                # no task ever started: srun could not launch (a node's slurmd died, the checkout was missing)
+                verdict = sc.Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE,
+                                     f"{verdict.message}: no task started")
             end = sc.end_time(job) or time.time()
         else:
             verdict, end = self._vanished(record)
