@@ -93,8 +93,9 @@ def test_the_projects_examples_run_on_slurm_and_are_tracked(slurm_cluster: Slurm
     assert job["node_count"] == 2 and job["nodes"] == "n[1-2]" and job["job_state"] == "COMPLETED"
     task_logs = [(workdir / "runs" / dist["run"] / f"task-{i}.log").read_text() for i in (0, 1)]
     assert "rank 0/2" in task_logs[0] and "rank 1/2" in task_logs[1]
-    assert [r for r in runs if r.info.run_id == dist["mlflow_run"]], "the ranks' MLflow run is not tracked"
-    assert len([r for r in runs if r.data.tags["expctl.experiment"] == "distributed"]) == 1
+    (dist_run,) = [r for r in runs if r.data.tags["expctl.experiment"] == "distributed"]
+    assert dist_run.info.run_id == dist["mlflow_run"]
+    assert {"rank_0_train_samples", "rank_1_train_samples"} <= set(dist_run.data.metrics)  # both ranks, one run
 
 
 def test_a_run_waits_for_gpus_then_gets_them(slurm_cluster: SlurmCluster, mlflow_server: MlflowServer,
