@@ -163,6 +163,10 @@ def test_failed_runs_are_retried_and_cancelled_runs_are_not(slurm_cluster: Slurm
     flaky = sorted((r for r in rows.values() if r["experiment"] == "flaky"), key=lambda r: r["attempt"])
     assert [(r["attempt"], r["state"]) for r in flaky] == [(1, "Failed"), (2, "Succeeded")]
     assert flaky[1]["run"] == flaky[0]["run"] + "-r2"
+    described = e2e.expctl(repo.path, "describe", flaky[1]["run"], "-o", "json", tracking_uri=uri)
+    info = json.loads(described.stdout)
+    assert info["backend"] == "slurm" and [(a["state"], a["failure"]) for a in info["attempts"]] == [
+        ("Failed", "code"), ("Succeeded", None)]
     assert [r["state"] for r in rows.values() if r["experiment"] == "sleepy"] == ["Cancelled"]
     jobs = Counter((j["name"], j["job_state"]) for j in slurm_jobs(slurm_cluster, workdir))
     assert jobs[(sleepy["run"], "CANCELLED")] == 1 and sum(n for (name, _), n in jobs.items()
