@@ -36,8 +36,8 @@ while hold and not os.path.exists(hold) and time.time() < deadline:
 '''
 
 
-def use_slurm(repo: GitRepo, workdir: Path) -> str:
-    repo.write("expctl.yaml", f"backend: slurm\ncode_paths: [training]\nslurm:\n  workdir: {workdir}\n")
+def use_slurm(repo: GitRepo, workdir: Path, more: str = "") -> str:
+    repo.write("expctl.yaml", f"backend: slurm\ncode_paths: [training]\nslurm:\n  workdir: {workdir}\n{more}")
     return repo.commit("run on Slurm")
 
 
@@ -179,7 +179,7 @@ def test_prune_only_touches_jobs_expctl_submitted(slurm_cluster: SlurmCluster, m
     repo = e2e.make_project(tmp_path / "repo", {"doomed": e2e.experiment(quick=True).replace(
         "trainer:", "quick:\n  sleep: 60\ntrainer:")})
     workdir = tmp_path / "shared"
-    use_slurm(repo, workdir)
+    use_slurm(repo, workdir, "  partition: main\n  account: ml\n")  # the project's Slurm placement
     uri = mlflow_server.uri
     assert e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri).returncode == 0
     (ours,) = status(repo, uri)
@@ -197,6 +197,7 @@ def test_prune_only_touches_jobs_expctl_submitted(slurm_cluster: SlurmCluster, m
         assert all(r["experiment"] != "doomed" for r in status(repo, uri))
         (doomed,) = [j for j in slurm_jobs(slurm_cluster, workdir) if j["name"] == ours["run"]]
         assert doomed["job_state"] == "CANCELLED"
+        assert (doomed["partition"], doomed["account"]) == ("main", "ml")
     finally:
         subprocess.run(["scancel", str(foreign)], check=False, timeout=60)
 
