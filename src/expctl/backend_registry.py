@@ -56,7 +56,7 @@ BACKENDS: dict[str, BackendInfo] = {
                     lock="expctl.backends.kubernetes:lease_lock", render="expctl.render:render_all"),
         BackendInfo("slurm", "one sbatch job per attempt on a Slurm cluster, srun one task per node",
                     "expctl.backends.slurm:open_slurm", frozenset({JobKind.PYTORCH, JobKind.LOCAL}),
-                    lock="expctl.backends.slurm:slurm_lock", render="expctl.backends.slurm:render_jobs"),
+                    lock="expctl.backends.slurm:slurm_lock", render="expctl.backends.slurm_script:render_jobs"),
     )
 }
 

@@ -20,12 +20,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,9 +34,9 @@ from filelock import FileLock, Timeout
 from expctl.backends import local_state as st
 from expctl.backends import slurm_script as sc
 from expctl.backends.worktrees import Worktrees
-from expctl.errors import BackendError, ConfigError, truncate
+from expctl.errors import BackendError, truncate
 from expctl.jobenv import replica_names
-from expctl.model import FailureClass, JobKind, Launch, ObservedRun, Phase, RunSpec, TrackingRef
+from expctl.model import FailureClass, Launch, ObservedRun, Phase
 
 
 @dataclass
@@ -69,18 +68,7 @@ class JobRecord:
 
 def open_slurm(settings: Any, repo: Path, state_dir: Path) -> SlurmBackend:
     """The backend an ``expctl.yaml`` describes: its ``slurm:`` block (workdir and placement defaults)."""
-    return SlurmBackend(workdir_of(settings), repo)
-
-
-def workdir_of(settings: Any) -> Path:
-    workdir = settings.slurm.workdir
-    if not workdir:
-        raise ConfigError("required for the slurm backend: a directory every Slurm node mounts",
-                          file="expctl.yaml", key="slurm.workdir")
-    path = Path(workdir).expanduser()
-    if not path.is_absolute():
-        raise ConfigError(f"must be an absolute path (got {workdir!r})", file="expctl.yaml", key="slurm.workdir")
-    return path
+    return SlurmBackend(sc.workdir_of(settings), repo)
 
 
 @contextlib.contextmanager
@@ -88,27 +76,10 @@ def slurm_lock(settings: Any, timeout: float) -> Iterator[None]:
     """The apply lock: a file lock on the shared workdir, so applies from any machine are serialised."""
     from expctl.locking import file_lock
 
-    workdir = workdir_of(settings)
+    workdir = sc.workdir_of(settings)
     workdir.mkdir(parents=True, exist_ok=True)
     with file_lock(workdir / "apply.lock", timeout):
         yield
-
-
-def render_jobs(runs: Iterable[RunSpec], settings: Any, repo: Path | None = None) -> str:
-    """``expctl render --backend slurm``: the ``sbatch`` command and batch script of each run's first attempt."""
-    workdir = workdir_of(settings)
-    out: list[str] = []
-    for run in runs:
-        if run.job.kind not in (JobKind.PYTORCH, JobKind.LOCAL):
-            continue
-        ref = TrackingRef(settings.tracking_uri or "", "<assigned-at-apply>", run.experiment)
-        launch = Launch(spec=run, attempt=1, name=run.name, tracking=ref)
-        run_dir = workdir / "runs" / run.name
-        sched = run.job.scheduling
-        args = sc.sbatch_args(launch, str(run_dir), sc.Placement(sched.partition, sched.account, sched.qos))
-        script = sc.batch_script(launch, str(run_dir), str(workdir / "checkouts" / run.commit), run.job.command)
-        out.append(f"# sbatch {' '.join(shlex.quote(a) for a in args)} {run_dir}/job.sh\n{script}")
-    return "---\n".join(out)
 
 
 def _crash_hook(point: str) -> None:

@@ -6,7 +6,8 @@ node, ``--cpus-per-task``, ``--mem``, ``--time`` from the timeout, partition / a
 ``batch_script`` is the job: it records its start, exports ``expctl.jobenv.job_env``, derives the topology
 (``MASTER_ADDR`` from the first node of ``SLURM_JOB_NODELIST``, ``RANK`` = ``SLURM_PROCID``, ...) and runs the
 command with ``srun``, one task per node, each writing its own log. ``verdict`` maps a job's Slurm state to
-expctl's phase and failure class.
+expctl's phase and failure class. ``render_jobs`` shows both for ``expctl render --backend slurm``;
+``workdir_of`` reads ``slurm.workdir`` from the settings.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from __future__ import annotations
 import math
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from expctl import jobenv
-from expctl.model import FailureClass, Launch, Phase
+from expctl.errors import ConfigError
+from expctl.model import FailureClass, JobKind, Launch, Phase, RunSpec, TrackingRef
 
 COMMENT_PREFIX = "expctl:"
 STARTED_FILE = "started"  # the job id, written by the batch script when it starts
@@ -141,6 +144,35 @@ printf '{{"returncode": %d, "finished_at": %d}}\\n' "$code" "$(date +%s)" > {run
 mv {run}/{EXIT_FILE}.tmp {run}/{EXIT_FILE}
 exit $code
 """
+
+
+def workdir_of(settings: Any) -> Path:
+    """``slurm.workdir`` of ``expctl.yaml``: required, absolute (the shared directory of checkouts and records)."""
+    workdir = settings.slurm.workdir
+    if not workdir:
+        raise ConfigError("required for the slurm backend: a directory every Slurm node mounts",
+                          file="expctl.yaml", key="slurm.workdir")
+    path = Path(workdir).expanduser()
+    if not path.is_absolute():
+        raise ConfigError(f"must be an absolute path (got {workdir!r})", file="expctl.yaml", key="slurm.workdir")
+    return path
+
+
+def render_jobs(runs: Iterable[RunSpec], settings: Any, repo: Path | None = None) -> str:
+    """``expctl render --backend slurm``: the ``sbatch`` command and batch script of each run's first attempt."""
+    workdir = workdir_of(settings)
+    out: list[str] = []
+    for run in runs:
+        if run.job.kind not in (JobKind.PYTORCH, JobKind.LOCAL):
+            continue
+        ref = TrackingRef(settings.tracking_uri or "", "<assigned-at-apply>", run.experiment)
+        launch = Launch(spec=run, attempt=1, name=run.name, tracking=ref)
+        run_dir = workdir / "runs" / run.name
+        sched = run.job.scheduling
+        args = sbatch_args(launch, str(run_dir), Placement(sched.partition, sched.account, sched.qos))
+        script = batch_script(launch, str(run_dir), str(workdir / "checkouts" / run.commit), run.job.command)
+        out.append(f"# sbatch {' '.join(shlex.quote(a) for a in args)} {run_dir}/job.sh\n{script}")
+    return "---\n".join(out)
 
 
 @dataclass(frozen=True)
