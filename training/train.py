@@ -1,7 +1,8 @@
 """Train a small MLP classifier on seeded synthetic data, logging to the MLflow run expctl handed over.
 
-Run as ``python -m training.train``. Reads the resolved config from ``EXPCTL_CONFIG_FILE`` (JSON) or, failing
-that, from the ``expctl/config.json`` artifact of ``MLFLOW_RUN_ID``. With ``WORLD_SIZE > 1`` it trains with
+Run as ``python -m training.train``. Reads the resolved config from ``EXPCTL_CONFIG`` (JSON, Kubernetes),
+``EXPCTL_CONFIG_FILE`` (a JSON file, local) or, failing that, the ``expctl/config.json`` artifact that older
+expctl versions uploaded to ``MLFLOW_RUN_ID``. With ``WORLD_SIZE > 1`` it trains with
 ``torch.distributed`` (gloo, ``MASTER_ADDR``/``MASTER_PORT``/``RANK``) and DistributedDataParallel.
 Rank 0 logs the metrics per epoch (train_loss all-reduced over the ranks, val_loss, val_accuracy), the model as
 ``model`` and system metrics; every rank logs ``rank_<r>_train_samples`` into the same run.
@@ -34,6 +35,10 @@ DEFAULTS: dict[str, Any] = {
 
 
 def load_config() -> dict[str, Any]:
+    inline = os.environ.get("EXPCTL_CONFIG")  # Kubernetes: the composed config is in the job's env
+    if inline:
+        config: dict[str, Any] = json.loads(inline)
+        return config
     path = os.environ.get("EXPCTL_CONFIG_FILE")
     if path and os.path.exists(path):
         with open(path, encoding="utf-8") as fh:
