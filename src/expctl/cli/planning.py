@@ -170,14 +170,21 @@ def report_apply(result: engine_types.EngineResult) -> None:
 @_rev
 @_worktree
 @click.option("--experiment", default=None, help="Only this experiment.")
+@click.option("--backend", "backend_name", default=None, type=click.Choice(backend_registry.names()),
+              help="Whose jobs to print (default: expctl.yaml's backend if it has any, else kubernetes).")
 @click.pass_context
-def render(ctx: click.Context, rev: str, worktree: bool, experiment: str | None) -> None:
-    """Print the Kubernetes manifests of the desired runs (like `helm template`)."""
-    from expctl.render import render_all
-
+def render(ctx: click.Context, rev: str, worktree: bool, experiment: str | None, backend_name: str | None) -> None:
+    """Print what apply would submit: Kubernetes manifests, or Slurm batch scripts (like `helm template`)."""
     ws = workspace(ctx)
     desired = desired_state(ws.repo, PlanOptions(rev=rev, worktree=worktree))
     runs = [r for r in desired.runs if experiment in (None, r.experiment)]
     if experiment and not runs:
         raise ExpctlError(f"--experiment {experiment}: no such experiment")
-    click.echo(render_all(runs, desired.settings, ws.repo), nl=False)
+    name = backend_name or ws.backend_name(desired.settings, None)
+    info = backend_registry.lookup(name)
+    if info.render is None:
+        if backend_name:
+            raise ExpctlError(f"--backend {name}: runs nothing that can be rendered (it starts processes here)")
+        info = backend_registry.lookup("kubernetes")
+    assert info.render is not None
+    click.echo(backend_registry.load(info.render)(runs, desired.settings, ws.repo), nl=False)
