@@ -84,11 +84,14 @@ class EngineResult:
         return 0
 
 
+DEFAULT_CONCURRENCY = 4
+
+
 def write_concurrency(settings: Settings, backend: str) -> int:
-    """The pool size of an apply: ``kubernetes.write_concurrency`` or ``local.write_concurrency``."""
-    if backend == "kubernetes":
-        return settings.kubernetes.write_concurrency
-    return settings.local.write_concurrency
+    """The pool size of an apply: the backend's block's ``write_concurrency`` in expctl.yaml
+    (``kubernetes:``, ``local:``), else 4."""
+    value = getattr(getattr(settings, backend, None), "write_concurrency", None)
+    return value if isinstance(value, int) and value >= 1 else DEFAULT_CONCURRENCY
 
 
 class _Unchecked:

@@ -72,14 +72,15 @@ def open_slurm(settings: Any, repo: Path, state_dir: Path) -> SlurmBackend:
 
 
 @contextlib.contextmanager
-def slurm_lock(settings: Any, timeout: float) -> Iterator[None]:
-    """The apply lock: a file lock on the shared workdir, so applies from any machine are serialised."""
+def slurm_lock(settings: Any, timeout: float) -> Iterator[Any]:
+    """The apply lock: a file lock on the shared workdir, so applies from any machine are serialised (the
+    engine calls its ``check()`` before every write)."""
     from expctl.locking import file_lock
 
     workdir = sc.workdir_of(settings)
     workdir.mkdir(parents=True, exist_ok=True)
-    with file_lock(workdir / "apply.lock", timeout):
-        yield
+    with file_lock(workdir / "apply.lock", timeout) as held:
+        yield held
 
 
 def _crash_hook(point: str) -> None:
