@@ -95,9 +95,11 @@ def test_request_counts_of_an_apply_and_a_noop_plan(tmp_path: Path, prefix: str,
         # per new run: runs/create + runs/log-batch, no search, no get. Per apply: 1 search of experiments (no
         # runs search: none exists yet), 1 create per new experiment (the sweep's, the audit trail's), the
         # sweep's parent run, the audit intent (create) and completion (log-batch + update)
-        assert counts == Counter({"runs/create": n + 2, "runs/log-batch": n + 1, "experiments/search": 1,
-                                  "experiments/create": 2, "runs/update": 1}), counts
-        assert total <= 2 * n + 7
+        # (the session's server may know the audit experiment already: then 1 runs/search, 1 create fewer)
+        assert counts["runs/create"] == n + 2 and counts["runs/log-batch"] == n + 1, counts
+        assert counts["experiments/search"] == 1 and counts["runs/update"] == 1, counts
+        assert counts["experiments/create"] + counts["runs/search"] == 2, counts
+        assert total == 2 * n + 7, counts
 
         # a second commit with n more points: the existing runs are known from the one search
         repo.write(f"experiments/{prefix}/sweep.yaml", sweep(2 * n))
