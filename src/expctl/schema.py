@@ -103,6 +103,8 @@ class KubernetesIn(_Strict):
 
 class LocalIn(_Strict):
     parallelism: int | None = Field(None, ge=1)
+    gpus: int | list[int | str] | None = Field(
+        None, description="this machine's GPUs for local runs: a count or device ids (default: nvidia-smi)")
 
 
 class Settings(_Strict):

@@ -44,7 +44,8 @@ class Workspace:
         if name == "local":
             from expctl.backends.local import LocalBackend
 
-            return LocalBackend(self.state_dir, self.repo, parallelism=settings.local.parallelism)
+            return LocalBackend(self.state_dir, self.repo, parallelism=settings.local.parallelism,
+                                gpus=settings.local.gpus)
         from expctl.backends.kubernetes import open_kubernetes
 
         return open_kubernetes(settings, self.repo)
