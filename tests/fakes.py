@@ -86,3 +86,18 @@ class FakeTracker:
 
     def audit_entries(self, experiment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         return [e for e in reversed(self.audit) if experiment in (None, e["experiment"])][:limit]
+
+
+class FakeCheckpointTracker(FakeTracker):
+    """A tracker that also knows attempts' checkpoints (``expctl.resume.CheckpointRecords``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checkpoints: dict[str, Any] = {}  # run id → Checkpoint
+        self.resumed: dict[str, Any] = {}  # run id → ResumeFrom recorded on it
+
+    def checkpoint_of(self, run_id: str) -> Any:
+        return self.checkpoints.get(run_id)
+
+    def record_resume(self, run_id: str, resume: Any) -> None:
+        self.resumed[run_id] = resume

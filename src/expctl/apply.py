@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from expctl.backends.base import Backend
 from expctl.errors import ExpctlError
 from expctl.model import Action, Change, Launch, ObservedRun, Plan, RunSpec
+from expctl.resume import resume_point
 from expctl.tracking.base import Tracker
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,9 @@ def _launch(change: Change, backend: Backend, tracker: Tracker, applied_by: str)
     crash_point("before-ensure-run")
     ref = tracker.ensure_run(spec, change.attempt, applied_by)
     crash_point("after-ensure-run")
+    resume = resume_point(change, tracker, ref.run_id)  # a retry starts from the failed attempt's checkpoint
     backend.create(Launch(spec=spec, attempt=change.attempt, name=change.name, tracking=ref,
-                          applied_by=applied_by))
+                          applied_by=applied_by, resume=resume))
     crash_point("after-create")
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from expctl.errors import ConfigError
 from expctl.model import (
+    CheckpointPolicy,
     FailureClass,
     JobKind,
     JobSpec,
@@ -56,6 +57,11 @@ class VolcanoIn(_Strict):
     min_available: int | None = Field(None, ge=1)
 
 
+class CheckpointsIn(_Strict):
+    dir: str | None = Field(None, description="shared storage for checkpoints (default: MLflow artifacts)")
+    resume_on: list[Literal["infrastructure", "code"]] = ["infrastructure"]
+
+
 class ExpctlBlock(_Strict):
     """The ``expctl`` block of an experiment's composed config: how to run it."""
 
@@ -81,6 +87,7 @@ class ExpctlBlock(_Strict):
     git_secret: str | None = None
     operator_restarts: bool = False
     max_runs: int | None = Field(None, ge=1)
+    checkpoints: CheckpointsIn = CheckpointsIn()
 
 
 class TenantIn(_Strict):
@@ -228,6 +235,8 @@ def to_job_spec(block: ExpctlBlock, settings: Settings, source_file: str) -> Job
         runtime_kind=block.runtime_kind,
         git_secret=block.git_secret,
         operator_restarts=block.operator_restarts,
+        checkpoints=CheckpointPolicy(dir=block.checkpoints.dir,
+                                     resume_on=tuple(FailureClass(x) for x in block.checkpoints.resume_on)),
     )
 
 

@@ -207,6 +207,7 @@ class LocalBackend:
         env = {
             **launch.tracking.env(),
             **dict(spec.job.env),
+            **launch.checkpoint_env(),
             "EXPCTL_RUN_NAME": launch.name,
             "EXPCTL_RUN_KEY": spec.run_key,
             "EXPCTL_SPEC_HASH": spec.spec_hash,

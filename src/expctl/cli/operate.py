@@ -173,6 +173,11 @@ def _describe_human(info: dict[str, Any]) -> str:
         why = f"  ({a['message']})" if a["message"] else ""
         lines.append(f"  {a['attempt']}  {a['name']}  {a['state']:<9}  spec {a['spec_hash'][:12]}  "
                      f"{a['created']}{ended}  mlflow {a['mlflow_run'] or '-'}  [{a['object']}]{why}")
+        if a.get("resumed_from"):
+            r = a["resumed_from"]
+            at = f" at epoch {r['epoch']}" if r["epoch"] is not None else ""
+            lines.append(f"     ↳ resumed from attempt {r['attempt']}{at} (mlflow {r['mlflow_run'] or '-'}): "
+                         f"{r['checkpoint']}")
     lines.append("phase history:")
     for e in phases:
         detail = f"  {e['detail']}" if e.get("detail") else ""

@@ -158,6 +158,7 @@ def env(launch: Launch) -> list[Manifest]:
         }
     )
     values.update(launch.tracking.env())
+    values.update(launch.checkpoint_env())
     return [{"name": k, "value": v} for k, v in values.items()]
 
 

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from expctl.errors import TrackingError, truncate
-from expctl.model import ObservedRun, Phase, RunSpec, TrackingRef, ValidationGate
+from expctl.model import Checkpoint, ObservedRun, Phase, ResumeFrom, RunSpec, TrackingRef, ValidationGate
 from expctl.naming import slug
 from expctl.tracking import gate as g
+from expctl.tracking import mlflow_checkpoints
 from expctl.tracking.locations import default_artifact_root, default_tracking_uri, ui_server_command
 
 __all__ = ["MlflowStore", "default_artifact_root", "default_tracking_uri", "ui_server_command"]
@@ -367,6 +368,15 @@ class MlflowStore:
             if gate.alias:
                 self.client.set_registered_model_alias(name, gate.alias, version)
         return version
+
+    # -- resume on retry (expctl.resume): see tracking/mlflow_checkpoints ----------------------------------
+
+    def checkpoint_of(self, run_id: str) -> Checkpoint | None:
+        with self._calling(f"read run {run_id}"):
+            return mlflow_checkpoints.checkpoint_of(self.client, run_id)
+
+    def record_resume(self, run_id: str, resume: ResumeFrom) -> None:
+        self.set_run_tags(run_id, mlflow_checkpoints.resume_tags(resume))
 
     # -- small writes for cancel and audit -------------------------------------------------------------
 
