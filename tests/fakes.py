@@ -101,3 +101,24 @@ class FakeCheckpointTracker(FakeTracker):
 
     def record_resume(self, run_id: str, resume: Any) -> None:
         self.resumed[run_id] = resume
+
+
+class FakeLogTracker(FakeTracker):
+    """A tracker that keeps logs (``expctl.runlogs.LogStore``), in memory."""
+
+    def __init__(self, tail_bytes: int = 1024) -> None:
+        super().__init__()
+        self.log_tail_bytes = tail_bytes
+        self.kept: dict[str, dict[str, str] | None] = {}  # run id → logs (None: unavailable)
+        self.why_not: dict[str, str] = {}
+
+    def logs_kept(self, run_id: str) -> bool:
+        return run_id in self.kept
+
+    def keep_logs(self, run_id: str, logs: dict[str, str] | None, why_not: str = "") -> None:
+        self.kept[run_id] = logs
+        if logs is None:
+            self.why_not[run_id] = why_not
+
+    def kept_logs(self, run_id: str) -> dict[str, str] | None:
+        return self.kept.get(run_id)

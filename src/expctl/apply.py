@@ -16,6 +16,7 @@ from expctl.backends.base import Backend
 from expctl.errors import ExpctlError
 from expctl.model import Action, Change, Launch, ObservedRun, Plan, RunSpec
 from expctl.resume import resume_point
+from expctl.runlogs import keep_finished
 from expctl.tracking.base import Tracker
 
 log = logging.getLogger(__name__)
@@ -99,4 +100,5 @@ def sync(backend: Backend, tracker: Tracker, desired: Sequence[RunSpec]) -> list
     """Follow observed phases into the tracker (run status, validation gate)."""
     observed = backend.observe()
     tracker.sync(observed, desired)
+    keep_finished(backend, tracker, observed)  # finished runs' logs outlive their jobs, in MLflow
     return observed

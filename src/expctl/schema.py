@@ -114,6 +114,10 @@ class LocalIn(_Strict):
         None, description="this machine's GPUs for local runs: a count or device ids (default: nvidia-smi)")
 
 
+class LogsIn(_Strict):
+    tail_bytes: int = Field(1_000_000, ge=1024, description="per replica: the tail of its log kept in MLflow")
+
+
 class Settings(_Strict):
     """``expctl.yaml`` at the repository root: project-wide settings (all optional)."""
 
@@ -125,6 +129,7 @@ class Settings(_Strict):
     tenants: list[TenantIn] = []
     kubernetes: KubernetesIn = KubernetesIn()
     local: LocalIn = LocalIn()
+    logs: LogsIn = LogsIn()
 
     def tenant_for(self, source_file: str) -> TenantIn | None:
         matches = [t for t in self.tenants if source_file.startswith(t.path.rstrip("/") + "/")]

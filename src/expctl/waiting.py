@@ -14,6 +14,7 @@ from expctl.backends.base import Backend
 from expctl.diff import join_observed
 from expctl.model import Action, Change, Plan, RunSpec
 from expctl.plan import make_plan
+from expctl.runlogs import keep_finished
 from expctl.tracking.base import Tracker
 
 
@@ -45,6 +46,7 @@ def wait_for_runs(backend: Backend, tracker: Tracker, desired: Sequence[RunSpec]
         while True:
             observed = backend.observe()
             tracker.sync(observed, desired)
+            keep_finished(backend, tracker, observed)
             plan = make_plan(desired, join_observed(observed, []), commit=desired[0].commit if desired else "",
                              backend=backend.name, now=clock())
             counts: dict[str, int] = {}

@@ -189,6 +189,11 @@ class LocalBackend:
         chosen = [replica] if replica is not None else names
         return self._lines(name, chosen, prefix=len(chosen) > 1, follow=follow)
 
+    def replicas(self, name: str) -> list[str]:
+        """The run's replica names (what ``logs(name, replica=...)`` accepts); none for an unknown run."""
+        state = st.load(self.runs_dir / name)
+        return [] if state is None else replica_names(state.kind, state.replicas)
+
     # -- state machine ---------------------------------------------------------------------------------
 
     @contextmanager

@@ -133,10 +133,14 @@ def cancel(ctx: click.Context, runs: tuple[str, ...], experiment: str | None, ba
 def logs(ctx: click.Context, run: str, follow: bool, replica: str | None, backend_name: str | None) -> None:
     """Print (or follow) a run's logs."""
     from expctl.operations import open_for_operations
+    from expctl.runlogs import live_or_kept
 
-    backend, _tracker, _settings = open_for_operations(workspace(ctx), backend_name, tracker=False)
+    ws = workspace(ctx)
+    backend, _tracker, settings = open_for_operations(ws, backend_name, tracker=False)
+    source, lines = live_or_kept(backend, lambda: ws.open_tracker(settings, backend.name), run, replica, follow)
+    click.echo(f"expctl: logs of {run} {source}", err=True)
     try:
-        for line in backend.logs(run, replica=replica, follow=follow):
+        for line in lines:
             click.echo(line, nl=not line.endswith("\n"))
             sys.stdout.flush()
     except KeyboardInterrupt:

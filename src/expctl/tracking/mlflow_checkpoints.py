@@ -8,6 +8,8 @@ attempt that died before its first checkpoint hands on the checkpoint it resumed
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from expctl.model import Checkpoint, ResumeFrom
@@ -52,3 +54,18 @@ def resumed_from(tags: dict[str, str]) -> ResumeFrom | None:
 def checkpoint_of(client: Any, run_id: str) -> Checkpoint | None:
     """The latest checkpoint of the run ``run_id`` (one ``get_run``)."""
     return checkpoint_in(dict(client.get_run(run_id).data.tags))
+
+
+class Checkpoints:
+    """``MlflowStore``'s side of ``expctl.resume.CheckpointRecords`` (a mixin: it uses the store's client)."""
+
+    client: Any
+    _calling: Callable[[str], AbstractContextManager[None]]
+    set_run_tags: Callable[[str, dict[str, str]], None]
+
+    def checkpoint_of(self, run_id: str) -> Checkpoint | None:
+        with self._calling(f"read run {run_id}"):
+            return checkpoint_of(self.client, run_id)
+
+    def record_resume(self, run_id: str, resume: ResumeFrom) -> None:
+        self.set_run_tags(run_id, resume_tags(resume))

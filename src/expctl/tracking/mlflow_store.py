@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from expctl.errors import TrackingError, truncate
-from expctl.model import Checkpoint, ObservedRun, Phase, ResumeFrom, RunSpec, TrackingRef, ValidationGate
+from expctl.model import ObservedRun, Phase, RunSpec, TrackingRef, ValidationGate
 from expctl.naming import slug
 from expctl.tracking import gate as g
-from expctl.tracking import mlflow_checkpoints
 from expctl.tracking.locations import default_artifact_root, default_tracking_uri, ui_server_command
+from expctl.tracking.mlflow_checkpoints import Checkpoints
+from expctl.tracking.mlflow_logs import KeptLogs
 
 __all__ = ["MlflowStore", "default_artifact_root", "default_tracking_uri", "ui_server_command"]
 
@@ -40,7 +41,7 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "") + "'"
 
 
-class MlflowStore:
+class MlflowStore(KeptLogs, Checkpoints):
     """The Tracker of expctl on one MLflow tracking URI, for the runs of one backend."""
 
     def __init__(self, tracking_uri: str, backend_name: str, artifact_root: str | Path | None = None) -> None:
@@ -53,6 +54,7 @@ class MlflowStore:
             self.artifact_root = Path(root).resolve().as_uri() if isinstance(root, Path) else root
         self._client: Any = None
         self._experiments: dict[str, str] = {}
+        self._seen_tags: dict[str, dict[str, str]] = {}  # run id → tags, from the last search of managed runs
 
     # -- plumbing --------------------------------------------------------------------------------------
 
@@ -244,6 +246,7 @@ class MlflowStore:
         runs: list[Any] = []
         for start in range(0, len(ids), 100):
             runs.extend(self._search(ids[start : start + 100], filter_string))
+        self._seen_tags = {run.info.run_id: dict(run.data.tags) for run in runs}
         return runs
 
     def records(self) -> list[ObservedRun]:
@@ -368,15 +371,6 @@ class MlflowStore:
             if gate.alias:
                 self.client.set_registered_model_alias(name, gate.alias, version)
         return version
-
-    # -- resume on retry (expctl.resume): see tracking/mlflow_checkpoints ----------------------------------
-
-    def checkpoint_of(self, run_id: str) -> Checkpoint | None:
-        with self._calling(f"read run {run_id}"):
-            return mlflow_checkpoints.checkpoint_of(self.client, run_id)
-
-    def record_resume(self, run_id: str, resume: ResumeFrom) -> None:
-        self.set_run_tags(run_id, mlflow_checkpoints.resume_tags(resume))
 
     # -- small writes for cancel and audit -------------------------------------------------------------
 
