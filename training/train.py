@@ -35,6 +35,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from training import gpu_metrics
+
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "model": {"hidden": 32, "layers": 2, "dropout": 0.0},
@@ -149,6 +151,7 @@ def start_tracking(rank: int) -> Any:
         return None
     os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")
     os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
+    gpu_metrics.restrict()  # GPU metrics of this job's own GPUs, not every GPU of the host
     mlflow.enable_system_metrics_logging()
     run_id = os.environ.get("MLFLOW_RUN_ID")
     if run_id:
