@@ -111,11 +111,16 @@ class FakeLogTracker(FakeTracker):
         self.log_tail_bytes = tail_bytes
         self.kept: dict[str, dict[str, str] | None] = {}  # run id → logs (None: unavailable)
         self.why_not: dict[str, str] = {}
+        self.down = False  # play a tracking store that fails every write
 
     def logs_kept(self, run_id: str) -> bool:
         return run_id in self.kept
 
     def keep_logs(self, run_id: str, logs: dict[str, str] | None, why_not: str = "") -> None:
+        if self.down:
+            from expctl.errors import TrackingError
+
+            raise TrackingError("MLflow at memory://: keep logs failed: down")
         self.kept[run_id] = logs
         if logs is None:
             self.why_not[run_id] = why_not

@@ -9,6 +9,7 @@ backend's live logs while they exist, else the kept ones, and says which.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain
@@ -17,6 +18,8 @@ from typing import Protocol, runtime_checkable
 from expctl.backends.base import Backend
 from expctl.errors import ExpctlError
 from expctl.model import ObservedRun
+
+log = logging.getLogger(__name__)
 
 COMBINED = "all"  # the artifact name when a backend cannot name its replicas: every line, as logs() gives them
 
@@ -75,14 +78,20 @@ def keep_finished(backend: Backend, tracker: object, observed: Sequence[Observed
         return []
     kept: list[str] = []
     for run in observed:
-        if not (run.live and run.phase.finished and run.mlflow_run_id) or tracker.logs_kept(run.mlflow_run_id):
+        if not (run.live and run.phase.finished and run.mlflow_run_id):
             continue
-        try:
-            logs = read_tails(backend, run.name, tracker.log_tail_bytes)
+        try:  # keeping logs is a courtesy: it never fails the apply (the next sync tries again)
+            if tracker.logs_kept(run.mlflow_run_id):
+                continue
+            try:
+                logs = read_tails(backend, run.name, tracker.log_tail_bytes)
+            except ExpctlError as exc:
+                tracker.keep_logs(run.mlflow_run_id, None, why_not=str(exc))
+                continue
+            tracker.keep_logs(run.mlflow_run_id, logs)
         except ExpctlError as exc:
-            tracker.keep_logs(run.mlflow_run_id, None, why_not=str(exc))
+            log.warning("could not keep the logs of %s: %s", run.name, exc)
             continue
-        tracker.keep_logs(run.mlflow_run_id, logs)
         kept.append(run.name)
     return kept
 

@@ -103,3 +103,12 @@ def test_logs_are_live_while_the_job_exists_then_kept() -> None:
         list(live_or_kept(backend, lambda: tracker, done, "chief-0", False)[1])
     with pytest.raises(ExpctlError, match="no run named nothing"):  # neither live nor kept: the backend's error
         live_or_kept(backend, lambda: tracker, "nothing", None, False)
+
+
+def test_a_tracking_store_that_fails_never_fails_the_sync() -> None:
+    backend, _ = _backend_with_runs()
+    tracker = FakeLogTracker()
+    tracker.down = True
+    assert keep_finished(backend, tracker, backend.observe()) == []
+    tracker.down = False
+    assert len(keep_finished(backend, tracker, backend.observe())) == 1  # the next sync tries again
