@@ -118,7 +118,9 @@ def place(inv: Sequence[str] | None, replicas: int, per_replica: int, in_use: Co
         return Placement(None, impossible=f"needs {needed} GPUs ({replicas} x {per_replica}) but this machine "
                                           f"has {len(inv)} (local.gpus / {ENV_VAR})")
     free = free_devices(inv, in_use)
-    got = None if blocked else allocate(free, replicas, per_replica)
+    if blocked:
+        return Placement(None, waiting=f"waiting for {needed} GPUs (behind an earlier run that waits for GPUs)")
+    got = allocate(free, replicas, per_replica)
     return Placement(got, waiting="" if got is not None else waiting_message(needed, len(free), len(inv)))
 
 
