@@ -9,6 +9,7 @@ asks to resume it (checked with a stdlib job that prints what it was handed, and
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,41 @@ def test_a_code_failure_resumes_only_when_the_experiment_asks(tmp_path: Path, ml
         assert f"RESUME_FROM={shared}/{attempt_1}\n" in logs[asked, 2]  # its directory on shared storage
     finally:
         e2e.stop_jobs(repo.path)
+
+
+def test_the_training_resumes_from_a_checkpoint_dir_on_shared_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The example training alone (no MLflow): attempt 1 checkpoints into its directory and is SIGKILLed after
+    epoch 1; attempt 2, handed that directory as expctl hands it, prints exactly the uninterrupted epochs."""
+    import subprocess
+    import sys
+
+    from tests.gitrepo import ROOT
+
+    config = {"seed": 11, "trainer": {"epochs": 3, "sigkill_after_epoch": 1}, "dataset": {"n_samples": 160}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    for name in [k for k in os.environ if k.startswith(("MLFLOW_", "EXPCTL_")) or k in ("RANK", "WORLD_SIZE")]:
+        monkeypatch.delenv(name)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "EXPCTL_CONFIG_FILE": str(tmp_path / "config.json"),
+           "EXPCTL_CHECKPOINT_DIR": str(tmp_path / "ckpt" / "run")}
+    killed = subprocess.run([sys.executable, "-m", "training.train"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, check=False, env=env)
+    assert killed.returncode == -9, killed.stderr  # SIGKILL: what the local backend calls infrastructure
+    assert sorted(p.name for p in (tmp_path / "ckpt" / "run").iterdir()) == ["epoch-0000.pt", "epoch-0001.pt"]
+
+    from training import train  # the other two runs in this process: one start of torch instead of three
+
+    monkeypatch.setenv("EXPCTL_ATTEMPT", "2")
+    monkeypatch.setenv("EXPCTL_CHECKPOINT_DIR", str(tmp_path / "ckpt" / "run-r2"))
+    monkeypatch.setenv("EXPCTL_RESUME_FROM", str(tmp_path / "ckpt" / "run"))
+    capsys.readouterr()
+    train.train(config)
+    resumed = capsys.readouterr().out
+    assert "resuming after epoch 1" in resumed
+    for name in ("EXPCTL_CHECKPOINT_DIR", "EXPCTL_RESUME_FROM"):
+        monkeypatch.delenv(name)
+    train.train({**config, "trainer": {"epochs": 3}})
+    steady = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert len(steady) == 3
+    assert [line for line in resumed.splitlines() if line.startswith("epoch ")] == steady[2:]
+    assert [line for line in killed.stdout.splitlines() if line.startswith("epoch ")] == steady[:2]
