@@ -139,9 +139,10 @@ def logs(ctx: click.Context, run: str, follow: bool, replica: str | None, backen
 
     ws = workspace(ctx)
     backend, _tracker, settings = open_for_operations(ws, backend_name, tracker=False)
-    source, lines = live_or_kept(backend, lambda: ws.open_tracker(settings, backend.name), run, replica, follow)
-    click.echo(f"expctl: logs of {run} {source}", err=True)
     try:
+        source, lines = live_or_kept(backend, lambda: ws.open_tracker(settings, backend.name), run, replica,
+                                     follow)
+        click.echo(f"expctl: logs of {run} {source}", err=True)
         for line in lines:
             click.echo(line, nl=not line.endswith("\n"))
             sys.stdout.flush()
