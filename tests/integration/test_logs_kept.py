@@ -51,7 +51,5 @@ def test_logs_of_a_finished_run_are_read_from_mlflow_once_its_files_are_gone(tmp
         assert not any(" line 000 " in line for line in lines)  # the head was cut
         one = e2e.expctl(repo.path, "logs", name, "--replica", "worker-0")
         assert one.returncode == 0 and one.stdout.splitlines()[-1] == "worker-0 line 399 " + "x" * 20
-        missing = e2e.expctl(repo.path, "logs", "nobody-0000000000")
-        assert missing.returncode == 1 and "no local run named nobody-0000000000" in missing.stderr
     finally:
         e2e.stop_jobs(repo.path)
