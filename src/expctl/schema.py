@@ -125,6 +125,7 @@ class KubernetesIn(_Strict):
 
 class LocalIn(_Strict):
     parallelism: int | None = Field(None, ge=1)
+    write_concurrency: int = Field(4, ge=1)  # changes an apply performs at once
     gpus: int | list[int | str] | None = Field(
         None, description="this machine's GPUs for local runs: a count or device ids (default: nvidia-smi)")
 
