@@ -24,14 +24,27 @@ class CountingProxy:
             protocol_version = "HTTP/1.1"
 
             def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
+                if (self.headers.get("Transfer-Encoding") or "").lower() == "chunked":  # artifact uploads
+                    body = b""
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                        if size == 0:
+                            self.rfile.readline()
+                            break
+                        body += self.rfile.read(size)
+                        self.rfile.readline()
+                else:
+                    length = int(self.headers.get("Content-Length") or 0)
+                    body = self.rfile.read(length) if length else None
                 path = self.path.split("?", 1)[0]
                 with proxy._lock:
                     proxy.counts[path.split("/mlflow/", 1)[-1]] += 1
                 conn = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port, timeout=60)
                 try:
-                    headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                    headers = {k: v for k, v in self.headers.items()
+                               if k.lower() not in ("host", "connection", "transfer-encoding", "content-length")}
+                    if body is not None:
+                        headers["Content-Length"] = str(len(body))
                     conn.request(self.command, self.path, body=body, headers=headers)
                     resp = conn.getresponse()
                     data = resp.read()
