@@ -12,10 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-import yaml
-
-from expctl import naming, schema, source, sweep
-from expctl.compose import Composer, Experiment, yaml_errors
+from expctl import naming, safe_yaml, schema, source, sweep
+from expctl.compose import Composer, Experiment, parse_configs, resolver_errors
 from expctl.desired import run_spec
 from expctl.errors import ConfigError, ConfigErrors, ExpctlError
 from expctl.model import JobSpec, RunSpec
@@ -58,10 +56,7 @@ def load_settings(files: dict[str, bytes]) -> Settings:
     data = files.get("expctl.yaml")
     if data is None:
         return Settings()
-    try:
-        return schema.parse_settings(yaml.safe_load(data))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"YAML syntax error: {str(exc).splitlines()[0]}", file="expctl.yaml") from exc
+    return schema.parse_settings(safe_yaml.load(data, "expctl.yaml"))
 
 
 def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
@@ -70,10 +65,13 @@ def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
     files = source.read_files(snap)
     if not any(p.startswith("experiments/") for p in files):
         raise ConfigError("no experiments/ directory at this commit (nothing is desired)", file="experiments/")
-    errors = yaml_errors(files)
+    docs, errors = parse_configs(files)
     if errors:
         raise ConfigErrors(errors)
     settings = load_settings(files)
+    errors = resolver_errors(docs, settings.allow_resolvers)
+    if errors:
+        raise ConfigErrors(errors)
     names = experiment_files(files)
     desired = Desired(snap, settings, experiments=list(names))
     desired.timings["read"] = time.perf_counter() - t0
