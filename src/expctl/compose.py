@@ -194,10 +194,11 @@ class Composer:
             if not isinstance(node, DictConfig):
                 raise ConfigError("must be a mapping of key: values", file=file, key="hydra.sweeper.params")
             params = []
-            for key in node:
+            for raw_key in node:
+                key = str(raw_key)
                 where = f"hydra.sweeper.params.{key}"
                 try:
-                    params.append((str(key), f"{key}={node[key]}"))  # exactly BasicSweeper._parse_config
+                    params.append((key, f"{key}={node[raw_key]}"))  # exactly BasicSweeper._parse_config
                 except OmegaConfBaseException as exc:
                     raise _wrap(exc, file, where) from exc
             return params
