@@ -61,6 +61,12 @@ class LazyGroup(click.Group):
             for line in exc.render().splitlines():
                 click.echo(f"error: {line}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:  # a read-only or full disk, a permission: one line naming the file
+            if os.environ.get("EXPCTL_DEBUG"):
+                traceback.print_exc()
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

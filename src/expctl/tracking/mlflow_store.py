@@ -33,6 +33,17 @@ CONFIG_ARTIFACT = "expctl/config.json"
 AUDIT_EXPERIMENT = "expctl-audit"
 _CHECK_TIMEOUT_SECONDS = 5.0
 _PAGE = 1000
+# MLflow's own HTTP retry loop defaults to 7 retries with exponential backoff and a 120 s timeout per request:
+# over four minutes before a dead server is reported. expctl bounds it (the user's own settings win): a down
+# or hung server is caught by ``check`` (5 s, no retries) before the client is built; 5xx/429 are retried
+# twice (about 3 s); a server that hangs mid-command costs at most 3 x 10 s.
+_HTTP_BOUNDS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER": "false",  # a Retry-After of an hour must not hang a command
+}
 
 
 def _quote(value: str) -> str:
@@ -62,6 +73,10 @@ class MlflowStore:
                 Path(self.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
             # expctl's stdout is data (plans, tables, JSON): MLflow must not print "View run" URLs into it
             os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+            for name, value in _HTTP_BOUNDS.items():
+                os.environ.setdefault(name, value)
+            if self.tracking_uri.startswith(("http://", "https://")):
+                self.check()  # fail in seconds, in one line, before MLflow's retry loop gets a chance
             if not os.environ.get("EXPCTL_DEBUG"):  # the embedded store's schema migrations are not news
                 for noisy in ("mlflow.store.db.utils", "alembic"):
                     logging.getLogger(noisy).setLevel(logging.WARNING)
