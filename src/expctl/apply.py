@@ -7,11 +7,10 @@ exactly one job and one MLflow run per (run key, attempt).
 from __future__ import annotations
 
 import logging
-import os
-import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from expctl import crash as _crash
 from expctl.backends.base import Backend
 from expctl.errors import ExpctlError
 from expctl.model import Action, Change, Launch, ObservedRun, Plan, RunSpec
@@ -32,19 +31,9 @@ class ApplyResult:
         return not self.failed
 
 
-_crash_counts: dict[str, int] = {}
-
-
-def crash_point(point: str) -> None:
-    """Test hook, inert unless ``EXPCTL_TEST_CRASH_AT=<point>:<n>`` is set: SIGKILL this process the n-th time
-    it reaches ``point``, so that tests can prove that a rerun after a crash right there converges. Points:
-    ``before-ensure-run``, ``after-ensure-run``, ``after-create`` (here), ``after-replica`` (local backend)."""
-    wanted, _, nth = os.environ.get("EXPCTL_TEST_CRASH_AT", "").partition(":")
-    if wanted != point:
-        return
-    _crash_counts[point] = _crash_counts.get(point, 0) + 1
-    if _crash_counts[point] == int(nth or "1"):
-        os.kill(os.getpid(), signal.SIGKILL)
+# the test hook (``EXPCTL_TEST_CRASH_AT=<point>:<n>`` or ``EXPCTL_TEST_CRASH_SEED=<seed>``): see expctl.crash.
+# Points: ``before-ensure-run``, ``after-ensure-run``, ``after-create`` (here), ``after-replica`` (local backend).
+crash_point = _crash.crash_point
 
 
 def _launch(change: Change, backend: Backend, tracker: Tracker, applied_by: str) -> None:

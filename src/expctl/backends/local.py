@@ -25,6 +25,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from expctl.backends import local_state as st
+from expctl.crash import crash_point
 from expctl.backends.local_state import Proc, RunState
 from expctl.backends.worktrees import Worktrees
 from expctl.errors import BackendError
@@ -153,6 +154,7 @@ class LocalBackend:
                     f"not {launch.spec.spec_hash[:12]}: delete it first"
                 )
             st.write_json(run_dir / "config.json", dict(launch.spec.config))
+            crash_point("before-local-state")
             st.save(run_dir, self._new_state(launch, run_dir))
             self._advance()
 
@@ -327,6 +329,7 @@ class LocalBackend:
             _children.append(proc)
             state.processes.append(Proc(replica, proc.pid, st.start_ticks(proc.pid), boot))
             st.save(run_dir, state)
+            crash_point("replica-started")
             if os.environ.get("EXPCTL_TEST_CRASH_AT") == f"after-replica:{index + 1}":  # test hook: apply.crash_point
                 os.kill(os.getpid(), signal.SIGKILL)
         _children[:] = [p for p in _children if p.poll() is None]
