@@ -25,9 +25,9 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from expctl.backends import local_state as st
-from expctl.crash import crash_point
 from expctl.backends.local_state import Proc, RunState
 from expctl.backends.worktrees import Worktrees
+from expctl.crash import crash_point
 from expctl.errors import BackendError
 from expctl.model import FailureClass, JobKind, Launch, ObservedRun, Phase
 
