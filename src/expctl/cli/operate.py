@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from expctl.cli.common import echo_json, is_terminal, workspace
+from expctl.sanitize import one_line
 from expctl.errors import ExpctlError
 from expctl.model import ObservedRun
 
@@ -55,7 +56,7 @@ _COLUMNS = ("run", "experiment", "kind", "replicas", "gpus", "state", "attempt",
 
 def _table(rows: list[dict[str, object]]) -> list[str]:
     headers = [c.upper().replace("_", " ") for c in _COLUMNS]
-    cells = [[_short_user(r[c]) if c == "user" else str(r[c])[:12] if c == "mlflow_run" else str(r[c])
+    cells = [[one_line(_short_user(r[c]) if c == "user" else str(r[c])[:12] if c == "mlflow_run" else r[c])
               for c in _COLUMNS] for r in rows]
     widths = [max([len(h), *(len(line[i]) for line in cells)]) for i, h in enumerate(headers)]
     return ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in [headers, *cells]]
@@ -154,18 +155,18 @@ def _describe_human(info: dict[str, Any]) -> str:
 
     info = dict(info)
     config, attempts, phases = info.pop("config", None), info.pop("attempts"), info.pop("phases")
-    lines = [f"{key + ':':<19}{'-' if value is None else value}" for key, value in info.items()
+    lines = [f"{key + ':':<19}{'-' if value is None else one_line(value)}" for key, value in info.items()
              if key != "overrides"]
-    lines.insert(3, f"{'overrides:':<19}{' '.join(info['overrides']) or '-'}")
+    lines.insert(3, f"{'overrides:':<19}{' '.join(one_line(o) for o in info['overrides']) or '-'}")
     lines.append("attempts:")
     for a in attempts:
         ended = f" → {a['finished']}" if a["finished"] else ""
-        why = f"  ({a['message']})" if a["message"] else ""
+        why = f"  ({one_line(a['message'])})" if a["message"] else ""
         lines.append(f"  {a['attempt']}  {a['name']}  {a['state']:<9}  spec {a['spec_hash'][:12]}  "
                      f"{a['created']}{ended}  mlflow {a['mlflow_run'] or '-'}  [{a['object']}]{why}")
     lines.append("phase history:")
     for e in phases:
-        detail = f"  {e['detail']}" if e.get("detail") else ""
+        detail = f"  {one_line(e['detail'])}" if e.get("detail") else ""
         lines.append(f"  {e['time'] or 'now':<20}  attempt {e['attempt']}  spec {e['spec_hash'][:12]}  "
                      f"{e['phase']}{detail}")
     if config is not None:
@@ -194,7 +195,7 @@ def history(ctx: click.Context, experiment: str | None, limit: int, output: str)
     for e in entries:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(e["time"])))
         click.echo(f"{when}Z  {e['action']:<8} {e['run']:<30} {e['experiment']:<16} "
-                   f"commit {str(e['commit'])[:12]}  by {e['who']}")
+                   f"commit {str(e['commit'])[:12]}  by {one_line(e['who'])}")
 
 
 @click.command()
