@@ -11,9 +11,9 @@ from typing import Any
 import click
 
 from expctl.cli.common import echo_json, is_terminal, workspace
-from expctl.sanitize import one_line
 from expctl.errors import ExpctlError
 from expctl.model import ObservedRun
+from expctl.sanitize import one_line
 
 _backend = click.option("--backend", "backend_name", default=None, help="local or kubernetes.")
 _json = click.option("--output", "-o", "output", type=click.Choice(["human", "json"]), default="human",
