@@ -384,6 +384,10 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _wrap(exc: BaseException, file: str, where: str | None = None) -> ConfigError:
+    inner = exc.__cause__ or exc.__context__
+    if type(exc).__name__ == "ConfigCompositionException" and inner is not None and \
+            type(inner).__module__.startswith("omegaconf"):  # "In 'e': X raised while composing": say what
+        return _wrap(inner, file, where)
     key = getattr(exc, "full_key", None) or where
     msg = _first_line(exc)
     name = type(exc).__name__

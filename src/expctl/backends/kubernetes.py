@@ -125,18 +125,17 @@ class KubernetesBackend:
     # -- plumbing -------------------------------------------------------------------------------------------
 
     def check(self, timeout: tuple[float, float] = (3.0, 5.0)) -> None:
-        """Fail fast, in one line, when the apiserver is unreachable or unhealthy: one short ``GET /readyz``,
+        """Fail fast, in one line, when the apiserver is unreachable or unhealthy: one short ``GET /version``,
         no retries (a dead server would otherwise cost every command the retrier's whole budget)."""
         from kubernetes import client
 
         host = self.api_client.configuration.host
         try:
-            self.api_client.call_api("/readyz", "GET", auth_settings=["BearerToken"], _preload_content=False,
-                               _request_timeout=timeout, response_type="str")
+            client.VersionApi(self.api_client).get_code(_request_timeout=timeout)
         except client.ApiException as exc:
-            if exc.status in (401, 403, 404):  # /readyz may be forbidden or absent: the server answered
+            if exc.status is not None and exc.status < 500:  # forbidden or absent: the server answered
                 return
-            raise BackendError(f"Kubernetes API at {host} is unhealthy: /readyz answered HTTP {exc.status}") from exc
+            raise BackendError(f"Kubernetes API at {host} is unhealthy: /version answered HTTP {exc.status}") from exc
         except Exception as exc:
             if not _is_network(exc):
                 raise

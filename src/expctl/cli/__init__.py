@@ -50,6 +50,24 @@ class LazyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Like click's, but a usage error is one line too (``error: ...``, exit 2), like every other error."""
+        base: Any = super().main
+        if not kwargs.pop("standalone_mode", True):
+            return base(*args, standalone_mode=False, **kwargs)
+        try:
+            code = base(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as exc:
+            where = f" (see '{exc.ctx.command_path} --help')" if isinstance(exc, click.UsageError) and exc.ctx \
+                else ""
+            message = " ".join(exc.format_message().split())
+            click.echo(f"error: {message}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         from expctl.errors import ExpctlError
 
