@@ -132,9 +132,9 @@ def conflict_markers(repo: GitRepo) -> None:
 def kubeconfig_to(port: int) -> Setup:
     def setup(repo: GitRepo) -> None:
         (repo.path / "kubeconfig").write_text(
-            "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:%d', "
-            "insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\n"
-            "contexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n" % port)
+            "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:"
+            f"{port}', insecure-skip-tls-verify: true}}}}]\nusers: [{{name: u, user: {{token: t}}}}]\n"
+            "contexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n")
 
     return setup
 
@@ -155,7 +155,7 @@ CASES = [
          expected="experiments/e.yaml: line 4: recursive YAML alias"),
     Case("file over the size limit", {"experiments/e.yaml": BASE + "x: '" + "a" * (1 << 20) + "'\n"},
          expected="experiments/e.yaml: file is 1.0 MiB, over the limit of 1 MiB"),
-    Case("not UTF-8", setup=lambda repo: latin1(repo), expected="experiments/e.yaml: not UTF-8 text (byte 6)"),
+    Case("not UTF-8", setup=latin1, expected="experiments/e.yaml: not UTF-8 text (byte 6)"),
     Case("two YAML documents", {"experiments/e.yaml": BASE + "---\nseed: 2\n"},
          expected="experiments/e.yaml: line 4: YAML syntax error: but found another document"),
     Case("python tag", {"experiments/e.yaml": BASE + "x: !!python/object/apply:os.system [id]\n"},
