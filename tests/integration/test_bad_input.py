@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -383,11 +384,11 @@ def test_count_of_cases() -> None:
 
 
 @pytest.mark.parametrize("damage", ["truncated", "foreign", "missing-fields", "binary", "unreadable", "bad-phase"])
-def test_one_damaged_run_state_is_skipped_with_a_warning(tmp_path: Path, damage: str) -> None:
-    """status lists the other runs; the damaged one is one warning line; apply then rebuilds nothing lost."""
+def test_one_damaged_run_state_is_skipped_with_a_warning(tmp_path: Path, damage: str, mlflow_server: Any) -> None:
+    """status lists the other runs; the damaged one is one warning line; plan keeps working."""
     repo = minimal_repo(tmp_path / "repo", {"experiments/good.yaml": BASE, ".gitignore": ".expctl/\n"})
     states(damage)(repo)
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = mlflow_server.uri
     code, out, err = invoke(repo.path, ("status",), {"MLFLOW_TRACKING_URI": store})
     assert code == 0, err
     assert "good-1" in out and "bad-1" not in out
