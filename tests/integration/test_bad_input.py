@@ -473,3 +473,20 @@ def test_no_experiments_directory(tmp_path: Path) -> None:
     code, _, err = invoke(repo.path, ("validate",), {})
     assert code == 1
     assert err.strip() == "error: experiments/: no experiments/ directory at this commit (nothing is desired)"
+
+
+@pytest.mark.parametrize("command", [("no-such-program-xyz",), ("python", "-c", "import os; os.abort()"),
+                                     ("sh", "-c", "exit 127")])
+def test_a_broken_command_is_a_code_failure_never_retried_as_infrastructure(
+        git_repo: GitRepo, tmp_path: Path, command: tuple[str, ...]) -> None:
+    from expctl.backends.local import LocalBackend
+    from expctl.model import FailureClass, Phase
+    from tests.factories import make_job, make_launch, make_spec
+
+    launch = make_launch(make_spec("broken", commit=git_repo.head, job=make_job(command=command)))
+    backend = LocalBackend(tmp_path / "state", git_repo.path, parallelism=1)
+    backend.create(launch)
+    deadline = time.monotonic() + 60
+    while (run := backend.observe()[0]).phase is not Phase.FAILED and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert run.phase is Phase.FAILED and run.failure is FailureClass.CODE, run.message

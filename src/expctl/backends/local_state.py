@@ -232,6 +232,11 @@ def read_new_lines(path: Path, offset: int, final: bool) -> tuple[int, list[str]
     return offset + end, data[:end].decode("utf-8", errors="replace").splitlines()
 
 
+# signals a program raises on itself when it is broken; any other signal was sent (OOM killer, shutdown, admin)
+_CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGABRT, signal.SIGFPE, signal.SIGILL, signal.SIGBUS,
+                            signal.SIGSYS, signal.SIGTRAP})
+
+
 @dataclass(frozen=True)
 class Verdict:
     phase: Phase
@@ -254,6 +259,8 @@ def judge(ended: dict[str, dict[str, Any] | None], running: set[str]) -> Verdict
         code = int(exit_record["returncode"])
         if code < 0:
             name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            if -code in _CRASH_SIGNALS:  # the program crashed by itself (segfault, abort): its code failed
+                return Verdict(Phase.FAILED, FailureClass.CODE, f"{replica} crashed ({name})", finished_at)
             why = f"{replica} killed by {name}"
             return Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE, why, finished_at)
         if code != 0:
