@@ -27,7 +27,7 @@ from tests.kube.driver import conditions, patch_status
 
 pytestmark = pytest.mark.kube
 
-TRIALS = 3
+TRIALS = 30
 RUN_KEY = "expctl.io/run-key"
 
 
