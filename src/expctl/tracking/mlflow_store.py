@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -48,6 +49,20 @@ _HTTP_BOUNDS = {
 
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "") + "'"
+
+
+def _transport_reason(text: str) -> str:
+    """MLflow's transport errors quote whole urllib3 reprs: say what happened in a few words instead."""
+    if "Failed to establish a new connection" in text or "Connection refused" in text:
+        return "the server is unreachable (connection refused)"
+    if "Read timed out" in text or ("timed out" in text.lower() and "Max retries" in text):
+        return "the server did not answer in time"
+    match = re.search(r"too many (\d{3}) error responses", text)
+    if match:
+        return f"the server kept answering HTTP {match.group(1)}"
+    if "Connection aborted" in text or "Connection reset" in text or "RemoteDisconnected" in text:
+        return "the server dropped the connection"
+    return truncate(text)
 
 
 class MlflowStore:
@@ -102,7 +117,7 @@ class MlflowStore:
         except TrackingError:
             raise
         except Exception as exc:
-            message = f"MLflow at {self.tracking_uri}: {what} failed: {truncate(str(exc))}"
+            message = f"MLflow at {self.tracking_uri}: {what} failed: {_transport_reason(str(exc))}"
             raise TrackingError(message) from exc
 
     @staticmethod
