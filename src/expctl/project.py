@@ -20,6 +20,8 @@ from expctl.errors import ConfigError, ConfigErrors, ExpctlError
 from expctl.model import JobSpec, Launch, RunSpec, TrackingRef
 from expctl.schema import Settings
 
+MAX_GROUP_COMBINATIONS = 500
+
 
 @dataclass
 class Desired:
@@ -138,6 +140,11 @@ def render_errors(runs: Sequence[RunSpec], settings: Settings) -> list[ConfigErr
 def _expand(composer: Composer, name: str, file: str, settings: Settings, snap: source.Snapshot,
             digests: dict[tuple[str, ...], str]) -> Iterator[RunSpec]:
     exp = composer.load(name, file)
+    combos = sweep.size([len(a.elements) for a in exp.axes if a.group])
+    if combos > MAX_GROUP_COMBINATIONS:  # each one is a Hydra composition (~40 ms): bound the time up front
+        raise ConfigError(f"the sweep combines {combos:,} sets of group options, over the limit of "
+                          f"{MAX_GROUP_COMBINATIONS:,} compositions (sweep fewer groups, or values instead)",
+                          file=file, key="hydra.sweeper.params")
     jobs: dict[str, JobSpec] = {}
     base = composer.point_config(exp, [0] * len(exp.axes))
     block = schema.parse_block(base.get("expctl"), file)

@@ -190,6 +190,12 @@ CASES = [
     Case("sweep over the cap", {"experiments/e.yaml": sweep("      seed: range(0,200)\n      optimizer.lr: "
                                                             "range(0,60)\n")},
          expected="experiments/e.yaml: hydra.sweeper.params: sweep expands to 12,000 runs, over the cap"),
+    Case("too many group compositions",
+         {**{f"conf/dataset/d{i}.yaml": f"name: d{i}\n" for i in range(30)},
+          **{f"conf/model/m{i}.yaml": f"name: m{i}\n" for i in range(20)},
+          "experiments/e.yaml": sweep("      model: glob(*)\n      +dataset: glob(*)\n")},
+         expected="experiments/e.yaml: hydra.sweeper.params: the sweep combines 736 sets of group options, over "
+                  "the limit of 500 compositions"),
     Case("broken sweep grammar", {"experiments/e.yaml": sweep("      seed: range(1,\n")},
          expected="experiments/e.yaml: hydra.sweeper.params.seed: invalid sweep"),
     Case("mapping as a sweep value", {"experiments/e.yaml": sweep("      optimizer: {lr: 1}\n")},
