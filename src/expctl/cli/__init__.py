@@ -58,6 +58,9 @@ class LazyGroup(click.Group):
         try:
             code = base(*args, standalone_mode=False, **kwargs)
         except click.ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # plain `expctl`: the help, as click prints it
+                exc.show()
+                sys.exit(exc.exit_code)
             where = f" (see '{exc.ctx.command_path} --help')" if isinstance(exc, click.UsageError) and exc.ctx \
                 else ""
             message = " ".join(exc.format_message().split())
