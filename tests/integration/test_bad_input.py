@@ -310,8 +310,8 @@ CASES = [
     # --- CLI arguments -------------------------------------------------------------------------------------------
     Case("non-existent --rev", args=("validate", "--rev", "no-such-branch"),
          expected="--rev no-such-branch: no such commit"),
-    Case("unknown backend", args=("plan", "--backend", "mars"), expected="--backend mars: unknown backend",
-         also_apply=False),
+    Case("unknown backend", args=("plan", "--backend", "mars"), code=2,
+         expected="Invalid value for '--backend': 'mars' is not one of 'local', 'kubernetes'.", also_apply=False),
     Case("unknown option", args=("plan", "--bogus"), code=2, expected="No such option '--bogus'",
          also_apply=False),
     Case("lock timeout not a number", args=("apply", "--lock-timeout", "soon"), code=2,
