@@ -12,18 +12,16 @@ from __future__ import annotations
 import difflib
 import re
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from expctl import safe_yaml
+from expctl.config_scan import RESOLVER_CALL, SAFE_RESOLVERS, leaves, not_allowed
 from expctl.errors import ConfigError
 from expctl.source import materialize
 
-SAFE_RESOLVERS = frozenset({"oc.select", "oc.dict.keys", "oc.dict.values", "oc.decode", "oc.create"})
-_RESOLVER = re.compile(r"\$\{\s*([A-Za-z_][\w.\-]*)\s*:")
 _TOKEN = re.compile(r"[A-Za-z_][\w\-]*")
 PRIMARY_PREFIX = "__expctl_experiment__"
 
@@ -64,47 +62,6 @@ class _Combo:
     unresolved: dict[str, Any]
     resolved: dict[str, Any]
     slow: bool  # some interpolation depends on a swept value: resolve every point with OmegaConf
-
-
-def parse_configs(files: Mapping[str, bytes]) -> tuple[dict[str, Any], list[ConfigError]]:
-    """Every YAML file parsed by ``safe_yaml`` (before Hydra sees any): ``({path: document}, errors)``.
-
-    Syntax errors, duplicate keys, alias bombs and oversized files are reported with file and line.
-    """
-    docs: dict[str, Any] = {}
-    errors = []
-    for path, data in sorted(files.items()):
-        if not path.endswith((".yaml", ".yml")):
-            continue
-        try:
-            docs[path] = safe_yaml.load(data, path)
-        except ConfigError as exc:
-            errors.append(exc)
-    return docs, errors
-
-
-def resolver_errors(docs: Mapping[str, Any], allow_resolvers: Sequence[str] = ()) -> list[ConfigError]:
-    """Interpolations calling a resolver that is not allow-listed, anywhere in any config file.
-
-    This static scan gives the message its file and key; the composition itself is guarded too (a blocked
-    resolver raises if it is ever called, whatever route the interpolation took: see ``Composer``).
-    """
-    allowed = SAFE_RESOLVERS | set(allow_resolvers)
-    errors = []
-    for path, doc in sorted(docs.items()):
-        if path == "expctl.yaml":
-            continue
-        for key, value in _leaves(doc, ""):
-            name = next((n for n in _RESOLVER.findall(value) if n not in allowed), None) \
-                if isinstance(value, str) else None
-            if name is not None:
-                errors.append(_not_allowed(name, path, key or None))
-    return errors
-
-
-def _not_allowed(name: str, file: str, key: str | None) -> ConfigError:
-    return ConfigError(f"resolver '{name}' is not allowed in committed configs "
-                       "(allow-list it in expctl.yaml: allow_resolvers)", file=file, key=key)
 
 
 class BlockedResolver(Exception):
@@ -212,9 +169,9 @@ class Composer:
         axes = []
         for key, text in params:
             where = f"hydra.sweeper.params.{key}"
-            blocked = next((n for n in _RESOLVER.findall(text) if n not in self.allowed), None)
+            blocked = next((n for n in RESOLVER_CALL.findall(text) if n not in self.allowed), None)
             if blocked is not None:
-                raise _not_allowed(blocked, file, where)
+                raise not_allowed(blocked, file, where)
             try:
                 (override,) = self._parser.parse_overrides([text])
                 add = "++" if override.is_force_add() else "+" if override.is_add() else ""
@@ -313,9 +270,9 @@ class Composer:
                            key=f"defaults.{group}")
 
     def _check_resolvers(self, data: Any, file: str, path: str = "") -> None:
-        for key, value in _leaves(data, path):
+        for key, value in leaves(data, path):
             if isinstance(value, str):
-                for name in _RESOLVER.findall(value):
+                for name in RESOLVER_CALL.findall(value):
                     if name not in self.allowed:
                         raise ConfigError(
                             f"resolver '{name}' is not allowed in committed configs "
@@ -326,7 +283,7 @@ class Composer:
             if axis.group or axis.add:
                 continue
             if not _exists(data, axis.path):
-                paths = [k for k, _ in _leaves(data, "")]
+                paths = [k for k, _ in leaves(data, "")]
                 close = difflib.get_close_matches(axis.path, paths, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 raise ConfigError(f"sweep over a key that does not exist{hint}", file=exp.file,
@@ -355,7 +312,7 @@ class Composer:
         if not sets:
             return combo.resolved
         slow = combo.slow or any(isinstance(leaf, str) and "${" in leaf
-                                 for _, v in sets for _, leaf in _leaves(v, ""))
+                                 for _, v in sets for _, leaf in leaves(v, ""))
         base = combo.unresolved if slow else combo.resolved
         for axis, value in sets:
             if axis.add == "+" and _exists(base, axis.path):
@@ -406,17 +363,6 @@ def _wrap(exc: BaseException, file: str, where: str | None = None) -> ConfigErro
     return ConfigError(msg, file=file, key=str(key) if key else None)
 
 
-def _leaves(data: Any, path: str) -> Iterator[tuple[str, Any]]:
-    if isinstance(data, dict):
-        for key, value in data.items():
-            yield from _leaves(value, f"{path}.{key}" if path else str(key))
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            yield from _leaves(value, f"{path}[{i}]")
-    else:
-        yield path, data
-
-
 def _exists(data: Any, path: str) -> bool:
     for part in path.split("."):
         if not isinstance(data, dict) or part not in data:
@@ -450,7 +396,7 @@ def _depends_on_sweep(data: dict[str, Any], axes: Sequence[Axis]) -> bool:
     names = {part for a in axes if not a.group for part in a.path.split(".")}
     if not names:
         return False
-    interps = [(k, v) for k, v in _leaves(data, "") if isinstance(v, str) and "${" in v]
+    interps = [(k, v) for k, v in leaves(data, "") if isinstance(v, str) and "${" in v]
     changed = True
     flagged: set[str] = set()
     while changed:

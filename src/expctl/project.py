@@ -14,7 +14,8 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from expctl import naming, safe_yaml, schema, source, sweep
-from expctl.compose import Composer, Experiment, parse_configs, resolver_errors
+from expctl.compose import Composer, Experiment
+from expctl.config_scan import parse_configs, resolver_errors
 from expctl.desired import run_spec
 from expctl.errors import ConfigError, ConfigErrors, ExpctlError
 from expctl.model import JobSpec, Launch, RunSpec, TrackingRef
