@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +25,7 @@ from expctl.errors import TrackingError, truncate
 from expctl.model import ObservedRun, Phase, RunSpec, TrackingRef, ValidationGate
 from expctl.naming import slug
 from expctl.tracking import gate as g
+from expctl.tracking.http_bounds import bound_http_retries, transport_reason
 from expctl.tracking.locations import default_artifact_root, default_tracking_uri, ui_server_command
 
 __all__ = ["MlflowStore", "default_artifact_root", "default_tracking_uri", "ui_server_command"]
@@ -34,35 +34,10 @@ CONFIG_ARTIFACT = "expctl/config.json"
 AUDIT_EXPERIMENT = "expctl-audit"
 _CHECK_TIMEOUT_SECONDS = 5.0
 _PAGE = 1000
-# MLflow's own HTTP retry loop defaults to 7 retries with exponential backoff and a 120 s timeout per request:
-# over four minutes before a dead server is reported. expctl bounds it (the user's own settings win): a down
-# or hung server is caught by ``check`` (5 s, no retries) before the client is built; 5xx/429 are retried
-# twice (about 3 s); a server that hangs mid-command costs at most 3 x 10 s.
-_HTTP_BOUNDS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
-    "MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER": "false",  # a Retry-After of an hour must not hang a command
-}
 
 
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "") + "'"
-
-
-def _transport_reason(text: str) -> str:
-    """MLflow's transport errors quote whole urllib3 reprs: say what happened in a few words instead."""
-    if "Failed to establish a new connection" in text or "Connection refused" in text:
-        return "the server is unreachable (connection refused)"
-    if "Read timed out" in text or ("timed out" in text.lower() and "Max retries" in text):
-        return "the server did not answer in time"
-    match = re.search(r"too many (\d{3}) error responses", text)
-    if match:
-        return f"the server kept answering HTTP {match.group(1)}"
-    if "Connection aborted" in text or "Connection reset" in text or "RemoteDisconnected" in text:
-        return "the server dropped the connection"
-    return truncate(text)
 
 
 class MlflowStore:
@@ -88,8 +63,7 @@ class MlflowStore:
                 Path(self.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
             # expctl's stdout is data (plans, tables, JSON): MLflow must not print "View run" URLs into it
             os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-            for name, value in _HTTP_BOUNDS.items():
-                os.environ.setdefault(name, value)
+            bound_http_retries()
             if self.tracking_uri.startswith(("http://", "https://")):
                 self.check()  # fail in seconds, in one line, before MLflow's retry loop gets a chance
             if not os.environ.get("EXPCTL_DEBUG"):  # the embedded store's schema migrations are not news
@@ -117,7 +91,7 @@ class MlflowStore:
         except TrackingError:
             raise
         except Exception as exc:
-            message = f"MLflow at {self.tracking_uri}: {what} failed: {_transport_reason(str(exc))}"
+            message = f"MLflow at {self.tracking_uri}: {what} failed: {transport_reason(str(exc))}"
             raise TrackingError(message) from exc
 
     @staticmethod
