@@ -66,7 +66,8 @@ def test_thirty_seeded_crashes_each_converge_on_rerun(project: GitRepo, mlflow_s
         assert len(latest) == 2 * (trial + 1)
         assert {s["phase"] for s in latest.values()} == {"Succeeded"}, trial  # every run finished
     assert crashes >= TRIALS // 2  # the seeds do crash (reproducibly)
-    history = forked_cli(project.path, ["history", "--output", "json", "--limit", "100000"], env)
+    history = forked_cli(project.path, ["history", "--experiment", name, "--output", "json", "--limit", "100000"],
+                         env)
     audited = {e["run"] for e in json.loads(history.stdout)}
     states = e2e.run_states(project.path)
     assert audited <= set(states)
