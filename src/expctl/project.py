@@ -90,11 +90,26 @@ def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
                 errors.extend(exc.errors)
             except ConfigError as exc:
                 errors.append(exc)
+    errors.extend(duplicate_names(desired.runs))
     errors.extend(render_errors(desired.runs, settings))
     if errors:
         raise ConfigErrors(errors)
     desired.timings["compose"] = time.perf_counter() - t0
     return desired
+
+
+def duplicate_names(runs: Sequence[RunSpec]) -> list[ConfigError]:
+    """Two desired runs with one name would be one object planned twice: never let that reach a plan."""
+    seen: dict[str, RunSpec] = {}
+    errors = []
+    for run in runs:
+        other = seen.get(run.name)
+        seen.setdefault(run.name, run)
+        if other is not None:
+            errors.append(ConfigError(f"two runs would be named {run.name} ({' '.join(other.overrides) or '-'} "
+                                      f"and {' '.join(run.overrides) or '-'})", file=run.source_file,
+                                      key="hydra.sweeper.params"))
+    return errors
 
 
 _ANNOTATIONS_MAX_BYTES = 256 * 1024  # the apiserver's limit on an object's annotations
