@@ -56,13 +56,3 @@ def test_accepted() -> None:
     assert safe_yaml.load("", "f.yaml") is None
     assert safe_yaml.load(bomb(4), "f.yaml")["l3"][0][0][0] == ["x"] * 9  # aliases are fine within bounds
 
-
-def test_two_runs_with_one_name_are_refused() -> None:
-    from expctl.project import duplicate_names
-    from tests.factories import make_spec
-
-    one = make_spec("demo", overrides=("seed=1",))
-    assert duplicate_names([one, make_spec("demo", overrides=("seed=2",))]) == []
-    (error,) = duplicate_names([one, one])
-    assert str(error) == f"experiments/demo.yaml: hydra.sweeper.params: two runs would be named {one.name} " \
-                         "(seed=1 and seed=1)"
