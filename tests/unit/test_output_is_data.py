@@ -8,7 +8,7 @@ import re
 import pytest
 
 from expctl import views
-from expctl.model import Action, Change, Plan
+from expctl.model import Action, Change, Plan, Reason
 from expctl.sanitize import md_code, md_text, one_line
 
 HOSTILE = [
@@ -24,7 +24,7 @@ HOSTILE = [
 
 
 def plan(value: str) -> Plan:
-    change = Change(Action.CREATE, "new", "exp", "k" * 32, "exp-0123456789", (value,), "h" * 20, 1,
+    change = Change(Action.CREATE, Reason.MISSING, "exp", "k" * 32, "exp-0123456789", (value,), "h" * 20, 1,
                     detail=f"because {value}")
     return Plan("c" * 40, "local", (change,), "f" * 16)
 
