@@ -35,6 +35,7 @@ from expctl.backends.worktrees import Worktrees
 from expctl.crash import crash_point
 from expctl.errors import BackendError, truncate
 from expctl.jobenv import replica_names
+from expctl.locking import HeldFileLock
 from expctl.model import FailureClass, Launch, ObservedRun, Phase
 
 
@@ -71,14 +72,15 @@ def open_slurm(settings: Any, repo: Path, state_dir: Path) -> SlurmBackend:
 
 
 @contextlib.contextmanager
-def slurm_lock(settings: Any, timeout: float) -> Iterator[None]:
-    """The apply lock: a file lock on the shared workdir, so applies from any machine are serialised."""
+def slurm_lock(settings: Any, timeout: float) -> Iterator[HeldFileLock]:
+    """The apply lock: a file lock on the shared workdir, so applies from any machine are serialised (the
+    engine checks it before every write)."""
     from expctl.locking import file_lock
 
     workdir = sc.workdir_of(settings)
     workdir.mkdir(parents=True, exist_ok=True)
-    with file_lock(workdir / "apply.lock", timeout):
-        yield
+    with file_lock(workdir / "apply.lock", timeout) as lock:
+        yield lock
 
 
 def _crash_hook(point: str) -> None:
