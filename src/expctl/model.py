@@ -123,6 +123,17 @@ class JobSpec:
 
 
 @dataclass(frozen=True)
+class DatasetRef:
+    """A dataset a run uses, materialized: its manifest digest, its batches, and where the manifest is here."""
+
+    name: str
+    digest: str
+    manifest_file: str  # this machine's copy of the manifest (.expctl/manifests/<digest>.json)
+    batches: tuple[tuple[str, str, int], ...] = ()  # (batch name, batch digest, items)
+    splits: tuple[tuple[str, int], ...] = ()  # (split, items)
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """One desired training run: a sweep point of an experiment at a commit."""
 
@@ -136,6 +147,8 @@ class RunSpec:
     code_digest: str
     job: JobSpec
     config: Mapping[str, JSON]  # resolved composed config (without the hydra block)
+    datasets: tuple[DatasetRef, ...] = ()  # the materialized datasets of its ``data:`` block
+    data_digest: str = ""  # one digest of all its datasets' manifests ("" when it declares none)
 
     def name_for(self, attempt: int) -> str:
         from expctl.naming import attempt_name
@@ -169,6 +182,7 @@ class ObservedRun:
     gpus: int = 0
     user: str | None = None
     live: bool = True  # False when only the tracker remembers it (object garbage-collected)
+    data_digest: str | None = None  # the datasets' digest it was launched with (None: unknown)
 
 
 class Action(enum.StrEnum):
@@ -249,3 +263,44 @@ class Launch:
     tracking: TrackingRef
     applied_by: str = ""
     repo_url: str | None = None  # where jobs clone the code from (Kubernetes)
+
+
+# --- datasets handed to jobs (#12) -------------------------------------------------------------------------
+
+DATA_DIGEST_ENV = "EXPCTL_DATA_DIGEST"
+DATASET_ARTIFACT_DIR = "expctl/datasets"  # the run's copy of each manifest: <dir>/<dataset name>.json
+
+
+def manifest_uri(run_id: str, dataset: str) -> str:
+    """Where a job finds a dataset's manifest in MLflow (any backend): ``runs:/<run>/expctl/datasets/<name>.json``."""
+    return f"runs:/{run_id}/{DATASET_ARTIFACT_DIR}/{dataset}.json"
+
+
+def dataset_env(launch: Launch, local: bool) -> dict[str, str]:
+    """``EXPCTL_DATASET_*``: which manifest the job reads. ``local``: this machine's copy is readable too.
+
+    One dataset: ``EXPCTL_DATASET_NAME``, ``_DIGEST``, ``_MANIFEST_URI`` (and ``_MANIFEST``, a local path);
+    every dataset: ``EXPCTL_DATASETS`` (JSON list of the same); ``EXPCTL_DATA_DIGEST`` (all of them).
+    """
+    spec = launch.spec
+    if not spec.datasets:
+        return {}
+    import json
+
+    rows = []
+    for ref in spec.datasets:
+        row = {"name": ref.name, "digest": ref.digest, "manifest_uri": manifest_uri(launch.tracking.run_id, ref.name)}
+        if local and ref.manifest_file:
+            row["manifest"] = ref.manifest_file
+        rows.append(row)
+    first = rows[0]
+    env = {
+        DATA_DIGEST_ENV: spec.data_digest,
+        "EXPCTL_DATASETS": json.dumps(rows, sort_keys=True),
+        "EXPCTL_DATASET_NAME": first["name"],
+        "EXPCTL_DATASET_DIGEST": first["digest"],
+        "EXPCTL_DATASET_MANIFEST_URI": first["manifest_uri"],
+    }
+    if "manifest" in first:
+        env["EXPCTL_DATASET_MANIFEST"] = first["manifest"]
+    return env

@@ -56,6 +56,15 @@ def _decide_failed(pair: Pair, spec: RunSpec, cur: ObservedRun, now: float) -> C
                    f"attempt {cur.attempt} failed ({failure.value}): {cur.message}".rstrip(": "))
 
 
+def changed_reason(spec: RunSpec, cur: ObservedRun) -> tuple[str, str]:
+    """Why a run's spec hash changed: "data-changed" when the digest of its datasets' manifests changed
+    (whatever else changed with it), else "spec-changed"; with a detail naming the digests."""
+    if cur.data_digest is not None and cur.data_digest != spec.data_digest and (cur.data_digest or spec.data_digest):
+        names = ", ".join(d.name for d in spec.datasets) or "datasets"
+        return "data-changed", f"{names}: {cur.data_digest[:12] or 'none'} → {spec.data_digest[:12] or 'none'}"
+    return "spec-changed", ""
+
+
 def decide(pair: Pair, now: float, prune: bool = False, replace_running: bool = False) -> Change | None:
     """Apply the plan rules table to one pair. None means there is nothing to say about it."""
     spec, cur = pair.desired, pair.current
@@ -68,12 +77,13 @@ def decide(pair: Pair, now: float, prune: bool = False, replace_running: bool = 
     if cur is None:
         return _change(Action.CREATE, "missing", pair, 1)
     if cur.spec_hash != spec.spec_hash:
+        why, data = changed_reason(spec, cur)
         if cur.phase.finished:
-            return _change(Action.REPLACE, "spec-changed", pair, 1, deletes=_live_names(pair))
+            return _change(Action.REPLACE, why, pair, 1, data, deletes=_live_names(pair))
         if replace_running:
-            return _change(Action.REPLACE, "spec-changed", pair, 1,
+            return _change(Action.REPLACE, why, pair, 1,
                            f"replacing a {cur.phase.value.lower()} run", deletes=_live_names(pair))
-        return _change(Action.BLOCKED, "spec-changed", pair, cur.attempt,
+        return _change(Action.BLOCKED, why, pair, cur.attempt,
                        f"run is {cur.phase.value.lower()}; use --replace-running to replace it")
     if cur.cancelled or cur.phase is Phase.CANCELLED:
         return _change(Action.NOOP, "cancelled", pair, cur.attempt, "cancelled; change its spec to run again")

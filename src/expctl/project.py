@@ -16,9 +16,12 @@ import yaml
 
 from expctl import naming, schema, source, sweep
 from expctl.compose import Composer, Experiment, yaml_errors
+from expctl.data.manifest import combined_digest
+from expctl.data.materialize import Materializer, data_root
+from expctl.data.scan import DataError
 from expctl.desired import run_spec
 from expctl.errors import ConfigError, ConfigErrors, ExpctlError
-from expctl.model import JobSpec, RunSpec
+from expctl.model import DatasetRef, JobSpec, RunSpec
 from expctl.schema import Settings
 
 
@@ -78,24 +81,26 @@ def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
     desired = Desired(snap, settings, experiments=list(names))
     desired.timings["read"] = time.perf_counter() - t0
     digests: dict[tuple[str, ...], str] = {}
+    data = Materializer(data_root(snap.repo, settings.data_root), snap.repo / ".expctl")
     with Composer(files, settings.allow_resolvers) as composer:
         for name, file in names.items():
             if only is not None and name != only:
                 continue
             try:
-                desired.runs.extend(_expand(composer, name, file, settings, snap, digests))
+                desired.runs.extend(_expand(composer, name, file, settings, snap, digests, data))
             except ConfigErrors as exc:
                 errors.extend(exc.errors)
             except ConfigError as exc:
                 errors.append(exc)
     if errors:
         raise ConfigErrors(errors)
+    data.commit()  # manifests and the hash cache: written only when every declaration materialized
     desired.timings["compose"] = time.perf_counter() - t0
     return desired
 
 
 def _expand(composer: Composer, name: str, file: str, settings: Settings, snap: source.Snapshot,
-            digests: dict[tuple[str, ...], str]) -> Iterator[RunSpec]:
+            digests: dict[tuple[str, ...], str], data: Materializer) -> Iterator[RunSpec]:
     exp = composer.load(name, file)
     jobs: dict[str, JobSpec] = {}
     base = composer.point_config(exp, [0] * len(exp.axes))
@@ -113,11 +118,25 @@ def _expand(composer: Composer, name: str, file: str, settings: Settings, snap: 
         if job.code_paths not in digests:
             digests[job.code_paths] = source.code_digest(snap, job.code_paths)
         overrides = sweep.point_overrides(elements, point)
+        datasets = _datasets(config.get("data"), file, data)
         yield run_spec(
             experiment=name, source_file=file, overrides=overrides, config=config, job=job,
             key_overrides=[o for o, is_key in zip(overrides, key_axes, strict=True) if is_key],
-            commit=snap.commit, code_digest=digests[job.code_paths],
+            commit=snap.commit, code_digest=digests[job.code_paths], datasets=datasets,
+            data_digest=combined_digest({d.name: d.digest for d in datasets}),
         )
+
+
+def _datasets(block: Any, file: str, data: Materializer) -> tuple[DatasetRef, ...]:
+    """The materialized dataset of an experiment's ``data:`` block (none without one)."""
+    if block is None:
+        return ()
+    decl = schema.parse_data(block, file)
+    try:
+        _manifest, ref = data.materialize(decl)
+    except DataError as exc:
+        raise ConfigError(f"dataset {decl.name!r}: {exc}", file=file, key="data") from exc
+    return (ref,)
 
 
 def _job(block: Any, file: str, settings: Settings, cache: dict[str, JobSpec]) -> JobSpec:

@@ -28,7 +28,7 @@ from expctl.backends import local_state as st
 from expctl.backends.local_state import Proc, RunState
 from expctl.backends.worktrees import Worktrees
 from expctl.errors import BackendError
-from expctl.model import FailureClass, JobKind, Launch, ObservedRun, Phase
+from expctl.model import DATA_DIGEST_ENV, FailureClass, JobKind, Launch, ObservedRun, Phase, dataset_env
 
 # Runs one replica and records how it ended in <exit file>, atomically, before exiting with the same code.
 _WRAPPER = r"""
@@ -210,6 +210,7 @@ class LocalBackend:
             "EXPCTL_COMMIT": spec.commit,
             "EXPCTL_CONFIG_FILE": str((run_dir / "config.json").resolve()),
             "PYTHONUNBUFFERED": "1",
+            **dataset_env(launch, local=True),  # #12: the datasets' manifests (one job-environment function: #11)
         }
         return RunState(
             name=launch.name,
@@ -362,6 +363,7 @@ class LocalBackend:
             gpus=state.gpus,
             user=state.applied_by or None,
             live=True,
+            data_digest=state.env.get(DATA_DIGEST_ENV),
         )
 
     # -- logs ------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from expctl.model import JobSpec, Launch
+from expctl.model import JobSpec, Launch, dataset_env
 from expctl.naming import slug
 from expctl.render import gitsync
 
@@ -29,6 +29,7 @@ MLFLOW_RUN_ID = "expctl.io/mlflow-run-id"
 APPLIED_BY = "expctl.io/applied-by"
 EXPERIMENT_NAME = "expctl.io/experiment-name"
 CANCELLED_BY = "expctl.io/cancelled-by"
+DATA_DIGEST = "expctl.io/data-digest"  # the digest of the datasets' manifests (#12)
 CANCELLED_AT = "expctl.io/cancelled-at"
 KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 MANAGED_SELECTOR = f"{MANAGED_BY}={MANAGER}"
@@ -135,6 +136,7 @@ def identity_annotations(launch: Launch) -> dict[str, str]:
         MLFLOW_RUN_ID: launch.tracking.run_id,
         APPLIED_BY: launch.applied_by,
         EXPERIMENT_NAME: spec.experiment,
+        **({DATA_DIGEST: spec.data_digest} if spec.data_digest else {}),
     }
 
 
@@ -158,6 +160,7 @@ def env(launch: Launch) -> list[Manifest]:
         }
     )
     values.update(launch.tracking.env())
+    values.update(dataset_env(launch, local=False))  # #12: manifests from MLflow (one job-environment function: #11)
     return [{"name": k, "value": v} for k, v in values.items()]
 
 

@@ -118,6 +118,9 @@ def run_tags(
     }
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
+    if spec.data_digest:  # #12: which data it trains on (the plan says "data-changed" when this moves)
+        tags["expctl.data_digest"] = spec.data_digest
+        tags["expctl.datasets"] = json.dumps({d.name: d.digest for d in spec.datasets}, sort_keys=True)
     return {key: value[:MAX_TAG_VALUE] for key, value in tags.items()}
 
 
@@ -140,5 +143,5 @@ def observed_from_run(info: Any, tags: Mapping[str, str], backend: str) -> Obser
         cancelled=tags.get("expctl.cancelled") == "true", mlflow_run_id=info.run_id,
         overrides=tuple(json.loads(tags.get("expctl.overrides", "[]"))), commit=tags.get("expctl.commit"),
         replicas=int(tags.get("expctl.replicas", "1")), gpus=int(tags.get("expctl.gpus", "0")),
-        user=tags.get("expctl.author") or None, live=False,
+        user=tags.get("expctl.author") or None, live=False, data_digest=tags.get("expctl.data_digest"),
     )
