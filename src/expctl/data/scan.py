@@ -204,10 +204,17 @@ def _row_items(decl: Dataset, batch: str, entry: Entry, cache: HashCache) -> lis
             for index, (size, digest, label, meta) in enumerate(rows)]
 
 
+SUFFIXES = {"csv": (".csv",), "parquet": (".parquet", ".pq"), "jsonl": (".jsonl", ".ndjson", ".json")}
+
+
 def batch_items(decl: Dataset, batch: str, entries: list[Entry], cache: HashCache) -> list[Item]:
-    """The items of one batch's files, as its data type defines them."""
+    """The items of one batch's files, as its data type defines them (tables: only files with their suffix)."""
     if decl.format != "folders":
-        return [item for entry in entries for item in _row_items(decl, batch, entry, cache)]
+        suffixes = SUFFIXES[decl.format]
+        tables = [e for e in entries if e.rel.lower().endswith(suffixes)]
+        if not tables:
+            raise DataError(f"no {'/'.join(suffixes)} files among {len(entries)} files")
+        return [item for entry in tables for item in _row_items(decl, batch, entry, cache)]
     items = []
     for entry in entries:
         digest = cache.get("sha256", entry.location, entry.size, entry.stamp)

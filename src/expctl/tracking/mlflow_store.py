@@ -26,6 +26,7 @@ from expctl.model import ObservedRun, Phase, RunSpec, TrackingRef, ValidationGat
 from expctl.naming import slug
 from expctl.tracking import gate as g
 from expctl.tracking.locations import default_artifact_root, default_tracking_uri, ui_server_command
+from expctl.tracking.mlflow_data import log_datasets
 
 __all__ = ["MlflowStore", "default_artifact_root", "default_tracking_uri", "ui_server_command"]
 
@@ -221,6 +222,7 @@ class MlflowStore:
                         raise
         with self._calling(f"record run {run_id}"):
             self.client.log_text(run_id, json.dumps(spec.config, indent=2, sort_keys=True), CONFIG_ARTIFACT)
+            log_datasets(self.client, run_id, spec)  # the manifests and MLflow dataset inputs (#12)
             self.client.update_run(run_id, status="SCHEDULED")
             self.client.log_batch(run_id, tags=[RunTag("expctl.ready", "true")])
 
