@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from expctl.naming import canonical_json, sha256_hex
@@ -37,7 +37,8 @@ class Item:
         return dict(self.meta).get(name)
 
     def with_split(self, split: str) -> Item:
-        return replace(self, split=split)
+        return Item(self.batch, self.path, self.size, self.sha256, self.label, self.meta, self.row, split,
+                    self.weight)
 
     def as_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"batch": self.batch, "path": self.path, "size": self.size, "sha256": self.sha256,

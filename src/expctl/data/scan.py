@@ -74,6 +74,13 @@ def _walk(base: str) -> Iterator[os.DirEntry[str]]:
                     yield entry
 
 
+def _relative(path: str, prefix: str) -> str:
+    """``path`` relative to ``prefix`` (an absolute directory ending in a separator), '/'-separated."""
+    absolute = path if os.path.isabs(path) else os.path.abspath(path)
+    rel = absolute[len(prefix):] if absolute.startswith(prefix) else os.path.relpath(absolute, prefix)
+    return rel.replace(os.sep, "/") if os.sep != "/" else rel
+
+
 def _local_entries(location: str) -> tuple[str, list[Entry]]:
     base, pattern = _split_glob(location)
     if pattern is not None:
@@ -88,8 +95,8 @@ def _local_entries(location: str) -> tuple[str, list[Entry]]:
         stats = [(location, os.stat(location))]
     else:
         raise DataError(f"{location}: no such file or directory")
-    entries = [Entry(p, os.path.relpath(p, base).replace(os.sep, "/"), s.st_size, str(s.st_mtime_ns))
-               for p, s in stats]
+    prefix = os.path.join(os.path.abspath(base), "")
+    entries = [Entry(p, _relative(p, prefix), s.st_size, str(s.st_mtime_ns)) for p, s in stats]
     return base, sorted(entries, key=lambda e: e.rel)
 
 
