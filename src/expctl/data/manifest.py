@@ -74,6 +74,7 @@ class Manifest:
     batches: tuple[BatchSummary, ...]
     digest: str
     locations: tuple[tuple[str, str], ...] = ()
+    label_field: str | None = None  # how readers find the label in a record (not part of the digest)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -86,6 +87,7 @@ class Manifest:
             "version": MANIFEST_VERSION,
             "dataset": self.dataset,
             "format": self.format,
+            "label_field": self.label_field,
             "digest": self.digest,
             "batches": [{"name": b.name, "items": b.items, "digest": b.digest,
                          "location": dict(self.locations).get(b.name, "")} for b in self.batches],
@@ -103,7 +105,7 @@ def digest_of(fmt: str, items: Sequence[Item]) -> str:
 
 
 def build(dataset: str, fmt: str, items: Sequence[Item], batch_names: Sequence[str],
-          locations: Mapping[str, str] | None = None) -> Manifest:
+          locations: Mapping[str, str] | None = None, label_field: str | None = None) -> Manifest:
     """The manifest of the (combined, split) items: canonical order, per-batch and overall digests."""
     order = {name: i for i, name in enumerate(batch_names)}
     ordered = tuple(sorted(items, key=lambda it: sort_key(it, order)))
@@ -112,7 +114,7 @@ def build(dataset: str, fmt: str, items: Sequence[Item], batch_names: Sequence[s
         for name in batch_names
     )
     return Manifest(dataset, fmt, ordered, batches, digest_of(fmt, ordered)[:20],
-                    tuple(sorted((locations or {}).items())))
+                    tuple(sorted((locations or {}).items())), label_field)
 
 
 def combined_digest(digests: Mapping[str, str]) -> str:

@@ -59,7 +59,8 @@ class Materializer:
         combined = rules.combine(decl, per_batch)
         if not combined:
             raise DataError("no items left after the filters and sampling (an empty dataset)")
-        manifest = mf.build(decl.name, decl.format, combined, [b.name for b in decl.batches], locations)
+        manifest = mf.build(decl.name, decl.format, combined, [b.name for b in decl.batches], locations,
+                            decl.label)
         path = self.manifest_path(manifest.digest)
         ref = DatasetRef(
             name=decl.name, digest=manifest.digest, manifest_file=str(path) if path is not None else "",
