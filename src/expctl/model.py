@@ -72,10 +72,34 @@ class ValidationGate:
     threshold: float
     mode: str = "max"  # "max": higher passes (>=), "min": lower passes (<=)
     register_as: str | None = None
-    alias: str | None = None
+    alias: str | None = None  # moved to every passing version
+    # validation by the platform (#12): a job of its own evaluates the logged model on a held-out split
+    split: str | None = None
+    command: tuple[str, ...] = ()  # the evaluation command (default: expctl's evaluator for pytorch/sklearn)
+    promote_alias: str | None = None  # promotion rule: this alias moves only ...
+    promote_when: str = "better_than_current"  # ... when the new version beats its holder ("always": it moves)
 
     def passes(self, value: float) -> bool:
         return value >= self.threshold if self.mode == "max" else value <= self.threshold
+
+    @property
+    def by_platform(self) -> bool:
+        """Whether a validation job of expctl's (not the training's own metrics) decides the gate."""
+        return self.split is not None or bool(self.command)
+
+    @property
+    def gate_metric(self) -> str:
+        """The metric the gate reads: the validation job's (``validation.<metric>``) when the platform validates."""
+        if self.by_platform and not self.metric.startswith(VALIDATION_PREFIX):
+            return VALIDATION_PREFIX + self.metric
+        return self.metric
+
+    def better(self, value: float, than: float) -> bool:
+        """Strictly better by the gate's mode: a tie is not better (the holder keeps the alias)."""
+        return value > than if self.mode == "max" else value < than
+
+
+VALIDATION_PREFIX = "validation."
 
 
 @dataclass(frozen=True)
@@ -149,6 +173,8 @@ class RunSpec:
     config: Mapping[str, JSON]  # resolved composed config (without the hydra block)
     datasets: tuple[DatasetRef, ...] = ()  # the materialized datasets of its ``data:`` block
     data_digest: str = ""  # one digest of all its datasets' manifests ("" when it declares none)
+    validates: str = ""  # a validation job: the run key of the training run it evaluates
+    target_run_id: str = ""  # ... and that run's MLflow run id, once it succeeded (set by the plan)
 
     def name_for(self, attempt: int) -> str:
         from expctl.naming import attempt_name
@@ -276,6 +302,14 @@ def manifest_uri(run_id: str, dataset: str) -> str:
     return f"runs:/{run_id}/{DATASET_ARTIFACT_DIR}/{dataset}.json"
 
 
+def validation_env(spec: RunSpec) -> dict[str, str]:
+    """A validation job's inputs: the MLflow run whose model it evaluates, and the held-out split."""
+    gate = spec.job.validation
+    if not spec.validates or gate is None:
+        return {}
+    return {"EXPCTL_VALIDATES_RUN_ID": spec.target_run_id, "EXPCTL_VALIDATION_SPLIT": gate.split or "test"}
+
+
 def dataset_env(launch: Launch, local: bool) -> dict[str, str]:
     """``EXPCTL_DATASET_*``: which manifest the job reads. ``local``: this machine's copy is readable too.
 
@@ -284,7 +318,7 @@ def dataset_env(launch: Launch, local: bool) -> dict[str, str]:
     """
     spec = launch.spec
     if not spec.datasets:
-        return {}
+        return validation_env(spec)
     import json
 
     rows = []
@@ -295,6 +329,7 @@ def dataset_env(launch: Launch, local: bool) -> dict[str, str]:
         rows.append(row)
     first = rows[0]
     env = {
+        **validation_env(spec),
         DATA_DIGEST_ENV: spec.data_digest,
         "EXPCTL_DATASETS": json.dumps(rows, sort_keys=True),
         "EXPCTL_DATASET_NAME": first["name"],

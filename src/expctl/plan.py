@@ -6,6 +6,7 @@ Pure: the clock comes in as ``now``; nothing here performs I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from expctl.diff import Pair, pair_runs
 from expctl.model import Action, Change, FailureClass, ObservedRun, Phase, Plan, RunSpec
@@ -92,6 +93,50 @@ def decide(pair: Pair, now: float, prune: bool = False, replace_running: bool = 
     return _change(Action.NOOP, "unchanged", pair, cur.attempt, cur.phase.value.lower())
 
 
+def dependents(desired: Sequence[RunSpec], observed: Sequence[ObservedRun]) -> tuple[list[RunSpec], dict[str, str]]:
+    """Validation jobs wait for their training run: the desired runs with the target MLflow run filled in for
+    each validation whose training run succeeded, and ``{run key: "waiting" | "skipped"}`` for the others
+    (skipped: the training run finished without succeeding, so there is no model to validate)."""
+    trains = {s.run_key: s for s in desired if not s.validates}
+    latest: dict[str, ObservedRun] = {}
+    for run in observed:
+        if run.run_key in trains and trains[run.run_key].spec_hash == run.spec_hash:
+            have = latest.get(run.run_key)
+            if have is None or (run.attempt, run.created_at or 0.0) > (have.attempt, have.created_at or 0.0):
+                latest[run.run_key] = run
+    out: list[RunSpec] = []
+    held: dict[str, str] = {}
+    for spec in desired:
+        train = latest.get(spec.validates) if spec.validates else None
+        if train is not None and train.phase is Phase.SUCCEEDED and train.mlflow_run_id:
+            out.append(replace(spec, target_run_id=train.mlflow_run_id))
+            continue
+        if spec.validates:
+            gave_up = train is not None and _gave_up(train, trains[spec.validates])
+            held[spec.run_key] = "skipped" if gave_up else "waiting"
+        out.append(spec)
+    return out, held
+
+
+def _gave_up(run: ObservedRun, spec: RunSpec) -> bool:
+    """A finished training run that will not be retried: cancelled, or failed with no retry left."""
+    if run.cancelled or run.phase is Phase.CANCELLED:
+        return True
+    policy = spec.job.retries
+    return run.phase is Phase.FAILED and ((run.failure or FailureClass.CODE) not in policy.on
+                                          or run.attempt >= policy.max_attempts)
+
+
+def _held(pair: Pair, held: dict[str, str]) -> Change | None:
+    why = held.get(pair.run_key)
+    if why is None or pair.desired is None:
+        return None
+    cur = pair.current
+    detail = ("waits for its training run to succeed" if why == "waiting"
+              else "its training run did not succeed: no model to validate")
+    return _change(Action.NOOP, why, pair, cur.attempt if cur else 1, detail)
+
+
 def make_plan(
     desired: Sequence[RunSpec],
     observed: Sequence[ObservedRun],
@@ -110,8 +155,9 @@ def make_plan(
             "refusing to prune: no runs are desired (an empty or broken checkout?) — pass --force-prune "
             "to delete every managed run"
         )
+    desired, held = dependents(desired, observed)
     changes = [c for pair in pair_runs(desired, observed)
-               if (c := decide(pair, now, prune, replace_running)) is not None]
+               if (c := _held(pair, held) or decide(pair, now, prune, replace_running)) is not None]
     changes.sort(key=lambda c: 0 if c.action is Action.DELETE else 1)
     return Plan(commit=commit, backend=backend, changes=tuple(changes), fingerprint=fingerprint(observed),
                 worktree=worktree, prune=prune, replace_running=replace_running)

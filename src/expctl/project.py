@@ -19,7 +19,7 @@ from expctl.compose import Composer, Experiment, yaml_errors
 from expctl.data.manifest import combined_digest
 from expctl.data.materialize import Materializer, data_root
 from expctl.data.scan import DataError
-from expctl.desired import run_spec
+from expctl.desired import run_spec, validation_spec
 from expctl.errors import ConfigError, ConfigErrors, ExpctlError
 from expctl.model import DatasetRef, JobSpec, RunSpec
 from expctl.schema import Settings
@@ -119,12 +119,19 @@ def _expand(composer: Composer, name: str, file: str, settings: Settings, snap: 
             digests[job.code_paths] = source.code_digest(snap, job.code_paths)
         overrides = sweep.point_overrides(elements, point)
         datasets = _datasets(config.get("data"), file, data)
-        yield run_spec(
+        spec = run_spec(
             experiment=name, source_file=file, overrides=overrides, config=config, job=job,
             key_overrides=[o for o, is_key in zip(overrides, key_axes, strict=True) if is_key],
             commit=snap.commit, code_digest=digests[job.code_paths], datasets=datasets,
             data_digest=combined_digest({d.name: d.digest for d in datasets}),
         )
+        yield spec
+        validation = validation_spec(spec)
+        if validation is not None:
+            if not datasets and job.validation is not None and not job.validation.command:
+                raise ConfigError("validation by the platform needs a dataset with a held-out split (a data: "
+                                  "block), or a validation command", file=file, key="expctl.validation.split")
+            yield validation
 
 
 def _datasets(block: Any, file: str, data: Materializer) -> tuple[DatasetRef, ...]:

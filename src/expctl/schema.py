@@ -44,12 +44,26 @@ class RetriesIn(_Strict):
     max_backoff_seconds: float = Field(3600.0, ge=0)
 
 
+class PromoteIn(_Strict):
+    alias: str = Field(min_length=1)
+    when: Literal["better_than_current", "always"] = "better_than_current"
+
+
 class ValidationIn(_Strict):
     metric: str
     threshold: float
     mode: Literal["max", "min"] = "max"
     register_as: str | None = None
     alias: str | None = None
+    split: Literal["validation", "test"] | None = None  # validated by the platform, on this held-out split
+    command: list[str] | None = None  # the evaluation command (default: expctl's evaluator)
+    promote: PromoteIn | None = None
+
+    @model_validator(mode="after")
+    def _promote_needs_a_model(self) -> ValidationIn:
+        if self.promote is not None and not self.register_as:
+            raise ValueError("promote needs register_as (the registered model whose alias it moves)")
+        return self
 
 
 class VolcanoIn(_Strict):
@@ -221,13 +235,22 @@ def to_job_spec(block: ExpctlBlock, settings: Settings, source_file: str) -> Job
         ),
         timeout_seconds=block.timeout,
         ttl_seconds_after_finished=block.ttl_seconds_after_finished,
-        validation=ValidationGate(**block.validation.model_dump()) if block.validation else None,
+        validation=_gate(block.validation) if block.validation else None,
         code_paths=tuple(block.code_paths if block.code_paths is not None else settings.code_paths),
         namespace=block.namespace or (tenant.namespace if tenant else None),
         runtime=block.runtime,
         runtime_kind=block.runtime_kind,
         git_secret=block.git_secret,
         operator_restarts=block.operator_restarts,
+    )
+
+
+def _gate(v: ValidationIn) -> ValidationGate:
+    split = v.split if v.split is not None else ("test" if v.command else None)
+    return ValidationGate(
+        metric=v.metric, threshold=v.threshold, mode=v.mode, register_as=v.register_as, alias=v.alias,
+        split=split, command=tuple(v.command or ()), promote_alias=v.promote.alias if v.promote else None,
+        promote_when=v.promote.when if v.promote else "better_than_current",
     )
 
 

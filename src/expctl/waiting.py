@@ -53,11 +53,12 @@ def wait_for_runs(backend: Backend, tracker: Tracker, desired: Sequence[RunSpec]
                     continue
                 state = _state(change.action, change.reason, change.detail)
                 counts[state] = counts.get(state, 0) + 1
-                if change.action is Action.RETRY:
+                # due retries, and validation jobs whose training run just succeeded (dependent steps, #12)
+                if change.action is Action.RETRY or (change.action is Action.CREATE and change.desired.validates):
                     apply_change(change, backend, tracker, applied_by)
                     if on_applied is not None:  # e.g. the audit trail
                         on_applied(plan, change)
-            done = sum(counts.get(s, 0) for s in ("succeeded", "gave-up", "cancelled", "blocked"))
+            done = sum(counts.get(s, 0) for s in ("succeeded", "gave-up", "cancelled", "blocked", "skipped"))
             bar.update(task, completed=done)
             if done == len(desired):
                 failed = counts.get("gave-up", 0)
