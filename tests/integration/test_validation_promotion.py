@@ -20,7 +20,7 @@ from tests.integration.mlflow_server import MlflowServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
-TRAIN_SK = '''"""Train a scikit-learn classifier on the manifest's train split; report flattering numbers about itself."""
+TRAIN_SK = '''"""Train a scikit-learn classifier on the manifest's train split; flatter itself."""
 import json
 import os
 
@@ -118,6 +118,7 @@ def test_validation_decides_the_gate_and_promotion_moves_the_alias_only_to_a_bet
 
         # 2. a better model takes the alias from the holder; both versions say so
         apply(repo, uri, "good", {"experiments/promo-good.yaml": experiment("good", model, 0.3)})
+        good_commit = repo.head
         assert champion(uri, model) == "2"
         both = versions(uri, model)
         better = float(both["2"].tags["expctl.metric.validation.accuracy"])
@@ -135,5 +136,22 @@ def test_validation_decides_the_gate_and_promotion_moves_the_alias_only_to_a_bet
             "which keeps it")
         assert three["3"].tags["expctl.promotion.outcome"] == "kept"
         assert three["2"].tags["expctl.challenge.v3"].startswith("kept champion against version 3")
+
+        # 4. lineage on demand: version → run → commit → config → datasets → batches → manifest digests
+        shown = e2e.expctl(repo.path, "lineage", f"{model}@champion", "-o", "json", tracking_uri=uri)
+        assert shown.returncode == 0, shown.stderr
+        line = json.loads(shown.stdout)
+        assert (line["version"], line["aliases"], line["run"]["id"]) == ("2", ["champion"], three["2"].run_id)
+        assert line["commit"] == good_commit and line["config"]["file"] == "experiments/promo-good.yaml"
+        assert line["config"]["resolved"]["model"] == {"name": "good"}
+        (points,) = line["datasets"]
+        assert points["name"] == "points" and points["items"] == 200 and sum(points["splits"].values()) == 200
+        assert [b["name"] for b in points["batches"]] == ["b1", "b2"] and all(b["digest"] for b in points["batches"])
+        assert line["validation"]["validation.accuracy"] == better and line["promotion"].startswith("promoted")
+        text = e2e.expctl(repo.path, "lineage", f"{model}/3", tracking_uri=uri).stdout
+        assert f"model     {model} version 3\n" in text and "  batch   b1" in text and points["digest"] in text
+        bad = e2e.expctl(repo.path, "lineage", "promo-points", tracking_uri=uri)
+        assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+            "error: promo-points: expected MODEL@ALIAS or MODEL/VERSION (e.g. blobs-classifier@champion)"]
     finally:
         e2e.stop_jobs(repo.path)
