@@ -59,7 +59,12 @@ def evaluate(uri: str, flavors: dict[str, Any], examples: Examples, classes: lis
         import torch
 
         net = mlflow.pytorch.load_model(uri, map_location="cpu")
-        net.eval()
+        if not isinstance(net, torch.nn.Module) and hasattr(net, "module"):
+            net = net.module()
+        try:
+            net.eval()
+        except NotImplementedError:  # a torch.export program's module (MLflow's export of a logged model)
+            pass
         with torch.no_grad():
             logits = net(torch.tensor(examples.features, dtype=torch.float32))
             target = torch.tensor(truth)
