@@ -118,7 +118,9 @@ def build(dataset: str, fmt: str, items: Sequence[Item], batch_names: Sequence[s
 
 
 def combined_digest(digests: Mapping[str, str]) -> str:
-    """One digest for all the datasets a run uses (empty when it uses none)."""
+    """One digest for all the datasets a run uses (empty when it uses none; the manifest's own for one)."""
     if not digests:
         return ""
+    if len(digests) == 1:
+        return next(iter(digests.values()))
     return sha256_hex(canonical_json(dict(sorted(digests.items()))))[:20]
