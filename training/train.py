@@ -84,6 +84,8 @@ def manifest_tensors(manifest: dict[str, Any], split: str) -> tuple[torch.Tensor
 
     classes = {name: i for i, name in enumerate(label_names(manifest))}
     examples = read_split(manifest, split)
+    if not examples.labels:
+        raise RuntimeError(f"the manifest of {manifest['dataset']} has no {split!r} items")
     points = torch.tensor(examples.features, dtype=torch.float32)
     return points.reshape(len(examples.labels), -1), torch.tensor([classes[x] for x in examples.labels])
 
