@@ -128,17 +128,31 @@ def _expand(composer: Composer, name: str, file: str, settings: Settings, snap: 
         yield spec
         validation = validation_spec(spec)
         if validation is not None:
-            if not datasets and job.validation is not None and not job.validation.command:
-                raise ConfigError("validation by the platform needs a dataset with a held-out split (a data: "
-                                  "block), or a validation command", file=file, key="expctl.validation.split")
+            _check_held_out(job, datasets, file)
             yield validation
+
+
+def _check_held_out(job: JobSpec, datasets: tuple[DatasetRef, ...], file: str) -> None:
+    """Validation by the platform needs a held-out split with items in it (or a command of the user's)."""
+    gate = job.validation
+    if gate is None or gate.command:
+        return
+    if not datasets:
+        raise ConfigError("validation by the platform needs a dataset with a held-out split (a data: block), "
+                          "or a validation command", file=file, key="expctl.validation.split")
+    if not dict(datasets[0].splits).get(gate.split or "test"):
+        raise ConfigError(f"the held-out split {gate.split!r} of dataset {datasets[0].name!r} has no items "
+                          "(see data.split)", file=file, key="expctl.validation.split")
 
 
 def _datasets(block: Any, file: str, data: Materializer) -> tuple[DatasetRef, ...]:
     """The materialized dataset of an experiment's ``data:`` block (none without one)."""
     if block is None:
         return ()
-    decl = schema.parse_data(block, file)
+    key = naming.canonical_json(block)
+    decl = data.declarations.get(key)
+    if decl is None:  # a sweep rarely touches its data: block — validate each distinct one once
+        decl = data.declarations[key] = schema.parse_data(block, file)
     try:
         _manifest, ref = data.materialize(decl)
     except DataError as exc:

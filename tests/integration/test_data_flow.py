@@ -138,6 +138,15 @@ BROKEN = [
     ("unreadable file", {"conf/data/shapes.yaml": "name: shapes\nformat: jsonl\nbatches:\n"
                                                   "  - {name: r, source: records}\n"},
      "experiments/e.yaml: data: dataset 'shapes': batches[0] (r): bad.jsonl: cannot read: line 2 is not JSON", ""),
+    ("empty held-out split", {
+        "conf/data/shapes.yaml": SHAPES.replace("validation: 0.2, test: 0.2", "validation: 0.4, test: 0"),
+        "experiments/e.yaml": experiment("shapes") + "  validation: {metric: accuracy, threshold: 0.5, split: test}\n"},
+     "experiments/e.yaml: expctl.validation.split: the held-out split 'test' of dataset 'shapes' has no items", ""),
+    ("promotion without a registered model", {
+        "conf/data/shapes.yaml": SHAPES,
+        "experiments/e.yaml": experiment("shapes") + "  validation: {metric: a, threshold: 0.5, split: test, "
+                                                     "promote: {alias: champion}}\n"},
+     "experiments/e.yaml: expctl.validation: value error, promote needs register_as", ""),
 ]
 
 

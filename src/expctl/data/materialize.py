@@ -9,6 +9,7 @@ both are written by ``commit`` only, after every declaration materialized.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from expctl.data import manifest as mf
@@ -31,6 +32,11 @@ def data_root(repo: Path, configured: str | None) -> str:
     return str((repo / root).resolve())
 
 
+def _without_credentials(location: str) -> str:
+    """A URL's ``user:password@`` never reaches a manifest (credentials belong in fsspec's config)."""
+    return re.sub(r"^([a-z0-9+.-]+://)[^/@]*@", r"\1", location, flags=re.IGNORECASE)
+
+
 class Materializer:
     """Materializes each distinct declaration once; ``commit`` writes manifests and the cache."""
 
@@ -39,6 +45,7 @@ class Materializer:
         self.state_dir = state_dir
         self.cache = HashCache(state_dir / CACHE_FILE if state_dir is not None else None)
         self._done: dict[str, tuple[mf.Manifest, DatasetRef]] = {}
+        self.declarations: dict[str, Dataset] = {}  # validated declarations by their config's canonical JSON
 
     def manifest_path(self, digest: str) -> Path | None:
         return self.state_dir / MANIFEST_DIR / f"{digest}.json" if self.state_dir is not None else None
@@ -55,7 +62,7 @@ class Materializer:
                 per_batch[batch.name] = scan.batch_items(decl, batch.name, entries, self.cache)
             except DataError as exc:
                 raise DataError(f"batches[{index}] ({batch.name}): {exc}") from exc
-            locations[batch.name] = base
+            locations[batch.name] = _without_credentials(base)
         combined = rules.combine(decl, per_batch)
         if not combined:
             raise DataError("no items left after the filters and sampling (an empty dataset)")
