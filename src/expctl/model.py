@@ -73,7 +73,7 @@ class ValidationGate:
     mode: str = "max"  # "max": higher passes (>=), "min": lower passes (<=)
     register_as: str | None = None
     alias: str | None = None  # moved to every passing version
-    # validation by the platform (#12): a job of its own evaluates the logged model on a held-out split
+    # validation by the platform: a job of its own evaluates the logged model on a held-out split
     split: str | None = None
     command: tuple[str, ...] = ()  # the evaluation command (default: expctl's evaluator for pytorch/sklearn)
     promote_alias: str | None = None  # promotion rule: this alias moves only ...
@@ -294,51 +294,10 @@ class Launch:
     repo_url: str | None = None  # where jobs clone the code from (Kubernetes)
 
 
-# --- datasets handed to jobs (#12) -------------------------------------------------------------------------
 
-DATA_DIGEST_ENV = "EXPCTL_DATA_DIGEST"
-DATASET_ARTIFACT_DIR = "expctl/datasets"  # the run's copy of each manifest: <dir>/<dataset name>.json
+DATASET_ARTIFACT_DIR = "expctl/datasets"  # a run's copy of each dataset manifest: <dir>/<dataset name>.json
 
 
 def manifest_uri(run_id: str, dataset: str) -> str:
     """Where a job finds a dataset's manifest in MLflow (any backend): ``runs:/<run>/expctl/datasets/<name>.json``."""
     return f"runs:/{run_id}/{DATASET_ARTIFACT_DIR}/{dataset}.json"
-
-
-def validation_env(spec: RunSpec) -> dict[str, str]:
-    """A validation job's inputs: the MLflow run whose model it evaluates, and the held-out split."""
-    gate = spec.job.validation
-    if not spec.validates or gate is None:
-        return {}
-    return {"EXPCTL_VALIDATES_RUN_ID": spec.target_run_id, "EXPCTL_VALIDATION_SPLIT": gate.split or "test"}
-
-
-def dataset_env(launch: Launch, local: bool) -> dict[str, str]:
-    """``EXPCTL_DATASET_*``: which manifest the job reads. ``local``: this machine's copy is readable too.
-
-    One dataset: ``EXPCTL_DATASET_NAME``, ``_DIGEST``, ``_MANIFEST_URI`` (and ``_MANIFEST``, a local path);
-    every dataset: ``EXPCTL_DATASETS`` (JSON list of the same); ``EXPCTL_DATA_DIGEST`` (all of them).
-    """
-    spec = launch.spec
-    if not spec.datasets:
-        return validation_env(spec)
-    import json
-
-    rows = []
-    for ref in spec.datasets:
-        row = {"name": ref.name, "digest": ref.digest, "manifest_uri": manifest_uri(launch.tracking.run_id, ref.name)}
-        if local and ref.manifest_file:
-            row["manifest"] = ref.manifest_file
-        rows.append(row)
-    first = rows[0]
-    env = {
-        **validation_env(spec),
-        DATA_DIGEST_ENV: spec.data_digest,
-        "EXPCTL_DATASETS": json.dumps(rows, sort_keys=True),
-        "EXPCTL_DATASET_NAME": first["name"],
-        "EXPCTL_DATASET_DIGEST": first["digest"],
-        "EXPCTL_DATASET_MANIFEST_URI": first["manifest_uri"],
-    }
-    if "manifest" in first:
-        env["EXPCTL_DATASET_MANIFEST"] = first["manifest"]
-    return env

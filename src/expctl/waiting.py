@@ -53,7 +53,7 @@ def wait_for_runs(backend: Backend, tracker: Tracker, desired: Sequence[RunSpec]
                     continue
                 state = _state(change.action, change.reason, change.detail)
                 counts[state] = counts.get(state, 0) + 1
-                # due retries, and validation jobs whose training run just succeeded (dependent steps, #12)
+                # due retries, and validation jobs whose training run just succeeded (dependent steps)
                 if change.action is Action.RETRY or (change.action is Action.CREATE and change.desired.validates):
                     apply_change(change, backend, tracker, applied_by)
                     if on_applied is not None:  # e.g. the audit trail

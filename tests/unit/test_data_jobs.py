@@ -11,7 +11,8 @@ import pytest
 from expctl.data.declare import Batch, Dataset, Split
 from expctl.data.materialize import Materializer
 from expctl.data.reader import ManifestMismatch, label_names, read_split
-from expctl.model import DatasetRef, JobKind, dataset_env
+from expctl.jobenv import dataset_env
+from expctl.model import DatasetRef, JobKind
 from expctl.render import KubeSettings, render_manifest
 from tests.factories import make_job, make_launch, make_spec
 

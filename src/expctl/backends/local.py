@@ -28,8 +28,8 @@ from expctl.backends import local_state as st
 from expctl.backends.local_state import Proc, RunState
 from expctl.backends.worktrees import Worktrees
 from expctl.errors import BackendError
-from expctl.jobenv import job_env, replica_env, replica_names
-from expctl.model import DATA_DIGEST_ENV, FailureClass, JobKind, Launch, ObservedRun, Phase
+from expctl.jobenv import DATA_DIGEST_ENV, job_env, replica_env, replica_names
+from expctl.model import FailureClass, JobKind, Launch, ObservedRun, Phase
 
 # Runs one replica and records how it ended in <exit file>, atomically, before exiting with the same code.
 _WRAPPER = r"""

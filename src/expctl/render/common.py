@@ -30,7 +30,7 @@ MLFLOW_RUN_ID = "expctl.io/mlflow-run-id"
 APPLIED_BY = "expctl.io/applied-by"
 EXPERIMENT_NAME = "expctl.io/experiment-name"
 CANCELLED_BY = "expctl.io/cancelled-by"
-DATA_DIGEST = "expctl.io/data-digest"  # the digest of the datasets' manifests (#12)
+DATA_DIGEST = "expctl.io/data-digest"  # the digest of the datasets' manifests
 CANCELLED_AT = "expctl.io/cancelled-at"
 KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 MANAGED_SELECTOR = f"{MANAGED_BY}={MANAGER}"

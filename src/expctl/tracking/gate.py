@@ -150,10 +150,10 @@ def run_tags(
     }
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
-    if spec.validates:  # a validation job (#12): which training run's model it evaluates
+    if spec.validates:  # a validation job: which training run's model it evaluates
         tags["expctl.validates"] = spec.validates
         tags["expctl.validates_run_id"] = spec.target_run_id
-    if spec.data_digest:  # #12: which data it trains on (the plan says "data-changed" when this moves)
+    if spec.data_digest:  # which data it trains on (the plan says "data-changed" when this moves)
         tags["expctl.data_digest"] = spec.data_digest
         tags["expctl.datasets"] = json.dumps({d.name: d.digest for d in spec.datasets}, sort_keys=True)
     return {key: value[:MAX_TAG_VALUE] for key, value in tags.items()}

@@ -223,7 +223,7 @@ class MlflowStore:
                         raise
         with self._calling(f"record run {run_id}"):
             self.client.log_text(run_id, json.dumps(spec.config, indent=2, sort_keys=True), CONFIG_ARTIFACT)
-            log_datasets(self.client, run_id, spec)  # the manifests and MLflow dataset inputs (#12)
+            log_datasets(self.client, run_id, spec)  # the manifests and MLflow dataset inputs
             self.client.update_run(run_id, status="SCHEDULED")
             self.client.log_batch(run_id, tags=[RunTag("expctl.ready", "true")])
 
@@ -270,7 +270,7 @@ class MlflowStore:
             gate = spec.job.validation if spec is not None else None
             if obs.phase is Phase.SUCCEEDED and gate is not None and "expctl.gate" not in run.data.tags:
                 assert spec is not None
-                if spec.validates:  # the platform's validation job decides the training run's gate (#12)
+                if spec.validates:  # the platform's validation job decides the training run's gate
                     apply_validated_gate(self, run, gate)
                 elif not gate.by_platform:
                     self.apply_gate(run.info.run_id, gate)
@@ -367,7 +367,7 @@ class MlflowStore:
                     "mlflow.source.git.commit": tags.get("expctl.commit", ""),
                     "expctl.run_id": run_id,
                     "expctl.job": tags.get("expctl.job", ""),
-                    **version_lineage_tags(run, metrics),  # dataset digests and validation metrics (#12)
+                    **version_lineage_tags(run, metrics),  # dataset digests and validation metrics
                 }
                 # An embedded registry would resolve "models:/<id>" through the process-global tracking
                 # URI (an MLflow TODO), not this client's: hand it the model's storage location instead.
