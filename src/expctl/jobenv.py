@@ -5,7 +5,8 @@ Pure: builds ``dict[str, str]`` from a ``Launch``; no I/O, no clock. Two parts:
 - ``job_env(launch)`` — the same for every replica: the experiment's own ``env``, then expctl's identity
   (``EXPCTL_*``) and the MLflow run the job logs into (``MLFLOW_TRACKING_URI``, ``MLFLOW_RUN_ID``,
   ``MLFLOW_EXPERIMENT_NAME``), and the run's datasets (``EXPCTL_DATASET_*``, ``dataset_env``).
-  **Precedence**: the experiment's ``env`` comes first and expctl's variables win — an experiment cannot point its job at another MLflow run or lie about its identity. Any other variable
+  **Precedence**: the experiment's ``env`` comes first and expctl's variables win — an experiment cannot
+  point its job at another MLflow run or lie about its identity. Any other variable
   (``MLFLOW_SYSTEM_METRICS_*``, ``NCCL_*``, …) is the experiment's to set.
 - ``replica_env(...)`` — what differs per replica, as a Kubeflow operator sets it: ``MASTER_ADDR``,
   ``MASTER_PORT``, ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``EXPCTL_REPLICA`` and, for TFJob,
