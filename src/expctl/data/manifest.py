@@ -101,7 +101,11 @@ class Manifest:
 
 def digest_of(fmt: str, items: Sequence[Item]) -> str:
     """The content digest of items already in canonical order."""
-    return sha256_hex(canonical_json({"format": fmt, "items": [i.as_json() for i in items]}))
+    return _digest(fmt, [i.as_json() for i in items])
+
+
+def _digest(fmt: str, rows: Sequence[Mapping[str, Any]]) -> str:
+    return sha256_hex(canonical_json({"format": fmt, "items": list(rows)}))
 
 
 def build(dataset: str, fmt: str, items: Sequence[Item], batch_names: Sequence[str],
@@ -109,11 +113,13 @@ def build(dataset: str, fmt: str, items: Sequence[Item], batch_names: Sequence[s
     """The manifest of the (combined, split) items: canonical order, per-batch and overall digests."""
     order = {name: i for i, name in enumerate(batch_names)}
     ordered = tuple(sorted(items, key=lambda it: sort_key(it, order)))
-    batches = tuple(
-        BatchSummary(name, len(mine := [i for i in ordered if i.batch == name]), digest_of(fmt, mine)[:20])
-        for name in batch_names
-    )
-    return Manifest(dataset, fmt, ordered, batches, digest_of(fmt, ordered)[:20],
+    rows = [item.as_json() for item in ordered]
+    per_batch: dict[str, list[Mapping[str, Any]]] = {name: [] for name in batch_names}
+    for item, row in zip(ordered, rows, strict=True):
+        per_batch.setdefault(item.batch, []).append(row)
+    batches = tuple(BatchSummary(name, len(per_batch[name]), _digest(fmt, per_batch[name])[:20])
+                    for name in batch_names)
+    return Manifest(dataset, fmt, ordered, batches, _digest(fmt, rows)[:20],
                     tuple(sorted((locations or {}).items())), label_field)
 
 

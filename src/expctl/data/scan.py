@@ -23,6 +23,7 @@ from expctl.data.manifest import Item
 from expctl.naming import canonical_json
 
 _GLOB_CHARS = set("*?[")
+_SMALL = 1 << 20
 
 
 class DataError(Exception):
@@ -160,6 +161,8 @@ def _file_hash(entry: Entry) -> str:
         return hashlib.sha256(_read(entry)).hexdigest()
     try:
         with open(entry.location, "rb") as fh:
+            if entry.size <= _SMALL:  # one read: file_digest's 256 KiB buffer per call costs more than the file
+                return hashlib.sha256(fh.read()).hexdigest()
             return hashlib.file_digest(fh, "sha256").hexdigest()
     except OSError as exc:
         raise DataError(f"{entry.rel}: cannot read: {exc.strerror or exc}") from exc

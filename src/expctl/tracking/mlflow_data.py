@@ -36,5 +36,6 @@ def log_datasets(client: Any, run_id: str, spec: RunSpec) -> None:
         dataset = Dataset(name=ref.name, digest=ref.digest[:DIGEST_LIMIT], source_type=SOURCE_TYPE,
                           source=json.dumps({"uri": manifest_uri(run_id, ref.name)}),
                           profile=json.dumps(profile, sort_keys=True))
-        inputs.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")]))
+        context = "evaluation" if spec.validates else "training"
+        inputs.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)]))
     client.log_inputs(run_id, datasets=inputs)
