@@ -170,32 +170,3 @@ def test_broken_dataset_declarations(tmp_path: Path, files: dict[str, str], expe
     assert after == before  # nothing written: no .expctl/, no manifest, no hash cache, no run
     assert not os.path.exists(repo.path / ".expctl")
 
-
-def test_the_example_training_reads_exactly_the_manifest(tmp_path: Path) -> None:
-    """training/train.py trains on the manifest's train items and reports on its validation items."""
-    from expctl.data.declare import Batch, Dataset, Split
-    from expctl.data.materialize import Materializer
-
-    for label, centre in (("left", -2.0), ("right", 2.0)):
-        for i in range(20):
-            target = tmp_path / "data" / "b1" / label / f"{i}.txt"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(",".join(str(centre + i / 100 + k) for k in range(3)) + "\n")
-    data = Materializer(str(tmp_path / "data"), tmp_path / "state")
-    _manifest, ref = data.materialize(Dataset("xy", "folders", (Batch("b1", "b1"),), split=Split(0, 0.5, 0.25, 0.25)))
-    data.commit()
-    counts = dict(ref.splits)
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({"trainer": {"epochs": 1, "batch_size": 8, "fail_first_attempts": 0}}))
-    env = {**e2e.clean_env(), "EXPCTL_CONFIG_FILE": str(config), "EXPCTL_DATASET_MANIFEST": ref.manifest_file}
-    env.pop("MLFLOW_RUN_ID", None)
-    proc = subprocess.run([sys.executable, "-m", "training.train"], cwd=e2e.ROOT, env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"rank 0/1: {counts['train']} training samples, {counts['validation']} validation samples" in proc.stdout
-    items = json.loads(Path(ref.manifest_file).read_text())["items"]
-    gone = next(i["path"] for i in items if i["split"] == "train")
-    os.remove(tmp_path / "data" / "b1" / gone)  # the data moved after the plan: training refuses
-    proc = subprocess.run([sys.executable, "-m", "training.train"], cwd=e2e.ROOT, env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
-    assert proc.returncode == 1 and "No such file" in proc.stderr + proc.stdout

@@ -1,5 +1,8 @@
 """The platform validates and promotes, end to end: real git, real ``expctl`` processes, a real ``mlflow server``.
 
+The last test runs the project's own PyTorch training on a dataset outside the repository and expctl's default
+evaluator on its ``mlflow.pytorch`` model.
+
 A small scikit-learn training job (fast: no torch) trains on exactly its manifest's ``train`` items, logs its
 model with ``mlflow.sklearn`` and lies about itself (``accuracy`` and even ``validation.accuracy`` of 0.999).
 expctl's validation job evaluates the logged model on the held-out ``test`` split and decides the gate; the
@@ -153,5 +156,43 @@ def test_validation_decides_the_gate_and_promotion_moves_the_alias_only_to_a_bet
         bad = e2e.expctl(repo.path, "lineage", "promo-points", tracking_uri=uri)
         assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
             "error: promo-points: expected MODEL@ALIAS or MODEL/VERSION (e.g. blobs-classifier@champion)"]
+    finally:
+        e2e.stop_jobs(repo.path)
+
+
+def test_the_example_pytorch_training_is_validated_by_the_default_evaluator(
+        tmp_path: Path, mlflow_server: MlflowServer) -> None:
+    """The project's own training/train.py on the demo's dataset (outside the repository, EXPCTL_DATA_ROOT):
+    it trains on exactly the manifest's train items; expctl's evaluator loads the mlflow.pytorch model."""
+    import sys
+
+    sys.path.insert(0, str(e2e.ROOT / "scripts"))
+    from demo_data import make_batch
+
+    data = tmp_path / "datasets"
+    make_batch(data, "b1", 120, seed=1)
+    make_batch(data, "b2", 120, seed=2)
+    name = "torch-data"
+    text = ("defaults:\n  - config\n  - data: blobs-files\n  - _self_\ntrainer:\n  epochs: 2\n"
+            "expctl:\n  kind: local\n  validation: {metric: accuracy, threshold: 0.3, split: test, "
+            "register_as: torch-data-model, promote: {alias: champion}}\n")
+    repo = e2e.make_project(tmp_path / "repo", {name: text})
+    try:
+        done = e2e.expctl(repo.path, "apply", "-y", "--wait", "--timeout", "400", tracking_uri=mlflow_server.uri,
+                          EXPCTL_DATA_ROOT=str(data))
+        assert done.returncode == 0 and "Finished: 2 succeeded." in done.stdout, done.stdout + done.stderr
+        manifest = json.loads(next((repo.path / ".expctl" / "manifests").glob("*.json")).read_text())
+        splits = manifest["splits"]
+        (train_state,) = [s for s in e2e.run_states(repo.path).values() if "-val-" not in s["name"]]
+        log = (repo.path / ".expctl" / "runs" / train_state["name"] / "node-0.log").read_text()
+        assert f"{splits['train']} training samples, {splits['validation']} validation samples" in log
+        (val_state,) = [s for s in e2e.run_states(repo.path).values() if "-val-" in s["name"]]
+        val_log = (repo.path / ".expctl" / "runs" / val_state["name"] / "node-0.log").read_text()
+        assert f"on {splits['test']} test items: accuracy=" in val_log
+        line = json.loads(e2e.expctl(repo.path, "lineage", "torch-data-model@champion", "-o", "json",
+                                     tracking_uri=mlflow_server.uri).stdout)
+        assert line["run"]["id"] == train_state["mlflow_run_id"] and line["datasets"][0]["digest"] == \
+            manifest["digest"]
+        assert set(line["validation"]) == {"validation.accuracy", "validation.loss", "validation.samples"}
     finally:
         e2e.stop_jobs(repo.path)

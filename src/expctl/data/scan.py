@@ -131,7 +131,7 @@ def _remote_entries(location: str) -> tuple[str, list[Entry]]:
         rel = p[len(base.rstrip("/")) + 1:] if p.startswith(base.rstrip("/") + "/") else p.rsplit("/", 1)[-1]
         entries.append(Entry(f"{protocol}://{p.lstrip('/')}" if protocol != "file" else p, rel,
                              int(info.get("size") or 0), stamp))
-    return f"{protocol}://{base}", entries
+    return f"{protocol}://{base.lstrip('/')}", entries
 
 
 def list_entries(source: str, data_root: str) -> tuple[str, list[Entry]]:
