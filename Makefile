@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration kube-apiserver bench bench-data clean
+.PHONY: demo test lint typecheck unit integration kube-apiserver bench bench-apply bench-data clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ test: $(STAMP) kube-apiserver
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/plan_scale.py
+
+bench-apply: $(STAMP) kube-apiserver
+	$(BIN)/python benchmarks/apply_scale.py
 
 bench-data: $(STAMP)
 	$(BIN)/python benchmarks/dataset_manifest.py

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from expctl.diff import Pair, pair_runs
-from expctl.model import Action, Change, FailureClass, ObservedRun, Phase, Plan, RunSpec
+from expctl.model import Action, Change, FailureClass, ObservedRun, Phase, Plan, Reason, RunSpec
 from expctl.naming import attempt_name, canonical_json, sha256_hex
 
 
@@ -25,7 +25,7 @@ def fingerprint(observed: Iterable[ObservedRun]) -> str:
     return sha256_hex(canonical_json(rows))[:16]
 
 
-def _change(action: Action, reason: str, pair: Pair, attempt: int, detail: str = "",
+def _change(action: Action, reason: Reason, pair: Pair, attempt: int, detail: str = "",
             deletes: tuple[str, ...] = ()) -> Change:
     spec, cur = pair.desired, pair.current
     if spec is not None:
@@ -44,26 +44,26 @@ def _decide_failed(pair: Pair, spec: RunSpec, cur: ObservedRun, now: float) -> C
     policy = spec.job.retries
     failure = cur.failure or FailureClass.CODE
     if failure not in policy.on:
-        return _change(Action.GAVE_UP, "gave-up", pair, cur.attempt,
+        return _change(Action.GAVE_UP, Reason.GAVE_UP, pair, cur.attempt,
                        f"{failure.value} failure; retries are not enabled for it: {cur.message}".rstrip(": "))
     if cur.attempt >= policy.max_attempts:
-        return _change(Action.GAVE_UP, "gave-up", pair, cur.attempt,
+        return _change(Action.GAVE_UP, Reason.GAVE_UP, pair, cur.attempt,
                        f"failed {cur.attempt} of {policy.max_attempts} attempts: {cur.message}".rstrip(": "))
     due = (cur.finished_at or 0.0) + policy.backoff_after(cur.attempt)
     if now < due:
-        return _change(Action.NOOP, "backoff", pair, cur.attempt,
+        return _change(Action.NOOP, Reason.BACKOFF, pair, cur.attempt,
                        f"attempt {cur.attempt} failed ({failure.value}); retry in {due - now:.0f}s")
-    return _change(Action.RETRY, f"failed (attempt {cur.attempt + 1})", pair, cur.attempt + 1,
+    return _change(Action.RETRY, Reason.FAILED, pair, cur.attempt + 1,
                    f"attempt {cur.attempt} failed ({failure.value}): {cur.message}".rstrip(": "))
 
 
-def changed_reason(spec: RunSpec, cur: ObservedRun) -> tuple[str, str]:
+def changed_reason(spec: RunSpec, cur: ObservedRun) -> tuple[Reason, str]:
     """Why a run's spec hash changed: "data-changed" when the digest of its datasets' manifests changed
     (whatever else changed with it), else "spec-changed"; with a detail naming the digests."""
     if cur.data_digest is not None and cur.data_digest != spec.data_digest and (cur.data_digest or spec.data_digest):
         names = ", ".join(d.name for d in spec.datasets) or "datasets"
-        return "data-changed", f"{names}: {cur.data_digest[:12] or 'none'} → {spec.data_digest[:12] or 'none'}"
-    return "spec-changed", ""
+        return Reason.DATA_CHANGED, f"{names}: {cur.data_digest[:12] or 'none'} → {spec.data_digest[:12] or 'none'}"
+    return Reason.SPEC_CHANGED, ""
 
 
 def decide(pair: Pair, now: float, prune: bool = False, replace_running: bool = False) -> Change | None:
@@ -73,10 +73,10 @@ def decide(pair: Pair, now: float, prune: bool = False, replace_running: bool = 
         if cur is None or not cur.managed or not _live_names(pair):
             return None
         if prune:
-            return _change(Action.DELETE, "removed", pair, cur.attempt, deletes=_live_names(pair))
-        return _change(Action.NOOP, "would-prune", pair, cur.attempt, "no longer desired; run with --prune")
+            return _change(Action.DELETE, Reason.REMOVED, pair, cur.attempt, deletes=_live_names(pair))
+        return _change(Action.NOOP, Reason.WOULD_PRUNE, pair, cur.attempt, "no longer desired; run with --prune")
     if cur is None:
-        return _change(Action.CREATE, "missing", pair, 1)
+        return _change(Action.CREATE, Reason.MISSING, pair, 1)
     if cur.spec_hash != spec.spec_hash:
         why, data = changed_reason(spec, cur)
         if cur.phase.finished:
@@ -87,13 +87,14 @@ def decide(pair: Pair, now: float, prune: bool = False, replace_running: bool = 
         return _change(Action.BLOCKED, why, pair, cur.attempt,
                        f"run is {cur.phase.value.lower()}; use --replace-running to replace it")
     if cur.cancelled or cur.phase is Phase.CANCELLED:
-        return _change(Action.NOOP, "cancelled", pair, cur.attempt, "cancelled; change its spec to run again")
+        return _change(Action.NOOP, Reason.CANCELLED, pair, cur.attempt, "cancelled; change its spec to run again")
     if cur.phase is Phase.FAILED:
         return _decide_failed(pair, spec, cur, now)
-    return _change(Action.NOOP, "unchanged", pair, cur.attempt, cur.phase.value.lower())
+    return _change(Action.NOOP, Reason.UNCHANGED, pair, cur.attempt, cur.phase.value.lower())
 
 
-def dependents(desired: Sequence[RunSpec], observed: Sequence[ObservedRun]) -> tuple[list[RunSpec], dict[str, str]]:
+def dependents(desired: Sequence[RunSpec],
+               observed: Sequence[ObservedRun]) -> tuple[list[RunSpec], dict[str, Reason]]:
     """Validation jobs wait for their training run: the desired runs with the target MLflow run filled in for
     each validation whose training run succeeded, and ``{run key: "waiting" | "skipped"}`` for the others
     (skipped: the training run finished without succeeding, so there is no model to validate)."""
@@ -105,7 +106,7 @@ def dependents(desired: Sequence[RunSpec], observed: Sequence[ObservedRun]) -> t
             if have is None or (run.attempt, run.created_at or 0.0) > (have.attempt, have.created_at or 0.0):
                 latest[run.run_key] = run
     out: list[RunSpec] = []
-    held: dict[str, str] = {}
+    held: dict[str, Reason] = {}
     for spec in desired:
         train = latest.get(spec.validates) if spec.validates else None
         if train is not None and train.phase is Phase.SUCCEEDED and train.mlflow_run_id:
@@ -113,7 +114,7 @@ def dependents(desired: Sequence[RunSpec], observed: Sequence[ObservedRun]) -> t
             continue
         if spec.validates:
             gave_up = train is not None and _gave_up(train, trains[spec.validates])
-            held[spec.run_key] = "skipped" if gave_up else "waiting"
+            held[spec.run_key] = Reason.SKIPPED if gave_up else Reason.WAITING
         out.append(spec)
     return out, held
 
@@ -127,12 +128,12 @@ def _gave_up(run: ObservedRun, spec: RunSpec) -> bool:
                                           or run.attempt >= policy.max_attempts)
 
 
-def _held(pair: Pair, held: dict[str, str]) -> Change | None:
+def _held(pair: Pair, held: dict[str, Reason]) -> Change | None:
     why = held.get(pair.run_key)
     if why is None or pair.desired is None:
         return None
     cur = pair.current
-    detail = ("waits for its training run to succeed" if why == "waiting"
+    detail = ("waits for its training run to succeed" if why is Reason.WAITING
               else "its training run did not succeed: no model to validate")
     return _change(Action.NOOP, why, pair, cur.attempt if cur else 1, detail)
 

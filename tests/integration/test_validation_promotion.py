@@ -146,7 +146,7 @@ def test_validation_decides_the_gate_and_promotion_moves_the_alias_only_to_a_bet
         line = json.loads(shown.stdout)
         assert (line["version"], line["aliases"], line["run"]["id"]) == ("2", ["champion"], three["2"].run_id)
         assert line["commit"] == good_commit and line["config"]["file"] == "experiments/promo-good.yaml"
-        assert line["config"]["resolved"]["model"] == {"name": "good"}
+        assert line["config"]["params"]["model.name"] == "good"
         (points,) = line["datasets"]
         assert points["name"] == "points" and points["items"] == 200 and sum(points["splits"].values()) == 200
         assert [b["name"] for b in points["batches"]] == ["b1", "b2"] and all(b["digest"] for b in points["batches"])

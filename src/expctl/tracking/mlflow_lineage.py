@@ -13,7 +13,7 @@ from typing import Any
 
 from expctl.errors import ExpctlError, TrackingError
 from expctl.model import DATASET_ARTIFACT_DIR, VALIDATION_PREFIX
-from expctl.tracking.mlflow_store import CONFIG_ARTIFACT, MlflowStore
+from expctl.tracking.mlflow_store import MlflowStore
 
 
 def parse_ref(ref: str) -> tuple[str, str | None, str | None]:
@@ -52,7 +52,6 @@ def lineage(store: MlflowStore, ref: str) -> dict[str, Any]:
         aliases = sorted(a for a, v in (client.get_registered_model(name).aliases or {}).items()
                          if str(v) == str(version.version))
         tags, vtags = run.data.tags, dict(version.tags or {})
-        config_text = _artifact(client, run.info.run_id, CONFIG_ARTIFACT)
         datasets = []
         for dataset, digest in sorted(json.loads(tags.get("expctl.datasets", "{}")).items()):
             text = _artifact(client, run.info.run_id, f"{DATASET_ARTIFACT_DIR}/{dataset}.json")
@@ -72,7 +71,7 @@ def lineage(store: MlflowStore, ref: str) -> dict[str, Any]:
         "spec_hash": tags.get("expctl.spec_hash", ""),
         "config": {"file": tags.get("expctl.source_file", ""),
                    "overrides": json.loads(tags.get("expctl.overrides", "[]")),
-                   "resolved": json.loads(config_text) if config_text else None},
+                   "params": dict(sorted(run.data.params.items()))},  # the resolved config, flattened
         "data_digest": tags.get("expctl.data_digest", ""),
         "datasets": datasets,
         "validation": {k[len("expctl.metric."):]: float(v) for k, v in sorted(vtags.items())
