@@ -67,5 +67,7 @@ class Workspace:
     def open_tracker(self, settings: Settings, backend_name: str) -> Tracker:
         from expctl.tracking.mlflow_store import MlflowStore
 
-        return MlflowStore(self.resolve_tracking_uri(settings), backend_name,
-                           artifact_root=self.state_dir / "mlartifacts")
+        store = MlflowStore(self.resolve_tracking_uri(settings), backend_name,
+                            artifact_root=self.state_dir / "mlartifacts")
+        store.log_tail_bytes = settings.logs.tail_bytes
+        return store

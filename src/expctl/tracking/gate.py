@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from expctl.model import FailureClass, ObservedRun, Phase, RunSpec, ValidationGate
+from expctl.tracking.mlflow_checkpoints import resumed_from
 
 PASSED = "passed"
 FAILED = "failed"
@@ -178,5 +179,6 @@ def observed_from_run(info: Any, tags: Mapping[str, str], backend: str) -> Obser
         cancelled=tags.get("expctl.cancelled") == "true", mlflow_run_id=info.run_id,
         overrides=tuple(json.loads(tags.get("expctl.overrides", "[]"))), commit=tags.get("expctl.commit"),
         replicas=int(tags.get("expctl.replicas", "1")), gpus=int(tags.get("expctl.gpus", "0")),
-        user=tags.get("expctl.author") or None, live=False, data_digest=tags.get("expctl.data_digest"),
+        user=tags.get("expctl.author") or None, live=False, resumed_from=resumed_from(dict(tags)),
+        data_digest=tags.get("expctl.data_digest"),
     )

@@ -31,6 +31,8 @@ from expctl.tracking import mlflow_audit as audit
 from expctl.tracking import mlflow_runs as runs
 from expctl.tracking.base import TrackerUnavailable, TrackerView
 from expctl.tracking.locations import default_artifact_root, default_tracking_uri, ui_server_command
+from expctl.tracking.mlflow_checkpoints import Checkpoints
+from expctl.tracking.mlflow_logs import KeptLogs
 from expctl.tracking.mlflow_promote import apply_validated_gate, promote, version_lineage_tags
 from expctl.tracking.run_index import RunIndex
 
@@ -47,7 +49,7 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "") + "'"
 
 
-class MlflowStore:
+class MlflowStore(KeptLogs, Checkpoints):
     """The Tracker of expctl on one MLflow tracking URI, for the runs of one backend."""
 
     def __init__(self, tracking_uri: str, backend_name: str, artifact_root: str | Path | None = None) -> None:
@@ -60,6 +62,7 @@ class MlflowStore:
             self.artifact_root = Path(root).resolve().as_uri() if isinstance(root, Path) else root
         self._client: Any = None
         self._experiments: dict[str, str] = {}
+        self._seen_tags: dict[str, dict[str, str]] = {}  # run id → tags, from the last search of managed runs
         self._experiment_lock = threading.RLock()
         self._listed = False  # every managed experiment is in ``_experiments`` (after a search)
         # an embedded (sqlite) store is written by one thread at a time: concurrent writers would hit
@@ -206,6 +209,7 @@ class MlflowStore:
         runs: list[Any] = []
         for start in range(0, len(ids), 100):
             runs.extend(self._search(ids[start : start + 100], filter_string))
+        self._seen_tags = {run.info.run_id: dict(run.data.tags) for run in runs}
         return runs
 
     def view(self) -> TrackerView:
