@@ -10,13 +10,12 @@ expctl's errors — is failed with a one-line message; nothing escapes as a trac
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from expctl import crash as _crash
 from expctl.backends.base import Backend
 from expctl.errors import ExpctlError, LockError, truncate
 from expctl.model import Action, Change, Launch
@@ -68,22 +67,10 @@ class ApplyResult:
         return out
 
 
-_crash_counts: dict[str, int] = {}
-_crash_lock = threading.Lock()
-
-
-def crash_point(point: str) -> None:
-    """Test hook, inert unless ``EXPCTL_TEST_CRASH_AT=<point>:<n>`` is set: SIGKILL this process the n-th time
-    it reaches ``point``, so that tests can prove that a rerun after a crash right there converges. Points:
-    ``before-ensure-run``, ``after-ensure-run``, ``after-create`` (here), ``after-audit-intent``,
-    ``before-audit-complete`` (engine), ``after-replica`` (local backend)."""
-    wanted, _, nth = os.environ.get("EXPCTL_TEST_CRASH_AT", "").partition(":")
-    if wanted != point:
-        return
-    with _crash_lock:
-        _crash_counts[point] = _crash_counts.get(point, 0) + 1
-        if _crash_counts[point] == int(nth or "1"):
-            os.kill(os.getpid(), signal.SIGKILL)
+# the test hook (``EXPCTL_TEST_CRASH_AT=<point>:<n>`` or ``EXPCTL_TEST_CRASH_SEED=<seed>[:<p>]``): see expctl.crash.
+# Points: ``before-ensure-run``, ``after-ensure-run``, ``after-create`` (here), ``after-audit-intent``,
+# ``before-audit-complete`` (engine), ``replica-started``, ``before-local-state`` and ``after-replica`` (local).
+crash_point = _crash.crash_point
 
 
 def apply_change(change: Change, backend: Backend, tracker: Tracker, applied_by: str,

@@ -12,19 +12,16 @@ from __future__ import annotations
 import difflib
 import re
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from expctl.config_scan import RESOLVER_CALL, SAFE_RESOLVERS, leaves, not_allowed
 from expctl.errors import ConfigError
 from expctl.source import materialize
 
-SAFE_RESOLVERS = frozenset({"oc.select", "oc.dict.keys", "oc.dict.values", "oc.decode", "oc.create"})
-_RESOLVER = re.compile(r"\$\{\s*([A-Za-z_][\w.\-]*)\s*:")
 _TOKEN = re.compile(r"[A-Za-z_][\w\-]*")
 PRIMARY_PREFIX = "__expctl_experiment__"
 
@@ -67,20 +64,20 @@ class _Combo:
     slow: bool  # some interpolation depends on a swept value: resolve every point with OmegaConf
 
 
-def yaml_errors(files: Mapping[str, bytes]) -> list[ConfigError]:
-    """YAML syntax errors of every config file, with file and line (checked before Hydra sees them)."""
-    errors = []
-    for path, data in sorted(files.items()):
-        if not path.endswith((".yaml", ".yml")):
-            continue
-        try:
-            yaml.safe_load(data)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f"line {mark.line + 1}: " if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            errors.append(ConfigError(f"{line}YAML syntax error: {problem}", file=path))
-    return errors
+class BlockedResolver(Exception):
+    """Raised by a resolver that is not allow-listed, if an interpolation reaches it during composition."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"resolver '{name}' is not allowed in committed configs "
+                         "(allow-list it in expctl.yaml: allow_resolvers)")
+        self.name = name
+
+
+def _blocked(name: str) -> Any:
+    def resolver(*_args: Any) -> Any:
+        raise BlockedResolver(name)
+
+    return resolver
 
 
 class Composer:
@@ -102,6 +99,7 @@ class Composer:
         self.conf_dir.mkdir()
         materialize({p[len("conf/"):]: d for p, d in self.files.items() if p.startswith("conf/")}, self.conf_dir)
         self._stack.enter_context(initialize_config_dir(config_dir=str(self.conf_dir), version_base="1.3"))
+        self._stack.callback(self._guard_resolvers())
         # glob() asks the loader for a group's options; this is the one method it calls
         self._parser = OverridesParser.create(config_loader=_GroupOptions(self.conf_dir))  # type: ignore[arg-type]
         return self
@@ -109,30 +107,71 @@ class Composer:
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
 
+    def _guard_resolvers(self) -> Any:
+        """The one choke point for secrets: while composing, every registered resolver that is not allow-listed
+        (``oc.env``, Hydra's ``hydra``/``now``, anything a library registered) is replaced by one that raises.
+        Whatever the route — experiment body, conf/ group, defaults list, sweep value, a value expctl sets —
+        nothing from the environment or the filesystem can be resolved into a config. Returns the undo."""
+        from omegaconf import OmegaConf
+        from omegaconf.basecontainer import BaseContainer  # OmegaConf has no public listing of resolvers
+
+        registry: dict[str, Any] = BaseContainer._resolvers
+        saved = {name: fn for name, fn in registry.items() if name not in self.allowed}
+        for name in saved:
+            OmegaConf.register_new_resolver(name, _blocked(name), replace=True)
+
+        def restore() -> None:
+            BaseContainer._resolvers.update(saved)
+
+        return restore
+
     # --- experiments -------------------------------------------------------------------------------------
 
     def load(self, name: str, file: str) -> Experiment:
         """Compose the experiment without overrides and parse its sweep into axes."""
         primary = PRIMARY_PREFIX + name.replace("/", "__")
         (self.conf_dir / f"{primary}.yaml").write_bytes(self.files[file])
-        raw = yaml.safe_load(self.files[file]) or {}
-        if not isinstance(raw, dict):
-            raise ConfigError("an experiment must be a mapping", file=file)
-        params = ((raw.get("hydra") or {}).get("sweeper") or {}).get("params") or {}
-        if not isinstance(params, dict):
-            raise ConfigError("must be a mapping of key: values", file=file, key="hydra.sweeper.params")
-        exp = Experiment(name, file, primary, self._axes(params, file))
+        exp = Experiment(name, file, primary, self._axes(self._sweep_params(primary, file), file))
         self.combo(exp, tuple(a.values[0] for a in exp.axes if a.group))
         return exp
 
-    def _axes(self, params: Mapping[str, Any], file: str) -> tuple[Axis, ...]:
+    def _sweep_params(self, primary: str, file: str) -> list[tuple[str, str]]:
+        """``hydra.sweeper.params`` as Hydra's BasicSweeper reads it: ``(key, "key=value")`` per param.
+
+        Taken from Hydra's own composition (so params from conf/ files count, values are typed ``str`` by
+        BasicSweeperConf, a YAML list ``[1, 2]`` is one list value, interpolations are resolved — guarded)."""
+        from omegaconf import DictConfig, OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+
+        cfg = self._compose_cfg(primary, file, [], hydra=True)
+        try:
+            node = OmegaConf.select(cfg, "hydra.sweeper.params")
+            if node is None:
+                return []
+            if not isinstance(node, DictConfig):
+                raise ConfigError("must be a mapping of key: values", file=file, key="hydra.sweeper.params")
+            params = []
+            for raw_key in node:
+                key = str(raw_key)
+                where = f"hydra.sweeper.params.{key}"
+                try:
+                    params.append((key, f"{key}={node[raw_key]}"))  # exactly BasicSweeper._parse_config
+                except OmegaConfBaseException as exc:
+                    raise _wrap(exc, file, where) from exc
+            return params
+        except OmegaConfBaseException as exc:
+            raise _wrap(exc, file, "hydra.sweeper.params") from exc
+
+    def _axes(self, params: Sequence[tuple[str, str]], file: str) -> tuple[Axis, ...]:
         from hydra.errors import HydraException
         from omegaconf.errors import OmegaConfBaseException
 
         axes = []
-        for key, value in params.items():
+        for key, text in params:
             where = f"hydra.sweeper.params.{key}"
-            text = f"{key}={_param_str(value)}"
+            blocked = next((n for n in RESOLVER_CALL.findall(text) if n not in self.allowed), None)
+            if blocked is not None:
+                raise not_allowed(blocked, file, where)
             try:
                 (override,) = self._parser.parse_overrides([text])
                 add = "++" if override.is_force_add() else "+" if override.is_add() else ""
@@ -150,8 +189,9 @@ class Composer:
                     sweep_value = override.value()
                     if getattr(sweep_value, "shuffle", False):
                         raise ConfigError("shuffle() sweeps are not deterministic", file=file, key=where)
-                    elements = tuple(f"{override.get_key_element()}={v}"
-                                     for v in override.sweep_string_iterator())
+                    # the same point twice (seed: 1,1) is one run: Hydra would launch it twice
+                    elements = tuple(dict.fromkeys(f"{override.get_key_element()}={v}"
+                                                   for v in override.sweep_string_iterator()))
                 else:
                     elements = (f"{override.get_key_element()}={override.get_value_element_as_str()}",)
                 if not elements:
@@ -189,20 +229,30 @@ class Composer:
         return combo
 
     def _compose(self, exp: Experiment, overrides: list[str]) -> dict[str, Any]:
-        from hydra import compose
-        from hydra.errors import HydraException, MissingConfigException
         from omegaconf import OmegaConf
         from omegaconf.errors import OmegaConfBaseException
 
+        cfg = self._compose_cfg(exp.primary, exp.file, overrides)
         try:
-            cfg = compose(config_name=exp.primary, overrides=overrides)
             data = OmegaConf.to_container(cfg, resolve=False)
-        except MissingConfigException as exc:
-            raise self._missing(exc, exp.file) from exc
-        except (HydraException, OmegaConfBaseException) as exc:
+        except OmegaConfBaseException as exc:
             raise _wrap(exc, exp.file) from exc
         assert isinstance(data, dict)
         return {str(k): v for k, v in data.items()}
+
+    def _compose_cfg(self, primary: str, file: str, overrides: list[str], hydra: bool = False) -> Any:
+        from hydra import compose
+        from hydra.errors import HydraException, MissingConfigException
+        from omegaconf.errors import OmegaConfBaseException
+
+        try:
+            return compose(config_name=primary, overrides=overrides, return_hydra_config=hydra)
+        except MissingConfigException as exc:
+            raise self._missing(exc, file) from exc
+        except (HydraException, OmegaConfBaseException) as exc:
+            raise _wrap(exc, file) from exc
+        except RecursionError as exc:
+            raise ConfigError("cyclic interpolation or defaults", file=file) from exc
 
     def _missing(self, exc: Exception, file: str) -> ConfigError:
         text = str(exc)
@@ -220,9 +270,9 @@ class Composer:
                            key=f"defaults.{group}")
 
     def _check_resolvers(self, data: Any, file: str, path: str = "") -> None:
-        for key, value in _leaves(data, path):
+        for key, value in leaves(data, path):
             if isinstance(value, str):
-                for name in _RESOLVER.findall(value):
+                for name in RESOLVER_CALL.findall(value):
                     if name not in self.allowed:
                         raise ConfigError(
                             f"resolver '{name}' is not allowed in committed configs "
@@ -233,7 +283,7 @@ class Composer:
             if axis.group or axis.add:
                 continue
             if not _exists(data, axis.path):
-                paths = [k for k, _ in _leaves(data, "")]
+                paths = [k for k, _ in leaves(data, "")]
                 close = difflib.get_close_matches(axis.path, paths, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 raise ConfigError(f"sweep over a key that does not exist{hint}", file=exp.file,
@@ -261,7 +311,8 @@ class Composer:
         sets = [(a, a.values[i]) for a, i in zip(exp.axes, indices, strict=True) if not a.group]
         if not sets:
             return combo.resolved
-        slow = combo.slow or any(isinstance(v, str) and "${" in v for _, v in sets)
+        slow = combo.slow or any(isinstance(leaf, str) and "${" in leaf
+                                 for _, v in sets for _, leaf in leaves(v, ""))
         base = combo.unresolved if slow else combo.resolved
         for axis, value in sets:
             if axis.add == "+" and _exists(base, axis.path):
@@ -284,26 +335,25 @@ class _GroupOptions:
         return sorted(p.stem for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
-def _param_str(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, list):
-        return ",".join(_param_str(v) for v in value)
-    return str(value)
-
-
 def _first_line(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return lines[0] if lines else type(exc).__name__
 
 
-def _wrap(exc: BaseException, file: str) -> ConfigError:
-    key = getattr(exc, "full_key", None) or None
+def _wrap(exc: BaseException, file: str, where: str | None = None) -> ConfigError:
+    inner = exc.__cause__ or exc.__context__
+    if type(exc).__name__ == "ConfigCompositionException" and inner is not None and \
+            type(inner).__module__.startswith("omegaconf"):  # "In 'e': X raised while composing": say what
+        return _wrap(inner, file, where)
+    key = getattr(exc, "full_key", None) or where
     msg = _first_line(exc)
     name = type(exc).__name__
-    if name == "MissingMandatoryValue":
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, BlockedResolver):
+        cause = cause.__cause__ or cause.__context__
+    if cause is not None:
+        msg = str(cause)
+    elif name == "MissingMandatoryValue":
         msg = "missing mandatory value (???): set it in the experiment or a sweep"
     elif name == "InterpolationKeyError":
         msg = f"interpolation to a missing key: {msg}"
@@ -311,17 +361,6 @@ def _wrap(exc: BaseException, file: str) -> ConfigError:
         msg = f"cyclic interpolation: {msg}"
     msg = msg.replace(PRIMARY_PREFIX, "")
     return ConfigError(msg, file=file, key=str(key) if key else None)
-
-
-def _leaves(data: Any, path: str) -> Iterator[tuple[str, Any]]:
-    if isinstance(data, dict):
-        for key, value in data.items():
-            yield from _leaves(value, f"{path}.{key}" if path else str(key))
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            yield from _leaves(value, f"{path}[{i}]")
-    else:
-        yield path, data
 
 
 def _exists(data: Any, path: str) -> bool:
@@ -357,7 +396,7 @@ def _depends_on_sweep(data: dict[str, Any], axes: Sequence[Axis]) -> bool:
     names = {part for a in axes if not a.group for part in a.path.split(".")}
     if not names:
         return False
-    interps = [(k, v) for k, v in _leaves(data, "") if isinstance(v, str) and "${" in v]
+    interps = [(k, v) for k, v in leaves(data, "") if isinstance(v, str) and "${" in v]
     changed = True
     flagged: set[str] = set()
     while changed:

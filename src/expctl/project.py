@@ -6,23 +6,25 @@ every desired run or raises ConfigErrors listing every problem it found.
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-import yaml
-
-from expctl import naming, schema, source, sweep
-from expctl.compose import Composer, Experiment, yaml_errors
+from expctl import naming, safe_yaml, schema, source, sweep
+from expctl.compose import Composer, Experiment
+from expctl.config_scan import parse_configs, resolver_errors
 from expctl.data.manifest import combined_digest
 from expctl.data.materialize import Materializer, data_root
 from expctl.data.scan import DataError
 from expctl.desired import run_spec, validation_spec
 from expctl.errors import ConfigError, ConfigErrors, ExpctlError
-from expctl.model import DatasetRef, JobSpec, RunSpec
+from expctl.model import DatasetRef, JobSpec, Launch, RunSpec, TrackingRef
 from expctl.schema import Settings
+
+MAX_GROUP_COMBINATIONS = 500
 
 
 @dataclass
@@ -61,10 +63,7 @@ def load_settings(files: dict[str, bytes]) -> Settings:
     data = files.get("expctl.yaml")
     if data is None:
         return Settings()
-    try:
-        return schema.parse_settings(yaml.safe_load(data))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"YAML syntax error: {str(exc).splitlines()[0]}", file="expctl.yaml") from exc
+    return schema.parse_settings(safe_yaml.load(data, "expctl.yaml"))
 
 
 def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
@@ -73,10 +72,13 @@ def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
     files = source.read_files(snap)
     if not any(p.startswith("experiments/") for p in files):
         raise ConfigError("no experiments/ directory at this commit (nothing is desired)", file="experiments/")
-    errors = yaml_errors(files)
+    docs, errors = parse_configs(files)
     if errors:
         raise ConfigErrors(errors)
     settings = load_settings(files)
+    errors = resolver_errors(docs, settings.allow_resolvers)
+    if errors:
+        raise ConfigErrors(errors)
     names = experiment_files(files)
     desired = Desired(snap, settings, experiments=list(names))
     desired.timings["read"] = time.perf_counter() - t0
@@ -92,6 +94,8 @@ def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
                 errors.extend(exc.errors)
             except ConfigError as exc:
                 errors.append(exc)
+    errors.extend(duplicate_names(desired.runs))
+    errors.extend(render_errors(desired.runs, settings))
     if errors:
         raise ConfigErrors(errors)
     data.commit()  # manifests and the hash cache: written only when every declaration materialized
@@ -99,9 +103,69 @@ def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
     return desired
 
 
+def duplicate_names(runs: Sequence[RunSpec]) -> list[ConfigError]:
+    """Two desired runs with one name would be one object planned twice: never let that reach a plan."""
+    seen: dict[str, RunSpec] = {}
+    errors = []
+    for run in runs:
+        other = seen.get(run.name)
+        seen.setdefault(run.name, run)
+        if other is not None:
+            errors.append(ConfigError(f"two runs would be named {run.name} ({' '.join(other.overrides) or '-'} "
+                                      f"and {' '.join(run.overrides) or '-'})", file=run.source_file,
+                                      key="hydra.sweeper.params"))
+    return errors
+
+
+_ANNOTATIONS_MAX_BYTES = 256 * 1024  # the apiserver's limit on an object's annotations
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def render_errors(runs: Sequence[RunSpec], settings: Settings) -> list[ConfigError]:
+    """Render every run's manifest as the Kubernetes backend would, so that whatever ``apply`` or ``render``
+    would refuse on any backend is refused here first, before anything is written (a few µs per run)."""
+    from expctl.render import KINDS, kube_settings, render_manifest
+    from expctl.render.common import namespaces
+
+    ks = kube_settings(settings)
+    allowed = namespaces(settings)
+    found: dict[tuple[str, str | None, str], ConfigError] = {}
+
+    def fail(run: RunSpec, key: str | None, message: str) -> None:
+        found.setdefault((run.source_file, key, message), ConfigError(message, file=run.source_file, key=key))
+
+    for run in runs:
+        if run.job.kind not in KINDS:
+            continue
+        launch = Launch(spec=run, attempt=1, name=run.name,
+                        tracking=TrackingRef(settings.tracking_uri or "", "0" * 32, run.experiment))
+        try:
+            manifest = render_manifest(launch, ks)
+        except (ValueError, TypeError, KeyError) as exc:
+            fail(run, "expctl", f"cannot render the {run.job.kind.value} manifest: {exc}")
+            continue
+        meta = manifest["metadata"]
+        if meta["namespace"] not in allowed:
+            fail(run, "expctl.namespace", f"namespace {meta['namespace']!r} is not one expctl may write to "
+                                          f"(expctl.yaml allows: {', '.join(allowed)})")
+        size = sum(len(k) + len(v.encode()) for k, v in meta.get("annotations", {}).items())
+        if size > _ANNOTATIONS_MAX_BYTES:
+            fail(run, "hydra.sweeper.params", f"the run's overrides are too long for Kubernetes annotations "
+                                              f"({size:,} bytes, limit {_ANNOTATIONS_MAX_BYTES:,})")
+        for label, value in meta.get("labels", {}).items():
+            if len(value) > 63 or not _LABEL_VALUE.match(value):
+                fail(run, None, f"label {label}={value!r} is not a valid Kubernetes label value")
+    return list(found.values())
+
+
 def _expand(composer: Composer, name: str, file: str, settings: Settings, snap: source.Snapshot,
             digests: dict[tuple[str, ...], str], data: Materializer) -> Iterator[RunSpec]:
     exp = composer.load(name, file)
+    combos = sweep.size([len(a.elements) for a in exp.axes if a.group])
+    if combos > MAX_GROUP_COMBINATIONS:  # each one is a Hydra composition (~40 ms): bound the time up front
+        raise ConfigError(f"the sweep combines {combos:,} sets of group options, over the limit of "
+                          f"{MAX_GROUP_COMBINATIONS:,} compositions (sweep fewer groups, or values instead)",
+                          file=file, key="hydra.sweeper.params")
     jobs: dict[str, JobSpec] = {}
     base = composer.point_config(exp, [0] * len(exp.axes))
     block = schema.parse_block(base.get("expctl"), file)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from expctl import backend_registry
 from expctl.data import declare
-from expctl.errors import ConfigError
+from expctl.errors import ConfigError, truncate
 from expctl.model import (
     CheckpointPolicy,
     FailureClass,
@@ -33,14 +33,39 @@ else:  # the registered backends' names: pydantic reports a typo with the list o
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: no bool for an int, no "3" for a number, no number for a string — YAML typos stay errors
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+# Kubernetes' own grammars, so that what validate accepts the apiserver accepts too
+_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"  # RFC 1123 label (namespaces)
+_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"  # object names
+_QUANTITY = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+_ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+_QUALIFIED = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"  # label keys
+
+Label = Annotated[str, Field(pattern=_LABEL)]
+Name = Annotated[str, Field(pattern=_SUBDOMAIN, max_length=253)]
+Quantity = Annotated[str, Field(pattern=_QUANTITY)]
+Word = Annotated[str, Field(pattern=r"^\S+$")]  # non-empty, no whitespace (images, URIs, paths)
+Text = Annotated[str, Field(min_length=1, pattern=r"^[^\x00-\x1f\x7f]*$")]  # one line, no control characters
+EnvValue = Annotated[str, Field(pattern=r"^[^\x00]*$")] | int | float | bool
+PositiveNumber = Annotated[int, Field(gt=0)] | Annotated[float, Field(gt=0)]
 
 
 class ResourcesIn(_Strict):
-    cpu: str | int | float | None = None
-    memory: str | None = None
-    gpus: int = Field(0, ge=0)
-    gpu_resource: str = "nvidia.com/gpu"
+    cpu: Quantity | PositiveNumber | None = None
+    memory: Quantity | None = None
+    gpus: int = Field(0, ge=0, le=1024)
+    gpu_resource: Annotated[str, Field(pattern=_QUALIFIED)] = "nvidia.com/gpu"
+
+
+class TolerationIn(_Strict):
+    key: Annotated[str, Field(pattern=_QUALIFIED)] | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    tolerationSeconds: int | None = None  # noqa: N815 (the Kubernetes field name)
 
 
 class RetriesIn(_Strict):
@@ -57,11 +82,11 @@ class PromoteIn(_Strict):
 
 
 class ValidationIn(_Strict):
-    metric: str
+    metric: Text
     threshold: float
     mode: Literal["max", "min"] = "max"
-    register_as: str | None = None
-    alias: str | None = None
+    register_as: Text | None = None
+    alias: Text | None = None
     split: Literal["validation", "test"] | None = None  # validated by the platform, on this held-out split
     command: list[str] | None = None  # the evaluation command (default: expctl's evaluator)
     promote: PromoteIn | None = None
@@ -74,7 +99,7 @@ class ValidationIn(_Strict):
 
 
 class VolcanoIn(_Strict):
-    queue: str
+    queue: Name
     min_available: int | None = Field(None, ge=1)
 
 
@@ -86,9 +111,9 @@ class CheckpointsIn(_Strict):
 class SlurmJobIn(_Strict):
     """An experiment's Slurm placement (``expctl.slurm``); unset values come from expctl.yaml's ``slurm:``."""
 
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
+    partition: Word | None = None
+    account: Word | None = None
+    qos: Word | None = None
 
 
 class ExpctlBlock(_Strict):
@@ -96,24 +121,25 @@ class ExpctlBlock(_Strict):
 
     kind: Literal["PyTorchJob", "TFJob", "MPIJob", "TrainJob", "local"] = "PyTorchJob"
     replicas: int = Field(1, ge=1, le=10000)
-    image: str | None = None
-    command: list[str] = ["python", "-m", "training.train"]
+    image: Word | None = None
+    command: list[Annotated[str, Field(pattern=r"^[^\x00]*$")]] = Field(
+        ["python", "-m", "training.train"], min_length=1)
     resources: ResourcesIn = ResourcesIn()
-    env: dict[str, str | int | float | bool] = {}
-    queue: str | None = None
-    priority_class: str | None = None
+    env: dict[Annotated[str, Field(pattern=_ENV_NAME)], EnvValue] = {}
+    queue: Name | None = None
+    priority_class: Name | None = None
     volcano: VolcanoIn | None = None
-    node_selector: dict[str, str] = {}
-    tolerations: list[dict[str, Any]] = []
+    node_selector: dict[Annotated[str, Field(pattern=_QUALIFIED)], Annotated[str, Field(max_length=63)]] = {}
+    tolerations: list[TolerationIn] = []
     retries: RetriesIn = RetriesIn()
     timeout: int | None = Field(None, ge=1, description="seconds: the job's activeDeadlineSeconds")
     ttl_seconds_after_finished: int | None = Field(86400, ge=0)
     validation: ValidationIn | None = None
-    code_paths: list[str] | None = None
-    namespace: str | None = None
-    runtime: str | None = "torch-distributed"
+    code_paths: list[Word] | None = None
+    namespace: Label | None = None
+    runtime: Name | None = "torch-distributed"
     runtime_kind: Literal["ClusterTrainingRuntime", "TrainingRuntime"] = "ClusterTrainingRuntime"
-    git_secret: str | None = None
+    git_secret: Name | None = None
     operator_restarts: bool = False
     max_runs: int | None = Field(None, ge=1)
     checkpoints: CheckpointsIn = CheckpointsIn()
@@ -121,18 +147,18 @@ class ExpctlBlock(_Strict):
 
 
 class TenantIn(_Strict):
-    path: str
-    namespace: str
-    queue: str | None = None
+    path: Word
+    namespace: Label
+    queue: Name | None = None
 
 
 class KubernetesIn(_Strict):
-    namespace: str = "default"
-    context: str | None = None
-    repo_url: str | None = None
-    git_secret: str | None = None
-    image: str = "python:3.11-slim"
-    git_image: str = "alpine/git:2.45.2"
+    namespace: Label = "default"
+    context: Text | None = None
+    repo_url: Word | None = None
+    git_secret: Name | None = None
+    image: Word = "python:3.11-slim"
+    git_image: Word = "alpine/git:2.45.2"
     qps: float = Field(5.0, gt=0)
     burst: int = Field(10, ge=1)
     write_concurrency: int = Field(4, ge=1)
@@ -152,19 +178,19 @@ class LogsIn(_Strict):
 class SlurmTenantIn(_Strict):
     """Slurm tenancy: experiments under ``path`` are charged to ``account`` in ``partition`` with ``qos``."""
 
-    path: str
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
+    path: Word
+    partition: Word | None = None
+    account: Word | None = None
+    qos: Word | None = None
 
 
 class SlurmIn(_Strict):
     """The ``slurm:`` block: where per-commit checkouts live (shared by every node) and placement defaults."""
 
-    workdir: str | None = Field(None, description="a directory on a filesystem every node mounts")
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
+    workdir: Text | None = Field(None, description="a directory on a filesystem every node mounts")
+    partition: Word | None = None
+    account: Word | None = None
+    qos: Word | None = None
     tenants: list[SlurmTenantIn] = []
 
     def tenant_for(self, source_file: str) -> SlurmTenantIn | None:
@@ -176,10 +202,10 @@ class Settings(_Strict):
     """``expctl.yaml`` at the repository root: project-wide settings (all optional)."""
 
     backend: BackendName = "local"
-    tracking_uri: str | None = None
-    code_paths: list[str] = []
+    tracking_uri: Word | None = None
+    code_paths: list[Word] = []
     max_runs_per_experiment: int = Field(10000, ge=1)
-    allow_resolvers: list[str] = []
+    allow_resolvers: list[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.\-]*$")]] = []
     tenants: list[TenantIn] = []
     kubernetes: KubernetesIn = KubernetesIn()
     local: LocalIn = LocalIn()
@@ -208,21 +234,80 @@ def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
     return list(getattr(current, "model_fields", {}))
 
 
+_PATTERN_HINTS = {
+    _LABEL: "a lowercase RFC 1123 label (a-z, 0-9 and '-', at most 63 characters)",
+    _SUBDOMAIN: "a lowercase Kubernetes object name (a-z, 0-9, '-' and '.')",
+    _QUANTITY: "a Kubernetes quantity such as 500m, 2, 4Gi",
+    _ENV_NAME: "an environment variable name (letters, digits, '_', '-', '.'; not starting with a digit)",
+    _QUALIFIED: "a Kubernetes label key such as example.com/gpu",
+    r"^\S+$": "a non-empty string without whitespace",
+    r"^[^\x00]*$": "a string without NUL characters",
+}
+
+
+def _message(err: Any) -> str:
+    pattern = (err.get("ctx") or {}).get("pattern")
+    if err["type"] == "string_pattern_mismatch" and pattern in _PATTERN_HINTS:
+        return f"must be {_PATTERN_HINTS[pattern]}"
+    if err["type"] == "string_pattern_mismatch":
+        return "must be one line without control characters"
+    msg = str(err["msg"])
+    return msg[0].lower() + msg[1:]
+
+
 def _errors(exc: ValidationError, model: type[BaseModel], file: str, prefix: str) -> list[ConfigError]:
-    errors: list[ConfigError] = []
+    """One error per key: the alternatives of a union (``str | int``) are folded into one message."""
+    grouped: dict[tuple[str, ...], list[Any]] = {}
     for err in exc.errors():
-        loc = tuple(err["loc"])
-        key = ".".join([prefix, *map(str, loc)]) if prefix else ".".join(map(str, loc))
-        if err["type"] == "extra_forbidden":
+        # drop pydantic's union-member tags ("constrained-str", "int", "[key]") from the location
+        loc = tuple(str(p) for p in err["loc"] if isinstance(p, int) or p in _all_fields(model) or
+                    not _is_tag(str(p)))
+        grouped.setdefault(loc, []).append(err)
+    errors: list[ConfigError] = []
+    for loc, all_errs in grouped.items():
+        errs = all_errs
+        key = ".".join([prefix, *loc]) if prefix else ".".join(loc)
+        first = errs[0]
+        if first["type"] == "extra_forbidden":
             known = _fields_at(model, loc[:-1])
             close = difflib.get_close_matches(str(loc[-1]), known, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(sorted(known))})"
             errors.append(ConfigError(f"unknown key{hint}", file=file, key=key))
+            continue
+        value = first.get("input")
+        shown = f" (got {truncate(repr(value), 80)})" if isinstance(value, (int, float, str, bool)) or \
+            value is None else ""
+        what = "invalid name" if any(str(p) == "[key]" for p in first["loc"]) else ""
+        if isinstance(value, str) and any(e["type"].startswith("string_") for e in errs):
+            errs = [e for e in errs if e["type"].startswith("string_")]  # a string: say what the string lacks
+        messages = list(dict.fromkeys(_message(e) for e in errs))
+        if len(messages) > 1:
+            alternatives = [m.removeprefix("input should be ") for m in messages]
+            text = "input should be " + " or ".join(alternatives)
         else:
-            value = err.get("input")
-            shown = f" (got {value!r})" if isinstance(value, (int, float, str, bool)) else ""
-            errors.append(ConfigError(f"{err['msg'][0].lower()}{err['msg'][1:]}{shown}", file=file, key=key))
+            text = messages[0]
+        errors.append(ConfigError(f"{what + ': ' if what else ''}{text}{shown}", file=file, key=key))
     return errors
+
+
+def _is_tag(part: str) -> bool:
+    return part == "[key]" or part in ("str", "int", "float", "bool", "list", "dict", "none") or \
+        part.startswith(("constrained-", "function-", "literal[", "list[", "dict[", "nullable[", "union["))
+
+
+def _all_fields(model: type[BaseModel]) -> set[str]:
+    names: set[str] = set()
+    todo: list[Any] = [model]
+    while todo:
+        current = todo.pop()
+        for name, field in getattr(current, "model_fields", {}).items():
+            if name in names:
+                continue
+            names.add(name)
+            annotation = field.annotation
+            todo.extend(c for c in [annotation, *getattr(annotation, "__args__", ())]
+                        if isinstance(c, type) and issubclass(c, BaseModel))
+    return names
 
 
 def parse_block(data: Any, file: str) -> ExpctlBlock:
@@ -234,10 +319,16 @@ def parse_block(data: Any, file: str) -> ExpctlBlock:
     if not isinstance(data, Mapping):
         raise ConfigError("must be a mapping", file=file, key="expctl")
     try:
-        return ExpctlBlock.model_validate(dict(data))
+        block = ExpctlBlock.model_validate(dict(data))
     except ValidationError as exc:
         errors = _errors(exc, ExpctlBlock, file, "expctl")
         raise (errors[0] if len(errors) == 1 else ConfigErrors(errors)) from None
+    if not block.command[0].strip():
+        raise ConfigError("the program to run (first element) is empty", file=file, key="expctl.command[0]")
+    if block.kind == "TrainJob" and not block.runtime:
+        raise ConfigError("a TrainJob needs a runtime (the name of its ClusterTrainingRuntime or "
+                          "TrainingRuntime)", file=file, key="expctl.runtime")
+    return block
 
 
 def parse_settings(data: Any, file: str = "expctl.yaml") -> Settings:
@@ -278,7 +369,7 @@ def to_job_spec(block: ExpctlBlock, settings: Settings, source_file: str) -> Job
             volcano_queue=block.volcano.queue if block.volcano else None,
             min_available=block.volcano.min_available if block.volcano else None,
             node_selector=tuple(sorted(block.node_selector.items())),
-            tolerations=tuple(block.tolerations),
+            tolerations=tuple(t.model_dump(exclude_none=True) for t in block.tolerations),
             **_slurm_placement(block, settings, source_file),
         ),
         retries=RetryPolicy(

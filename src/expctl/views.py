@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from expctl.model import Action, Change, Plan, Reason
+from expctl.sanitize import md_code, md_text, one_line
 
 SCHEMA_VERSION = 1
 
@@ -69,9 +70,9 @@ def human(plan: Plan) -> str:
     width = max((len(c.name) for c in shown), default=0)
     exp_width = max((len(c.experiment) for c in shown), default=0)
     for c in shown:
-        point = " ".join(c.overrides) or "-"
+        point = " ".join(one_line(o) for o in c.overrides) or "-"
         why = c.reason.value if c.action is not Action.NOOP else ""
-        detail = "; ".join(p for p in (why, c.detail) if p)
+        detail = one_line("; ".join(p for p in (why, c.detail) if p))
         lines.append(f"  {_SYMBOL[c.action]:>3} {_label(c):<11} {c.name:<{width}}  {c.experiment:<{exp_width}}  "
                      f"{point}" + (f"  ({detail})" if detail else ""))
     if shown:
@@ -120,8 +121,8 @@ def markdown(plan: Plan) -> str:
     if shown:
         lines += ["| | action | run | experiment | overrides | reason |", "|---|---|---|---|---|---|"]
         for c in shown:
-            point = ", ".join(f"`{o}`" for o in c.overrides) or "—"
-            reason = "; ".join(p for p in (c.reason, c.detail) if p).replace("|", "\\|")
-            lines.append(f"| {_SYMBOL[c.action]} | {_label(c)} | `{c.name}` | {c.experiment} | {point} | "
-                         f"{reason} |")
+            point = ", ".join(md_code(o) for o in c.overrides) or "—"
+            reason = md_text("; ".join(p for p in (c.reason.value, c.detail) if p))
+            lines.append(f"| {_SYMBOL[c.action]} | {_label(c)} | {md_code(c.name)} | {md_text(c.experiment)} | "
+                         f"{point} | {reason} |")
     return "\n".join(lines) + "\n"

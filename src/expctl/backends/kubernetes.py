@@ -30,7 +30,7 @@ from expctl.backends.kube_retry import (
     status_of,
     throttled,
 )
-from expctl.errors import BackendError, ExpctlError
+from expctl.errors import BackendError, ExpctlError, truncate
 from expctl.model import JobKind, Launch, ObservedRun
 from expctl.render import KINDS, KindInfo, KubeSettings, render_manifest
 from expctl.render.common import (
@@ -123,6 +123,24 @@ class KubernetesBackend:
         return cls(client.ApiClient(configuration), namespaces, settings or KubeSettings(), **kwargs)
 
     # -- plumbing -------------------------------------------------------------------------------------------
+
+    def check(self, timeout: tuple[float, float] = (3.0, 5.0)) -> None:
+        """Fail fast, in one line, when the apiserver is unreachable or unhealthy: one short ``GET /version``,
+        no retries (a dead server would otherwise cost every command the retrier's whole budget)."""
+        from kubernetes import client
+
+        host = self.api_client.configuration.host
+        try:
+            client.VersionApi(self.api_client).get_code(_request_timeout=timeout)
+        except client.ApiException as exc:
+            if exc.status is not None and exc.status < 500:  # forbidden or absent: the server answered
+                return
+            raise BackendError(f"Kubernetes API at {host} is unhealthy: /version answered HTTP {exc.status}") from exc
+        except Exception as exc:
+            if not _is_network(exc):
+                raise
+            reason = getattr(exc, "reason", exc)
+            raise BackendError(f"Kubernetes API at {host} is unreachable: {truncate(str(reason), 160)}") from exc
 
     def request(self, verb: str, resource: str, namespace: str, fn: Callable[[], Any], name: str = "") -> Any:
         """Run one API call ``fn``: throttled, retried when transient, failures wrapped into ``ApiError``."""
@@ -391,7 +409,7 @@ class KubernetesBackend:
 def open_kubernetes(settings: Settings, repo: Path | None = None, state_dir: Path | None = None) -> KubernetesBackend:
     """The backend an ``expctl.yaml`` describes: its context, namespaces (default + tenants), QPS and burst."""
     kube = settings.kubernetes
-    return KubernetesBackend.from_kubeconfig(
+    backend = KubernetesBackend.from_kubeconfig(
         None,
         kube.context,
         namespaces(settings),
@@ -400,6 +418,8 @@ def open_kubernetes(settings: Settings, repo: Path | None = None, state_dir: Pat
         burst=kube.burst,
         write_concurrency=kube.write_concurrency,
     )
+    backend.check()
+    return backend
 
 
 @contextlib.contextmanager

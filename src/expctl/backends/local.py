@@ -28,6 +28,7 @@ from expctl.backends import local_gpus as gpu
 from expctl.backends import local_state as st
 from expctl.backends.local_state import Proc, RunState
 from expctl.backends.worktrees import Worktrees
+from expctl.crash import crash_point
 from expctl.errors import BackendError
 from expctl.jobenv import DATA_DIGEST_ENV, job_env, replica_env, replica_names
 from expctl.model import FailureClass, JobKind, Launch, ObservedRun, Phase
@@ -105,7 +106,10 @@ class LocalBackend:
         self.repo = Path(repo)
         self.parallelism = max(1, parallelism if parallelism is not None else (os.cpu_count() or 1))
         self.runs_dir = self.state_dir / "runs"
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BackendError(f"{self.runs_dir}: cannot create the local state directory: {exc.strerror}") from exc
         self.worktrees = Worktrees(self.repo, self.state_dir / "worktrees")
         self._lock = FileLock(str(self.state_dir / "local.lock"), timeout=120)
         self.gpus_declared = gpus  # ``local.gpus`` of expctl.yaml; EXPCTL_LOCAL_GPUS wins (see local_gpus)
@@ -123,7 +127,11 @@ class LocalBackend:
     def create(self, launch: Launch) -> None:
         run_dir = self.runs_dir / launch.name
         with self._locked():
-            existing = st.load(run_dir)
+            try:
+                existing = st.load(run_dir)
+            except st.StateUnreadable as exc:  # rebuilt from the launch; the damaged files are kept aside
+                st.warn_once(f"{exc.message}; moved to {st.quarantine(run_dir)}")
+                existing = None
             if existing is not None:
                 if existing.spec_hash == launch.spec.spec_hash:
                     self._advance()
@@ -133,13 +141,14 @@ class LocalBackend:
                     f"not {launch.spec.spec_hash[:12]}: delete it first"
                 )
             st.write_json(run_dir / "config.json", dict(launch.spec.config))
+            crash_point("before-local-state")
             st.save(run_dir, self._new_state(launch, run_dir))
             self._advance()
 
     def delete(self, name: str) -> None:
         run_dir = self.runs_dir / name
         with self._locked():
-            state = st.load(run_dir)
+            state = st.load_or_skip(run_dir)
             if state is not None:
                 self._stop(state)
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -184,6 +193,8 @@ class LocalBackend:
             self._lock.acquire()
         except Timeout as exc:
             raise BackendError(f"{self.state_dir}: another expctl holds the local backend lock") from exc
+        except OSError as exc:
+            raise BackendError(f"{self.state_dir}: cannot lock the local state: {exc.strerror or exc}") from exc
         try:
             yield
         finally:
@@ -212,7 +223,8 @@ class LocalBackend:
         )
 
     def _load_all(self) -> list[RunState]:
-        states = [st.load(d) for d in sorted(self.runs_dir.iterdir()) if d.is_dir()]
+        states = [st.load_or_skip(d) for d in sorted(self.runs_dir.iterdir()) if d.is_dir() and
+                  not d.name.startswith(".")]
         return sorted((s for s in states if s is not None), key=lambda s: (s.created_at, s.name))
 
     def _advance(self) -> list[RunState]:
@@ -327,6 +339,7 @@ class LocalBackend:
             _children.append(proc)
             state.processes.append(Proc(replica, proc.pid, st.start_ticks(proc.pid), boot))
             st.save(run_dir, state)
+            crash_point("replica-started")
             if os.environ.get("EXPCTL_TEST_CRASH_AT") == f"after-replica:{index + 1}":  # test hook: apply.crash_point
                 os.kill(os.getpid(), signal.SIGKILL)
         _children[:] = [p for p in _children if p.poll() is None]

@@ -14,11 +14,14 @@ import contextlib
 import json
 import os
 import signal
+import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from expctl.errors import BackendError
 from expctl.model import FailureClass, Phase
 
 QUEUED = "queued"
@@ -70,9 +73,24 @@ class RunState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunState:
+        """The state of a parsed ``state.json``; ValueError when it is not one (foreign or damaged file)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         data = dict(data)
-        data["processes"] = [Proc(**p) for p in data.get("processes", [])]
-        return cls(**data)
+        try:
+            data["processes"] = [Proc(**p) for p in data.get("processes", [])]
+            state = cls(**data)
+        except TypeError as exc:  # missing or unknown fields
+            raise ValueError(str(exc).replace("__init__() ", "")) from exc
+        if not isinstance(state.name, str) or not isinstance(state.run_key, str) or \
+                not isinstance(state.attempt, int) or state.status not in (QUEUED, STARTED, FINISHED):
+            raise ValueError("fields have the wrong types")
+        Phase(state.phase)  # ValueError for an unknown phase
+        return state
+
+
+class StateUnreadable(BackendError):
+    """A run's ``state.json`` is truncated, corrupt, foreign or unreadable: that one run is skipped."""
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -95,17 +113,55 @@ def save(run_dir: Path, state: RunState) -> None:
 
 
 def load(run_dir: Path) -> RunState | None:
+    """The run's state; None when it has none; ``StateUnreadable`` (one line) when the file is damaged."""
+    path = run_dir / "state.json"
     try:
-        return RunState.from_json(json.loads((run_dir / "state.json").read_text(encoding="utf-8")))
+        return RunState.from_json(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateUnreadable(f"{path}: cannot read run state: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors too
+        raise StateUnreadable(f"{path}: damaged run state ({str(exc).splitlines()[0][:120]}); "
+                              "`expctl apply` rebuilds it") from exc
+
+
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """One ``warning:`` line on stderr, once per process (observe runs many times while waiting)."""
+    if message not in _warned:
+        _warned.add(message)
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def load_or_skip(run_dir: Path) -> RunState | None:
+    """Like ``load``, but a damaged state is a warning and the run is skipped (others keep working)."""
+    try:
+        return load(run_dir)
+    except StateUnreadable as exc:
+        warn_once(f"{exc.message}; skipping this run")
         return None
 
 
+def quarantine(run_dir: Path) -> Path:
+    """Move a run directory whose state is damaged aside (kept for inspection), so the run can be rebuilt."""
+    target = run_dir.parent / ".damaged" / f"{run_dir.name}.{int(time.time() * 1000)}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(run_dir, target)
+    return target
+
+
 def read_exit(path: Path) -> dict[str, Any] | None:
-    """The wrapper's record of how a replica ended: ``{"returncode": int, "finished_at": float}``."""
+    """The wrapper's record of how a replica ended: ``{"returncode": int, "finished_at": float}``; None when
+    there is none or it is damaged (then the replica counts as vanished if it no longer runs)."""
     try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or type(data.get("returncode")) is not int or \
+            not isinstance(data.get("finished_at"), (int, float)) or isinstance(data.get("finished_at"), bool):
         return None
     return data
 
@@ -177,6 +233,11 @@ def read_new_lines(path: Path, offset: int, final: bool) -> tuple[int, list[str]
     return offset + end, data[:end].decode("utf-8", errors="replace").splitlines()
 
 
+# signals a program raises on itself when it is broken; any other signal was sent (OOM killer, shutdown, admin)
+_CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGABRT, signal.SIGFPE, signal.SIGILL, signal.SIGBUS,
+                            signal.SIGSYS, signal.SIGTRAP})
+
+
 @dataclass(frozen=True)
 class Verdict:
     phase: Phase
@@ -199,6 +260,8 @@ def judge(ended: dict[str, dict[str, Any] | None], running: set[str]) -> Verdict
         code = int(exit_record["returncode"])
         if code < 0:
             name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            if -code in _CRASH_SIGNALS:  # the program crashed by itself (segfault, abort): its code failed
+                return Verdict(Phase.FAILED, FailureClass.CODE, f"{replica} crashed ({name})", finished_at)
             why = f"{replica} killed by {name}"
             return Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE, why, finished_at)
         if code != 0:

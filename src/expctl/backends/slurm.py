@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -34,8 +32,10 @@ from filelock import FileLock, Timeout
 from expctl.backends import local_state as st
 from expctl.backends import slurm_script as sc
 from expctl.backends.worktrees import Worktrees
+from expctl.crash import crash_point
 from expctl.errors import BackendError, truncate
 from expctl.jobenv import replica_names
+from expctl.locking import HeldFileLock
 from expctl.model import FailureClass, Launch, ObservedRun, Phase
 
 
@@ -72,21 +72,22 @@ def open_slurm(settings: Any, repo: Path, state_dir: Path) -> SlurmBackend:
 
 
 @contextlib.contextmanager
-def slurm_lock(settings: Any, timeout: float) -> Iterator[None]:
-    """The apply lock: a file lock on the shared workdir, so applies from any machine are serialised."""
+def slurm_lock(settings: Any, timeout: float) -> Iterator[HeldFileLock]:
+    """The apply lock: a file lock on the shared workdir, so applies from any machine are serialised (the
+    engine checks it before every write)."""
     from expctl.locking import file_lock
 
     workdir = sc.workdir_of(settings)
     workdir.mkdir(parents=True, exist_ok=True)
-    with file_lock(workdir / "apply.lock", timeout):
-        yield
+    with file_lock(workdir / "apply.lock", timeout) as lock:
+        yield lock
 
 
 def _crash_hook(point: str) -> None:
     """Test hook (``EXPCTL_TEST_CRASH_AT=before-sbatch:1`` or ``after-sbatch:1``): SIGKILL expctl right before
-    ``sbatch`` (the record says "submitting") or right after Slurm accepted the job (its id not yet recorded)."""
-    if os.environ.get("EXPCTL_TEST_CRASH_AT") == f"{point}:1":
-        os.kill(os.getpid(), signal.SIGKILL)
+    ``sbatch`` (the record says "submitting") or right after Slurm accepted the job (its id not yet recorded);
+    ``EXPCTL_TEST_CRASH_SEED`` picks among these too (see expctl.crash)."""
+    crash_point(point)
 
 
 class SlurmBackend:

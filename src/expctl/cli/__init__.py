@@ -51,6 +51,27 @@ class LazyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Like click's, but a usage error is one line too (``error: ...``, exit 2), like every other error."""
+        base: Any = super().main
+        if not kwargs.pop("standalone_mode", True):
+            return base(*args, standalone_mode=False, **kwargs)
+        try:
+            code = base(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # plain `expctl`: the help, as click prints it
+                exc.show()
+                sys.exit(exc.exit_code)
+            where = f" (see '{exc.ctx.command_path} --help')" if isinstance(exc, click.UsageError) and exc.ctx \
+                else ""
+            message = " ".join(exc.format_message().split())
+            click.echo(f"error: {message}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         from expctl.errors import ExpctlError
 
@@ -62,6 +83,12 @@ class LazyGroup(click.Group):
             for line in exc.render().splitlines():
                 click.echo(f"error: {line}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:  # a read-only or full disk, a permission: one line naming the file
+            if os.environ.get("EXPCTL_DEBUG"):
+                traceback.print_exc()
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -14,6 +14,7 @@ from expctl import backend_registry
 from expctl.cli.common import echo_json, is_terminal, workspace
 from expctl.errors import ExpctlError
 from expctl.model import ObservedRun
+from expctl.sanitize import one_line
 
 _backend = click.option("--backend", "backend_name", default=None, type=click.Choice(backend_registry.names()),
                         help="Where runs run (default: $EXPCTL_BACKEND, expctl.yaml, else local).")
@@ -63,8 +64,8 @@ def _pending_reason(row: dict[str, object]) -> str:
 
 def _table(rows: list[dict[str, object]]) -> list[str]:
     headers = [c.upper().replace("_", " ") for c in _COLUMNS]
-    cells = [[_short_user(r[c]) if c == "user" else str(r[c])[:12] if c == "mlflow_run"
-              else _pending_reason(r) if c == "reason" else str(r[c]) for c in _COLUMNS] for r in rows]
+    cells = [[one_line(_short_user(r[c]) if c == "user" else str(r[c])[:12] if c == "mlflow_run"
+                       else _pending_reason(r) if c == "reason" else r[c]) for c in _COLUMNS] for r in rows]
     widths = [max([len(h), *(len(line[i]) for line in cells)]) for i, h in enumerate(headers)]
     return ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in [headers, *cells]]
 
@@ -167,13 +168,13 @@ def _describe_human(info: dict[str, Any]) -> str:
 
     info = dict(info)
     config, attempts, phases = info.pop("config", None), info.pop("attempts"), info.pop("phases")
-    lines = [f"{key + ':':<19}{'-' if value is None else value}" for key, value in info.items()
+    lines = [f"{key + ':':<19}{'-' if value is None else one_line(value)}" for key, value in info.items()
              if key != "overrides"]
-    lines.insert(3, f"{'overrides:':<19}{' '.join(info['overrides']) or '-'}")
+    lines.insert(3, f"{'overrides:':<19}{' '.join(one_line(o) for o in info['overrides']) or '-'}")
     lines.append("attempts:")
     for a in attempts:
         ended = f" → {a['finished']}" if a["finished"] else ""
-        why = f"  ({a['message']})" if a["message"] else ""
+        why = f"  ({one_line(a['message'])})" if a["message"] else ""
         lines.append(f"  {a['attempt']}  {a['name']}  {a['state']:<9}  spec {a['spec_hash'][:12]}  "
                      f"{a['created']}{ended}  mlflow {a['mlflow_run'] or '-'}  [{a['object']}]{why}")
         if a.get("resumed_from"):
@@ -183,7 +184,7 @@ def _describe_human(info: dict[str, Any]) -> str:
                          f"{r['checkpoint']}")
     lines.append("phase history:")
     for e in phases:
-        detail = f"  {e['detail']}" if e.get("detail") else ""
+        detail = f"  {one_line(e['detail'])}" if e.get("detail") else ""
         lines.append(f"  {e['time'] or 'now':<20}  attempt {e['attempt']}  spec {e['spec_hash'][:12]}  "
                      f"{e['phase']}{detail}")
     if config is not None:
@@ -212,7 +213,7 @@ def history(ctx: click.Context, experiment: str | None, limit: int, output: str)
     for e in entries:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(e["time"])))
         click.echo(f"{when}Z  {e['action']:<8} {e['run']:<30} {e['experiment']:<16} "
-                   f"commit {str(e['commit'])[:12]}  by {e['who']}")
+                   f"commit {str(e['commit'])[:12]}  by {one_line(e['who'])}")
 
 
 @click.command()

@@ -10,6 +10,7 @@ message names a platform cause (eviction, preemption, OOM kill, node loss, image
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -63,9 +64,14 @@ def _true(conditions: list[Mapping[str, Any]], kind: str) -> Mapping[str, Any] |
     return None
 
 
+_MARKERS = re.compile(r"\b(" + "|".join(re.escape(m) for m in INFRASTRUCTURE_MARKERS) + r")\b")
+
+
 def classify(reason: str, message: str) -> FailureClass:
+    """Infrastructure only when the platform says so (whole words: a message that merely *contains* such a
+    word inside another one, like a user's ``grpc_deadline_exceeded_total``, stays a code failure)."""
     text = f"{reason} {message}".lower()
-    return FailureClass.INFRASTRUCTURE if any(m in text for m in INFRASTRUCTURE_MARKERS) else FailureClass.CODE
+    return FailureClass.INFRASTRUCTURE if _MARKERS.search(text) else FailureClass.CODE
 
 
 def health(kind: str, status: Mapping[str, Any]) -> tuple[Phase, Mapping[str, Any] | None]:

@@ -30,6 +30,7 @@ from expctl.tracking import gate as g
 from expctl.tracking import mlflow_audit as audit
 from expctl.tracking import mlflow_runs as runs
 from expctl.tracking.base import TrackerUnavailable, TrackerView
+from expctl.tracking.http_bounds import bound_http_retries, transport_reason
 from expctl.tracking.locations import default_artifact_root, default_tracking_uri, ui_server_command
 from expctl.tracking.mlflow_checkpoints import Checkpoints
 from expctl.tracking.mlflow_logs import KeptLogs
@@ -79,6 +80,9 @@ class MlflowStore(KeptLogs, Checkpoints):
                 Path(self.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
             # expctl's stdout is data (plans, tables, JSON): MLflow must not print "View run" URLs into it
             os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+            bound_http_retries()
+            if self.tracking_uri.startswith(("http://", "https://")):
+                self.check()  # fail in seconds, in one line, before MLflow's retry loop gets a chance
             if not os.environ.get("EXPCTL_DEBUG"):  # the embedded store's schema migrations are not news
                 for noisy in ("mlflow.store.db.utils", "alembic"):
                     logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -107,8 +111,9 @@ class MlflowStore(KeptLogs, Checkpoints):
         except Exception as exc:
             text = str(exc)
             if any(marker in text for marker in _UNREACHABLE):
-                raise TrackerUnavailable(f"MLflow at {self.tracking_uri} is unreachable: {what} failed") from exc
-            raise TrackingError(f"MLflow at {self.tracking_uri}: {what} failed: {truncate(text)}") from exc
+                raise TrackerUnavailable(f"MLflow at {self.tracking_uri} is unreachable: {what} failed: "
+                                         f"{transport_reason(text)}") from exc
+            raise TrackingError(f"MLflow at {self.tracking_uri}: {what} failed: {transport_reason(text)}") from exc
 
     @staticmethod
     def _error_code(exc: Exception) -> str:

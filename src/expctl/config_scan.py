@@ -1,0 +1,71 @@
+"""Before Hydra sees a snapshot: parse every config file safely, and scan it for resolvers that are not allowed.
+
+Pure (no Hydra, no OmegaConf). ``parse_configs`` runs every YAML file through ``safe_yaml`` (syntax, duplicate
+keys, bombs, size); ``resolver_errors`` finds interpolations that call a resolver ``expctl.yaml`` does not
+allow-list, with the file and key of each. The scan is for good messages; the guarantee is the guard in
+``compose.Composer`` (a blocked resolver raises if it is ever called, whatever route led to it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from expctl import safe_yaml
+from expctl.errors import ConfigError
+
+SAFE_RESOLVERS = frozenset({"oc.select", "oc.dict.keys", "oc.dict.values", "oc.decode", "oc.create"})
+RESOLVER_CALL = re.compile(r"\$\{\s*([A-Za-z_][\w.\-]*)\s*:")
+
+
+def parse_configs(files: Mapping[str, bytes]) -> tuple[dict[str, Any], list[ConfigError]]:
+    """Every YAML file parsed by ``safe_yaml`` (before Hydra sees any): ``({path: document}, errors)``.
+
+    Syntax errors, duplicate keys, alias bombs and oversized files are reported with file and line.
+    """
+    docs: dict[str, Any] = {}
+    errors = []
+    for path, data in sorted(files.items()):
+        if not path.endswith((".yaml", ".yml")):
+            continue
+        try:
+            docs[path] = safe_yaml.load(data, path)
+        except ConfigError as exc:
+            errors.append(exc)
+    return docs, errors
+
+
+def resolver_errors(docs: Mapping[str, Any], allow_resolvers: Sequence[str] = ()) -> list[ConfigError]:
+    """Interpolations calling a resolver that is not allow-listed, anywhere in any config file.
+
+    This static scan gives the message its file and key; the composition itself is guarded too (a blocked
+    resolver raises if it is ever called, whatever route the interpolation took: see ``Composer``).
+    """
+    allowed = SAFE_RESOLVERS | set(allow_resolvers)
+    errors = []
+    for path, doc in sorted(docs.items()):
+        if path == "expctl.yaml":
+            continue
+        for key, value in leaves(doc, ""):
+            name = next((n for n in RESOLVER_CALL.findall(value) if n not in allowed), None) \
+                if isinstance(value, str) else None
+            if name is not None:
+                errors.append(not_allowed(name, path, key or None))
+    return errors
+
+
+def not_allowed(name: str, file: str, key: str | None) -> ConfigError:
+    return ConfigError(f"resolver '{name}' is not allowed in committed configs "
+                       "(allow-list it in expctl.yaml: allow_resolvers)", file=file, key=key)
+
+
+def leaves(data: Any, path: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from leaves(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from leaves(value, f"{path}[{i}]")
+    else:
+        yield path, data

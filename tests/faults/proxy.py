@@ -1,0 +1,180 @@
+"""A fault-injecting HTTP(S) proxy for tests, in front of a real server (the kube-apiserver, ``mlflow server``).
+
+Requests are forwarded unchanged unless a rule matches: a rule (method and path regex) injects a fault a given
+number of times — an HTTP status (5xx, 429 with ``Retry-After``), a connection reset before or after the
+request reached the server (the client never learns whether it was applied), or a delay — and ``stop()`` makes
+the server look dead (connections refused) until ``start()``. For TLS servers the proxy terminates TLS with the
+server's own certificate and key, so clients keep verifying against the same CA, and it connects upstream over
+TLS. Only loopback addresses; ``close()`` stops it. Every request seen is logged in ``seen``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import socket
+import ssl
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Rule:
+    method: str  # "*" for any
+    path: str  # regex searched in the request path
+    fault: str  # "status", "reset-before", "reset-after", "delay", "die" (reset, then the server is gone)
+    times: int = 1  # how many matching requests get the fault (-1: every one)
+    status: int = 503
+    retry_after: float | None = None
+    delay: float = 0.0
+    hits: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method in ("*", method)) and re.search(self.path, path) is not None and \
+            (self.times < 0 or self.hits < self.times)
+
+
+@dataclass
+class FaultProxy:
+    upstream: str  # "127.0.0.1:5000"
+    tls_cert: Path | None = None  # serve TLS with this certificate (and key) and connect upstream over TLS
+    tls_key: Path | None = None
+    ca: Path | None = None  # verify the upstream against this CA
+    rules: list[Rule] = field(default_factory=list)
+    seen: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, what happened)
+    _server: Any = None
+    _thread: threading.Thread | None = None
+    _port: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls_cert else 'http'}://127.0.0.1:{self._port}"
+
+    def add(self, *rules: Rule) -> None:
+        with self._lock:
+            self.rules.extend(rules)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.rules.clear()
+
+    def _take(self, method: str, path: str) -> Rule | None:
+        with self._lock:
+            for rule in self.rules:
+                if rule.matches(method, path):
+                    rule.hits += 1
+                    return rule
+        return None
+
+    # -- life cycle ---------------------------------------------------------------------------------------
+
+    def start(self) -> FaultProxy:
+        proxy = self
+
+        class Handler(_Handler):
+            owner = proxy
+
+        server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
+        server.daemon_threads = True
+        if self.tls_cert:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(self.tls_cert), str(self.tls_key))
+            server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        self._port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """The server is gone: the port refuses connections until ``start()`` (same port)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    close = stop
+
+    def upstream_connection(self, timeout: float = 30) -> http.client.HTTPConnection:
+        host, port = self.upstream.rsplit(":", 1)
+        if self.tls_cert:
+            ctx = ssl.create_default_context(cafile=str(self.ca) if self.ca else None)
+            return http.client.HTTPSConnection(host, int(port), timeout=timeout, context=ctx)
+        return http.client.HTTPConnection(host, int(port), timeout=timeout)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: FaultProxy
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return
+
+    def _reset(self) -> None:
+        """Abort the connection with a TCP RST (SO_LINGER 0), as a crashed server or a middlebox would."""
+        sock = self.connection
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.close_connection = True
+        try:
+            raw = sock.unwrap() if isinstance(sock, ssl.SSLSocket) else sock
+            raw.close()
+        except (OSError, ValueError):
+            sock.close()
+
+    def _handle(self) -> None:
+        method, path = self.command, self.path
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        rule = self.owner._take(method, path)
+        what = rule.fault if rule else "forwarded"
+        self.owner.seen.append((method, path, what))
+        if rule and rule.fault == "delay":
+            time.sleep(rule.delay)
+        if rule and rule.fault == "status":
+            payload = b'{"message": "injected fault"}'
+            self.send_response(rule.status)
+            if rule.retry_after is not None:
+                self.send_header("Retry-After", str(int(rule.retry_after)))
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
+        if rule and rule.fault in ("reset-before", "die"):
+            self._reset()
+            if rule.fault == "die":
+                threading.Thread(target=self.owner.stop, daemon=True).start()
+            return
+        conn = self.owner.upstream_connection()
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        if rule and rule.fault == "reset-after":  # the server applied it; the client never hears
+            self._reset()
+            return
+        self.send_response(resp.status, resp.reason)
+        for key, value in resp.getheaders():
+            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle  # noqa: N815
