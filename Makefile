@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration kube-apiserver bench bench-apply clean
+.PHONY: demo test lint typecheck unit integration kube-apiserver bench bench-apply bench-data clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ bench: $(STAMP)
 
 bench-apply: $(STAMP) kube-apiserver
 	$(BIN)/python benchmarks/apply_scale.py
+
+bench-data: $(STAMP)
+	$(BIN)/python benchmarks/dataset_manifest.py
 
 clean:
 	rm -rf $(VENV) .expctl .mypy_cache .ruff_cache .pytest_cache

@@ -1,7 +1,8 @@
 """`make demo`: plan and apply this repository's own experiments on the embedded default.
 
 Local backend (processes in git worktrees at the commit) and the embedded MLflow store under .expctl/.
-Runs `expctl validate`, `plan`, `apply -y --wait` and `status`, then prints the registered models.
+Runs `expctl validate`, `plan`, `apply -y --wait` and `status`, then prints the registered models; then the
+data flow (scripts/demo_data.py): versioned datasets, validation by the platform, promotion, lineage.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def main() -> None:
     step("a squeue-like table", "status")
     step("nothing left to do", "plan")
     registered_models()
+    import demo_data
+
+    demo_data.main()
     print("\nOpen the MLflow UI to compare runs:  .venv/bin/expctl ui   →  http://127.0.0.1:5000")
 
 

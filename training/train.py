@@ -9,6 +9,11 @@ Rank 0 logs the metrics per epoch (train_loss all-reduced over the ranks, val_lo
 ``trainer.fail_first_attempts: N`` makes attempts <= N (``EXPCTL_ATTEMPT``) fail on purpose. Exits non-zero
 on any failure.
 
+Data: when expctl hands over a dataset (``EXPCTL_DATASET_MANIFEST`` — a local copy — or
+``EXPCTL_DATASET_MANIFEST_URI`` in MLflow), it trains on exactly the manifest's ``train`` items and reports
+``val_*`` on its ``validation`` items (the ``test`` split is held out for the platform's validation job);
+otherwise it generates seeded Gaussian blobs from ``dataset.*``.
+
 Checkpoints: after every ``trainer.checkpoint_every`` epochs rank 0 saves model, optimizer and epoch — into
 ``EXPCTL_CHECKPOINT_DIR`` when expctl hands one (the experiment declared ``checkpoints.dir``), else as the
 artifact ``checkpoints/epoch-NNNN.pt`` of its MLflow run — and tags its run ``expctl.checkpoint`` (URI) and
@@ -80,6 +85,32 @@ def setting(config: dict[str, Any], dotted: str) -> Any:
     raise KeyError(dotted)
 
 
+def load_manifest() -> dict[str, Any] | None:
+    """The manifest expctl handed over (a local copy first, else the run's artifact in MLflow), or None."""
+    path = os.environ.get("EXPCTL_DATASET_MANIFEST")
+    if path and os.path.exists(path):
+        with open(path, encoding="utf-8") as fh:
+            loaded: dict[str, Any] = json.load(fh)
+        return loaded
+    uri = os.environ.get("EXPCTL_DATASET_MANIFEST_URI")
+    if uri:
+        from_run: dict[str, Any] = json.loads(mlflow.artifacts.load_text(uri))
+        return from_run
+    return None
+
+
+def manifest_tensors(manifest: dict[str, Any], split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exactly the manifest's items of ``split`` (content hashes checked) as features and class indices."""
+    from expctl.data.reader import label_names, read_split
+
+    classes = {name: i for i, name in enumerate(label_names(manifest))}
+    examples = read_split(manifest, split)
+    if not examples.labels:
+        raise RuntimeError(f"the manifest of {manifest['dataset']} has no {split!r} items")
+    points = torch.tensor(examples.features, dtype=torch.float32)
+    return points.reshape(len(examples.labels), -1), torch.tensor([classes[x] for x in examples.labels])
+
+
 def make_data(config: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     """Gaussian blobs around seeded class centres: deterministic for a given seed."""
     gen = torch.Generator().manual_seed(int(setting(config, "seed")))
@@ -92,14 +123,14 @@ def make_data(config: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     return points, labels
 
 
-def make_model(config: dict[str, Any]) -> nn.Module:
+def make_model(config: dict[str, Any], features: int, classes: int) -> nn.Module:
     hidden, layers = int(setting(config, "model.hidden")), int(setting(config, "model.layers"))
-    width = int(setting(config, "dataset.n_features"))
+    width = features
     blocks: list[nn.Module] = []
     for _ in range(max(1, layers)):
         blocks += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(float(setting(config, "model.dropout")))]
         width = hidden
-    blocks.append(nn.Linear(width, int(setting(config, "dataset.n_classes"))))
+    blocks.append(nn.Linear(width, classes))
     return nn.Sequential(*blocks)
 
 
@@ -182,11 +213,21 @@ def train(config: dict[str, Any]) -> None:
     if world > 1:
         dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.manual_seed(int(setting(config, "seed")))
-    points, labels = make_data(config)
-    n_val = max(1, int(len(points) * float(setting(config, "dataset.val_fraction"))))
-    val_x, val_y, train_x, train_y = points[:n_val], labels[:n_val], points[n_val:], labels[n_val:]
+    manifest = load_manifest()
+    if manifest is not None:
+        from expctl.data.reader import label_names
+
+        train_x, train_y = manifest_tensors(manifest, "train")
+        val_x, val_y = manifest_tensors(manifest, "validation")
+        features, classes = train_x.shape[1], len(label_names(manifest))
+    else:
+        points, labels = make_data(config)
+        n_val = max(1, int(len(points) * float(setting(config, "dataset.val_fraction"))))
+        val_x, val_y, train_x, train_y = points[:n_val], labels[:n_val], points[n_val:], labels[n_val:]
+        features, classes = int(setting(config, "dataset.n_features")), int(setting(config, "dataset.n_classes"))
+    n_val = len(val_x)
     shard_x, shard_y = train_x[rank::world], train_y[rank::world]  # each rank trains on its own shard
-    net = make_model(config)
+    net = make_model(config, features, classes)
     model: nn.Module = DistributedDataParallel(net) if world > 1 else net
     optimizer = torch.optim.Adam(model.parameters(), lr=float(setting(config, "optimizer.lr")),
                                  weight_decay=float(setting(config, "optimizer.weight_decay")))

@@ -217,7 +217,9 @@ def _wait(desired: Desired, backend: Backend, tracker: Tracker, lock: ApplyLock,
             live, view = _observe(backend, tracker, desired)
             plan = make_plan_of(desired, join_observed(live, view.records), backend.name, options.plan)
             counts = tally(plan)
-            retries = [c for c in plan.changes if c.action is Action.RETRY]
+            # due retries, and validation jobs whose training run just succeeded (dependent steps)
+            retries = [c for c in plan.changes if c.action is Action.RETRY
+                       or (c.action is Action.CREATE and c.desired is not None and c.desired.validates)]
             if retries:
                 outcome = _apply_audited(plan, retries, backend, tracker, view, lock, options, hooks, stop, result)
                 if outcome.stopped:

@@ -72,10 +72,34 @@ class ValidationGate:
     threshold: float
     mode: str = "max"  # "max": higher passes (>=), "min": lower passes (<=)
     register_as: str | None = None
-    alias: str | None = None
+    alias: str | None = None  # moved to every passing version
+    # validation by the platform: a job of its own evaluates the logged model on a held-out split
+    split: str | None = None
+    command: tuple[str, ...] = ()  # the evaluation command (default: expctl's evaluator for pytorch/sklearn)
+    promote_alias: str | None = None  # promotion rule: this alias moves only ...
+    promote_when: str = "better_than_current"  # ... when the new version beats its holder ("always": it moves)
 
     def passes(self, value: float) -> bool:
         return value >= self.threshold if self.mode == "max" else value <= self.threshold
+
+    @property
+    def by_platform(self) -> bool:
+        """Whether a validation job of expctl's (not the training's own metrics) decides the gate."""
+        return self.split is not None or bool(self.command)
+
+    @property
+    def gate_metric(self) -> str:
+        """The metric the gate reads: the validation job's (``validation.<metric>``) when the platform validates."""
+        if self.by_platform and not self.metric.startswith(VALIDATION_PREFIX):
+            return VALIDATION_PREFIX + self.metric
+        return self.metric
+
+    def better(self, value: float, than: float) -> bool:
+        """Strictly better by the gate's mode: a tie is not better (the holder keeps the alias)."""
+        return value > than if self.mode == "max" else value < than
+
+
+VALIDATION_PREFIX = "validation."
 
 
 @dataclass(frozen=True)
@@ -160,6 +184,17 @@ class JobSpec:
 
 
 @dataclass(frozen=True)
+class DatasetRef:
+    """A dataset a run uses, materialized: its manifest digest, its batches, and where the manifest is here."""
+
+    name: str
+    digest: str
+    manifest_file: str  # this machine's copy of the manifest (.expctl/manifests/<digest>.json)
+    batches: tuple[tuple[str, str, int], ...] = ()  # (batch name, batch digest, items)
+    splits: tuple[tuple[str, int], ...] = ()  # (split, items)
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """One desired training run: a sweep point of an experiment at a commit."""
 
@@ -173,6 +208,10 @@ class RunSpec:
     code_digest: str
     job: JobSpec
     config: Mapping[str, JSON]  # resolved composed config (without the hydra block)
+    datasets: tuple[DatasetRef, ...] = ()  # the materialized datasets of its ``data:`` block
+    data_digest: str = ""  # one digest of all its datasets' manifests ("" when it declares none)
+    validates: str = ""  # a validation job: the run key of the training run it evaluates
+    target_run_id: str = ""  # ... and that run's MLflow run id, once it succeeded (set by the plan)
 
     def name_for(self, attempt: int) -> str:
         from expctl.naming import attempt_name
@@ -207,6 +246,7 @@ class ObservedRun:
     user: str | None = None
     live: bool = True  # False when only the tracker remembers it (object garbage-collected)
     resumed_from: ResumeFrom | None = None  # known from the tracker's records
+    data_digest: str | None = None  # the datasets' digest it was launched with (None: unknown)
 
 
 class Action(enum.StrEnum):
@@ -228,6 +268,9 @@ class Reason(enum.StrEnum):
 
     MISSING = "missing"  # desired, nothing observed: create
     SPEC_CHANGED = "spec-changed"  # replace (or blocked while pending/running)
+    DATA_CHANGED = "data-changed"  # replace: the digest of the run's datasets' manifests changed
+    WAITING = "waiting"  # a validation job whose training run has not succeeded yet
+    SKIPPED = "skipped"  # a validation job whose training run finished without succeeding
     FAILED = "failed"  # the latest attempt failed and a retry is due
     BACKOFF = "backoff"  # failed, retry not due yet
     GAVE_UP = "gave-up"  # failed, retries exhausted or not enabled
@@ -312,3 +355,12 @@ class Launch:
         if self.resume is not None:
             out.update(self.resume.env())
         return out
+
+
+
+DATASET_ARTIFACT_DIR = "expctl/datasets"  # a run's copy of each dataset manifest: <dir>/<dataset name>.json
+
+
+def manifest_uri(run_id: str, dataset: str) -> str:
+    """Where a job finds a dataset's manifest in MLflow (any backend): ``runs:/<run>/expctl/datasets/<name>.json``."""
+    return f"runs:/{run_id}/{DATASET_ARTIFACT_DIR}/{dataset}.json"

@@ -16,9 +16,12 @@ from typing import Any
 from expctl import naming, safe_yaml, schema, source, sweep
 from expctl.compose import Composer, Experiment
 from expctl.config_scan import parse_configs, resolver_errors
-from expctl.desired import run_spec
+from expctl.data.manifest import combined_digest
+from expctl.data.materialize import Materializer, data_root
+from expctl.data.scan import DataError
+from expctl.desired import run_spec, validation_spec
 from expctl.errors import ConfigError, ConfigErrors, ExpctlError
-from expctl.model import JobSpec, Launch, RunSpec, TrackingRef
+from expctl.model import DatasetRef, JobSpec, Launch, RunSpec, TrackingRef
 from expctl.schema import Settings
 
 MAX_GROUP_COMBINATIONS = 500
@@ -80,12 +83,13 @@ def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
     desired = Desired(snap, settings, experiments=list(names))
     desired.timings["read"] = time.perf_counter() - t0
     digests: dict[tuple[str, ...], str] = {}
+    data = Materializer(data_root(snap.repo, settings.data_root), snap.repo / ".expctl")
     with Composer(files, settings.allow_resolvers) as composer:
         for name, file in names.items():
             if only is not None and name != only:
                 continue
             try:
-                desired.runs.extend(_expand(composer, name, file, settings, snap, digests))
+                desired.runs.extend(_expand(composer, name, file, settings, snap, digests, data))
             except ConfigErrors as exc:
                 errors.extend(exc.errors)
             except ConfigError as exc:
@@ -94,6 +98,7 @@ def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
     errors.extend(render_errors(desired.runs, settings))
     if errors:
         raise ConfigErrors(errors)
+    data.commit()  # manifests and the hash cache: written only when every declaration materialized
     desired.timings["compose"] = time.perf_counter() - t0
     return desired
 
@@ -154,7 +159,7 @@ def render_errors(runs: Sequence[RunSpec], settings: Settings) -> list[ConfigErr
 
 
 def _expand(composer: Composer, name: str, file: str, settings: Settings, snap: source.Snapshot,
-            digests: dict[tuple[str, ...], str]) -> Iterator[RunSpec]:
+            digests: dict[tuple[str, ...], str], data: Materializer) -> Iterator[RunSpec]:
     exp = composer.load(name, file)
     combos = sweep.size([len(a.elements) for a in exp.axes if a.group])
     if combos > MAX_GROUP_COMBINATIONS:  # each one is a Hydra composition (~40 ms): bound the time up front
@@ -177,11 +182,46 @@ def _expand(composer: Composer, name: str, file: str, settings: Settings, snap: 
         if job.code_paths not in digests:
             digests[job.code_paths] = source.code_digest(snap, job.code_paths)
         overrides = sweep.point_overrides(elements, point)
-        yield run_spec(
+        datasets = _datasets(config.get("data"), file, data)
+        spec = run_spec(
             experiment=name, source_file=file, overrides=overrides, config=config, job=job,
             key_overrides=[o for o, is_key in zip(overrides, key_axes, strict=True) if is_key],
-            commit=snap.commit, code_digest=digests[job.code_paths],
+            commit=snap.commit, code_digest=digests[job.code_paths], datasets=datasets,
+            data_digest=combined_digest({d.name: d.digest for d in datasets}),
         )
+        yield spec
+        validation = validation_spec(spec)
+        if validation is not None:
+            _check_held_out(job, datasets, file)
+            yield validation
+
+
+def _check_held_out(job: JobSpec, datasets: tuple[DatasetRef, ...], file: str) -> None:
+    """Validation by the platform needs a held-out split with items in it (or a command of the user's)."""
+    gate = job.validation
+    if gate is None or gate.command:
+        return
+    if not datasets:
+        raise ConfigError("validation by the platform needs a dataset with a held-out split (a data: block), "
+                          "or a validation command", file=file, key="expctl.validation.split")
+    if not dict(datasets[0].splits).get(gate.split or "test"):
+        raise ConfigError(f"the held-out split {gate.split!r} of dataset {datasets[0].name!r} has no items "
+                          "(see data.split)", file=file, key="expctl.validation.split")
+
+
+def _datasets(block: Any, file: str, data: Materializer) -> tuple[DatasetRef, ...]:
+    """The materialized dataset of an experiment's ``data:`` block (none without one)."""
+    if block is None:
+        return ()
+    key = naming.canonical_json(block)
+    decl = data.declarations.get(key)
+    if decl is None:  # a sweep rarely touches its data: block — validate each distinct one once
+        decl = data.declarations[key] = schema.parse_data(block, file)
+    try:
+        _manifest, ref = data.materialize(decl)
+    except DataError as exc:
+        raise ConfigError(f"dataset {decl.name!r}: {exc}", file=file, key="data") from exc
+    return (ref,)
 
 
 def _job(block: Any, file: str, settings: Settings, cache: dict[str, JobSpec]) -> JobSpec:

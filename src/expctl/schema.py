@@ -10,9 +10,10 @@ import difflib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from expctl import backend_registry
+from expctl.data import declare
 from expctl.errors import ConfigError, truncate
 from expctl.model import (
     CheckpointPolicy,
@@ -75,12 +76,26 @@ class RetriesIn(_Strict):
     max_backoff_seconds: float = Field(3600.0, ge=0)
 
 
+class PromoteIn(_Strict):
+    alias: str = Field(min_length=1)
+    when: Literal["better_than_current", "always"] = "better_than_current"
+
+
 class ValidationIn(_Strict):
     metric: Text
     threshold: float
     mode: Literal["max", "min"] = "max"
     register_as: Text | None = None
     alias: Text | None = None
+    split: Literal["validation", "test"] | None = None  # validated by the platform, on this held-out split
+    command: list[str] | None = None  # the evaluation command (default: expctl's evaluator)
+    promote: PromoteIn | None = None
+
+    @model_validator(mode="after")
+    def _promote_needs_a_model(self) -> ValidationIn:
+        if self.promote is not None and not self.register_as:
+            raise ValueError("promote needs register_as (the registered model whose alias it moves)")
+        return self
 
 
 class VolcanoIn(_Strict):
@@ -196,6 +211,7 @@ class Settings(_Strict):
     local: LocalIn = LocalIn()
     logs: LogsIn = LogsIn()
     slurm: SlurmIn = SlurmIn()
+    data_root: str | None = None  # where relative dataset sources are (relative to the repo, absolute, or a URL)
 
     def tenant_for(self, source_file: str) -> TenantIn | None:
         matches = [t for t in self.tenants if source_file.startswith(t.path.rstrip("/") + "/")]
@@ -365,7 +381,7 @@ def to_job_spec(block: ExpctlBlock, settings: Settings, source_file: str) -> Job
         ),
         timeout_seconds=block.timeout,
         ttl_seconds_after_finished=block.ttl_seconds_after_finished,
-        validation=ValidationGate(**block.validation.model_dump()) if block.validation else None,
+        validation=_gate(block.validation) if block.validation else None,
         code_paths=tuple(block.code_paths if block.code_paths is not None else settings.code_paths),
         namespace=block.namespace or (tenant.namespace if tenant else None),
         runtime=block.runtime,
@@ -394,7 +410,99 @@ def _slurm_placement(block: ExpctlBlock, settings: Settings, source_file: str) -
     return out
 
 
+def _gate(v: ValidationIn) -> ValidationGate:
+    split = v.split if v.split is not None else ("test" if v.command else None)
+    return ValidationGate(
+        metric=v.metric, threshold=v.threshold, mode=v.mode, register_as=v.register_as, alias=v.alias,
+        split=split, command=tuple(v.command or ()), promote_alias=v.promote.alias if v.promote else None,
+        promote_when=v.promote.when if v.promote else "better_than_current",
+    )
+
+
 def _env_str(value: str | int | float | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+# --- datasets: the ``data:`` block of an experiment's composed config -------------------------------------
+
+_Scalar = str | int | float | bool
+
+
+class BatchIn(_Strict):
+    name: str = Field(min_length=1)
+    source: str = Field(min_length=1, description="path or glob under the data root, absolute path, or URL")
+    fraction: float = Field(1.0, gt=0, le=1)
+    weight: float = Field(1.0, gt=0)
+
+
+class FilterIn(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    field: str
+    in_: list[_Scalar] | None = Field(None, alias="in")
+    not_in: list[_Scalar] = []
+
+
+class SplitIn(_Strict):
+    seed: int = 0
+    train: float = Field(0.8, ge=0, le=1)
+    validation: float = Field(0.1, ge=0, le=1)
+    test: float = Field(0.1, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitIn:
+        total = self.train + self.validation + self.test
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"train + validation + test must be 1 (got {total:g})")
+        return self
+
+
+class DataIn(_Strict):
+    """A dataset: batches from sources, combined by rules, split; materialized into a manifest."""
+
+    name: str = Field(min_length=1)
+    format: Literal["folders", "csv", "parquet", "jsonl"]
+    batches: list[BatchIn] = Field(min_length=1)
+    combine: Literal["union"] = "union"
+    label: str | None = "label"
+    meta: list[str] = []
+    filters: list[FilterIn] = []
+    dedupe: bool = False
+    seed: int = 0
+    split: SplitIn = SplitIn()
+
+    @model_validator(mode="after")
+    def _unique_batches(self) -> DataIn:
+        names = [b.name for b in self.batches]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"batch names must be unique (repeated: {', '.join(dup)})")
+        return self
+
+
+def parse_data(data: Any, file: str) -> declare.Dataset:
+    """Validate an experiment's ``data`` block into a dataset declaration; raises ConfigError."""
+    from expctl.errors import ConfigErrors
+
+    if not isinstance(data, Mapping):
+        raise ConfigError("must be a mapping (a dataset declaration)", file=file, key="data")
+    try:
+        block = DataIn.model_validate(dict(data))
+    except ValidationError as exc:
+        errors = _errors(exc, DataIn, file, "data")
+        raise (errors[0] if len(errors) == 1 else ConfigErrors(errors)) from None
+    return declare.Dataset(
+        name=block.name,
+        format=block.format,
+        batches=tuple(declare.Batch(b.name, b.source, b.fraction, b.weight) for b in block.batches),
+        combine=block.combine,
+        label=block.label,
+        meta=tuple(block.meta),
+        filters=tuple(declare.Filter(f.field, None if f.in_ is None else tuple(_env_str(v) for v in f.in_),
+                                     tuple(_env_str(v) for v in f.not_in)) for f in block.filters),
+        dedupe=block.dedupe,
+        seed=block.seed,
+        split=declare.Split(block.split.seed, block.split.train, block.split.validation, block.split.test),
+    )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from expctl.model import Action, Change, Plan, Reason
 
-FINAL_STATES = ("succeeded", "gave-up", "cancelled", "blocked")
+FINAL_STATES = ("succeeded", "gave-up", "cancelled", "blocked", "skipped")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from expctl.backends.local_state import Proc, RunState
 from expctl.backends.worktrees import Worktrees
 from expctl.crash import crash_point
 from expctl.errors import BackendError
-from expctl.jobenv import job_env, replica_env, replica_names
+from expctl.jobenv import DATA_DIGEST_ENV, job_env, replica_env, replica_names
 from expctl.model import FailureClass, JobKind, Launch, ObservedRun, Phase
 
 # Runs one replica and records how it ended in <exit file>, atomically, before exiting with the same code.
@@ -386,6 +386,7 @@ class LocalBackend:
             gpus=state.gpus,
             user=state.applied_by or None,
             live=True,
+            data_digest=state.env.get(DATA_DIGEST_ENV),
         )
 
     # -- logs ------------------------------------------------------------------------------------------

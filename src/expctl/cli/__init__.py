@@ -26,6 +26,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "describe": ("expctl.cli.operate", "describe", "Everything about one run."),
     "history": ("expctl.cli.operate", "history", "The audit trail of applied changes."),
     "ui": ("expctl.cli.operate", "ui", "Serve the MLflow UI on the configured store."),
+    "lineage": ("expctl.cli.lineage", "lineage", "Where a registered model came from: run, commit, config, data."),
 }
 
 

@@ -30,6 +30,7 @@ MLFLOW_RUN_ID = "expctl.io/mlflow-run-id"
 APPLIED_BY = "expctl.io/applied-by"
 EXPERIMENT_NAME = "expctl.io/experiment-name"
 CANCELLED_BY = "expctl.io/cancelled-by"
+DATA_DIGEST = "expctl.io/data-digest"  # the digest of the datasets' manifests
 CANCELLED_AT = "expctl.io/cancelled-at"
 KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 MANAGED_SELECTOR = f"{MANAGED_BY}={MANAGER}"
@@ -136,6 +137,7 @@ def identity_annotations(launch: Launch) -> dict[str, str]:
         MLFLOW_RUN_ID: launch.tracking.run_id,
         APPLIED_BY: launch.applied_by,
         EXPERIMENT_NAME: spec.experiment,
+        **({DATA_DIGEST: spec.data_digest} if spec.data_digest else {}),
     }
 
 

@@ -21,6 +21,7 @@ from expctl.render.common import (
     ATTEMPT,
     CANCELLED_AT,
     CANCELLED_BY,
+    DATA_DIGEST,
     EXPERIMENT,
     EXPERIMENT_NAME,
     GIT_COMMIT,
@@ -179,4 +180,5 @@ def observed_from(obj: Mapping[str, Any], backend: str = "kubernetes") -> Observ
         gpus=gpus,
         user=ann.get(APPLIED_BY) or None,
         live=True,
+        data_digest=ann.get(DATA_DIGEST),
     )

@@ -57,17 +57,49 @@ class GateResult:
 
 
 def evaluate(gate: ValidationGate, metrics: Mapping[str, float]) -> GateResult:
-    """Whether the run's latest ``gate.metric`` passes ``gate.threshold`` (mode max: >=, min: <=)."""
-    if gate.metric not in metrics:
+    """Whether the run's latest gate metric passes ``gate.threshold`` (mode max: >=, min: <=). When the platform
+    validates, the gate metric is the validation job's ``validation.<metric>``, never the training's own."""
+    metric = gate.gate_metric
+    if metric not in metrics:
         known = ", ".join(sorted(metrics)[:10]) or "none"
-        return GateResult(MISSING_METRIC, f"the run logged no metric {gate.metric!r} (logged: {known})")
-    value = float(metrics[gate.metric])
+        return GateResult(MISSING_METRIC, f"the run logged no metric {metric!r} (logged: {known})")
+    value = float(metrics[metric])
     op = ">=" if gate.mode == "max" else "<="
     if math.isnan(value):
-        return GateResult(FAILED, f"{gate.metric} is NaN", value)
+        return GateResult(FAILED, f"{metric} is NaN", value)
     if gate.passes(value):
-        return GateResult(PASSED, f"{gate.metric}={value:.6g} {op} {gate.threshold:g}", value)
-    return GateResult(FAILED, f"{gate.metric}={value:.6g} is not {op} {gate.threshold:g}", value)
+        return GateResult(PASSED, f"{metric}={value:.6g} {op} {gate.threshold:g}", value)
+    return GateResult(FAILED, f"{metric}={value:.6g} is not {op} {gate.threshold:g}", value)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """A promotion rule's verdict: whether the alias moves to the new version, and the comparison made."""
+
+    moves: bool
+    reason: str
+
+
+def promotion(gate: ValidationGate, version: str, value: float | None, holder: str | None,
+              holder_value: float | None) -> Promotion:
+    """``promote: {alias, when}``: with ``better_than_current`` the alias moves only when the new version is
+    strictly better than the version holding it on the gate metric (a tie keeps the holder)."""
+    alias, metric = gate.promote_alias, gate.gate_metric
+    if holder == version:
+        return Promotion(False, f"version {version} already holds {alias}")
+    if holder is None:
+        return Promotion(True, f"promoted to {alias}: no version held it")
+    if gate.promote_when == "always":
+        return Promotion(True, f"promoted to {alias} (when: always), replacing version {holder}")
+    if value is None or math.isnan(value):
+        return Promotion(False, f"not promoted to {alias}: no {metric} to compare")
+    if holder_value is None or math.isnan(holder_value):
+        return Promotion(True, f"promoted to {alias}: version {holder} has no {metric}")
+    op = ">" if gate.mode == "max" else "<"
+    if gate.better(value, holder_value):
+        return Promotion(True, f"promoted to {alias}: {metric} {value:.6g} {op} {holder_value:.6g} of version {holder}")
+    return Promotion(False, f"not promoted to {alias}: {metric} {value:.6g} is not {op} {holder_value:.6g} of "
+                            f"version {holder}, which keeps it")
 
 
 def parent_status(points: list[str]) -> str:
@@ -119,6 +151,12 @@ def run_tags(
     }
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
+    if spec.validates:  # a validation job: which training run's model it evaluates
+        tags["expctl.validates"] = spec.validates
+        tags["expctl.validates_run_id"] = spec.target_run_id
+    if spec.data_digest:  # which data it trains on (the plan says "data-changed" when this moves)
+        tags["expctl.data_digest"] = spec.data_digest
+        tags["expctl.datasets"] = json.dumps({d.name: d.digest for d in spec.datasets}, sort_keys=True)
     return {key: value[:MAX_TAG_VALUE] for key, value in tags.items()}
 
 
@@ -142,4 +180,5 @@ def observed_from_run(info: Any, tags: Mapping[str, str], backend: str) -> Obser
         overrides=tuple(json.loads(tags.get("expctl.overrides", "[]"))), commit=tags.get("expctl.commit"),
         replicas=int(tags.get("expctl.replicas", "1")), gpus=int(tags.get("expctl.gpus", "0")),
         user=tags.get("expctl.author") or None, live=False, resumed_from=resumed_from(dict(tags)),
+        data_digest=tags.get("expctl.data_digest"),
     )

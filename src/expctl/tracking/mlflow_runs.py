@@ -20,6 +20,7 @@ from expctl.model import RunSpec, TrackingRef
 from expctl.naming import slug
 from expctl.tracking import gate as g
 from expctl.tracking.base import TrackerUnavailable, TrackerView
+from expctl.tracking.mlflow_data import log_datasets
 from expctl.tracking.run_index import KnownRun, RunIndex
 
 if TYPE_CHECKING:
@@ -112,8 +113,13 @@ def _parent_run(store: MlflowStore, experiment_id: str, spec: RunSpec, view: Tra
         return index.parents[key]
 
 def _record(store: MlflowStore, run_id: str, spec: RunSpec) -> None:
-    """Params (batches of 100), the last batch also tagging ``expctl.ready``; idempotent."""
+    """Params (batches of 100), the last batch also tagging ``expctl.ready``; idempotent. A run that uses datasets
+    first gets their manifests (an artifact and an MLflow dataset input each: two requests per dataset)."""
     from mlflow.entities import Param, RunTag
+
+    if spec.datasets:
+        with store._calling(f"record the datasets of run {run_id}"):
+            log_datasets(store.client, run_id, spec)
 
     params = sorted(g.flatten_params(spec.config).items())
     starts = list(range(0, len(params), g.MAX_PER_BATCH)) or [0]

@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from expctl.tracking.http_bounds import bound_http_retries, transport_reason
 from expctl.tracking.locations import default_artifact_root, default_tracking_uri, ui_server_command
 from expctl.tracking.mlflow_checkpoints import Checkpoints
 from expctl.tracking.mlflow_logs import KeptLogs
+from expctl.tracking.mlflow_promote import apply_validated_gate, promote, version_lineage_tags
 from expctl.tracking.run_index import RunIndex
 
 __all__ = ["MlflowStore", "default_artifact_root", "default_tracking_uri", "ui_server_command"]
@@ -244,7 +245,11 @@ class MlflowStore(KeptLogs, Checkpoints):
             spec = specs.get((obs.run_key, obs.spec_hash))
             gate = spec.job.validation if spec is not None else None
             if obs.phase is Phase.SUCCEEDED and gate is not None and "expctl.gate" not in run.data.tags:
-                self.apply_gate(run.info.run_id, gate)
+                assert spec is not None
+                if spec.validates:  # the platform's validation job decides the training run's gate
+                    apply_validated_gate(self, run, gate)
+                elif not gate.by_platform:
+                    self.apply_gate(run.info.run_id, gate)
         self._sync_parents(current, statuses)
 
     def _sync_status(self, run: Any, obs: ObservedRun) -> str:
@@ -289,14 +294,17 @@ class MlflowStore(KeptLogs, Checkpoints):
                 else:
                     self.client.update_run(parent_id, status=target)
 
-    def apply_gate(self, run_id: str, gate: ValidationGate) -> g.GateResult:
-        """Evaluate the gate on the run's latest metrics; register a passing model; record the verdict."""
+    def apply_gate(self, run_id: str, gate: ValidationGate,
+                   metrics: Mapping[str, float] | None = None) -> g.GateResult:
+        """Evaluate the gate on the run's latest metrics (or on ``metrics``: the platform's validation job's);
+        register a passing model; record the verdict."""
         with self._calling(f"read run {run_id}"):
             run = self.client.get_run(run_id)
-        result = g.evaluate(gate, run.data.metrics)
+        metrics = run.data.metrics if metrics is None else metrics
+        result = g.evaluate(gate, metrics)
         tags = {"expctl.gate": result.outcome, "expctl.gate_reason": result.reason}
         if result.passed and gate.register_as:
-            version = self._register(run, gate)
+            version = self._register(run, gate, metrics, result.value)
             if version is None:
                 result = g.GateResult(g.FAILED, f"{result.reason}, but the run logged no model to register",
                                       result.value)
@@ -308,7 +316,8 @@ class MlflowStore(KeptLogs, Checkpoints):
         self.set_run_tags(run_id, tags)
         return result
 
-    def _register(self, run: Any, gate: ValidationGate) -> str | None:
+    def _register(self, run: Any, gate: ValidationGate, metrics: Mapping[str, float],
+                  value: float | None) -> str | None:
         """Register the run's logged model as a new version of ``gate.register_as`` (once per run)."""
         name, run_id, tags = str(gate.register_as), run.info.run_id, run.data.tags
         with self._calling(f"register {name}"):
@@ -334,6 +343,7 @@ class MlflowStore(KeptLogs, Checkpoints):
                     "mlflow.source.git.commit": tags.get("expctl.commit", ""),
                     "expctl.run_id": run_id,
                     "expctl.job": tags.get("expctl.job", ""),
+                    **version_lineage_tags(run, metrics),  # dataset digests and validation metrics
                 }
                 # An embedded registry would resolve "models:/<id>" through the process-global tracking
                 # URI (an MLflow TODO), not this client's: hand it the model's storage location instead.
@@ -344,6 +354,8 @@ class MlflowStore(KeptLogs, Checkpoints):
                 version = str(created.version)
             if gate.alias:
                 self.client.set_registered_model_alias(name, gate.alias, version)
+            if gate.promote_alias:
+                promote(self.client, name, version, value, gate)
         return version
 
     # -- small writes for cancel and audit -------------------------------------------------------------

@@ -1,0 +1,62 @@
+"""``expctl lineage MODEL@ALIAS``: where a registered model came from, down to the manifest digests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from expctl.cli.common import echo_json, workspace
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--output", "-o", "output", type=click.Choice(["human", "json"]), default="human",
+              show_default=True)
+@click.pass_context
+def lineage(ctx: click.Context, ref: str, output: str) -> None:
+    """Model version → run → commit → config → datasets → batches → manifest digests (MODEL@ALIAS or MODEL/N)."""
+    from expctl.operations import settings_at_head
+    from expctl.tracking.mlflow_lineage import lineage as read_lineage
+    from expctl.tracking.mlflow_store import MlflowStore
+
+    ws = workspace(ctx)
+    settings = settings_at_head(ws)
+    store = MlflowStore(ws.resolve_tracking_uri(settings), ws.backend_name(settings, None))
+    data = read_lineage(store, ref)
+    if output == "json":
+        echo_json(data)
+        return
+    click.echo(human(data), nl=False)
+
+
+def human(d: dict[str, Any]) -> str:
+    run, config = d["run"], d["config"]
+    aliases = f" ({', '.join('@' + a for a in d['aliases'])})" if d["aliases"] else ""
+    lines = [
+        f"model     {d['model']} version {d['version']}{aliases}",
+        f"run       {run['id']}  {run['job']} (experiment {run['experiment']}, attempt {run['attempt']}, "
+        f"{run['status'].lower()})",
+        f"commit    {d['commit']}  spec hash {d['spec_hash']}",
+        f"config    {config['file']}" + (f"  overrides {' '.join(config['overrides'])}" if config["overrides"]
+                                         else ""),
+    ]
+    if not d["datasets"]:
+        lines.append("datasets  (none declared: the training code read what it liked)")
+    for ds in d["datasets"]:
+        splits = ", ".join(f"{k} {v}" for k, v in sorted(ds["splits"].items()))
+        lines.append(f"dataset   {ds['name']}  manifest {ds['digest']}  {ds['format']}, {ds['items']} items"
+                     + (f" ({splits})" if splits else ""))
+        for batch in ds["batches"]:
+            lines.append(f"  batch   {batch['name']:<12} digest {batch['digest']}  {batch['items']} items  "
+                         f"{batch.get('location', '')}")
+        lines.append(f"  manifest {ds['manifest']}")
+    if d["validation"]:
+        lines.append("validated " + ", ".join(f"{k}={v:.4g}" for k, v in d["validation"].items()))
+    if d["gate"]:
+        lines.append(f"gate      {d['gate']}")
+    if d["promotion"]:
+        lines.append(f"promotion {d['promotion']}")
+    for key, text in d["challenges"].items():
+        lines.append(f"  {key.removeprefix('expctl.challenge.')}: {text}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,83 @@
+"""The platform's validation decides the gate, and promotion rules move registry aliases (MLflow side).
+
+``apply_validated_gate``: a succeeded validation job's metrics (``validation.*``, logged into the training run)
+decide the training run's gate. ``promote``: ``promote: {alias, when: better_than_current}`` moves the alias
+only when the new version beats the version holding it on the gate metric (a tie keeps the holder); the
+comparison is recorded on both versions either way. ``version_lineage_tags``: what a registered version
+carries besides commit and spec hash — its datasets' digests and its validation metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from expctl.model import VALIDATION_PREFIX, ValidationGate
+from expctl.tracking import gate as g
+
+
+def apply_validated_gate(store: Any, run: Any, gate: ValidationGate) -> None:
+    """``run`` is a succeeded validation job: its own metrics (as ``validation.<name>``) decide the gate of the
+    training run it validated — whatever the training run logged itself, even under the same names."""
+    target = run.data.tags.get("expctl.validates_run_id")
+    if not target:
+        store.set_run_tags(run.info.run_id, {"expctl.gate": g.FAILED,
+                                             "expctl.gate_reason": "no training run recorded to validate"})
+        return
+    measured = {VALIDATION_PREFIX + k: v for k, v in run.data.metrics.items() if not k.startswith("system/")}
+    result = store.apply_gate(target, gate, measured)
+    store.set_run_tags(run.info.run_id, {"expctl.gate": result.outcome,
+                                         "expctl.gate_reason": f"training run {target}: {result.reason}"})
+
+
+def version_lineage_tags(run: Any, metrics: Mapping[str, float]) -> dict[str, str]:
+    tags, out = run.data.tags, {}
+    for key in ("expctl.data_digest", "expctl.datasets", "expctl.source_file", "expctl.experiment"):
+        if tags.get(key):
+            out[key] = tags[key]
+    for key, value in sorted(metrics.items()):
+        if key.startswith(VALIDATION_PREFIX):
+            out[f"expctl.metric.{key}"] = f"{value:.6g}"
+    return out
+
+
+def _holder(client: Any, name: str, alias: str) -> Any:
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except Exception as exc:  # MLflow says RESOURCE_DOES_NOT_EXIST (or INVALID_PARAMETER_VALUE) for no holder
+        code, text = str(getattr(exc, "error_code", "")), str(exc).lower()
+        if "RESOURCE_DOES_NOT_EXIST" in code or "INVALID_PARAMETER" in code or "not found" in text:
+            return None
+        raise
+
+
+def _value(client: Any, version: Any, metric: str) -> float | None:
+    """A version's gate metric as recorded when it was registered (else its run's latest value)."""
+    recorded = (version.tags or {}).get(f"expctl.metric.{metric}")
+    if recorded is not None:
+        return float(recorded)
+    if version.run_id:
+        value = client.get_run(version.run_id).data.metrics.get(metric)
+        return None if value is None else float(value)
+    return None
+
+
+def promote(client: Any, name: str, version: str, value: float | None, gate: ValidationGate) -> g.Promotion:
+    """Apply the promotion rule to a newly registered, gate-passing version; record the comparison."""
+    alias = str(gate.promote_alias)
+    mine = client.get_model_version(name, version)
+    if (mine.tags or {}).get("expctl.promotion"):  # decided already (a rerun after a crash): never decide twice
+        return g.Promotion(False, mine.tags["expctl.promotion"])
+    holder = _holder(client, name, alias)
+    holder_version = str(holder.version) if holder is not None else None
+    holder_value = _value(client, holder, gate.gate_metric) if holder is not None else None
+    verdict = g.promotion(gate, version, value, holder_version, holder_value)
+    if verdict.moves:
+        client.set_registered_model_alias(name, alias, version)
+    client.set_model_version_tag(name, version, "expctl.promotion", verdict.reason)
+    client.set_model_version_tag(name, version, "expctl.promotion.outcome", "promoted" if verdict.moves else "kept")
+    if holder_version is not None and holder_version != version:
+        outcome = f"lost {alias} to" if verdict.moves else f"kept {alias} against"
+        client.set_model_version_tag(name, holder_version, f"expctl.challenge.v{version}",
+                                     f"{outcome} version {version}: {verdict.reason}")
+    return verdict
