@@ -25,6 +25,9 @@ from expctl.errors import TrackingError, truncate
 from expctl.model import ObservedRun, Phase, RunSpec, TrackingRef, ValidationGate
 from expctl.naming import slug
 from expctl.tracking import gate as g
+from expctl.tracking import mlflow_ui as ui
+from expctl.tracking import provenance as pv
+from expctl.tracking.links import run_route
 from expctl.tracking.locations import default_artifact_root, default_tracking_uri, ui_server_command
 
 __all__ = ["MlflowStore", "default_artifact_root", "default_tracking_uri", "ui_server_command"]
@@ -42,8 +45,11 @@ def _quote(value: str) -> str:
 class MlflowStore:
     """The Tracker of expctl on one MLflow tracking URI, for the runs of one backend."""
 
-    def __init__(self, tracking_uri: str, backend_name: str, artifact_root: str | Path | None = None) -> None:
+    def __init__(self, tracking_uri: str, backend_name: str, artifact_root: str | Path | None = None,
+                 repository: str | None = None, repo_url: str | None = None) -> None:
         self.tracking_uri = tracking_uri
+        # What runs name as their source: the repository (public remote URL or directory name) and remote.
+        self.repository, self.repo_url = repository, repo_url
         self.backend_name = backend_name
         # Artifacts of an embedded store go under ``artifact_root``; a tracking server decides for itself.
         self.artifact_root = default_artifact_root(tracking_uri)
@@ -52,6 +58,7 @@ class MlflowStore:
             self.artifact_root = Path(root).resolve().as_uri() if isinstance(root, Path) else root
         self._client: Any = None
         self._experiments: dict[str, str] = {}
+        self._experiment_tags: dict[str, dict[str, str]] = {}
 
     # -- plumbing --------------------------------------------------------------------------------------
 
@@ -126,7 +133,7 @@ class MlflowStore:
             if exp is None:
                 location = f"{self.artifact_root}/{slug(name)}" if self.artifact_root else None
                 try:
-                    tags = {"expctl.managed": "true"} if managed else {"expctl.audit": "true"}
+                    tags = ui.creation_tags() if managed else {"expctl.audit": "true"}
                     self.client.create_experiment(name, artifact_location=location, tags=tags)
                 except Exception as exc:
                     if "ALREADY_EXISTS" not in self._error_code(exc):
@@ -134,6 +141,9 @@ class MlflowStore:
                 exp = self.client.get_experiment_by_name(name)
             elif exp.lifecycle_stage == "deleted":
                 self.client.restore_experiment(exp.experiment_id)
+            if managed:
+                ui.ensure_training_kind(self.client, str(exp.experiment_id), exp.tags or {})
+        self._experiment_tags[name] = dict(exp.tags or {})
         self._experiments[name] = str(exp.experiment_id)
         return self._experiments[name]
 
@@ -172,8 +182,11 @@ class MlflowStore:
     def ensure_run(self, spec: RunSpec, attempt: int, applied_by: str) -> TrackingRef:
         """Find the run tagged (run key, spec hash, attempt) or create it, in status SCHEDULED."""
         experiment_id = self._experiment_id(spec.experiment)
+        self._ensure_view(experiment_id, spec)
         parent_id = self._parent_run(experiment_id, spec) if spec.overrides else None
-        tags = g.run_tags(spec, attempt, applied_by, self.backend_name, parent_id)
+        sweep = (g.parent_name(spec), run_route(experiment_id, parent_id)) if parent_id else None
+        tags = g.run_tags(spec, attempt, applied_by, self.backend_name, parent_id, repository=self.repository,
+                          repo_url=self.repo_url, sweep=sweep)
         identity = ("expctl.run_key", "expctl.spec_hash", "expctl.attempt")
         filter_string = " and ".join(f"tags.`{key}` = {_quote(tags[key])}" for key in identity)
         run = self._find_or_create(
@@ -185,17 +198,20 @@ class MlflowStore:
             self._record(run.info.run_id, spec)
         return TrackingRef(self.tracking_uri, run.info.run_id, spec.experiment)
 
+    def _ensure_view(self, experiment_id: str, spec: RunSpec) -> None:
+        """expctl's saved view on the experiment (its overrides and gate metric as columns), once per store."""
+        tags = self._experiment_tags.setdefault(spec.experiment, {})
+        if tags.get("expctl.view_checked") == "true":
+            return
+        gate = spec.job.validation
+        keys = [key for key, _ in pv.override_pairs(spec.overrides)]
+        with self._calling(f"experiment {spec.experiment}"):
+            ui.ensure_view(self.client, experiment_id, tags, keys, gate.metric if gate else None)
+        tags["expctl.view_checked"] = "true"
+
     def _parent_run(self, experiment_id: str, spec: RunSpec) -> str:
         """The sweep's parent run for (experiment, commit), found or created."""
-        tags = {
-            "expctl.parent": "true",
-            "expctl.managed": "true",
-            "expctl.backend": self.backend_name,
-            "expctl.experiment": spec.experiment,
-            "expctl.commit": spec.commit,
-            "mlflow.source.git.commit": spec.commit,
-            "mlflow.runName": f"{slug(spec.experiment)}-sweep-{spec.commit[:8]}",
-        }
+        tags = g.parent_tags(spec, self.backend_name, repository=self.repository, repo_url=self.repo_url)
         filter_string = (f"tags.`expctl.parent` = 'true' and tags.`expctl.commit` = {_quote(spec.commit)}"
                          f" and tags.`expctl.backend` = {_quote(self.backend_name)}")
         run = self._find_or_create(
@@ -208,7 +224,7 @@ class MlflowStore:
         """Params, the composed config and SCHEDULED status; idempotent, marked done by ``expctl.ready``."""
         from mlflow.entities import Param, RunTag
 
-        params = sorted(g.flatten_params(spec.config).items())
+        params = sorted(g.run_params(spec).items())
         for start in range(0, len(params), g.MAX_PER_BATCH):
             batch = [Param(k, v) for k, v in params[start : start + g.MAX_PER_BATCH]]
             try:
@@ -267,7 +283,8 @@ class MlflowStore:
             gate = spec.job.validation if spec is not None else None
             if obs.phase is Phase.SUCCEEDED and gate is not None and "expctl.gate" not in run.data.tags:
                 self.apply_gate(run.info.run_id, gate)
-        self._sync_parents(current, statuses)
+        gates = {s.experiment: s.job.validation for s in desired if s.job.validation is not None}
+        self._sync_parents(current, statuses, gates)
 
     def _sync_status(self, run: Any, obs: ObservedRun) -> str:
         """Set the run's status from the job's phase when it changed (never back from finished)."""
@@ -291,18 +308,23 @@ class MlflowStore:
             self.set_run_tags(run_id, tags)
         return str(status)
 
-    def _sync_parents(self, current: dict[str, Any], statuses: dict[str, str]) -> None:
-        """A sweep's parent run follows the latest attempts of its points: RUNNING until all finished."""
-        latest: dict[str, dict[str, tuple[int, str]]] = {}
+    def _sync_parents(self, current: dict[str, Any], statuses: dict[str, str],
+                      gates: dict[str, ValidationGate]) -> None:
+        """A sweep's parent run follows the latest attempts of its points: RUNNING until all finished; its
+        counts per state and best gate value are written on it (metrics, tags, description) when changed."""
+        latest: dict[str, dict[str, tuple[int, str, str]]] = {}
         for run_id, run in current.items():
             parent, key = run.data.tags.get("mlflow.parentRunId"), run.data.tags.get("expctl.run_key")
             if parent in current and key:
                 attempt = int(run.data.tags.get("expctl.attempt", "1"))
                 points = latest.setdefault(parent, {})
-                if attempt >= points.get(key, (0, ""))[0]:
-                    points[key] = (attempt, statuses[run_id])
+                if attempt >= points.get(key, (0, "", ""))[0]:
+                    points[key] = (attempt, statuses[run_id], run_id)
         for parent_id, points in latest.items():
-            target = g.parent_status([status for _, status in points.values()])
+            with self._calling(f"summarise sweep run {parent_id}"):
+                ui.summarise_sweep(self.client, current[parent_id],
+                                   [current[run_id] for _, _, run_id in points.values()], statuses, gates)
+            target = g.parent_status([status for _, status, _ in points.values()])
             if statuses[parent_id] == target:
                 continue
             with self._calling(f"sync sweep run {parent_id}"):

@@ -1,0 +1,197 @@
+"""What the MLflow UI shows about a run: where it came from, what expctl launched, how a sweep stands.
+
+Pure: no MLflow import, no I/O. ``source_tags`` fills the UI's Source and Version columns (MLflow's
+``mlflow.source.*`` tags, in MLflow Projects' ``<repository>#<file>`` form), ``launch_note`` is the run's
+one-line description, ``override_params`` makes a sweep point's overrides params the runs table can show
+as columns, ``sweep_summary`` is a sweep parent's counts per state and best gate value, and
+``experiment_view`` is the saved view expctl puts on each experiment (those columns, newest first).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from expctl.model import RunSpec, ValidationGate
+
+# The experiment-kind tag of MLflow 3's UI: "custom_model_development" is its "Model training" kind.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
+# An experiment's saved views (the UI's "Views" menu) are experiment tags with this prefix.
+SAVED_VIEW_PREFIX = "mlflow.sharedViewState."
+VIEW_KEY = "expctl"
+VIEW_NAME = "expctl: runs, overrides, source"
+NOTE_TAG = "mlflow.note.content"
+SOURCE_TYPE = "PROJECT"  # a git repository and a file in it: the UI links the commit for this type
+OVERRIDE_PREFIX = "override."
+SWEEP_METRIC_PREFIX = "sweep/"
+
+# MLflow run statuses → the words expctl uses for states, in the order a summary lists them.
+STATE_OF_STATUS = {"FINISHED": "succeeded", "FAILED": "failed", "KILLED": "cancelled",
+                   "RUNNING": "running", "SCHEDULED": "pending"}
+STATES = ("succeeded", "failed", "cancelled", "running", "pending")
+
+_PARAM_KEY_UNSAFE = re.compile(r"[^\w\-. /]")
+
+
+def public_repo_url(url: str | None) -> str | None:
+    """A remote URL fit to show: user, password or token (``https://x:tok@host/...``) and query removed."""
+    if not url or not url.strip():
+        return None
+    url = url.strip()
+    if "://" not in url:  # scp-like ``git@github.com:org/repo.git`` carries no secret but the user name
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def repository_label(remote_url: str | None, directory_name: str) -> str:
+    """How a run names its repository: the public remote URL, else the repository's directory name."""
+    return public_repo_url(remote_url) or directory_name
+
+
+def source_tags(spec: RunSpec, repository: str | None, repo_url: str | None = None) -> dict[str, str]:
+    """MLflow's source tags: the UI's Source column shows the experiment file (linked to the repository
+    when it is on GitHub/GitLab/Bitbucket), its Version column the commit."""
+    name = f"{repository}#{spec.source_file}" if repository else spec.source_file
+    tags = {
+        "mlflow.source.type": SOURCE_TYPE,
+        "mlflow.source.name": name,
+        "mlflow.source.git.commit": spec.commit,
+    }
+    url = public_repo_url(repo_url)
+    if url:
+        tags["mlflow.source.git.repoURL"] = url
+    return tags
+
+
+def override_pairs(overrides: Iterable[str]) -> list[tuple[str, str]]:
+    """``["model=wide", "+optimizer.lr=0.01"]`` → ``[("model", "wide"), ("optimizer.lr", "0.01")]``."""
+    pairs = []
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        key = key.lstrip("+~").strip()
+        if key:
+            pairs.append((key, value.strip() if sep else ""))
+    return pairs
+
+
+def override_param_key(key: str) -> str:
+    """The param that holds one override: ``override.<key>`` with characters MLflow refuses replaced."""
+    return (OVERRIDE_PREFIX + _PARAM_KEY_UNSAFE.sub("_", key))[:250]
+
+
+def override_params(spec: RunSpec) -> dict[str, str]:
+    """A sweep point's overrides as params (``override.model = wide``): columns of the runs table."""
+    return {override_param_key(key): value[:6000] for key, value in override_pairs(spec.overrides)}
+
+
+def launch_note(spec: RunSpec, attempt: int, backend: str, sweep: tuple[str, str] | None = None) -> str:
+    """The run's description, one line: experiment, overrides, commit, spec hash, attempt, backend, and a
+    link to the sweep's parent run (``sweep`` = (its name, its UI route such as ``#/experiments/1/runs/x``))."""
+    overrides = " ".join(spec.overrides)
+    what = f"expctl launched **{spec.experiment}**" + (f" with `{overrides}`" if overrides else "")
+    line = (f"{what} at commit `{spec.commit[:12]}` (spec `{spec.spec_hash[:12]}`, `{spec.source_file}`), "
+            f"attempt {attempt} on {backend}")
+    if sweep is not None:
+        line += f"; point of sweep [{sweep[0]}]({sweep[1]})"
+    return line + "."
+
+
+def sweep_note(experiment: str, commit: str, source_file: str, summary: SweepSummary | None = None) -> str:
+    """A sweep parent run's description: what the sweep is and, once known, how its points stand."""
+    line = f"expctl sweep of **{experiment}** at commit `{commit[:12]}` (`{source_file}`)"
+    if summary is not None:
+        line += f": {summary.text}"
+    return line + "."
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """How a sweep stands: its points' latest attempts counted per state, and the best gate value."""
+
+    counts: Mapping[str, int]
+    points: int
+    metric: str | None = None
+    best: float | None = None
+    best_run: str | None = None
+
+    @property
+    def text(self) -> str:
+        states = ", ".join(f"{self.counts[s]} {s}" for s in STATES if self.counts.get(s))
+        text = f"{self.points} points ({states})" if states else f"{self.points} points"
+        if self.metric and self.best is not None:
+            text += f"; best {self.metric} {self.best:.4g}" + (f" ({self.best_run})" if self.best_run else "")
+        return text
+
+    def metrics(self) -> dict[str, float]:
+        """The parent run's metrics: ``sweep/<state>`` counts and ``sweep/best_<metric>``."""
+        values = {f"{SWEEP_METRIC_PREFIX}{state}": float(self.counts.get(state, 0)) for state in STATES}
+        values[f"{SWEEP_METRIC_PREFIX}points"] = float(self.points)
+        if self.metric and self.best is not None:
+            values[f"{SWEEP_METRIC_PREFIX}best_{self.metric}"] = self.best
+        return values
+
+    def tags(self) -> dict[str, str]:
+        tags = {f"expctl.sweep.{state}": str(self.counts.get(state, 0)) for state in STATES}
+        tags["expctl.sweep.summary"] = self.text
+        if self.best_run:
+            tags["expctl.sweep.best_run"] = self.best_run
+        return tags
+
+
+@dataclass(frozen=True)
+class Point:
+    """One sweep point's latest attempt as the parent sees it: its status, name and logged metrics."""
+
+    status: str
+    name: str
+    metrics: Mapping[str, float]
+
+
+def sweep_summary(points: Sequence[Point], gate: ValidationGate | None) -> SweepSummary:
+    """Count the points per state; the best value of the gate's metric (max or min) among them."""
+    counts = Counter(STATE_OF_STATUS.get(p.status, "pending") for p in points)
+    if gate is None:
+        return SweepSummary(dict(counts), len(points))
+    scored = [(float(p.metrics[gate.metric]), p.name) for p in points
+              if gate.metric in p.metrics and p.metrics[gate.metric] == p.metrics[gate.metric]]  # not NaN
+    if not scored:
+        return SweepSummary(dict(counts), len(points), gate.metric)
+    best = max(scored) if gate.mode == "max" else min(scored)
+    return SweepSummary(dict(counts), len(points), gate.metric, best[0], best[1])
+
+
+def experiment_view(override_keys: Iterable[str], metric: str | None) -> dict[str, object]:
+    """The runs-table state of expctl's saved view: Source, Version, the gate metric and the overrides."""
+    columns = ["attributes.`Source`", "attributes.`Version`"]
+    if metric:
+        columns.append(f"metrics.`{metric}`")
+    columns += [f"params.`{override_param_key(key)}`" for key in sorted(set(override_keys))]
+    columns.append("attributes.`Description`")
+    return {"selectedColumns": columns, "orderByKey": "attributes.start_time", "orderByAsc": False}
+
+
+def saved_view_tag(state: Mapping[str, object], created_ms: int) -> tuple[str, str]:
+    """The experiment tag (key, value) that holds a saved view, in the envelope MLflow's UI reads."""
+    envelope = {"name": VIEW_NAME, "createdAt": created_ms, "updatedAt": created_ms,
+                "state": json.dumps(state, sort_keys=True)}
+    return SAVED_VIEW_PREFIX + VIEW_KEY, json.dumps(envelope, sort_keys=True)
+
+
+def saved_view_state(value: str | None) -> dict[str, object] | None:
+    """The state inside a saved view's tag value, or None when absent or not in the expected envelope."""
+    if not value:
+        return None
+    try:
+        envelope = json.loads(value)
+        state = json.loads(envelope["state"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return state if isinstance(state, dict) else None
