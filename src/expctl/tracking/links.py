@@ -46,6 +46,11 @@ def run_url(ui: str, experiment_id: str, run_id: str) -> str:
     return f"{ui.rstrip('/')}/{run_route(experiment_id, run_id)}?{urlencode(TRAINING)}"
 
 
+def models_url(ui: str) -> str:
+    """The Model Registry's list of models."""
+    return f"{_base(ui)}/models?{urlencode(TRAINING)}"
+
+
 def model_url(ui: str, name: str) -> str:
     """A registered model's page (its versions and aliases)."""
     return f"{_base(ui)}/models/{quote(name, safe='')}?{urlencode(TRAINING)}"

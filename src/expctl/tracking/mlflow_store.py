@@ -240,6 +240,17 @@ class MlflowStore:
             self.client.update_run(run_id, status="SCHEDULED")
             self.client.log_batch(run_id, tags=[RunTag("expctl.ready", "true")])
 
+    # -- addresses in the UI ---------------------------------------------------------------------------
+
+    def experiment_ids(self, names: Sequence[str] = ()) -> dict[str, str]:
+        """``{name: id}`` of expctl's experiments (all, or ``names``), each marked as model training."""
+        with self._calling("search experiments"):
+            return ui.managed_experiments(self.client, names)
+
+    def experiment_of_run(self, run_id: str) -> str:
+        with self._calling(f"read run {run_id}"):
+            return ui.experiment_of_run(self.client, run_id)
+
     # -- records ---------------------------------------------------------------------------------------
 
     def _managed_runs(self) -> list[Any]:

@@ -61,7 +61,7 @@ def experiment_of_run(client: Any, run_id: str) -> str:
 def summarise_sweep(client: Any, parent: Any, children: Sequence[Any], statuses: Mapping[str, str],
                     gates: Mapping[str, ValidationGate]) -> None:
     """Write a sweep's counts per state and best gate value on its parent run, when they changed: metrics
-    (``sweep/succeeded`` …, ``sweep/best_<metric>``), tags (``expctl.sweep.*``) and its description."""
+    (``sweep_best_<metric>``), tags (``expctl.sweep.<state>`` counts …) and its description."""
     from mlflow.entities import Metric, RunTag
 
     tags = parent.data.tags

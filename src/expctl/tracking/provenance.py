@@ -28,7 +28,7 @@ VIEW_NAME = "expctl: runs, overrides, source"
 NOTE_TAG = "mlflow.note.content"
 SOURCE_TYPE = "PROJECT"  # a git repository and a file in it: the UI links the commit for this type
 OVERRIDE_PREFIX = "override."
-SWEEP_METRIC_PREFIX = "sweep/"
+SWEEP_METRIC_PREFIX = "sweep_"  # no "/": the chart view keeps it beside the model metrics
 
 # MLflow run statuses → the words expctl uses for states, in the order a summary lists them.
 STATE_OF_STATUS = {"FINISHED": "succeeded", "FAILED": "failed", "KILLED": "cancelled",
@@ -57,13 +57,15 @@ def repository_label(remote_url: str | None, directory_name: str) -> str:
 
 
 def source_tags(spec: RunSpec, repository: str | None, repo_url: str | None = None) -> dict[str, str]:
-    """MLflow's source tags: the UI's Source column shows the experiment file (linked to the repository
-    when it is on GitHub/GitLab/Bitbucket), its Version column the commit."""
+    """MLflow's source tags: the UI's Source column shows the experiment file, its Version column the commit;
+    on GitHub/GitLab/Bitbucket both link to the file at the commit (the UI puts ``mlflow.source.git.branch``
+    into the Source link, so it is the commit: a branch would move on)."""
     name = f"{repository}#{spec.source_file}" if repository else spec.source_file
     tags = {
         "mlflow.source.type": SOURCE_TYPE,
         "mlflow.source.name": name,
         "mlflow.source.git.commit": spec.commit,
+        "mlflow.source.git.branch": spec.commit,
     }
     url = public_repo_url(repo_url)
     if url:
@@ -94,10 +96,11 @@ def override_params(spec: RunSpec) -> dict[str, str]:
 
 def launch_note(spec: RunSpec, attempt: int, backend: str, sweep: tuple[str, str] | None = None) -> str:
     """The run's description, one line: experiment, overrides, commit, spec hash, attempt, backend, and a
-    link to the sweep's parent run (``sweep`` = (its name, its UI route such as ``#/experiments/1/runs/x``))."""
+    link to the sweep's parent run (``sweep`` = (its name, its UI route such as ``#/experiments/1/runs/x``)).
+    Plain words first: the runs table shows the description raw, the run page renders it as Markdown."""
     overrides = " ".join(spec.overrides)
-    what = f"expctl launched **{spec.experiment}**" + (f" with `{overrides}`" if overrides else "")
-    line = (f"{what} at commit `{spec.commit[:12]}` (spec `{spec.spec_hash[:12]}`, `{spec.source_file}`), "
+    line = (f"expctl launched {spec.experiment}" + (f" with {overrides}" if overrides else "")
+            + f" from {spec.source_file} at commit {spec.commit[:12]} (spec {spec.spec_hash[:12]}), "
             f"attempt {attempt} on {backend}")
     if sweep is not None:
         line += f"; point of sweep [{sweep[0]}]({sweep[1]})"
@@ -105,11 +108,9 @@ def launch_note(spec: RunSpec, attempt: int, backend: str, sweep: tuple[str, str
 
 
 def sweep_note(experiment: str, commit: str, source_file: str, summary: SweepSummary | None = None) -> str:
-    """A sweep parent run's description: what the sweep is and, once known, how its points stand."""
-    line = f"expctl sweep of **{experiment}** at commit `{commit[:12]}` (`{source_file}`)"
-    if summary is not None:
-        line += f": {summary.text}"
-    return line + "."
+    """A sweep parent run's description: how its points stand (once known), then what the sweep is."""
+    line = f"expctl sweep of {experiment} from {source_file} at commit {commit[:12]}."
+    return f"{summary.text}; {line}" if summary is not None else line
 
 
 @dataclass(frozen=True)
@@ -131,15 +132,15 @@ class SweepSummary:
         return text
 
     def metrics(self) -> dict[str, float]:
-        """The parent run's metrics: ``sweep/<state>`` counts and ``sweep/best_<metric>``."""
-        values = {f"{SWEEP_METRIC_PREFIX}{state}": float(self.counts.get(state, 0)) for state in STATES}
-        values[f"{SWEEP_METRIC_PREFIX}points"] = float(self.points)
+        """The parent run's metric: ``sweep_best_<metric>`` (one chart, one column; counts are tags)."""
         if self.metric and self.best is not None:
-            values[f"{SWEEP_METRIC_PREFIX}best_{self.metric}"] = self.best
-        return values
+            return {f"{SWEEP_METRIC_PREFIX}best_{self.metric}": self.best}
+        return {}
 
     def tags(self) -> dict[str, str]:
+        """The parent run's tags: ``expctl.sweep.<state>`` counts, points, summary line, best run."""
         tags = {f"expctl.sweep.{state}": str(self.counts.get(state, 0)) for state in STATES}
+        tags["expctl.sweep.points"] = str(self.points)
         tags["expctl.sweep.summary"] = self.text
         if self.best_run:
             tags["expctl.sweep.best_run"] = self.best_run
@@ -169,13 +170,18 @@ def sweep_summary(points: Sequence[Point], gate: ValidationGate | None) -> Sweep
 
 
 def experiment_view(override_keys: Iterable[str], metric: str | None) -> dict[str, object]:
-    """The runs-table state of expctl's saved view: Source, Version, the gate metric and the overrides."""
+    """The runs-table state of expctl's saved view: Source, Version, the gate metric (and a sweep's best),
+    the overrides, then the description."""
+    keys = sorted(set(override_keys))
     columns = ["attributes.`Source`", "attributes.`Version`"]
     if metric:
         columns.append(f"metrics.`{metric}`")
-    columns += [f"params.`{override_param_key(key)}`" for key in sorted(set(override_keys))]
+        if keys:
+            columns.append(f"metrics.`{SWEEP_METRIC_PREFIX}best_{metric}`")
+    columns += [f"params.`{override_param_key(key)}`" for key in keys]
     columns.append("attributes.`Description`")
-    return {"selectedColumns": columns, "orderByKey": "attributes.start_time", "orderByAsc": False}
+    return {"selectedColumns": columns, "columnOrder": columns, "orderByKey": "attributes.start_time",
+            "orderByAsc": False}
 
 
 def saved_view_tag(state: Mapping[str, object], created_ms: int) -> tuple[str, str]:
