@@ -46,7 +46,7 @@ def main() -> None:
     step("a squeue-like table", "status")
     step("nothing left to do", "plan")
     registered_models()
-    print("\nOpen the MLflow UI to compare runs:  .venv/bin/expctl ui   →  http://127.0.0.1:5000")
+    print("\nOpen the MLflow UI to compare runs:  .venv/bin/expctl ui --open   (it prints the training-runs address)")
 
 
 if __name__ == "__main__":

@@ -92,19 +92,28 @@ class Ui:
 
 @pytest.fixture
 def ui(applied_sweep: Path, tmp_path: Path) -> Iterator[Ui]:
-    """``expctl ui --port <free>`` as a subprocess, healthy; stopped (its whole process group) afterwards."""
+    """``expctl ui --port <free> --open`` as a subprocess, healthy, having handed its first address to the
+    web browser ($BROWSER: a recorder); stopped (its whole process group) afterwards."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    log_path = tmp_path / "ui.log"
+    log_path, opened = tmp_path / "ui.log", tmp_path / "opened"
+    browser = f"{sys.executable} -c \"import sys; open(sys.argv[1], 'w').write(sys.argv[2])\" {opened} %s"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([EXPCTL, "ui", "--port", str(port)], cwd=applied_sweep, env=_env(),
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen([EXPCTL, "ui", "--port", str(port), "--open"], cwd=applied_sweep,
+                                env={**_env(), "BROWSER": browser}, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     try:
         try:
             wait_healthy(base, proc, UI_START_SECONDS, log_path)
         except RuntimeError as exc:
             pytest.fail(f"expctl ui did not come up: {exc}")
-        yield _printed(log_path.read_text(), base)
+        printed = _printed(log_path.read_text(), base)
+        deadline = time.monotonic() + 30
+        while not (opened.exists() and opened.read_text()):
+            assert time.monotonic() < deadline, "expctl ui --open did not open the browser"
+            time.sleep(0.2)
+        assert opened.read_text() == printed.runs
+        yield printed
     finally:
         _stop(proc)
 
@@ -178,7 +187,7 @@ def test_a_user_goes_from_expctl_ui_to_the_sweep_a_run_and_the_registry(
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 760})
+            page = browser.new_page(viewport={"width": 1440, "height": 720})
             page.set_default_timeout(PAGE_SECONDS * 1000)
             # MLflow's promotion of its registry UI pops up on a first visit, whenever it likes: close it.
             promo = page.get_by_role("dialog", name=re.compile("Model Registry UI"))
@@ -226,15 +235,18 @@ def test_a_user_goes_from_expctl_ui_to_the_sweep_a_run_and_the_registry(
             source = page.locator(f"a[href*='github.com/expctl-demo/blobs/tree/{commit}']")
             expect(source.first).to_be_visible()  # the Source's commit, linked to the repository
             assert "s3cr3t" not in page.content()
-            page.screenshot(path=str(shots / "run.png"))
+            page.screenshot(path=str(shots / "run.png"), clip={"x": 0, "y": 0, "width": 1440, "height": 560})
 
             # 4. The registry: back to the runs, then the sidebar's Model registry, the model, its aliases.
             page.go_back()
             page.get_by_role("link", name="Model registry").click()
+            model = page.locator("tr, [role=row]", has=page.get_by_role("link", name="blobs-classifier", exact=True))
+            for alias in ("champion", "candidate"):  # the list shows each alias with its version
+                expect(model.first).to_contain_text(f"@ {alias}")
+            page.screenshot(path=str(shots / "registry.png"), clip={"x": 0, "y": 0, "width": 1440, "height": 360})
             page.get_by_role("link", name="blobs-classifier", exact=True).first.click()
             for alias in ("champion", "candidate"):
                 expect(page.get_by_text(f"@ {alias}", exact=True).first).to_be_visible()
-            page.screenshot(path=str(shots / "registry.png"))
         finally:
             browser.close()
 

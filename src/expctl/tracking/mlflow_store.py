@@ -59,6 +59,7 @@ class MlflowStore:
         self._client: Any = None
         self._experiments: dict[str, str] = {}
         self._experiment_tags: dict[str, dict[str, str]] = {}
+        self._viewed: set[str] = set()  # experiments whose saved view this store has checked
 
     # -- plumbing --------------------------------------------------------------------------------------
 
@@ -200,14 +201,14 @@ class MlflowStore:
 
     def _ensure_view(self, experiment_id: str, spec: RunSpec) -> None:
         """expctl's saved view on the experiment (its overrides and gate metric as columns), once per store."""
-        tags = self._experiment_tags.setdefault(spec.experiment, {})
-        if tags.get("expctl.view_checked") == "true":
+        if spec.experiment in self._viewed:
             return
         gate = spec.job.validation
         keys = [key for key, _ in pv.override_pairs(spec.overrides)]
         with self._calling(f"experiment {spec.experiment}"):
-            ui.ensure_view(self.client, experiment_id, tags, keys, gate.metric if gate else None)
-        tags["expctl.view_checked"] = "true"
+            ui.ensure_view(self.client, experiment_id, self._experiment_tags.get(spec.experiment, {}), keys,
+                           gate.metric if gate else None)
+        self._viewed.add(spec.experiment)
 
     def _parent_run(self, experiment_id: str, spec: RunSpec) -> str:
         """The sweep's parent run for (experiment, commit), found or created."""
