@@ -240,10 +240,12 @@ def test_a_user_goes_from_expctl_ui_to_the_sweep_a_run_and_the_registry(
             # 4. The registry: back to the runs, then the sidebar's Model registry, the model, its aliases.
             page.go_back()
             page.get_by_role("link", name="Model registry").click()
-            model = page.locator("tr, [role=row]", has=page.get_by_role("link", name="blobs-classifier", exact=True))
-            for alias in ("champion", "candidate"):  # the list shows each alias with its version
-                expect(model.first).to_contain_text(f"@ {alias}")
+            model = page.locator("[role=row]", has=page.get_by_role("link", name="blobs-classifier", exact=True))
+            expect(model.first).to_contain_text("@ candidate")  # the newest alias; "+1" lists the others
+            model.first.get_by_role("button", name="+1").click()
+            expect(page.get_by_text("@ champion").first).to_be_visible()
             page.screenshot(path=str(shots / "registry.png"), clip={"x": 0, "y": 0, "width": 1440, "height": 360})
+            page.keyboard.press("Escape")
             page.get_by_role("link", name="blobs-classifier", exact=True).first.click()
             for alias in ("champion", "candidate"):
                 expect(page.get_by_text(f"@ {alias}", exact=True).first).to_be_visible()

@@ -1,7 +1,8 @@
 """The validation gate's decision, and the pure translations between expctl and MLflow run values.
 
 Pure: no MLflow import, no I/O. ``evaluate`` says whether a succeeded run's metric passes its experiment's
-gate and why; ``flatten_params`` turns a resolved config into MLflow params; ``run_tags`` and
+gate and why; ``flatten_params`` / ``run_params`` turn a resolved config and a sweep point's overrides into
+MLflow params; ``run_tags`` (with ``provenance``'s source tags and description), ``parent_tags`` and
 ``observed_from_run`` write and read a run's identity; the status maps translate between backend phases
 and MLflow run statuses.
 """
