@@ -45,6 +45,8 @@ class FakeBackend:
             self.writes.append(("delete", name))
 
     def cancel(self, name: str, by: str) -> None:
+        if name not in self.objects:
+            raise BackendError(f"no run named {name}")
         self.objects[name] = replace(self.objects[name], cancelled=True, phase=Phase.CANCELLED)
 
     def logs(self, name: str, replica: str | None = None, follow: bool = False) -> Iterator[str]:
@@ -53,8 +55,10 @@ class FakeBackend:
         yield f"{name}: hello\n"
 
     # test controls: play the platform
-    def finish(self, name: str, phase: Phase, failure: FailureClass | None = None, at: float = 0.0) -> None:
-        self.objects[name] = replace(self.objects[name], phase=phase, failure=failure, finished_at=at)
+    def finish(self, name: str, phase: Phase, failure: FailureClass | None = None, at: float = 0.0,
+               message: str = "") -> None:
+        self.objects[name] = replace(self.objects[name], phase=phase, failure=failure, finished_at=at,
+                                     message=message)
 
 
 class FakeTracker:

@@ -86,6 +86,9 @@ class Scheduling:
     min_available: int | None = None
     node_selector: tuple[tuple[str, str], ...] = ()
     tolerations: tuple[Mapping[str, JSON], ...] = ()
+    partition: str | None = None  # Slurm placement (partition, account, qos)
+    account: str | None = None
+    qos: str | None = None
 
 
 @dataclass(frozen=True)

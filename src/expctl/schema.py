@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from expctl import backend_registry
 from expctl.errors import ConfigError
 from expctl.model import (
     FailureClass,
@@ -22,6 +23,11 @@ from expctl.model import (
     Scheduling,
     ValidationGate,
 )
+
+if TYPE_CHECKING:
+    BackendName = str
+else:  # the registered backends' names: pydantic reports a typo with the list of choices
+    BackendName = Literal[tuple(backend_registry.names())]
 
 
 class _Strict(BaseModel):
@@ -56,6 +62,14 @@ class VolcanoIn(_Strict):
     min_available: int | None = Field(None, ge=1)
 
 
+class SlurmJobIn(_Strict):
+    """An experiment's Slurm placement (``expctl.slurm``); unset values come from expctl.yaml's ``slurm:``."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+
+
 class ExpctlBlock(_Strict):
     """The ``expctl`` block of an experiment's composed config: how to run it."""
 
@@ -81,6 +95,7 @@ class ExpctlBlock(_Strict):
     git_secret: str | None = None
     operator_restarts: bool = False
     max_runs: int | None = Field(None, ge=1)
+    slurm: SlurmJobIn = SlurmJobIn()
 
 
 class TenantIn(_Strict):
@@ -105,10 +120,33 @@ class LocalIn(_Strict):
     parallelism: int | None = Field(None, ge=1)
 
 
+class SlurmTenantIn(_Strict):
+    """Slurm tenancy: experiments under ``path`` are charged to ``account`` in ``partition`` with ``qos``."""
+
+    path: str
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+
+
+class SlurmIn(_Strict):
+    """The ``slurm:`` block: where per-commit checkouts live (shared by every node) and placement defaults."""
+
+    workdir: str | None = Field(None, description="a directory on a filesystem every node mounts")
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    tenants: list[SlurmTenantIn] = []
+
+    def tenant_for(self, source_file: str) -> SlurmTenantIn | None:
+        matches = [t for t in self.tenants if source_file.startswith(t.path.rstrip("/") + "/")]
+        return max(matches, key=lambda t: len(t.path)) if matches else None
+
+
 class Settings(_Strict):
     """``expctl.yaml`` at the repository root: project-wide settings (all optional)."""
 
-    backend: Literal["local", "kubernetes"] = "local"
+    backend: BackendName = "local"
     tracking_uri: str | None = None
     code_paths: list[str] = []
     max_runs_per_experiment: int = Field(10000, ge=1)
@@ -116,6 +154,7 @@ class Settings(_Strict):
     tenants: list[TenantIn] = []
     kubernetes: KubernetesIn = KubernetesIn()
     local: LocalIn = LocalIn()
+    slurm: SlurmIn = SlurmIn()
 
     def tenant_for(self, source_file: str) -> TenantIn | None:
         matches = [t for t in self.tenants if source_file.startswith(t.path.rstrip("/") + "/")]
@@ -209,6 +248,7 @@ def to_job_spec(block: ExpctlBlock, settings: Settings, source_file: str) -> Job
             min_available=block.volcano.min_available if block.volcano else None,
             node_selector=tuple(sorted(block.node_selector.items())),
             tolerations=tuple(block.tolerations),
+            **_slurm_placement(block, settings, source_file),
         ),
         retries=RetryPolicy(
             max_attempts=block.retries.max_attempts,
@@ -227,6 +267,23 @@ def to_job_spec(block: ExpctlBlock, settings: Settings, source_file: str) -> Job
         git_secret=block.git_secret,
         operator_restarts=block.operator_restarts,
     )
+
+
+def _slurm_placement(block: ExpctlBlock, settings: Settings, source_file: str) -> dict[str, str | None]:
+    """partition / account / qos: the experiment's, else its Slurm tenant's, else the ``slurm:`` defaults.
+
+    A tenant's value is binding: an experiment under the tenant's path cannot choose another.
+    """
+    tenant = settings.slurm.tenant_for(source_file)
+    out: dict[str, str | None] = {}
+    for key in ("partition", "account", "qos"):
+        own, theirs = getattr(block.slurm, key), getattr(tenant, key) if tenant else None
+        if own and theirs and own != theirs:
+            raise ConfigError(f"{key} {own!r} is outside this tenant's {key} {theirs!r} (experiments under "
+                              f"{tenant.path if tenant else ''} use {theirs})", file=source_file,
+                              key=f"expctl.slurm.{key}")
+        out[key] = own or theirs or getattr(settings.slurm, key)
+    return out
 
 
 def _env_str(value: str | int | float | bool) -> str:

@@ -7,15 +7,33 @@ Tests inject fakes by subclassing Workspace and overriding ``open_backend`` / ``
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from expctl import backend_registry
 from expctl.backends.base import Backend
-from expctl.errors import ExpctlError
+from expctl.errors import ConfigError, ConfigErrors, ExpctlError
+from expctl.model import RunSpec
 from expctl.schema import Settings
 from expctl.tracking.base import Tracker
 
-BACKENDS = ("local", "kubernetes")
+
+def check_runnable(backend: str, runs: Iterable[RunSpec]) -> None:
+    """Refuse, before any write, runs whose job kind ``backend`` cannot run (one error per experiment file)."""
+    info = backend_registry.BACKENDS.get(backend)
+    if info is None:  # a backend injected by a test: it declares nothing
+        return
+    errors: dict[str, ConfigError] = {}
+    for run in runs:
+        if not info.runs(run.job.kind) and run.source_file not in errors:
+            can = ", ".join(sorted(k.value for k in info.kinds))
+            errors[run.source_file] = ConfigError(
+                f"kind {run.job.kind.value!r} does not run on the {backend} backend (it runs {can})",
+                file=run.source_file, key="expctl.kind")
+    if errors:
+        found = list(errors.values())
+        raise found[0] if len(found) == 1 else ConfigErrors(found)
 
 
 @dataclass
@@ -29,8 +47,9 @@ class Workspace:
 
     def backend_name(self, settings: Settings, requested: str | None) -> str:
         name = requested or os.environ.get("EXPCTL_BACKEND") or settings.backend
-        if name not in BACKENDS:
-            raise ExpctlError(f"--backend {name}: unknown backend (choose from {', '.join(BACKENDS)})")
+        if name not in backend_registry.BACKENDS:
+            known = ", ".join(backend_registry.names())
+            raise ExpctlError(f"--backend {name}: unknown backend (choose from {known})")
         return name
 
     def resolve_tracking_uri(self, settings: Settings) -> str:
@@ -41,13 +60,9 @@ class Workspace:
         return f"sqlite:///{self.state_dir / 'mlflow.db'}"
 
     def open_backend(self, name: str, settings: Settings) -> Backend:
-        if name == "local":
-            from expctl.backends.local import LocalBackend
-
-            return LocalBackend(self.state_dir, self.repo, parallelism=settings.local.parallelism)
-        from expctl.backends.kubernetes import open_kubernetes
-
-        return open_kubernetes(settings, self.repo)
+        """The backend registered as ``name`` (``expctl.backend_registry``), imported only now."""
+        backend: Backend = backend_registry.lookup(name).open(settings, repo=self.repo, state_dir=self.state_dir)
+        return backend
 
     def open_tracker(self, settings: Settings, backend_name: str) -> Tracker:
         from expctl import source

@@ -5,19 +5,23 @@ A backend's test module subclasses ``BackendContract`` and provides two fixtures
 - ``backend``: a fresh backend on empty state;
 - ``driver``: an object with
   - ``launch(outcome, attempt=1, experiment="contract") -> Launch`` — a launch whose job will end in
-    ``outcome`` ("succeed", "fail" — a code failure — or "run": keeps running until stopped);
+    ``outcome`` ("succeed", "fail" — a code failure —, "run": keeps running until stopped, or "infra": runs
+    until the platform under it fails);
   - ``settle(launch, outcome)`` — bring the object to that outcome as the platform would (the local backend
-    waits for its processes; the Kubernetes backend plays the operator by patching ``/status``);
+    waits for its processes, or kills them for "infra"; the Kubernetes backend plays the operator by
+    patching ``/status``; the Slurm driver kills the node's slurmd);
   - ``reopen() -> Backend`` — a new backend instance on the same state (expctl restarted).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from expctl.backends.base import Backend
+from expctl.errors import ExpctlError
 from expctl.model import FailureClass, Phase
 
 
@@ -109,7 +113,30 @@ class BackendContract:
         assert run.phase is Phase.SUCCEEDED and run.spec_hash == launch.spec.spec_hash
 
     def test_logs_of_unknown_run_is_a_clear_error(self, backend: Backend) -> None:
-        from expctl.errors import ExpctlError
-
         with pytest.raises(ExpctlError):
             list(backend.logs("never-created-0123456789"))
+
+    def test_create_with_a_conflicting_spec_hash_is_refused(self, backend: Backend, driver: Any) -> None:
+        launch = driver.launch("run")
+        backend.create(launch)
+        other = replace(launch, spec=replace(launch.spec, spec_hash="0" * 20))
+        with pytest.raises(ExpctlError, match=launch.name):
+            backend.create(other)
+        run = _only(backend, launch.name)
+        assert run.spec_hash == launch.spec.spec_hash, "the refused create changed the object"
+        backend.delete(launch.name)
+
+    def test_infrastructure_failure_is_observed_and_classified(self, backend: Backend, driver: Any) -> None:
+        launch = driver.launch("infra")
+        backend.create(launch)
+        driver.settle(launch, "infra")
+        run = _only(backend, launch.name)
+        assert run.phase is Phase.FAILED
+        assert run.failure is FailureClass.INFRASTRUCTURE, run.message
+        assert run.message
+        backend.delete(launch.name)
+
+    def test_cancel_of_unknown_run_is_a_clear_error(self, backend: Backend) -> None:
+        with pytest.raises(ExpctlError):
+            backend.cancel("never-created-0123456789", by="someone")
+        assert backend.observe() == []

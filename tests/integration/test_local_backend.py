@@ -28,6 +28,7 @@ COMMANDS = {
     "succeed": ("sh", "-c", "exit 0"),
     "fail": ("sh", "-c", "exit 3"),
     "run": ("python", "-c", "import time; time.sleep(60)"),
+    "infra": ("python", "-c", "import time; time.sleep(60)"),
 }
 PRINT_ENV = (
     "import json, os; keys = ['MASTER_ADDR', 'MASTER_PORT', 'WORLD_SIZE', 'RANK', 'LOCAL_RANK', 'TF_CONFIG',"
@@ -64,6 +65,12 @@ class LocalDriver:
         return make_launch(spec, attempt=attempt)
 
     def settle(self, launch: Launch, outcome: str) -> None:
+        if outcome == "infra":  # the machine loses the process: no exit code is ever written
+            wait_for(self.reopen(), launch.name, lambda r: r.phase is Phase.RUNNING)
+            state = load(self.state_dir / "runs" / launch.name)
+            assert state is not None
+            for proc in state.processes:
+                os.killpg(proc.pid, signal.SIGKILL)
         wait_for(self.reopen(), launch.name, lambda r: r.phase.finished)
 
     def reopen(self) -> LocalBackend:

@@ -93,6 +93,10 @@ class KubeDriver:
         return make_launch(spec, attempt)
 
     def settle(self, launch: Launch, outcome: str) -> None:
+        if outcome == "infra":  # the node went away: the operator reports the pod's eviction
+            status = conditions("PyTorchJob", "fail", "Evicted", "pod master-0 evicted: node lost")
+            patch_status(self.cluster, self.namespace, launch.spec.job.kind, launch.name, status)
+            return
         message = "PyTorchJob contract-x failed: exit code 1" if outcome == "fail" else ""
         status = conditions("PyTorchJob", outcome, "PyTorchJobFailed" if outcome == "fail" else "", message)
         patch_status(self.cluster, self.namespace, launch.spec.job.kind, launch.name, status)

@@ -375,7 +375,7 @@ class KubernetesBackend:
         return LeaseLock(ApiLeaseStore(self._custom, self.request), namespace or self.namespaces[0], name, **kwargs)
 
 
-def open_kubernetes(settings: Settings, repo: Path | None = None) -> KubernetesBackend:
+def open_kubernetes(settings: Settings, repo: Path | None = None, state_dir: Path | None = None) -> KubernetesBackend:
     """The backend an ``expctl.yaml`` describes: its context, namespaces (default + tenants), QPS and burst."""
     kube = settings.kubernetes
     return KubernetesBackend.from_kubeconfig(

@@ -10,7 +10,6 @@ is no daemon: runs beyond ``parallelism`` are queued and started by whichever la
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -21,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock, Timeout
 
@@ -28,6 +28,7 @@ from expctl.backends import local_state as st
 from expctl.backends.local_state import Proc, RunState
 from expctl.backends.worktrees import Worktrees
 from expctl.errors import BackendError
+from expctl.jobenv import job_env, replica_env, replica_names
 from expctl.model import FailureClass, JobKind, Launch, ObservedRun, Phase
 
 # Runs one replica and records how it ended in <exit file>, atomically, before exiting with the same code.
@@ -61,34 +62,10 @@ _STOP_GRACE_SECONDS = 5.0
 _children: list[subprocess.Popen[bytes]] = []  # kept so that Python reaps them; the state file is the truth
 
 
-def replica_names(kind: str, replicas: int) -> list[str]:
-    """Replica names as the Kubeflow operator would call the pods' roles."""
-    n = max(1, replicas)
-    if kind == JobKind.PYTORCH:
-        return ["master-0", *(f"worker-{i}" for i in range(n - 1))]
-    if kind == JobKind.TF:
-        return ["chief-0", *(f"worker-{i}" for i in range(n - 1))]
-    if kind == JobKind.MPI:
-        return ["launcher", *(f"worker-{i}" for i in range(n - 1))]
-    return [f"node-{i}" for i in range(n)]
-
-
 def topology_env(kind: str, names: list[str], index: int, ports: list[int]) -> dict[str, str]:
     """The distributed-training environment of replica ``index`` (ports[0] is the master's port)."""
-    env = {
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(ports[0]),
-        "WORLD_SIZE": str(len(names)),
-        "RANK": str(index),
-        "LOCAL_RANK": str(index),
-        "EXPCTL_REPLICA": names[index],
-    }
-    if kind == JobKind.TF:
-        addresses = [f"127.0.0.1:{port}" for port in ports[1:]]
-        cluster = {"chief": addresses[:1], **({"worker": addresses[1:]} if len(addresses) > 1 else {})}
-        task = {"type": "chief", "index": 0} if index == 0 else {"type": "worker", "index": index - 1}
-        env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": task})
-    return env
+    tf = [f"127.0.0.1:{port}" for port in ports[1:]] if kind == JobKind.TF else []
+    return replica_env(kind, names, index, "127.0.0.1", ports[0], tf_addresses=tf)
 
 
 def free_ports(count: int) -> list[int]:
@@ -110,6 +87,11 @@ def _resolve_command(command: list[str]) -> list[str]:
     if command and command[0] in ("python", "python3"):
         return [sys.executable, *command[1:]]
     return command
+
+
+def open_local(settings: Any, repo: Path, state_dir: Path) -> LocalBackend:
+    """The backend an ``expctl.yaml`` describes (its ``local:`` block), state in ``state_dir``."""
+    return LocalBackend(state_dir, repo, parallelism=settings.local.parallelism)
 
 
 class LocalBackend:
@@ -199,18 +181,7 @@ class LocalBackend:
 
     def _new_state(self, launch: Launch, run_dir: Path) -> RunState:
         spec = launch.spec
-        env = {
-            **launch.tracking.env(),
-            **dict(spec.job.env),
-            "EXPCTL_RUN_NAME": launch.name,
-            "EXPCTL_RUN_KEY": spec.run_key,
-            "EXPCTL_SPEC_HASH": spec.spec_hash,
-            "EXPCTL_ATTEMPT": str(launch.attempt),
-            "EXPCTL_EXPERIMENT": spec.experiment,
-            "EXPCTL_COMMIT": spec.commit,
-            "EXPCTL_CONFIG_FILE": str((run_dir / "config.json").resolve()),
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = job_env(launch, config_file=str((run_dir / "config.json").resolve()))
         return RunState(
             name=launch.name,
             run_key=spec.run_key,

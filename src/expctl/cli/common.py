@@ -52,11 +52,12 @@ def applied_by(repo: Path, commit: str) -> str:
 
 @contextlib.contextmanager
 def open_lock(ws: Workspace, backend: str, settings: Settings, timeout: float) -> Iterator[None]:
-    """Serialise applies: a Lease on Kubernetes, a file lock locally."""
-    if backend == "kubernetes":
-        from expctl.backends.kubernetes import lease_lock
+    """Serialise applies: the backend's own lock when it declares one (a Lease on Kubernetes), else a file lock."""
+    from expctl.backend_registry import BACKENDS, load
 
-        with lease_lock(settings, timeout):
+    info = BACKENDS.get(backend)
+    if info is not None and info.lock is not None:
+        with load(info.lock)(settings, timeout):
             yield
         return
     from expctl.locking import file_lock

@@ -10,11 +10,13 @@ from typing import Any
 
 import click
 
+from expctl import backend_registry
 from expctl.cli.common import echo_json, is_terminal, workspace
 from expctl.errors import ExpctlError
 from expctl.model import ObservedRun
 
-_backend = click.option("--backend", "backend_name", default=None, help="local or kubernetes.")
+_backend = click.option("--backend", "backend_name", default=None, type=click.Choice(backend_registry.names()),
+                        help="Where runs run (default: $EXPCTL_BACKEND, expctl.yaml, else local).")
 _json = click.option("--output", "-o", "output", type=click.Choice(["human", "json"]), default="human",
                      show_default=True)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from expctl import backend_registry
 from expctl.backends.base import Backend
 from expctl.cli.common import (
     applied_by,
@@ -22,25 +23,27 @@ from expctl.model import Change, Plan
 from expctl.project import Desired
 from expctl.reconcile import PlanOptions, check_fresh, compute_plan, desired_state, options_of, read_saved_plan
 from expctl.tracking.base import Tracker
-from expctl.workspace import Workspace
+from expctl.workspace import Workspace, check_runnable
 
 _rev = click.option("--rev", default="HEAD", show_default=True, help="Commit to read experiments from.")
 _worktree = click.option("--worktree", is_flag=True,
                          help="Read the working tree instead of a commit (for local iteration; not appliable).")
-_backend = click.option("--backend", "backend_name", default=None,
-                        help="local or kubernetes (default: expctl.yaml, else local).")
+_backend = click.option("--backend", "backend_name", default=None, type=click.Choice(backend_registry.names()),
+                        help="Where runs run (default: $EXPCTL_BACKEND, expctl.yaml, else local).")
 
 
 @click.command()
 @_rev
 @_worktree
+@_backend
 @click.pass_context
-def validate(ctx: click.Context, rev: str, worktree: bool) -> None:
-    """Compose every experiment and report all errors at once."""
+def validate(ctx: click.Context, rev: str, worktree: bool, backend_name: str | None) -> None:
+    """Compose every experiment and report all errors at once (also: kinds the backend cannot run)."""
     ws = workspace(ctx)
     if not worktree:
         warn_dirty(ws.repo)
     desired = desired_state(ws.repo, PlanOptions(rev=rev, worktree=worktree))
+    check_runnable(ws.backend_name(desired.settings, backend_name), desired.runs)
     click.echo(f"{len(desired.experiments)} experiments, {len(desired.runs)} runs: valid.")
 
 
@@ -57,6 +60,7 @@ def _render_plan(plan: Plan, output: str) -> str:
 def _connect(ws: Workspace, desired: Desired, requested: str | None) -> tuple[str, Backend, Tracker]:
     """The backend (by --backend, EXPCTL_BACKEND or expctl.yaml) and the tracker the plan is made against."""
     name = ws.backend_name(desired.settings, requested)
+    check_runnable(name, desired.runs)
     return name, ws.open_backend(name, desired.settings), ws.open_tracker(desired.settings, name)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from expctl.jobenv import job_env
 from expctl.model import JobSpec, Launch
 from expctl.naming import slug
 from expctl.render import gitsync
@@ -148,17 +149,8 @@ def metadata(launch: Launch, settings: KubeSettings) -> Manifest:
 
 
 def env(launch: Launch) -> list[Manifest]:
-    """The job's env, then expctl's identity and MLflow variables (these win over the job's)."""
-    values = dict(launch.spec.job.env)
-    values.update(
-        {
-            "EXPCTL_RUN_KEY": launch.spec.run_key,
-            "EXPCTL_ATTEMPT": str(launch.attempt),
-            "EXPCTL_GIT_COMMIT": launch.spec.commit,
-        }
-    )
-    values.update(launch.tracking.env())
-    return [{"name": k, "value": v} for k, v in values.items()]
+    """The job's environment (``expctl.jobenv.job_env``: expctl's identity and MLflow variables win)."""
+    return [{"name": k, "value": v} for k, v in job_env(launch).items()]
 
 
 def resources(job: JobSpec, with_gpus: bool = True) -> Manifest:

@@ -1,0 +1,63 @@
+"""The backend seam seen from the CLI: a kind the selected backend cannot run, an unknown backend, Slurm
+tenancy — one line naming file and key, exit 1, nothing written (real git, a real ``expctl`` process)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.gitrepo import GitRepo
+
+pytestmark = pytest.mark.integration
+
+BASE = "defaults:\n  - config\n  - _self_\n"
+CASES: list[tuple[str, dict[str, str], list[str], str]] = [
+    ("kind the backend cannot run", {"experiments/e.yaml": BASE + "expctl:\n  kind: local\n"},
+     ["--backend", "kubernetes"],
+     "experiments/e.yaml: expctl.kind: kind 'local' does not run on the kubernetes backend (it runs MPIJob, "
+     "PyTorchJob, TFJob, TrainJob)"),
+    ("local kind on kubernetes from expctl.yaml",
+     {"expctl.yaml": "backend: kubernetes\n", "experiments/e.yaml": BASE + "expctl:\n  kind: local\n"}, [],
+     "experiments/e.yaml: expctl.kind: kind 'local' does not run on the kubernetes backend"),
+    ("unknown backend in expctl.yaml", {"expctl.yaml": "backend: slrum\n"}, [],
+     "expctl.yaml: backend: input should be 'local' or 'kubernetes' (got 'slrum')"),
+    ("account outside the Slurm tenant",
+     {"expctl.yaml": "slurm:\n  tenants:\n    - {path: experiments/team-a, account: team-a}\n",
+      "experiments/team-a/e.yaml": BASE + "expctl:\n  slurm:\n    account: team-b\n"}, [],
+     "experiments/team-a/e.yaml: expctl.slurm.account: account 'team-b' is outside this tenant's account 'team-a'"),
+]
+
+
+def run_expctl(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "EXPCTL_BACKEND"}
+    return subprocess.run([sys.executable, "-m", "expctl", *args], cwd=repo, capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+
+
+def listing(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if ".git" not in p.parts)
+
+
+@pytest.mark.parametrize(("files", "args", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_refused_before_any_write(make_repo: Callable[[dict[str, str]], GitRepo], files: dict[str, str],
+                                  args: list[str], expected: str) -> None:
+    repo = make_repo({"experiments/good.yaml": BASE, **files})
+    before = listing(repo.path)
+    for command in (["validate"], ["apply", "-y"]):
+        proc = run_expctl(repo.path, *command, *args)
+        assert proc.returncode == 1, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert lines == [f"error: {expected}"] or (len(lines) == 1 and expected in lines[0]), lines
+    assert listing(repo.path) == before
+
+
+def test_backend_choices_come_from_the_registry(make_repo: Callable[[dict[str, str]], GitRepo]) -> None:
+    repo = make_repo({"experiments/good.yaml": BASE})
+    proc = run_expctl(repo.path, "plan", "--backend", "nomad")
+    assert proc.returncode == 2 and "'local', 'kubernetes'" in proc.stderr
+    assert "valid." in run_expctl(repo.path, "validate", "--backend", "kubernetes").stdout
