@@ -242,17 +242,19 @@ def ui_links(ws: Workspace, port: int, experiment: str | None = None) -> UiLinks
     warning = ""
     try:
         store.check()
-        ids = store.experiment_ids([experiment] if experiment else [])
+        found = store.ui_experiments([experiment] if experiment else [])
     except TrackingError as exc:
         if experiment:
             raise
-        ids, warning = {}, f"{exc} (showing the start page)"
-    if experiment and experiment not in ids:
+        found, warning = {}, f"{exc} (showing the start page)"
+    if experiment and experiment not in found:
         raise ExpctlError(f"--experiment {experiment}: MLflow at {uri} has no such experiment of expctl's "
                           "(see `expctl status --all`)")
-    return UiLinks(command, env, base, links.experiments_url(base, list(ids.values())),
-                   {name: links.experiment_url(base, eid) for name, eid in ids.items()},
-                   links.models_url(base), warning)
+    # An experiment whose runs predate expctl's saved view opens without it (MLflow refuses an unknown view).
+    urls = {name: links.experiment_url(base, eid, view=has_view) for name, (eid, has_view) in found.items()}
+    ids = [eid for eid, _ in found.values()]
+    runs = next(iter(urls.values())) if len(urls) == 1 else links.experiments_url(base, ids)
+    return UiLinks(command, env, base, runs, urls, links.models_url(base), warning)
 
 
 def run_links(ws: Workspace, settings: Settings, run_id: str, port: int = 5000) -> dict[str, str]:
@@ -264,5 +266,5 @@ def run_links(ws: Workspace, settings: Settings, run_id: str, port: int = 5000) 
     base = links.ui_address(uri, f"http://127.0.0.1:{port}")
     experiment_id = MlflowStore(uri, backend_name="").experiment_of_run(run_id)
     return {"mlflow_ui_run": links.run_url(base, experiment_id, run_id),
-            "mlflow_ui_experiment": links.experiment_url(base, experiment_id)}
+            "mlflow_ui_experiment": links.experiment_url(base, experiment_id, view=False)}
 

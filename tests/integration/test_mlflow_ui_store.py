@@ -61,8 +61,8 @@ def test_experiments_are_model_training_with_expctls_view_and_old_ones_are_marke
     assert json.loads(client.get_experiment(exp.experiment_id).tags[VIEW]) == view
 
     assert KIND not in client.get_experiment(old).tags
-    ids = store.experiment_ids([name, f"{name}-old", "not-expctls"])
-    assert ids == {name: exp.experiment_id, f"{name}-old": old}
+    ids = store.ui_experiments([name, f"{name}-old", "not-expctls"])
+    assert ids == {name: (exp.experiment_id, True), f"{name}-old": (old, False)}
     assert client.get_experiment(old).tags[KIND] == "custom_model_development"
     assert store.experiment_of_run(ref.run_id) == exp.experiment_id
 

@@ -110,6 +110,7 @@ def test_addresses_open_the_training_view_not_the_genai_overview() -> None:
     ui = "http://127.0.0.1:5000/"
     one = links.experiments_url(ui, ["3"])
     assert one == "http://127.0.0.1:5000/#/experiments/3/runs?viewStateShareKey=expctl&workflowType=machine_learning"
+    assert links.experiment_url(ui, "3", view=False).endswith("/#/experiments/3/runs?workflowType=machine_learning")
     many = urlsplit(links.experiments_url(ui, ["1", "3"]))
     assert many.fragment.startswith("/compare-experiments/s?")
     query = parse_qs(many.fragment.split("?", 1)[1])

@@ -243,8 +243,9 @@ class MlflowStore:
 
     # -- addresses in the UI ---------------------------------------------------------------------------
 
-    def experiment_ids(self, names: Sequence[str] = ()) -> dict[str, str]:
-        """``{name: id}`` of expctl's experiments (all, or ``names``), each marked as model training."""
+    def ui_experiments(self, names: Sequence[str] = ()) -> dict[str, tuple[str, bool]]:
+        """``{name: (id, has expctl's saved view)}`` of expctl's experiments (all, or ``names``), each marked
+        as model training."""
         with self._calling("search experiments"):
             return ui.managed_experiments(self.client, names)
 

@@ -39,16 +39,18 @@ def ensure_view(client: Any, experiment_id: str, tags: Mapping[str, str], overri
     client.set_experiment_tag(experiment_id, key, value)
 
 
-def managed_experiments(client: Any, names: Sequence[str] = ()) -> dict[str, str]:
-    """``{name: id}`` of expctl's experiments (all, or only ``names``), marking any that lack the kind."""
-    found: dict[str, str] = {}
+def managed_experiments(client: Any, names: Sequence[str] = ()) -> dict[str, tuple[str, bool]]:
+    """``{name: (id, has expctl's saved view)}`` of expctl's experiments (all, or only ``names``), marking
+    any that lack the training kind."""
+    found: dict[str, tuple[str, bool]] = {}
     token: str | None = None
     while True:
         page = client.search_experiments(filter_string=MANAGED_FILTER, max_results=_PAGE, page_token=token)
         for exp in page:
             if not names or exp.name in names:
-                found[exp.name] = str(exp.experiment_id)
-                ensure_training_kind(client, str(exp.experiment_id), exp.tags or {})
+                tags = exp.tags or {}
+                found[exp.name] = (str(exp.experiment_id), pv.SAVED_VIEW_PREFIX + pv.VIEW_KEY in tags)
+                ensure_training_kind(client, str(exp.experiment_id), tags)
         token = page.token
         if not token:
             return dict(sorted(found.items()))
