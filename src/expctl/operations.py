@@ -242,7 +242,7 @@ def ui_links(ws: Workspace, port: int, experiment: str | None = None) -> UiLinks
     warning = ""
     try:
         store.check()
-        found = store.ui_experiments([experiment] if experiment else [])
+        found = store.ui_experiments([experiment] if experiment else _experiments_at_head(ws))
     except TrackingError as exc:
         if experiment:
             raise
@@ -255,6 +255,18 @@ def ui_links(ws: Workspace, port: int, experiment: str | None = None) -> UiLinks
     ids = [eid for eid, _ in found.values()]
     runs = next(iter(urls.values())) if len(urls) == 1 else links.experiments_url(base, ids)
     return UiLinks(command, env, base, runs, urls, links.models_url(base), warning)
+
+
+def _experiments_at_head(ws: Workspace) -> list[str]:
+    """The names of the experiments committed at HEAD (a shared tracking server holds other projects' too)."""
+    from expctl.errors import ConfigErrors
+    from expctl.project import experiment_files
+
+    paths = source.list_files(source.snapshot(ws.repo, "HEAD"), ["experiments"])
+    try:
+        return sorted(experiment_files(dict.fromkeys(paths, b"")))
+    except ConfigErrors:  # a misnamed file: `expctl validate` says which; show every experiment meanwhile
+        return []
 
 
 def run_links(ws: Workspace, settings: Settings, run_id: str, port: int = 5000) -> dict[str, str]:
