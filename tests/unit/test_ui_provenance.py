@@ -87,6 +87,7 @@ def test_a_sweep_summary_counts_states_and_finds_the_best_gate_value() -> None:
     assert pv.sweep_summary(points[2:3], GATE).text == "1 points (1 failed)"
     note = pv.sweep_note("lr-sweep", COMMIT, "experiments/lr-sweep.yaml", summary)
     assert note.startswith("6 points (2 succeeded") and note.endswith(f"at commit {COMMIT[:12]}.")
+    assert pv.sweep_note("lr-sweep", COMMIT, "") == f"expctl sweep of lr-sweep at commit {COMMIT[:12]}."
 
 
 def test_the_saved_view_shows_source_metric_overrides_then_description() -> None:

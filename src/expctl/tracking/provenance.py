@@ -109,7 +109,8 @@ def launch_note(spec: RunSpec, attempt: int, backend: str, sweep: tuple[str, str
 
 def sweep_note(experiment: str, commit: str, source_file: str, summary: SweepSummary | None = None) -> str:
     """A sweep parent run's description: how its points stand (once known), then what the sweep is."""
-    line = f"expctl sweep of {experiment} from {source_file} at commit {commit[:12]}."
+    origin = f" from {source_file}" if source_file else ""  # parents made by older expctl lack the file
+    line = f"expctl sweep of {experiment}{origin} at commit {commit[:12]}."
     return f"{summary.text}; {line}" if summary is not None else line
 
 
