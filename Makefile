@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration kube-apiserver bench clean
+.PHONY: demo test lint typecheck unit integration kube-apiserver bench bench-apply clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ test: $(STAMP) kube-apiserver
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/plan_scale.py
+
+bench-apply: $(STAMP) kube-apiserver
+	$(BIN)/python benchmarks/apply_scale.py
 
 clean:
 	rm -rf $(VENV) .expctl .mypy_cache .ruff_cache .pytest_cache

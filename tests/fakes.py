@@ -10,8 +10,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
+from expctl.audit import INTENT, AuditRecord, entries
 from expctl.errors import BackendError
 from expctl.model import FailureClass, Launch, ObservedRun, Phase, RunSpec, TrackingRef
+from expctl.tracking.base import TrackerView
 
 
 class FakeBackend:
@@ -67,23 +69,43 @@ class FakeTracker:
         self.remembered: list[ObservedRun] = []
         self.killed: list[str] = []
         self.audit: list[dict[str, Any]] = []
+        self.records_by_id: dict[str, AuditRecord] = {}
+        self.requests: list[str] = []
 
     def check(self) -> None:
         return None
 
-    def ensure_run(self, spec: RunSpec, attempt: int, applied_by: str) -> TrackingRef:
+    def view(self) -> TrackerView:
+        self.requests.append("view")
+        open_ones = [r for r in self.records_by_id.values() if r.state == INTENT]
+        return TrackerView(list(self.remembered), open_ones, None)
+
+    def records(self) -> list[ObservedRun]:
+        return self.view().records
+
+    def ensure_run(self, spec: RunSpec, attempt: int, applied_by: str,
+                   view: TrackerView | None = None) -> TrackingRef:
         key = (spec.run_key, spec.spec_hash, attempt)
+        if key not in self.runs:
+            self.requests.append("create")
         run_id = self.runs.setdefault(key, f"run{len(self.runs):04d}")
         return TrackingRef("memory://", run_id, spec.experiment)
 
-    def records(self) -> list[ObservedRun]:
-        return list(self.remembered)
-
-    def sync(self, observed: Sequence[ObservedRun], desired: Sequence[RunSpec]) -> None:
+    def sync(self, observed: Sequence[ObservedRun], desired: Sequence[RunSpec],
+             view: TrackerView | None = None) -> None:
         return None
 
     def mark_killed(self, run_id: str, by: str = "") -> None:
         self.killed.append(run_id)
+
+    def begin_audit(self, record: AuditRecord) -> AuditRecord:
+        stored = replace(record, record_id=f"audit{len(self.records_by_id)}")
+        self.records_by_id[str(stored.record_id)] = stored
+        return stored
+
+    def complete_audit(self, record: AuditRecord) -> None:
+        self.records_by_id[str(record.record_id)] = record
+        self.audit.extend(entries(record))
 
     def record_audit(self, entry: dict[str, Any]) -> None:
         self.audit.append(entry)

@@ -1,9 +1,11 @@
-"""Train a small MLP classifier on seeded synthetic data; rank 0 logs to the MLflow run expctl handed over.
+"""Train a small MLP classifier on seeded synthetic data, logging to the MLflow run expctl handed over.
 
-Run as ``python -m training.train``. Reads the resolved config from ``EXPCTL_CONFIG_FILE`` (JSON) or, failing
-that, from the ``expctl/config.json`` artifact of ``MLFLOW_RUN_ID``. With ``WORLD_SIZE > 1`` it trains with
+Run as ``python -m training.train``. Reads the resolved config from ``EXPCTL_CONFIG`` (JSON, Kubernetes),
+``EXPCTL_CONFIG_FILE`` (a JSON file, local) or, failing that, the ``expctl/config.json`` artifact that older
+expctl versions uploaded to ``MLFLOW_RUN_ID``. With ``WORLD_SIZE > 1`` it trains with
 ``torch.distributed`` (gloo, ``MASTER_ADDR``/``MASTER_PORT``/``RANK``) and DistributedDataParallel.
-Metrics per epoch: train_loss, val_loss, val_accuracy; the model is logged as ``model``; system metrics on.
+Rank 0 logs the metrics per epoch (train_loss all-reduced over the ranks, val_loss, val_accuracy), the model as
+``model`` and system metrics; every rank logs ``rank_<r>_train_samples`` into the same run.
 ``trainer.fail_first_attempts: N`` makes attempts <= N (``EXPCTL_ATTEMPT``) fail on purpose. Exits non-zero
 on any failure.
 """
@@ -33,6 +35,10 @@ DEFAULTS: dict[str, Any] = {
 
 
 def load_config() -> dict[str, Any]:
+    inline = os.environ.get("EXPCTL_CONFIG")  # Kubernetes: the composed config is in the job's env
+    if inline:
+        config: dict[str, Any] = json.loads(inline)
+        return config
     path = os.environ.get("EXPCTL_CONFIG_FILE")
     if path and os.path.exists(path):
         with open(path, encoding="utf-8") as fh:
@@ -106,6 +112,13 @@ def start_tracking(rank: int) -> Any:
     return mlflow.start_run()
 
 
+def log_rank_share(rank: int, samples: int) -> None:
+    """Each rank records its shard in the run expctl handed over: all ranks of a job log to one MLflow run."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if run_id and os.environ.get("MLFLOW_TRACKING_URI"):
+        mlflow.MlflowClient().log_metric(run_id, f"rank_{rank}_train_samples", samples)
+
+
 def train(config: dict[str, Any]) -> None:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -150,6 +163,7 @@ def train(config: dict[str, Any]) -> None:
             if rank == 0:
                 print(f"epoch {epoch}: train_loss={train_loss:.4f} val_loss={val_loss:.4f} "
                       f"val_accuracy={val_accuracy:.4f}", flush=True)
+        log_rank_share(rank, len(shard_x))  # every rank, into the one run (before rank 0 ends it)
         if world > 1:
             dist.barrier()
         if run is not None:

@@ -25,6 +25,8 @@ class BackendInfo:
     ``factory``: ``"module:function"``, called as ``function(settings, repo=..., state_dir=...)`` and returning
     an ``expctl.backends.base.Backend``. ``lock``: ``"module:function"``, called as ``function(settings,
     timeout)`` and returning a context manager that serialises applies, or None for the workspace's file lock.
+    ``render``: ``"module:function"``, called as ``function(runs, settings, repo)`` and returning what ``apply``
+    would submit, as text (``expctl render``), or None when there is nothing to show.
     """
 
     name: str
@@ -32,6 +34,7 @@ class BackendInfo:
     factory: str
     kinds: frozenset[JobKind]
     lock: str | None = None
+    render: str | None = None
 
     def runs(self, kind: JobKind) -> bool:
         return kind in self.kinds
@@ -50,7 +53,10 @@ BACKENDS: dict[str, BackendInfo] = {
         BackendInfo("kubernetes", "Kubeflow training jobs (PyTorchJob, TFJob, MPIJob, TrainJob)",
                     "expctl.backends.kubernetes:open_kubernetes",
                     frozenset({JobKind.PYTORCH, JobKind.TF, JobKind.MPI, JobKind.TRAIN}),
-                    lock="expctl.backends.kubernetes:lease_lock"),
+                    lock="expctl.backends.kubernetes:lease_lock", render="expctl.render:render_all"),
+        BackendInfo("slurm", "one sbatch job per attempt on a Slurm cluster, srun one task per node",
+                    "expctl.backends.slurm:open_slurm", frozenset({JobKind.PYTORCH, JobKind.LOCAL}),
+                    lock="expctl.backends.slurm:slurm_lock", render="expctl.backends.slurm_script:render_jobs"),
     )
 }
 

@@ -22,6 +22,7 @@ import json
 from collections.abc import Mapping, Sequence
 
 from expctl.model import JobKind, Launch
+from expctl.naming import canonical_json
 
 # expctl's identity of the attempt, the same names on every backend
 RUN_NAME = "EXPCTL_RUN_NAME"
@@ -31,6 +32,7 @@ ATTEMPT = "EXPCTL_ATTEMPT"
 EXPERIMENT = "EXPCTL_EXPERIMENT"
 GIT_COMMIT = "EXPCTL_GIT_COMMIT"
 CONFIG_FILE = "EXPCTL_CONFIG_FILE"
+CONFIG = "EXPCTL_CONFIG"  # the composed config inline (JSON), when the backend has no file for it
 REPLICA = "EXPCTL_REPLICA"
 
 # the distributed-training topology (torch.distributed's env:// names, and TensorFlow's TF_CONFIG)
@@ -47,7 +49,8 @@ def job_env(launch: Launch, *, config_file: str | None = None,
             extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Every replica's variables: the experiment's env, then expctl's identity and MLflow run (these win).
 
-    ``config_file``: where the backend put the resolved config (JSON) for the job, when it has one.
+    ``config_file``: where the backend put the resolved config (JSON) for the job, when it has one; without
+    one, the config itself is in ``EXPCTL_CONFIG``.
     ``extra``: backend-provided values that also win over the experiment's env.
     """
     spec = launch.spec
@@ -65,6 +68,8 @@ def job_env(launch: Launch, *, config_file: str | None = None,
     )
     if config_file is not None:
         env[CONFIG_FILE] = config_file
+    else:  # the config travels with the job: no artifact upload per run (see tracking/mlflow_runs.py)
+        env[CONFIG] = canonical_json(dict(spec.config))
     env.update(launch.tracking.env())
     if extra:
         env.update(extra)

@@ -1,26 +1,45 @@
-"""The local apply lock: one ``expctl apply`` at a time per repository (a file lock under .expctl/)."""
+"""The apply lock: one ``expctl apply`` at a time per repository (a file lock under .expctl/) or per cluster
+(a Lease, ``backends/kube_lock``). The engine calls ``check()`` before every write."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Protocol
 
 from expctl.errors import LockError
 
 
+class ApplyLock(Protocol):
+    def check(self) -> None:
+        """Raise LockError when the lock is no longer held (lost, expired, taken over)."""
+        ...
+
+
+class HeldFileLock:
+    """A held file lock: held until released (the OS drops it only with the process)."""
+
+    def __init__(self, lock: Any, path: Path) -> None:
+        self._lock, self.path = lock, path
+
+    def check(self) -> None:
+        if not self._lock.is_locked:
+            raise LockError(f"lost the apply lock {self.path.name} while applying")
+
+
 @contextlib.contextmanager
-def file_lock(path: Path, timeout: float) -> Iterator[None]:
+def file_lock(path: Path, timeout: float) -> Iterator[HeldFileLock]:
     from filelock import FileLock, Timeout
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path))
+    lock = FileLock(str(path), thread_local=False)  # checked from the apply pool's threads
     try:
         lock.acquire(timeout=timeout)
     except Timeout as exc:
         raise LockError(f"another expctl apply holds {path.name} (waited {timeout:g}s; see --lock-timeout)"
                         ) from exc
     try:
-        yield
+        yield HeldFileLock(lock, path)
     finally:
         lock.release()

@@ -188,12 +188,26 @@ class Action(enum.StrEnum):
         return self in (Action.CREATE, Action.RETRY, Action.REPLACE, Action.DELETE)
 
 
+class Reason(enum.StrEnum):
+    """Why a plan line says what it says: code branches on these, people read them."""
+
+    MISSING = "missing"  # desired, nothing observed: create
+    SPEC_CHANGED = "spec-changed"  # replace (or blocked while pending/running)
+    FAILED = "failed"  # the latest attempt failed and a retry is due
+    BACKOFF = "backoff"  # failed, retry not due yet
+    GAVE_UP = "gave-up"  # failed, retries exhausted or not enabled
+    CANCELLED = "cancelled"  # cancelled by an operator; not relaunched
+    UNCHANGED = "unchanged"
+    REMOVED = "removed"  # no longer desired, pruned
+    WOULD_PRUNE = "would-prune"  # no longer desired, --prune not given
+
+
 @dataclass(frozen=True)
 class Change:
     """One line of a plan: what happens to one run and why."""
 
     action: Action
-    reason: str
+    reason: Reason
     experiment: str
     run_key: str
     name: str  # the object name the action produces (or deletes)

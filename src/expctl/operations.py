@@ -15,7 +15,7 @@ from expctl import source
 from expctl.backends.base import Backend
 from expctl.diff import join_observed
 from expctl.errors import ExpctlError
-from expctl.model import Change, ObservedRun, Phase, Plan
+from expctl.model import ObservedRun, Phase
 from expctl.project import load_settings
 from expctl.schema import Settings
 from expctl.tracking.base import Tracker
@@ -178,21 +178,6 @@ def audit_history(ws: Workspace, experiment: str | None, limit: int) -> list[dic
     settings = settings_at_head(ws)
     tracker = ws.open_tracker(settings, ws.backend_name(settings, None))
     return tracker.audit_entries(experiment=experiment, limit=limit)
-
-
-def record_applied(tracker: Tracker, plan: Plan, done: Sequence[Change], who: str) -> None:
-    """The audit trail of one apply: one entry per applied change, in MLflow (durable, shared)."""
-    for change in done:
-        run = change.observed
-        entry = {
-            "action": change.action.value, "run": change.name, "experiment": change.experiment,
-            "run_key": change.run_key, "attempt": change.attempt, "reason": change.reason,
-            "kind": change.desired.job.kind.value if change.desired else (run.kind if run else ""),
-            "namespace": (change.desired.job.namespace if change.desired else (run.namespace if run else None))
-            or "", "who": who, "commit": plan.commit, "fingerprint": plan.fingerprint, "time": time.time(),
-            "backend": plan.backend, "spec_hash": change.spec_hash or "",
-        }
-        tracker.record_audit(entry)
 
 
 def _entry(action: str, run: ObservedRun, who: str, commit: str, fingerprint: str) -> dict[str, Any]:

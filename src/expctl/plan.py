@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from expctl.diff import Pair, pair_runs
-from expctl.model import Action, Change, FailureClass, ObservedRun, Phase, Plan, RunSpec
+from expctl.model import Action, Change, FailureClass, ObservedRun, Phase, Plan, Reason, RunSpec
 from expctl.naming import attempt_name, canonical_json, sha256_hex
 
 
@@ -24,7 +24,7 @@ def fingerprint(observed: Iterable[ObservedRun]) -> str:
     return sha256_hex(canonical_json(rows))[:16]
 
 
-def _change(action: Action, reason: str, pair: Pair, attempt: int, detail: str = "",
+def _change(action: Action, reason: Reason, pair: Pair, attempt: int, detail: str = "",
             deletes: tuple[str, ...] = ()) -> Change:
     spec, cur = pair.desired, pair.current
     if spec is not None:
@@ -43,16 +43,16 @@ def _decide_failed(pair: Pair, spec: RunSpec, cur: ObservedRun, now: float) -> C
     policy = spec.job.retries
     failure = cur.failure or FailureClass.CODE
     if failure not in policy.on:
-        return _change(Action.GAVE_UP, "gave-up", pair, cur.attempt,
+        return _change(Action.GAVE_UP, Reason.GAVE_UP, pair, cur.attempt,
                        f"{failure.value} failure; retries are not enabled for it: {cur.message}".rstrip(": "))
     if cur.attempt >= policy.max_attempts:
-        return _change(Action.GAVE_UP, "gave-up", pair, cur.attempt,
+        return _change(Action.GAVE_UP, Reason.GAVE_UP, pair, cur.attempt,
                        f"failed {cur.attempt} of {policy.max_attempts} attempts: {cur.message}".rstrip(": "))
     due = (cur.finished_at or 0.0) + policy.backoff_after(cur.attempt)
     if now < due:
-        return _change(Action.NOOP, "backoff", pair, cur.attempt,
+        return _change(Action.NOOP, Reason.BACKOFF, pair, cur.attempt,
                        f"attempt {cur.attempt} failed ({failure.value}); retry in {due - now:.0f}s")
-    return _change(Action.RETRY, f"failed (attempt {cur.attempt + 1})", pair, cur.attempt + 1,
+    return _change(Action.RETRY, Reason.FAILED, pair, cur.attempt + 1,
                    f"attempt {cur.attempt} failed ({failure.value}): {cur.message}".rstrip(": "))
 
 
@@ -63,23 +63,23 @@ def decide(pair: Pair, now: float, prune: bool = False, replace_running: bool = 
         if cur is None or not cur.managed or not _live_names(pair):
             return None
         if prune:
-            return _change(Action.DELETE, "removed", pair, cur.attempt, deletes=_live_names(pair))
-        return _change(Action.NOOP, "would-prune", pair, cur.attempt, "no longer desired; run with --prune")
+            return _change(Action.DELETE, Reason.REMOVED, pair, cur.attempt, deletes=_live_names(pair))
+        return _change(Action.NOOP, Reason.WOULD_PRUNE, pair, cur.attempt, "no longer desired; run with --prune")
     if cur is None:
-        return _change(Action.CREATE, "missing", pair, 1)
+        return _change(Action.CREATE, Reason.MISSING, pair, 1)
     if cur.spec_hash != spec.spec_hash:
         if cur.phase.finished:
-            return _change(Action.REPLACE, "spec-changed", pair, 1, deletes=_live_names(pair))
+            return _change(Action.REPLACE, Reason.SPEC_CHANGED, pair, 1, deletes=_live_names(pair))
         if replace_running:
-            return _change(Action.REPLACE, "spec-changed", pair, 1,
+            return _change(Action.REPLACE, Reason.SPEC_CHANGED, pair, 1,
                            f"replacing a {cur.phase.value.lower()} run", deletes=_live_names(pair))
-        return _change(Action.BLOCKED, "spec-changed", pair, cur.attempt,
+        return _change(Action.BLOCKED, Reason.SPEC_CHANGED, pair, cur.attempt,
                        f"run is {cur.phase.value.lower()}; use --replace-running to replace it")
     if cur.cancelled or cur.phase is Phase.CANCELLED:
-        return _change(Action.NOOP, "cancelled", pair, cur.attempt, "cancelled; change its spec to run again")
+        return _change(Action.NOOP, Reason.CANCELLED, pair, cur.attempt, "cancelled; change its spec to run again")
     if cur.phase is Phase.FAILED:
         return _decide_failed(pair, spec, cur, now)
-    return _change(Action.NOOP, "unchanged", pair, cur.attempt, cur.phase.value.lower())
+    return _change(Action.NOOP, Reason.UNCHANGED, pair, cur.attempt, cur.phase.value.lower())
 
 
 def make_plan(

@@ -118,6 +118,7 @@ class KubernetesIn(_Strict):
 
 class LocalIn(_Strict):
     parallelism: int | None = Field(None, ge=1)
+    write_concurrency: int = Field(4, ge=1)  # changes an apply performs at once
 
 
 class SlurmTenantIn(_Strict):

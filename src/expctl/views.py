@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from expctl.model import Action, Change, Plan
+from expctl.model import Action, Change, Plan, Reason
 
 SCHEMA_VERSION = 1
 
@@ -32,10 +32,10 @@ def summary(plan: Plan) -> dict[str, int]:
         "delete": plan.count(Action.DELETE),
         "blocked": plan.count(Action.BLOCKED),
         "gave_up": plan.count(Action.GAVE_UP),
-        "unchanged": sum(1 for c in noops if c.reason == "unchanged"),
-        "waiting": sum(1 for c in noops if c.reason == "backoff"),
-        "cancelled": sum(1 for c in noops if c.reason == "cancelled"),
-        "would_prune": sum(1 for c in noops if c.reason == "would-prune"),
+        "unchanged": sum(1 for c in noops if c.reason is Reason.UNCHANGED),
+        "waiting": sum(1 for c in noops if c.reason is Reason.BACKOFF),
+        "cancelled": sum(1 for c in noops if c.reason is Reason.CANCELLED),
+        "would_prune": sum(1 for c in noops if c.reason is Reason.WOULD_PRUNE),
     }
 
 
@@ -55,11 +55,11 @@ def summary_line(plan: Plan) -> str:
 
 
 def _shown(change: Change) -> bool:
-    return not (change.action is Action.NOOP and change.reason == "unchanged")
+    return not (change.action is Action.NOOP and change.reason is Reason.UNCHANGED)
 
 
 def _label(change: Change) -> str:
-    return f"{change.action.value}" if change.action is not Action.NOOP else change.reason
+    return f"{change.action.value}" if change.action is not Action.NOOP else change.reason.value
 
 
 def human(plan: Plan) -> str:
@@ -70,7 +70,7 @@ def human(plan: Plan) -> str:
     exp_width = max((len(c.experiment) for c in shown), default=0)
     for c in shown:
         point = " ".join(c.overrides) or "-"
-        why = c.reason if c.action is not Action.NOOP else ""
+        why = c.reason.value if c.action is not Action.NOOP else ""
         detail = "; ".join(p for p in (why, c.detail) if p)
         lines.append(f"  {_SYMBOL[c.action]:>3} {_label(c):<11} {c.name:<{width}}  {c.experiment:<{exp_width}}  "
                      f"{point}" + (f"  ({detail})" if detail else ""))
@@ -83,7 +83,7 @@ def human(plan: Plan) -> str:
 def change_dict(change: Change) -> dict[str, Any]:
     return {
         "action": change.action.value,
-        "reason": change.reason,
+        "reason": change.reason.value,
         "detail": change.detail,
         "experiment": change.experiment,
         "run_key": change.run_key,

@@ -51,14 +51,15 @@ def experiment(*, sweep: dict[str, str] | None = None, quick: bool = False, fail
 
 
 def make_project(path: Path, experiments: dict[str, str], parallelism: int = 2,
-                 author: str = ADA) -> GitRepo:
+                 author: str = ADA, settings: str = "") -> GitRepo:
     """A git repository with this project's conf/ and training/, the given experiments, and one commit."""
     repo = GitRepo(path)
     repo.copy_examples()
     repo.remove("experiments")
     repo.write(".gitignore", ".expctl/\n__pycache__/\n")
     repo.write("training/quick.py", QUICK_JOB)
-    repo.write("expctl.yaml", f"backend: local\ncode_paths: [training]\nlocal:\n  parallelism: {parallelism}\n")
+    repo.write("expctl.yaml", f"backend: local\ncode_paths: [training]\nlocal:\n  parallelism: {parallelism}\n"
+                              + settings)
     for rel, text in experiments.items():
         repo.write(f"experiments/{rel}.yaml", text)
     repo.commit("initial experiments", author=author)

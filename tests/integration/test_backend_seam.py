@@ -21,11 +21,14 @@ CASES: list[tuple[str, dict[str, str], list[str], str]] = [
      ["--backend", "kubernetes"],
      "experiments/e.yaml: expctl.kind: kind 'local' does not run on the kubernetes backend (it runs MPIJob, "
      "PyTorchJob, TFJob, TrainJob)"),
+    ("TrainJob on slurm", {"experiments/e.yaml": BASE + "expctl:\n  kind: TrainJob\n"}, ["--backend", "slurm"],
+     "experiments/e.yaml: expctl.kind: kind 'TrainJob' does not run on the slurm backend (it runs PyTorchJob, "
+     "local)"),
     ("local kind on kubernetes from expctl.yaml",
      {"expctl.yaml": "backend: kubernetes\n", "experiments/e.yaml": BASE + "expctl:\n  kind: local\n"}, [],
      "experiments/e.yaml: expctl.kind: kind 'local' does not run on the kubernetes backend"),
     ("unknown backend in expctl.yaml", {"expctl.yaml": "backend: slrum\n"}, [],
-     "expctl.yaml: backend: input should be 'local' or 'kubernetes' (got 'slrum')"),
+     "expctl.yaml: backend: input should be 'local', 'kubernetes' or 'slurm' (got 'slrum')"),
     ("account outside the Slurm tenant",
      {"expctl.yaml": "slurm:\n  tenants:\n    - {path: experiments/team-a, account: team-a}\n",
       "experiments/team-a/e.yaml": BASE + "expctl:\n  slurm:\n    account: team-b\n"}, [],
@@ -56,8 +59,32 @@ def test_refused_before_any_write(make_repo: Callable[[dict[str, str]], GitRepo]
     assert listing(repo.path) == before
 
 
+def test_slurm_needs_a_shared_workdir(make_repo: Callable[[dict[str, str]], GitRepo]) -> None:
+    repo = make_repo({"experiments/good.yaml": BASE, "expctl.yaml": "backend: slurm\n"})
+    proc = run_expctl(repo.path, "plan")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("error: expctl.yaml: slurm.workdir: required for the slurm backend: a directory "
+                                   "every Slurm node mounts")
+
+
 def test_backend_choices_come_from_the_registry(make_repo: Callable[[dict[str, str]], GitRepo]) -> None:
     repo = make_repo({"experiments/good.yaml": BASE})
     proc = run_expctl(repo.path, "plan", "--backend", "nomad")
-    assert proc.returncode == 2 and "'local', 'kubernetes'" in proc.stderr
+    assert proc.returncode == 2 and "'local', 'kubernetes', 'slurm'" in proc.stderr
     assert "valid." in run_expctl(repo.path, "validate", "--backend", "kubernetes").stdout
+
+
+def test_render_shows_what_the_selected_backend_would_submit(make_repo: Callable[[dict[str, str]], GitRepo],
+                                                               tmp_path: Path) -> None:
+    two = BASE + "expctl:\n  replicas: 2\n  resources: {gpus: 1}\n"
+    repo = make_repo({"experiments/two.yaml": two,
+                      "expctl.yaml": f"slurm:\n  workdir: {tmp_path / 'shared'}\n  account: ml\n"})
+    slurm = run_expctl(repo.path, "render", "--backend", "slurm")
+    assert slurm.returncode == 0, slurm.stderr
+    assert "--nodes=2" in slurm.stdout and "--gres=gpu:1" in slurm.stdout and "--account=ml" in slurm.stdout
+    assert slurm.stdout.count("#!/bin/bash") == 1 and "srun " in slurm.stdout
+    kube = run_expctl(repo.path, "render")  # the local backend submits nothing: Kubernetes manifests
+    assert kube.returncode == 0 and "kind: PyTorchJob" in kube.stdout
+    local = run_expctl(repo.path, "render", "--backend", "local")
+    assert local.returncode == 1 and "runs nothing that can be rendered" in local.stderr
+    assert not (tmp_path / "shared").exists(), "render wrote to the shared workdir"

@@ -14,7 +14,7 @@ import pytest
 from expctl.backends.local import LocalBackend
 from expctl.errors import TrackingError
 from expctl.model import FailureClass, JobKind, ObservedRun, Phase, RunSpec, TrackingRef, ValidationGate
-from expctl.tracking.mlflow_store import CONFIG_ARTIFACT, MlflowStore, default_tracking_uri
+from expctl.tracking.mlflow_store import MlflowStore, default_tracking_uri
 from tests.factories import make_job, make_launch, make_spec
 from tests.gitrepo import GitRepo
 from tests.integration.mlflow_server import MlflowServer, free_port
@@ -65,7 +65,9 @@ def test_ensure_run_twice_is_one_run(store: MlflowStore, experiment: str) -> Non
     assert retry.run_id != first.run_id
     runs = store.client.search_runs([store.client.get_experiment_by_name(experiment).experiment_id])
     assert sorted(r.info.run_id for r in runs) == sorted([first.run_id, retry.run_id])
-    assert store.client.get_run(first.run_id).info.status == "SCHEDULED"
+    # MLflow creates runs RUNNING; expctl spends no third request per run on SCHEDULED (mlflow_runs)
+    assert store.client.get_run(first.run_id).info.status == "RUNNING"
+    assert store.client.get_run(first.run_id).data.tags["expctl.ready"] == "true"
 
 
 def test_ensure_run_records_params_tags_and_config(sqlite_store: MlflowStore, client: Any) -> None:
@@ -85,8 +87,8 @@ def test_ensure_run_records_params_tags_and_config(sqlite_store: MlflowStore, cl
     assert tags["expctl.author"] == AUTHOR == tags["mlflow.user"]
     assert json.loads(tags["expctl.overrides"]) == []
     assert "mlflow.parentRunId" not in tags
-    text = client.download_artifacts(ref.run_id, CONFIG_ARTIFACT)
-    assert json.loads(Path(text).read_text()) == config
+    assert tags["expctl.ready"] == "true"
+    assert client.list_artifacts(ref.run_id) == [], "no artifact upload per run: the config is in the job's env"
     location = client.get_experiment_by_name("demo").artifact_location
     assert location.startswith((Path(sqlite_store.tracking_uri[10:]).parent / "mlartifacts").as_uri())
 
@@ -122,13 +124,14 @@ def test_records_and_sync_follow_phases(sqlite_store: MlflowStore, client: Any) 
                      cancelled=p is Phase.CANCELLED) for p in Phase]
     sqlite_store.sync(live, list(specs.values()))
     statuses = {p: client.get_run(refs[p].run_id).info.status for p in Phase}
-    assert statuses == {Phase.PENDING: "SCHEDULED", Phase.RUNNING: "RUNNING", Phase.SUCCEEDED: "FINISHED",
+    assert statuses == {Phase.PENDING: "RUNNING", Phase.RUNNING: "RUNNING", Phase.SUCCEEDED: "FINISHED",
                         Phase.FAILED: "FAILED", Phase.CANCELLED: "KILLED"}
     assert client.get_run(refs[Phase.SUCCEEDED].run_id).info.end_time is not None
     records = {r.experiment: r for r in sqlite_store.records()}
     for phase, spec in specs.items():
         record = records[spec.experiment]
-        assert record.phase is phase and not record.live
+        # a launched run reads RUNNING in MLflow until it finishes (pending is the backend's to say)
+        assert record.phase is (Phase.RUNNING if phase is Phase.PENDING else phase) and not record.live
         assert (record.run_key, record.spec_hash, record.attempt) == (spec.run_key, spec.spec_hash, 1)
         assert record.name == spec.name and record.mlflow_run_id == refs[phase].run_id
     assert records["phase-failed"].failure is FailureClass.CODE
@@ -273,7 +276,7 @@ def test_audit_trail_is_newest_first(sqlite_store: MlflowStore) -> None:
                                    "time": 1_000_000.0 + i, "attempt": 1, "namespace": None})
     assert [e["run"] for e in sqlite_store.audit_entries()] == ["r2", "r1", "r0"]
     assert [e["run"] for e in sqlite_store.audit_entries(experiment="a", limit=1)] == ["r2"]
-    assert sqlite_store.audit_entries(experiment="a")[1]["namespace"] is None
+    assert sqlite_store.audit_entries(experiment="a")[1]["namespace"] == ""
     assert sqlite_store.records() == [], "audit entries are not runs"
 
 
@@ -367,3 +370,54 @@ def test_flatten_params_and_parent_status() -> None:
     assert parent_status(["FINISHED", "FAILED"]) == "FAILED"
     assert parent_status(["FINISHED", "KILLED"]) == "FINISHED"
     assert parent_status(["KILLED"]) == "KILLED"
+
+
+def test_view_knows_every_run_so_ensure_run_needs_no_request(sqlite_store: MlflowStore, client: Any) -> None:
+    points = [make_spec("viewed", overrides=(f"lr={lr}",), config={"lr": lr}) for lr in (0.1, 0.2)]
+    sqlite_store.check()
+    first = sqlite_store.ensure_run(points[0], 1, AUTHOR, sqlite_store.view())
+    # a crash between create_run and log_batch: a run without params and without expctl.ready
+    half = client.create_run(sqlite_store._experiment_id("viewed"), tags={
+        "expctl.managed": "true", "expctl.backend": "local", "expctl.run_key": points[1].run_key,
+        "expctl.spec_hash": points[1].spec_hash, "expctl.attempt": "1", "expctl.job": points[1].name})
+    fresh = MlflowStore(sqlite_store.tracking_uri, "local")
+    view = fresh.view()
+    assert {r.name for r in view.records} == {points[0].name, points[1].name}
+
+    calls: list[str] = []
+    real = fresh.client
+
+    class Counting:
+        def __getattr__(self, name: str) -> Any:
+            calls.append(name)
+            return getattr(real, name)
+
+    fresh._client = Counting()
+    assert fresh.ensure_run(points[0], 1, AUTHOR, view) == first
+    assert calls == [], "a run in the view costs no request"
+    resumed = fresh.ensure_run(points[1], 1, AUTHOR, view)
+    assert resumed.run_id == half.info.run_id and calls == ["log_batch"], calls
+    assert client.get_run(half.info.run_id).data.params == {"lr": "0.2"}
+    assert client.get_run(half.info.run_id).data.tags["expctl.ready"] == "true"
+
+
+def test_audit_record_intent_recovery_and_history(sqlite_store: MlflowStore) -> None:
+    from expctl import audit
+    from expctl.model import Action, Change, Plan, Reason
+
+    specs = [make_spec("audited", overrides=(f"lr={i}",)) for i in range(3)]
+    changes = [Change(Action.CREATE, Reason.MISSING, s.experiment, s.run_key, s.name, s.overrides, s.spec_hash,
+                      1, s) for s in specs]
+    plan = Plan("c" * 40, "local", tuple(changes), "fp")
+    sqlite_store.check()
+    intent = sqlite_store.begin_audit(audit.new_record(plan, changes, AUTHOR, "ci-bot"))
+    (open_one,) = sqlite_store.view().open_audits
+    assert open_one == intent and open_one.record_id == intent.record_id
+    assert sqlite_store.audit_entries() == [], "an intent lists nothing as applied yet"
+    live = [ObservedRun(specs[0].run_key, specs[0].name, "audited", 1, specs[0].spec_hash, Phase.PENDING, "local")]
+    sqlite_store.complete_audit(audit.recover(open_one, live))
+    assert sqlite_store.view().open_audits == []
+    (entry,) = sqlite_store.audit_entries()
+    assert (entry["run"], entry["who"], entry["actor"], entry["fingerprint"]) == (specs[0].name, AUTHOR, "ci-bot",
+                                                                                 "fp")
+    assert sqlite_store.records() == [], "audit records are not runs"

@@ -201,7 +201,7 @@ def test_status_is_a_squeue_like_table_with_filters_and_json(ops: Ops) -> None:
 
     table = ops.run("status").stdout.splitlines()
     assert table[0].split() == ["RUN", "EXPERIMENT", "KIND", "REPLICAS", "GPUS", "STATE", "ATTEMPT", "AGE",
-                                "USER", "MLFLOW", "RUN"]
+                                "USER", "MLFLOW", "RUN", "REASON"]
     assert len(table) == 7
     quick = next(line for line in table if line.startswith("quick-"))
     assert quick.split()[1:7] == ["quick", "PyTorchJob", "1", "0", "Succeeded", "1"]

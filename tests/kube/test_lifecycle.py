@@ -364,7 +364,8 @@ def test_full_lifecycle_sync_gate_registry_retry_and_give_up(
     names = {c["experiment"]: c["name"] for c in project.plan()["changes"]}
     gated, flaky = names[project.exp("gated")], names[project.exp("flaky")]
     assert sorted(project.managed()) == sorted([gated, flaky])
-    assert project.run_of(gated).info.status == "SCHEDULED"
+    assert project.run_of(gated).info.status == "RUNNING"  # MLflow creates runs RUNNING (see mlflow_runs)
+    assert project.run_of(gated).data.tags["expctl.ready"] == "true"
 
     # Running: the next apply syncs it into MLflow
     project.settle(gated, "run")
@@ -532,6 +533,7 @@ class StopsApiserverOnCreate:
         return self.inner.logs(name, replica, follow)
 
 
+SEQUENTIAL = "  qps: 50\n  burst: 50\n  write_concurrency: 1\n"
 SWEEP4 = SINGLE + "hydra:\n  sweeper:\n    params:\n      optimizer.lr: 0.001,0.002,0.003,0.004\n"
 
 
@@ -550,7 +552,9 @@ def assert_converged(project: Project, total: int) -> None:
 def test_apiserver_restart_in_the_middle_of_an_apply_converges(
     tmp_path: Path, kube_cluster: Cluster, namespace: str, mlflow_uri: str
 ) -> None:
-    project = make_project(tmp_path, kube_cluster, namespace, mlflow_uri, {"sweep": SWEEP4, "single": SINGLE})
+    # one change at a time (write_concurrency 1): the n-th create is the one the apiserver stops on
+    project = make_project(tmp_path, kube_cluster, namespace, mlflow_uri, {"sweep": SWEEP4, "single": SINGLE},
+                           kube=SEQUENTIAL)
     wrappers: list[StopsApiserverOnCreate] = []
 
     def wrap(backend: KubernetesBackend) -> Backend:
@@ -576,7 +580,9 @@ def test_apiserver_restart_in_the_middle_of_an_apply_converges(
 def test_apiserver_down_until_the_apply_ends_exits_3_then_a_rerun_converges(
     tmp_path: Path, kube_cluster: Cluster, namespace: str, mlflow_uri: str
 ) -> None:
-    project = make_project(tmp_path, kube_cluster, namespace, mlflow_uri, {"sweep": SWEEP4, "single": SINGLE})
+    # one change at a time (write_concurrency 1): the n-th create is the one the apiserver stops on
+    project = make_project(tmp_path, kube_cluster, namespace, mlflow_uri, {"sweep": SWEEP4, "single": SINGLE},
+                           kube=SEQUENTIAL)
     wrappers: list[StopsApiserverOnCreate] = []
 
     def wrap(backend: KubernetesBackend) -> Backend:

@@ -15,13 +15,16 @@ from tests.factories import make_job, make_spec
 
 
 def test_the_three_backends_and_what_they_run() -> None:
-    assert backend_registry.names() == ["local", "kubernetes"]
+    assert backend_registry.names() == ["local", "kubernetes", "slurm"]
     assert backend_registry.lookup("local").runs(JobKind.TRAIN)
     assert not backend_registry.lookup("kubernetes").runs(JobKind.LOCAL)
     assert backend_registry.unsupported("kubernetes", [JobKind.PYTORCH, JobKind.LOCAL, JobKind.LOCAL]) == [
         JobKind.LOCAL]
+    assert backend_registry.unsupported("slurm", [JobKind.PYTORCH, JobKind.TRAIN, JobKind.MPI, JobKind.LOCAL]) == [
+        JobKind.MPI, JobKind.TRAIN]
+    assert backend_registry.lookup("slurm").lock
     assert backend_registry.lookup("kubernetes").lock and backend_registry.lookup("local").lock is None
-    with pytest.raises(KeyError, match="choose from local, kubernetes"):
+    with pytest.raises(KeyError, match="choose from local, kubernetes, slurm"):
         backend_registry.lookup("nomad")
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from expctl.diff import join_observed, pair_runs
-from expctl.model import Action, FailureClass, ObservedRun, Phase, RetryPolicy
+from expctl.model import Action, FailureClass, ObservedRun, Phase, Reason, RetryPolicy
 from expctl.plan import PlanRefused, fingerprint, make_plan
 from tests.factories import make_job, make_spec
 
@@ -33,7 +33,7 @@ CASES = [
     ("succeeded unchanged", [observed(Phase.SUCCEEDED)], {}, Action.NOOP, "unchanged"),
     ("failed infra, backoff elapsed",
      [observed(Phase.FAILED, failure=FailureClass.INFRASTRUCTURE, finished_at=NOW - 61)], {},
-     Action.RETRY, "failed (attempt 2)"),
+     Action.RETRY, Reason.FAILED),
     ("failed infra, backoff pending",
      [observed(Phase.FAILED, failure=FailureClass.INFRASTRUCTURE, finished_at=NOW - 10)], {},
      Action.NOOP, "backoff"),

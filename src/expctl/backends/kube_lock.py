@@ -157,9 +157,13 @@ class LeaseLock:
             self._record = renewed
 
     def check(self) -> None:
-        """Raise LockError when the lease was lost while held (another reconciler took over)."""
-        if self.lost:
-            raise LockError(f"lost lease {self.namespace}/{self.name} while applying")
+        """Raise LockError unless the lease is still ours and unexpired (checked before every write)."""
+        record = self._record
+        if self.lost or record is None:
+            raise LockError(f"lost lease {self.namespace}/{self.name} while applying (another apply took it over)")
+        if record.expired(self._clock()):
+            raise LockError(f"lease {self.namespace}/{self.name} expired while applying (not renewed for "
+                            f"{record.duration_seconds}s)")
 
     def release(self) -> None:
         """Stop renewing and free the lease (holder emptied) so the next reconciler need not wait."""

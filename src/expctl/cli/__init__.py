@@ -19,7 +19,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "validate": ("expctl.cli.planning", "validate", "Compose every experiment and report all errors."),
     "plan": ("expctl.cli.planning", "plan", "Show what apply would do, and why."),
     "apply": ("expctl.cli.planning", "apply", "Apply the plan (or a saved plan file)."),
-    "render": ("expctl.cli.planning", "render", "Print the Kubernetes manifests of the desired runs."),
+    "render": ("expctl.cli.planning", "render", "Print what apply would submit (manifests, batch scripts)."),
     "status": ("expctl.cli.operate", "status", "A squeue-like table of runs."),
     "cancel": ("expctl.cli.operate", "cancel", "Stop runs; apply will not relaunch them."),
     "logs": ("expctl.cli.operate", "logs", "Print (or follow) a run's logs."),
@@ -71,7 +71,7 @@ class LazyGroup(click.Group):
 def main(ctx: click.Context, repo: str | None) -> None:
     """expctl — Hydra experiment configs in git as the desired state of your training runs.
 
-    Plan and apply them as local processes or Kubeflow training jobs, tracked in MLflow.
+    Plan and apply them as local processes, Kubeflow training jobs or Slurm batch jobs, tracked in MLflow.
     """
     ctx.ensure_object(dict)
     ctx.obj.setdefault("repo", repo)

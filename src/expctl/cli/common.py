@@ -1,18 +1,16 @@
-"""What the commands share: the workspace, output options, warnings, who applies, the apply lock."""
+"""What the commands share: the workspace, output options, warnings, who applies, progress lines."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from expctl.model import Change
-from expctl.schema import Settings
 from expctl.workspace import Workspace
 
 output_option = click.option("--output", "-o", "output", type=click.Choice(["human", "json", "markdown"]),
@@ -48,22 +46,6 @@ def applied_by(repo: Path, commit: str) -> str:
     author = commit_author(repo, commit)
     actor = os.environ.get("GITHUB_ACTOR")
     return f"{author} via github:{actor}" if actor else author
-
-
-@contextlib.contextmanager
-def open_lock(ws: Workspace, backend: str, settings: Settings, timeout: float) -> Iterator[None]:
-    """Serialise applies: the backend's own lock when it declares one (a Lease on Kubernetes), else a file lock."""
-    from expctl.backend_registry import BACKENDS, load
-
-    info = BACKENDS.get(backend)
-    if info is not None and info.lock is not None:
-        with load(info.lock)(settings, timeout):
-            yield
-        return
-    from expctl.locking import file_lock
-
-    with file_lock(ws.state_dir / "apply.lock", timeout):
-        yield
 
 
 def progress_printer() -> Callable[[Change, str], None]:

@@ -52,13 +52,19 @@ def _short_user(user: object) -> str:
     return re.sub(r"\s*<[^>]*>", "", str(user)) or "-"
 
 
-_COLUMNS = ("run", "experiment", "kind", "replicas", "gpus", "state", "attempt", "age", "user", "mlflow_run")
+_COLUMNS = ("run", "experiment", "kind", "replicas", "gpus", "state", "attempt", "age", "user", "mlflow_run",
+            "reason")
+
+
+def _pending_reason(row: dict[str, object]) -> str:
+    """Why a pending run waits (like squeue's REASON): the scheduler's reason or the local queue; else blank."""
+    return " ".join(str(row["reason"]).split())[:60] if row["state"] == "Pending" else ""
 
 
 def _table(rows: list[dict[str, object]]) -> list[str]:
     headers = [c.upper().replace("_", " ") for c in _COLUMNS]
-    cells = [[_short_user(r[c]) if c == "user" else str(r[c])[:12] if c == "mlflow_run" else str(r[c])
-              for c in _COLUMNS] for r in rows]
+    cells = [[_short_user(r[c]) if c == "user" else str(r[c])[:12] if c == "mlflow_run"
+              else _pending_reason(r) if c == "reason" else str(r[c]) for c in _COLUMNS] for r in rows]
     widths = [max([len(h), *(len(line[i]) for line in cells)]) for i, h in enumerate(headers)]
     return ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in [headers, *cells]]
 

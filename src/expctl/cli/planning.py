@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,18 +13,20 @@ from expctl import backend_registry
 from expctl.backends.base import Backend
 from expctl.cli.common import (
     applied_by,
-    open_lock,
     output_option,
     progress_printer,
     warn_dirty,
     workspace,
 )
 from expctl.errors import ExpctlError
-from expctl.model import Change, Plan
+from expctl.model import Plan
 from expctl.project import Desired
-from expctl.reconcile import PlanOptions, check_fresh, compute_plan, desired_state, options_of, read_saved_plan
+from expctl.reconcile import PlanOptions, compute_plan, desired_state
 from expctl.tracking.base import Tracker
 from expctl.workspace import Workspace, check_runnable
+
+if TYPE_CHECKING:
+    from expctl import engine as engine_types
 
 _rev = click.option("--rev", default="HEAD", show_default=True, help="Commit to read experiments from.")
 _worktree = click.option("--worktree", is_flag=True,
@@ -101,78 +104,87 @@ def plan(ctx: click.Context, rev: str, worktree: bool, backend_name: str | None,
 @click.option("--prune", is_flag=True, help="Delete runs whose experiments were removed.")
 @click.option("--force-prune", is_flag=True, help="Prune even when no run at all is desired.")
 @click.option("--replace-running", is_flag=True, help="Replace pending or running runs whose spec changed.")
-@click.option("--wait", is_flag=True, help="Follow the runs until they finish.")
+@click.option("--wait", is_flag=True, help="Follow the runs until they finish (retrying them, under the lock).")
 @click.option("--lock-timeout", default=600.0, show_default=True, help="Seconds to wait for another apply.")
 @click.option("--timeout", "wait_timeout", default=3600.0, show_default=True, help="Seconds --wait waits.")
 @click.pass_context
 def apply(ctx: click.Context, planfile: str | None, yes: bool, rev: str, backend_name: str | None, prune: bool,
           force_prune: bool, replace_running: bool, wait: bool, lock_timeout: float,
           wait_timeout: float) -> None:
-    """Apply the plan (or a saved plan file): deletes first, then creates."""
-    from expctl import views
-    from expctl.apply import apply_plan, sync
-    from expctl.operations import record_applied
-    from expctl.waiting import wait_for_runs
+    """Apply the plan (or a saved plan file): deletes first, then creates. Exit 3 when a change failed."""
+    from expctl import engine, views
+    from expctl import planfile as saved_plans
+    from expctl.reconcile import options_of
 
     ws = workspace(ctx)
-    saved = read_saved_plan(Path(planfile)) if planfile else None
+    saved = saved_plans.load(Path(planfile)) if planfile else None
     if saved is not None:
         opts = options_of(saved)
-        backend_name = backend_name or str(saved["backend"])
+        backend_name = backend_name or saved.backend
     else:
         warn_dirty(ws.repo)
         opts = PlanOptions(rev=rev, prune=prune, replace_running=replace_running, force_prune=force_prune)
     desired = desired_state(ws.repo, opts)
     name, backend, tracker = _connect(ws, desired, backend_name)
-    tracker.check()
-    with open_lock(ws, name, desired.settings, lock_timeout):
-        sync(backend, tracker, desired.runs)
-        result, _ = compute_plan(desired, backend, tracker, opts)
-        if saved is not None:
-            check_fresh(saved, result, Path(planfile or ""))
-        click.echo(views.human(result), nl=False)
-        if result.has_writes:
-            if not yes:
-                if not sys.stdin.isatty():
-                    raise ExpctlError("refusing to prompt: stdin is not a terminal (pass -y to apply)")
-                click.confirm("Apply these changes?", abort=True)
-            who = applied_by(ws.repo, desired.snapshot.commit)
-            show = progress_printer()
 
-            def audited(change: Change, status: str) -> None:  # each change is audited as soon as it is done
-                show(change, status)
-                if status == "done":
-                    record_applied(tracker, result, [change], who)
+    def confirm(_plan: Plan) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise ExpctlError("refusing to prompt: stdin is not a terminal (pass -y to apply)")
+        click.confirm("Apply these changes?", abort=True)
+        return True
 
-            outcome = apply_plan(result, backend, tracker, who, progress=audited)
-            click.echo(f"Applied {len(outcome.done)} changes" + (f", {len(outcome.failed)} failed." if
-                                                                  outcome.failed else "."))
-            for change, message in outcome.failed:
-                click.echo(f"error: {change.name}: {message}", err=True)
-            if not outcome.ok:
-                ctx.exit(3)
-    if wait:
-        waiter = applied_by(ws.repo, desired.snapshot.commit)
-        finished = wait_for_runs(backend, tracker, desired.runs, timeout=wait_timeout,
-                                 quiet=not sys.stderr.isatty() or bool(os.environ.get("CI")), applied_by=waiter,
-                                 on_applied=lambda p, c: record_applied(tracker, p, [c], waiter))
-        click.echo(finished.summary)
-        if not finished.ok:
-            ctx.exit(1 if finished.timed_out else 0)
+    options = engine.ApplyOptions(
+        plan=opts, who=applied_by(ws.repo, desired.snapshot.commit), actor=os.environ.get("GITHUB_ACTOR", ""),
+        saved=saved, concurrency=engine.write_concurrency(desired.settings, name), wait=wait,
+        wait_timeout=wait_timeout, quiet=not sys.stderr.isatty() or bool(os.environ.get("CI")))
+    hooks = engine.Hooks(show_plan=lambda p: click.echo(views.human(p), nl=False), confirm=confirm,
+                         progress=progress_printer(), notice=lambda line: click.echo(line, err=True))
+    lock = engine.apply_lock(ws.state_dir, name, desired.settings, lock_timeout)
+    result = engine.run_apply(desired, backend, tracker, lock, options, hooks)
+    report_apply(result)
+    ctx.exit(result.exit_code)
+
+
+def report_apply(result: engine_types.EngineResult) -> None:
+    """What was and was not applied: the summary on stdout, one line per failed or skipped change on stderr."""
+    for outcome in result.applied:
+        counts = f"Applied {len(outcome.done)} changes"
+        extra = [f"{len(outcome.failed)} failed"] if outcome.failed else []
+        extra += [f"{len(outcome.skipped)} not applied"] if outcome.skipped else []
+        click.echo(counts + (f", {', '.join(extra)}." if extra else "."))
+        for change, message in outcome.failed:
+            click.echo(f"error: {change.name}: {message}", err=True)
+        for change in outcome.skipped:
+            click.echo(f"not applied: {change.name}", err=True)
+        if outcome.stopped:
+            click.echo(f"error: apply stopped: {outcome.stopped}; run `expctl apply` again to finish", err=True)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if result.waited is not None:
+        click.echo(result.waited.summary)
 
 
 @click.command()
 @_rev
 @_worktree
 @click.option("--experiment", default=None, help="Only this experiment.")
+@click.option("--backend", "backend_name", default=None, type=click.Choice(backend_registry.names()),
+              help="Whose jobs to print (default: expctl.yaml's backend if it has any, else kubernetes).")
 @click.pass_context
-def render(ctx: click.Context, rev: str, worktree: bool, experiment: str | None) -> None:
-    """Print the Kubernetes manifests of the desired runs (like `helm template`)."""
-    from expctl.render import render_all
-
+def render(ctx: click.Context, rev: str, worktree: bool, experiment: str | None, backend_name: str | None) -> None:
+    """Print what apply would submit: Kubernetes manifests, or Slurm batch scripts (like `helm template`)."""
     ws = workspace(ctx)
     desired = desired_state(ws.repo, PlanOptions(rev=rev, worktree=worktree))
     runs = [r for r in desired.runs if experiment in (None, r.experiment)]
     if experiment and not runs:
         raise ExpctlError(f"--experiment {experiment}: no such experiment")
-    click.echo(render_all(runs, desired.settings, ws.repo), nl=False)
+    name = backend_name or ws.backend_name(desired.settings, None)
+    info = backend_registry.lookup(name)
+    if info.render is None:
+        if backend_name:
+            raise ExpctlError(f"--backend {name}: runs nothing that can be rendered (it starts processes here)")
+        info = backend_registry.lookup("kubernetes")
+    assert info.render is not None
+    click.echo(backend_registry.load(info.render)(runs, desired.settings, ws.repo), nl=False)

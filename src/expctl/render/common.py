@@ -149,7 +149,8 @@ def metadata(launch: Launch, settings: KubeSettings) -> Manifest:
 
 
 def env(launch: Launch) -> list[Manifest]:
-    """The job's environment (``expctl.jobenv.job_env``: expctl's identity and MLflow variables win)."""
+    """The job's environment (``expctl.jobenv.job_env``: expctl's identity and MLflow variables win; the
+    composed config inline in ``EXPCTL_CONFIG``)."""
     return [{"name": k, "value": v} for k, v in job_env(launch).items()]
 
 

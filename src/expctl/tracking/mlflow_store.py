@@ -1,41 +1,46 @@
 """MLflow tracking: the only module that imports ``mlflow`` (lazily: importing it costs over a second).
 
 One MLflow experiment per expctl experiment; a sweep gets one parent run per (experiment, commit) and one
-child run per point. ``ensure_run`` finds-or-creates a run by its tags before the job starts — never two, even
-across crashes — and records params, lineage tags and the composed config. ``records`` is what MLflow
-remembers (one paginated search); ``sync`` follows job phases into run status and applies the validation gate
-to succeeded runs, registering passing models in the Model Registry. Every MLflow failure becomes a
-one-line ``TrackingError``.
+child run per point. ``view`` is what MLflow remembers: one paginated search of every managed run (and of the
+audit records left open by a killed apply). ``ensure_run`` finds a run by its tags in that view, or creates
+it with all its tags in one request and logs its params in one more — never two runs, even across crashes.
+``sync`` follows job phases into run status and applies the validation gate to succeeded runs, registering
+passing models in the Model Registry. The audit trail lives in ``mlflow_audit``. Every MLflow failure becomes
+a one-line ``TrackingError`` (``TrackerUnavailable`` when the server cannot be reached at all).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from expctl.audit import AuditRecord
 from expctl.errors import TrackingError, truncate
 from expctl.model import ObservedRun, Phase, RunSpec, TrackingRef, ValidationGate
 from expctl.naming import slug
 from expctl.tracking import gate as g
+from expctl.tracking import mlflow_audit as audit
+from expctl.tracking import mlflow_runs as runs
 from expctl.tracking import mlflow_ui as ui
-from expctl.tracking import provenance as pv
-from expctl.tracking.links import run_route
+from expctl.tracking.base import TrackerUnavailable, TrackerView
 from expctl.tracking.locations import default_artifact_root, default_tracking_uri, ui_server_command
+from expctl.tracking.run_index import RunIndex
 
 __all__ = ["MlflowStore", "default_artifact_root", "default_tracking_uri", "ui_server_command"]
 
-CONFIG_ARTIFACT = "expctl/config.json"
-AUDIT_EXPERIMENT = "expctl-audit"
+AUDIT_EXPERIMENT = audit.AUDIT_EXPERIMENT
 _CHECK_TIMEOUT_SECONDS = 5.0
 _PAGE = 1000
+_UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establish a new connection",
+                "Read timed out", "Connection aborted", "RemoteDisconnected")
 
 
 def _quote(value: str) -> str:
@@ -58,8 +63,14 @@ class MlflowStore:
             self.artifact_root = Path(root).resolve().as_uri() if isinstance(root, Path) else root
         self._client: Any = None
         self._experiments: dict[str, str] = {}
-        self._experiment_tags: dict[str, dict[str, str]] = {}
-        self._viewed: set[str] = set()  # experiments whose saved view this store has checked
+        self._experiment_lock = threading.RLock()
+        self._listed = False  # every managed experiment is in ``_experiments`` (after a search)
+        self._experiment_tags: dict[str, dict[str, str]] = {}  # as last read or written
+        self._viewed: set[str] = set()  # experiments whose kind and saved view this store has checked
+        # an embedded (sqlite) store is written by one thread at a time: concurrent writers would hit
+        # "database is locked"; a tracking server takes concurrent requests
+        self._serial: AbstractContextManager[Any] = (threading.RLock() if tracking_uri.startswith("sqlite:")
+                                                     else nullcontext())
 
     # -- plumbing --------------------------------------------------------------------------------------
 
@@ -91,12 +102,15 @@ class MlflowStore:
     def _calling(self, what: str) -> Iterator[None]:
         """Turn any MLflow/transport failure into one line; MLflow's client already retried transients."""
         try:
-            yield
+            with self._serial:
+                yield
         except TrackingError:
             raise
         except Exception as exc:
-            message = f"MLflow at {self.tracking_uri}: {what} failed: {truncate(str(exc))}"
-            raise TrackingError(message) from exc
+            text = str(exc)
+            if any(marker in text for marker in _UNREACHABLE):
+                raise TrackerUnavailable(f"MLflow at {self.tracking_uri} is unreachable: {what} failed") from exc
+            raise TrackingError(f"MLflow at {self.tracking_uri}: {what} failed: {truncate(text)}") from exc
 
     @staticmethod
     def _error_code(exc: Exception) -> str:
@@ -126,27 +140,34 @@ class MlflowStore:
 
     # -- experiments and find-or-create ----------------------------------------------------------------
 
-    def _experiment_id(self, name: str, managed: bool = True) -> str:
-        if name in self._experiments:
+    def _experiment_id(self, name: str, managed: bool = True, extra_tags: dict[str, str] | None = None) -> str:
+        """The id of an experiment, created when missing (with ``extra_tags``). After ``view`` listed every
+        managed experiment a missing one is created straight away (one request); ALREADY_EXISTS means it exists
+        untagged."""
+        with self._experiment_lock:
+            if name in self._experiments:
+                return self._experiments[name]
+            tags = {"expctl.managed": "true", **({} if managed else {"expctl.audit": "true"}), **(extra_tags or {})}
+            location = f"{self.artifact_root}/{slug(name)}" if self.artifact_root else None
+            with self._calling(f"experiment {name}"):
+                exp = None if self._listed else self.client.get_experiment_by_name(name)
+                if exp is None:
+                    try:
+                        self._experiments[name] = str(
+                            self.client.create_experiment(name, artifact_location=location, tags=tags))
+                        self._experiment_tags[name] = tags
+                        return self._experiments[name]
+                    except Exception as exc:
+                        if "ALREADY_EXISTS" not in self._error_code(exc):
+                            raise
+                    exp = self.client.get_experiment_by_name(name)
+                if exp.lifecycle_stage == "deleted":
+                    self.client.restore_experiment(exp.experiment_id)
+                if exp.tags.get("expctl.managed") != "true":  # made by an older expctl: view() must find it
+                    self.client.set_experiment_tag(exp.experiment_id, "expctl.managed", "true")
+            self._experiments[name] = str(exp.experiment_id)
+            self._experiment_tags[name] = dict(exp.tags or {})
             return self._experiments[name]
-        with self._calling(f"experiment {name}"):
-            exp = self.client.get_experiment_by_name(name)
-            if exp is None:
-                location = f"{self.artifact_root}/{slug(name)}" if self.artifact_root else None
-                try:
-                    tags = ui.creation_tags() if managed else {"expctl.audit": "true"}
-                    self.client.create_experiment(name, artifact_location=location, tags=tags)
-                except Exception as exc:
-                    if "ALREADY_EXISTS" not in self._error_code(exc):
-                        raise
-                exp = self.client.get_experiment_by_name(name)
-            elif exp.lifecycle_stage == "deleted":
-                self.client.restore_experiment(exp.experiment_id)
-            if managed:
-                ui.ensure_training_kind(self.client, str(exp.experiment_id), exp.tags or {})
-        self._experiment_tags[name] = dict(exp.tags or {})
-        self._experiments[name] = str(exp.experiment_id)
-        return self._experiments[name]
 
     def _search(self, experiment_ids: list[str], filter_string: str, order: str = "ASC") -> list[Any]:
         """Every active run matching, oldest first, page by page."""
@@ -163,83 +184,26 @@ class MlflowStore:
                 if not token:
                     return runs
 
-    def _find_or_create(self, experiment_id: str, filter_string: str, create: Callable[[], Any]) -> Any:
-        """The oldest run matching ``filter_string``; create one if none — and if a concurrent expctl created
-        one too, keep the oldest and delete ours, so a rerun or a race converges to exactly one run."""
-        found = self._search([experiment_id], filter_string)
-        if found:
-            return found[0]
-        with self._calling("create run"):
-            mine = create()
-        found = self._search([experiment_id], filter_string)
-        keep = min(found, key=lambda r: (r.info.start_time, r.info.run_id)) if found else mine
-        if keep.info.run_id != mine.info.run_id:
-            with self._calling("delete duplicate run"):
-                self.client.delete_run(mine.info.run_id)
-        return keep
+    # -- ensure_run (mlflow_runs) ----------------------------------------------------------------------
 
-    # -- ensure_run ------------------------------------------------------------------------------------
+    def ensure_run(self, spec: RunSpec, attempt: int, applied_by: str,
+                   view: TrackerView | None = None) -> TrackingRef:
+        """The run of (run key, spec hash, attempt), found in ``view`` or created: see ``mlflow_runs``."""
+        return runs.ensure_run(self, spec, attempt, applied_by, view)
 
-    def ensure_run(self, spec: RunSpec, attempt: int, applied_by: str) -> TrackingRef:
-        """Find the run tagged (run key, spec hash, attempt) or create it, in status SCHEDULED."""
-        experiment_id = self._experiment_id(spec.experiment)
-        self._ensure_view(experiment_id, spec)
-        parent_id = self._parent_run(experiment_id, spec) if spec.overrides else None
-        sweep = (g.parent_name(spec), run_route(experiment_id, parent_id)) if parent_id else None
-        tags = g.run_tags(spec, attempt, applied_by, self.backend_name, parent_id, repository=self.repository,
-                          repo_url=self.repo_url, sweep=sweep)
-        identity = ("expctl.run_key", "expctl.spec_hash", "expctl.attempt")
-        filter_string = " and ".join(f"tags.`{key}` = {_quote(tags[key])}" for key in identity)
-        run = self._find_or_create(
-            experiment_id, filter_string,
-            lambda: self.client.create_run(experiment_id, start_time=int(time.time() * 1000), tags=tags,
-                                           run_name=tags["mlflow.runName"]),
-        )
-        if run.data.tags.get("expctl.ready") != "true":
-            self._record(run.info.run_id, spec)
-        return TrackingRef(self.tracking_uri, run.info.run_id, spec.experiment)
-
-    def _ensure_view(self, experiment_id: str, spec: RunSpec) -> None:
-        """expctl's saved view on the experiment (its overrides and gate metric as columns), once per store."""
-        if spec.experiment in self._viewed:
-            return
-        gate = spec.job.validation
-        keys = [key for key, _ in pv.override_pairs(spec.overrides)]
+    def experiment_for(self, spec: RunSpec) -> str:
+        """The experiment of a spec's runs: created with MLflow's model-training kind and expctl's saved view
+        (no extra request); an existing one gets them when missing or changed, checked once per store against
+        the tags already read."""
+        experiment_id = self._experiment_id(spec.experiment, extra_tags=ui.experiment_tags(spec))
+        with self._experiment_lock:
+            if spec.experiment in self._viewed:
+                return experiment_id
+            self._viewed.add(spec.experiment)
+            tags = dict(self._experiment_tags.get(spec.experiment, {}))
         with self._calling(f"experiment {spec.experiment}"):
-            ui.ensure_view(self.client, experiment_id, self._experiment_tags.get(spec.experiment, {}), keys,
-                           gate.metric if gate else None)
-        self._viewed.add(spec.experiment)
-
-    def _parent_run(self, experiment_id: str, spec: RunSpec) -> str:
-        """The sweep's parent run for (experiment, commit), found or created."""
-        tags = g.parent_tags(spec, self.backend_name, repository=self.repository, repo_url=self.repo_url)
-        filter_string = (f"tags.`expctl.parent` = 'true' and tags.`expctl.commit` = {_quote(spec.commit)}"
-                         f" and tags.`expctl.backend` = {_quote(self.backend_name)}")
-        run = self._find_or_create(
-            experiment_id, filter_string,
-            lambda: self.client.create_run(experiment_id, tags=tags, run_name=tags["mlflow.runName"]),
-        )
-        return str(run.info.run_id)
-
-    def _record(self, run_id: str, spec: RunSpec) -> None:
-        """Params, the composed config and SCHEDULED status; idempotent, marked done by ``expctl.ready``."""
-        from mlflow.entities import Param, RunTag
-
-        params = sorted(g.run_params(spec).items())
-        for start in range(0, len(params), g.MAX_PER_BATCH):
-            batch = [Param(k, v) for k, v in params[start : start + g.MAX_PER_BATCH]]
-            try:
-                self.client.log_batch(run_id, params=batch)
-            except Exception:
-                # a concurrent expctl recording the same run may have logged them first (params are immutable)
-                with self._calling(f"record run {run_id}"):
-                    logged = self.client.get_run(run_id).data.params
-                    if any(logged.get(p.key) != p.value for p in batch):
-                        raise
-        with self._calling(f"record run {run_id}"):
-            self.client.log_text(run_id, json.dumps(spec.config, indent=2, sort_keys=True), CONFIG_ARTIFACT)
-            self.client.update_run(run_id, status="SCHEDULED")
-            self.client.log_batch(run_id, tags=[RunTag("expctl.ready", "true")])
+            ui.ensure_experiment_tags(self.client, experiment_id, tags, spec)
+        return experiment_id
 
     # -- addresses in the UI ---------------------------------------------------------------------------
 
@@ -264,9 +228,14 @@ class MlflowStore:
                 page = self.client.search_experiments(
                     filter_string="tags.`expctl.managed` = 'true'", max_results=_PAGE, page_token=token)
                 ids.extend(str(e.experiment_id) for e in page)
+                with self._experiment_lock:
+                    self._experiments.update({e.name: str(e.experiment_id) for e in page
+                                              if e.lifecycle_stage == "active"})
+                    self._experiment_tags.update({e.name: dict(e.tags or {}) for e in page})
                 token = page.token
                 if not token:
                     break
+        self._listed = True
         backend = _quote(self.backend_name)
         filter_string = f"tags.`expctl.managed` = 'true' and tags.`expctl.backend` = {backend}"
         runs: list[Any] = []
@@ -274,17 +243,24 @@ class MlflowStore:
             runs.extend(self._search(ids[start : start + 100], filter_string))
         return runs
 
+    def view(self) -> TrackerView:
+        """Every managed run and every open audit record of this backend: ⌈runs/1000⌉ + 1 requests."""
+        index = RunIndex.of(self._managed_runs())
+        records = (g.observed_from_run(run.info, run.data.tags, self.backend_name) for run in index.raw)
+        return TrackerView([r for r in records if r is not None], audit.open_records(index.raw), index)
+
     def records(self) -> list[ObservedRun]:
-        records = (g.observed_from_run(run.info, run.data.tags, self.backend_name) for run in self._managed_runs())
-        return [record for record in records if record is not None]
+        return self.view().records
 
     # -- sync and the validation gate ------------------------------------------------------------------
 
-    def sync(self, observed: Sequence[ObservedRun], desired: Sequence[RunSpec]) -> None:
+    def sync(self, observed: Sequence[ObservedRun], desired: Sequence[RunSpec],
+             view: TrackerView | None = None) -> None:
         live = [o for o in observed if o.live and o.mlflow_run_id]
         if not live:
             return
-        current = {run.info.run_id: run for run in self._managed_runs()}
+        runs = view.index.raw if view is not None else self._managed_runs()
+        current = {run.info.run_id: run for run in runs if "expctl.audit.state" not in run.data.tags}
         statuses = {run_id: run.info.status for run_id, run in current.items()}
         specs = {(s.run_key, s.spec_hash): s for s in desired}
         for obs in live:
@@ -310,7 +286,7 @@ class MlflowStore:
         if obs.cancelled and run.data.tags.get("expctl.cancelled") != "true":
             tags["expctl.cancelled"] = "true"
         with self._calling(f"sync run {run_id}"):
-            if target == "RUNNING" and status == "SCHEDULED":
+            if target == "RUNNING" and status == "SCHEDULED":  # runs made by an older expctl
                 self.client.update_run(run_id, status=target)
                 status = target
             elif target in g.TERMINAL_STATUSES and status != target:
@@ -324,7 +300,7 @@ class MlflowStore:
     def _sync_parents(self, current: dict[str, Any], statuses: dict[str, str],
                       gates: dict[str, ValidationGate]) -> None:
         """A sweep's parent run follows the latest attempts of its points: RUNNING until all finished; its
-        counts per state and best gate value are written on it (metrics, tags, description) when changed."""
+        counts per state and best gate value are written on it (metric, tags, description) when changed."""
         latest: dict[str, dict[str, tuple[int, str, str]]] = {}
         for run_id, run in current.items():
             parent, key = run.data.tags.get("mlflow.parentRunId"), run.data.tags.get("expctl.run_key")
@@ -421,37 +397,19 @@ class MlflowStore:
             for start in range(0, len(batch), g.MAX_PER_BATCH):
                 self.client.log_batch(run_id, tags=batch[start : start + g.MAX_PER_BATCH])
 
-    # -- the audit trail: one finished run per entry in the experiment ``expctl-audit`` ------------------
+    # -- the audit trail (mlflow_audit): one record per apply in the experiment ``expctl-audit`` -------------
+
+    def begin_audit(self, record: AuditRecord) -> AuditRecord:
+        return audit.begin(self, record)
+
+    def complete_audit(self, record: AuditRecord) -> None:
+        audit.complete(self, record)
 
     def record_audit(self, entry: dict[str, Any]) -> None:
-        """Append one entry (who, what, when, commit, plan fingerprint): durable and shared like the runs."""
-        experiment_id = self._experiment_id(AUDIT_EXPERIMENT, managed=False)
-        when = int(float(entry.get("time", time.time())) * 1000)
-        tags = {f"expctl.audit.{k}": str(v)[:250] for k, v in entry.items() if isinstance(v, str | int | float)}
-        tags["expctl.audit.entry"] = json.dumps(entry, sort_keys=True, default=str)[: g.MAX_TAG_VALUE]
-        tags["mlflow.runName"] = f"{entry.get('action', 'entry')}-{entry.get('run', '')}"[:250]
-        with self._calling("record audit entry"):
-            run = self.client.create_run(experiment_id, start_time=when, tags=tags)
-            self.client.set_terminated(run.info.run_id, status="FINISHED", end_time=when)
+        audit.record_entry(self, entry)
 
     def audit_entries(self, experiment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """The audit trail, newest first (of one experiment, or all)."""
-        experiment_id = self._experiment_id(AUDIT_EXPERIMENT, managed=False)
-        filter_string = f"tags.`expctl.audit.experiment` = {_quote(experiment)}" if experiment else ""
-        entries: list[dict[str, Any]] = []
-        token: str | None = None
-        with self._calling("read the audit trail"):
-            while len(entries) < limit:
-                page = self.client.search_runs(
-                    [experiment_id], filter_string=filter_string, max_results=min(limit, _PAGE),
-                    order_by=["attributes.start_time DESC"], page_token=token,
-                )
-                entries.extend(json.loads(r.data.tags["expctl.audit.entry"]) for r in page
-                               if "expctl.audit.entry" in r.data.tags)
-                token = page.token
-                if not token:
-                    break
-        return entries[:limit]
+        return audit.entries(self, experiment, limit)
 
     def registered_models(self) -> list[dict[str, Any]]:
         """Every version expctl registered (tag ``expctl.run_key``), with its aliases and gate metric."""

@@ -7,19 +7,31 @@ them on every apply or sync costs a comparison, not a request. The values come f
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from expctl.model import ValidationGate
+from expctl.model import RunSpec, ValidationGate
 from expctl.tracking import provenance as pv
 
 MANAGED_FILTER = "tags.`expctl.managed` = 'true'"
 _PAGE = 1000
 
 
-def creation_tags() -> dict[str, str]:
-    """The tags a new expctl experiment is created with."""
-    return {"expctl.managed": "true", pv.EXPERIMENT_KIND_TAG: pv.TRAINING_KIND}
+def _view_state(spec: RunSpec) -> dict[str, object]:
+    gate = spec.job.validation
+    return pv.experiment_view([key for key, _ in pv.override_pairs(spec.overrides)], gate.metric if gate else None)
+
+
+def experiment_tags(spec: RunSpec) -> dict[str, str]:
+    """The tags a new experiment of ``spec``'s runs is created with: the training kind and the saved view."""
+    key, value = pv.saved_view_tag(_view_state(spec), int(time.time() * 1000))
+    return {pv.EXPERIMENT_KIND_TAG: pv.TRAINING_KIND, key: value}
+
+
+def ensure_experiment_tags(client: Any, experiment_id: str, tags: Mapping[str, str], spec: RunSpec) -> None:
+    """The training kind and the saved view on an existing experiment: written only when missing or changed."""
+    ensure_training_kind(client, experiment_id, tags)
+    ensure_view(client, experiment_id, tags, _view_state(spec))
 
 
 def ensure_training_kind(client: Any, experiment_id: str, tags: Mapping[str, str]) -> None:
@@ -28,10 +40,8 @@ def ensure_training_kind(client: Any, experiment_id: str, tags: Mapping[str, str
         client.set_experiment_tag(experiment_id, pv.EXPERIMENT_KIND_TAG, pv.TRAINING_KIND)
 
 
-def ensure_view(client: Any, experiment_id: str, tags: Mapping[str, str], override_keys: Iterable[str],
-                metric: str | None) -> None:
+def ensure_view(client: Any, experiment_id: str, tags: Mapping[str, str], state: Mapping[str, object]) -> None:
     """expctl's saved view of the experiment's runs, written only when absent or its columns changed."""
-    state = pv.experiment_view(override_keys, metric)
     key = pv.SAVED_VIEW_PREFIX + pv.VIEW_KEY
     if pv.saved_view_state(tags.get(key)) == state:
         return

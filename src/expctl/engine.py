@@ -1,0 +1,230 @@
+"""The apply engine: the one entry point that ``expctl apply`` (and so the CI workflow) and ``--wait`` use.
+
+    lock → observe once (backend objects ⋈ the tracker's view) → sync → complete killed applies' audit
+    records → plan → freshness check (saved plan) → confirm → audit intent → apply in a bounded pool →
+    audit completion → optional wait (observe, sync, retry due runs — still under the lock)
+
+The lock is checked (held, not expired) before every write; a lost lock stops the apply. SIGINT/SIGTERM
+stop starting new changes, let the ones in flight finish and complete the audit record; a second signal
+exits at once (the next apply completes the record and converges).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from expctl import audit
+from expctl.apply import ApplyResult, Progress, Stop, apply_changes, crash_point
+from expctl.backends.base import Backend
+from expctl.diff import join_observed
+from expctl.errors import TrackingError
+from expctl.locking import ApplyLock, file_lock
+from expctl.model import Action, Change, ObservedRun, Plan
+from expctl.planfile import SavedPlan, check_fresh
+from expctl.project import Desired
+from expctl.reconcile import PlanOptions, make_plan_of
+from expctl.schema import Settings
+from expctl.tracking.base import Tracker, TrackerView
+from expctl.waiting import WaitResult, finished, progress_bar, tally
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    plan: PlanOptions
+    who: str
+    actor: str = ""
+    saved: SavedPlan | None = None
+    concurrency: int = 4
+    wait: bool = False
+    wait_timeout: float = 3600.0
+    poll: float = 1.0
+    quiet: bool = True  # no progress bar while waiting
+
+
+@dataclass
+class Hooks:
+    show_plan: Callable[[Plan], None] = lambda plan: None
+    confirm: Callable[[Plan], bool] = lambda plan: True
+    progress: Progress | None = None
+    notice: Callable[[str], None] = lambda line: None  # one line for the operator (stderr)
+
+
+@dataclass
+class EngineResult:
+    plan: Plan | None = None
+    applied: list[ApplyResult] = field(default_factory=list)  # the apply, then each --wait retry round
+    waited: WaitResult | None = None
+    declined: bool = False
+    signum: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def first(self) -> ApplyResult | None:
+        return self.applied[0] if self.applied else None
+
+    @property
+    def exit_code(self) -> int:
+        if self.signum is not None:
+            return 128 + self.signum
+        if any(not r.ok for r in self.applied):
+            return 3
+        if self.waited is not None and self.waited.timed_out:
+            return 1
+        return 0
+
+
+def write_concurrency(settings: Settings, backend: str) -> int:
+    """The pool size of an apply: ``kubernetes.write_concurrency`` or ``local.write_concurrency``."""
+    if backend == "kubernetes":
+        return settings.kubernetes.write_concurrency
+    return settings.local.write_concurrency
+
+
+class _Unchecked:
+    """A backend's lock that cannot tell whether it is still held: held for the ``with`` block."""
+
+    def check(self) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def apply_lock(state_dir: Path, backend: str, settings: Settings, timeout: float) -> Iterator[ApplyLock]:
+    """Serialise applies: the backend's own lock when it declares one (a Lease on Kubernetes), else a file
+    lock under ``state_dir``. The engine calls the lock's ``check()`` before every write."""
+    from expctl.backend_registry import BACKENDS, load
+
+    info = BACKENDS.get(backend)
+    if info is not None and info.lock is not None:
+        with load(info.lock)(settings, timeout) as held:
+            yield held if callable(getattr(held, "check", None)) else _Unchecked()
+        return
+    with file_lock(state_dir / "apply.lock", timeout) as lock:
+        yield lock
+
+
+@contextlib.contextmanager
+def interruptible(stop: Stop, notice: Callable[[str], None]) -> Iterator[None]:
+    """First SIGINT/SIGTERM: ``stop`` (finish what is in flight); a second one: exit at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        if stop.signum is not None:
+            os._exit(128 + signum)
+        stop.signum = signum
+        stop.set(f"interrupted by {signal.Signals(signum).name}")
+        notice(f"{signal.Signals(signum).name}: finishing the changes in flight; signal again to abort at once")
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        if stop.signum is None:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+        # else: interrupted once; the handler stays until exit, so that a second signal still aborts at once
+
+
+def _observe(backend: Backend, tracker: Tracker, desired: Desired) -> tuple[list[ObservedRun], TrackerView]:
+    """One observation: the backend's objects and the tracker's view; the tracker follows the phases."""
+    live = backend.observe()
+    view = tracker.view()
+    tracker.sync(live, desired.runs, view)
+    return live, view
+
+
+def _recover_audits(tracker: Tracker, view: TrackerView, live: list[ObservedRun], result: EngineResult) -> None:
+    for record in view.open_audits:
+        try:
+            tracker.complete_audit(audit.recover(record, live))
+        except TrackingError as exc:
+            result.warnings.append(f"could not complete the audit record of apply {record.apply_id}: {exc}")
+
+
+def _apply_audited(plan: Plan, changes: list[Change], backend: Backend, tracker: Tracker, view: TrackerView,
+                   lock: ApplyLock, options: ApplyOptions, hooks: Hooks, stop: Stop,
+                   result: EngineResult) -> ApplyResult:
+    """The audit intent, the writes, the audit completion (left for the next apply if the tracker is gone)."""
+    lock.check()
+    record = tracker.begin_audit(audit.new_record(plan, changes, options.who, options.actor))
+    crash_point("after-audit-intent")
+    outcome = apply_changes(changes, backend, tracker, options.who, view=view, concurrency=options.concurrency,
+                            guard=lock.check, stop=stop, progress=hooks.progress)
+    crash_point("before-audit-complete")
+    note = outcome.stopped or ""
+    try:
+        tracker.complete_audit(audit.with_results(record, outcome.results(), note=note))
+    except TrackingError as exc:
+        result.warnings.append(f"the audit record of this apply stays open (the next apply completes it): {exc}")
+    result.applied.append(outcome)
+    return outcome
+
+
+def run_apply(desired: Desired, backend: Backend, tracker: Tracker, lock: AbstractContextManager[ApplyLock],
+              options: ApplyOptions, hooks: Hooks) -> EngineResult:
+    """Apply the desired state (see the module docstring); never raises for one change's failure."""
+    result = EngineResult()
+    tracker.check()
+    stop = Stop()
+    with lock as held:
+        live, view = _observe(backend, tracker, desired)
+        observed = join_observed(live, view.records)
+        _recover_audits(tracker, view, observed, result)
+        plan = make_plan_of(desired, observed, backend.name, options.plan)
+        result.plan = plan
+        if options.saved is not None:
+            check_fresh(options.saved, plan)
+        hooks.show_plan(plan)
+        if plan.has_writes:
+            if not hooks.confirm(plan):
+                result.declined = True
+                return result
+            with interruptible(stop, hooks.notice):
+                _apply_audited(plan, list(plan.changes), backend, tracker, view, held, options, hooks, stop,
+                               result)
+        if options.wait and not stop.is_set():
+            with interruptible(stop, hooks.notice):
+                result.waited = _wait(desired, backend, tracker, held, options, hooks, stop, result)
+    result.signum = stop.signum
+    return result
+
+
+def _wait(desired: Desired, backend: Backend, tracker: Tracker, lock: ApplyLock, options: ApplyOptions,
+          hooks: Hooks, stop: Stop, result: EngineResult) -> WaitResult:
+    """Follow the desired runs until each is final, retrying due runs (audited) — under the lock."""
+    deadline = time.monotonic() + options.wait_timeout
+    counts: dict[str, int] = {}
+    with progress_bar(len(desired.runs), options.quiet) as update:
+        while not stop.is_set():
+            lock.check()
+            live, view = _observe(backend, tracker, desired)
+            plan = make_plan_of(desired, join_observed(live, view.records), backend.name, options.plan)
+            counts = tally(plan)
+            retries = [c for c in plan.changes if c.action is Action.RETRY]
+            if retries:
+                outcome = _apply_audited(plan, retries, backend, tracker, view, lock, options, hooks, stop, result)
+                if outcome.stopped:
+                    break
+            update(counts)
+            done = finished(counts, len(desired.runs))
+            if done is not None:
+                return done
+            if time.monotonic() > deadline:
+                return WaitResult(counts, timed_out=True)
+            stop.wait(options.poll)
+    return WaitResult(counts, timed_out=False, interrupted=True)
+
+
+__all__ = ["ApplyOptions", "EngineResult", "Hooks", "apply_lock", "run_apply", "write_concurrency"]

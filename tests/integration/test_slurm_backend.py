@@ -1,0 +1,221 @@
+"""The Slurm backend on a real Slurm cluster (tests/integration/slurm_cluster.py): the contract suite and more."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from expctl.backends.slurm import SlurmBackend
+from expctl.model import FailureClass, JobKind, Launch, ObservedRun, Phase, Resources
+from tests.contract.backend_suite import BackendContract
+from tests.factories import make_job, make_launch, make_spec
+from tests.gitrepo import GitRepo
+from tests.integration.slurm_cluster import SlurmCluster
+
+pytestmark = pytest.mark.integration
+
+COMMANDS = {
+    "succeed": ("sh", "-c", "exit 0"),
+    "fail": ("sh", "-c", "exit 3"),
+    "run": ("sleep", "60"),
+    "infra": ("sh", "-c", "echo started; sleep 30"),
+}
+
+
+def wait_for(backend: SlurmBackend, name: str, until: Any, timeout: float = 60.0) -> ObservedRun:
+    deadline = time.monotonic() + timeout
+    while True:
+        run = {r.name: r for r in backend.observe()}.get(name)
+        if run is not None and until(run):
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{name} did not reach the expected state in {timeout}s: {run}")
+        time.sleep(0.3)
+
+
+def job_id(workdir: Path, name: str) -> int:
+    return int(json.loads((workdir / "runs" / name / "record.json").read_text())["job_id"])
+
+
+def squeue_job(cluster: SlurmCluster, workdir: Path, name: str) -> dict[str, Any]:
+    """What Slurm shows of the job expctl recorded for ``name``."""
+    wanted = job_id(workdir, name)
+    jobs = [j for j in json.loads(cluster.run("squeue", "--json"))["jobs"] if j["job_id"] == wanted]
+    assert len(jobs) == 1, jobs
+    job: dict[str, Any] = jobs[0]
+    return job
+
+
+class SlurmDriver:
+    def __init__(self, cluster: SlurmCluster, workdir: Path, repo: GitRepo) -> None:
+        self.cluster = cluster
+        self.workdir = workdir
+        self.repo = repo
+
+    def launch(self, outcome: str, attempt: int = 1, experiment: str = "contract", **job: Any) -> Launch:
+        job.setdefault("command", COMMANDS.get(outcome, ("sh", "-c", outcome)))
+        job.setdefault("kind", JobKind.LOCAL)
+        job.setdefault("resources", Resources(cpu="1"))
+        spec = make_spec(experiment, overrides=("lr=0.1",), job=make_job(**job), commit=self.repo.head)
+        return make_launch(spec, attempt=attempt)
+
+    def settle(self, launch: Launch, outcome: str) -> None:
+        if outcome == "infra":  # the node's slurmd dies mid-run: Slurm fails the job with NODE_FAIL
+            wait_for(self.reopen(), launch.name, lambda r: r.phase is Phase.RUNNING)
+            task_log = self.workdir / "runs" / launch.name / "task-0.log"
+            deadline = time.monotonic() + 30
+            while "started" not in (task_log.read_text() if task_log.exists() else ""):  # the task runs now
+                assert time.monotonic() < deadline, "the task never started"
+                time.sleep(0.2)
+            node = squeue_job(self.cluster, self.workdir, launch.name)["nodes"]
+            os.kill(self.cluster.pid_of_slurmd(node), signal.SIGKILL)
+            try:
+                run = wait_for(self.reopen(), launch.name, lambda r: r.phase.finished, timeout=90)
+                assert "NODE_FAIL" in run.message, run.message  # Slurm's verdict, not a vanished job
+            finally:
+                self.cluster.start_slurmd(node)
+                self.cluster.wait_idle()
+            return
+        wait_for(self.reopen(), launch.name, lambda r: r.phase.finished)
+
+    def reopen(self) -> SlurmBackend:
+        return SlurmBackend(self.workdir, self.repo.path)
+
+
+@pytest.fixture
+def driver(slurm_cluster: SlurmCluster, tmp_path: Path, git_repo: GitRepo) -> SlurmDriver:
+    return SlurmDriver(slurm_cluster, tmp_path / "shared", git_repo)
+
+
+@pytest.fixture
+def backend(driver: SlurmDriver) -> Iterator[SlurmBackend]:
+    backend = driver.reopen()
+    yield backend
+    for run in backend.observe():  # never leave jobs behind on the session's cluster
+        backend.delete(run.name)
+
+
+class TestSlurmContract(BackendContract):
+    pass
+
+
+PRINT_ENV = ("import json, os; print(json.dumps({k: v for k, v in os.environ.items() if k.startswith(("
+             "'EXPCTL_', 'MLFLOW_', 'MASTER_', 'WORLD_', 'RANK', 'LOCAL_RANK', 'CUDA_', 'GREETING'))}))")
+
+
+def test_two_nodes_get_the_same_job_environment_as_elsewhere(backend: SlurmBackend, driver: SlurmDriver) -> None:
+    launch = driver.launch("env", command=("python", "-c", PRINT_ENV), kind=JobKind.PYTORCH, replicas=2,
+                           env=(("GREETING", "hi"), ("MLFLOW_RUN_ID", "not-mine")),
+                           resources=Resources(cpu="1", gpus=1))
+    backend.create(launch)
+    run = wait_for(backend, launch.name, lambda r: r.phase.finished)
+    assert run.phase is Phase.SUCCEEDED, run.message
+    master, worker = (json.loads(list(backend.logs(launch.name, r))[-1]) for r in ("master-0", "worker-0"))
+    assert (master["RANK"], worker["RANK"]) == ("0", "1")
+    assert master["WORLD_SIZE"] == worker["WORLD_SIZE"] == "2"
+    assert master["LOCAL_RANK"] == worker["LOCAL_RANK"] == "0"
+    assert master["MASTER_ADDR"] == worker["MASTER_ADDR"] == "127.0.0.1"
+    assert master["MASTER_PORT"] == worker["MASTER_PORT"]
+    assert (master["EXPCTL_REPLICA"], worker["EXPCTL_REPLICA"]) == ("master-0", "worker-0")
+    assert master["MLFLOW_RUN_ID"] == launch.tracking.run_id  # expctl's identity wins over the job's env
+    assert master["GREETING"] == "hi" and master["EXPCTL_GIT_COMMIT"] == launch.spec.commit
+    assert master["CUDA_VISIBLE_DEVICES"] and worker["CUDA_VISIBLE_DEVICES"]  # Slurm allocated one GPU each
+    both = list(backend.logs(launch.name))
+    assert any(line.startswith("[master-0] ") for line in both) and any(line.startswith("[worker-0] ")
+                                                                           for line in both)
+
+
+def test_runs_at_the_pinned_commit_and_cleans_the_checkout(backend: SlurmBackend, driver: SlurmDriver,
+                                                           git_repo: GitRepo) -> None:
+    git_repo.write("marker.txt", "pinned\n")
+    pinned = git_repo.commit("pinned")
+    launch = driver.launch("cat marker.txt")
+    git_repo.write("marker.txt", "dirty\n")
+    backend.create(launch)
+    run = wait_for(backend, launch.name, lambda r: r.phase.finished)
+    assert run.phase is Phase.SUCCEEDED, run.message
+    assert list(backend.logs(launch.name)) == ["pinned"]
+    assert not (driver.workdir / "checkouts" / pinned).exists(), "checkout kept after its runs finished"
+
+
+def test_finished_jobs_are_remembered_after_slurm_forgets_them(backend: SlurmBackend, driver: SlurmDriver) -> None:
+    ok, bad = driver.launch("succeed", experiment="ok"), driver.launch("fail", experiment="bad")
+    for launch in (ok, bad):
+        backend.create(launch)
+    # expctl was not watching while the jobs ended, and Slurm has forgotten them (MinJobAge passed): the
+    # batch script's own exit record still tells how each ended.
+    for launch in (ok, bad):
+        deadline = time.monotonic() + 60
+        while not (driver.workdir / "runs" / launch.name / "exit.json").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+    slurm_forgot: list[dict[str, Any]] = []
+    runs = {r.name: r for r in backend.observe_jobs(slurm_forgot)}
+    assert runs[ok.name].phase is Phase.SUCCEEDED
+    assert runs[bad.name].phase is Phase.FAILED and runs[bad.name].failure is FailureClass.CODE
+    gone = driver.launch("run", experiment="gone")
+    backend.create(gone)
+    runs = {r.name: r for r in backend.observe_jobs(slurm_forgot)}
+    assert runs[gone.name].phase is Phase.FAILED and runs[gone.name].failure is FailureClass.INFRASTRUCTURE
+    assert "vanished" in runs[gone.name].message
+
+
+def test_logs_follow_a_running_job_to_its_end(backend: SlurmBackend, driver: SlurmDriver) -> None:
+    launch = driver.launch("for i in 1 2 3; do echo line $i; sleep 1; done")
+    backend.create(launch)
+    wait_for(backend, launch.name, lambda r: r.phase is not Phase.PENDING)
+    assert list(backend.logs(launch.name, follow=True)) == ["line 1", "line 2", "line 3"]
+    assert {r.name: r for r in backend.observe()}[launch.name].phase is Phase.SUCCEEDED
+
+
+def test_a_refused_submission_leaves_no_record(backend: SlurmBackend, driver: SlurmDriver) -> None:
+    from dataclasses import replace
+
+    from expctl.errors import BackendError
+    from expctl.model import Scheduling
+
+    launch = driver.launch("succeed")
+    job = replace(launch.spec.job, scheduling=Scheduling(partition="no-such-partition"))
+    bad = replace(launch, spec=replace(launch.spec, job=job))
+    with pytest.raises(BackendError, match="sbatch failed"):
+        backend.create(bad)
+    assert backend.observe() == [] and not (driver.workdir / "runs" / launch.name).exists()
+
+
+def test_replace_under_the_same_name_right_after_delete(backend: SlurmBackend, driver: SlurmDriver) -> None:
+    from dataclasses import replace
+
+    first = driver.launch("run")
+    backend.create(first)
+    wait_for(backend, first.name, lambda r: r.phase is Phase.RUNNING)  # this process's listing shows it live
+    backend.delete(first.name)
+    job = replace(first.spec.job, command=COMMANDS["succeed"])
+    second = replace(first, spec=replace(first.spec, spec_hash="1" * 20, job=job))
+    backend.create(second)
+    run = wait_for(backend, second.name, lambda r: r.phase.finished)
+    assert run.phase is Phase.SUCCEEDED and run.spec_hash == "1" * 20, run
+
+
+def test_a_job_that_failed_before_any_task_started_is_the_platforms_failure(backend: SlurmBackend,
+                                                                            driver: SlurmDriver) -> None:
+    launch = driver.launch("succeed")
+    backend.create(launch)
+    wait_for(backend, launch.name, lambda r: r.phase.finished)
+    fresh = driver.reopen()
+    record = driver.workdir / "runs" / launch.name / "record.json"
+    data = json.loads(record.read_text())
+    record.write_text(json.dumps({**data, "phase": None, "failure": None, "message": ""}))
+    (driver.workdir / "runs" / launch.name / "task-0.log").unlink()
+    # what squeue shows when srun could not launch the step (e.g. the node's slurmd died first)
+    failed = {"job_id": data["job_id"], "name": launch.name, "job_state": "FAILED", "exit_code": 233 << 8,
+              "state_reason": "NonZeroExitCode", "comment": "", "end_time": 1}
+    (run,) = fresh.observe_jobs([failed])
+    assert run.phase is Phase.FAILED and run.failure is FailureClass.INFRASTRUCTURE
+    assert "no task started" in run.message

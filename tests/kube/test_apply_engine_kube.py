@@ -1,0 +1,137 @@
+"""The apply engine on a real kube-apiserver (MLflow: an embedded sqlite store, which is real MLflow too):
+
+* a no-op plan issues exactly one LIST per kind × namespace and nothing else;
+* two concurrent applies of a 200-run sweep (real ``python -m expctl`` processes) create each job and each
+  MLflow run exactly once;
+* the Lease taken over, or expired, in the middle of an apply: the apply stops before its next write.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from expctl.backends.kubernetes import KubernetesBackend
+from expctl.engine import ApplyOptions, Hooks, run_apply
+from expctl.model import JobKind, Launch
+from expctl.project import Desired
+from expctl.reconcile import PlanOptions
+from expctl.schema import Settings
+from expctl.source import Snapshot
+from expctl.tracking.mlflow_store import MlflowStore
+from tests.factories import make_job, make_spec
+from tests.kube.conftest import Cluster
+from tests.kube.driver import make_backend
+from tests.kube.test_lifecycle import _environment, make_project  # noqa: F401  (KUBECONFIG, like CI)
+
+pytestmark = pytest.mark.kube
+
+FAST_KUBE = "  qps: 200\n  burst: 200\n  write_concurrency: 8\n"
+
+
+def sweep(points: int) -> str:
+    return ("defaults:\n  - config\n  - _self_\nhydra:\n  sweeper:\n    params:\n"
+            f"      seed: range(0,{points})\n")
+
+
+def test_noop_plan_is_one_list_per_kind_and_namespace(tmp_path: Path, kube_cluster: Cluster,
+                                                      namespace: str) -> None:
+    project = make_project(tmp_path, kube_cluster, namespace, f"sqlite:///{tmp_path / 'mlflow.db'}",
+                           {"s": sweep(12)}, kube=FAST_KUBE)
+    assert "Applied 12 changes." in project.ok("apply", "-y").output
+    project.ws.backends.clear()
+    assert "No changes." in project.ok("plan").output
+    (backend,) = project.ws.backends
+    lists = {f"list {info}" for info in ("pytorchjobs", "tfjobs", "mpijobs", "trainjobs")}
+    assert backend.requests == Counter(dict.fromkeys(lists, 1)), backend.requests
+
+
+def test_two_concurrent_applies_of_200_runs_create_each_once(tmp_path: Path, kube_cluster: Cluster,
+                                                            namespace: str) -> None:
+    project = make_project(tmp_path, kube_cluster, namespace, f"sqlite:///{tmp_path / 'mlflow.db'}",
+                           {"big": sweep(200)}, kube=FAST_KUBE)
+    procs = [project.subprocess_apply("--lock-timeout", "300") for _ in range(2)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, f"{out}\n{err}"
+    assert sorted("Applied 200 changes." in out for out, _ in outputs) == [False, True], outputs
+    assert len(project.managed()) == 200
+    per_attempt = project.runs_per_attempt("all")
+    assert len(per_attempt) == 200 and set(per_attempt.values()) == {1}
+    history = json.loads(project.ok("history", "--limit", "1000", "-o", "json").stdout)
+    assert Counter(e["run"] for e in history) == Counter(list(project.managed()))
+
+
+class _Slow:
+    """A backend whose creates take a moment, calling ``after(n)`` after the n-th create."""
+
+    def __init__(self, inner: KubernetesBackend, after: Any) -> None:
+        self.inner, self.after, self.created = inner, after, 0
+        self.name = inner.name
+
+    def observe(self) -> Any:
+        return self.inner.observe()
+
+    def create(self, launch: Launch) -> None:
+        self.inner.create(launch)
+        self.created += 1
+        self.after(self.created)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.inner, attr)
+
+
+def _desired(namespace: str, points: int) -> Desired:
+    job = make_job(JobKind.PYTORCH, namespace=namespace)
+    runs = [make_spec(f"lease-{namespace}", (f"seed={i}",), job=job) for i in range(points)]
+    return Desired(Snapshot(Path("."), "c" * 40, "c" * 40), Settings(), runs)
+
+
+def _apply_with_lease(tmp_path: Path, kube_cluster: Cluster, namespace: str, after: Any,
+                      **lease: Any) -> tuple[Any, _Slow]:
+    inner = make_backend(kube_cluster, [namespace])
+    backend = _Slow(inner, after)
+    tracker = MlflowStore(f"sqlite:///{tmp_path / 'mlflow.db'}", "kubernetes")
+    lock = inner.lock("expctl-apply", namespace, identity="applier", poll_seconds=0.2, **lease)
+    options = ApplyOptions(plan=PlanOptions(), who="Ada", concurrency=1)
+    return run_apply(_desired(namespace, 12), backend, tracker, lock, options, Hooks()), backend
+
+
+def test_lease_taken_over_mid_apply_stops_before_the_next_write(tmp_path: Path, kube_cluster: Cluster,
+                                                                namespace: str) -> None:
+    custom = client.CustomObjectsApi(kube_cluster.api_client())
+
+    def take_over(created: int) -> None:
+        if created != 4:
+            return
+        args = ("coordination.k8s.io", "v1", namespace, "leases", "expctl-apply")
+        lease = custom.get_namespaced_custom_object(*args)
+        lease["spec"]["holderIdentity"] = "another-reconciler"
+        custom.replace_namespaced_custom_object(*args, lease)
+        time.sleep(1.5)  # the holder's next renewal (every second) finds the lease taken
+
+    result, backend = _apply_with_lease(tmp_path, kube_cluster, namespace, take_over, duration_seconds=3)
+    outcome = result.applied[0]
+    assert backend.created == 4, "no write after the lease was lost"
+    assert result.exit_code == 3
+    assert "another apply took it over" in outcome.stopped
+    assert len(outcome.done) == 4 and len(outcome.done) + len(outcome.failed) + len(outcome.skipped) == 12
+
+
+def test_lease_expired_mid_apply_stops_before_the_next_write(tmp_path: Path, kube_cluster: Cluster,
+                                                             namespace: str) -> None:
+    def stall(created: int) -> None:
+        if created == 3:
+            time.sleep(4.5)  # longer than the lease, which this holder does not renew
+
+    result, backend = _apply_with_lease(tmp_path, kube_cluster, namespace, stall, duration_seconds=4,
+                                        renew=False)
+    assert backend.created == 3
+    assert "expired while applying" in result.applied[0].stopped
+    assert result.exit_code == 3
