@@ -34,10 +34,20 @@ def ensure_experiment_tags(client: Any, experiment_id: str, tags: Mapping[str, s
     ensure_view(client, experiment_id, tags, _view_state(spec))
 
 
+def _set_tag(client: Any, experiment_id: str, key: str, value: str) -> None:
+    """Set an experiment tag; a concurrent expctl setting it first (an embedded store then refuses the
+    duplicate row) is success."""
+    try:
+        client.set_experiment_tag(experiment_id, key, value)
+    except Exception:
+        if key not in (client.get_experiment(experiment_id).tags or {}):
+            raise
+
+
 def ensure_training_kind(client: Any, experiment_id: str, tags: Mapping[str, str]) -> None:
     """Mark an experiment created before expctl set the kind (idempotent: nothing when already set)."""
     if pv.EXPERIMENT_KIND_TAG not in tags:
-        client.set_experiment_tag(experiment_id, pv.EXPERIMENT_KIND_TAG, pv.TRAINING_KIND)
+        _set_tag(client, experiment_id, pv.EXPERIMENT_KIND_TAG, pv.TRAINING_KIND)
 
 
 def ensure_view(client: Any, experiment_id: str, tags: Mapping[str, str], state: Mapping[str, object]) -> None:
@@ -46,7 +56,7 @@ def ensure_view(client: Any, experiment_id: str, tags: Mapping[str, str], state:
     if pv.saved_view_state(tags.get(key)) == state:
         return
     _, value = pv.saved_view_tag(state, int(time.time() * 1000))
-    client.set_experiment_tag(experiment_id, key, value)
+    _set_tag(client, experiment_id, key, value)
 
 
 def managed_experiments(client: Any, names: Sequence[str] = ()) -> dict[str, tuple[str, bool]]:
