@@ -112,3 +112,44 @@ class FakeTracker:
 
     def audit_entries(self, experiment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         return [e for e in reversed(self.audit) if experiment in (None, e["experiment"])][:limit]
+
+
+class FakeCheckpointTracker(FakeTracker):
+    """A tracker that also knows attempts' checkpoints (``expctl.resume.CheckpointRecords``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checkpoints: dict[str, Any] = {}  # run id → Checkpoint
+        self.resumed: dict[str, Any] = {}  # run id → ResumeFrom recorded on it
+
+    def checkpoint_of(self, run_id: str) -> Any:
+        return self.checkpoints.get(run_id)
+
+    def record_resume(self, run_id: str, resume: Any) -> None:
+        self.resumed[run_id] = resume
+
+
+class FakeLogTracker(FakeTracker):
+    """A tracker that keeps logs (``expctl.runlogs.LogStore``), in memory."""
+
+    def __init__(self, tail_bytes: int = 1024) -> None:
+        super().__init__()
+        self.log_tail_bytes = tail_bytes
+        self.kept: dict[str, dict[str, str] | None] = {}  # run id → logs (None: unavailable)
+        self.why_not: dict[str, str] = {}
+        self.down = False  # play a tracking store that fails every write
+
+    def logs_kept(self, run_id: str) -> bool:
+        return run_id in self.kept
+
+    def keep_logs(self, run_id: str, logs: dict[str, str] | None, why_not: str = "") -> None:
+        if self.down:
+            from expctl.errors import TrackingError
+
+            raise TrackingError("MLflow at memory://: keep logs failed: down")
+        self.kept[run_id] = logs
+        if logs is None:
+            self.why_not[run_id] = why_not
+
+    def kept_logs(self, run_id: str) -> dict[str, str] | None:
+        return self.kept.get(run_id)

@@ -8,14 +8,26 @@ Rank 0 logs the metrics per epoch (train_loss all-reduced over the ranks, val_lo
 ``model`` and system metrics; every rank logs ``rank_<r>_train_samples`` into the same run.
 ``trainer.fail_first_attempts: N`` makes attempts <= N (``EXPCTL_ATTEMPT``) fail on purpose. Exits non-zero
 on any failure.
+
+Checkpoints: after every ``trainer.checkpoint_every`` epochs rank 0 saves model, optimizer and epoch — into
+``EXPCTL_CHECKPOINT_DIR`` when expctl hands one (the experiment declared ``checkpoints.dir``), else as the
+artifact ``checkpoints/epoch-NNNN.pt`` of its MLflow run — and tags its run ``expctl.checkpoint`` (URI) and
+``expctl.checkpoint_epoch``. With ``EXPCTL_RESUME_FROM`` (a ``runs:/`` or other artifact URI, a checkpoint file,
+or a directory of them) it resumes after the checkpoint's epoch; every epoch draws from seeds of its own, so a
+resumed run ends exactly like an uninterrupted one. ``trainer.sigkill_after_epoch: K`` makes the first
+``trainer.sigkill_attempts`` attempts SIGKILL themselves after epoch K's checkpoint (an injected
+infrastructure failure, for tests and demos).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import tempfile
 import traceback
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -25,11 +37,14 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from training import gpu_metrics
+
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "model": {"hidden": 32, "layers": 2, "dropout": 0.0},
     "optimizer": {"lr": 0.01, "weight_decay": 0.0},
-    "trainer": {"epochs": 5, "batch_size": 64, "fail_first_attempts": 0},
+    "trainer": {"epochs": 5, "batch_size": 64, "fail_first_attempts": 0, "checkpoint_every": 1,
+                "sigkill_after_epoch": None, "sigkill_attempts": 1},
     "dataset": {"n_samples": 2000, "n_features": 16, "n_classes": 4, "noise": 1.0, "val_fraction": 0.2},
 }
 
@@ -98,12 +113,51 @@ def evaluate(model: nn.Module, points: torch.Tensor, labels: torch.Tensor) -> tu
     return loss, accuracy
 
 
+def epoch_seed(seed: int, rank: int, epoch: int) -> int:
+    """Each (rank, epoch) shuffles with a seed of its own: a resumed run draws what an uninterrupted one would."""
+    return (seed * 1_000 + rank) * 1_000_003 + epoch
+
+
+def find_checkpoint(source: str) -> Path | None:
+    """The checkpoint file ``EXPCTL_RESUME_FROM`` names: an artifact URI (downloaded), a file, or the latest
+    ``epoch-*.pt`` of a directory (None: the previous attempt died before its first checkpoint)."""
+    if "://" in source or source.startswith("runs:/"):
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tempfile.mkdtemp()))
+    path = Path(source)
+    if path.is_dir():
+        found = sorted(path.glob("epoch-*.pt"))
+        return found[-1] if found else None
+    return path if path.exists() else None
+
+
+def save_checkpoint(state: dict[str, Any], epoch: int, run: Any) -> None:
+    """Rank 0: the checkpoint of ``epoch`` on shared storage or as an MLflow artifact, and its URI as tags."""
+    name = f"epoch-{epoch:04d}.pt"
+    shared = os.environ.get("EXPCTL_CHECKPOINT_DIR")
+    if shared:
+        target = Path(shared) / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, target.with_suffix(".tmp"))
+        os.replace(target.with_suffix(".tmp"), target)  # a reader sees the whole file or none
+        uri = str(target)
+    elif run is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save(state, Path(tmp) / name)
+            mlflow.log_artifact(str(Path(tmp) / name), artifact_path="checkpoints")
+        uri = f"runs:/{run.info.run_id}/checkpoints/{name}"
+    else:
+        return
+    if run is not None:
+        mlflow.set_tags({"expctl.checkpoint": uri, "expctl.checkpoint_epoch": str(epoch)})
+
+
 def start_tracking(rank: int) -> Any:
     """Rank 0 resumes the MLflow run it was handed (system metrics on); other ranks do not log."""
     if rank != 0 or not os.environ.get("MLFLOW_TRACKING_URI"):
         return None
     os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")
     os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
+    gpu_metrics.restrict()  # GPU metrics of this job's own GPUs, not every GPU of the host
     mlflow.enable_system_metrics_logging()
     run_id = os.environ.get("MLFLOW_RUN_ID")
     if run_id:
@@ -137,11 +191,27 @@ def train(config: dict[str, Any]) -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=float(setting(config, "optimizer.lr")),
                                  weight_decay=float(setting(config, "optimizer.weight_decay")))
     batch, epochs = int(setting(config, "trainer.batch_size")), int(setting(config, "trainer.epochs"))
-    gen = torch.Generator().manual_seed(int(setting(config, "seed")) + rank)
+    seed = int(setting(config, "seed"))
     print(f"rank {rank}/{world}: {len(shard_x)} training samples, {n_val} validation samples", flush=True)
+    first = 0
+    resume_from = os.environ.get("EXPCTL_RESUME_FROM")
+    checkpoint = find_checkpoint(resume_from) if resume_from else None
+    if checkpoint is not None:
+        state = torch.load(checkpoint, weights_only=True)
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        first = int(state["epoch"]) + 1
+        print(f"rank {rank}: resuming after epoch {first - 1} from {resume_from}", flush=True)
+    elif resume_from:
+        print(f"rank {rank}: no checkpoint in {resume_from}; starting from scratch", flush=True)
+    every = int(setting(config, "trainer.checkpoint_every"))
+    kill_after = setting(config, "trainer.sigkill_after_epoch")
+    kill = kill_after is not None and attempt <= int(setting(config, "trainer.sigkill_attempts"))
     run = start_tracking(rank)
     try:
-        for epoch in range(epochs):
+        for epoch in range(first, epochs):
+            torch.manual_seed(epoch_seed(seed, rank, epoch))  # dropout
+            gen = torch.Generator().manual_seed(epoch_seed(seed, rank, epoch))
             order = torch.randperm(len(shard_x), generator=gen)
             total, count = torch.zeros(2), 0
             for start in range(0, len(order), batch):
@@ -163,6 +233,12 @@ def train(config: dict[str, Any]) -> None:
             if rank == 0:
                 print(f"epoch {epoch}: train_loss={train_loss:.4f} val_loss={val_loss:.4f} "
                       f"val_accuracy={val_accuracy:.4f}", flush=True)
+                if every > 0 and ((epoch + 1) % every == 0 or epoch == epochs - 1):
+                    save_checkpoint({"epoch": epoch, "model": net.state_dict(),
+                                     "optimizer": optimizer.state_dict()}, epoch, run)
+            if kill and epoch == int(kill_after):
+                print(f"rank {rank}: SIGKILL after epoch {epoch} (trainer.sigkill_after_epoch)", flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
         log_rank_share(rank, len(shard_x))  # every rank, into the one run (before rank 0 ends it)
         if world > 1:
             dist.barrier()

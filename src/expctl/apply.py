@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from expctl.backends.base import Backend
 from expctl.errors import ExpctlError, LockError, truncate
 from expctl.model import Action, Change, Launch
+from expctl.resume import resume_point
 from expctl.tracking.base import Tracker, TrackerUnavailable, TrackerView
 
 log = logging.getLogger(__name__)
@@ -106,8 +107,10 @@ def apply_change(change: Change, backend: Backend, tracker: Tracker, applied_by:
         ref = tracker.ensure_run(spec, change.attempt, applied_by, view)
         crash_point("after-ensure-run")
         guard()
+        resume = resume_point(change, tracker, ref.run_id)  # a retry starts from the failed attempt's checkpoint
+        guard()
         backend.create(Launch(spec=spec, attempt=change.attempt, name=change.name, tracking=ref,
-                              applied_by=applied_by))
+                              applied_by=applied_by, resume=resume))
         crash_point("after-create")
 
 

@@ -32,6 +32,7 @@ from expctl.model import Action, Change, ObservedRun, Plan
 from expctl.planfile import SavedPlan, check_fresh
 from expctl.project import Desired
 from expctl.reconcile import PlanOptions, make_plan_of
+from expctl.runlogs import keep_finished
 from expctl.schema import Settings
 from expctl.tracking.base import Tracker, TrackerView
 from expctl.waiting import WaitResult, finished, progress_bar, tally
@@ -142,6 +143,7 @@ def _observe(backend: Backend, tracker: Tracker, desired: Desired) -> tuple[list
     live = backend.observe()
     view = tracker.view()
     tracker.sync(live, desired.runs, view)
+    keep_finished(backend, tracker, live)  # finished runs' logs outlive their jobs, in MLflow
     return live, view
 
 

@@ -4,9 +4,10 @@ Pure: builds ``dict[str, str]`` from a ``Launch``; no I/O, no clock. Two parts:
 
 - ``job_env(launch)`` — the same for every replica: the experiment's own ``env``, then expctl's identity
   (``EXPCTL_*``) and the MLflow run the job logs into (``MLFLOW_TRACKING_URI``, ``MLFLOW_RUN_ID``,
-  ``MLFLOW_EXPERIMENT_NAME``). **Precedence**: the experiment's ``env`` comes first and expctl's variables win —
-  an experiment cannot point its job at another MLflow run or lie about its identity. Any other variable
-  (``MLFLOW_SYSTEM_METRICS_*``, ``NCCL_*``, …) is the experiment's to set.
+  ``MLFLOW_EXPERIMENT_NAME``), and where to checkpoint and what to resume from (``Launch.checkpoint_env``:
+  ``EXPCTL_CHECKPOINT_DIR``, ``EXPCTL_RESUME_FROM`` …). **Precedence**: the experiment's ``env`` comes first
+  and expctl's variables win — an experiment cannot point its job at another MLflow run or lie about its
+  identity. Any other variable (``MLFLOW_SYSTEM_METRICS_*``, ``NCCL_*``, …) is the experiment's to set.
 - ``replica_env(...)`` — what differs per replica, as a Kubeflow operator sets it: ``MASTER_ADDR``,
   ``MASTER_PORT``, ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``EXPCTL_REPLICA`` and, for TFJob,
   ``TF_CONFIG``. The local backend calls it per process; on Kubernetes the operator sets these; on Slurm the
@@ -71,6 +72,7 @@ def job_env(launch: Launch, *, config_file: str | None = None,
     else:  # the config travels with the job: no artifact upload per run (see tracking/mlflow_runs.py)
         env[CONFIG] = canonical_json(dict(spec.config))
     env.update(launch.tracking.env())
+    env.update(launch.checkpoint_env())  # EXPCTL_CHECKPOINT_DIR, EXPCTL_RESUME_* (expctl.resume)
     if extra:
         env.update(extra)
     return env

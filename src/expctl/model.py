@@ -92,6 +92,39 @@ class Scheduling:
 
 
 @dataclass(frozen=True)
+class CheckpointPolicy:
+    """Where attempts keep checkpoints (None: the MLflow run's artifacts) and which failures resume from them."""
+
+    dir: str | None = None  # shared storage every attempt sees; each attempt writes under <dir>/<object name>
+    resume_on: tuple[FailureClass, ...] = (FailureClass.INFRASTRUCTURE,)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The latest checkpoint an attempt left: a URI or path the job can read, and the epoch it ended."""
+
+    uri: str
+    epoch: int | None = None
+
+
+@dataclass(frozen=True)
+class ResumeFrom:
+    """What a retried attempt starts from: the previous attempt's latest checkpoint."""
+
+    uri: str
+    attempt: int
+    run_id: str
+    epoch: int | None = None
+
+    def env(self) -> dict[str, str]:
+        out = {"EXPCTL_RESUME_FROM": self.uri, "EXPCTL_RESUME_ATTEMPT": str(self.attempt),
+               "EXPCTL_RESUME_RUN_ID": self.run_id}
+        if self.epoch is not None:
+            out["EXPCTL_RESUME_EPOCH"] = str(self.epoch)
+        return out
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """How to run an experiment: the validated ``expctl`` block of its composed config."""
 
@@ -112,6 +145,7 @@ class JobSpec:
     runtime_kind: str = "ClusterTrainingRuntime"
     git_secret: str | None = None
     operator_restarts: bool = False
+    checkpoints: CheckpointPolicy = field(default_factory=CheckpointPolicy)
 
     def shape(self) -> dict[str, JSON]:
         """The parts of the job that change what it computes, as canonical JSON data."""
@@ -172,6 +206,7 @@ class ObservedRun:
     gpus: int = 0
     user: str | None = None
     live: bool = True  # False when only the tracker remembers it (object garbage-collected)
+    resumed_from: ResumeFrom | None = None  # known from the tracker's records
 
 
 class Action(enum.StrEnum):
@@ -266,3 +301,14 @@ class Launch:
     tracking: TrackingRef
     applied_by: str = ""
     repo_url: str | None = None  # where jobs clone the code from (Kubernetes)
+    resume: ResumeFrom | None = None  # the previous attempt's checkpoint (a retry after a failure)
+
+    def checkpoint_env(self) -> dict[str, str]:
+        """What the job reads to checkpoint and resume: ``EXPCTL_CHECKPOINT_DIR``, ``EXPCTL_RESUME_*``."""
+        out: dict[str, str] = {}
+        base = self.spec.job.checkpoints.dir
+        if base:
+            out["EXPCTL_CHECKPOINT_DIR"] = f"{base.rstrip('/')}/{self.name}"
+        if self.resume is not None:
+            out.update(self.resume.env())
+        return out

@@ -15,7 +15,7 @@ from expctl import source
 from expctl.backends.base import Backend
 from expctl.diff import join_observed
 from expctl.errors import ExpctlError
-from expctl.model import ObservedRun, Phase
+from expctl.model import ObservedRun, Phase, ResumeFrom
 from expctl.project import load_settings
 from expctl.schema import Settings
 from expctl.tracking.base import Tracker
@@ -113,6 +113,7 @@ def describe_run(ws: Workspace, backend_name: str | None, name: str) -> dict[str
     if match is None:
         raise ExpctlError(f"no run named {name} (see `expctl status --all`)")
     attempts = _attempts(match.run_key, live, remembered)
+    resumed = {r.mlflow_run_id: r.resumed_from for r in remembered if r.resumed_from and r.mlflow_run_id}
     current = attempts[-1]
     desired = load_desired(source.snapshot(ws.repo, "HEAD"), only=match.experiment)
     spec = next((s for s in desired.runs if s.run_key == match.run_key), None)
@@ -139,7 +140,8 @@ def describe_run(ws: Workspace, backend_name: str | None, name: str) -> dict[str
             {"name": r.name, "attempt": r.attempt, "spec_hash": r.spec_hash, "state": _state(r),
              "failure": r.failure.value if r.failure else None, "message": r.message,
              "created": _when(r.created_at), "finished": _when(r.finished_at), "mlflow_run": r.mlflow_run_id,
-             "object": "live" if r.live else "gone (remembered by MLflow)", "applied_by": r.user}
+             "object": "live" if r.live else "gone (remembered by MLflow)", "applied_by": r.user,
+             "resumed_from": _resumed(resumed.get(r.mlflow_run_id or "") or r.resumed_from)}
             for r in attempts
         ],
         "phases": _phase_history(attempts),
@@ -153,6 +155,13 @@ def _attempts(run_key: str, live: Sequence[ObservedRun], remembered: Sequence[Ob
     seen = {(r.attempt, r.spec_hash) for r in mine}
     mine += [r for r in remembered if r.run_key == run_key and (r.attempt, r.spec_hash) not in seen]
     return sorted(mine, key=lambda r: (r.created_at or 0.0, r.attempt))
+
+
+def _resumed(resume: ResumeFrom | None) -> dict[str, Any] | None:
+    """The link of the chain of attempts: which attempt (run, epoch, checkpoint) this one resumed from."""
+    if resume is None:
+        return None
+    return {"attempt": resume.attempt, "mlflow_run": resume.run_id, "epoch": resume.epoch, "checkpoint": resume.uri}
 
 
 def _phase_history(attempts: Sequence[ObservedRun]) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from expctl import backend_registry
 from expctl.errors import ConfigError
 from expctl.model import (
+    CheckpointPolicy,
     FailureClass,
     JobKind,
     JobSpec,
@@ -62,6 +63,11 @@ class VolcanoIn(_Strict):
     min_available: int | None = Field(None, ge=1)
 
 
+class CheckpointsIn(_Strict):
+    dir: str | None = Field(None, description="shared storage for checkpoints (default: MLflow artifacts)")
+    resume_on: list[Literal["infrastructure", "code"]] = ["infrastructure"]
+
+
 class SlurmJobIn(_Strict):
     """An experiment's Slurm placement (``expctl.slurm``); unset values come from expctl.yaml's ``slurm:``."""
 
@@ -95,6 +101,7 @@ class ExpctlBlock(_Strict):
     git_secret: str | None = None
     operator_restarts: bool = False
     max_runs: int | None = Field(None, ge=1)
+    checkpoints: CheckpointsIn = CheckpointsIn()
     slurm: SlurmJobIn = SlurmJobIn()
 
 
@@ -119,6 +126,12 @@ class KubernetesIn(_Strict):
 class LocalIn(_Strict):
     parallelism: int | None = Field(None, ge=1)
     write_concurrency: int = Field(4, ge=1)  # changes an apply performs at once
+    gpus: int | list[int | str] | None = Field(
+        None, description="this machine's GPUs for local runs: a count or device ids (default: nvidia-smi)")
+
+
+class LogsIn(_Strict):
+    tail_bytes: int = Field(1_000_000, ge=1024, description="per replica: the tail of its log kept in MLflow")
 
 
 class SlurmTenantIn(_Strict):
@@ -155,6 +168,7 @@ class Settings(_Strict):
     tenants: list[TenantIn] = []
     kubernetes: KubernetesIn = KubernetesIn()
     local: LocalIn = LocalIn()
+    logs: LogsIn = LogsIn()
     slurm: SlurmIn = SlurmIn()
 
     def tenant_for(self, source_file: str) -> TenantIn | None:
@@ -267,6 +281,8 @@ def to_job_spec(block: ExpctlBlock, settings: Settings, source_file: str) -> Job
         runtime_kind=block.runtime_kind,
         git_secret=block.git_secret,
         operator_restarts=block.operator_restarts,
+        checkpoints=CheckpointPolicy(dir=block.checkpoints.dir,
+                                     resume_on=tuple(FailureClass(x) for x in block.checkpoints.resume_on)),
     )
 
 

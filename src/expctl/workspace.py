@@ -70,7 +70,9 @@ class Workspace:
         from expctl.tracking.provenance import public_repo_url, repository_label
 
         remote = source.remote_url(self.repo)  # runs name their source: the public remote, else the directory
-        return MlflowStore(self.resolve_tracking_uri(settings), backend_name,
-                           artifact_root=self.state_dir / "mlartifacts",
-                           repository=repository_label(remote, self.repo.resolve().name),
-                           repo_url=public_repo_url(remote))
+        store = MlflowStore(self.resolve_tracking_uri(settings), backend_name,
+                            artifact_root=self.state_dir / "mlartifacts",
+                            repository=repository_label(remote, self.repo.resolve().name),
+                            repo_url=public_repo_url(remote))
+        store.log_tail_bytes = settings.logs.tail_bytes
+        return store

@@ -109,3 +109,22 @@ def test_unmanaged_object() -> None:
     obj = live(JobKind.TF)
     obj["metadata"]["labels"].pop("expctl.io/managed-by")
     assert not observed_from(obj).managed
+
+
+@pytest.mark.parametrize("kind", [JobKind.PYTORCH, JobKind.TF, JobKind.MPI, JobKind.TRAIN])
+def test_a_suspended_job_is_pending_never_failed(kind: JobKind) -> None:
+    obj = live(kind, {"conditions": [cond("Created"), cond("Running")]})
+    if kind is JobKind.TRAIN:
+        obj["spec"]["suspend"] = True
+    else:
+        obj["spec"].setdefault("runPolicy", {})["suspend"] = True
+    run = observed_from(obj)  # Kueue preempted it: suspend is set, the Running condition is still stale
+    assert run.phase is Phase.PENDING and run.failure is None
+    assert run.message == "suspended (by its queue: not admitted yet, or preempted)"
+    obj["status"] = {"conditions": [cond("Suspended", reason="JobSuspended", message="job is suspended")]}
+    assert observed_from(obj).message == "suspended: job is suspended"
+    obj["status"]["conditions"].append(cond("Succeeded" if kind is not JobKind.TRAIN else "Complete"))
+    assert observed_from(obj).phase is Phase.SUCCEEDED  # finished is finished, suspended or not
+    obj["status"] = {}
+    obj["metadata"]["annotations"]["expctl.io/cancelled-by"] = "ada"
+    assert observed_from(obj).phase is Phase.CANCELLED  # expctl's own cancel suspends too: cancelled wins

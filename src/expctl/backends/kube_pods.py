@@ -32,6 +32,18 @@ def select_pods(pods: list[dict[str, Any]], info: KindInfo, replica: str | None)
     return sorted(chosen)
 
 
+def replica_names(pods: list[dict[str, Any]], info: KindInfo) -> list[str]:
+    """Pure: ``<type>-<index>`` of each pod (what ``select_pods`` matches), for the logs kept per replica."""
+    names = []
+    for pod in pods:
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        role = str(labels.get(info.replica_label, "")).lower()
+        index = next((str(labels[k]) for k in INDEX_LABELS if k in labels), "")
+        if role:
+            names.append(f"{role}-{index}" if index else role)
+    return sorted(set(names))
+
+
 def split_lines(chunks: Iterable[bytes]) -> Iterator[str]:
     """Pure: the text lines of a byte stream whose chunks split lines anywhere."""
     pending = b""

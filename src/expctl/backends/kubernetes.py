@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from expctl.backends.kube_lock import ApiLeaseStore, LeaseLock
-from expctl.backends.kube_pods import merge_streams, select_pods, split_lines
+from expctl.backends.kube_pods import merge_streams, replica_names, select_pods, split_lines
 from expctl.backends.kube_retry import (
     ApiError,
     Retrier,
@@ -341,6 +341,19 @@ class KubernetesBackend:
         """The job's pod names, or one replica's: ``worker`` (all workers), ``worker-1``, ``master``."""
         found = self._find(name)
         return [] if found is None else self._pod_names(found[0], found[1], name, replica)
+
+    def replicas(self, name: str) -> list[str]:
+        """The job's replicas that have pods (``master-0``, ``worker-1``): what ``logs(replica=...)`` accepts."""
+        found = self._find(name)
+        if found is None:
+            return []
+        info, namespace, _ = found
+        pods: Any = self.request(
+            "list", "pods", namespace,
+            lambda: self._core.list_namespaced_pod(
+                namespace, label_selector=f"{info.pod_selector_label}={name}", _request_timeout=self._timeout),
+        )
+        return replica_names(self.api_client.sanitize_for_serialization(pods).get("items") or [], info)
 
     def _pod_names(self, info: KindInfo, namespace: str, name: str, replica: str | None) -> list[str]:
         pods: Any = self.request(

@@ -24,6 +24,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from expctl.backends import local_gpus as gpu
 from expctl.backends import local_state as st
 from expctl.backends.local_state import Proc, RunState
 from expctl.backends.worktrees import Worktrees
@@ -91,7 +92,7 @@ def _resolve_command(command: list[str]) -> list[str]:
 
 def open_local(settings: Any, repo: Path, state_dir: Path) -> LocalBackend:
     """The backend an ``expctl.yaml`` describes (its ``local:`` block), state in ``state_dir``."""
-    return LocalBackend(state_dir, repo, parallelism=settings.local.parallelism)
+    return LocalBackend(state_dir, repo, parallelism=settings.local.parallelism, gpus=settings.local.gpus)
 
 
 class LocalBackend:
@@ -99,7 +100,7 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, state_dir: Path, repo: Path, parallelism: int | None = None) -> None:
+    def __init__(self, state_dir: Path, repo: Path, parallelism: int | None = None, gpus: object = None) -> None:
         self.state_dir = Path(state_dir)
         self.repo = Path(repo)
         self.parallelism = max(1, parallelism if parallelism is not None else (os.cpu_count() or 1))
@@ -107,6 +108,10 @@ class LocalBackend:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.worktrees = Worktrees(self.repo, self.state_dir / "worktrees")
         self._lock = FileLock(str(self.state_dir / "local.lock"), timeout=120)
+        self.gpus_declared = gpus  # ``local.gpus`` of expctl.yaml; EXPCTL_LOCAL_GPUS wins (see local_gpus)
+        self._gpu_inventory: tuple[str, ...] | None = None
+        self._gpu_looked_up = False
+        self._waiting: dict[str, str] = {}  # queued run → why it waits (from the last _advance)
 
     # -- Backend protocol ------------------------------------------------------------------------------
 
@@ -166,6 +171,11 @@ class LocalBackend:
         chosen = [replica] if replica is not None else names
         return self._lines(name, chosen, prefix=len(chosen) > 1, follow=follow)
 
+    def replicas(self, name: str) -> list[str]:
+        """The run's replica names (what ``logs(name, replica=...)`` accepts); none for an unknown run."""
+        state = st.load(self.runs_dir / name)
+        return [] if state is None else replica_names(state.kind, state.replicas)
+
     # -- state machine ---------------------------------------------------------------------------------
 
     @contextmanager
@@ -212,9 +222,15 @@ class LocalBackend:
             if state.status == st.STARTED:
                 self._refresh(state)
         busy = sum(1 for s in states if s.status == st.STARTED)
+        self._waiting = {}
+        gpu_blocked = False  # a GPU run that does not fit keeps later GPU runs waiting too (no starvation)
         for state in states:
             if state.status == st.QUEUED and busy < self.parallelism:
-                self._start(state)
+                devices = self._gpus_for(state, states, gpu_blocked)
+                if devices is None:
+                    gpu_blocked = gpu_blocked or state.status == st.QUEUED
+                    continue
+                self._start(state, devices)
                 busy += 1
         self.worktrees.collect({s.commit for s in states if s.status != st.FINISHED})
         return states
@@ -247,7 +263,26 @@ class LocalBackend:
             state.phase = verdict.phase.value
             st.save(run_dir, state)
 
-    def _start(self, state: RunState) -> None:
+    def _inventory(self) -> tuple[str, ...] | None:
+        """This machine's GPUs as expctl may hand them out (None: not managed); looked up once per instance."""
+        if not self._gpu_looked_up:
+            self._gpu_inventory, self._gpu_looked_up = gpu.machine_inventory(self.gpus_declared), True
+        return self._gpu_inventory
+
+    def _gpus_for(self, state: RunState, states: list[RunState], blocked: bool) -> list[list[str]] | None:
+        """Each replica's devices, or None when the run must wait (or can never fit: then it failed)."""
+        in_use = {d for s in states if s.status == st.STARTED for group in s.gpu_devices for d in group}
+        where = gpu.place(self._inventory(), len(replica_names(state.kind, state.replicas)), state.gpus, in_use,
+                          blocked)
+        if where.impossible:
+            state.status, state.phase, state.failure = st.FINISHED, Phase.FAILED.value, FailureClass.CODE.value
+            state.message, state.finished_at = where.impossible, time.time()
+            st.save(self.runs_dir / state.name, state)
+        elif where.waiting:
+            self._waiting[state.name] = where.waiting
+        return where.devices
+
+    def _start(self, state: RunState, devices: list[list[str]] | None = None) -> None:
         run_dir = self.runs_dir / state.name
         try:
             checkout = self.worktrees.ensure(state.commit)
@@ -261,12 +296,16 @@ class LocalBackend:
         ports = free_ports(1 + (len(names) if state.kind == JobKind.TF else 0))
         state.status, state.phase, state.started_at = st.STARTED, Phase.RUNNING.value, time.time()
         state.master_port = ports[0]
+        managed_gpus = self._inventory() is not None
+        state.gpu_devices = devices if devices is not None and managed_gpus else []
         # Saved before spawning: a crash from here on reads as "start was interrupted", never as a rerun.
         st.save(run_dir, state)
         command = _resolve_command(state.command)
         boot = st.boot_id()
         for index, replica in enumerate(names):
             env = {**os.environ, **state.env, **topology_env(state.kind, names, index, ports)}
+            if managed_gpus:  # exactly this replica's GPUs (none for a CPU-only run)
+                env.update(gpu.visible_devices(state.gpu_devices[index] if state.gpu_devices else []))
             try:
                 with open(run_dir / f"{replica}.log", "ab") as log:
                     proc = subprocess.Popen(
@@ -311,7 +350,8 @@ class LocalBackend:
         phase = Phase(state.phase)
         message = state.message
         if state.status == st.QUEUED:
-            message = f"queued: waiting for a free slot (parallelism {self.parallelism})"
+            slot = f"queued: waiting for a free slot (parallelism {self.parallelism})"
+            message = self._waiting.get(state.name) or slot
         return ObservedRun(
             run_key=state.run_key,
             name=state.name,

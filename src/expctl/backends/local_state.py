@@ -66,6 +66,7 @@ class RunState:
     cancelled: bool = False
     cancelled_by: str | None = None
     master_port: int | None = None
+    gpu_devices: list[list[str]] = field(default_factory=list)  # each replica's GPUs while started (local_gpus)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunState:

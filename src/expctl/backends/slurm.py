@@ -175,6 +175,11 @@ class SlurmBackend:
         chosen = [replica] if replica is not None else names
         return self._lines(record, {r: names.index(r) for r in chosen}, follow)
 
+    def replicas(self, name: str) -> list[str]:
+        """The run's replica names (what ``logs(name, replica=...)`` accepts): its logs are kept per replica."""
+        record = self._load(name)
+        return [] if record is None else replica_names(record.kind, record.replicas)
+
     # -- submitting ------------------------------------------------------------------------------------
 
     def _new_record(self, launch: Launch) -> JobRecord:

@@ -131,10 +131,15 @@ def cancel(ctx: click.Context, runs: tuple[str, ...], experiment: str | None, ba
 def logs(ctx: click.Context, run: str, follow: bool, replica: str | None, backend_name: str | None) -> None:
     """Print (or follow) a run's logs."""
     from expctl.operations import open_for_operations
+    from expctl.runlogs import live_or_kept
 
-    backend, _tracker, _settings = open_for_operations(workspace(ctx), backend_name, tracker=False)
+    ws = workspace(ctx)
+    backend, _tracker, settings = open_for_operations(ws, backend_name, tracker=False)
     try:
-        for line in backend.logs(run, replica=replica, follow=follow):
+        source, lines = live_or_kept(backend, lambda: ws.open_tracker(settings, backend.name), run, replica,
+                                     follow)
+        click.echo(f"expctl: logs of {run} {source}", err=True)
+        for line in lines:
             click.echo(line, nl=not line.endswith("\n"))
             sys.stdout.flush()
     except KeyboardInterrupt:
@@ -171,6 +176,11 @@ def _describe_human(info: dict[str, Any]) -> str:
         why = f"  ({a['message']})" if a["message"] else ""
         lines.append(f"  {a['attempt']}  {a['name']}  {a['state']:<9}  spec {a['spec_hash'][:12]}  "
                      f"{a['created']}{ended}  mlflow {a['mlflow_run'] or '-'}  [{a['object']}]{why}")
+        if a.get("resumed_from"):
+            r = a["resumed_from"]
+            at = f" at epoch {r['epoch']}" if r["epoch"] is not None else ""
+            lines.append(f"     ↳ resumed from attempt {r['attempt']}{at} (mlflow {r['mlflow_run'] or '-'}): "
+                         f"{r['checkpoint']}")
     lines.append("phase history:")
     for e in phases:
         detail = f"  {e['detail']}" if e.get("detail") else ""

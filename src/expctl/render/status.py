@@ -1,8 +1,9 @@
 """Reading back what ``render`` wrote: a live job object (as JSON data) becomes an ``ObservedRun``.
 
 Pure. Health is per kind (like Argo CD's health checks): v1 jobs report conditions Created, Running,
-Restarting, Succeeded, Failed (and Suspended); a TrainJob reports Complete, Failed, Suspended. The cancel
-annotation wins over a phase that is not finished. A failure is classified *infrastructure* when its reason or
+Restarting, Succeeded, Failed (and Suspended); a TrainJob reports Complete, Failed, Suspended. A suspended job
+(Kueue owns ``suspend``: not admitted yet, or preempted) is Pending, never Failed. The cancel annotation wins
+over a phase that is not finished. A failure is classified *infrastructure* when its reason or
 message names a platform cause (eviction, preemption, OOM kill, node loss, image pull, deadline), else *code*.
 """
 
@@ -82,6 +83,19 @@ def health(kind: str, status: Mapping[str, Any]) -> tuple[Phase, Mapping[str, An
     return Phase.PENDING, _true(conditions, "Suspended") or _true(conditions, "Created")
 
 
+def suspension(kind: str, spec: Mapping[str, Any], status: Mapping[str, Any]) -> str | None:
+    """Why the job is suspended (Kueue holds it in its queue, or preempted it), or None when it is not.
+
+    Suspended is never failed: the job keeps its attempt and is observed as Pending until it runs again.
+    """
+    flag = spec.get("suspend") if kind == "TrainJob" else (spec.get("runPolicy") or {}).get("suspend")
+    cond = _true(list(status.get("conditions") or []), "Suspended")
+    if not flag and cond is None:
+        return None
+    why = " ".join(str((cond or {}).get("message") or (cond or {}).get("reason") or "").split())
+    return f"suspended: {why}" if why else "suspended (by its queue: not admitted yet, or preempted)"
+
+
 def _replicas_and_gpus(kind: str, spec: Mapping[str, Any]) -> tuple[int, int]:
     if kind == "TrainJob":
         trainer = spec.get("trainer") or {}
@@ -114,6 +128,9 @@ def observed_from(obj: Mapping[str, Any], backend: str = "kubernetes") -> Observ
     message = ""
     if cond is not None:
         message = " ".join(str(cond.get("message") or cond.get("reason") or "").split())
+    suspended = None if phase.finished else suspension(kind, obj.get("spec") or {}, status)
+    if suspended is not None:  # a stale Running condition does not make a suspended job run
+        phase, cond, message = Phase.PENDING, None, suspended
     if phase is Phase.FAILED:
         failure = classify(str((cond or {}).get("reason") or ""), message)
     finished_at = None

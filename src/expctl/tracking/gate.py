@@ -18,6 +18,7 @@ from typing import Any
 from expctl.model import FailureClass, ObservedRun, Phase, RunSpec, ValidationGate
 from expctl.naming import slug
 from expctl.tracking import provenance
+from expctl.tracking.mlflow_checkpoints import resumed_from
 
 PASSED = "passed"
 FAILED = "failed"
@@ -172,5 +173,5 @@ def observed_from_run(info: Any, tags: Mapping[str, str], backend: str) -> Obser
         cancelled=tags.get("expctl.cancelled") == "true", mlflow_run_id=info.run_id,
         overrides=tuple(json.loads(tags.get("expctl.overrides", "[]"))), commit=tags.get("expctl.commit"),
         replicas=int(tags.get("expctl.replicas", "1")), gpus=int(tags.get("expctl.gpus", "0")),
-        user=tags.get("expctl.author") or None, live=False,
+        user=tags.get("expctl.author") or None, live=False, resumed_from=resumed_from(dict(tags)),
     )

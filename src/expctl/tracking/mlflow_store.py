@@ -32,6 +32,8 @@ from expctl.tracking import mlflow_runs as runs
 from expctl.tracking import mlflow_ui as ui
 from expctl.tracking.base import TrackerUnavailable, TrackerView
 from expctl.tracking.locations import default_artifact_root, default_tracking_uri, ui_server_command
+from expctl.tracking.mlflow_checkpoints import Checkpoints
+from expctl.tracking.mlflow_logs import KeptLogs
 from expctl.tracking.run_index import RunIndex
 
 __all__ = ["MlflowStore", "default_artifact_root", "default_tracking_uri", "ui_server_command"]
@@ -47,7 +49,7 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "") + "'"
 
 
-class MlflowStore:
+class MlflowStore(KeptLogs, Checkpoints):
     """The Tracker of expctl on one MLflow tracking URI, for the runs of one backend."""
 
     def __init__(self, tracking_uri: str, backend_name: str, artifact_root: str | Path | None = None,
@@ -63,6 +65,7 @@ class MlflowStore:
             self.artifact_root = Path(root).resolve().as_uri() if isinstance(root, Path) else root
         self._client: Any = None
         self._experiments: dict[str, str] = {}
+        self._seen_tags: dict[str, dict[str, str]] = {}  # run id → tags, from the last search of managed runs
         self._experiment_lock = threading.RLock()
         self._listed = False  # every managed experiment is in ``_experiments`` (after a search)
         self._experiment_tags: dict[str, dict[str, str]] = {}  # as last read or written
@@ -241,6 +244,7 @@ class MlflowStore:
         runs: list[Any] = []
         for start in range(0, len(ids), 100):
             runs.extend(self._search(ids[start : start + 100], filter_string))
+        self._seen_tags = {run.info.run_id: dict(run.data.tags) for run in runs}
         return runs
 
     def view(self) -> TrackerView:

@@ -1,0 +1,73 @@
+"""Logs kept in MLflow: the tail of each replica's log, stored as artifacts of the run when it finishes.
+
+Artifacts ``expctl/logs/<replica>.log`` (each capped by ``expctl.runlogs.tail``) and the tag ``expctl.logs``
+(``kept``, or ``unavailable: <why>`` when the backend had no logs left to read), so each run is stored once.
+The functions take an ``MlflowClient``; ``KeptLogs`` puts them on ``MlflowStore``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+LOGS_DIR = "expctl/logs"
+TAG = "expctl.logs"
+DEFAULT_TAIL_BYTES = 1_000_000
+
+
+def store(client: Any, run_id: str, logs: Mapping[str, str]) -> None:
+    """Each replica's (already capped) log as ``expctl/logs/<replica>.log``, then the ``kept`` tag."""
+    for replica, text in sorted(logs.items()):
+        client.log_text(run_id, text, f"{LOGS_DIR}/{replica}.log")
+    client.set_tag(run_id, TAG, "kept")
+
+
+def mark_unavailable(client: Any, run_id: str, why: str) -> None:
+    client.set_tag(run_id, TAG, f"unavailable: {why}"[:500])
+
+
+def load(client: Any, run_id: str) -> dict[str, str] | None:
+    """``{replica: text}`` of the kept logs of ``run_id``, or None when none were kept."""
+    entries = [a for a in client.list_artifacts(run_id, LOGS_DIR) if not a.is_dir and a.path.endswith(".log")]
+    if not entries:
+        return None
+    out: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for entry in entries:
+            local = client.download_artifacts(run_id, entry.path, tmp)
+            out[Path(entry.path).name[: -len(".log")]] = Path(local).read_text(encoding="utf-8", errors="replace")
+    return out
+
+
+class KeptLogs:
+    """``MlflowStore``'s side of ``expctl.runlogs.LogStore`` (a mixin: it uses the store's client and the tags
+    its last search of managed runs saw, so checking which finished runs still need their logs kept is free)."""
+
+    client: Any
+    _calling: Callable[[str], AbstractContextManager[None]]
+    _seen_tags: dict[str, dict[str, str]]
+    log_tail_bytes: int = DEFAULT_TAIL_BYTES
+
+    def logs_kept(self, run_id: str) -> bool:
+        """Whether the run's logs were stored (or found unavailable) already."""
+        tags = self._seen_tags.get(run_id)
+        if tags is None:
+            with self._calling(f"read run {run_id}"):
+                tags = dict(self.client.get_run(run_id).data.tags)
+        return TAG in tags
+
+    def keep_logs(self, run_id: str, logs: dict[str, str] | None, why_not: str = "") -> None:
+        """Store ``logs`` (None: record why there were none to keep)."""
+        with self._calling(f"keep the logs of run {run_id}"):
+            if logs is None:
+                mark_unavailable(self.client, run_id, why_not)
+            else:
+                store(self.client, run_id, logs)
+        self._seen_tags.setdefault(run_id, {})[TAG] = "kept" if logs is not None else why_not
+
+    def kept_logs(self, run_id: str) -> dict[str, str] | None:
+        with self._calling(f"read the kept logs of run {run_id}"):
+            return load(self.client, run_id)

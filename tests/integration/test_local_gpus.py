@@ -1,0 +1,97 @@
+"""GPU allocation on the local backend with a declared inventory of 4 fake GPUs: gang, disjoint, durable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from expctl.backends.local import LocalBackend
+from expctl.backends.local_state import load
+from expctl.model import JobKind, Launch, Phase, Resources
+from tests.gitrepo import ROOT, GitRepo
+from tests.integration.test_local_backend import LocalDriver, wait_for
+
+pytestmark = pytest.mark.integration
+
+# Each replica writes which GPUs it sees, then works a little while.
+RECORD = ("import os, time; open(os.environ['OUT'] + '/' + os.environ['EXPCTL_RUN_NAME'] + '.' "
+          "+ os.environ['EXPCTL_REPLICA'], 'w').write(os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'));"
+          " time.sleep(float(os.environ['SLEEP']))")
+
+
+def test_gpu_runs_never_overlap_and_the_allocation_survives_restarts(tmp_path: Path, git_repo: GitRepo,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EXPCTL_LOCAL_GPUS", raising=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    driver = LocalDriver(git_repo.path / ".expctl", git_repo, parallelism=4)
+
+    def backend() -> LocalBackend:  # every call is a "restart" of expctl: no memory but the state files
+        return LocalBackend(driver.state_dir, git_repo.path, parallelism=4, gpus=4)
+
+    def launch(experiment: str, kind: JobKind, replicas: int, gpus: int, sleep: float) -> Launch:
+        return driver.launch("record", experiment=experiment, kind=kind, replicas=replicas,
+                             command=("python", "-c", RECORD), resources=Resources(gpus=gpus),
+                             env=(("OUT", str(out)), ("SLEEP", str(sleep))))
+
+    big = launch("two-by-two", JobKind.PYTORCH, 2, 2, 3.0)  # 2 replicas x 2 GPUs: the whole machine
+    small = launch("three", JobKind.LOCAL, 1, 3, 0.0)
+    cpu = launch("cpu-only", JobKind.LOCAL, 1, 0, 0.0)
+    try:
+        backend().create(big)
+        backend().create(small)
+        backend().create(cpu)
+        runs = {r.name: r for r in backend().observe()}
+        assert runs[big.name].phase is Phase.RUNNING
+        waiting = runs[small.name]
+        assert waiting.phase is Phase.PENDING and waiting.message == "waiting for 3 GPUs (0 of 4 free)"
+
+        # A new expctl process sees the same allocation and says why the run waits.
+        status = subprocess.run([sys.executable, "-m", "expctl", "status"], cwd=git_repo.path, text=True,
+                                capture_output=True, env={**_env(), "EXPCTL_LOCAL_GPUS": "4"}, timeout=120,
+                                check=False)
+        assert status.returncode == 0, status.stderr
+        line = next(x for x in status.stdout.splitlines() if x.startswith(small.name))
+        assert "Pending" in line and "waiting for 3 GPUs" in line
+        queued = load(driver.state_dir / "runs" / small.name)
+        assert queued is not None and queued.status == "queued"
+
+        done_small = wait_for(backend(), small.name, lambda r: r.phase.finished)
+        done_big = wait_for(backend(), big.name, lambda r: r.phase.finished)
+        assert done_small.phase is done_big.phase is Phase.SUCCEEDED
+        big_state = load(driver.state_dir / "runs" / big.name)
+        small_state = load(driver.state_dir / "runs" / small.name)
+        assert big_state is not None and small_state is not None
+        assert small_state.started_at is not None and big_state.finished_at is not None
+        assert small_state.started_at >= big_state.finished_at  # the waiting run started when the first ended
+
+        seen = {p.name: p.read_text() for p in out.iterdir()}
+        master, worker = seen[f"{big.name}.master-0"], seen[f"{big.name}.worker-0"]
+        assert len(master.split(",")) == len(worker.split(",")) == 2
+        assert not set(master.split(",")) & set(worker.split(","))  # disjoint between the replicas
+        assert sorted(master.split(",") + worker.split(",")) == ["0", "1", "2", "3"]
+        assert len(seen[f"{small.name}.node-0"].split(",")) == 3
+        assert seen[f"{cpu.name}.node-0"] == ""  # a CPU-only run sees no GPU
+        assert small_state.gpu_devices == [seen[f"{small.name}.node-0"].split(",")]
+    finally:
+        for run in backend().observe():
+            backend().delete(run.name)
+
+
+def test_a_run_that_can_never_fit_fails_at_once(git_repo: GitRepo, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXPCTL_LOCAL_GPUS", "0,1")  # the environment wins over the setting
+    driver = LocalDriver(git_repo.path / ".expctl", git_repo)
+    backend = LocalBackend(driver.state_dir, git_repo.path, gpus=8)
+    huge = driver.launch("succeed", kind=JobKind.PYTORCH, replicas=2, resources=Resources(gpus=2))
+    backend.create(huge)
+    run = next(r for r in backend.observe() if r.name == huge.name)
+    assert run.phase is Phase.FAILED and "needs 4 GPUs (2 x 2) but this machine has 2" in run.message
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {**os.environ, "PYTHONPATH": str(ROOT / "src")}
