@@ -50,7 +50,7 @@ def main() -> None:
     import demo_data
 
     demo_data.main()
-    print("\nOpen the MLflow UI to compare runs:  .venv/bin/expctl ui   →  http://127.0.0.1:5000")
+    print("\nOpen the MLflow UI to compare runs:  .venv/bin/expctl ui --open   (it prints the training-runs address)")
 
 
 if __name__ == "__main__":

@@ -135,6 +135,7 @@ def describe_run(ws: Workspace, backend_name: str | None, name: str) -> dict[str
         "applied_by": current.user,
         "mlflow_run": current.mlflow_run_id,
         "tracking_uri": ws.resolve_tracking_uri(settings),
+        **(run_links(ws, settings, current.mlflow_run_id) if current.mlflow_run_id else {}),
         "attempts": [
             {"name": r.name, "attempt": r.attempt, "spec_hash": r.spec_hash, "state": _state(r),
              "failure": r.failure.value if r.failure else None, "message": r.message,
@@ -209,9 +210,67 @@ def _when(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts else None
 
 
-def ui_command(ws: Workspace, port: int) -> tuple[list[str] | None, dict[str, str], str]:
-    from expctl.tracking.mlflow_store import ui_server_command
+@dataclass(frozen=True)
+class UiLinks:
+    """Where to look in the MLflow UI: the server to start (None: the store is a server), the training-runs
+    view of the project's experiments, each experiment's runs, the Model Registry."""
+
+    command: list[str] | None
+    env: dict[str, str]
+    base: str
+    runs: str
+    experiments: dict[str, str]
+    models: str
+    warning: str = ""
+
+
+def ui_links(ws: Workspace, port: int, experiment: str | None = None) -> UiLinks:
+    """The addresses ``expctl ui`` prints (the training-runs view, not MLflow's GenAI overview)."""
+    from expctl.errors import TrackingError
+    from expctl.tracking import links
+    from expctl.tracking.mlflow_store import MlflowStore, ui_server_command
 
     uri = ws.resolve_tracking_uri(settings_at_head(ws))
-    return ui_server_command(uri, port)
+    command, env, base = ui_server_command(uri, port)
+    store = MlflowStore(uri, backend_name="")
+    warning = ""
+    try:
+        store.check()
+        found = store.ui_experiments([experiment] if experiment else _experiments_at_head(ws))
+    except TrackingError as exc:
+        if experiment:
+            raise
+        found, warning = {}, f"{exc} (showing the start page)"
+    if experiment and experiment not in found:
+        raise ExpctlError(f"--experiment {experiment}: MLflow at {uri} has no such experiment of expctl's "
+                          "(see `expctl status --all`)")
+    # An experiment whose runs predate expctl's saved view opens without it (MLflow refuses an unknown view).
+    urls = {name: links.experiment_url(base, eid, view=has_view) for name, (eid, has_view) in found.items()}
+    ids = [eid for eid, _ in found.values()]
+    runs = next(iter(urls.values())) if len(urls) == 1 else links.experiments_url(base, ids)
+    return UiLinks(command, env, base, runs, urls, links.models_url(base), warning)
+
+
+def _experiments_at_head(ws: Workspace) -> list[str]:
+    """The names of the experiments committed at HEAD (a shared tracking server holds other projects' too)."""
+    from expctl.errors import ConfigErrors
+    from expctl.project import experiment_files
+
+    paths = source.list_files(source.snapshot(ws.repo, "HEAD"), ["experiments"])
+    try:
+        return sorted(experiment_files(dict.fromkeys(paths, b"")))
+    except ConfigErrors:  # a misnamed file: `expctl validate` says which; show every experiment meanwhile
+        return []
+
+
+def run_links(ws: Workspace, settings: Settings, run_id: str, port: int = 5000) -> dict[str, str]:
+    """Deep links to a run and its experiment in the MLflow UI (the store's server, or ``expctl ui``)."""
+    from expctl.tracking import links
+    from expctl.tracking.mlflow_store import MlflowStore
+
+    uri = ws.resolve_tracking_uri(settings)
+    base = links.ui_address(uri, f"http://127.0.0.1:{port}")
+    experiment_id = MlflowStore(uri, backend_name="").experiment_of_run(run_id)
+    return {"mlflow_ui_run": links.run_url(base, experiment_id, run_id),
+            "mlflow_ui_experiment": links.experiment_url(base, experiment_id, view=False)}
 

@@ -134,5 +134,14 @@ def code_digest(snap: Snapshot, code_paths: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:20]
 
 
+def remote_url(repo: Path, remote: str = "origin") -> str | None:
+    """The URL of the repository's remote (``origin``), or None when it has none."""
+    try:
+        url = git(repo, "remote", "get-url", remote).decode().strip()
+    except SourceError:
+        return None
+    return url or None
+
+
 def commit_author(repo: Path, commit: str) -> str:
     return git(repo, "log", "-1", "--format=%an <%ae>", commit).decode().strip()

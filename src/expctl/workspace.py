@@ -65,9 +65,14 @@ class Workspace:
         return backend
 
     def open_tracker(self, settings: Settings, backend_name: str) -> Tracker:
+        from expctl import source
         from expctl.tracking.mlflow_store import MlflowStore
+        from expctl.tracking.provenance import public_repo_url, repository_label
 
+        remote = source.remote_url(self.repo)  # runs name their source: the public remote, else the directory
         store = MlflowStore(self.resolve_tracking_uri(settings), backend_name,
-                            artifact_root=self.state_dir / "mlartifacts")
+                            artifact_root=self.state_dir / "mlartifacts",
+                            repository=repository_label(remote, self.repo.resolve().name),
+                            repo_url=public_repo_url(remote))
         store.log_tail_bytes = settings.logs.tail_bytes
         return store

@@ -107,13 +107,13 @@ def test_request_counts_of_an_apply_and_a_noop_plan(tmp_path: Path, prefix: str,
         applied = e2e.expctl(repo.path, "apply", "-y", tracking_uri=proxy.uri)
         assert f"Applied {n} changes." in applied.stdout, applied.stderr
         counts = proxy.take()
-        # the first runs' jobs finished meanwhile: sync ends their runs, and their logs are kept (an artifact
-        # and a tag each, once per finished run): not part of launching
+        # the first runs' jobs finished meanwhile: sync ends their runs, their logs are kept (an artifact and a
+        # tag each, once per finished run) and the sweep's summary is written on its parent: not part of launching
         finished = counts["runs/update"]
         assert finished <= n + 2  # at most once per finished run, its sweep's parent, and the audit record
         assert counts["runs/create"] == n + 2 and counts["runs/search"] == 1, counts
         assert counts["experiments/search"] == 1 and "experiments/create" not in counts, counts
-        assert n + 1 <= counts["runs/log-batch"] <= n + 1 + finished, counts
+        assert n + 1 <= counts["runs/log-batch"] <= n + 2 + finished, counts
 
         planned = e2e.expctl(repo.path, "plan", tracking_uri=proxy.uri)
         assert planned.returncode == 0 and "No changes." in planned.stdout, planned.stdout

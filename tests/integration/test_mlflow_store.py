@@ -397,7 +397,7 @@ def test_view_knows_every_run_so_ensure_run_needs_no_request(sqlite_store: Mlflo
     assert calls == [], "a run in the view costs no request"
     resumed = fresh.ensure_run(points[1], 1, AUTHOR, view)
     assert resumed.run_id == half.info.run_id and calls == ["log_batch"], calls
-    assert client.get_run(half.info.run_id).data.params == {"lr": "0.2"}
+    assert client.get_run(half.info.run_id).data.params == {"lr": "0.2", "override.lr": "0.2"}
     assert client.get_run(half.info.run_id).data.tags["expctl.ready"] == "true"
 
 

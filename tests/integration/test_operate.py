@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from expctl.backends import local_state as st
 from expctl.cli import main
 from expctl.workspace import Workspace
 from tests.gitrepo import GitRepo
+from tests.integration.mlflow_server import MlflowServer, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -219,6 +221,9 @@ def test_describe_shows_identity_config_attempts_and_phases(ops: Ops) -> None:
     assert info["commit"] == ops.repo.git("rev-parse", "HEAD")
     assert info["mlflow_run"] == row["mlflow_run"]
     assert info["tracking_uri"] == f"sqlite:///{ops.state_dir() / 'mlflow.db'}"
+    assert re.fullmatch(rf"http://127\.0\.0\.1:5000/#/experiments/\d+/runs/{row['mlflow_run']}"
+                        r"\?workflowType=machine_learning", info["mlflow_ui_run"]), info["mlflow_ui_run"]
+    assert info["mlflow_ui_experiment"].startswith("http://127.0.0.1:5000/#/experiments/")
     assert info["config"]["lines"] == 2 and info["config"]["expctl"]["command"] == ["python", "code/job.py"]
     assert [(a["attempt"], a["state"], a["object"]) for a in info["attempts"]] == [(1, "Succeeded", "live")]
     assert [p["phase"] for p in info["phases"]] == ["Created", "Succeeded"]
@@ -302,13 +307,44 @@ def test_bulk_cancel_of_a_whole_sweep_in_one_command(ops: Ops) -> None:
     assert again.stdout == "" and "nothing to cancel" in again.stderr
 
 
-def test_ui_on_a_tracking_server_points_there(tmp_path: Path) -> None:
+def test_ui_on_a_tracking_server_prints_its_training_views(tmp_path: Path, mlflow_server: MlflowServer) -> None:
+    from expctl.tracking.mlflow_store import MlflowStore
+    from tests.factories import make_spec
+
+    MlflowStore(mlflow_server.uri, "local").ensure_run(make_spec("ui-on-a-server"), 1, OPERATOR)
     repo = GitRepo(tmp_path / "repo")
-    repo.write("expctl.yaml", "tracking_uri: http://mlflow.example.com:5000\n")
+    repo.write("expctl.yaml", f"tracking_uri: {mlflow_server.uri}\n")
     repo.commit("settings")
-    result = CliRunner().invoke(main, ["ui"], obj={"workspace": Workspace(repo.path)}, catch_exceptions=False)
-    assert result.exit_code == 0
-    assert result.output.strip() == "The tracking store is a server: open http://mlflow.example.com:5000"
+    opened = tmp_path / "opened"
+    browser = f"{sys.executable} -c \"import sys; open(sys.argv[1], 'w').write(sys.argv[2])\" {opened} %s"
+
+    every = subprocess.run([EXPCTL, "ui"], cwd=repo.path, env=cli_env(), capture_output=True, text=True,
+                           timeout=120, check=True)
+    lines = every.stdout.splitlines()
+    assert lines[0].startswith(f"Training runs: {mlflow_server.uri}/#/")
+    assert "workflowType=machine_learning" in lines[0]
+    mine = next(line.split() for line in lines if line.split()[0] == "ui-on-a-server")
+    assert mine[1].startswith(f"{mlflow_server.uri}/#/experiments/")
+    assert mine[1].endswith("/runs?viewStateShareKey=expctl&workflowType=machine_learning")
+    assert lines[-1] == f"Model registry: {mlflow_server.uri}/#/models?workflowType=machine_learning"
+    assert f"The tracking store is a server: {mlflow_server.uri}" in every.stderr
+
+    one = subprocess.run([EXPCTL, "ui", "--experiment", "ui-on-a-server", "--open"], cwd=repo.path,
+                         env=cli_env(BROWSER=browser), capture_output=True, text=True, timeout=120, check=True)
+    assert one.stdout == f"Training runs: {mine[1]}\n"
+    wait_for("the browser to be handed the address", opened.exists, timeout=30)
+    assert opened.read_text() == mine[1]
+
+    missing = subprocess.run([EXPCTL, "ui", "--experiment", "nope"], cwd=repo.path, env=cli_env(),
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert missing.returncode == 1 and "--experiment nope: MLflow at" in missing.stderr
+
+    repo.write("expctl.yaml", f"tracking_uri: http://127.0.0.1:{free_port()}\n")
+    repo.commit("a server that is down")
+    down = CliRunner().invoke(main, ["ui"], obj={"workspace": Workspace(repo.path)}, catch_exceptions=False)
+    assert down.exit_code == 0
+    assert down.stdout.splitlines()[0].endswith("/#/experiments?workflowType=machine_learning")
+    assert "is unreachable" in down.stderr and "(showing the start page)" in down.stderr
 
 
 def _run_on_a_terminal(args: list[str], cwd: Path) -> tuple[int, str, str]:

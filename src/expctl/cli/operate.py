@@ -218,14 +218,33 @@ def history(ctx: click.Context, experiment: str | None, limit: int, output: str)
 
 @click.command()
 @click.option("--port", default=5000, show_default=True, help="Port on 127.0.0.1.")
+@click.option("--experiment", default=None, help="Print (and open) this experiment's runs.")
+@click.option("--open", "open_browser", is_flag=True, help="Open the address in a web browser once the UI answers.")
 @click.pass_context
-def ui(ctx: click.Context, port: int) -> None:
-    """Serve the MLflow UI for the configured store (the embedded sqlite store by default) on 127.0.0.1."""
-    from expctl.operations import ui_command
+def ui(ctx: click.Context, port: int, experiment: str | None, open_browser: bool) -> None:
+    """Serve the MLflow UI for the configured store on 127.0.0.1; print where the training runs are."""
+    import webbrowser
 
-    command, env, url = ui_command(workspace(ctx), port)
-    if command is None:
-        click.echo(f"The tracking store is a server: open {url}")
+    from expctl.operations import ui_links
+
+    found = ui_links(workspace(ctx), port, experiment)
+    if found.warning:
+        click.echo(f"warning: {found.warning}", err=True)
+    target = found.experiments[experiment] if experiment else found.runs
+    click.echo(f"Training runs: {target}")
+    if not experiment:
+        width = max((len(name) for name in found.experiments), default=0)
+        for name, url in found.experiments.items():
+            click.echo(f"  {name:<{width}}  {url}")
+        click.echo(f"Model registry: {found.models}")
+    if found.command is None:
+        click.echo(f"The tracking store is a server: {found.base}", err=True)
+        if open_browser:
+            webbrowser.open(target)
         return
-    click.echo(f"MLflow UI on {url} (Ctrl-C to stop)", err=True)
-    os.execvpe(command[0], command, {**os.environ, **env})
+    from expctl.ui_server import serve
+
+    click.echo(f"MLflow UI on {found.base} (Ctrl-C to stop)", err=True)
+    sys.stdout.flush()
+    on_ready = (lambda: webbrowser.open(target)) if open_browser else None
+    ctx.exit(serve(found.command, {**os.environ, **found.env}, found.base, on_ready))

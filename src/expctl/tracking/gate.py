@@ -1,7 +1,8 @@
 """The validation gate's decision, and the pure translations between expctl and MLflow run values.
 
 Pure: no MLflow import, no I/O. ``evaluate`` says whether a succeeded run's metric passes its experiment's
-gate and why; ``flatten_params`` turns a resolved config into MLflow params; ``run_tags`` and
+gate and why; ``flatten_params`` / ``run_params`` turn a resolved config and a sweep point's overrides into
+MLflow params; ``run_tags`` (with ``provenance``'s source tags and description), ``parent_tags`` and
 ``observed_from_run`` write and read a run's identity; the status maps translate between backend phases
 and MLflow run statuses.
 """
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from expctl.model import FailureClass, ObservedRun, Phase, RunSpec, ValidationGate
+from expctl.naming import slug
+from expctl.tracking import provenance
 from expctl.tracking.mlflow_checkpoints import resumed_from
 
 PASSED = "passed"
@@ -124,10 +127,18 @@ def flatten_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str
     return params
 
 
+def run_params(spec: RunSpec) -> dict[str, str]:
+    """A run's params: its resolved config, flattened, and its sweep overrides (``override.<key>``)."""
+    return {**flatten_params(spec.config), **provenance.override_params(spec)}
+
+
 def run_tags(
-    spec: RunSpec, attempt: int, applied_by: str, backend: str, parent_id: str | None
+    spec: RunSpec, attempt: int, applied_by: str, backend: str, parent_id: str | None, *,
+    repository: str | None = None, repo_url: str | None = None, sweep: tuple[str, str] | None = None,
 ) -> dict[str, str]:
-    """The tags that identify a run (what ``ensure_run`` searches by) and link it to its commit and job."""
+    """The tags that identify a run (what ``ensure_run`` searches by) and link it to its commit and job;
+    MLflow's source tags and a one-line description (linking the sweep's parent run ``sweep``: name, route)
+    for the UI."""
     name = spec.name_for(attempt)
     tags = {
         "expctl.managed": "true",
@@ -146,8 +157,8 @@ def run_tags(
         "expctl.author": applied_by,
         "mlflow.user": applied_by,
         "mlflow.runName": name,
-        "mlflow.source.git.commit": spec.commit,
-        "mlflow.source.name": spec.source_file,
+        **provenance.source_tags(spec, repository, repo_url),
+        provenance.NOTE_TAG: provenance.launch_note(spec, attempt, backend, sweep if parent_id else None),
     }
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
@@ -158,6 +169,27 @@ def run_tags(
         tags["expctl.data_digest"] = spec.data_digest
         tags["expctl.datasets"] = json.dumps({d.name: d.digest for d in spec.datasets}, sort_keys=True)
     return {key: value[:MAX_TAG_VALUE] for key, value in tags.items()}
+
+
+def parent_name(spec: RunSpec) -> str:
+    """A sweep's parent run's name: one per (experiment, commit)."""
+    return f"{slug(spec.experiment)}-sweep-{spec.commit[:8]}"
+
+
+def parent_tags(spec: RunSpec, backend: str, *, repository: str | None = None,
+                repo_url: str | None = None) -> dict[str, str]:
+    """The tags of a sweep's parent run (what finds it: ``expctl.parent``, commit, backend) and its source."""
+    return {
+        "expctl.parent": "true",
+        "expctl.managed": "true",
+        "expctl.backend": backend,
+        "expctl.experiment": spec.experiment,
+        "expctl.commit": spec.commit,
+        "expctl.source_file": spec.source_file,
+        "mlflow.runName": parent_name(spec),
+        **provenance.source_tags(spec, repository, repo_url),
+        provenance.NOTE_TAG: provenance.sweep_note(spec.experiment, spec.commit, spec.source_file),
+    }
 
 
 def observed_from_run(info: Any, tags: Mapping[str, str], backend: str) -> ObservedRun | None:

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from expctl.errors import TrackingError
 from expctl.model import RunSpec, TrackingRef
-from expctl.naming import slug
 from expctl.tracking import gate as g
 from expctl.tracking.base import TrackerUnavailable, TrackerView
+from expctl.tracking.links import run_route
 from expctl.tracking.mlflow_data import log_datasets
 from expctl.tracking.run_index import KnownRun, RunIndex
 
@@ -39,9 +39,11 @@ def ensure_run(store: MlflowStore, spec: RunSpec, attempt: int, applied_by: str,
 
     Without a view (no apply lock held) it searches before and after creating, and keeps the oldest run
     if a concurrent expctl created one too."""
-    experiment_id = store._experiment_id(spec.experiment)
+    experiment_id = store.experiment_for(spec)
     parent_id = _parent_run(store, experiment_id, spec, view) if spec.overrides else None
-    tags = g.run_tags(spec, attempt, applied_by, store.backend_name, parent_id)
+    sweep = (g.parent_name(spec), run_route(experiment_id, parent_id)) if parent_id else None
+    tags = g.run_tags(spec, attempt, applied_by, store.backend_name, parent_id, repository=store.repository,
+                      repo_url=store.repo_url, sweep=sweep)
 
     def create() -> Any:
         with store._calling("create run"):
@@ -87,15 +89,7 @@ def _find_or_create(store: MlflowStore, experiment_id: str, filter_string: str, 
 
 def _parent_run(store: MlflowStore, experiment_id: str, spec: RunSpec, view: TrackerView | None) -> str:
     """The sweep's parent run for (experiment, commit): from the view, else found or created."""
-    tags = {
-        "expctl.parent": "true",
-        "expctl.managed": "true",
-        "expctl.backend": store.backend_name,
-        "expctl.experiment": spec.experiment,
-        "expctl.commit": spec.commit,
-        "mlflow.source.git.commit": spec.commit,
-        "mlflow.runName": f"{slug(spec.experiment)}-sweep-{spec.commit[:8]}",
-    }
+    tags = g.parent_tags(spec, store.backend_name, repository=store.repository, repo_url=store.repo_url)
 
     def create() -> Any:
         with store._calling("create sweep run"):
@@ -121,7 +115,7 @@ def _record(store: MlflowStore, run_id: str, spec: RunSpec) -> None:
         with store._calling(f"record the datasets of run {run_id}"):
             log_datasets(store.client, run_id, spec)
 
-    params = sorted(g.flatten_params(spec.config).items())
+    params = sorted(g.run_params(spec).items())
     starts = list(range(0, len(params), g.MAX_PER_BATCH)) or [0]
     for start in starts:
         batch = [Param(k, v) for k, v in params[start : start + g.MAX_PER_BATCH]]

@@ -29,6 +29,7 @@ from expctl.naming import slug
 from expctl.tracking import gate as g
 from expctl.tracking import mlflow_audit as audit
 from expctl.tracking import mlflow_runs as runs
+from expctl.tracking import mlflow_ui as ui
 from expctl.tracking.base import TrackerUnavailable, TrackerView
 from expctl.tracking.http_bounds import bound_http_retries, transport_reason
 from expctl.tracking.locations import default_artifact_root, default_tracking_uri, ui_server_command
@@ -53,8 +54,11 @@ def _quote(value: str) -> str:
 class MlflowStore(KeptLogs, Checkpoints):
     """The Tracker of expctl on one MLflow tracking URI, for the runs of one backend."""
 
-    def __init__(self, tracking_uri: str, backend_name: str, artifact_root: str | Path | None = None) -> None:
+    def __init__(self, tracking_uri: str, backend_name: str, artifact_root: str | Path | None = None,
+                 repository: str | None = None, repo_url: str | None = None) -> None:
         self.tracking_uri = tracking_uri
+        # What runs name as their source: the repository (public remote URL or directory name) and remote.
+        self.repository, self.repo_url = repository, repo_url
         self.backend_name = backend_name
         # Artifacts of an embedded store go under ``artifact_root``; a tracking server decides for itself.
         self.artifact_root = default_artifact_root(tracking_uri)
@@ -66,6 +70,8 @@ class MlflowStore(KeptLogs, Checkpoints):
         self._seen_tags: dict[str, dict[str, str]] = {}  # run id → tags, from the last search of managed runs
         self._experiment_lock = threading.RLock()
         self._listed = False  # every managed experiment is in ``_experiments`` (after a search)
+        self._experiment_tags: dict[str, dict[str, str]] = {}  # as last read or written
+        self._viewed: set[str] = set()  # experiments whose kind and saved view this store has checked
         # an embedded (sqlite) store is written by one thread at a time: concurrent writers would hit
         # "database is locked"; a tracking server takes concurrent requests
         self._serial: AbstractContextManager[Any] = (threading.RLock() if tracking_uri.startswith("sqlite:")
@@ -143,13 +149,14 @@ class MlflowStore(KeptLogs, Checkpoints):
 
     # -- experiments and find-or-create ----------------------------------------------------------------
 
-    def _experiment_id(self, name: str, managed: bool = True) -> str:
-        """The id of an experiment, created when missing. After ``view`` listed every managed experiment a
-        missing one is created straight away (one request); ALREADY_EXISTS means it exists untagged."""
+    def _experiment_id(self, name: str, managed: bool = True, extra_tags: dict[str, str] | None = None) -> str:
+        """The id of an experiment, created when missing (with ``extra_tags``). After ``view`` listed every
+        managed experiment a missing one is created straight away (one request); ALREADY_EXISTS means it exists
+        untagged."""
         with self._experiment_lock:
             if name in self._experiments:
                 return self._experiments[name]
-            tags = {"expctl.managed": "true", **({} if managed else {"expctl.audit": "true"})}
+            tags = {"expctl.managed": "true", **({} if managed else {"expctl.audit": "true"}), **(extra_tags or {})}
             location = f"{self.artifact_root}/{slug(name)}" if self.artifact_root else None
             with self._calling(f"experiment {name}"):
                 exp = None if self._listed else self.client.get_experiment_by_name(name)
@@ -157,6 +164,7 @@ class MlflowStore(KeptLogs, Checkpoints):
                     try:
                         self._experiments[name] = str(
                             self.client.create_experiment(name, artifact_location=location, tags=tags))
+                        self._experiment_tags[name] = tags
                         return self._experiments[name]
                     except Exception as exc:
                         if "ALREADY_EXISTS" not in self._error_code(exc):
@@ -167,6 +175,7 @@ class MlflowStore(KeptLogs, Checkpoints):
                 if exp.tags.get("expctl.managed") != "true":  # made by an older expctl: view() must find it
                     self.client.set_experiment_tag(exp.experiment_id, "expctl.managed", "true")
             self._experiments[name] = str(exp.experiment_id)
+            self._experiment_tags[name] = dict(exp.tags or {})
             return self._experiments[name]
 
     def _search(self, experiment_ids: list[str], filter_string: str, order: str = "ASC") -> list[Any]:
@@ -191,6 +200,32 @@ class MlflowStore(KeptLogs, Checkpoints):
         """The run of (run key, spec hash, attempt), found in ``view`` or created: see ``mlflow_runs``."""
         return runs.ensure_run(self, spec, attempt, applied_by, view)
 
+    def experiment_for(self, spec: RunSpec) -> str:
+        """The experiment of a spec's runs: created with MLflow's model-training kind and expctl's saved view
+        (no extra request); an existing one gets them when missing or changed, checked once per store against
+        the tags already read."""
+        experiment_id = self._experiment_id(spec.experiment, extra_tags=ui.experiment_tags(spec))
+        with self._experiment_lock:
+            if spec.experiment in self._viewed:
+                return experiment_id
+            self._viewed.add(spec.experiment)
+            tags = dict(self._experiment_tags.get(spec.experiment, {}))
+        with self._calling(f"experiment {spec.experiment}"):
+            ui.ensure_experiment_tags(self.client, experiment_id, tags, spec)
+        return experiment_id
+
+    # -- addresses in the UI ---------------------------------------------------------------------------
+
+    def ui_experiments(self, names: Sequence[str] = ()) -> dict[str, tuple[str, bool]]:
+        """``{name: (id, has expctl's saved view)}`` of expctl's experiments (all, or ``names``), each marked
+        as model training."""
+        with self._calling("search experiments"):
+            return ui.managed_experiments(self.client, names)
+
+    def experiment_of_run(self, run_id: str) -> str:
+        with self._calling(f"read run {run_id}"):
+            return ui.experiment_of_run(self.client, run_id)
+
     # -- records ---------------------------------------------------------------------------------------
 
     def _managed_runs(self) -> list[Any]:
@@ -205,6 +240,7 @@ class MlflowStore(KeptLogs, Checkpoints):
                 with self._experiment_lock:
                     self._experiments.update({e.name: str(e.experiment_id) for e in page
                                               if e.lifecycle_stage == "active"})
+                    self._experiment_tags.update({e.name: dict(e.tags or {}) for e in page})
                 token = page.token
                 if not token:
                     break
@@ -250,7 +286,8 @@ class MlflowStore(KeptLogs, Checkpoints):
                     apply_validated_gate(self, run, gate)
                 elif not gate.by_platform:
                     self.apply_gate(run.info.run_id, gate)
-        self._sync_parents(current, statuses)
+        gates = {s.experiment: s.job.validation for s in desired if s.job.validation is not None}
+        self._sync_parents(current, statuses, gates)
 
     def _sync_status(self, run: Any, obs: ObservedRun) -> str:
         """Set the run's status from the job's phase when it changed (never back from finished)."""
@@ -274,18 +311,23 @@ class MlflowStore(KeptLogs, Checkpoints):
             self.set_run_tags(run_id, tags)
         return str(status)
 
-    def _sync_parents(self, current: dict[str, Any], statuses: dict[str, str]) -> None:
-        """A sweep's parent run follows the latest attempts of its points: RUNNING until all finished."""
-        latest: dict[str, dict[str, tuple[int, str]]] = {}
+    def _sync_parents(self, current: dict[str, Any], statuses: dict[str, str],
+                      gates: dict[str, ValidationGate]) -> None:
+        """A sweep's parent run follows the latest attempts of its points: RUNNING until all finished; its
+        counts per state and best gate value are written on it (metric, tags, description) when changed."""
+        latest: dict[str, dict[str, tuple[int, str, str]]] = {}
         for run_id, run in current.items():
             parent, key = run.data.tags.get("mlflow.parentRunId"), run.data.tags.get("expctl.run_key")
             if parent in current and key:
                 attempt = int(run.data.tags.get("expctl.attempt", "1"))
                 points = latest.setdefault(parent, {})
-                if attempt >= points.get(key, (0, ""))[0]:
-                    points[key] = (attempt, statuses[run_id])
+                if attempt >= points.get(key, (0, "", ""))[0]:
+                    points[key] = (attempt, statuses[run_id], run_id)
         for parent_id, points in latest.items():
-            target = g.parent_status([status for _, status in points.values()])
+            with self._calling(f"summarise sweep run {parent_id}"):
+                ui.summarise_sweep(self.client, current[parent_id],
+                                   [current[run_id] for _, _, run_id in points.values()], statuses, gates)
+            target = g.parent_status([status for _, status, _ in points.values()])
             if statuses[parent_id] == target:
                 continue
             with self._calling(f"sync sweep run {parent_id}"):
