@@ -48,6 +48,8 @@ def test_identity_round_trips_through_the_comment() -> None:
     ("PENDING", "Priority", 0, Phase.PENDING, None, "Pending: Priority"),
     ("RUNNING", "None", 0, Phase.RUNNING, None, ""),
     ("COMPLETING", "None", 0, Phase.RUNNING, None, "completing"),
+    ("SUSPENDED", "Preempted", 0, Phase.PENDING, None, "suspended by Slurm (SUSPENDED, reason Preempted)"),
+    ("REQUEUED", "None", 0, Phase.PENDING, None, "Pending"),
     ("COMPLETED", "None", 0, Phase.SUCCEEDED, None, ""),
     ("FAILED", "NonZeroExitCode", 768, Phase.FAILED, FailureClass.CODE, "exit code 3"),
     ("TIMEOUT", "TimeLimit", 0, Phase.FAILED, FailureClass.CODE, "TIMEOUT"),

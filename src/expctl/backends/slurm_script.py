@@ -30,7 +30,10 @@ EXIT_FILE = "exit.json"  # {"returncode": int, "finished_at": int}, written by t
 BATCH_LOG = "batch.log"
 
 PENDING_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "CONFIGURING"}
-RUNNING_STATES = {"RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESIZING"}
+RUNNING_STATES = {"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING"}
+# suspended by the scheduler (preemption with PreemptMode=SUSPEND, ``scontrol suspend``) or stopped: waiting, not
+# failed — like a Kueue-suspended job, it never counts as an attempt
+SUSPENDED_STATES = {"SUSPENDED", "STOPPED"}
 CODE_FAILURES = {"FAILED", "TIMEOUT", "OUT_OF_MEMORY"}
 INFRASTRUCTURE_FAILURES = {"NODE_FAIL", "BOOT_FAIL", "PREEMPTED", "DEADLINE", "REVOKED"}
 
@@ -219,6 +222,8 @@ def verdict(job: Mapping[str, Any]) -> Verdict:
     reason = str(job.get("state_reason") or "None")
     if state in PENDING_STATES:
         return Verdict(Phase.PENDING, None, f"Pending: {reason}" if reason != "None" else "Pending")
+    if state in SUSPENDED_STATES:
+        return Verdict(Phase.PENDING, None, f"suspended by Slurm ({state}, reason {reason})")
     if state in RUNNING_STATES:
         return Verdict(Phase.RUNNING, None, "" if state == "RUNNING" else state.lower())
     if state == "COMPLETED":
