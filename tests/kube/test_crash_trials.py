@@ -4,11 +4,13 @@ against the real kube-apiserver and a real MLflow server.
 Each trial commits a new sweep (two runs), runs ``apply -y`` with ``EXPCTL_TEST_CRASH_SEED=<seed>:<p>``, lets the
 killed apply's Lease expire (the test deletes it: time passing, not a shortcut of the code under test), reruns
 ``apply -y``, plays the training operator (the jobs succeed), and applies once more to sync. After every
-trial: exactly one job object and one MLflow run per (run key, attempt), every run finished in MLflow.
+trial: exactly one job object and one MLflow run per (run key, attempt), every run finished in MLflow; at the end
+the audit trail is complete (every job object that exists was audited exactly once as created).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -98,3 +100,9 @@ def test_thirty_seeded_crashes_each_converge_on_rerun(project: GitRepo, kube_clu
                    or r.data.tags.get("expctl.commit") == project.head}
         assert current and set(current.values()) == {"FINISHED"}, (trial, current)
     assert crashes >= TRIALS // 3
+    history = forked_cli(project.path, ["history", "--experiment", name, "--output", "json", "--limit", "100000"],
+                         env)
+    created = Counter(e["run"] for e in json.loads(history.stdout) if e.get("action") in ("create", "retry", "replace"))
+    names = Counter(o["metadata"]["name"] for o in jobs(kube_cluster, namespace)
+                    if o["metadata"]["labels"].get("expctl.io/experiment") == name)
+    assert created == names, sorted(set(created) ^ set(names))
