@@ -23,6 +23,22 @@ from pathlib import Path
 from typing import Any
 
 
+def read_body(handler: BaseHTTPRequestHandler) -> bytes | None:
+    """The request's body, whether sent with Content-Length or chunked (MLflow uploads artifacts chunked)."""
+    if (handler.headers.get("Transfer-Encoding") or "").lower() == "chunked":
+        body = b""
+        while True:
+            size = int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while handler.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers, then the blank line
+                    pass
+                return body
+            body += handler.rfile.read(size)
+            handler.rfile.readline()
+    length = int(handler.headers.get("Content-Length") or 0)
+    return handler.rfile.read(length) if length else None
+
+
 @dataclass
 class Rule:
     method: str  # "*" for any
@@ -136,8 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         method, path = self.command, self.path
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else None
+        body = read_body(self)
         rule = self.owner._take(method, path)
         what = rule.fault if rule else "forwarded"
         self.owner.seen.append((method, path, what))
@@ -159,7 +174,10 @@ class _Handler(BaseHTTPRequestHandler):
                 threading.Thread(target=self.owner.stop, daemon=True).start()
             return
         conn = self.owner.upstream_connection()
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower() not in ("host", "connection", "transfer-encoding", "content-length")}
+        if body is not None:
+            headers["Content-Length"] = str(len(body))
         try:
             conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()

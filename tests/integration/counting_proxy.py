@@ -12,6 +12,8 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from tests.faults.proxy import read_body
+
 
 class CountingProxy:
     def __init__(self, upstream: str) -> None:
@@ -24,18 +26,7 @@ class CountingProxy:
             protocol_version = "HTTP/1.1"
 
             def _forward(self) -> None:
-                if (self.headers.get("Transfer-Encoding") or "").lower() == "chunked":  # artifact uploads
-                    body = b""
-                    while True:
-                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                        if size == 0:
-                            self.rfile.readline()
-                            break
-                        body += self.rfile.read(size)
-                        self.rfile.readline()
-                else:
-                    length = int(self.headers.get("Content-Length") or 0)
-                    body = self.rfile.read(length) if length else None
+                body = read_body(self)
                 path = self.path.split("?", 1)[0]
                 with proxy._lock:
                     proxy.counts[path.split("/mlflow/", 1)[-1]] += 1
