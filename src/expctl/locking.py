@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from expctl.errors import LockError
+from expctl.errors import BackendError, LockError
 
 
 class ApplyLock(Protocol):
@@ -41,5 +41,23 @@ def file_lock(path: Path, timeout: float) -> Iterator[HeldFileLock]:
                         ) from exc
     try:
         yield HeldFileLock(lock, path)
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def state_lock(lock: Any, where: Path, what: str) -> Iterator[None]:
+    """Hold a backend's state lock (a ``filelock.FileLock``) for the ``with`` block; a timeout or an OS error
+    (read-only or missing directory) is one ``BackendError`` line naming ``where``."""
+    from filelock import Timeout
+
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise BackendError(f"{where}: another expctl holds the {what} lock") from exc
+    except OSError as exc:
+        raise BackendError(f"{where}: cannot lock the {what} state: {exc.strerror or exc}") from exc
+    try:
+        yield
     finally:
         lock.release()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -310,19 +310,28 @@ def _all_fields(model: type[BaseModel]) -> set[str]:
     return names
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _validated(model: type[_M], data: Mapping[str, Any], file: str, prefix: str) -> _M:
+    """``model`` validated from ``data``; every error a ConfigError naming file and key (several: ConfigErrors)."""
+    from expctl.errors import ConfigErrors
+
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        errors = _errors(exc, model, file, prefix)
+        raise (errors[0] if len(errors) == 1 else ConfigErrors(errors)) from None
+
+
 def parse_block(data: Any, file: str) -> ExpctlBlock:
     """Validate an experiment's ``expctl`` block; raises ConfigError (several at once as ConfigErrors)."""
-    from expctl.errors import ConfigErrors
 
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError("must be a mapping", file=file, key="expctl")
-    try:
-        block = ExpctlBlock.model_validate(dict(data))
-    except ValidationError as exc:
-        errors = _errors(exc, ExpctlBlock, file, "expctl")
-        raise (errors[0] if len(errors) == 1 else ConfigErrors(errors)) from None
+    block = _validated(ExpctlBlock, data, file, "expctl")
     if not block.command[0].strip():
         raise ConfigError("the program to run (first element) is empty", file=file, key="expctl.command[0]")
     if block.kind == "TrainJob" and not block.runtime:
@@ -332,17 +341,12 @@ def parse_block(data: Any, file: str) -> ExpctlBlock:
 
 
 def parse_settings(data: Any, file: str = "expctl.yaml") -> Settings:
-    from expctl.errors import ConfigErrors
 
     if data is None:
         return Settings()
     if not isinstance(data, Mapping):
         raise ConfigError("must be a mapping", file=file)
-    try:
-        return Settings.model_validate(dict(data))
-    except ValidationError as exc:
-        errors = _errors(exc, Settings, file, "")
-        raise (errors[0] if len(errors) == 1 else ConfigErrors(errors)) from None
+    return _validated(Settings, data, file, "")
 
 
 def to_job_spec(block: ExpctlBlock, settings: Settings, source_file: str) -> JobSpec:
@@ -484,15 +488,10 @@ class DataIn(_Strict):
 
 def parse_data(data: Any, file: str) -> declare.Dataset:
     """Validate an experiment's ``data`` block into a dataset declaration; raises ConfigError."""
-    from expctl.errors import ConfigErrors
 
     if not isinstance(data, Mapping):
         raise ConfigError("must be a mapping (a dataset declaration)", file=file, key="data")
-    try:
-        block = DataIn.model_validate(dict(data))
-    except ValidationError as exc:
-        errors = _errors(exc, DataIn, file, "data")
-        raise (errors[0] if len(errors) == 1 else ConfigErrors(errors)) from None
+    block = _validated(DataIn, data, file, "data")
     return declare.Dataset(
         name=block.name,
         format=block.format,

@@ -18,11 +18,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
 from expctl.backends import local_gpus as gpu
 from expctl.backends import local_state as st
@@ -31,6 +31,7 @@ from expctl.backends.worktrees import Worktrees
 from expctl.crash import crash_point
 from expctl.errors import BackendError
 from expctl.jobenv import DATA_DIGEST_ENV, job_env, replica_env, replica_names
+from expctl.locking import state_lock
 from expctl.model import FailureClass, JobKind, Launch, ObservedRun, Phase
 
 # Runs one replica and records how it ended in <exit file>, atomically, before exiting with the same code.
@@ -187,18 +188,8 @@ class LocalBackend:
 
     # -- state machine ---------------------------------------------------------------------------------
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        try:
-            self._lock.acquire()
-        except Timeout as exc:
-            raise BackendError(f"{self.state_dir}: another expctl holds the local backend lock") from exc
-        except OSError as exc:
-            raise BackendError(f"{self.state_dir}: cannot lock the local state: {exc.strerror or exc}") from exc
-        try:
-            yield
-        finally:
-            self._lock.release()
+    def _locked(self) -> AbstractContextManager[None]:
+        return state_lock(self._lock, self.state_dir, "local backend")
 
     def _new_state(self, launch: Launch, run_dir: Path) -> RunState:
         spec = launch.spec

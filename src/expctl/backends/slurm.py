@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
 from expctl.backends import local_state as st
 from expctl.backends import slurm_script as sc
@@ -35,7 +35,7 @@ from expctl.backends.worktrees import Worktrees
 from expctl.crash import crash_point
 from expctl.errors import BackendError, truncate
 from expctl.jobenv import replica_names
-from expctl.locking import HeldFileLock
+from expctl.locking import HeldFileLock, state_lock
 from expctl.model import FailureClass, Launch, ObservedRun, Phase
 
 
@@ -361,16 +361,8 @@ class SlurmBackend:
     def _save(self, record: JobRecord) -> None:
         st.write_json(self.runs_dir / record.name / "record.json", asdict(record))
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        try:
-            self._lock.acquire()
-        except Timeout as exc:
-            raise BackendError(f"{self.workdir}: another expctl holds the Slurm backend lock") from exc
-        try:
-            yield
-        finally:
-            self._lock.release()
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return state_lock(self._lock, self.workdir, "Slurm backend")
 
 
 def _ended(job: dict[str, Any]) -> bool:
