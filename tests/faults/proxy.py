@@ -48,6 +48,7 @@ class Rule:
     status: int = 503
     retry_after: float | None = None
     delay: float = 0.0
+    payload: bytes = b'{"message": "injected fault"}'  # the body of a "status" fault (any status, 200 too)
     hits: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -159,7 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
         if rule and rule.fault == "delay":
             time.sleep(rule.delay)
         if rule and rule.fault == "status":
-            payload = b'{"message": "injected fault"}'
+            payload = rule.payload
             self.send_response(rule.status)
             if rule.retry_after is not None:
                 self.send_header("Retry-After", str(int(rule.retry_after)))

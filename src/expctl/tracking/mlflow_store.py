@@ -36,6 +36,7 @@ from expctl.tracking.locations import default_artifact_root, default_tracking_ur
 from expctl.tracking.mlflow_checkpoints import Checkpoints
 from expctl.tracking.mlflow_logs import KeptLogs
 from expctl.tracking.mlflow_promote import apply_validated_gate, promote, version_lineage_tags
+from expctl.tracking.rest_search import RestSearch, usable
 from expctl.tracking.run_index import RunIndex
 
 __all__ = ["MlflowStore", "default_artifact_root", "default_tracking_uri", "ui_server_command"]
@@ -43,6 +44,7 @@ __all__ = ["MlflowStore", "default_artifact_root", "default_tracking_uri", "ui_s
 AUDIT_EXPERIMENT = audit.AUDIT_EXPERIMENT
 _CHECK_TIMEOUT_SECONDS = 5.0
 _PAGE = 1000
+_MANAGED = "tags.`expctl.managed` = 'true'"
 _UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establish a new connection",
                 "Read timed out", "Connection aborted", "RemoteDisconnected")
 
@@ -66,6 +68,10 @@ class MlflowStore(KeptLogs, Checkpoints):
             root = artifact_root
             self.artifact_root = Path(root).resolve().as_uri() if isinstance(root, Path) else root
         self._client: Any = None
+        # the one search of every managed run goes through plain REST when it can (no MLflow import, no
+        # protobuf entities); everything else through MLflow's client
+        self._rest = RestSearch(tracking_uri) if usable(tracking_uri) else None
+        self._checked = False  # the server answered /health (http(s) URIs: checked once per store)
         self._experiments: dict[str, str] = {}
         self._seen_tags: dict[str, dict[str, str]] = {}  # run id → tags, from the last search of managed runs
         self._experiment_lock = threading.RLock()
@@ -88,7 +94,7 @@ class MlflowStore(KeptLogs, Checkpoints):
             os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
             bound_http_retries()
             if self.tracking_uri.startswith(("http://", "https://")):
-                self.check()  # fail in seconds, in one line, before MLflow's retry loop gets a chance
+                self._check_once()  # fail in seconds, in one line, before MLflow's retry loop gets a chance
             if not os.environ.get("EXPCTL_DEBUG"):  # the embedded store's schema migrations are not news
                 for noisy in ("mlflow.store.db.utils", "alembic"):
                     logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -105,6 +111,11 @@ class MlflowStore(KeptLogs, Checkpoints):
                 else:
                     self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
         return self._client
+
+    def _check_once(self) -> None:
+        if not self._checked:
+            self.check()
+            self._checked = True
 
     @contextmanager
     def _calling(self, what: str) -> Iterator[None]:
@@ -228,28 +239,40 @@ class MlflowStore(KeptLogs, Checkpoints):
 
     # -- records ---------------------------------------------------------------------------------------
 
-    def _managed_runs(self) -> list[Any]:
-        """Every run expctl created for this backend, across expctl's experiments: one paginated search."""
-        ids: list[str] = []
+    def _managed_experiments(self) -> list[Any]:
+        """Every managed experiment (remembered by name): one paginated search."""
+        if self._rest is not None:
+            self._check_once()
+            return self._rest.search_experiments(_MANAGED, _PAGE)
+        found: list[Any] = []
         token: str | None = None
         with self._calling("search experiments"):
             while True:
-                page = self.client.search_experiments(
-                    filter_string="tags.`expctl.managed` = 'true'", max_results=_PAGE, page_token=token)
-                ids.extend(str(e.experiment_id) for e in page)
-                with self._experiment_lock:
-                    self._experiments.update({e.name: str(e.experiment_id) for e in page
-                                              if e.lifecycle_stage == "active"})
-                    self._experiment_tags.update({e.name: dict(e.tags or {}) for e in page})
+                page = self.client.search_experiments(filter_string=_MANAGED, max_results=_PAGE, page_token=token)
+                found.extend(page)
                 token = page.token
                 if not token:
-                    break
+                    return found
+
+    def _managed_runs(self) -> list[Any]:
+        """Every run expctl created for this backend, across expctl's experiments: one paginated search (plain
+        REST on a tracking server, ``rest_search``; MLflow's client otherwise)."""
+        experiments = self._managed_experiments()
+        ids = [str(e.experiment_id) for e in experiments]
+        with self._experiment_lock:
+            self._experiments.update({e.name: str(e.experiment_id) for e in experiments
+                                      if e.lifecycle_stage == "active"})
+            self._experiment_tags.update({e.name: dict(e.tags or {}) for e in experiments})
         self._listed = True
         backend = _quote(self.backend_name)
-        filter_string = f"tags.`expctl.managed` = 'true' and tags.`expctl.backend` = {backend}"
+        filter_string = f"{_MANAGED} and tags.`expctl.backend` = {backend}"
         runs: list[Any] = []
         for start in range(0, len(ids), 100):
-            runs.extend(self._search(ids[start : start + 100], filter_string))
+            if self._rest is not None:
+                runs.extend(self._rest.search_runs(ids[start : start + 100], filter_string,
+                                                   ["attributes.start_time ASC"], _PAGE))
+            else:
+                runs.extend(self._search(ids[start : start + 100], filter_string))
         self._seen_tags = {run.info.run_id: dict(run.data.tags) for run in runs}
         return runs
 

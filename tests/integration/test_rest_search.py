@@ -1,0 +1,139 @@
+"""The one search of every managed run through MLflow's REST API (``tracking/rest_search``), against a real
+``mlflow server``: the same view as MLflow's client, page by page, and one-line errors for a failing server."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from expctl import audit
+from expctl.errors import TrackingError
+from expctl.model import Action, Change, ObservedRun, Phase, Plan, Reason
+from expctl.tracking import mlflow_store
+from expctl.tracking.base import TrackerUnavailable
+from expctl.tracking.mlflow_store import MlflowStore
+from expctl.tracking.rest_search import usable
+from tests.factories import make_spec
+from tests.faults.proxy import FaultProxy, Rule
+from tests.integration.mlflow_server import MlflowServer
+
+pytestmark = pytest.mark.integration
+
+AUTHOR = "Test User <test@example.com>"
+RUNS = 5
+
+
+@pytest.fixture(scope="module")
+def seeded(mlflow_server: MlflowServer) -> tuple[str, str]:
+    """A backend name of its own with RUNS runs of a sweep (its parent too), a finished run with metrics, a
+    failed one with its failure tags, and an open audit record."""
+    backend = f"rest-{uuid.uuid4().hex[:8]}"
+    store = MlflowStore(mlflow_server.uri, backend)
+    specs = [make_spec(f"{backend}-sweep", overrides=(f"lr={i}",), config={"lr": i}) for i in range(RUNS)]
+    view = store.view()
+    refs = [store.ensure_run(spec, 1, AUTHOR, view) for spec in specs]
+    client = store.client
+    client.log_metric(refs[0].run_id, "loss", 0.5)
+    client.log_metric(refs[0].run_id, "loss", 0.25)
+    done = ObservedRun(specs[0].run_key, specs[0].name, specs[0].experiment, 1, specs[0].spec_hash,
+                       Phase.SUCCEEDED, backend, mlflow_run_id=refs[0].run_id, finished_at=time.time())
+    failed = ObservedRun(specs[1].run_key, specs[1].name, specs[1].experiment, 1, specs[1].spec_hash, Phase.FAILED,
+                         backend, mlflow_run_id=refs[1].run_id, finished_at=time.time(), message="boom")
+    store.sync([done, failed], specs, store.view())
+    changes = [Change(Action.CREATE, Reason.MISSING, s.experiment, s.run_key, s.name, s.overrides, s.spec_hash, 1,
+                      s) for s in specs[:2]]
+    store.begin_audit(audit.new_record(Plan("c" * 40, backend, tuple(changes), "fp"), changes, AUTHOR, ""))
+    return mlflow_server.uri, backend
+
+
+def _runs(view: Any) -> dict[str, tuple[Any, ...]]:
+    return {r.info.run_id: (r.info.experiment_id, r.info.status, r.info.start_time, r.info.end_time,
+                            dict(r.data.tags), dict(r.data.params), dict(r.data.metrics)) for r in view.index.raw}
+
+
+def test_rest_view_equals_the_clients_page_by_page(seeded: tuple[str, str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    uri, backend = seeded
+    monkeypatch.setattr(mlflow_store, "_PAGE", 2)  # several pages of runs
+    rest = MlflowStore(uri, backend)
+    assert usable(uri) and rest._rest is not None
+    by_client = MlflowStore(uri, backend)
+    by_client._rest = None  # the reference: MLflow's own client and entities
+    got, want = rest.view(), by_client.view()
+
+    assert got.records == want.records and len(got.records) == RUNS
+    assert got.open_audits == want.open_audits and len(got.open_audits) == 1
+    assert got.index.runs == want.index.runs and got.index.parents == want.index.parents
+    assert _runs(got) == _runs(want)
+    assert {r.phase for r in got.records} >= {Phase.SUCCEEDED, Phase.FAILED}
+    assert rest._seen_tags == by_client._seen_tags
+    assert rest._experiments.items() >= by_client._experiments.items()
+    assert rest._client is None, "the view needs no MLflow client"
+    # one experiments search, then pages of 2 of every managed run: the sweep's points, its parent, the open audit
+    assert rest._rest.requests == 1 + math.ceil((RUNS + 2) / 2)
+
+
+@pytest.fixture
+def faulty(mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0")
+    proxy = FaultProxy(upstream=mlflow_server.uri.removeprefix("http://")).start()
+    yield proxy
+    proxy.close()
+
+
+def _one_line(exc: TrackingError) -> str:
+    text = str(exc)
+    assert "\n" not in text and "Traceback" not in text, text
+    return text
+
+
+def test_a_transient_5xx_is_retried(seeded: tuple[str, str], faulty: FaultProxy) -> None:
+    _, backend = seeded
+    faulty.add(Rule("POST", "runs/search", "status", times=2, status=503))
+    assert len(MlflowStore(faulty.url, backend).view().records) == RUNS
+    assert faulty.rules[0].hits == 2
+
+
+@pytest.mark.parametrize(("rule", "says"), [
+    (Rule("POST", "runs/search", "status", times=-1, status=500), "the server kept answering HTTP 500"),
+    (Rule("POST", "runs/search", "status", times=-1, status=400,
+          payload=b'{"error_code": "INVALID_PARAMETER_VALUE", "message": "bad filter"}'),
+     "INVALID_PARAMETER_VALUE: bad filter"),
+    (Rule("POST", "runs/search", "status", times=-1, status=200, payload=b"<html>a login page</html>"),
+     "the answer is not JSON"),
+    (Rule("POST", "runs/search", "status", times=-1, status=200, payload=b'{"runs": [{"info": {}}]}'),
+     "unexpected answer"),
+    (Rule("POST", "experiments/search", "status", times=-1, status=200, payload=b'{"experiments": 3}'),
+     "unexpected answer: experiments is not a list"),
+], ids=["500", "400 with MLflow's error", "not JSON", "not a run", "not a list"])
+def test_a_failing_search_is_one_line(seeded: tuple[str, str], faulty: FaultProxy, rule: Rule, says: str) -> None:
+    _, backend = seeded
+    faulty.add(rule)
+    with pytest.raises(TrackingError) as caught:
+        MlflowStore(faulty.url, backend).view()
+    text = _one_line(caught.value)
+    assert text.startswith(f"MLflow at {faulty.url}: search ") and says in text, text
+
+
+def test_a_server_gone_between_pages_is_unavailable(seeded: tuple[str, str], faulty: FaultProxy,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    _, backend = seeded
+    monkeypatch.setattr(mlflow_store, "_PAGE", 2)
+    faulty.add(Rule("POST", "runs/search", "delay", times=1), Rule("POST", "runs/search", "die", times=1))
+    with pytest.raises(TrackerUnavailable) as caught:
+        MlflowStore(faulty.url, backend).view()
+    assert "is unreachable: search runs failed" in _one_line(caught.value)
+
+
+def test_authentication_only_the_client_knows_keeps_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert usable("http://127.0.0.1:5000") and usable("https://mlflow.example.com/prefix")
+    assert not usable("sqlite:///tmp/mlflow.db") and not usable("databricks")
+    assert not usable("http://user:secret@127.0.0.1:5000")
+    monkeypatch.setenv("MLFLOW_TRACKING_AUTH", "some_plugin")
+    assert not usable("http://127.0.0.1:5000")
