@@ -24,6 +24,12 @@ from expctl.source import materialize
 
 _TOKEN = re.compile(r"[A-Za-z_][\w\-]*")
 PRIMARY_PREFIX = "__expctl_experiment__"
+# A sweep element's value that Hydra's override grammar reads as one INT token (without '_') or one ID token
+# that is not a keyword (bool, null, inf, nan): its value is int(text) or text. Parsing each of 10,000
+# ``range()`` elements with Hydra's parser costs seconds; these two cases cover ranges and plain choices.
+_SIMPLE_INT = re.compile(r"[+-]?(?:0|[1-9][0-9]*)")
+_SIMPLE_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+_KEYWORDS = frozenset({"true", "false", "null", "inf", "nan"})
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,19 @@ class BlockedResolver(Exception):
                          "(allow-list it in expctl.yaml: allow_resolvers)")
         self.name = name
 
+
+
+def simple_element_value(element: str, group: bool) -> Any:
+    """The value of a sweep element ``key=value`` when ``value`` is a plain int or word (see ``_SIMPLE_INT``),
+    as Hydra's parser would give it (``value()``, or ``get_value_string()`` for a group); None otherwise."""
+    _, sep, text = element.partition("=")
+    if not sep:
+        return None
+    if _SIMPLE_INT.fullmatch(text):
+        return text if group else int(text)
+    if _SIMPLE_ID.fullmatch(text) and text.lower() not in _KEYWORDS:
+        return text
+    return None
 
 def _blocked(name: str) -> Any:
     def resolver(*_args: Any) -> Any:
@@ -205,6 +224,9 @@ class Composer:
         return tuple(axes)
 
     def _element_value(self, element: str, group: bool) -> Any:
+        simple = simple_element_value(element, group)
+        if simple is not None:  # a plain int or word: what Hydra's parser gives, without parsing
+            return simple
         override = self._parser.parse_override(element)
         return override.get_value_string() if group else override.value()
 
