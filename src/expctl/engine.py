@@ -31,7 +31,7 @@ from expctl.locking import ApplyLock, file_lock
 from expctl.model import Action, Change, ObservedRun, Plan
 from expctl.planfile import SavedPlan, check_fresh
 from expctl.project import Desired
-from expctl.reconcile import PlanOptions, make_plan_of
+from expctl.reconcile import PlanOptions, make_plan_of, observe_alongside
 from expctl.runlogs import keep_finished
 from expctl.schema import Settings
 from expctl.tracking.base import Tracker, TrackerView
@@ -143,8 +143,7 @@ def interruptible(stop: Stop, notice: Callable[[str], None]) -> Iterator[None]:
 
 def _observe(backend: Backend, tracker: Tracker, desired: Desired) -> tuple[list[ObservedRun], TrackerView]:
     """One observation: the backend's objects and the tracker's view; the tracker follows the phases."""
-    live = backend.observe()
-    view = tracker.view()
+    live, view = observe_alongside(backend, tracker.view)
     tracker.sync(live, desired.runs, view)
     keep_finished(backend, tracker, live)  # finished runs' logs outlive their jobs, in MLflow
     return live, view

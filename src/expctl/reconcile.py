@@ -6,8 +6,11 @@ I/O at the edge: it reads git, asks the backend and the tracker, then hands valu
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from expctl import source
 from expctl.backends.base import Backend
@@ -19,6 +22,8 @@ from expctl.planfile import SavedPlan
 from expctl.project import Desired, load_desired
 from expctl.tracking.base import Tracker
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class PlanOptions:
@@ -29,10 +34,22 @@ class PlanOptions:
     force_prune: bool = False
 
 
+def observe_alongside(backend: Backend, read: Callable[[], T]) -> tuple[list[ObservedRun], T]:
+    """The backend's objects, and ``read()`` (the tracker's records) at the same time: two servers, neither
+    waits for the other. A failing backend is reported first (after ``read`` ended), as when they were read
+    one after the other."""
+    with ThreadPoolExecutor(1, thread_name_prefix="expctl-tracker") as pool:
+        reading = pool.submit(read)
+        live = backend.observe()
+        return live, reading.result()
+
+
 def observe(backend: Backend, tracker: Tracker | None) -> list[ObservedRun]:
-    """One observation: one LIST per kind × namespace, one paginated search of the tracker."""
-    live = backend.observe()
-    return join_observed(live, tracker.records() if tracker is not None else [])
+    """One observation: one LIST per kind × namespace, one paginated search of the tracker (concurrently)."""
+    if tracker is None:
+        return join_observed(backend.observe(), [])
+    live, records = observe_alongside(backend, tracker.records)
+    return join_observed(live, records)
 
 
 def make_plan_of(desired: Desired, observed: list[ObservedRun], backend: str, opts: PlanOptions,
