@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import noop_floors  # noqa: E402
 from tests.gitrepo import GitRepo  # noqa: E402
 from tests.integration.counting_proxy import CountingProxy  # noqa: E402
 from tests.integration.mlflow_server import MlflowServer  # noqa: E402
@@ -151,6 +152,11 @@ def kube(runs: int, tmp: Path) -> None:
               f"log_batch from a plain client (4 threads); apply/floor = {apply_s / (floor * runs):.2f}")
         print(f"  no-op expctl plan           {plan_s:8.2f} s   apiserver {dict(plan_kube)}  "
               f"MLflow {dict(plan_mlflow)}")
+        servers = {"mlflow": [server.proc.pid] if server.proc else [],
+                   "apiserver+etcd": [int((run_dir / f"{p}.pid").read_text()) for p in ("apiserver", "etcd")]}
+        for line in noop_floors.report(repo.path, env, server.uri, servers, cluster.server,
+                                       run_dir / "certs" / "apiserver.crt", "bench"):
+            print(line)
     finally:
         if proxy is not None:
             proxy.stop()
