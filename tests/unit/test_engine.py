@@ -12,6 +12,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from expctl import audit
 from expctl.apply import Stop, apply_changes
 from expctl.engine import ApplyOptions, EngineResult, Hooks, run_apply
@@ -240,3 +242,34 @@ def test_backend_error_message_is_kept_verbatim() -> None:
     result, _ = run(want, Refusing(), FakeTracker())
     (change, message), = result.applied[0].failed
     assert message == f'refusing to create {change.name} in namespace "x": allowed: "y"'
+
+
+def test_observe_reads_backend_and_tracker_at_once_and_reports_the_backend_first() -> None:
+    from expctl.reconcile import observe_alongside
+
+    backend, tracker = FakeBackend(), FakeTracker()
+    started = threading.Event()
+
+    def view() -> object:
+        started.set()
+        return tracker.view()
+
+    class Waiting(FakeBackend):
+        def observe(self) -> list[ObservedRun]:
+            assert started.wait(10), "the tracker is read while the backend is"
+            return super().observe()
+
+    live, got = observe_alongside(Waiting(), view)
+    assert live == [] and got == tracker.view()
+
+    def broken_view() -> object:
+        raise TrackerUnavailable("MLflow at memory:// is unreachable")
+
+    class Broken(FakeBackend):
+        def observe(self) -> list[ObservedRun]:
+            raise BackendError("Kubernetes API at memory:// is unreachable")
+
+    with pytest.raises(BackendError, match="Kubernetes"):
+        observe_alongside(Broken(), broken_view)
+    with pytest.raises(TrackerUnavailable, match="MLflow"):
+        observe_alongside(backend, broken_view)
