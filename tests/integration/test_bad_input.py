@@ -101,6 +101,10 @@ def states(damage: str) -> Setup:
             (bad / "state.json").mkdir()  # reading it fails with an OS error, as for a file without permission
         elif damage == "bad-phase":
             (bad / "state.json").write_text(text.replace('"Succeeded"', '"Exploded"'))
+        elif damage == "nested":  # too deep for the JSON parser: a RecursionError, not a ValueError, in json
+            (bad / "state.json").write_text("[" * 100_000 + "]" * 100_000)
+        elif damage == "wrong-types":
+            (bad / "state.json").write_text(text.replace('"attempt": 1', '"attempt": "1"'))
 
     return setup
 
@@ -404,7 +408,8 @@ def test_count_of_cases() -> None:
     assert len(CASES) >= 60
 
 
-@pytest.mark.parametrize("damage", ["truncated", "foreign", "missing-fields", "binary", "unreadable", "bad-phase"])
+@pytest.mark.parametrize("damage", ["truncated", "foreign", "missing-fields", "binary", "unreadable", "bad-phase",
+                                    "nested", "wrong-types"])
 def test_one_damaged_run_state_is_skipped_with_a_warning(tmp_path: Path, damage: str, mlflow_server: Any) -> None:
     """status lists the other runs; the damaged one is one warning line; plan keeps working."""
     repo = minimal_repo(tmp_path / "repo", {"experiments/good.yaml": block("  kind: local\n  command: [python, -c, "

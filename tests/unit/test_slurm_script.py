@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from expctl.backends import slurm_script as sc
+from expctl.job_spec import to_job_spec
 from expctl.model import FailureClass, JobKind, Phase, Resources
-from expctl.schema import ExpctlBlock, parse_settings, to_job_spec
+from expctl.schema import ExpctlBlock, parse_settings
 from tests.factories import make_job, make_launch, make_spec
 
 

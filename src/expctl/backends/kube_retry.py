@@ -11,7 +11,6 @@ Kubernetes import. A token bucket (client-go's defaults: 5 QPS, burst 10) sits i
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import random
 import re
@@ -24,6 +23,7 @@ from typing import TypeVar
 import tenacity
 import urllib3.exceptions
 
+from expctl import safe_json
 from expctl.errors import BackendError, truncate
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ def _server_message(exc: BaseException) -> str:
         body = body.decode("utf-8", "replace")
     if isinstance(body, str) and body:
         try:
-            return str(json.loads(body).get("message") or body)
+            return str(safe_json.loads(body).get("message") or body)
         except (ValueError, AttributeError):
             return body
     return str(getattr(exc, "reason", "") or "")
