@@ -229,10 +229,8 @@ def kube(runs: int, qps: int, tmp: Path) -> None:
               f" ms/run; apply/floor = {apply_s / (floor * runs):.2f}")
         print(f"  no-op expctl plan           {plan_s:8.2f} s   apiserver {dict(plan_kube)}  "
               f"MLflow {dict(plan_mlflow)}")
-        servers = {"mlflow": [server.proc.pid] if server.proc else [],
-                   "apiserver+etcd": [int((run_dir / f"{p}.pid").read_text()) for p in ("apiserver", "etcd")]}
-        for line in noop_floors.report(repo.path, env, server.uri, servers, cluster.server,
-                                       run_dir / "certs" / "apiserver.crt", "bench"):
+        for line in noop_floors.report(repo.path, env, server.uri, {"mlflow": pids[0], "apiserver+etcd": pids[1]},
+                                       cluster.server, run_dir / "certs" / "apiserver.crt", "bench"):
             print(line)
     finally:
         server.stop()
