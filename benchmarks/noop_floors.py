@@ -148,7 +148,7 @@ def report(repo: Path, env: dict[str, str], mlflow_uri: str, servers: dict[str, 
     lists = timed(lambda: found.setdefault("lists", raw_lists(kube_server, ca, namespace)), servers)
     (s_req, s_bytes), (l_req, l_bytes) = found["search"], found["lists"]
     return [
-        f"  no-op plan, best of {repeat}     {best.wall:8.2f} s   ("
+        f"  no-op plan, best of {repeat}       {best.wall:8.2f} s   ("
         f"{', '.join(f'{t.wall:.2f}' for t in plans)})  expctl CPU {best.own_cpu:5.2f} s  {show(best)}",
         f"  floor: MLflow search, raw   {search.wall:8.2f} s   {s_req} requests, {s_bytes / 1e6:.1f} MB, no parsing  "
         f"{show(search)}",
