@@ -119,10 +119,10 @@ class Cpu:
         self.kube += cpu_seconds(self.pids[1])
 
 
-def mlflow_floor(uri: str, runs: int, threads: int = 4, params: bool = True) -> float:
+def mlflow_floor(uri: str, runs: int, threads: int = 4, with_params: bool = True) -> float:
     """Seconds per run of the two requests a new run needs — ``create_run`` with the tags and one ``log_batch``
     of the params an applied run got (copied from one of them) — sent by a plain MlflowClient from ``threads``
-    threads: what the tracking server itself allows for the same writes. ``params=False``: ``create_run`` only
+    threads: what the tracking server itself allows for the same writes. ``with_params=False``: ``create_run`` only
     (what a design with one request per run would cost)."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -138,7 +138,7 @@ def mlflow_floor(uri: str, runs: int, threads: int = 4, params: bool = True) -> 
 
     def one(i: int) -> None:
         run = client.create_run(experiment, tags={**tags, "expctl.run_key": f"k{i}"})
-        if params:
+        if with_params:
             client.log_batch(run.info.run_id, params=params, tags=[RunTag("expctl.ready", "true")])
 
     started = time.perf_counter()
@@ -202,7 +202,7 @@ def kube(runs: int, qps: int, tmp: Path) -> None:
         with Cpu(*pids) as floor_cpu:
             floor = mlflow_floor(server.uri, min(runs, 200))
         with Cpu(*pids) as one_cpu:
-            one = mlflow_floor(server.uri, min(runs, 200), params=False)
+            one = mlflow_floor(server.uri, min(runs, 200), with_params=False)
         _, offset = mlflow_requests(server.log_path, offset)
         before = apiserver_requests(cluster.metrics())
         plan_s, planned = expctl(repo.path, "plan", env=env)
