@@ -120,10 +120,11 @@ class Cpu:
         self.kube += cpu_seconds(self.pids[1])
 
 
-def mlflow_floor(uri: str, runs: int, threads: int = 4) -> float:
+def mlflow_floor(uri: str, runs: int, threads: int = 4, with_params: bool = True) -> float:
     """Seconds per run of the two requests a new run needs — ``create_run`` with the tags and one ``log_batch``
     of the params an applied run got (copied from one of them) — sent by a plain MlflowClient from ``threads``
-    threads: what the tracking server itself allows for the same writes."""
+    threads: what the tracking server itself allows for the same writes. ``with_params=False``: ``create_run`` only
+    (what a design with one request per run would cost)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from mlflow import MlflowClient
@@ -138,7 +139,8 @@ def mlflow_floor(uri: str, runs: int, threads: int = 4) -> float:
 
     def one(i: int) -> None:
         run = client.create_run(experiment, tags={**tags, "expctl.run_key": f"k{i}"})
-        client.log_batch(run.info.run_id, params=params, tags=[RunTag("expctl.ready", "true")])
+        if with_params:
+            client.log_batch(run.info.run_id, params=params, tags=[RunTag("expctl.ready", "true")])
 
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
@@ -200,6 +202,8 @@ def kube(runs: int, qps: int, tmp: Path) -> None:
 
         with Cpu(*pids) as floor_cpu:
             floor = mlflow_floor(server.uri, min(runs, 200))
+        with Cpu(*pids) as one_cpu:
+            one = mlflow_floor(server.uri, min(runs, 200), with_params=False)
         _, offset = mlflow_requests(server.log_path, offset)
         before = apiserver_requests(cluster.metrics())
         plan_s, planned = expctl(repo.path, "plan", env=env)
@@ -227,6 +231,9 @@ def kube(runs: int, qps: int, tmp: Path) -> None:
         print(f"  MLflow floor (anchor)       {floor * runs:8.2f} s   = {floor * 1000:.1f} ms/run for create_run + "
               f"log_batch from a plain client (4 threads), server CPU {floor_cpu.mlflow / min(runs, 200) * 1000:.1f}"
               f" ms/run; apply/floor = {apply_s / (floor * runs):.2f}")
+        print(f"  MLflow floor, 1 request/run {one * runs:8.2f} s   = {one * 1000:.1f} ms/run for create_run alone "
+              f"(no params), server CPU {one_cpu.mlflow / min(runs, 200) * 1000:.1f} ms/run: "
+              f"{one * runs / anchor:.2f} x kubectl")
         print(f"  no-op expctl plan           {plan_s:8.2f} s   apiserver {dict(plan_kube)}  "
               f"MLflow {dict(plan_mlflow)}")
         for line in noop_floors.report(repo.path, env, server.uri, {"mlflow": pids[0], "apiserver+etcd": pids[1]},

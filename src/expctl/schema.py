@@ -142,6 +142,9 @@ class TenantIn(Strict):
     queue: Name | None = None
 
 
+MAX_WRITE_CONCURRENCY = 64  # an apply's pool: more threads only queue on the servers (and on the GIL)
+
+
 class KubernetesIn(Strict):
     namespace: Label = "default"
     context: Text | None = None
@@ -149,20 +152,21 @@ class KubernetesIn(Strict):
     git_secret: Name | None = None
     image: Word = "python:3.11-slim"
     git_image: Word = "alpine/git:2.45.2"
-    qps: float = Field(5.0, gt=0)
-    burst: int = Field(10, ge=1)
-    write_concurrency: int = Field(4, ge=1)
+    qps: float = Field(5.0, gt=0, le=10_000)
+    burst: int = Field(10, ge=1, le=10_000)
+    write_concurrency: int = Field(4, ge=1, le=MAX_WRITE_CONCURRENCY)
 
 
 class LocalIn(Strict):
-    parallelism: int | None = Field(None, ge=1)
-    write_concurrency: int = Field(4, ge=1)  # changes an apply performs at once
+    parallelism: int | None = Field(None, ge=1, le=4096)
+    write_concurrency: int = Field(4, ge=1, le=MAX_WRITE_CONCURRENCY)  # changes an apply performs at once
     gpus: int | list[int | str] | None = Field(
         None, description="this machine's GPUs for local runs: a count or device ids (default: nvidia-smi)")
 
 
 class LogsIn(Strict):
-    tail_bytes: int = Field(1_000_000, ge=1024, description="per replica: the tail of its log kept in MLflow")
+    tail_bytes: int = Field(1_000_000, ge=1024, le=1 << 30,
+                            description="per replica: the tail of its log kept in MLflow")
 
 
 class SlurmTenantIn(Strict):

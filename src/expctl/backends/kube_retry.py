@@ -24,7 +24,7 @@ import tenacity
 import urllib3.exceptions
 
 from expctl import safe_json
-from expctl.errors import BackendError, truncate
+from expctl.errors import BackendError, BackendUnavailable, truncate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -192,6 +192,10 @@ class ApiError(BackendError):
         super().__init__(message)
 
 
+class ApiUnavailable(ApiError, BackendUnavailable):
+    """A request that failed transiently (not reached, 5xx, 429) on every try: the apiserver is unavailable."""
+
+
 def _server_message(exc: BaseException) -> str:
     body = getattr(exc, "body", None)
     if isinstance(body, bytes):
@@ -209,17 +213,20 @@ def api_error(exc: BaseException, verb: str, resource: str, namespace: str, name
     status = status_of(exc)
     target = f"{resource}/{name}" if name else resource
     if status is None:
-        return ApiError(f'cannot {verb} {target} in namespace "{namespace}": {describe(exc)}', None)
+        error = ApiUnavailable if is_transient(exc) else ApiError
+        return error(f'cannot {verb} {target} in namespace "{namespace}": {describe(exc)}', None)
     message = _server_message(exc)
     if status == 403:
         user = re.search(r'User "([^"]*)"', message)
         who = f' (user "{user.group(1)}")' if user else ""
         return ApiError(f'forbidden: cannot {verb} {resource} in namespace "{namespace}"{who}', status)
-    return ApiError(f'{verb} {target} in namespace "{namespace}" failed: HTTP {status}: {truncate(message)}', status)
+    error = ApiUnavailable if is_transient(exc) else ApiError
+    return error(f'{verb} {target} in namespace "{namespace}" failed: HTTP {status}: {truncate(message)}', status)
 
 
 __all__ = [
     "ApiError",
+    "ApiUnavailable",
     "Retrier",
     "RetrySettings",
     "TokenBucket",

@@ -33,7 +33,7 @@ from expctl.backends import local_state as st
 from expctl.backends import slurm_script as sc
 from expctl.backends.worktrees import Worktrees
 from expctl.crash import crash_point
-from expctl.errors import BackendError, truncate
+from expctl.errors import BackendError, BackendUnavailable, truncate
 from expctl.jobenv import replica_names
 from expctl.locking import HeldFileLock, state_lock
 from expctl.model import FailureClass, Launch, ObservedRun, Phase
@@ -85,6 +85,18 @@ def record_from_json(data: Any) -> JobRecord:
         return JobRecord(**data)
     except TypeError as exc:  # unknown fields
         raise ValueError(str(exc).replace("__init__() ", "")) from None
+
+
+# what Slurm's commands print when slurmctld cannot be reached (connection refused, timeouts, a controller
+# restarting): every later command would fail the same way
+_UNREACHABLE = ("unable to contact slurm controller", "socket timed out on send/recv", "connection refused",
+                "slurm_load_jobs error: unexpected message", "zero bytes were transmitted or received")
+
+
+def controller_unreachable(output: str) -> bool:
+    """Whether a failed Slurm command's output says the controller cannot be reached."""
+    text = output.lower()
+    return any(marker in text for marker in _UNREACHABLE)
 
 
 def open_slurm(settings: Any, repo: Path, state_dir: Path) -> SlurmBackend:
@@ -346,9 +358,11 @@ class SlurmBackend:
         except FileNotFoundError as exc:
             raise BackendError(f"{argv[0]} not found: the Slurm client commands must be on PATH") from exc
         except subprocess.TimeoutExpired as exc:
-            raise BackendError(f"{argv[0]} did not answer in 120s") from exc
+            raise BackendUnavailable(f"{argv[0]} did not answer in 120s") from exc
         if proc.returncode != 0:
-            raise BackendError(f"{argv[0]} failed: {truncate(proc.stderr or proc.stdout or str(proc.returncode))}")
+            output = proc.stderr or proc.stdout or str(proc.returncode)
+            error = BackendUnavailable if controller_unreachable(output) else BackendError
+            raise error(f"{argv[0]} failed: {truncate(output)}")
         return proc.stdout
 
     def _squeue(self) -> list[dict[str, Any]]:
