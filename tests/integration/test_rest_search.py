@@ -100,8 +100,18 @@ def test_a_transient_5xx_is_retried(seeded: tuple[str, str], faulty: FaultProxy)
     assert faulty.rules[0].hits == 2
 
 
+def test_a_persistent_5xx_is_an_unavailable_server(seeded: tuple[str, str], faulty: FaultProxy) -> None:
+    """As through MLflow's client (its "Max retries exceeded"): the tracker is unavailable, launches stop."""
+    _, backend = seeded
+    faulty.add(Rule("POST", "runs/search", "status", times=-1, status=500))
+    with pytest.raises(TrackerUnavailable) as caught:
+        MlflowStore(faulty.url, backend).view()
+    assert _one_line(caught.value) == (f"MLflow at {faulty.url} is unreachable: search runs failed: the server "
+                                       "kept answering HTTP 500")
+    assert faulty.rules[0].hits == 3, "two retries (http_bounds), as MLflow's client"
+
+
 @pytest.mark.parametrize(("rule", "says"), [
-    (Rule("POST", "runs/search", "status", times=-1, status=500), "the server kept answering HTTP 500"),
     (Rule("POST", "runs/search", "status", times=-1, status=400,
           payload=b'{"error_code": "INVALID_PARAMETER_VALUE", "message": "bad filter"}'),
      "INVALID_PARAMETER_VALUE: bad filter"),
@@ -111,12 +121,13 @@ def test_a_transient_5xx_is_retried(seeded: tuple[str, str], faulty: FaultProxy)
      "unexpected answer"),
     (Rule("POST", "experiments/search", "status", times=-1, status=200, payload=b'{"experiments": 3}'),
      "unexpected answer: experiments is not a list"),
-], ids=["500", "400 with MLflow's error", "not JSON", "not a run", "not a list"])
+], ids=["400 with MLflow's error", "not JSON", "not a run", "not a list"])
 def test_a_failing_search_is_one_line(seeded: tuple[str, str], faulty: FaultProxy, rule: Rule, says: str) -> None:
     _, backend = seeded
     faulty.add(rule)
     with pytest.raises(TrackingError) as caught:
         MlflowStore(faulty.url, backend).view()
+    assert not isinstance(caught.value, TrackerUnavailable), "the server answered"
     text = _one_line(caught.value)
     assert text.startswith(f"MLflow at {faulty.url}: search ") and says in text, text
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from expctl.errors import TrackingError, truncate
 from expctl.tracking.base import TrackerUnavailable
-from expctl.tracking.http_bounds import HTTP_BOUNDS
+from expctl.tracking.http_bounds import HTTP_BOUNDS, transport_reason
 
 # Authentication only MLflow's client (or its plugins) knows how to do: searched with MlflowClient then.
 _CLIENT_ONLY_SETTINGS = ("MLFLOW_TRACKING_CLIENT_CERT_PATH", "MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_AWS_SIGV4")
@@ -155,15 +155,18 @@ class RestSearch:
                 with urllib.request.urlopen(request, timeout=timeout, context=self._context()) as resp:
                     payload = resp.read()
             except urllib.error.HTTPError as exc:
-                if exc.code in _RETRIED_STATUSES and not last:
-                    continue
+                if exc.code in _RETRIED_STATUSES:
+                    if not last:
+                        continue
+                    # as MLflow's client ("Max retries exceeded"): the server is unavailable, stop launching
+                    raise self._unreachable(what, f"the server kept answering HTTP {exc.code}") from exc
                 raise self._failed(what, self._http_reason(exc)) from exc
             except (urllib.error.URLError, OSError) as exc:  # refused, reset, timed out
                 if not last:
                     continue
-                reason = getattr(exc, "reason", exc)
-                text = "the server did not answer in time" if "timed out" in str(reason).lower() else \
-                    f"the server is unreachable ({truncate(str(reason), 120)})"
+                reason = str(getattr(exc, "reason", exc))
+                text = "the server did not answer in time" if "timed out" in reason.lower() else \
+                    transport_reason(reason)
                 raise self._unreachable(what, text) from exc
             try:
                 answer = json.loads(payload)
@@ -177,8 +180,6 @@ class RestSearch:
 
     @staticmethod
     def _http_reason(exc: urllib.error.HTTPError) -> str:
-        if exc.code in _RETRIED_STATUSES:
-            return f"the server kept answering HTTP {exc.code}"
         try:
             body = json.loads(exc.read() or b"{}")
         except ValueError:
