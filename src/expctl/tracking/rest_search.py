@@ -23,6 +23,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,7 +107,7 @@ class RestSearch:
     def __init__(self, tracking_uri: str) -> None:
         self.tracking_uri = tracking_uri
         self.base = tracking_uri.rstrip("/") + "/api/2.0/mlflow/"
-        self.requests = 0  # sent, retries included
+        self.requests: Counter[str] = Counter()  # endpoint → requests sent, retries included
 
     # -- one request -------------------------------------------------------------------------------------
 
@@ -150,7 +151,7 @@ class RestSearch:
                 time.sleep(backoff * 2 ** (attempt - 1) + random.uniform(0, jitter))
             last = attempt == retries
             request = urllib.request.Request(self.base + endpoint, data=data, headers=self._headers(), method="POST")
-            self.requests += 1
+            self.requests[endpoint] += 1
             try:
                 with urllib.request.urlopen(request, timeout=timeout, context=self._context()) as resp:
                     payload = resp.read()
