@@ -11,6 +11,7 @@ observed as an infrastructure failure instead of running forever.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -183,7 +184,9 @@ def read_exit(path: Path) -> dict[str, Any] | None:
     return data
 
 
+@functools.cache
 def boot_id() -> str | None:
+    """This boot's id (it cannot change while this process lives: read once)."""
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
