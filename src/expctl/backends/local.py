@@ -269,17 +269,27 @@ class LocalBackend:
 
     def _schedule(self) -> None:
         """Start queued runs while slots are free, from the table (no other run's state is read; the started
-        ones are refreshed only when every slot looks taken), or by reading every run when it is not valid."""
+        ones are refreshed only when every slot looks taken, or a run waits for GPUs one of them may have
+        freed), or by reading every run when the table is not valid."""
         table = self._table
         if not table.valid:
             self._advance()
             return
         if table.queued and len(table.started) >= self.parallelism:
-            for state in list(table.started.values()):
-                self._refresh(state)
-                table.note(state)
-        started = self._start_queued(list(table.started.values()), list(table.queued.values()))
-        for state in started:
+            self._refresh_table()
+        self._start_from_table()
+        if self._waiting and table.started:
+            self._refresh_table()
+            self._start_from_table()
+
+    def _refresh_table(self) -> None:
+        for state in list(self._table.started.values()):
+            self._refresh(state)
+            self._table.note(state)
+
+    def _start_from_table(self) -> None:
+        table = self._table
+        for state in self._start_queued(list(table.started.values()), list(table.queued.values())):
             table.note(state)
 
     def _start_queued(self, running: list[RunState], queued: list[RunState]) -> list[RunState]:
