@@ -3,10 +3,11 @@
     python benchmarks/apply_scale.py [--runs 1000] [--local-runs 200] [--local-trials 3] [--skip-kube]
                                      [--skip-local]
 
-Kubernetes: starts the project's test kube-apiserver (with the Kubeflow CRDs) and a real ``mlflow server``
-behind a counting proxy, then times ``expctl apply -y`` of an N-point PyTorchJob sweep (client QPS 50, as in
-issue 9), counts the requests it sent to the apiserver (``apiserver_request_total`` from /metrics) and to
-MLflow (the proxy), and times the no-op ``expctl plan`` afterwards. The anchor, same run, same manifests:
+Kubernetes: starts the project's test kube-apiserver (with the Kubeflow CRDs) and a real ``mlflow server``,
+then times ``expctl apply -y`` of an N-point PyTorchJob sweep (client QPS 50 as in issue 9, ``--qps``), counts
+the requests it sent to the apiserver (``apiserver_request_total`` from /metrics) and to MLflow (the server's
+access log: no proxy in the measured path), the CPU seconds the servers and expctl spent, and times the no-op
+``expctl plan`` afterwards. The anchor, same run, same manifests:
 ``kubectl create -f`` of ``expctl render``'s output into another namespace.
 
 Local: ``expctl apply -y`` of 200 trivial runs (``python -c pass``, embedded MLflow store) against starting
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -30,16 +32,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.gitrepo import GitRepo  # noqa: E402
-from tests.integration.counting_proxy import CountingProxy  # noqa: E402
 from tests.integration.mlflow_server import MlflowServer  # noqa: E402
 
 SWEEP = ("defaults:\n  - config\n  - _self_\nhydra:\n  sweeper:\n    params:\n      seed: range(0,{n})\n"
          "expctl:\n  command: [python, -c, pass]\n")
 
 
-def expctl(repo: Path, *args: str, env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
+PROFILE: list[str] = []  # --profile FILE: the apply runs under ``py-spy record -f raw -o FILE``
+
+
+def expctl(repo: Path, *args: str, env: dict[str, str],
+           profile: bool = False) -> tuple[float, subprocess.CompletedProcess[str]]:
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "expctl", "-C", str(repo), *args], capture_output=True,
+    prefix = ["py-spy", "record", "-r", "200", "-f", "raw", "-o", PROFILE[0], "--"] if profile and PROFILE else []
+    proc = subprocess.run([*prefix, sys.executable, "-m", "expctl", "-C", str(repo), *args], capture_output=True,
                           text=True, env=env, check=False)
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
@@ -68,21 +74,74 @@ def apiserver_requests(metrics: str) -> Counter[str]:
     return counts
 
 
-def mlflow_floor(uri: str, runs: int, threads: int = 4) -> float:
-    """Seconds per run of the two requests a new run needs (create_run with tags, log_batch of params), sent
-    by a plain MlflowClient from ``threads`` threads: what the tracking server itself allows."""
+def mlflow_requests(log: Path, offset: int) -> tuple[Counter[str], int]:
+    """The MLflow REST requests in the server's access log after byte ``offset`` (and the new offset): counted
+    at the server, so no proxy sits in the measured path."""
+    with open(log, "rb") as fh:
+        fh.seek(offset)
+        data = fh.read()
+    counts: Counter[str] = Counter()
+    for path in re.findall(rb'"(?:GET|POST|PATCH|DELETE) /api/2\.0/mlflow/([\w/-]+)', data):
+        counts[path.decode()] += 1
+    return counts, offset + len(data)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (``/proc/<pid>/stat``)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def group_pids(leader: int) -> list[int]:
+    """The processes of ``leader``'s process group (the mlflow server and its uvicorn worker)."""
+    out = subprocess.run(["pgrep", "-g", str(os.getpgid(leader))], capture_output=True, text=True, check=False)
+    return [int(p) for p in out.stdout.split()]
+
+
+class Cpu:
+    """CPU seconds spent by the servers (MLflow; apiserver + etcd) across one measured step:
+    ``with Cpu(mlflow_pids, kube_pids) as used: ...`` then ``used.mlflow``, ``used.kube``."""
+
+    def __init__(self, mlflow: list[int], kube: list[int]) -> None:
+        self.pids = (mlflow, kube)
+        self.mlflow = self.kube = 0.0
+
+    def __enter__(self) -> Cpu:
+        self.mlflow, self.kube = -cpu_seconds(self.pids[0]), -cpu_seconds(self.pids[1])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.mlflow += cpu_seconds(self.pids[0])
+        self.kube += cpu_seconds(self.pids[1])
+
+
+def mlflow_floor(uri: str, runs: int, threads: int = 4, with_params: bool = True) -> float:
+    """Seconds per run of the two requests a new run needs — ``create_run`` with the tags and one ``log_batch``
+    of the params an applied run got (copied from one of them) — sent by a plain MlflowClient from ``threads``
+    threads: what the tracking server itself allows for the same writes. ``with_params=False``: ``create_run`` only
+    (what a design with one request per run would cost)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from mlflow import MlflowClient
     from mlflow.entities import Param, RunTag
 
     client = MlflowClient(uri)
+    (applied,) = client.search_runs([client.get_experiment_by_name("big").experiment_id],
+                                    "tags.`expctl.run_key` != ''", max_results=1)
+    tags = {k: v for k, v in applied.data.tags.items() if k not in ("expctl.ready", "mlflow.parentRunId")}
+    params = [Param(k, v) for k, v in applied.data.params.items()]
     experiment = client.create_experiment(f"floor-{time.time_ns()}")
 
     def one(i: int) -> None:
-        run = client.create_run(experiment, tags={"expctl.run_key": f"k{i}", "expctl.attempt": "1"})
-        client.log_batch(run.info.run_id, params=[Param("seed", str(i)), Param("optimizer.lr", "0.1")],
-                         tags=[RunTag("expctl.ready", "true")])
+        run = client.create_run(experiment, tags={**tags, "expctl.run_key": f"k{i}"})
+        if with_params:
+            client.log_batch(run.info.run_id, params=params, tags=[RunTag("expctl.ready", "true")])
 
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
@@ -90,7 +149,7 @@ def mlflow_floor(uri: str, runs: int, threads: int = 4) -> float:
     return (time.perf_counter() - started) / runs
 
 
-def kube(runs: int, tmp: Path) -> None:
+def kube(runs: int, qps: int, tmp: Path) -> None:
     from kubernetes import client
     from tests.kube.conftest import (
         RESTRICTED_TOKEN,
@@ -108,7 +167,6 @@ def kube(runs: int, tmp: Path) -> None:
                                         f"{RESTRICTED_TOKEN},{RESTRICTED_USER},{RESTRICTED_USER}-uid,team-a\n")
     cluster = Cluster(_bin_dir(), run_dir, _free_port(), _free_port(pair=True), run_dir / "kubeconfig")
     server = MlflowServer(tmp / "mlflow")
-    proxy: CountingProxy | None = None
     try:
         cluster.start()
         install_crds(cluster.api_client(), _crd_dir())
@@ -116,46 +174,70 @@ def kube(runs: int, tmp: Path) -> None:
         for ns in ("bench", "anchor"):
             core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
         server.start()
-        proxy = CountingProxy(server.uri).start()
+        assert server.proc is not None
+        pids = (group_pids(server.proc.pid),
+                [int((run_dir / f"{name}.pid").read_text()) for name in ("apiserver", "etcd")])
         repo = make_repo(tmp / "kube-repo", runs, "backend: kubernetes\nkubernetes:\n  namespace: bench\n"
-                         "  repo_url: https://git.example.com/team/repo.git\n  qps: 50\n  burst: 50\n")
-        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "MLFLOW_TRACKING_URI": proxy.uri, "CI": "1",
+                         f"  repo_url: https://git.example.com/team/repo.git\n  qps: {qps}\n  burst: {qps}\n")
+        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "MLFLOW_TRACKING_URI": server.uri, "CI": "1",
                "PYTHONPATH": str(ROOT / "src")}
 
         _, rendered = expctl(repo.path, "render", env=env)
         manifests = tmp / "manifests.yaml"
         manifests.write_text(rendered.stdout.replace("namespace: bench", "namespace: anchor"))
-        started = time.perf_counter()
-        subprocess.run(["kubectl", "create", "-f", str(manifests)], env=env, check=True, capture_output=True)
-        anchor = time.perf_counter() - started
+        with Cpu(*pids) as anchor_cpu:
+            started = time.perf_counter()
+            subprocess.run(["kubectl", "create", "-f", str(manifests)], env=env, check=True, capture_output=True)
+            anchor = time.perf_counter() - started
 
+        _, offset = mlflow_requests(server.log_path, 0)
         before = apiserver_requests(cluster.metrics())
-        proxy.take()
-        apply_s, applied = expctl(repo.path, "apply", "-y", env=env)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        with Cpu(*pids) as apply_cpu:
+            apply_s, applied = expctl(repo.path, "apply", "-y", env=env, profile=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client_cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
         assert f"Applied {runs} changes." in applied.stdout, applied.stdout[-500:]
         kube_reqs = apiserver_requests(cluster.metrics()) - before
-        mlflow_reqs = proxy.take()
+        mlflow_reqs, offset = mlflow_requests(server.log_path, offset)
 
-        floor = mlflow_floor(proxy.uri, min(runs, 200))
-        proxy.take()
+        with Cpu(*pids) as floor_cpu:
+            floor = mlflow_floor(server.uri, min(runs, 200))
+        with Cpu(*pids) as one_cpu:
+            one = mlflow_floor(server.uri, min(runs, 200), with_params=False)
+        _, offset = mlflow_requests(server.log_path, offset)
         before = apiserver_requests(cluster.metrics())
         plan_s, planned = expctl(repo.path, "plan", env=env)
         assert "No changes." in planned.stdout
         plan_kube = apiserver_requests(cluster.metrics()) - before
-        plan_mlflow = proxy.take()
+        plan_mlflow, offset = mlflow_requests(server.log_path, offset)
 
-        print(f"Kubernetes backend, {runs}-run PyTorchJob sweep (client QPS 50, write_concurrency default):")
+        load = os.getloadavg()[0]
+        server_floor = apply_cpu.mlflow + apply_cpu.kube
+        print(f"Kubernetes backend, {runs}-run PyTorchJob sweep (client QPS {qps}, write_concurrency default; "
+              f"load average {load:.2f} on {os.cpu_count()} cores):")
         print(f"  expctl apply -y             {apply_s:8.2f} s   {runs / apply_s:7.1f} runs/s")
         print(f"  kubectl create -f (anchor)  {anchor:8.2f} s   ratio apply/anchor = {apply_s / anchor:.2f}")
         print(f"  apiserver requests / run    {sum(kube_reqs.values()) / runs:8.2f}   {dict(kube_reqs)}")
-        print(f"  MLflow requests / run       {sum(mlflow_reqs.values()) / runs:8.2f}   {dict(mlflow_reqs)}")
+        print(f"  MLflow requests / run       {sum(mlflow_reqs.values()) / runs:8.3f}   {dict(mlflow_reqs)}  "
+              f"(= 2 x {runs} + {sum(mlflow_reqs.values()) - 2 * runs} per apply)")
+        print(f"  server CPU during the apply {server_floor:8.2f} s   MLflow server {apply_cpu.mlflow:.2f} s, "
+              f"apiserver + etcd {apply_cpu.kube:.2f} s  (kubectl's create: apiserver + etcd "
+              f"{anchor_cpu.kube:.2f} s)")
+        cores = os.cpu_count() or 1
+        print(f"  CPU of the apply / cores    {(server_floor + client_cpu) / cores:8.2f} s   the least wall time "
+              f"that work takes here (servers {server_floor:.2f} s + expctl {client_cpu:.2f} s on {cores} cores); "
+              f"2 x kubectl = {2 * anchor:.2f} s")
+        print(f"  client token bucket floor   {runs / qps:8.2f} s   ({runs} POSTs at {qps} requests/s)")
         print(f"  MLflow floor (anchor)       {floor * runs:8.2f} s   = {floor * 1000:.1f} ms/run for create_run + "
-              f"log_batch from a plain client (4 threads); apply/floor = {apply_s / (floor * runs):.2f}")
+              f"log_batch from a plain client (4 threads), server CPU {floor_cpu.mlflow / min(runs, 200) * 1000:.1f}"
+              f" ms/run; apply/floor = {apply_s / (floor * runs):.2f}")
+        print(f"  MLflow floor, 1 request/run {one * runs:8.2f} s   = {one * 1000:.1f} ms/run for create_run alone "
+              f"(no params), server CPU {one_cpu.mlflow / min(runs, 200) * 1000:.1f} ms/run: "
+              f"{one * runs / anchor:.2f} x kubectl")
         print(f"  no-op expctl plan           {plan_s:8.2f} s   apiserver {dict(plan_kube)}  "
               f"MLflow {dict(plan_mlflow)}")
     finally:
-        if proxy is not None:
-            proxy.stop()
         server.stop()
         cluster.stop()
 
@@ -212,13 +294,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--local-runs", type=int, default=200)
+    parser.add_argument("--qps", type=int, default=50, help="the client QPS and burst of the apply (issue 9: 50)")
     parser.add_argument("--skip-kube", action="store_true")
     parser.add_argument("--skip-local", action="store_true")
     parser.add_argument("--local-trials", type=int, default=3)
+    parser.add_argument("--profile", help="record the Kubernetes apply with py-spy into this file (raw format)")
     args = parser.parse_args()
+    PROFILE.extend([args.profile] if args.profile else [])
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_kube:
-            kube(args.runs, Path(tmp))
+            kube(args.runs, args.qps, Path(tmp))
         if not args.skip_local:
             local(args.local_runs, Path(tmp), args.local_trials)
 

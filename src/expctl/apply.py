@@ -2,8 +2,8 @@
 
 Every write is idempotent by deterministic name, so a crash at any point followed by a rerun converges to
 exactly one job and one MLflow run per (run key, attempt). ``guard`` (the apply lock's check) runs before every
-write; once ``stop`` is set (a signal, a lost lock, an unreachable tracker) no further change is started, the
-ones in flight finish, and the rest are reported as not applied. A change that raises — anything, not only
+write; once ``stop`` is set (a signal, a lost lock, an unreachable tracker or backend) no further change is
+started, the ones in flight finish, and the rest are reported as not applied. A change that raises — anything, not only
 expctl's errors — is failed with a one-line message; nothing escapes as a traceback.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from expctl import crash as _crash
 from expctl.backends.base import Backend
-from expctl.errors import ExpctlError, LockError, truncate
+from expctl.errors import BackendUnavailable, ExpctlError, LockError, truncate
 from expctl.model import Action, Change, Launch
 from expctl.resume import resume_point
 from expctl.tracking.base import Tracker, TrackerUnavailable, TrackerView
@@ -151,6 +151,8 @@ def apply_changes(changes: Sequence[Change], backend: Backend, tracker: Tracker,
             message = _one_line(exc)
             if isinstance(exc, TrackerUnavailable):
                 stop.set("the tracking store is unreachable")
+            elif isinstance(exc, BackendUnavailable):
+                stop.set(f"the {backend.name} backend is unreachable")
             outcome[index] = ("failed", message)
             order.report(index, f"failed: {message}")
             return

@@ -26,7 +26,7 @@ from expctl import audit
 from expctl.apply import ApplyResult, Progress, Stop, apply_changes, crash_point
 from expctl.backends.base import Backend
 from expctl.diff import join_observed
-from expctl.errors import TrackingError
+from expctl.errors import BackendUnavailable, TrackingError
 from expctl.locking import ApplyLock, file_lock
 from expctl.model import Action, Change, ObservedRun, Plan
 from expctl.planfile import SavedPlan, check_fresh
@@ -34,7 +34,7 @@ from expctl.project import Desired
 from expctl.reconcile import PlanOptions, make_plan_of
 from expctl.runlogs import keep_finished
 from expctl.schema import Settings
-from expctl.tracking.base import Tracker, TrackerView
+from expctl.tracking.base import Tracker, TrackerUnavailable, TrackerView
 from expctl.waiting import WaitResult, finished, progress_bar, tally
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class ApplyOptions:
     wait: bool = False
     wait_timeout: float = 3600.0
     poll: float = 1.0
+    outage: float = 300.0  # --wait: how long the tracker or the backend may stay unreachable before giving up
     quiet: bool = True  # no progress bar while waiting
 
 
@@ -211,10 +212,25 @@ def _wait(desired: Desired, backend: Backend, tracker: Tracker, lock: ApplyLock,
     """Follow the desired runs until each is final, retrying due runs (audited) — under the lock."""
     deadline = time.monotonic() + options.wait_timeout
     counts: dict[str, int] = {}
+    outage: float | None = None  # since when the tracker or the backend cannot be reached
     with progress_bar(len(desired.runs), options.quiet) as update:
         while not stop.is_set():
             lock.check()
-            live, view = _observe(backend, tracker, desired)
+            try:
+                live, view = _observe(backend, tracker, desired)
+            except (TrackerUnavailable, BackendUnavailable) as exc:
+                # a server restarting must not end hours of waiting: keep polling for a while, saying so once
+                now = time.monotonic()
+                if outage is None:
+                    outage = now
+                    hooks.notice(f"warning: {exc}; still waiting (giving up after {options.outage:.0f}s)")
+                if now - outage > options.outage or now > deadline:
+                    raise
+                stop.wait(options.poll)
+                continue
+            if outage is not None:
+                hooks.notice("reachable again; waiting goes on")
+                outage = None
             plan = make_plan_of(desired, join_observed(live, view.records), backend.name, options.plan)
             counts = tally(plan)
             # due retries, and validation jobs whose training run just succeeded (dependent steps)

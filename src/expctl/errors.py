@@ -40,7 +40,12 @@ class SourceError(ExpctlError):
 
 
 class BackendError(ExpctlError):
-    """A backend (local processes, Kubernetes) refused or failed an operation."""
+    """A backend (local processes, Kubernetes, Slurm) refused or failed an operation."""
+
+
+class BackendUnavailable(BackendError):
+    """The backend cannot be reached at all (connection refused or timed out, 5xx/429 after every retry, the
+    Slurm controller not answering): an apply stops starting changes instead of failing each one slowly."""
 
 
 class TrackingError(ExpctlError):

@@ -7,11 +7,11 @@ Freshness: apply recomputes the plan under the lock and refuses a saved plan tha
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from expctl import safe_json
 from expctl.errors import ExpctlError, StalePlanError
 from expctl.model import Action, Plan
 from expctl.views import SCHEMA_VERSION
@@ -63,7 +63,7 @@ def _change(item: Any, index: int, path: Path) -> SavedChange:
 def load(path: Path) -> SavedPlan:
     """Read and validate a saved plan; ExpctlError (one line, file and key) when it is not a usable plan."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = safe_json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ExpctlError(f"cannot read saved plan: {exc.strerror or exc}", file=str(path)) from exc
     except ValueError as exc:
@@ -76,6 +76,10 @@ def load(path: Path) -> SavedPlan:
     if _field(data, "worktree", bool, "", path):
         raise ExpctlError("a plan of the working tree cannot be applied: commit first", file=str(path))
     changes = _field(data, "changes", list, "", path)
+    summary = _field(data, "summary", dict, "", path)
+    for key, count in summary.items():
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ExpctlError("expected a count (a whole number)", file=str(path), key=f"summary.{key}")
     return SavedPlan(
         path=path,
         commit=_field(data, "commit", str, "", path),

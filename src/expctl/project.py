@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from expctl import naming, safe_yaml, schema, source, sweep
+from expctl import job_spec, naming, safe_yaml, schema, schema_data, source, sweep
 from expctl.compose import Composer, Experiment
 from expctl.config_scan import parse_configs, resolver_errors
 from expctl.data.manifest import combined_digest
@@ -216,7 +216,7 @@ def _datasets(block: Any, file: str, data: Materializer) -> tuple[DatasetRef, ..
     key = naming.canonical_json(block)
     decl = data.declarations.get(key)
     if decl is None:  # a sweep rarely touches its data: block — validate each distinct one once
-        decl = data.declarations[key] = schema.parse_data(block, file)
+        decl = data.declarations[key] = schema_data.parse_data(block, file)
     try:
         _manifest, ref = data.materialize(decl)
     except DataError as exc:
@@ -229,7 +229,7 @@ def _job(block: Any, file: str, settings: Settings, cache: dict[str, JobSpec]) -
     key = naming.canonical_json(block)
     job = cache.get(key)
     if job is None:
-        job = schema.to_job_spec(schema.parse_block(block, file), settings, file)
+        job = job_spec.to_job_spec(schema.parse_block(block, file), settings, file)
         cache[key] = job
     return job
 

@@ -1,7 +1,8 @@
 """The user-input boundary: strict models of the ``expctl`` block and of ``expctl.yaml`` (pydantic).
 
-Unknown keys are errors with a "did you mean" hint; every error names the file and the key. Validated input
-is turned into the frozen domain values of ``expctl.model``. This is the only module that imports pydantic.
+Unknown keys are errors with a "did you mean" hint; every error names the file and the key. ``job_spec`` turns
+a validated block into the frozen domain values of ``expctl.model``; ``schema_data`` validates the ``data:``
+block. These two are the only modules that import pydantic.
 """
 
 from __future__ import annotations
@@ -13,18 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from expctl import backend_registry
-from expctl.data import declare
 from expctl.errors import ConfigError, truncate
-from expctl.model import (
-    CheckpointPolicy,
-    FailureClass,
-    JobKind,
-    JobSpec,
-    Resources,
-    RetryPolicy,
-    Scheduling,
-    ValidationGate,
-)
 
 if TYPE_CHECKING:
     BackendName = str
@@ -32,7 +22,7 @@ else:  # the registered backends' names: pydantic reports a typo with the list o
     BackendName = Literal[tuple(backend_registry.names())]
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
     # strict: no bool for an int, no "3" for a number, no number for a string — YAML typos stay errors
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
@@ -53,14 +43,14 @@ EnvValue = Annotated[str, Field(pattern=r"^[^\x00]*$")] | int | float | bool
 PositiveNumber = Annotated[int, Field(gt=0)] | Annotated[float, Field(gt=0)]
 
 
-class ResourcesIn(_Strict):
+class ResourcesIn(Strict):
     cpu: Quantity | PositiveNumber | None = None
     memory: Quantity | None = None
     gpus: int = Field(0, ge=0, le=1024)
     gpu_resource: Annotated[str, Field(pattern=_QUALIFIED)] = "nvidia.com/gpu"
 
 
-class TolerationIn(_Strict):
+class TolerationIn(Strict):
     key: Annotated[str, Field(pattern=_QUALIFIED)] | None = None
     operator: Literal["Exists", "Equal"] | None = None
     value: str | None = None
@@ -68,7 +58,7 @@ class TolerationIn(_Strict):
     tolerationSeconds: int | None = None  # noqa: N815 (the Kubernetes field name)
 
 
-class RetriesIn(_Strict):
+class RetriesIn(Strict):
     max_attempts: int = Field(3, ge=1, le=100)
     failures: list[Literal["infrastructure", "code"]] = ["infrastructure"]
     backoff_seconds: float = Field(30.0, ge=0)
@@ -76,12 +66,12 @@ class RetriesIn(_Strict):
     max_backoff_seconds: float = Field(3600.0, ge=0)
 
 
-class PromoteIn(_Strict):
+class PromoteIn(Strict):
     alias: str = Field(min_length=1)
     when: Literal["better_than_current", "always"] = "better_than_current"
 
 
-class ValidationIn(_Strict):
+class ValidationIn(Strict):
     metric: Text
     threshold: float
     mode: Literal["max", "min"] = "max"
@@ -98,17 +88,17 @@ class ValidationIn(_Strict):
         return self
 
 
-class VolcanoIn(_Strict):
+class VolcanoIn(Strict):
     queue: Name
     min_available: int | None = Field(None, ge=1)
 
 
-class CheckpointsIn(_Strict):
+class CheckpointsIn(Strict):
     dir: str | None = Field(None, description="shared storage for checkpoints (default: MLflow artifacts)")
     resume_on: list[Literal["infrastructure", "code"]] = ["infrastructure"]
 
 
-class SlurmJobIn(_Strict):
+class SlurmJobIn(Strict):
     """An experiment's Slurm placement (``expctl.slurm``); unset values come from expctl.yaml's ``slurm:``."""
 
     partition: Word | None = None
@@ -116,7 +106,7 @@ class SlurmJobIn(_Strict):
     qos: Word | None = None
 
 
-class ExpctlBlock(_Strict):
+class ExpctlBlock(Strict):
     """The ``expctl`` block of an experiment's composed config: how to run it."""
 
     kind: Literal["PyTorchJob", "TFJob", "MPIJob", "TrainJob", "local"] = "PyTorchJob"
@@ -146,36 +136,40 @@ class ExpctlBlock(_Strict):
     slurm: SlurmJobIn = SlurmJobIn()
 
 
-class TenantIn(_Strict):
+class TenantIn(Strict):
     path: Word
     namespace: Label
     queue: Name | None = None
 
 
-class KubernetesIn(_Strict):
+MAX_WRITE_CONCURRENCY = 64  # an apply's pool: more threads only queue on the servers (and on the GIL)
+
+
+class KubernetesIn(Strict):
     namespace: Label = "default"
     context: Text | None = None
     repo_url: Word | None = None
     git_secret: Name | None = None
     image: Word = "python:3.11-slim"
     git_image: Word = "alpine/git:2.45.2"
-    qps: float = Field(5.0, gt=0)
-    burst: int = Field(10, ge=1)
-    write_concurrency: int = Field(4, ge=1)
+    qps: float = Field(5.0, gt=0, le=10_000)
+    burst: int = Field(10, ge=1, le=10_000)
+    write_concurrency: int = Field(4, ge=1, le=MAX_WRITE_CONCURRENCY)
 
 
-class LocalIn(_Strict):
-    parallelism: int | None = Field(None, ge=1)
-    write_concurrency: int = Field(4, ge=1)  # changes an apply performs at once
+class LocalIn(Strict):
+    parallelism: int | None = Field(None, ge=1, le=4096)
+    write_concurrency: int = Field(4, ge=1, le=MAX_WRITE_CONCURRENCY)  # changes an apply performs at once
     gpus: int | list[int | str] | None = Field(
         None, description="this machine's GPUs for local runs: a count or device ids (default: nvidia-smi)")
 
 
-class LogsIn(_Strict):
-    tail_bytes: int = Field(1_000_000, ge=1024, description="per replica: the tail of its log kept in MLflow")
+class LogsIn(Strict):
+    tail_bytes: int = Field(1_000_000, ge=1024, le=1 << 30,
+                            description="per replica: the tail of its log kept in MLflow")
 
 
-class SlurmTenantIn(_Strict):
+class SlurmTenantIn(Strict):
     """Slurm tenancy: experiments under ``path`` are charged to ``account`` in ``partition`` with ``qos``."""
 
     path: Word
@@ -184,7 +178,7 @@ class SlurmTenantIn(_Strict):
     qos: Word | None = None
 
 
-class SlurmIn(_Strict):
+class SlurmIn(Strict):
     """The ``slurm:`` block: where per-commit checkouts live (shared by every node) and placement defaults."""
 
     workdir: Text | None = Field(None, description="a directory on a filesystem every node mounts")
@@ -198,7 +192,7 @@ class SlurmIn(_Strict):
         return max(matches, key=lambda t: len(t.path)) if matches else None
 
 
-class Settings(_Strict):
+class Settings(Strict):
     """``expctl.yaml`` at the repository root: project-wide settings (all optional)."""
 
     backend: BackendName = "local"
@@ -313,7 +307,7 @@ def _all_fields(model: type[BaseModel]) -> set[str]:
 _M = TypeVar("_M", bound=BaseModel)
 
 
-def _validated(model: type[_M], data: Mapping[str, Any], file: str, prefix: str) -> _M:
+def validated(model: type[_M], data: Mapping[str, Any], file: str, prefix: str) -> _M:
     """``model`` validated from ``data``; every error a ConfigError naming file and key (several: ConfigErrors)."""
     from expctl.errors import ConfigErrors
 
@@ -331,7 +325,7 @@ def parse_block(data: Any, file: str) -> ExpctlBlock:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError("must be a mapping", file=file, key="expctl")
-    block = _validated(ExpctlBlock, data, file, "expctl")
+    block = validated(ExpctlBlock, data, file, "expctl")
     if not block.command[0].strip():
         raise ConfigError("the program to run (first element) is empty", file=file, key="expctl.command[0]")
     if block.kind == "TrainJob" and not block.runtime:
@@ -346,162 +340,11 @@ def parse_settings(data: Any, file: str = "expctl.yaml") -> Settings:
         return Settings()
     if not isinstance(data, Mapping):
         raise ConfigError("must be a mapping", file=file)
-    return _validated(Settings, data, file, "")
+    return validated(Settings, data, file, "")
 
 
-def to_job_spec(block: ExpctlBlock, settings: Settings, source_file: str) -> JobSpec:
-    """The domain JobSpec of a validated block, with project defaults (tenant namespace/queue, code paths)."""
-    tenant = settings.tenant_for(source_file)
-    if tenant and block.namespace and block.namespace != tenant.namespace:
-        raise ConfigError(f"namespace {block.namespace!r} is outside this tenant's namespace {tenant.namespace!r} "
-                          f"(experiments under {tenant.path} run in {tenant.namespace})", file=source_file,
-                          key="expctl.namespace")
-    res = block.resources
-    return JobSpec(
-        kind=JobKind(block.kind),
-        replicas=block.replicas,
-        image=block.image,
-        command=tuple(block.command),
-        resources=Resources(
-            cpu=None if res.cpu is None else str(res.cpu), memory=res.memory, gpus=res.gpus,
-            gpu_resource=res.gpu_resource,
-        ),
-        env=tuple(sorted((k, _env_str(v)) for k, v in block.env.items())),
-        scheduling=Scheduling(
-            queue=block.queue or (tenant.queue if tenant else None),
-            priority_class=block.priority_class,
-            volcano_queue=block.volcano.queue if block.volcano else None,
-            min_available=block.volcano.min_available if block.volcano else None,
-            node_selector=tuple(sorted(block.node_selector.items())),
-            tolerations=tuple(t.model_dump(exclude_none=True) for t in block.tolerations),
-            **_slurm_placement(block, settings, source_file),
-        ),
-        retries=RetryPolicy(
-            max_attempts=block.retries.max_attempts,
-            on=tuple(FailureClass(x) for x in block.retries.failures),
-            backoff_seconds=block.retries.backoff_seconds,
-            backoff_factor=block.retries.backoff_factor,
-            max_backoff_seconds=block.retries.max_backoff_seconds,
-        ),
-        timeout_seconds=block.timeout,
-        ttl_seconds_after_finished=block.ttl_seconds_after_finished,
-        validation=_gate(block.validation) if block.validation else None,
-        code_paths=tuple(block.code_paths if block.code_paths is not None else settings.code_paths),
-        namespace=block.namespace or (tenant.namespace if tenant else None),
-        runtime=block.runtime,
-        runtime_kind=block.runtime_kind,
-        git_secret=block.git_secret,
-        operator_restarts=block.operator_restarts,
-        checkpoints=CheckpointPolicy(dir=block.checkpoints.dir,
-                                     resume_on=tuple(FailureClass(x) for x in block.checkpoints.resume_on)),
-    )
-
-
-def _slurm_placement(block: ExpctlBlock, settings: Settings, source_file: str) -> dict[str, str | None]:
-    """partition / account / qos: the experiment's, else its Slurm tenant's, else the ``slurm:`` defaults.
-
-    A tenant's value is binding: an experiment under the tenant's path cannot choose another.
-    """
-    tenant = settings.slurm.tenant_for(source_file)
-    out: dict[str, str | None] = {}
-    for key in ("partition", "account", "qos"):
-        own, theirs = getattr(block.slurm, key), getattr(tenant, key) if tenant else None
-        if own and theirs and own != theirs:
-            raise ConfigError(f"{key} {own!r} is outside this tenant's {key} {theirs!r} (experiments under "
-                              f"{tenant.path if tenant else ''} use {theirs})", file=source_file,
-                              key=f"expctl.slurm.{key}")
-        out[key] = own or theirs or getattr(settings.slurm, key)
-    return out
-
-
-def _gate(v: ValidationIn) -> ValidationGate:
-    split = v.split if v.split is not None else ("test" if v.command else None)
-    return ValidationGate(
-        metric=v.metric, threshold=v.threshold, mode=v.mode, register_as=v.register_as, alias=v.alias,
-        split=split, command=tuple(v.command or ()), promote_alias=v.promote.alias if v.promote else None,
-        promote_when=v.promote.when if v.promote else "better_than_current",
-    )
-
-
-def _env_str(value: str | int | float | bool) -> str:
+def scalar_text(value: str | int | float | bool) -> str:
+    """A scalar of the config as the text an environment variable or a filter compares."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-# --- datasets: the ``data:`` block of an experiment's composed config -------------------------------------
-
-_Scalar = str | int | float | bool
-
-
-class BatchIn(_Strict):
-    name: str = Field(min_length=1)
-    source: str = Field(min_length=1, description="path or glob under the data root, absolute path, or URL")
-    fraction: float = Field(1.0, gt=0, le=1)
-    weight: float = Field(1.0, gt=0)
-
-
-class FilterIn(_Strict):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    field: str
-    in_: list[_Scalar] | None = Field(None, alias="in")
-    not_in: list[_Scalar] = []
-
-
-class SplitIn(_Strict):
-    seed: int = 0
-    train: float = Field(0.8, ge=0, le=1)
-    validation: float = Field(0.1, ge=0, le=1)
-    test: float = Field(0.1, ge=0, le=1)
-
-    @model_validator(mode="after")
-    def _sums_to_one(self) -> SplitIn:
-        total = self.train + self.validation + self.test
-        if abs(total - 1.0) > 1e-9:
-            raise ValueError(f"train + validation + test must be 1 (got {total:g})")
-        return self
-
-
-class DataIn(_Strict):
-    """A dataset: batches from sources, combined by rules, split; materialized into a manifest."""
-
-    name: str = Field(min_length=1)
-    format: Literal["folders", "csv", "parquet", "jsonl"]
-    batches: list[BatchIn] = Field(min_length=1)
-    combine: Literal["union"] = "union"
-    label: str | None = "label"
-    meta: list[str] = []
-    filters: list[FilterIn] = []
-    dedupe: bool = False
-    seed: int = 0
-    split: SplitIn = SplitIn()
-
-    @model_validator(mode="after")
-    def _unique_batches(self) -> DataIn:
-        names = [b.name for b in self.batches]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"batch names must be unique (repeated: {', '.join(dup)})")
-        return self
-
-
-def parse_data(data: Any, file: str) -> declare.Dataset:
-    """Validate an experiment's ``data`` block into a dataset declaration; raises ConfigError."""
-
-    if not isinstance(data, Mapping):
-        raise ConfigError("must be a mapping (a dataset declaration)", file=file, key="data")
-    block = _validated(DataIn, data, file, "data")
-    return declare.Dataset(
-        name=block.name,
-        format=block.format,
-        batches=tuple(declare.Batch(b.name, b.source, b.fraction, b.weight) for b in block.batches),
-        combine=block.combine,
-        label=block.label,
-        meta=tuple(block.meta),
-        filters=tuple(declare.Filter(f.field, None if f.in_ is None else tuple(_env_str(v) for v in f.in_),
-                                     tuple(_env_str(v) for v in f.not_in)) for f in block.filters),
-        dedupe=block.dedupe,
-        seed=block.seed,
-        split=declare.Split(block.split.seed, block.split.train, block.split.validation, block.split.test),
-    )

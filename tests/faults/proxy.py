@@ -64,6 +64,7 @@ class FaultProxy:
     rules: list[Rule] = field(default_factory=list)
     seen: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, what happened)
     _server: Any = None
+    _handler: Any = None
     _thread: threading.Thread | None = None
     _port: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -99,7 +100,9 @@ class FaultProxy:
 
         class Handler(_Handler):
             owner = proxy
+            alive = True
 
+        self._handler = Handler
         server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
         server.daemon_threads = True
         if self.tls_cert:
@@ -114,6 +117,8 @@ class FaultProxy:
 
     def stop(self) -> None:
         """The server is gone: the port refuses connections until ``start()`` (same port)."""
+        if self._handler is not None:
+            self._handler.alive = False  # kept-alive connections die with it (their handler threads live on)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -131,6 +136,7 @@ class FaultProxy:
 
 class _Handler(BaseHTTPRequestHandler):
     owner: FaultProxy
+    alive: bool  # False once the server that accepted this connection was stopped
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
@@ -151,6 +157,9 @@ class _Handler(BaseHTTPRequestHandler):
             sock.close()
 
     def _handle(self) -> None:
+        if not self.alive:  # a request on a connection kept alive from before stop(): the server is gone
+            self._reset()
+            return
         method, path = self.command, self.path
         body = read_body(self)
         rule = self.owner._take(method, path)

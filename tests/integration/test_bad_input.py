@@ -101,6 +101,10 @@ def states(damage: str) -> Setup:
             (bad / "state.json").mkdir()  # reading it fails with an OS error, as for a file without permission
         elif damage == "bad-phase":
             (bad / "state.json").write_text(text.replace('"Succeeded"', '"Exploded"'))
+        elif damage == "nested":  # too deep for the JSON parser: a RecursionError, not a ValueError, in json
+            (bad / "state.json").write_text("[" * 100_000 + "]" * 100_000)
+        elif damage == "wrong-types":
+            (bad / "state.json").write_text(text.replace('"attempt": 1', '"attempt": "1"'))
 
     return setup
 
@@ -292,6 +296,12 @@ CASES = [
     Case("expctl.yaml bool for a number", {"expctl.yaml": "max_runs_per_experiment: true\n"},
          expected="expctl.yaml: max_runs_per_experiment: input should be a valid integer (got True)"),
     Case("expctl.yaml syntax", {"expctl.yaml": "backend: [local\n"}, expected="expctl.yaml: line 2: YAML syntax"),
+    Case("expctl.yaml a pool of a million threads", {"expctl.yaml": "local:\n  write_concurrency: 1000000\n"},
+         expected="expctl.yaml: local.write_concurrency: input should be less than or equal to 64"),
+    Case("expctl.yaml an infinite QPS", {"expctl.yaml": "kubernetes:\n  qps: .inf\n"},
+         expected="expctl.yaml: kubernetes.qps: input should be a finite number (got inf)"),
+    Case("expctl.yaml a QPS of a billion", {"expctl.yaml": "kubernetes:\n  qps: 1000000000\n"},
+         expected="expctl.yaml: kubernetes.qps: input should be less than or equal to 10000"),
     Case("expctl.yaml not a mapping", {"expctl.yaml": "- local\n"}, expected="expctl.yaml: must be a mapping"),
     Case("expctl.yaml bad namespace", {"expctl.yaml": "kubernetes:\n  namespace: Prod\n"},
          expected="expctl.yaml: kubernetes.namespace: must be a lowercase RFC 1123 label"),
@@ -404,7 +414,8 @@ def test_count_of_cases() -> None:
     assert len(CASES) >= 60
 
 
-@pytest.mark.parametrize("damage", ["truncated", "foreign", "missing-fields", "binary", "unreadable", "bad-phase"])
+@pytest.mark.parametrize("damage", ["truncated", "foreign", "missing-fields", "binary", "unreadable", "bad-phase",
+                                    "nested", "wrong-types"])
 def test_one_damaged_run_state_is_skipped_with_a_warning(tmp_path: Path, damage: str, mlflow_server: Any) -> None:
     """status lists the other runs; the damaged one is one warning line; plan keeps working."""
     repo = minimal_repo(tmp_path / "repo", {"experiments/good.yaml": block("  kind: local\n  command: [python, -c, "

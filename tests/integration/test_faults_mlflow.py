@@ -138,3 +138,37 @@ def test_server_dies_mid_apply_then_rerun_converges(repo: GitRepo, proxy: FaultP
     assert len(jobs) == 4 and set(jobs.values()) == {1}
     assert set(per_key.values()) == {1}
     assert set(per_key) == set(jobs)
+
+
+def test_wait_outlives_a_short_tracking_outage(tmp_path: Path, proxy: FaultProxy) -> None:
+    """``apply --wait`` keeps polling through an MLflow outage (one warning when it starts, one line when it
+    ends) instead of ending hours of waiting on the first failed observe; the runs finish, tracked once."""
+    import threading
+
+    name = f"outage-{uuid.uuid4().hex[:8]}"
+    slow = EXPERIMENT.replace("[python, -c, pass]", "[python, -c, 'import time; time.sleep(8)']")
+    repo = minimal_repo(tmp_path / "repo", {f"experiments/{name}.yaml": slow, ".gitignore": ".expctl/\n"})
+    runs = repo.path / ".expctl" / "runs"
+
+    def outage() -> None:
+        deadline = time.monotonic() + 120
+        while len(e2e.run_states(repo.path)) < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)  # every run launched: the apply is waiting now
+        proxy.stop()
+        time.sleep(4)
+        proxy.start()
+
+    cut = threading.Thread(target=outage, daemon=True)
+    cut.start()
+    try:
+        code, out, err, _ = run(repo, proxy, "apply", "-y", "--wait", "--timeout", "180")
+    finally:
+        cut.join(timeout=130)
+        e2e.stop_jobs(repo.path)
+    assert code == 0, out + err
+    assert "Traceback" not in err
+    assert len([ln for ln in err.splitlines() if "still waiting" in ln]) == 1, err
+    assert "reachable again" in err and "Finished: 4 succeeded." in out, out + err
+    assert runs.is_dir() and set(e2e.jobs_per_key(repo.path).values()) == {1}
+    per_key = e2e.attempts_per_key(e2e.mlflow_runs(proxy.url, [name], deleted_too=True))
+    assert len(per_key) == 4 and set(per_key.values()) == {1}

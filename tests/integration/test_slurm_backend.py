@@ -219,3 +219,21 @@ def test_a_job_that_failed_before_any_task_started_is_the_platforms_failure(back
     (run,) = fresh.observe_jobs([failed])
     assert run.phase is Phase.FAILED and run.failure is FailureClass.INFRASTRUCTURE
     assert "no task started" in run.message
+
+
+@pytest.mark.parametrize("damage", ["{trunc", "[" * 50_000, '{"name": 3}', '["a list"]', "\udcff"])
+def test_a_damaged_record_is_skipped_then_the_job_is_adopted_again(backend: SlurmBackend, driver: SlurmDriver,
+                                                                  damage: str,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    launch = driver.launch("sleep 30")
+    backend.create(launch)
+    submitted = job_id(driver.workdir, launch.name)
+    record = driver.workdir / "runs" / launch.name / "record.json"
+    record.write_text(damage, errors="surrogateescape")
+    fresh = driver.reopen()
+    assert launch.name not in {r.name for r in fresh.observe()}  # skipped, the others keep working
+    assert "damaged Slurm run record" in capsys.readouterr().err
+    fresh.create(launch)  # what the next apply does: Slurm still shows the job under its name, so it is adopted
+    assert job_id(driver.workdir, launch.name) == submitted
+    (run,) = [r for r in fresh.observe() if r.name == launch.name]
+    assert run.live and not run.phase.finished

@@ -217,3 +217,29 @@ def test_sigkill_around_sbatch_never_yields_a_second_job(slurm_cluster: SlurmClu
     jobs = Counter(j["name"] for j in slurm_jobs(slurm_cluster, workdir))
     assert sorted(jobs.values()) == [1, 1], jobs
     assert set(e2e.attempts_per_key(e2e.mlflow_runs(uri, [name], deleted_too=True)).values()) == {1}
+
+
+@pytest.mark.timeout(900)
+def test_two_concurrent_applies_of_200_runs_submit_each_once(slurm_cluster: SlurmCluster,
+                                                             mlflow_server: MlflowServer, tmp_path: Path) -> None:
+    points, name = 200, "concurrent-200"
+    repo = e2e.make_project(tmp_path / "repo", {name: e2e.experiment(
+        sweep={"seed": f"range(0,{points})"}, expctl="  command: [python, -c, pass]\n")})
+    workdir = tmp_path / "shared"
+    use_slurm(repo, workdir)
+    uri = mlflow_server.uri
+    procs = [e2e.start_expctl(repo.path, "apply", "-y", tracking_uri=uri) for _ in range(2)]
+    outputs = [p.communicate(timeout=800) for p in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, f"{out}\n{err}"
+    # the workdir's file lock serialises them: one applies every run, the other finds nothing left to do
+    assert sorted(f"Applied {points} changes." in out for out, _ in outputs) == [False, True], outputs
+    submitted = Counter(j["name"] for j in slurm_jobs(slurm_cluster, workdir))  # squeue keeps ended jobs 300 s
+    assert len(submitted) == points and set(submitted.values()) == {1}, submitted
+    records = [json.loads(p.read_text()) for p in (workdir / "runs").glob("*/record.json")]
+    assert len(records) == points
+    runs = e2e.mlflow_runs(uri, [name], deleted_too=True)
+    assert len(runs) == points and set(e2e.attempts_per_key(runs).values()) == {1}
+    history = e2e.expctl(repo.path, "history", "--experiment", name, "--limit", "1000", "-o", "json",
+                         tracking_uri=uri)
+    assert Counter(e["run"] for e in json.loads(history.stdout)) == Counter(submitted)

@@ -143,3 +143,48 @@ def test_apiserver_dies_mid_apply_then_rerun_converges(backend: KubernetesBacken
     assert objects(kube_cluster, namespace) == sorted(w.name for w in wanted)
 
 
+
+
+def test_apiserver_dies_mid_apply_the_engine_stops_launching(backend: KubernetesBackend, proxy: FaultProxy,
+                                                             kube_cluster: Cluster, namespace: str,
+                                                             tmp_path: Path) -> None:
+    """Through the engine: once the apiserver cannot be reached (after the retries), no further change is
+    started — each one would only fail the same way after its own retries — and the apply exits 3, listing what
+    was not applied; a rerun against the healthy apiserver converges, each job created once."""
+    from expctl.engine import ApplyOptions, Hooks, run_apply
+    from expctl.project import Desired
+    from expctl.reconcile import PlanOptions
+    from expctl.schema import Settings
+    from expctl.source import Snapshot
+    from expctl.tracking.mlflow_store import MlflowStore
+
+    job = make_job(JobKind.PYTORCH, 1, namespace=namespace)
+    desired = Desired(Snapshot(Path("."), "c" * 40, "c" * 40), Settings(),
+                      [make_spec("dies", (f"seed={i}",), job=job) for i in range(20)])
+    creates = [0]
+
+    class FourthCreate(Rule):
+        def matches(self, method: str, path: str) -> bool:
+            if super().matches(method, path):
+                creates[0] += 1
+                return creates[0] == 4
+            return False
+
+    proxy.add(FourthCreate("POST", CREATE, "die", times=1))  # then the proxy is gone: connection refused
+    tracker = MlflowStore(f"sqlite:///{tmp_path / 'mlflow.db'}", "kubernetes")
+    direct = make_backend(kube_cluster, [namespace])  # the Lease through the healthy apiserver
+    options = ApplyOptions(plan=PlanOptions(), who="Ada", concurrency=2)
+    result = run_apply(desired, backend, tracker, direct.lock("expctl-apply", namespace, identity="a"), options,
+                       Hooks())
+    outcome = result.applied[0]
+    assert result.exit_code == 3 and outcome.stopped == "the kubernetes backend is unreachable", outcome.stopped
+    assert len(outcome.done) == 3 and 1 <= len(outcome.failed) <= 2, outcome.failed  # at most the ones in flight
+    assert all("\n" not in message for _, message in outcome.failed)
+    assert len(outcome.skipped) == 20 - len(outcome.done) - len(outcome.failed)
+    assert len(objects(kube_cluster, namespace)) == 3
+
+    proxy.clear()
+    rerun = run_apply(desired, direct, tracker, direct.lock("expctl-apply", namespace, identity="a"), options,
+                      Hooks())
+    assert rerun.exit_code == 0 and len(rerun.applied[0].done) == 17
+    assert len(objects(kube_cluster, namespace)) == 20

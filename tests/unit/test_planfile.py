@@ -62,3 +62,22 @@ def test_stale_when_the_changes_differ(tmp_path: Path) -> None:
     saved = planfile.load(_saved(tmp_path, lambda d: d["changes"][0].update(spec_hash="other")))
     with pytest.raises(StalePlanError, match="stale"):
         planfile.check_fresh(saved, _plan())
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[" * 100_000 + "]" * 100_000, "not valid JSON (truncated?): JSON nested too deeply"),
+    ('{"a": ' * 50_000 + "1" + "}" * 50_000, "not valid JSON (truncated?): JSON nested too deeply"),
+    ("\udcff", "not valid JSON"),
+])
+def test_hostile_plan_text_is_one_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "plan.json"
+    path.write_text(text, errors="surrogateescape")
+    with pytest.raises(ExpctlError) as err:
+        planfile.load(path)
+    assert "\n" not in str(err.value) and message in str(err.value)
+
+
+@pytest.mark.parametrize("summary", [{"create": "1"}, {"create": -1}, {"create": True}, [], "3 to create"])
+def test_a_hand_edited_summary_is_refused(tmp_path: Path, summary: Any) -> None:
+    with pytest.raises(ExpctlError, match=r"plan\.json: summary"):
+        planfile.load(_saved(tmp_path, lambda d: d.update(summary=summary)))

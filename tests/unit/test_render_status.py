@@ -128,3 +128,17 @@ def test_a_suspended_job_is_pending_never_failed(kind: JobKind) -> None:
     obj["status"] = {}
     obj["metadata"]["annotations"]["expctl.io/cancelled-by"] = "ada"
     assert observed_from(obj).phase is Phase.CANCELLED  # expctl's own cancel suspends too: cancelled wins
+
+
+@pytest.mark.parametrize(("overrides", "attempt", "expected"), [
+    ('{"a": 1}', "2", ((), 2)),          # an object, not a list of overrides
+    ("5", "x", ((), 1)),                  # a number; an attempt that is not one
+    ('["a=1", 3]', "1" * 5000, ((), 1)),  # a non-string item; an integer too long to parse
+    ("[" * 50_000, "2", ((), 2)),         # nested too deeply for the JSON parser
+    ('["b=2"]', " 3 ", (("b=2",), 3)),
+])
+def test_hand_edited_annotations_never_stop_an_observe(overrides: str, attempt: str,
+                                                        expected: tuple[tuple[str, ...], int]) -> None:
+    obj = live(JobKind.PYTORCH, **{"expctl.io/overrides": overrides, "expctl.io/attempt": attempt})
+    run = observed_from(obj)
+    assert (run.overrides, run.attempt) == expected

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from expctl.backends import slurm_script as sc
+from expctl.job_spec import to_job_spec
 from expctl.model import FailureClass, JobKind, Phase, Resources
-from expctl.schema import ExpctlBlock, parse_settings, to_job_spec
+from expctl.schema import ExpctlBlock, parse_settings
 from tests.factories import make_job, make_launch, make_spec
 
 
@@ -99,3 +100,18 @@ def test_later_squeue_json_formats_read_the_same() -> None:
     assert (verdict.phase, verdict.failure) == (Phase.FAILED, FailureClass.CODE) and "exit code 3" in verdict.message
     assert sc.end_time(later) == 1700000000.0 and sc.end_time({"end_time": 1700000001}) == 1700000001.0
     assert sc.verdict({"job_state": ["PENDING"], "state_reason": "Resources"}).message == "Pending: Resources"
+
+
+@pytest.mark.parametrize(("output", "unreachable"), [
+    ("sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)", True),
+    ("slurm_load_jobs error: Unable to contact slurm controller (connect failure)", True),
+    ("squeue: error: Socket timed out on send/recv operation", True),
+    ("sbatch: error: Batch job submission failed: Invalid partition name specified", False),
+    ("sbatch: error: Batch job submission failed: Requested node configuration is not available", False),
+    ("scancel: error: Kill job error on job id 12: Invalid job id specified", False),
+])
+def test_an_unreachable_controller_is_told_apart(output: str, unreachable: bool) -> None:
+    """An unreachable slurmctld stops an apply (BackendUnavailable); a refused job fails only itself."""
+    from expctl.backends.slurm import controller_unreachable
+
+    assert controller_unreachable(output) is unreachable

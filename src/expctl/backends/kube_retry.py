@@ -11,7 +11,6 @@ Kubernetes import. A token bucket (client-go's defaults: 5 QPS, burst 10) sits i
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import random
 import re
@@ -24,7 +23,8 @@ from typing import TypeVar
 import tenacity
 import urllib3.exceptions
 
-from expctl.errors import BackendError, truncate
+from expctl import safe_json
+from expctl.errors import BackendError, BackendUnavailable, truncate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -192,13 +192,17 @@ class ApiError(BackendError):
         super().__init__(message)
 
 
+class ApiUnavailable(ApiError, BackendUnavailable):
+    """A request that failed transiently (not reached, 5xx, 429) on every try: the apiserver is unavailable."""
+
+
 def _server_message(exc: BaseException) -> str:
     body = getattr(exc, "body", None)
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
     if isinstance(body, str) and body:
         try:
-            return str(json.loads(body).get("message") or body)
+            return str(safe_json.loads(body).get("message") or body)
         except (ValueError, AttributeError):
             return body
     return str(getattr(exc, "reason", "") or "")
@@ -209,17 +213,20 @@ def api_error(exc: BaseException, verb: str, resource: str, namespace: str, name
     status = status_of(exc)
     target = f"{resource}/{name}" if name else resource
     if status is None:
-        return ApiError(f'cannot {verb} {target} in namespace "{namespace}": {describe(exc)}', None)
+        error = ApiUnavailable if is_transient(exc) else ApiError
+        return error(f'cannot {verb} {target} in namespace "{namespace}": {describe(exc)}', None)
     message = _server_message(exc)
     if status == 403:
         user = re.search(r'User "([^"]*)"', message)
         who = f' (user "{user.group(1)}")' if user else ""
         return ApiError(f'forbidden: cannot {verb} {resource} in namespace "{namespace}"{who}', status)
-    return ApiError(f'{verb} {target} in namespace "{namespace}" failed: HTTP {status}: {truncate(message)}', status)
+    error = ApiUnavailable if is_transient(exc) else ApiError
+    return error(f'{verb} {target} in namespace "{namespace}" failed: HTTP {status}: {truncate(message)}', status)
 
 
 __all__ = [
     "ApiError",
+    "ApiUnavailable",
     "Retrier",
     "RetrySettings",
     "TokenBucket",

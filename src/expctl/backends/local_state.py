@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from expctl import safe_json
 from expctl.errors import BackendError
 from expctl.model import FailureClass, Phase
 
@@ -134,7 +135,7 @@ def load(run_dir: Path) -> RunState | None:
     """The run's state; None when it has none; ``StateUnreadable`` (one line) when the file is damaged."""
     path = run_dir / "state.json"
     try:
-        return RunState.from_json(json.loads(path.read_text(encoding="utf-8")))
+        return RunState.from_json(safe_json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -175,7 +176,7 @@ def read_exit(path: Path) -> dict[str, Any] | None:
     """The wrapper's record of how a replica ended: ``{"returncode": int, "finished_at": float}``; None when
     there is none or it is damaged (then the replica counts as vanished if it no longer runs)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = safe_json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or type(data.get("returncode")) is not int or \

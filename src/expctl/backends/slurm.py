@@ -18,7 +18,6 @@ Idempotent: before submitting, ``create`` looks the name up (its record, then ``
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import subprocess
 import time
@@ -29,11 +28,12 @@ from typing import Any
 
 from filelock import FileLock
 
+from expctl import safe_json
 from expctl.backends import local_state as st
 from expctl.backends import slurm_script as sc
 from expctl.backends.worktrees import Worktrees
 from expctl.crash import crash_point
-from expctl.errors import BackendError, truncate
+from expctl.errors import BackendError, BackendUnavailable, truncate
 from expctl.jobenv import replica_names
 from expctl.locking import HeldFileLock, state_lock
 from expctl.model import FailureClass, Launch, ObservedRun, Phase
@@ -64,6 +64,39 @@ class JobRecord:
     cancelled: bool = False
     cancelled_by: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+_RECORD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "name": str, "run_key": str, "experiment": str, "attempt": int, "spec_hash": str, "kind": str,
+    "replicas": int, "gpus": int, "commit": str, "overrides": list, "mlflow_run_id": str, "applied_by": str,
+    "created_at": (int, float)}
+
+
+def record_from_json(data: Any) -> JobRecord:
+    """A parsed ``record.json``; ValueError when it is not one (damaged, foreign or hand-edited)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    for key, kind in _RECORD_TYPES.items():
+        if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
+            raise ValueError(f"{key}: missing or of the wrong type")
+    if not isinstance(data.get("job_id"), (int, type(None))) or isinstance(data.get("job_id"), bool):
+        raise ValueError("job_id: of the wrong type")
+    try:
+        return JobRecord(**data)
+    except TypeError as exc:  # unknown fields
+        raise ValueError(str(exc).replace("__init__() ", "")) from None
+
+
+# what Slurm's commands print when slurmctld cannot be reached (connection refused, timeouts, a controller
+# restarting): every later command would fail the same way
+_UNREACHABLE = ("unable to contact slurm controller", "socket timed out on send/recv", "connection refused",
+                "slurm_load_jobs error: unexpected message", "zero bytes were transmitted or received")
+
+
+def controller_unreachable(output: str) -> bool:
+    """Whether a failed Slurm command's output says the controller cannot be reached."""
+    text = output.lower()
+    return any(marker in text for marker in _UNREACHABLE)
 
 
 def open_slurm(settings: Any, repo: Path, state_dir: Path) -> SlurmBackend:
@@ -325,17 +358,19 @@ class SlurmBackend:
         except FileNotFoundError as exc:
             raise BackendError(f"{argv[0]} not found: the Slurm client commands must be on PATH") from exc
         except subprocess.TimeoutExpired as exc:
-            raise BackendError(f"{argv[0]} did not answer in 120s") from exc
+            raise BackendUnavailable(f"{argv[0]} did not answer in 120s") from exc
         if proc.returncode != 0:
-            raise BackendError(f"{argv[0]} failed: {truncate(proc.stderr or proc.stdout or str(proc.returncode))}")
+            output = proc.stderr or proc.stdout or str(proc.returncode)
+            error = BackendUnavailable if controller_unreachable(output) else BackendError
+            raise error(f"{argv[0]} failed: {truncate(output)}")
         return proc.stdout
 
     def _squeue(self) -> list[dict[str, Any]]:
         """Every job Slurm shows, in one ``squeue --json`` call."""
         out = self._run(["squeue", "--json"])
         try:
-            jobs: list[dict[str, Any]] = json.loads(out).get("jobs", [])
-        except (json.JSONDecodeError, AttributeError) as exc:
+            jobs: list[dict[str, Any]] = safe_json.loads(out).get("jobs", [])
+        except (ValueError, AttributeError) as exc:
             raise BackendError(f"squeue --json printed something that is not JSON: {truncate(out)}") from exc
         return jobs
 
@@ -352,11 +387,16 @@ class SlurmBackend:
         return sorted((r for r in found if r is not None), key=lambda r: (r.created_at, r.name))
 
     def _load(self, name: str) -> JobRecord | None:
+        """The run's record; None when it has none — or a damaged one (a warning): the next create finds the
+        job in squeue by name (or submits it) and writes the record again."""
+        path = self.runs_dir / name / "record.json"
         try:
-            data = json.loads((self.runs_dir / name / "record.json").read_text(encoding="utf-8"))
+            return record_from_json(safe_json.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             return None
-        return JobRecord(**data)
+        except (OSError, ValueError) as exc:  # JSON, UTF-8 and shape errors are ValueErrors
+            st.warn_once(f"{path}: damaged Slurm run record ({truncate(str(exc), 120)}); skipping this run")
+            return None
 
     def _save(self, record: JobRecord) -> None:
         st.write_json(self.runs_dir / record.name / "record.json", asdict(record))

@@ -1,6 +1,6 @@
 """A declared dataset: what the ``data:`` block of an experiment's config says, as frozen values.
 
-Pure: no I/O. ``expctl.schema`` validates the user's YAML into these values.
+Pure: no I/O. ``expctl.schema_data`` validates the user's YAML into these values.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from expctl import safe_json
 from expctl.data.cache import HashCache
 from expctl.data.declare import Dataset
 from expctl.data.manifest import Item
@@ -183,7 +184,7 @@ def _records(fmt: str, entry: Entry) -> list[dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = safe_json.loads(line)
             except ValueError as exc:
                 raise DataError(f"{entry.rel}: cannot read: line {number} is not JSON ({exc})") from exc
             if not isinstance(record, dict):

@@ -9,12 +9,12 @@ message names a platform cause (eviction, preemption, OOM kill, node loss, image
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from expctl import safe_json
 from expctl.model import FailureClass, ObservedRun, Phase
 from expctl.render.common import (
     APPLIED_BY,
@@ -148,14 +148,8 @@ def observed_from(obj: Mapping[str, Any], backend: str = "kubernetes") -> Observ
         phase = Phase.CANCELLED
         finished_at = parse_time(ann.get(CANCELLED_AT))
         message = f"cancelled by {ann[CANCELLED_BY]}"
-    try:
-        overrides = tuple(json.loads(ann.get(OVERRIDES, "[]")))
-    except ValueError:
-        overrides = ()
-    try:
-        attempt = int(ann.get(ATTEMPT, "1"))
-    except ValueError:
-        attempt = 1
+    overrides = safe_json.string_list(ann.get(OVERRIDES))  # annotations can be edited by anyone: never fail
+    attempt = safe_json.integer(ann.get(ATTEMPT), 1)
     replicas, gpus = _replicas_and_gpus(kind, obj.get("spec") or {})
     return ObservedRun(
         run_key=labels.get(RUN_KEY, ""),

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from expctl import safe_json
 from expctl.model import FailureClass, ObservedRun, Phase, RunSpec, ValidationGate
 from expctl.naming import slug
 from expctl.tracking import provenance
@@ -209,8 +210,8 @@ def observed_from_run(info: Any, tags: Mapping[str, str], backend: str) -> Obser
         created_at=info.start_time / 1000 if info.start_time else None,
         finished_at=info.end_time / 1000 if info.end_time else None,
         cancelled=tags.get("expctl.cancelled") == "true", mlflow_run_id=info.run_id,
-        overrides=tuple(json.loads(tags.get("expctl.overrides", "[]"))), commit=tags.get("expctl.commit"),
-        replicas=int(tags.get("expctl.replicas", "1")), gpus=int(tags.get("expctl.gpus", "0")),
+        overrides=safe_json.string_list(tags.get("expctl.overrides")), commit=tags.get("expctl.commit"),
+        replicas=safe_json.integer(tags.get("expctl.replicas"), 1), gpus=safe_json.integer(tags.get("expctl.gpus"), 0),
         user=tags.get("expctl.author") or None, live=False, resumed_from=resumed_from(dict(tags)),
         data_digest=tags.get("expctl.data_digest"),
     )

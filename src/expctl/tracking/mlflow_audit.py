@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from expctl import audit as a
+from expctl import safe_json
 from expctl.tracking import gate as g
 
 if TYPE_CHECKING:
@@ -100,12 +101,21 @@ def _decode(run: Any) -> a.AuditRecord | None:
     tags = run.data.tags
     try:
         results = _joined(tags, RESULTS)
-        record = a.decode(json.loads(tags[HEADER]), json.loads(_joined(tags, CHANGES) or "[]"),
-                          json.loads(results) if results else None)
+        record = a.decode(safe_json.loads(tags[HEADER]), safe_json.loads(_joined(tags, CHANGES) or "[]"),
+                          safe_json.loads(results) if results else None)
     except (KeyError, ValueError, TypeError) as exc:
         log.warning("skipping unreadable audit record %s: %s", run.info.run_id, exc)
         return None
     return replace(record, state=tags.get(STATE, record.state), record_id=run.info.run_id)
+
+
+def _old_entry(text: str) -> dict[str, Any]:
+    """A one-change record of an older expctl (``expctl.audit.entry``); ``{}`` when it is damaged."""
+    try:
+        entry = safe_json.loads(text)
+    except ValueError:
+        return {}
+    return entry if isinstance(entry, dict) else {}
 
 
 def open_records(runs: Iterable[Any]) -> list[a.AuditRecord]:
@@ -125,7 +135,7 @@ def entries(store: MlflowStore, experiment: str | None, limit: int) -> list[dict
                                             order_by=["attributes.start_time DESC"], page_token=token)
             for run in page:
                 if "expctl.audit.entry" in run.data.tags:  # an older expctl: one run per change
-                    rows = [json.loads(run.data.tags["expctl.audit.entry"])]
+                    rows = [_old_entry(run.data.tags["expctl.audit.entry"])]
                 else:
                     record = _decode(run) if HEADER in run.data.tags else None
                     rows = list(reversed(a.entries(record))) if record is not None else []

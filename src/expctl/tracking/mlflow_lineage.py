@@ -6,11 +6,11 @@ checkout, long after the jobs are gone.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from expctl import safe_json
 from expctl.errors import ExpctlError, TrackingError
 from expctl.model import DATASET_ARTIFACT_DIR, VALIDATION_PREFIX
 from expctl.tracking.mlflow_store import MlflowStore
@@ -38,6 +38,15 @@ def _artifact(client: Any, run_id: str, path: str) -> str | None:
         return Path(local).read_text()
 
 
+def _manifest(text: str | None) -> dict[str, Any]:
+    """A dataset manifest artifact; ``{}`` when it is missing or damaged (lineage still shows the digest)."""
+    try:
+        manifest = safe_json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
 def lineage(store: MlflowStore, ref: str) -> dict[str, Any]:
     """Everything a registered version came from, as one JSON-ready dict."""
     name, alias, number = parse_ref(ref)
@@ -53,9 +62,11 @@ def lineage(store: MlflowStore, ref: str) -> dict[str, Any]:
                          if str(v) == str(version.version))
         tags, vtags = run.data.tags, dict(version.tags or {})
         datasets = []
-        for dataset, digest in sorted(json.loads(tags.get("expctl.datasets", "{}")).items()):
+        for dataset, digest in sorted(safe_json.string_map(tags.get("expctl.datasets")).items()):
+            if "/" in dataset or "\\" in dataset or dataset.startswith("."):  # a tag is anyone's to edit
+                continue
             text = _artifact(client, run.info.run_id, f"{DATASET_ARTIFACT_DIR}/{dataset}.json")
-            manifest = json.loads(text) if text else {}
+            manifest = _manifest(text)
             datasets.append({
                 "name": dataset, "digest": digest, "format": manifest.get("format"),
                 "items": len(manifest.get("items", [])), "splits": manifest.get("splits", {}),
@@ -70,7 +81,7 @@ def lineage(store: MlflowStore, ref: str) -> dict[str, Any]:
         "commit": tags.get("expctl.commit") or tags.get("mlflow.source.git.commit", ""),
         "spec_hash": tags.get("expctl.spec_hash", ""),
         "config": {"file": tags.get("expctl.source_file", ""),
-                   "overrides": json.loads(tags.get("expctl.overrides", "[]")),
+                   "overrides": list(safe_json.string_list(tags.get("expctl.overrides"))),
                    "params": dict(sorted(run.data.params.items()))},  # the resolved config, flattened
         "data_digest": tags.get("expctl.data_digest", ""),
         "datasets": datasets,

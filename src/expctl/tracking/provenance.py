@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from expctl import safe_json
 from expctl.model import RunSpec, ValidationGate
 
 # The experiment-kind tag of MLflow 3's UI: "custom_model_development" is its "Model training" kind.
@@ -197,8 +198,8 @@ def saved_view_state(value: str | None) -> dict[str, object] | None:
     if not value:
         return None
     try:
-        envelope = json.loads(value)
-        state = json.loads(envelope["state"])
+        envelope = safe_json.loads(value)
+        state = safe_json.loads(envelope["state"])
     except (ValueError, KeyError, TypeError):
         return None
     return state if isinstance(state, dict) else None
