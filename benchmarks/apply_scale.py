@@ -1,6 +1,7 @@
 """Apply a large sweep end to end, against plain baselines measured in the same run.
 
-    python benchmarks/apply_scale.py [--runs 1000] [--local-runs 200] [--skip-kube] [--skip-local]
+    python benchmarks/apply_scale.py [--runs 1000] [--local-runs 200] [--local-trials 3] [--skip-kube]
+                                     [--skip-local]
 
 Kubernetes: starts the project's test kube-apiserver (with the Kubeflow CRDs) and a real ``mlflow server``,
 then times ``expctl apply -y`` of an N-point PyTorchJob sweep (client QPS 50 as in issue 9, ``--qps``), counts
@@ -10,7 +11,7 @@ access log: no proxy in the measured path), the CPU seconds the servers and expc
 ``kubectl create -f`` of ``expctl render``'s output into another namespace.
 
 Local: ``expctl apply -y`` of 200 trivial runs (``python -c pass``, embedded MLflow store) against starting
-the same 200 processes in a plain loop.
+the same 200 processes in a plain loop, in 3 trials (the median ratio; the load average is printed).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import os
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -244,8 +246,19 @@ def kube(runs: int, qps: int, tmp: Path) -> None:
         cluster.stop()
 
 
-def local(runs: int, tmp: Path) -> None:
-    repo = make_repo(tmp / "local-repo", 1, f"backend: local\nlocal:\n  parallelism: {runs}\n")
+def plain_loop(runs: int) -> float:
+    """Seconds to start ``runs`` trivial processes in a plain loop and wait for them: the local anchor."""
+    started = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-c", "pass"]) for _ in range(runs)]
+    for proc in procs:
+        proc.wait()
+    return time.perf_counter() - started
+
+
+def local_trial(runs: int, tmp: Path) -> tuple[float, float, float]:
+    """(apply, no-op apply, plain loop) seconds; the loop is timed just before the apply and just after the
+    no-ops (the mean of the two), so that the three see the same machine."""
+    repo = make_repo(tmp, 1, f"backend: local\nlocal:\n  parallelism: {runs}\n")
     (repo.path / ".gitignore").write_text(".expctl/\n")
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "EXPCTL_BACKEND")}
     env["PYTHONPATH"] = str(ROOT / "src")
@@ -253,23 +266,32 @@ def local(runs: int, tmp: Path) -> None:
         expctl(repo.path, "apply", "-y", env=env)  # one run: creates the embedded store (its migrations)
         repo.write("experiments/big.yaml", SWEEP.format(n=runs + 1))
         repo.commit("the big sweep")
+        loop_before = plain_loop(runs)
         apply_s, applied = expctl(repo.path, "apply", "-y", env=env)
         assert f"Applied {runs} changes." in applied.stdout, applied.stdout[-500:]
         expctl(repo.path, "apply", "-y", env=env)  # syncs the 200 finished runs into MLflow
-        noop_s, _ = expctl(repo.path, "apply", "-y", env=env)  # the fixed cost: start, compose, observe
+        # the fixed cost (start-up, compose, observe): the median of three no-op applies
+        noop_s = statistics.median(expctl(repo.path, "apply", "-y", env=env)[0] for _ in range(3))
+        loop_after = plain_loop(runs)
     finally:
         subprocess.run([sys.executable, "-c", "import sys, pathlib; from tests.integration import e2e; "
                         "e2e.stop_jobs(pathlib.Path(sys.argv[1]))", str(repo.path)], cwd=ROOT, check=False)
-    started = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, "-c", "pass"]) for _ in range(runs)]
-    for proc in procs:
-        proc.wait()
-    loop = time.perf_counter() - started
-    print(f"Local backend, {runs} trivial runs (python -c pass), embedded MLflow store (already created):")
-    print(f"  expctl apply -y             {apply_s:8.2f} s   {runs / apply_s:7.1f} runs/s")
-    print(f"  no-op expctl apply -y       {noop_s:8.2f} s   (start-up, compose, observe: the fixed cost)")
-    print(f"  plain loop of processes     {loop:8.2f} s   ratio apply/loop = {apply_s / loop:.2f}, "
-          f"(apply - no-op)/loop = {(apply_s - noop_s) / loop:.2f}")
+    return apply_s, noop_s, (loop_before + loop_after) / 2
+
+
+def local(runs: int, tmp: Path, trials: int = 3) -> None:
+    load = os.getloadavg()[0]
+    rows = [local_trial(runs, tmp / f"local-repo-{i}") for i in range(trials)]
+    print(f"Local backend, {runs} trivial runs (python -c pass), embedded MLflow store (already created), "
+          f"{trials} trials, load average {load:.1f} -> {os.getloadavg()[0]:.1f}:")
+    for i, (apply_s, noop_s, loop) in enumerate(rows, 1):
+        print(f"  trial {i}: expctl apply -y {apply_s:6.2f} s ({runs / apply_s:5.1f} runs/s)   no-op apply "
+              f"{noop_s:5.2f} s   plain loop {loop:5.2f} s   apply/loop = {apply_s / loop:5.2f}, "
+              f"(apply - no-op)/loop = {(apply_s - noop_s) / loop:5.2f}")
+    ratio = statistics.median(a / loop for a, _, loop in rows)
+    own = statistics.median((a - n) / loop for a, n, loop in rows)
+    print(f"  median: apply/loop = {ratio:.2f}, (apply - no-op)/loop = {own:.2f}   (no-op: start-up, compose, "
+          "observe: the fixed cost; loop: the same processes started in a plain loop and waited for)")
 
 
 def main() -> None:
@@ -279,6 +301,7 @@ def main() -> None:
     parser.add_argument("--qps", type=int, default=50, help="the client QPS and burst of the apply (issue 9: 50)")
     parser.add_argument("--skip-kube", action="store_true")
     parser.add_argument("--skip-local", action="store_true")
+    parser.add_argument("--local-trials", type=int, default=3)
     parser.add_argument("--profile", help="record the Kubernetes apply with py-spy into this file (raw format)")
     args = parser.parse_args()
     PROFILE.extend([args.profile] if args.profile else [])
@@ -286,7 +309,7 @@ def main() -> None:
         if not args.skip_kube:
             kube(args.runs, args.qps, Path(tmp))
         if not args.skip_local:
-            local(args.local_runs, Path(tmp))
+            local(args.local_runs, Path(tmp), args.local_trials)
 
 
 if __name__ == "__main__":

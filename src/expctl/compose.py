@@ -79,7 +79,6 @@ class BlockedResolver(Exception):
         self.name = name
 
 
-
 def simple_element_value(element: str, group: bool) -> Any:
     """The value of a sweep element ``key=value`` when ``value`` is a plain int or word (see ``_SIMPLE_INT``),
     as Hydra's parser would give it (``value()``, or ``get_value_string()`` for a group); None otherwise."""
@@ -91,6 +90,7 @@ def simple_element_value(element: str, group: bool) -> Any:
     if _SIMPLE_ID.fullmatch(text) and text.lower() not in _KEYWORDS:
         return text
     return None
+
 
 def _blocked(name: str) -> Any:
     def resolver(*_args: Any) -> Any:

@@ -57,6 +57,11 @@ class Workspace:
         if uri:
             return uri
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        return self.embedded_uri
+
+    @property
+    def embedded_uri(self) -> str:
+        """The tracking URI of the embedded store, when no other is configured."""
         return f"sqlite:///{self.state_dir / 'mlflow.db'}"
 
     def open_backend(self, name: str, settings: Settings) -> Backend:
@@ -70,9 +75,10 @@ class Workspace:
         from expctl.tracking.provenance import public_repo_url, repository_label
 
         remote = source.remote_url(self.repo)  # runs name their source: the public remote, else the directory
-        store = MlflowStore(self.resolve_tracking_uri(settings), backend_name,
+        uri = self.resolve_tracking_uri(settings)
+        store = MlflowStore(uri, backend_name,
                             artifact_root=self.state_dir / "mlartifacts",
                             repository=repository_label(remote, self.repo.resolve().name),
-                            repo_url=public_repo_url(remote))
+                            repo_url=public_repo_url(remote), embedded=uri == self.embedded_uri)
         store.log_tail_bytes = settings.logs.tail_bytes
         return store

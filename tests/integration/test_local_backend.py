@@ -328,3 +328,103 @@ def test_judge(ended: dict[str, Any], running: set[str], phase: Phase, failure: 
 
     verdict = judge(ended, running)
     assert (verdict.phase, verdict.failure, verdict.message) == (phase, failure, message)
+
+
+class ReadCounter:
+    """Counts which runs' ``state.json`` the backend reads (wraps the real ``local_state.load``)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from expctl.backends import local_state
+
+        self.reads: list[str] = []
+        real = local_state.load
+
+        def counting(run_dir: Path) -> Any:
+            self.reads.append(Path(run_dir).name)
+            return real(run_dir)
+
+        monkeypatch.setattr(local_state, "load", counting)
+
+    def take(self) -> list[str]:
+        reads, self.reads = self.reads, []
+        return reads
+
+
+def test_create_reads_no_other_runs_state(driver: LocalDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Creating a run costs the same with 1 or 100 runs: it reads its own state only (no quadratic apply)."""
+    backend = LocalBackend(driver.state_dir, driver.repo.path, parallelism=100)
+    launches = [driver.launch("succeed", experiment=f"e{i}") for i in range(12)]
+    counter = ReadCounter(monkeypatch)
+    backend.observe()
+    for launch in launches:
+        counter.take()
+        backend.create(launch)
+        assert counter.take() == [launch.name]
+    backend.create(launches[0])  # idempotent: still one object, and still only its own state read
+    assert counter.take() == [launches[0].name]
+    runs = backend.observe()
+    assert sorted(r.name for r in runs) == sorted(x.name for x in launches)
+    assert all(r.phase in (Phase.RUNNING, Phase.SUCCEEDED) for r in runs)
+
+
+def test_a_create_after_another_holder_of_the_lock_reads_every_run(driver: LocalDriver,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two backends on one state (two expctl processes): once the other one took the lock, a create reads
+    every run again, so parallelism holds across them."""
+    first = LocalBackend(driver.state_dir, driver.repo.path, parallelism=1)
+    second = LocalBackend(driver.state_dir, driver.repo.path, parallelism=1)
+    a, b, c = (driver.launch("run", experiment=name) for name in ("a", "b", "c"))
+    counter = ReadCounter(monkeypatch)
+    first.create(a)
+    second.create(b)  # its table was never filled: it reads every run, sees a running, queues b
+    counter.take()
+    first.create(c)  # the second backend held the lock since: the first one's table is stale
+    assert set(counter.take()) >= {a.name, b.name, c.name}
+    phases = {r.name: r.phase for r in first.observe()}
+    assert phases == {a.name: Phase.RUNNING, b.name: Phase.PENDING, c.name: Phase.PENDING}
+    for launch in (a, b, c):
+        first.delete(launch.name)
+
+
+def test_concurrent_creates_from_threads_start_each_run_once(driver: LocalDriver) -> None:
+    """An apply's pool creates from several threads, some of them the same run twice: every run gets exactly
+    one process, and never more than ``parallelism`` run at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    backend = LocalBackend(driver.state_dir, driver.repo.path, parallelism=3)
+    launches = [driver.launch("sleep 0.2", experiment=f"t{i}") for i in range(12)]
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(backend.create, launches + launches[:6]))
+    deadline = time.monotonic() + 60
+    runs = backend.observe()
+    while not all(r.phase.finished for r in runs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        runs = backend.observe()
+    assert sorted(r.name for r in runs) == sorted(x.name for x in launches)
+    assert all(r.phase is Phase.SUCCEEDED for r in runs)
+    states = [s for r in runs if (s := load(driver.state_dir / "runs" / r.name))]
+    assert all(len(s.processes) == 1 for s in states)
+    for state in states:  # at any run's start, at most parallelism - 1 others were running
+        assert state.started_at is not None
+        overlapping = [o for o in states if o is not state and o.started_at is not None and o.finished_at
+                       and o.started_at <= state.started_at < o.finished_at]
+        assert len(overlapping) < backend.parallelism
+
+
+def test_the_job_gets_default_signal_dispositions(backend: LocalBackend, driver: LocalDriver) -> None:
+    """The replica's wrapper is Python, which ignores SIGPIPE: the job must not inherit that."""
+    launch = driver.launch("sigs", command=("sh", "-c", "grep SigIgn /proc/self/status"))
+    backend.create(launch)
+    wait_for(backend, launch.name, lambda r: r.phase.finished)
+    ignored = int(list(backend.logs(launch.name))[-1].split()[1], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1))
+    assert not ignored & (1 << (signal.SIGXFSZ - 1))
+
+
+def test_a_command_that_does_not_exist_fails_the_run_as_code(backend: LocalBackend, driver: LocalDriver) -> None:
+    launch = driver.launch("missing", command=("no-such-command-expctl",))
+    backend.create(launch)
+    run = wait_for(backend, launch.name, lambda r: r.phase.finished)
+    assert run.phase is Phase.FAILED and run.failure is FailureClass.CODE
+    assert "exited with code 127" in run.message
+    assert any("cannot start 'no-such-command-expctl'" in line for line in backend.logs(launch.name))

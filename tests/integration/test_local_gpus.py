@@ -95,3 +95,26 @@ def _env() -> dict[str, str]:
     import os
 
     return {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+
+
+def test_a_create_starts_a_gpu_run_whose_gpus_a_finished_run_freed(git_repo: GitRepo,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """No observe in between: the create that follows finds the finished run (its exit file) and starts the
+    waiting one, as a full read of every run would."""
+    import time
+
+    monkeypatch.delenv("EXPCTL_LOCAL_GPUS", raising=False)
+    driver = LocalDriver(git_repo.path / ".expctl", git_repo, parallelism=4)
+    backend = LocalBackend(driver.state_dir, git_repo.path, parallelism=4, gpus=1)
+    first, second = (driver.launch("succeed", experiment=name, resources=Resources(gpus=1))
+                     for name in ("first", "second"))
+    backend.create(first)
+    backend.create(second)
+    assert {r.name: r.phase for r in backend.observe()}[second.name] is Phase.PENDING
+    deadline = time.monotonic() + 30
+    while not (driver.state_dir / "runs" / first.name / "node-0.exit").exists():
+        assert time.monotonic() < deadline, "the first run did not end"
+        time.sleep(0.05)
+    backend.create(driver.launch("succeed", experiment="cpu"))
+    state = load(driver.state_dir / "runs" / second.name)
+    assert state is not None and state.status != "queued"

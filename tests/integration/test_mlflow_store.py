@@ -32,7 +32,7 @@ def observed(spec: RunSpec, ref: TrackingRef, phase: Phase, attempt: int = 1, **
 
 @pytest.fixture
 def sqlite_store(tmp_path: Path) -> MlflowStore:
-    return MlflowStore(default_tracking_uri(tmp_path / ".expctl", explicit=None), "local")
+    return MlflowStore(default_tracking_uri(tmp_path / ".expctl", explicit=None), "local", embedded=True)
 
 
 @pytest.fixture(params=["sqlite", "server"])
@@ -284,6 +284,39 @@ def test_artifact_root_applies_to_embedded_stores_only(tmp_path: Path) -> None:
     embedded = MlflowStore(f"sqlite:///{tmp_path / 'mlflow.db'}", "local", artifact_root=tmp_path / "arts")
     assert embedded.artifact_root == (tmp_path / "arts").resolve().as_uri()
     assert MlflowStore("http://127.0.0.1:1", "local", artifact_root=tmp_path / "arts").artifact_root is None
+
+
+def test_embedded_store_writes_through_a_write_ahead_log(tmp_path: Path) -> None:
+    """expctl's own sqlite file gets WAL (kept in the file) and synchronous=NORMAL on every connection this
+    process opens to it; a sqlite store the user named is left with sqlite's defaults."""
+    import sqlite3
+
+    import sqlalchemy
+
+    embedded_db, users_db = tmp_path / ".expctl" / "mlflow.db", tmp_path / "users.db"
+    MlflowStore(f"sqlite:///{embedded_db}", "local", embedded=True).check()
+    MlflowStore(f"sqlite:///{users_db}", "local").check()
+    with sqlite3.connect(embedded_db) as plain:
+        assert plain.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with sqlite3.connect(users_db) as plain:
+        assert plain.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    for db, level in ((embedded_db, 1), (users_db, 2)):  # 1 = NORMAL, 2 = FULL (the default)
+        engine = sqlalchemy.create_engine(f"sqlite:///{db}")
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == level
+        engine.dispose()
+
+
+def test_the_workspace_marks_only_its_default_store_as_embedded(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from expctl.schema import Settings
+    from expctl.workspace import Workspace
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    tracker = Workspace(tmp_path).open_tracker(Settings(), "local")
+    assert isinstance(tracker, MlflowStore) and tracker.embedded
+    named = Workspace(tmp_path, tracking_uri=f"sqlite:///{tmp_path / 'other.db'}").open_tracker(Settings(), "local")
+    assert isinstance(named, MlflowStore) and not named.embedded
 
 
 class RacingStore(MlflowStore):

@@ -16,9 +16,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from filelock import FileLock
 from expctl.backends import local_gpus as gpu
 from expctl.backends import local_state as st
 from expctl.backends.local_state import Proc, RunState
+from expctl.backends.local_table import RunTable
 from expctl.backends.worktrees import Worktrees
 from expctl.crash import crash_point
 from expctl.errors import BackendError
@@ -35,28 +37,30 @@ from expctl.locking import state_lock
 from expctl.model import FailureClass, JobKind, Launch, ObservedRun, Phase
 
 # Runs one replica and records how it ended in <exit file>, atomically, before exiting with the same code.
+# It starts with ``-I -S`` and imports nothing beyond the interpreter's built-in modules (no ``subprocess``,
+# no ``json``): its start-up is most of what a local run costs beyond the job's own process.
 _WRAPPER = r"""
-import json, os, signal, subprocess, sys, time
+import os, signal, sys, time
 exit_path, argv = sys.argv[1], sys.argv[2:]
 try:
-    child = subprocess.Popen(argv)
+    child = os.posix_spawnp(argv[0], argv, os.environ, setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
 except OSError as exc:
     print(f"expctl: cannot start {argv[0]!r}: {exc}", flush=True)
     code = 127
 else:
     def forward(signum, frame):
         try:
-            child.send_signal(signum)
+            os.kill(child, signum)
         except ProcessLookupError:
             pass
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, forward)
-    code = child.wait()
+    code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
 tmp = exit_path + ".tmp"
-with open(tmp, "w") as fh:
-    json.dump({"returncode": code, "finished_at": time.time()}, fh)
-    fh.flush()
-    os.fsync(fh.fileno())
+fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+os.write(fd, ('{"returncode": %d, "finished_at": %r}' % (code, time.time())).encode())
+os.fsync(fd)
+os.close(fd)
 os.replace(tmp, exit_path)
 sys.exit(code if code >= 0 else 128 - code)
 """
@@ -113,6 +117,9 @@ class LocalBackend:
             raise BackendError(f"{self.runs_dir}: cannot create the local state directory: {exc.strerror}") from exc
         self.worktrees = Worktrees(self.repo, self.state_dir / "worktrees")
         self._lock = FileLock(str(self.state_dir / "local.lock"), timeout=120)
+        # the apply's pool threads queue here, not by polling the file lock
+        self._thread_lock = threading.RLock()
+        self._table = RunTable(self.state_dir / "local.epoch")  # what create() schedules from (local_table)
         self.gpus_declared = gpus  # ``local.gpus`` of expctl.yaml; EXPCTL_LOCAL_GPUS wins (see local_gpus)
         self._gpu_inventory: tuple[str, ...] | None = None
         self._gpu_looked_up = False
@@ -127,24 +134,45 @@ class LocalBackend:
 
     def create(self, launch: Launch) -> None:
         run_dir = self.runs_dir / launch.name
-        with self._locked():
-            try:
-                existing = st.load(run_dir)
-            except st.StateUnreadable as exc:  # rebuilt from the launch; the damaged files are kept aside
-                st.warn_once(f"{exc.message}; moved to {st.quarantine(run_dir)}")
-                existing = None
-            if existing is not None:
-                if existing.spec_hash == launch.spec.spec_hash:
-                    self._advance()
-                    return
-                raise BackendError(
-                    f"{launch.name} already exists with spec hash {existing.spec_hash[:12]}, "
-                    f"not {launch.spec.spec_hash[:12]}: delete it first"
-                )
-            st.write_json(run_dir / "config.json", dict(launch.spec.config))
-            crash_point("before-local-state")
-            st.save(run_dir, self._new_state(launch, run_dir))
-            self._advance()
+        state = self._new_state(launch, run_dir)
+        # Its config and queued state are synced to disk before taking the lock (in parallel with the other
+        # creates of an apply); under the lock they are only renamed into place.
+        staged = self._stage(launch, state)
+        try:
+            with self._locked():
+                try:
+                    existing = st.load(run_dir)
+                except st.StateUnreadable as exc:  # rebuilt from the launch; the damaged files are kept aside
+                    st.warn_once(f"{exc.message}; moved to {st.quarantine(run_dir)}")
+                    existing, staged = None, self._stage(launch, state)  # the staged files moved aside too
+                if existing is not None:
+                    if existing.spec_hash == launch.spec.spec_hash:
+                        self._schedule()
+                        return
+                    raise BackendError(
+                        f"{launch.name} already exists with spec hash {existing.spec_hash[:12]}, "
+                        f"not {launch.spec.spec_hash[:12]}: delete it first"
+                    )
+                os.replace(staged[0], run_dir / "config.json")
+                crash_point("before-local-state")
+                os.replace(staged[1], run_dir / "state.json")
+                if self._table.valid:
+                    self._table.note(state)
+                self._schedule()
+        finally:
+            for path in staged:
+                path.unlink(missing_ok=True)
+
+    def _stage(self, launch: Launch, state: RunState) -> tuple[Path, Path]:
+        run_dir = self.runs_dir / launch.name
+        config: Path | None = None
+        try:
+            config = st.stage_json(run_dir / "config.json", dict(launch.spec.config))
+            return config, st.stage(run_dir, state)
+        except OSError as exc:
+            if config is not None:
+                config.unlink(missing_ok=True)
+            raise BackendError(f"{run_dir}: cannot write the run's state: {exc.strerror or exc}") from exc
 
     def delete(self, name: str) -> None:
         run_dir = self.runs_dir / name
@@ -188,8 +216,15 @@ class LocalBackend:
 
     # -- state machine ---------------------------------------------------------------------------------
 
-    def _locked(self) -> AbstractContextManager[None]:
-        return state_lock(self._lock, self.state_dir, "local backend")
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self._thread_lock, state_lock(self._lock, self.state_dir, "local backend"):
+            self._table.claim()
+            try:
+                yield
+            except BaseException:
+                self._table.invalidate()  # a write may have failed half-way: read everything next time
+                raise
 
     def _new_state(self, launch: Launch, run_dir: Path) -> RunState:
         spec = launch.spec
@@ -219,24 +254,65 @@ class LocalBackend:
         return sorted((s for s in states if s is not None), key=lambda s: (s.created_at, s.name))
 
     def _advance(self) -> list[RunState]:
-        """Refresh started runs, start queued runs while slots are free, drop unneeded checkouts."""
+        """Read every run: refresh started runs, start queued runs while slots are free, drop unneeded
+        checkouts; the table is filled from what was read."""
         states = self._load_all()
         for state in states:
             if state.status == st.STARTED:
                 self._refresh(state)
-        busy = sum(1 for s in states if s.status == st.STARTED)
-        self._waiting = {}
-        gpu_blocked = False  # a GPU run that does not fit keeps later GPU runs waiting too (no starvation)
-        for state in states:
-            if state.status == st.QUEUED and busy < self.parallelism:
-                devices = self._gpus_for(state, states, gpu_blocked)
-                if devices is None:
-                    gpu_blocked = gpu_blocked or state.status == st.QUEUED
-                    continue
-                self._start(state, devices)
-                busy += 1
-        self.worktrees.collect({s.commit for s in states if s.status != st.FINISHED})
+        self._start_queued([s for s in states if s.status == st.STARTED],
+                           [s for s in states if s.status == st.QUEUED])
+        removed = self.worktrees.collect({s.commit for s in states if s.status != st.FINISHED})
+        self._table.fill(states)
+        self._table.checkouts.difference_update(removed)
         return states
+
+    def _schedule(self) -> None:
+        """Start queued runs while slots are free, from the table (no other run's state is read; the started
+        ones are refreshed only when every slot looks taken, or a run waits for GPUs one of them may have
+        freed), or by reading every run when the table is not valid."""
+        table = self._table
+        if not table.valid:
+            self._advance()
+            return
+        if table.queued and len(table.started) >= self.parallelism:
+            self._refresh_table()
+        self._start_from_table()
+        if self._waiting and table.started:
+            self._refresh_table()
+            self._start_from_table()
+
+    def _refresh_table(self) -> None:
+        for state in list(self._table.started.values()):
+            self._refresh(state)
+            self._table.note(state)
+
+    def _start_from_table(self) -> None:
+        table = self._table
+        for state in self._start_queued(list(table.started.values()), list(table.queued.values())):
+            table.note(state)
+
+    def _start_queued(self, running: list[RunState], queued: list[RunState]) -> list[RunState]:
+        """Start ``queued`` runs (in start order) while fewer than ``parallelism`` run; returns the runs whose
+        state changed (started, or failed to start)."""
+        self._waiting = {}
+        running = list(running)
+        changed: list[RunState] = []
+        gpu_blocked = False  # a GPU run that does not fit keeps later GPU runs waiting too (no starvation)
+        for state in queued:
+            if len(running) >= self.parallelism:
+                break
+            devices = self._gpus_for(state, running, gpu_blocked)
+            if devices is None:
+                gpu_blocked = gpu_blocked or state.status == st.QUEUED
+                if state.status != st.QUEUED:
+                    changed.append(state)
+                continue
+            self._start(state, devices)
+            changed.append(state)
+            if state.status == st.STARTED:
+                running.append(state)
+        return changed
 
     def _refresh(self, state: RunState) -> None:
         run_dir = self.runs_dir / state.name
@@ -272,9 +348,9 @@ class LocalBackend:
             self._gpu_inventory, self._gpu_looked_up = gpu.machine_inventory(self.gpus_declared), True
         return self._gpu_inventory
 
-    def _gpus_for(self, state: RunState, states: list[RunState], blocked: bool) -> list[list[str]] | None:
+    def _gpus_for(self, state: RunState, running: list[RunState], blocked: bool) -> list[list[str]] | None:
         """Each replica's devices, or None when the run must wait (or can never fit: then it failed)."""
-        in_use = {d for s in states if s.status == st.STARTED for group in s.gpu_devices for d in group}
+        in_use = {d for s in running for group in s.gpu_devices for d in group}
         where = gpu.place(self._inventory(), len(replica_names(state.kind, state.replicas)), state.gpus, in_use,
                           blocked)
         if where.impossible:
@@ -288,7 +364,7 @@ class LocalBackend:
     def _start(self, state: RunState, devices: list[list[str]] | None = None) -> None:
         run_dir = self.runs_dir / state.name
         try:
-            checkout = self.worktrees.ensure(state.commit)
+            checkout = self._checkout(state.commit)
         except BackendError as exc:
             state.status, state.phase = st.FINISHED, Phase.FAILED.value
             state.failure = FailureClass.CODE.value
@@ -301,8 +377,10 @@ class LocalBackend:
         state.master_port = ports[0]
         managed_gpus = self._inventory() is not None
         state.gpu_devices = devices if devices is not None and managed_gpus else []
-        # Saved before spawning: a crash from here on reads as "start was interrupted", never as a rerun.
-        st.save(run_dir, state)
+        # Saved before spawning: a crash from here on reads as "start was interrupted", never as a rerun. The
+        # saves of a start are not synced to disk: the processes they record do not outlive a power loss
+        # either, and the run's creation (its config and queued state) was synced by create().
+        st.save(run_dir, state, durable=False)
         command = _resolve_command(state.command)
         boot = st.boot_id()
         for index, replica in enumerate(names):
@@ -312,7 +390,7 @@ class LocalBackend:
             try:
                 with open(run_dir / f"{replica}.log", "ab") as log:
                     proc = subprocess.Popen(
-                        [sys.executable, "-c", _WRAPPER, str(run_dir / f"{replica}.exit"), *command],
+                        [sys.executable, "-I", "-S", "-c", _WRAPPER, str(run_dir / f"{replica}.exit"), *command],
                         cwd=checkout,
                         env=env,
                         stdin=subprocess.DEVNULL,
@@ -329,11 +407,20 @@ class LocalBackend:
                 return
             _children.append(proc)
             state.processes.append(Proc(replica, proc.pid, st.start_ticks(proc.pid), boot))
-            st.save(run_dir, state)
+            st.save(run_dir, state, durable=False)
             crash_point("replica-started")
             if os.environ.get("EXPCTL_TEST_CRASH_AT") == f"after-replica:{index + 1}":  # test hook: apply.crash_point
                 os.kill(os.getpid(), signal.SIGKILL)
         _children[:] = [p for p in _children if p.poll() is None]
+
+    def _checkout(self, commit: str) -> Path:
+        """The commit's checkout; verified with git once while the table is valid (no one else could have
+        removed it since)."""
+        if self._table.valid and commit in self._table.checkouts:
+            return self.worktrees.path(commit)
+        checkout = self.worktrees.ensure(commit)
+        self._table.checkouts.add(commit)
+        return checkout
 
     def _stop(self, state: RunState) -> None:
         """SIGTERM every replica's process group, then SIGKILL what is left after a grace period."""

@@ -11,6 +11,7 @@ observed as an infrastructure failure instead of running forever.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -94,23 +95,40 @@ class StateUnreadable(BackendError):
     """A run's ``state.json`` is truncated, corrupt, foreign or unreadable: that one run is skipped."""
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON atomically: a reader sees the old file or the new one, never half of one."""
+def write_json(path: Path, data: Any, durable: bool = True) -> None:
+    """Write ``data`` as JSON atomically: a reader sees the old file or the new one, never half of one (even
+    if the writer is killed). ``durable``: on disk before returning (survives a power loss, costs a sync)."""
+    os.replace(_written(path, data, durable), path)
+
+
+def stage_json(path: Path, data: Any) -> Path:
+    """The slow half of a durable ``write_json``, done before taking a lock: ``data`` written and synced to a
+    temporary file beside ``path``; ``os.replace(staged, path)`` under the lock puts it in place."""
+    return _written(path, data, durable=True)
+
+
+def _written(path: Path, data: Any, durable: bool) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return Path(tmp)
 
 
-def save(run_dir: Path, state: RunState) -> None:
-    write_json(run_dir / "state.json", asdict(state))
+def save(run_dir: Path, state: RunState, durable: bool = True) -> None:
+    write_json(run_dir / "state.json", asdict(state), durable)
+
+
+def stage(run_dir: Path, state: RunState) -> Path:
+    """``stage_json`` of the run's state."""
+    return stage_json(run_dir / "state.json", asdict(state))
 
 
 def load(run_dir: Path) -> RunState | None:
@@ -167,7 +185,9 @@ def read_exit(path: Path) -> dict[str, Any] | None:
     return data
 
 
+@functools.cache
 def boot_id() -> str | None:
+    """This boot's id (it cannot change while this process lives: read once)."""
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:

@@ -57,8 +57,10 @@ class MlflowStore(KeptLogs, Checkpoints):
     """The Tracker of expctl on one MLflow tracking URI, for the runs of one backend."""
 
     def __init__(self, tracking_uri: str, backend_name: str, artifact_root: str | Path | None = None,
-                 repository: str | None = None, repo_url: str | None = None) -> None:
+                 repository: str | None = None, repo_url: str | None = None, embedded: bool = False) -> None:
         self.tracking_uri = tracking_uri
+        # expctl's own sqlite file (``.expctl/mlflow.db``): opened with a write-ahead log (mlflow_sqlite)
+        self.embedded = embedded and tracking_uri.startswith("sqlite:///")
         # What runs name as their source: the repository (public remote URL or directory name) and remote.
         self.repository, self.repo_url = repository, repo_url
         self.backend_name = backend_name
@@ -101,6 +103,10 @@ class MlflowStore(KeptLogs, Checkpoints):
             with self._calling("connect"):
                 from mlflow import MlflowClient
 
+                if self.embedded:
+                    from expctl.tracking import mlflow_sqlite
+
+                    mlflow_sqlite.tune(Path(self.tracking_uri[len("sqlite:///") :]))
                 if self.tracking_uri.startswith("sqlite:///"):
                     # Two processes opening a new embedded store at once would both create its tables (one
                     # fails: "table runs already exists"): creating the client, which creates them, is serialised.

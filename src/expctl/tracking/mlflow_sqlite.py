@@ -1,0 +1,48 @@
+"""The embedded MLflow store's sqlite settings: a write-ahead log, and no disk sync per commit.
+
+MLflow opens a sqlite store through SQLAlchemy with sqlite's defaults: a rollback journal and
+``synchronous=FULL``, so each commit (two per new run) syncs the disk several times. The embedded store
+(``.expctl/mlflow.db``) is expctl's own file, so expctl sets what sqlite recommends for such a store on every
+connection this process opens to it: ``journal_mode=WAL`` (kept in the file: readers, such as ``expctl ui``'s
+server, and the writer do not block each other) and ``synchronous=NORMAL`` (a commit survives the death of
+the process; a power loss may lose the last commits but never corrupts the file). A store that expctl did
+not create (a tracking server, a sqlite URI given by the user) is left as it is.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+_embedded: set[str] = set()  # resolved paths of the embedded stores opened by this process
+_lock = threading.Lock()
+_listening = False
+
+
+def tune(db_path: Path) -> None:
+    """Every SQLAlchemy connection opened from now on to ``db_path`` gets the pragmas (see the module)."""
+    global _listening
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    with _lock:
+        _embedded.add(str(db_path.resolve()))
+        if not _listening:
+            event.listen(Engine, "connect", on_connect)
+            _listening = True
+
+
+def on_connect(dbapi_connection: Any, _record: Any) -> None:
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    files = {str(row[2]) for row in dbapi_connection.execute("PRAGMA database_list").fetchall() if row[2]}
+    if not files & _embedded:
+        return
+    try:
+        dbapi_connection.execute("PRAGMA journal_mode=WAL").fetchall()
+    except sqlite3.OperationalError:  # another process holds the file right now: a later connection switches it
+        pass
+    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
