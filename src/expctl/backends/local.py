@@ -13,9 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,74 +23,17 @@ from typing import Any
 from filelock import FileLock
 
 from expctl.backends import local_gpus as gpu
+from expctl.backends import local_procs as procs
 from expctl.backends import local_state as st
+from expctl.backends.local_logs import follow_lines
 from expctl.backends.local_state import Proc, RunState
 from expctl.backends.local_table import RunTable
 from expctl.backends.worktrees import Worktrees
 from expctl.crash import crash_point
 from expctl.errors import BackendError
-from expctl.jobenv import DATA_DIGEST_ENV, job_env, replica_env, replica_names
+from expctl.jobenv import DATA_DIGEST_ENV, job_env, replica_names
 from expctl.locking import state_lock
 from expctl.model import FailureClass, JobKind, Launch, ObservedRun, Phase
-
-# Runs one replica and records how it ended in <exit file>, atomically, before exiting with the same code.
-# It starts with ``-I -S`` and imports nothing beyond the interpreter's built-in modules (no ``subprocess``,
-# no ``json``): its start-up is most of what a local run costs beyond the job's own process.
-_WRAPPER = r"""
-import os, signal, sys, time
-exit_path, argv = sys.argv[1], sys.argv[2:]
-try:
-    child = os.posix_spawnp(argv[0], argv, os.environ, setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
-except OSError as exc:
-    print(f"expctl: cannot start {argv[0]!r}: {exc}", flush=True)
-    code = 127
-else:
-    def forward(signum, frame):
-        try:
-            os.kill(child, signum)
-        except ProcessLookupError:
-            pass
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(s, forward)
-    code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
-tmp = exit_path + ".tmp"
-fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-os.write(fd, ('{"returncode": %d, "finished_at": %r}' % (code, time.time())).encode())
-os.fsync(fd)
-os.close(fd)
-os.replace(tmp, exit_path)
-sys.exit(code if code >= 0 else 128 - code)
-"""
-
-_STOP_GRACE_SECONDS = 5.0
-_children: list[subprocess.Popen[bytes]] = []  # kept so that Python reaps them; the state file is the truth
-
-
-def topology_env(kind: str, names: list[str], index: int, ports: list[int]) -> dict[str, str]:
-    """The distributed-training environment of replica ``index`` (ports[0] is the master's port)."""
-    tf = [f"127.0.0.1:{port}" for port in ports[1:]] if kind == JobKind.TF else []
-    return replica_env(kind, names, index, "127.0.0.1", ports[0], tf_addresses=tf)
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports free on 127.0.0.1 right now."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def _resolve_command(command: list[str]) -> list[str]:
-    """``python`` in a job's command means the interpreter expctl runs on (the local "image")."""
-    if command and command[0] in ("python", "python3"):
-        return [sys.executable, *command[1:]]
-    return command
 
 
 def open_local(settings: Any, repo: Path, state_dir: Path) -> LocalBackend:
@@ -207,7 +147,8 @@ class LocalBackend:
         if replica is not None and replica not in names:
             raise BackendError(f"{name} has no replica {replica!r} (replicas: {', '.join(names)})")
         chosen = [replica] if replica is not None else names
-        return self._lines(name, chosen, prefix=len(chosen) > 1, follow=follow)
+        return follow_lines(self.runs_dir / name, chosen, prefix=len(chosen) > 1, follow=follow,
+                            start_queued=self.observe)
 
     def replicas(self, name: str) -> list[str]:
         """The run's replica names (what ``logs(name, replica=...)`` accepts); none for an unknown run."""
@@ -372,7 +313,7 @@ class LocalBackend:
             st.save(run_dir, state)
             return
         names = replica_names(state.kind, state.replicas)
-        ports = free_ports(1 + (len(names) if state.kind == JobKind.TF else 0))
+        ports = procs.free_ports(1 + (len(names) if state.kind == JobKind.TF else 0))
         state.status, state.phase, state.started_at = st.STARTED, Phase.RUNNING.value, time.time()
         state.master_port = ports[0]
         managed_gpus = self._inventory() is not None
@@ -381,23 +322,14 @@ class LocalBackend:
         # saves of a start are not synced to disk: the processes they record do not outlive a power loss
         # either, and the run's creation (its config and queued state) was synced by create().
         st.save(run_dir, state, durable=False)
-        command = _resolve_command(state.command)
+        command = procs.resolve_command(state.command)
         boot = st.boot_id()
         for index, replica in enumerate(names):
-            env = {**os.environ, **state.env, **topology_env(state.kind, names, index, ports)}
+            env = {**os.environ, **state.env, **procs.topology_env(state.kind, names, index, ports)}
             if managed_gpus:  # exactly this replica's GPUs (none for a CPU-only run)
                 env.update(gpu.visible_devices(state.gpu_devices[index] if state.gpu_devices else []))
             try:
-                with open(run_dir / f"{replica}.log", "ab") as log:
-                    proc = subprocess.Popen(
-                        [sys.executable, "-I", "-S", "-c", _WRAPPER, str(run_dir / f"{replica}.exit"), *command],
-                        cwd=checkout,
-                        env=env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
+                pid = procs.spawn_replica(run_dir, replica, command, checkout, env)
             except OSError as exc:  # fork failed, too many processes, disk full: the machine, not the code
                 self._stop(state)
                 state.status, state.phase = st.FINISHED, Phase.FAILED.value
@@ -405,13 +337,12 @@ class LocalBackend:
                 state.message, state.finished_at = f"cannot start {replica}: {exc}", time.time()
                 st.save(run_dir, state)
                 return
-            _children.append(proc)
-            state.processes.append(Proc(replica, proc.pid, st.start_ticks(proc.pid), boot))
+            state.processes.append(Proc(replica, pid, st.start_ticks(pid), boot))
             st.save(run_dir, state, durable=False)
             crash_point("replica-started")
             if os.environ.get("EXPCTL_TEST_CRASH_AT") == f"after-replica:{index + 1}":  # test hook: apply.crash_point
                 os.kill(os.getpid(), signal.SIGKILL)
-        _children[:] = [p for p in _children if p.poll() is None]
+        procs.reap()
 
     def _checkout(self, commit: str) -> Path:
         """The commit's checkout; verified with git once while the table is valid (no one else could have
@@ -423,19 +354,7 @@ class LocalBackend:
         return checkout
 
     def _stop(self, state: RunState) -> None:
-        """SIGTERM every replica's process group, then SIGKILL what is left after a grace period."""
-        procs = [p for p in state.processes if st.alive(p)]
-        for proc in procs:
-            st.kill_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + _STOP_GRACE_SECONDS
-        while procs and time.monotonic() < deadline:
-            for child in _children:
-                child.poll()
-            procs = [p for p in procs if st.alive(p)]
-            if procs:
-                time.sleep(0.05)
-        for proc in procs:
-            st.kill_group(proc, signal.SIGKILL)
+        procs.stop(state)
 
     def _observed(self, state: RunState) -> ObservedRun:
         phase = Phase(state.phase)
@@ -466,27 +385,3 @@ class LocalBackend:
             live=True,
             data_digest=state.env.get(DATA_DIGEST_ENV),
         )
-
-    # -- logs ------------------------------------------------------------------------------------------
-
-    def _lines(self, name: str, replicas: list[str], prefix: bool, follow: bool) -> Iterator[str]:
-        run_dir = self.runs_dir / name
-        offsets = dict.fromkeys(replicas, 0)
-        last_observe = time.monotonic()
-        while True:
-            # Decide "final" before reading: once no replica can write, one more read gets everything.
-            state = st.load(run_dir) if follow else None
-            final = state is None or not st.may_write(state)
-            progressed = False
-            for replica in replicas:
-                offsets[replica], lines = st.read_new_lines(run_dir / f"{replica}.log", offsets[replica], final)
-                for line in lines:
-                    progressed = True
-                    yield f"[{replica}] {line}" if prefix else line
-            if final or state is None:
-                return
-            if not progressed:
-                if state.status == st.QUEUED and time.monotonic() - last_observe > 2.0:
-                    self.observe()  # no daemon: following a queued run is what starts it
-                    last_observe = time.monotonic()
-                time.sleep(0.2)
