@@ -150,11 +150,17 @@ def test_wait_outlives_a_short_tracking_outage(tmp_path: Path, proxy: FaultProxy
     repo = minimal_repo(tmp_path / "repo", {f"experiments/{name}.yaml": slow, ".gitignore": ".expctl/\n"})
     runs = repo.path / ".expctl" / "runs"
 
+    def waiting() -> bool:
+        """The apply is in its wait loop: its audit record was closed (runs/update), then it observed again."""
+        paths = [path for method, path, _ in list(proxy.seen) if method == "POST"]
+        closed = [i for i, path in enumerate(paths) if path.endswith("/runs/update")]
+        return bool(closed) and any(path.endswith("/runs/search") for path in paths[closed[0] + 1:])
+
     def outage() -> None:
         deadline = time.monotonic() + 120
-        while len(e2e.run_states(repo.path)) < 4 and time.monotonic() < deadline:
-            time.sleep(0.1)  # every run launched: the apply is waiting now
-        proxy.stop()
+        while not waiting() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proxy.stop()  # the runs sleep 8 s: several of the wait loop's observes fall in the outage
         time.sleep(4)
         proxy.start()
 
