@@ -122,7 +122,12 @@ def test_a_persistent_5xx_is_an_unavailable_server(seeded: tuple[str, str], faul
      "unexpected answer"),
     (Rule("POST", "experiments/search", "status", times=-1, status=200, payload=b'{"experiments": 3}'),
      "unexpected answer: experiments is not a list"),
-], ids=["400 with MLflow's error", "not JSON", "not a run", "not a list"])
+    (Rule("POST", "runs/search", "status", times=-1, status=200, payload=b"[" * 100_000 + b"]" * 100_000),
+     "the answer is not JSON"),
+    (Rule("POST", "runs/search", "status", times=-1, status=400, payload=b"[" * 100_000 + b"]" * 100_000),
+     "HTTP 400"),
+], ids=["400 with MLflow's error", "not JSON", "not a run", "not a list", "nested too deeply",
+        "a 400 nested too deeply"])
 def test_a_failing_search_is_one_line(seeded: tuple[str, str], faulty: FaultProxy, rule: Rule, says: str) -> None:
     _, backend = seeded
     faulty.add(rule)

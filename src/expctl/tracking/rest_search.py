@@ -28,6 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from expctl import safe_json
 from expctl.errors import TrackingError, truncate
 from expctl.tracking.base import TrackerUnavailable
 from expctl.tracking.http_bounds import HTTP_BOUNDS, transport_reason
@@ -170,7 +171,7 @@ class RestSearch:
                     transport_reason(reason)
                 raise self._unreachable(what, text) from exc
             try:
-                answer = json.loads(payload)
+                answer = safe_json.loads(payload)
             except ValueError as exc:
                 raise self._failed(what, f"the answer is not JSON: {truncate(payload.decode(errors='replace'), 80)}") \
                     from exc
@@ -182,7 +183,7 @@ class RestSearch:
     @staticmethod
     def _http_reason(exc: urllib.error.HTTPError) -> str:
         try:
-            body = json.loads(exc.read() or b"{}")
+            body = safe_json.loads(exc.read() or b"{}")
         except ValueError:
             body = {}
         if isinstance(body, dict) and body.get("error_code"):
