@@ -363,10 +363,13 @@ def e2e_stop(repo: Path) -> None:
             local_state.kill_group(proc, signal.SIGKILL)
 
 
+LOCK_FILES = (".lock", "local.epoch")  # a lock, and the mark its last holder left (backends/local_table.py)
+
+
 def tree(path: Path) -> dict[str, int]:
-    """Every file (not .git, not lock files) with its size."""
+    """Every file (not .git, not the locks' own files) with its size."""
     return {str(p.relative_to(path)): p.stat().st_size for p in path.rglob("*")
-            if ".git" not in p.relative_to(path).parts and p.is_file() and not p.name.endswith(".lock")}
+            if ".git" not in p.relative_to(path).parts and p.is_file() and not p.name.endswith(LOCK_FILES)}
 
 
 def invoke(repo: Path, args: tuple[str, ...], env: dict[str, str]) -> tuple[int, str, str]:
