@@ -154,3 +154,54 @@ def test_authentication_only_the_client_knows_keeps_the_client(monkeypatch: pyte
     assert not usable("http://user:secret@127.0.0.1:5000")
     monkeypatch.setenv("MLFLOW_TRACKING_AUTH", "some_plugin")
     assert not usable("http://127.0.0.1:5000")
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_a_redirect_is_not_followed_and_the_token_stays_home(code: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """urllib would follow a redirect with the Authorization header, to any host: the search refuses it in one
+    line, and the address it points to never sees the request (nor the token)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from expctl.tracking.rest_search import RestSearch
+
+    seen: list[str] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(self.headers.get("Authorization", ""))
+            self.send_response(200)
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            self.do_POST()
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    elsewhere = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    target = f"http://127.0.0.1:{elsewhere.server_address[1]}/api/2.0/mlflow/experiments/search"
+
+    class Redirecting(Elsewhere):
+        def do_POST(self) -> None:
+            self.send_response(code)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    redirecting = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    servers = [elsewhere, redirecting]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "s3cr3t-token")
+    try:
+        uri = f"http://127.0.0.1:{redirecting.server_address[1]}"
+        with pytest.raises(TrackingError) as caught:
+            RestSearch(uri).search_experiments("name LIKE '%'")
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+    text = _one_line(caught.value)
+    assert f"the server redirected (HTTP {code} to {target}" in text and "s3cr3t" not in text, text
+    assert seen == []

@@ -102,6 +102,12 @@ def experiment_of(obj: Mapping[str, Any]) -> Experiment:
                       _pairs(obj.get("tags")))
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> None:
+        return None  # the 3xx is raised as an HTTPError: an answer, not followed
+
+
 class RestSearch:
     """``search_experiments`` and ``search_runs`` of one tracking server, every page, as plain JSON."""
 
@@ -133,6 +139,15 @@ class RestSearch:
             return ssl._create_unverified_context()
         return ssl.create_default_context(cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None)
 
+    def _opener(self) -> urllib.request.OpenerDirector:
+        """urllib's opener (environment proxies included), but redirects are not followed: urllib would resend
+        the Authorization header to wherever the server points, another host included."""
+        context = self._context()
+        handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
+        if context is not None:
+            handlers.append(urllib.request.HTTPSHandler(context=context))
+        return urllib.request.build_opener(*handlers)
+
     def _unreachable(self, what: str, reason: str) -> TrackerUnavailable:
         return TrackerUnavailable(f"MLflow at {self.tracking_uri} is unreachable: {what} failed: {reason}")
 
@@ -154,9 +169,14 @@ class RestSearch:
             request = urllib.request.Request(self.base + endpoint, data=data, headers=self._headers(), method="POST")
             self.requests[endpoint] += 1
             try:
-                with urllib.request.urlopen(request, timeout=timeout, context=self._context()) as resp:
+                with self._opener().open(request, timeout=timeout) as resp:
                     payload = resp.read()
             except urllib.error.HTTPError as exc:
+                if 300 <= exc.code < 400:
+                    where = exc.headers.get("Location", "") if exc.headers else ""
+                    raise self._failed(what, f"the server redirected (HTTP {exc.code}{' to ' if where else ''}"
+                                             f"{truncate(where, 80)}); set the tracking URI to where it "
+                                             "answers") from exc
                 if exc.code in _RETRIED_STATUSES:
                     if not last:
                         continue
