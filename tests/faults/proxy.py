@@ -49,11 +49,18 @@ class Rule:
     retry_after: float | None = None
     delay: float = 0.0
     payload: bytes = b'{"message": "injected fault"}'  # the body of a "status" fault (any status, 200 too)
+    nth: int = 0  # > 0: only the nth matching request gets the fault (the ones before it are forwarded)
     hits: int = 0
+    seen: int = 0  # matching requests so far (with ``nth``)
 
     def matches(self, method: str, path: str) -> bool:
-        return (self.method in ("*", method)) and re.search(self.path, path) is not None and \
-            (self.times < 0 or self.hits < self.times)
+        if not ((self.method in ("*", method)) and re.search(self.path, path) is not None and
+                (self.times < 0 or self.hits < self.times)):
+            return False
+        if self.nth > 0:
+            self.seen += 1
+            return self.seen == self.nth
+        return True
 
 
 @dataclass

@@ -113,17 +113,7 @@ def test_a_dead_server_fails_fast(repo: GitRepo, proxy: FaultProxy) -> None:
 def test_server_dies_mid_apply_then_rerun_converges(repo: GitRepo, proxy: FaultProxy, mlflow_server: Any,
                                                     nth: int) -> None:
     """The server goes away at the n-th write (run created, tagged, ...); the rerun finds what was created."""
-    rule = Rule("POST", r"^/api/2\.0/mlflow/(runs|experiments)/", "die", times=1)
-    writes = [0]
-
-    class Nth(Rule):
-        def matches(self, method: str, path: str) -> bool:
-            if super().matches(method, path):
-                writes[0] += 1
-                return writes[0] == nth
-            return False
-
-    proxy.add(Nth(rule.method, rule.path, "die", times=1))
+    proxy.add(Rule("POST", r"^/api/2\.0/mlflow/(runs|experiments)/", "die", times=1, nth=nth))
     code, out, err, _ = run(repo, proxy, "apply", "-y")
     assert code != 0, out
     assert "Traceback" not in err

@@ -117,16 +117,7 @@ def test_a_dead_apiserver_fails_fast_in_one_line(backend: KubernetesBackend, pro
 def test_apiserver_dies_mid_apply_then_rerun_converges(backend: KubernetesBackend, proxy: FaultProxy,
                                                        kube_cluster: Cluster, namespace: str) -> None:
     wanted = launches(namespace, 4)
-    creates = [0]
-
-    class ThirdCreate(Rule):
-        def matches(self, method: str, path: str) -> bool:
-            if super().matches(method, path):
-                creates[0] += 1
-                return creates[0] == 3
-            return False
-
-    proxy.add(ThirdCreate("POST", CREATE, "die", times=1))
+    proxy.add(Rule("POST", CREATE, "die", times=1, nth=3))
     failed: list[str] = []
     for launch in wanted:
         try:
@@ -161,16 +152,7 @@ def test_apiserver_dies_mid_apply_the_engine_stops_launching(backend: Kubernetes
     job = make_job(JobKind.PYTORCH, 1, namespace=namespace)
     desired = Desired(Snapshot(Path("."), "c" * 40, "c" * 40), Settings(),
                       [make_spec("dies", (f"seed={i}",), job=job) for i in range(20)])
-    creates = [0]
-
-    class FourthCreate(Rule):
-        def matches(self, method: str, path: str) -> bool:
-            if super().matches(method, path):
-                creates[0] += 1
-                return creates[0] == 4
-            return False
-
-    proxy.add(FourthCreate("POST", CREATE, "die", times=1))  # then the proxy is gone: connection refused
+    proxy.add(Rule("POST", CREATE, "die", times=1, nth=4))  # then the proxy is gone: connection refused
     tracker = MlflowStore(f"sqlite:///{tmp_path / 'mlflow.db'}", "kubernetes")
     direct = make_backend(kube_cluster, [namespace])  # the Lease through the healthy apiserver
     options = ApplyOptions(plan=PlanOptions(), who="Ada", concurrency=2)
