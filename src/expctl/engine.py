@@ -26,7 +26,7 @@ from expctl import audit
 from expctl.apply import ApplyResult, Progress, Stop, apply_changes, crash_point
 from expctl.backends.base import Backend
 from expctl.diff import join_observed
-from expctl.errors import BackendUnavailable, TrackingError
+from expctl.errors import BackendUnavailable, LockError, TrackingError
 from expctl.locking import ApplyLock, file_lock
 from expctl.model import Action, Change, ObservedRun, Plan
 from expctl.planfile import SavedPlan, check_fresh
@@ -34,7 +34,7 @@ from expctl.project import Desired
 from expctl.reconcile import PlanOptions, make_plan_of, observe_alongside
 from expctl.runlogs import keep_finished
 from expctl.schema import Settings
-from expctl.tracking.base import Tracker, TrackerUnavailable, TrackerView
+from expctl.tracking.base import Settles, Tracker, TrackerUnavailable, TrackerView
 from expctl.waiting import WaitResult, finished, progress_bar, tally
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,22 @@ def _observe(backend: Backend, tracker: Tracker, desired: Desired) -> tuple[list
     return live, view
 
 
+def _settle(tracker: Tracker, live: list[ObservedRun], desired: Desired, view: TrackerView, lock: ApplyLock,
+            stop: Stop, result: EngineResult) -> None:
+    """After the apply's writes: the runs nothing will change any more leave the tracker's search (a
+    courtesy, under the lock: a failure is a warning, and the next apply tries again)."""
+    if not isinstance(tracker, Settles) or stop.is_set():
+        return
+    try:
+        lock.check()
+    except LockError:
+        return  # the apply already said so, if it had writes; settling waits for the next one
+    try:
+        tracker.settle(live, desired.runs, view, stop.is_set)
+    except TrackingError as exc:
+        result.warnings.append(f"could not settle finished runs (the next apply tries again): {exc}")
+
+
 def _recover_audits(tracker: Tracker, view: TrackerView, live: list[ObservedRun], result: EngineResult) -> None:
     for record in view.open_audits:
         try:
@@ -199,6 +215,8 @@ def run_apply(desired: Desired, backend: Backend, tracker: Tracker, lock: Abstra
             with interruptible(stop, hooks.notice):
                 _apply_audited(plan, list(plan.changes), backend, tracker, view, held, options, hooks, stop,
                                result)
+        with interruptible(stop, hooks.notice):
+            _settle(tracker, live, desired, view, held, stop, result)
         if options.wait and not stop.is_set():
             with interruptible(stop, hooks.notice):
                 result.waited = _wait(desired, backend, tracker, held, options, hooks, stop, result)
@@ -239,6 +257,7 @@ def _wait(desired: Desired, backend: Backend, tracker: Tracker, lock: ApplyLock,
                 outcome = _apply_audited(plan, retries, backend, tracker, view, lock, options, hooks, stop, result)
                 if outcome.stopped:
                     break
+            _settle(tracker, live, desired, view, lock, stop, result)
             update(counts)
             done = finished(counts, len(desired.runs))
             if done is not None:

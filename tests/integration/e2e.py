@@ -101,7 +101,8 @@ def run_states(repo: Path) -> dict[str, dict[str, Any]]:
 
 
 def mlflow_runs(tracking_uri: str, experiments: list[str], deleted_too: bool = False) -> list[Any]:
-    """Every MLflow run of the given expctl experiments that is one attempt of a run (no sweep parents)."""
+    """Every MLflow run of the given expctl experiments that is one attempt of a run (no sweep parents), open
+    or settled (``expctl.managed`` is ``true`` or ``settled``)."""
     from mlflow import MlflowClient
     from mlflow.entities import ViewType
 
@@ -110,9 +111,9 @@ def mlflow_runs(tracking_uri: str, experiments: list[str], deleted_too: bool = F
     if not ids:
         return []
     view = ViewType.ALL if deleted_too else ViewType.ACTIVE_ONLY
-    runs = client.search_runs(ids, filter_string="tags.`expctl.managed` = 'true'", run_view_type=view,
-                              max_results=10000)
-    return [r for r in runs if "expctl.run_key" in r.data.tags]
+    runs = client.search_runs(ids, run_view_type=view, max_results=10000)
+    return [r for r in runs if "expctl.run_key" in r.data.tags
+            and r.data.tags.get("expctl.managed") in ("true", "settled")]
 
 
 def attempts_per_key(runs: list[Any]) -> Counter[tuple[str, str]]:

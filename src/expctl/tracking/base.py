@@ -3,9 +3,9 @@ phases, and keep the audit trail (one record per apply)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from expctl.audit import AuditRecord
 from expctl.errors import TrackingError
@@ -70,4 +70,15 @@ class Tracker(Protocol):
 
     def audit_entries(self, experiment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """The applied changes of the audit trail, newest first."""
+        ...
+
+
+@runtime_checkable
+class Settles(Protocol):
+    """A tracker that takes runs nothing will change any more out of its view's search (MlflowStore does:
+    ``tracking/mlflow_ledger``), so that a plan's cost follows the open runs, not every run ever launched."""
+
+    def settle(self, observed: Sequence[ObservedRun], desired: Sequence[RunSpec], view: TrackerView,
+               stop: Callable[[], bool] = ...) -> int:
+        """Settle what ``view`` shows settled (written under the apply lock, after the apply's writes)."""
         ...

@@ -49,6 +49,7 @@ class KeptLogs:
     client: Any
     _calling: Callable[[str], AbstractContextManager[None]]
     _seen_tags: dict[str, dict[str, str]]
+    _touched: set[str]
     log_tail_bytes: int = DEFAULT_TAIL_BYTES
 
     def logs_kept(self, run_id: str) -> bool:
@@ -61,6 +62,7 @@ class KeptLogs:
 
     def keep_logs(self, run_id: str, logs: dict[str, str] | None, why_not: str = "") -> None:
         """Store ``logs`` (None: record why there were none to keep)."""
+        self._touched.add(run_id)
         with self._calling(f"keep the logs of run {run_id}"):
             if logs is None:
                 mark_unavailable(self.client, run_id, why_not)

@@ -14,28 +14,29 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from expctl.audit import AuditRecord
 from expctl.errors import TrackingError, truncate
-from expctl.model import ObservedRun, Phase, RunSpec, TrackingRef, ValidationGate
+from expctl.model import ObservedRun, RunSpec, TrackingRef, ValidationGate
 from expctl.naming import slug
 from expctl.tracking import gate as g
 from expctl.tracking import mlflow_audit as audit
+from expctl.tracking import mlflow_ledger as ledger
 from expctl.tracking import mlflow_runs as runs
+from expctl.tracking import mlflow_sync
 from expctl.tracking import mlflow_ui as ui
 from expctl.tracking.base import TrackerUnavailable, TrackerView
 from expctl.tracking.http_bounds import bound_http_retries, transport_reason
 from expctl.tracking.locations import default_artifact_root, default_tracking_uri, ui_server_command
 from expctl.tracking.mlflow_checkpoints import Checkpoints
 from expctl.tracking.mlflow_logs import KeptLogs
-from expctl.tracking.mlflow_promote import apply_validated_gate, promote, version_lineage_tags
+from expctl.tracking.mlflow_promote import promote, version_lineage_tags
 from expctl.tracking.rest_search import RestSearch, usable
 from expctl.tracking.run_index import RunIndex
 
@@ -75,7 +76,10 @@ class MlflowStore(KeptLogs, Checkpoints):
         self._rest = RestSearch(tracking_uri) if usable(tracking_uri) else None
         self._checked = False  # the server answered /health (http(s) URIs: checked once per store)
         self._experiments: dict[str, str] = {}
-        self._seen_tags: dict[str, dict[str, str]] = {}  # run id → tags, from the last search of managed runs
+        self._seen_tags: dict[str, dict[str, str]] = {}  # run id → tags, from the last view
+        self._touched: set[str] = set()  # runs written since the last view (they do not settle yet)
+        self._ledger: ledger.Ledger | None = None  # the settled runs, as the last view read them
+        self._from_ledger: set[str] = set()  # their ids
         self._experiment_lock = threading.RLock()
         self._listed = False  # every managed experiment is in ``_experiments`` (after a search)
         self._experiment_tags: dict[str, dict[str, str]] = {}  # as last read or written
@@ -260,9 +264,21 @@ class MlflowStore(KeptLogs, Checkpoints):
                 if not token:
                     return found
 
-    def _managed_runs(self) -> list[Any]:
-        """Every run expctl created for this backend, across expctl's experiments: one paginated search (plain
-        REST on a tracking server, ``rest_search``; MLflow's client otherwise)."""
+    def _search_runs(self, experiment_ids: Sequence[str], filter_string: str) -> list[Any]:
+        """Every active run of these experiments matching, oldest first: plain REST on a tracking server
+        (``rest_search``), MLflow's client otherwise; 100 experiments per search."""
+        ids, runs = list(experiment_ids), []
+        for start in range(0, len(ids), 100):
+            if self._rest is not None:
+                runs.extend(self._rest.search_runs(ids[start : start + 100], filter_string,
+                                                   ["attributes.start_time ASC"], _PAGE))
+            else:
+                runs.extend(self._search(ids[start : start + 100], filter_string))
+        return runs
+
+    def _managed_runs(self) -> tuple[list[Any], list[str]]:
+        """Every open run expctl created for this backend, across expctl's experiments (whose ids come
+        second): one paginated search."""
         experiments = self._managed_experiments()
         ids = [str(e.experiment_id) for e in experiments]
         with self._experiment_lock:
@@ -270,100 +286,39 @@ class MlflowStore(KeptLogs, Checkpoints):
                                       if e.lifecycle_stage == "active"})
             self._experiment_tags.update({e.name: dict(e.tags or {}) for e in experiments})
         self._listed = True
-        backend = _quote(self.backend_name)
-        filter_string = f"{_MANAGED} and tags.`expctl.backend` = {backend}"
-        runs: list[Any] = []
-        for start in range(0, len(ids), 100):
-            if self._rest is not None:
-                runs.extend(self._rest.search_runs(ids[start : start + 100], filter_string,
-                                                   ["attributes.start_time ASC"], _PAGE))
-            else:
-                runs.extend(self._search(ids[start : start + 100], filter_string))
-        self._seen_tags = {run.info.run_id: dict(run.data.tags) for run in runs}
-        return runs
+        return self._search_runs(ids, f"{_MANAGED} and tags.`expctl.backend` = {_quote(self.backend_name)}"), ids
 
     def view(self) -> TrackerView:
-        """Every managed run and every open audit record of this backend: ⌈runs/1000⌉ + 1 requests."""
-        index = RunIndex.of(self._managed_runs())
+        """Every managed run — the open ones searched, then the settled ones from the ledger — and every open
+        audit record of this backend: ⌈open runs/1000⌉ + 1 requests (+ 1 to read the ledger again after several
+        pages)."""
+        self._touched = set()
+        searched, ids = self._managed_runs()
+        self._ledger = ledger.read(self, searched, ids, paged=len(searched) >= _PAGE or len(ids) > 100)
+        runs = [*(r for r in searched if ledger.MARK not in r.data.tags), *self._ledger.runs]
+        self._from_ledger = {run.info.run_id for run in self._ledger.runs}
+        self._seen_tags = {run.info.run_id: dict(run.data.tags) for run in runs}
+        index = RunIndex.of(runs)
         records = (g.observed_from_run(run.info, run.data.tags, self.backend_name) for run in index.raw)
         return TrackerView([r for r in records if r is not None], audit.open_records(index.raw), index)
 
     def records(self) -> list[ObservedRun]:
         return self.view().records
 
-    # -- sync and the validation gate ------------------------------------------------------------------
+    # -- sync (mlflow_sync), settling (mlflow_ledger) and the validation gate ------------------------------
 
     def sync(self, observed: Sequence[ObservedRun], desired: Sequence[RunSpec],
              view: TrackerView | None = None) -> None:
-        live = [o for o in observed if o.live and o.mlflow_run_id]
-        if not live:
-            return
-        runs = view.index.raw if view is not None else self._managed_runs()
-        current = {run.info.run_id: run for run in runs if "expctl.audit.state" not in run.data.tags}
-        statuses = {run_id: run.info.status for run_id, run in current.items()}
-        specs = {(s.run_key, s.spec_hash): s for s in desired}
-        for obs in live:
-            run = current.get(obs.mlflow_run_id)
-            if run is None:
-                continue
-            statuses[run.info.run_id] = self._sync_status(run, obs)
-            spec = specs.get((obs.run_key, obs.spec_hash))
-            gate = spec.job.validation if spec is not None else None
-            if obs.phase is Phase.SUCCEEDED and gate is not None and "expctl.gate" not in run.data.tags:
-                assert spec is not None
-                if spec.validates:  # the platform's validation job decides the training run's gate
-                    apply_validated_gate(self, run, gate)
-                elif not gate.by_platform:
-                    self.apply_gate(run.info.run_id, gate)
-        gates = {s.experiment: s.job.validation for s in desired if s.job.validation is not None}
-        self._sync_parents(current, statuses, gates)
+        mlflow_sync.sync(self, observed, desired, view if view is not None else self.view())
 
-    def _sync_status(self, run: Any, obs: ObservedRun) -> str:
-        """Set the run's status from the job's phase when it changed (never back from finished)."""
-        run_id, status = run.info.run_id, run.info.status
-        target = g.STATUS_OF_PHASE.get(obs.phase)
-        tags: dict[str, str] = {}
-        if obs.phase is Phase.FAILED and "expctl.failure" not in run.data.tags:
-            tags["expctl.failure"] = obs.failure.value if obs.failure else ""
-            tags["expctl.failure_message"] = truncate(obs.message, 1000)
-        if obs.cancelled and run.data.tags.get("expctl.cancelled") != "true":
-            tags["expctl.cancelled"] = "true"
-        with self._calling(f"sync run {run_id}"):
-            if target == "RUNNING" and status == "SCHEDULED":  # runs made by an older expctl
-                self.client.update_run(run_id, status=target)
-                status = target
-            elif target in g.TERMINAL_STATUSES and status != target:
-                end = int((obs.finished_at or time.time()) * 1000)
-                self.client.set_terminated(run_id, status=target, end_time=end)
-                status = target
-        if tags:
-            self.set_run_tags(run_id, tags)
-        return str(status)
-
-    def _sync_parents(self, current: dict[str, Any], statuses: dict[str, str],
-                      gates: dict[str, ValidationGate]) -> None:
-        """A sweep's parent run follows the latest attempts of its points: RUNNING until all finished; its
-        counts per state and best gate value are written on it (metric, tags, description) when changed."""
-        latest: dict[str, dict[str, tuple[int, str, str]]] = {}
-        for run_id, run in current.items():
-            parent, key = run.data.tags.get("mlflow.parentRunId"), run.data.tags.get("expctl.run_key")
-            if parent in current and key:
-                attempt = int(run.data.tags.get("expctl.attempt", "1"))
-                points = latest.setdefault(parent, {})
-                if attempt >= points.get(key, (0, "", ""))[0]:
-                    points[key] = (attempt, statuses[run_id], run_id)
-        for parent_id, points in latest.items():
-            with self._calling(f"summarise sweep run {parent_id}"):
-                ui.summarise_sweep(self.client, current[parent_id],
-                                   [current[run_id] for _, _, run_id in points.values()], statuses, gates)
-            target = g.parent_status([status for _, status, _ in points.values()])
-            if statuses[parent_id] == target:
-                continue
-            with self._calling(f"sync sweep run {parent_id}"):
-                if target in g.TERMINAL_STATUSES:
-                    self.client.set_terminated(parent_id, status=target)
-                else:
-                    self.client.update_run(parent_id, status=target)
+    def settle(self, observed: Sequence[ObservedRun], desired: Sequence[RunSpec], view: TrackerView,
+               stop: Callable[[], bool] = lambda: False) -> int:
+        """Take the view's runs that nothing will change any more out of the search, into the ledger
+        (``mlflow_ledger``); how many. Called by applies only, after their writes."""
+        if self._ledger is None:
+            return 0
+        runs = ledger.candidates(view.index.raw, observed, desired, self._touched, self._from_ledger)
+        return ledger.settle(self, self._ledger, runs, stop)
 
     def apply_gate(self, run_id: str, gate: ValidationGate,
                    metrics: Mapping[str, float] | None = None) -> g.GateResult:
@@ -442,6 +397,7 @@ class MlflowStore(KeptLogs, Checkpoints):
     def set_run_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
+        self._touched.add(run_id)
         batch = [RunTag(k, str(v)[: g.MAX_TAG_VALUE]) for k, v in tags.items()]
         with self._calling(f"tag run {run_id}"):
             for start in range(0, len(batch), g.MAX_PER_BATCH):

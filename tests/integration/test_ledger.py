@@ -1,0 +1,182 @@
+"""Settled runs leave the search (``tracking/mlflow_ledger``), end to end: real git, real ``mlflow server`` (and
+the embedded store), the local backend with trivial jobs.
+
+* finished runs settle at the apply after the one that finished them; a no-op plan then searches only the
+  open runs (plus the ledger), and still knows every settled run: a new commit creates only the new points;
+* a damaged ledger (a hand-edited part) and a deleted one are read around (a warning, every settled run read
+  by a second search: the plan stays right) and rebuilt by the next apply;
+* a crash between the ledger's batch and the flips: the next plan is still right and the next apply finishes.
+Never a duplicate job or MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.gitrepo import GitRepo
+from tests.integration import e2e
+from tests.integration.counting_proxy import CountingProxy
+from tests.integration.mlflow_server import MlflowServer
+
+pytestmark = pytest.mark.integration
+
+TRIVIAL = "  command: [python, -c, pass]\n"
+LEDGER_TAG = "expctl.ledger.local"
+
+
+def sweep(points: int) -> str:
+    return e2e.experiment(sweep={"seed": f"range(0,{points})"}, expctl=TRIVIAL)
+
+
+@pytest.fixture
+def repos() -> Iterator[list[GitRepo]]:
+    made: list[GitRepo] = []
+    yield made
+    for repo in made:
+        e2e.stop_jobs(repo.path)
+
+
+def project(tmp_path: Path, name: str, points: int, repos: list[GitRepo]) -> GitRepo:
+    repo = e2e.make_project(tmp_path / "repo", {f"{name}/sweep": sweep(points)}, parallelism=4)
+    repos.append(repo)
+    return repo
+
+
+def client(uri: str) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def settled_after_applies(repo: GitRepo, uri: str | None, experiment: str, points: int) -> list[Any]:
+    """Apply (and wait) until every run of ``experiment`` is settled; its runs."""
+    where = uri or e2e.embedded_uri(repo.path)
+    waited = e2e.expctl(repo.path, "apply", "-y", "--wait", tracking_uri=uri)
+    assert waited.returncode == 0, waited.stderr
+    for _ in range(3):
+        runs = e2e.mlflow_runs(where, [experiment])
+        if len(runs) == points and all(r.data.tags["expctl.managed"] == "settled" for r in runs):
+            return runs
+        again = e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri)
+        assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    raise AssertionError(f"not settled: {[r.data.tags['expctl.managed'] for r in runs]}")
+
+
+def finished(repo: GitRepo, points: int) -> None:
+    """Wait until the repository's local jobs all exited."""
+    deadline = time.monotonic() + 120
+    while True:
+        status = e2e.expctl(repo.path, "status", "-o", "json")
+        if status.stdout.count('"state": "Succeeded"') >= points:
+            return
+        assert time.monotonic() < deadline, status.stdout
+        time.sleep(0.5)
+
+
+def no_duplicates(repo: GitRepo, uri: str, experiment: str, points: int) -> None:
+    jobs = e2e.jobs_per_key(repo.path)
+    assert len(jobs) == points and set(jobs.values()) == {1}, jobs
+    assert e2e.attempts_per_key(e2e.mlflow_runs(uri, [experiment], deleted_too=True)) == jobs
+
+
+def no_changes(repo: GitRepo, uri: str | None) -> str:
+    planned = e2e.expctl(repo.path, "plan", "--detailed-exitcode", tracking_uri=uri)
+    assert planned.returncode == 0 and "No changes." in planned.stdout, planned.stdout + planned.stderr
+    assert "Traceback" not in planned.stderr
+    return planned.stderr
+
+
+def test_settled_runs_leave_the_search_and_plans_still_know_them(tmp_path: Path, mlflow_server: MlflowServer,
+                                                                  repos: list[GitRepo]) -> None:
+    name = f"led{uuid.uuid4().hex[:6]}"
+    exp = f"{name}/sweep"
+    repo = project(tmp_path, name, 6, repos)
+    runs = settled_after_applies(repo, mlflow_server.uri, exp, 6)
+
+    # the ledger run, named by the audit experiment's tag, holds them; the search of open runs does not
+    mlflow = client(mlflow_server.uri)
+    audit = mlflow.get_experiment_by_name("expctl-audit")
+    ledger = mlflow.get_run(audit.tags[LEDGER_TAG])
+    assert ledger.data.tags["expctl.ledger"] == "true" and ledger.info.status == "FINISHED"
+    open_runs = mlflow.search_runs([r.info.experiment_id for r in runs[:1]],
+                                   "tags.`expctl.managed` = 'true' and tags.`expctl.backend` = 'local'")
+    assert not {r.info.run_id for r in open_runs} & {r.info.run_id for r in runs}
+
+    # a no-op plan: one search of the open runs (the ledger run among them), nothing else
+    with CountingProxy(mlflow_server.uri) as proxy:
+        assert "damaged" not in no_changes(repo, proxy.uri)
+        counts = proxy.take()
+    assert counts == {"experiments/search": 1, "runs/search": 1}, counts
+    # the jobs themselves gone (as Kubernetes' TTL deletes finished jobs): only the ledger remembers them
+    for run_dir in (repo.path / ".expctl" / "runs").iterdir():
+        shutil.rmtree(run_dir)
+    assert "damaged" not in no_changes(repo, mlflow_server.uri)
+    status = e2e.expctl(repo.path, "status", "--all", "-o", "json", tracking_uri=mlflow_server.uri)
+    assert status.returncode == 0, status.stderr
+    mine = [r for r in json.loads(status.stdout) if r["experiment"] == exp]
+    assert len(mine) == 6 and {(r["state"], r["live"]) for r in mine} == {("Succeeded", False)}, mine
+
+    # a new commit with two more points: only those are created (the settled six are known)
+    repo.write(f"experiments/{name}/sweep.yaml", sweep(8))
+    repo.commit("two more points")
+    plan = e2e.plan_json(repo.path, tracking_uri=mlflow_server.uri)
+    assert [c["action"] for c in e2e.writes(plan, {exp})] == ["create", "create"], plan
+    applied = e2e.expctl(repo.path, "apply", "-y", "--wait", tracking_uri=mlflow_server.uri)
+    assert applied.returncode == 0, applied.stderr
+    assert len(e2e.jobs_per_key(repo.path)) == 2
+    attempts = e2e.attempts_per_key(e2e.mlflow_runs(mlflow_server.uri, [exp], deleted_too=True))
+    assert len(attempts) == 8 and set(attempts.values()) == {1}, attempts
+
+
+def test_a_damaged_or_missing_ledger_is_read_around_then_rebuilt(tmp_path: Path, repos: list[GitRepo]) -> None:
+    name = f"led{uuid.uuid4().hex[:6]}"
+    exp = f"{name}/sweep"
+    repo = project(tmp_path, name, 5, repos)  # the embedded store: MLflow's client, not plain REST
+    uri = e2e.embedded_uri(repo.path)
+    settled_after_applies(repo, None, exp, 5)
+    mlflow = client(uri)
+    first = mlflow.get_experiment_by_name("expctl-audit").tags[LEDGER_TAG]
+
+    # a hand-edited part: the plan warns in one line and stays right (every settled run read by a search)
+    mlflow.set_tag(first, "expctl.ledger.000000.0000", "not what expctl wrote")
+    warned = no_changes(repo, None)
+    assert "ledger of settled local runs in MLflow is damaged" in warned and "checksum" in warned, warned
+    assert e2e.expctl(repo.path, "apply", "-y").returncode == 0  # rebuilds it
+    second = mlflow.get_experiment_by_name("expctl-audit").tags[LEDGER_TAG]
+    assert second != first and mlflow.get_run(first).data.tags["expctl.ledger"] == "replaced"
+    assert "damaged" not in no_changes(repo, None)
+
+    # the ledger run deleted: the same
+    mlflow.delete_run(second)
+    assert "its run is missing" in no_changes(repo, None)
+    assert e2e.expctl(repo.path, "apply", "-y").returncode == 0
+    assert "damaged" not in no_changes(repo, None)
+    no_duplicates(repo, uri, exp, 5)
+
+
+def test_a_crash_between_the_ledger_and_the_flips_converges(tmp_path: Path, repos: list[GitRepo]) -> None:
+    name = f"led{uuid.uuid4().hex[:6]}"
+    exp = f"{name}/sweep"
+    repo = project(tmp_path, name, 4, repos)
+    uri = e2e.embedded_uri(repo.path)
+    assert e2e.expctl(repo.path, "apply", "-y").returncode == 0
+    finished(repo, 4)
+    # this apply finishes the runs in MLflow and keeps their logs: they settle at the next one, which crashes
+    assert e2e.expctl(repo.path, "apply", "-y").returncode == 0
+    crashed = e2e.expctl(repo.path, "apply", "-y", EXPCTL_TEST_CRASH_AT="after-ledger-batch:1")
+    assert crashed.returncode == -9, crashed.stderr
+    runs = e2e.mlflow_runs(uri, [exp])
+    assert {r.data.tags["expctl.managed"] for r in runs} == {"true"}  # in the ledger, not flipped yet
+    no_changes(repo, None)
+    assert e2e.expctl(repo.path, "apply", "-y").returncode == 0
+    assert {r.data.tags["expctl.managed"] for r in e2e.mlflow_runs(uri, [exp])} == {"settled"}
+    assert "damaged" not in no_changes(repo, None)
+    no_duplicates(repo, uri, exp, 4)

@@ -1,0 +1,129 @@
+"""The ledger of settled runs: its encoding round-trips, damage is reported (never a traceback, never silent),
+and which runs settle."""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+
+import pytest
+
+from expctl.model import ObservedRun, Phase
+from expctl.tracking import ledger_codec as codec
+from expctl.tracking.mlflow_ledger import settleable
+from expctl.tracking.rest_search import Run, RunData, RunInfo
+
+
+def run(run_id: str, status: str = "FINISHED", **tags: str) -> Run:
+    base = {"expctl.managed": "true", "expctl.run_key": f"k-{run_id}", "expctl.spec_hash": "h",
+            "expctl.attempt": "1", "expctl.job": f"job-{run_id}", "expctl.ready": "true",
+            "mlflow.note.content": "a long description " * 20}
+    return Run(RunInfo(run_id, "7", status, 1000, 2000, "active"),
+               RunData({**base, **tags}, {"lr": "0.1"}, {"loss": 0.5, "nan": float("nan")}))
+
+
+def test_a_batch_round_trips_without_the_description_and_params() -> None:
+    runs = [run(f"r{i}") for i in range(300)]
+    tags = codec.encode(3, runs)
+    assert list(tags)[-1] == "expctl.ledger.000003"  # the header is written last
+    assert all(len(v) <= 8000 for v in tags.values())
+    decoded = codec.decode([tags])
+    assert decoded.damaged == "" and decoded.next_seq == 4
+    back = {r.info.run_id: r for r in decoded.runs}
+    assert set(back) == {f"r{i}" for i in range(300)}
+    one = back["r7"]
+    assert one.info.status == "FINISHED" and one.info.start_time == 1000 and one.info.end_time == 2000
+    assert one.info.experiment_id == "7"
+    assert one.data.tags["expctl.run_key"] == "k-r7" and one.data.tags["expctl.managed"] == codec.SETTLED
+    assert "mlflow.note.content" not in one.data.tags and one.data.params == {}
+    assert one.data.metrics["loss"] == 0.5 and one.data.metrics["nan"] != one.data.metrics["nan"]
+
+
+def test_large_batches_span_many_tags_and_a_later_copy_wins() -> None:
+    many = [run(f"r{i}", **{"expctl.failure_message": f"{i} " + "x" * 900}) for i in range(2000)]
+    first = codec.encode(0, many)
+    assert len(first) > 3
+    again = codec.encode(1, [run("r5", status="FAILED")])
+    decoded = codec.decode([{**first, **again}])
+    assert len(decoded.runs) == 2000 and decoded.next_seq == 2
+    assert {r.info.run_id: r for r in decoded.runs}["r5"].info.status == "FAILED"
+
+
+def test_an_interrupted_batch_without_its_header_is_ignored_and_numbered_past() -> None:
+    tags = codec.encode(0, [run("a")])
+    partial = {k: v for k, v in codec.encode(1, [run("b")]).items() if k != "expctl.ledger.000001"}
+    decoded = codec.decode([{**tags, **partial}])
+    assert [r.info.run_id for r in decoded.runs] == ["a"] and decoded.damaged == "" and decoded.next_seq == 2
+
+
+def _payload(value: object) -> dict[str, str]:
+    import hashlib
+
+    text = base64.b64encode(zlib.compress(json.dumps(value).encode())).decode()
+    return {"expctl.ledger.000000.0000": text,
+            "expctl.ledger.000000": json.dumps({"parts": 1, "sha256": hashlib.sha256(text.encode()).hexdigest()})}
+
+
+@pytest.mark.parametrize("tags", [
+    {"expctl.ledger.000000": "not json"},
+    {"expctl.ledger.000000": "[1, 2]"},
+    {"expctl.ledger.000000": json.dumps({"parts": 2, "sha256": "0" * 64}), "expctl.ledger.000000.0000": "AAAA"},
+    {"expctl.ledger.000000": json.dumps({"parts": 1, "sha256": "0" * 64}), "expctl.ledger.000000.0000": "AAAA"},
+    _payload({"not": "a list"}),
+    _payload([["id", "1", "FINISHED", 1, 2, {"a": 1}, {}]]),  # a tag that is not a string
+    _payload([["id", "1", "FINISHED", "soon", 2, {}, {}]]),
+    _payload([["id", "1"]]),
+    _payload([[[[[[[[["deep"]]]]]]]]]),
+    _payload("[" * 100_000),
+])
+def test_a_damaged_batch_is_named_not_raised(tags: dict[str, str]) -> None:
+    good = codec.encode(1, [run("ok")])
+    decoded = codec.decode([{**tags, **good}])
+    assert decoded.damaged.startswith("batch 0: ")
+    assert [r.info.run_id for r in decoded.runs] == ["ok"]
+
+
+def test_a_hand_edited_part_fails_its_checksum() -> None:
+    tags = codec.encode(0, [run("a"), run("b")])
+    key = "expctl.ledger.000000.0000"
+    tags[key] = tags[key][:-8] + ("A" * 8 if not tags[key].endswith("A" * 8) else "B" * 8)
+    assert "checksum" in codec.decode([tags]).damaged
+
+
+def test_a_compression_bomb_is_refused() -> None:
+    import hashlib
+
+    text = base64.b64encode(zlib.compress(b" " * (300 * 1024 * 1024), 9)).decode()
+    parts = [text[i : i + 8000] for i in range(0, len(text), 8000)]
+    tags = {f"expctl.ledger.000000.{i:04d}": p for i, p in enumerate(parts)}
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    tags["expctl.ledger.000000"] = json.dumps({"parts": len(parts), "sha256": digest})
+    assert "size limit" in codec.decode([tags]).damaged
+
+
+def observed(phase: Phase) -> ObservedRun:
+    return ObservedRun(run_key="k", name="job", experiment="e", attempt=1, spec_hash="h", phase=phase,
+                       backend="local", live=True, mlflow_run_id="r")
+
+
+@pytest.mark.parametrize(("the_run", "live", "gated", "touched", "settles"), [
+    (run("r"), None, False, False, True),
+    (run("r", status="FAILED"), None, False, False, True),
+    (run("r", status="KILLED"), None, True, False, True),  # a gate judges succeeded runs only
+    (run("r", status="RUNNING"), None, False, False, False),
+    (run("r"), None, False, True, False),  # written by this apply: settles at the next one
+    (run("r", **{"expctl.ready": "false"}), None, False, False, False),  # params not logged yet
+    (run("r", **{"expctl.parent": "true"}), None, False, False, False),  # sweeps' parents stay open
+    (run("r", **{"expctl.audit.state": "intent"}), None, False, False, False),
+    (run("r", **{"expctl.managed": "settled"}), None, False, False, False),
+    (run("r"), observed(Phase.RUNNING), False, False, False),  # the job still runs
+    (run("r"), observed(Phase.SUCCEEDED), False, False, False),  # its logs are not kept yet
+    (run("r", **{"expctl.logs": "kept"}), observed(Phase.SUCCEEDED), False, False, True),
+    (run("r"), None, True, False, False),  # its gate has not judged it yet
+    (run("r", **{"expctl.gate": "passed"}), None, True, False, True),
+    (run("r", **{"expctl.validates": "e"}), None, False, False, False),  # a validation run decides a gate
+])
+def test_which_runs_settle(the_run: Run, live: ObservedRun | None, gated: bool, touched: bool,
+                           settles: bool) -> None:
+    assert settleable(the_run, live, gated, touched) is settles
