@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -150,7 +151,55 @@ def mlflow_floor(uri: str, runs: int, threads: int = 4, with_params: bool = True
     return (time.perf_counter() - started) / runs
 
 
-def kube(runs: int, qps: int, tmp: Path) -> None:
+def finish_every_job(cluster: Any, namespace: str) -> int:
+    """Play the operator: every PyTorchJob of ``namespace`` succeeded (a /status patch each, 8 at once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kubernetes import client
+    from tests.kube.driver import conditions, patch_status
+
+    from expctl.model import JobKind
+
+    api = client.CustomObjectsApi(cluster.api_client())
+    names: list[str] = []
+    cont = None
+    while True:
+        page: Any = api.list_namespaced_custom_object("kubeflow.org", "v1", namespace, "pytorchjobs", limit=500,
+                                                 **({"_continue": cont} if cont else {}))
+        names += [item["metadata"]["name"] for item in page["items"]]
+        cont = page["metadata"].get("continue")
+        if not cont:
+            break
+    status = conditions("PyTorchJob", "succeed")
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda name: patch_status(cluster, namespace, JobKind.PYTORCH, name, status), names))
+    return len(names)
+
+
+def settled_phase(repo: Path, env: dict[str, str], cluster: Any, server: MlflowServer,
+                  pids: tuple[list[int], list[int]], run_dir: Path) -> None:
+    """Every job succeeds; one apply finishes their MLflow runs, the next settles them
+    (``tracking/mlflow_ledger``); then the no-op plan again, and its floors."""
+    finished = finish_every_job(cluster, "bench")
+    _, offset = mlflow_requests(server.log_path, 0)
+    sync_s, _ = expctl(repo, "apply", "-y", env=env)
+    sync_reqs, offset = mlflow_requests(server.log_path, offset)
+    settle_s, _ = expctl(repo, "apply", "-y", env=env)
+    settle_reqs, offset = mlflow_requests(server.log_path, offset)
+    plan_s, planned = expctl(repo, "plan", env=env)
+    assert "No changes." in planned.stdout, planned.stdout[-500:]
+    plan_reqs, offset = mlflow_requests(server.log_path, offset)
+    print(f"After every job succeeded ({finished} /status patches):")
+    print(f"  apply that finishes the runs {sync_s:7.2f} s   MLflow {dict(sync_reqs)}")
+    print(f"  apply that settles them      {settle_s:7.2f} s   MLflow {dict(settle_reqs)}  "
+          f"(one flip per run + the ledger's batch)")
+    print(f"  no-op expctl plan            {plan_s:7.2f} s   MLflow {dict(plan_reqs)}")
+    for line in noop_floors.report(repo, env, server.uri, {"mlflow": pids[0], "apiserver+etcd": pids[1]},
+                                   cluster.server, run_dir / "certs" / "apiserver.crt", "bench"):
+        print(line)
+
+
+def kube(runs: int, qps: int, tmp: Path, settle: bool = False) -> None:
     from kubernetes import client
     from tests.kube.conftest import (
         RESTRICTED_TOKEN,
@@ -241,6 +290,8 @@ def kube(runs: int, qps: int, tmp: Path) -> None:
         for line in noop_floors.report(repo.path, env, server.uri, {"mlflow": pids[0], "apiserver+etcd": pids[1]},
                                        cluster.server, run_dir / "certs" / "apiserver.crt", "bench"):
             print(line)
+        if settle:
+            settled_phase(repo.path, env, cluster, server, pids, run_dir)
     finally:
         server.stop()
         cluster.stop()
@@ -299,6 +350,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--local-runs", type=int, default=200)
     parser.add_argument("--qps", type=int, default=50, help="the client QPS and burst of the apply (issue 9: 50)")
+    parser.add_argument("--settle", action="store_true",
+                        help="then let every job succeed, settle the runs, and time the no-op plan again")
     parser.add_argument("--skip-kube", action="store_true")
     parser.add_argument("--skip-local", action="store_true")
     parser.add_argument("--local-trials", type=int, default=3)
@@ -307,7 +360,7 @@ def main() -> None:
     PROFILE.extend([args.profile] if args.profile else [])
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_kube:
-            kube(args.runs, args.qps, Path(tmp))
+            kube(args.runs, args.qps, Path(tmp), args.settle)
         if not args.skip_local:
             local(args.local_runs, Path(tmp), args.local_trials)
 

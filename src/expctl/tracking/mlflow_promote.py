@@ -4,7 +4,8 @@
 decide the training run's gate. ``promote``: ``promote: {alias, when: better_than_current}`` moves the alias
 only when the new version beats the version holding it on the gate metric (a tie keeps the holder); the
 comparison is recorded on both versions either way. ``version_lineage_tags``: what a registered version
-carries besides commit and spec hash — its datasets' digests and its validation metrics.
+carries besides commit and spec hash — its datasets' digests and its validation metrics. ``apply_gate``: a
+run's gate verdict, registering a passing model (once per run) in the Model Registry.
 """
 
 from __future__ import annotations
@@ -81,3 +82,73 @@ def promote(client: Any, name: str, version: str, value: float | None, gate: Val
         client.set_model_version_tag(name, holder_version, f"expctl.challenge.v{version}",
                                      f"{outcome} version {version}: {verdict.reason}")
     return verdict
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "") + "'"
+
+
+def apply_gate(store: Any, run_id: str, gate: ValidationGate,
+               metrics: Mapping[str, float] | None = None) -> g.GateResult:
+    """Evaluate the gate on the run's latest metrics (or on ``metrics``: the platform's validation job's);
+    register a passing model; record the verdict."""
+    with store._calling(f"read run {run_id}"):
+        run = store.client.get_run(run_id)
+    metrics = run.data.metrics if metrics is None else metrics
+    result = g.evaluate(gate, metrics)
+    tags = {"expctl.gate": result.outcome, "expctl.gate_reason": result.reason}
+    if result.passed and gate.register_as:
+        version = _register(store, run, gate, metrics, result.value)
+        if version is None:
+            result = g.GateResult(g.FAILED, f"{result.reason}, but the run logged no model to register",
+                                  result.value)
+            tags = {"expctl.gate": result.outcome, "expctl.gate_reason": result.reason}
+        else:
+            alias = f" (alias {gate.alias})" if gate.alias else ""
+            tags["expctl.gate_reason"] += f"; registered {gate.register_as} version {version}{alias}"
+            tags["expctl.model_version"] = f"{gate.register_as}/{version}"
+    store.set_run_tags(run_id, tags)
+    return result
+
+
+def _register(store: Any, run: Any, gate: ValidationGate, metrics: Mapping[str, float],
+              value: float | None) -> str | None:
+    """Register the run's logged model as a new version of ``gate.register_as`` (once per run)."""
+    name, run_id, tags = str(gate.register_as), run.info.run_id, run.data.tags
+    with store._calling(f"register {name}"):
+        existing = store.client.search_model_versions(
+            f"name = {_quote(name)} and run_id = {_quote(run_id)}")
+        if existing:
+            version = str(existing[0].version)
+        else:
+            models = store.client.search_logged_models(
+                [run.info.experiment_id], filter_string=f"source_run_id = {_quote(run_id)}")
+            if not models:
+                return None
+            model = max(models, key=lambda m: (m.name == "model", m.creation_timestamp))
+            try:
+                store.client.create_registered_model(name)
+            except Exception as exc:
+                if "ALREADY_EXISTS" not in str(getattr(exc, "error_code", "")):
+                    raise
+            version_tags = {
+                "expctl.run_key": tags.get("expctl.run_key", ""),
+                "expctl.spec_hash": tags.get("expctl.spec_hash", ""),
+                "expctl.commit": tags.get("expctl.commit", ""),
+                "mlflow.source.git.commit": tags.get("expctl.commit", ""),
+                "expctl.run_id": run_id,
+                "expctl.job": tags.get("expctl.job", ""),
+                **version_lineage_tags(run, metrics),  # dataset digests and validation metrics
+            }
+            # An embedded registry would resolve "models:/<id>" through the process-global tracking
+            # URI (an MLflow TODO), not this client's: hand it the model's storage location instead.
+            remote = store.tracking_uri.startswith(("http://", "https://"))
+            source = f"models:/{model.model_id}" if remote else model.artifact_location
+            created = store.client.create_model_version(
+                name, source=source, run_id=run_id, tags=version_tags, model_id=model.model_id)
+            version = str(created.version)
+        if gate.alias:
+            store.client.set_registered_model_alias(name, gate.alias, version)
+        if gate.promote_alias:
+            promote(store.client, name, version, value, gate)
+    return version

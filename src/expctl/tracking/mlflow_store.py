@@ -36,7 +36,7 @@ from expctl.tracking.http_bounds import bound_http_retries, transport_reason
 from expctl.tracking.locations import default_artifact_root, default_tracking_uri, ui_server_command
 from expctl.tracking.mlflow_checkpoints import Checkpoints
 from expctl.tracking.mlflow_logs import KeptLogs
-from expctl.tracking.mlflow_promote import promote, version_lineage_tags
+from expctl.tracking.mlflow_promote import apply_gate
 from expctl.tracking.rest_search import RestSearch, usable
 from expctl.tracking.run_index import RunIndex
 
@@ -323,66 +323,8 @@ class MlflowStore(KeptLogs, Checkpoints):
     def apply_gate(self, run_id: str, gate: ValidationGate,
                    metrics: Mapping[str, float] | None = None) -> g.GateResult:
         """Evaluate the gate on the run's latest metrics (or on ``metrics``: the platform's validation job's);
-        register a passing model; record the verdict."""
-        with self._calling(f"read run {run_id}"):
-            run = self.client.get_run(run_id)
-        metrics = run.data.metrics if metrics is None else metrics
-        result = g.evaluate(gate, metrics)
-        tags = {"expctl.gate": result.outcome, "expctl.gate_reason": result.reason}
-        if result.passed and gate.register_as:
-            version = self._register(run, gate, metrics, result.value)
-            if version is None:
-                result = g.GateResult(g.FAILED, f"{result.reason}, but the run logged no model to register",
-                                      result.value)
-                tags = {"expctl.gate": result.outcome, "expctl.gate_reason": result.reason}
-            else:
-                alias = f" (alias {gate.alias})" if gate.alias else ""
-                tags["expctl.gate_reason"] += f"; registered {gate.register_as} version {version}{alias}"
-                tags["expctl.model_version"] = f"{gate.register_as}/{version}"
-        self.set_run_tags(run_id, tags)
-        return result
-
-    def _register(self, run: Any, gate: ValidationGate, metrics: Mapping[str, float],
-                  value: float | None) -> str | None:
-        """Register the run's logged model as a new version of ``gate.register_as`` (once per run)."""
-        name, run_id, tags = str(gate.register_as), run.info.run_id, run.data.tags
-        with self._calling(f"register {name}"):
-            existing = self.client.search_model_versions(
-                f"name = {_quote(name)} and run_id = {_quote(run_id)}")
-            if existing:
-                version = str(existing[0].version)
-            else:
-                models = self.client.search_logged_models(
-                    [run.info.experiment_id], filter_string=f"source_run_id = {_quote(run_id)}")
-                if not models:
-                    return None
-                model = max(models, key=lambda m: (m.name == "model", m.creation_timestamp))
-                try:
-                    self.client.create_registered_model(name)
-                except Exception as exc:
-                    if "ALREADY_EXISTS" not in self._error_code(exc):
-                        raise
-                version_tags = {
-                    "expctl.run_key": tags.get("expctl.run_key", ""),
-                    "expctl.spec_hash": tags.get("expctl.spec_hash", ""),
-                    "expctl.commit": tags.get("expctl.commit", ""),
-                    "mlflow.source.git.commit": tags.get("expctl.commit", ""),
-                    "expctl.run_id": run_id,
-                    "expctl.job": tags.get("expctl.job", ""),
-                    **version_lineage_tags(run, metrics),  # dataset digests and validation metrics
-                }
-                # An embedded registry would resolve "models:/<id>" through the process-global tracking
-                # URI (an MLflow TODO), not this client's: hand it the model's storage location instead.
-                remote = self.tracking_uri.startswith(("http://", "https://"))
-                source = f"models:/{model.model_id}" if remote else model.artifact_location
-                created = self.client.create_model_version(
-                    name, source=source, run_id=run_id, tags=version_tags, model_id=model.model_id)
-                version = str(created.version)
-            if gate.alias:
-                self.client.set_registered_model_alias(name, gate.alias, version)
-            if gate.promote_alias:
-                promote(self.client, name, version, value, gate)
-        return version
+        register a passing model; record the verdict (``mlflow_promote``)."""
+        return apply_gate(self, run_id, gate, metrics)
 
     # -- small writes for cancel and audit -------------------------------------------------------------
 
