@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from typing import Protocol, runtime_checkable
 
@@ -21,6 +22,7 @@ from expctl.model import ObservedRun
 
 log = logging.getLogger(__name__)
 
+_KEEPERS = 4  # runs whose logs are read and stored at once
 COMBINED = "all"  # the artifact name when a backend cannot name its replicas: every line, as logs() gives them
 
 
@@ -73,27 +75,31 @@ def read_tails(backend: Backend, name: str, max_bytes: int) -> dict[str, str]:
 
 
 def keep_finished(backend: Backend, tracker: object, observed: Sequence[ObservedRun]) -> list[str]:
-    """Store the logs of every finished live run that has none kept yet; the names of the runs kept."""
+    """Store the logs of every finished live run that has none kept yet (a few at once: a sweep that just
+    finished has thousands); the names of the runs kept."""
     if not isinstance(tracker, LogStore):
         return []
-    kept: list[str] = []
-    for run in observed:
-        if not (run.live and run.phase.finished and run.mlflow_run_id):
-            continue
+    store = tracker
+
+    def keep(run: ObservedRun) -> str | None:
+        assert run.mlflow_run_id is not None
         try:  # keeping logs is a courtesy: it never fails the apply (the next sync tries again)
-            if tracker.logs_kept(run.mlflow_run_id):
-                continue
+            if store.logs_kept(run.mlflow_run_id):
+                return None
             try:
-                logs = read_tails(backend, run.name, tracker.log_tail_bytes)
+                logs = read_tails(backend, run.name, store.log_tail_bytes)
             except ExpctlError as exc:
-                tracker.keep_logs(run.mlflow_run_id, None, why_not=str(exc))
-                continue
-            tracker.keep_logs(run.mlflow_run_id, logs)
+                store.keep_logs(run.mlflow_run_id, None, why_not=str(exc))
+                return None
+            store.keep_logs(run.mlflow_run_id, logs)
         except ExpctlError as exc:
             log.warning("could not keep the logs of %s: %s", run.name, exc)
-            continue
-        kept.append(run.name)
-    return kept
+            return None
+        return run.name
+
+    finished = [run for run in observed if run.live and run.phase.finished and run.mlflow_run_id]
+    with ThreadPoolExecutor(max_workers=_KEEPERS) as pool:
+        return [name for name in pool.map(keep, finished) if name is not None]
 
 
 def live_or_kept(backend: Backend, tracker: Callable[[], object], name: str, replica: str | None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from expctl import safe_json
@@ -23,6 +24,8 @@ from expctl.tracking.mlflow_promote import apply_validated_gate
 if TYPE_CHECKING:
     from expctl.tracking.mlflow_store import MlflowStore
 
+_THREADS = 4  # runs synced at once on a tracking server (an embedded store takes one writer)
+
 
 def sync(store: MlflowStore, observed: Sequence[ObservedRun], desired: Sequence[RunSpec], view: TrackerView) -> None:
     live = [o for o in observed if o.live and o.mlflow_run_id]
@@ -31,11 +34,13 @@ def sync(store: MlflowStore, observed: Sequence[ObservedRun], desired: Sequence[
     current = {run.info.run_id: run for run in view.index.raw if "expctl.audit.state" not in run.data.tags}
     statuses = {run_id: run.info.status for run_id, run in current.items()}
     specs = {(s.run_key, s.spec_hash): s for s in desired}
-    for obs in live:
-        run = current.get(obs.mlflow_run_id)
-        if run is None:
-            continue
-        statuses[run.info.run_id] = _sync_status(store, run, obs)
+    pairs = [(obs, current[obs.mlflow_run_id]) for obs in live if obs.mlflow_run_id in current]
+    # statuses and tags: one run's writes at a time, a few runs at once (a sweep finishing: thousands)
+    with ThreadPoolExecutor(max_workers=1 if store.tracking_uri.startswith("sqlite:") else _THREADS) as pool:
+        for run_id, status in pool.map(lambda pair: (pair[1].info.run_id, _sync_status(store, pair[1], pair[0])),
+                                       pairs):
+            statuses[run_id] = status
+    for obs, run in pairs:  # gates one after another: promotions compare with the version holding an alias
         spec = specs.get((obs.run_key, obs.spec_hash))
         gate = spec.job.validation if spec is not None else None
         if obs.phase is Phase.SUCCEEDED and gate is not None and "expctl.gate" not in run.data.tags:
