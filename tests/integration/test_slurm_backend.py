@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from expctl.backends.slurm import SlurmBackend
+from expctl.backends.slurm_script import EXIT_FILE
 from expctl.model import FailureClass, JobKind, Launch, ObservedRun, Phase, Resources
 from tests.contract.backend_suite import BackendContract
 from tests.factories import make_job, make_launch, make_spec
@@ -214,11 +215,28 @@ def test_a_job_that_failed_before_any_task_started_is_the_platforms_failure(back
     record.write_text(json.dumps({**data, "phase": None, "failure": None, "message": ""}))
     (driver.workdir / "runs" / launch.name / "task-0.log").unlink()
     # what squeue shows when srun could not launch the step (e.g. the node's slurmd died first)
-    failed = {"job_id": data["job_id"], "name": launch.name, "job_state": "FAILED", "exit_code": 233 << 8,
-              "state_reason": "NonZeroExitCode", "comment": "", "end_time": 1}
+    failed = {**squeue_job(driver.cluster, driver.workdir, launch.name), "job_state": "FAILED",
+              "exit_code": 233 << 8, "state_reason": "NonZeroExitCode", "end_time": 1}
     (run,) = fresh.observe_jobs([failed])
     assert run.phase is Phase.FAILED and run.failure is FailureClass.INFRASTRUCTURE
     assert "no task started" in run.message
+
+
+def test_a_job_id_handed_out_again_is_not_taken_for_the_run(backend: SlurmBackend, driver: SlurmDriver) -> None:
+    """A controller that crashed before saving its state forgets the jobs it had just accepted and gives their
+    ids to the next submissions: the run's job vanished (a failed attempt, retried), whatever has its id now."""
+    launch = driver.launch("succeed")
+    backend.create(launch)
+    wait_for(backend, launch.name, lambda r: r.phase.finished)
+    run_dir = driver.workdir / "runs" / launch.name
+    data = json.loads((run_dir / "record.json").read_text())
+    (run_dir / "record.json").write_text(json.dumps({**data, "phase": None, "failure": None, "message": ""}))
+    (run_dir / EXIT_FILE).unlink()  # the forgotten job never ran
+    reused = {**squeue_job(driver.cluster, driver.workdir, launch.name), "name": "someone-elses", "comment": "",
+              "current_working_directory": "/tmp", "job_state": "RUNNING"}
+    (run,) = driver.reopen().observe_jobs([reused])
+    assert run.phase is Phase.FAILED and run.failure is FailureClass.INFRASTRUCTURE, run
+    assert "vanished" in run.message
 
 
 @pytest.mark.parametrize("damage", ["{trunc", "[" * 50_000, '{"name": 3}', '["a list"]', "\udcff"])

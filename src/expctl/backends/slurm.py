@@ -176,10 +176,7 @@ class SlurmBackend:
     def delete(self, name: str) -> None:
         jobs = self._squeue()
         with self._locked():
-            record = self._load(name)
-            job_ids = {int(j["job_id"]) for j in self._mine(name, jobs)}
-            if record is not None and record.job_id is not None:
-                job_ids.add(record.job_id)
+            job_ids = {int(j["job_id"]) for j in self._mine(name, jobs)}  # by id alone it may be someone else's
             live = {int(j["job_id"]) for j in jobs if not _ended(j)}
             self._scancel([i for i in job_ids if i in live])
             shutil.rmtree(self.runs_dir / name, ignore_errors=True)
@@ -197,7 +194,7 @@ class SlurmBackend:
                 record.finished_at, record.message = time.time(), f"cancelled by {by}"
             record.cancelled, record.cancelled_by = True, by
             self._save(record)  # durable first: a crash after scancel never reads as a failure to retry
-            self._scancel([job_id])
+            self._scancel([job_id] if self._job_of(record, jobs) is not None else [])
 
     def logs(self, name: str, replica: str | None = None, follow: bool = False) -> Iterator[str]:
         record = self._load(name)
@@ -254,6 +251,12 @@ class SlurmBackend:
         return [j for j in self._managed(jobs)
                 if j.get("name") == name and j.get("current_working_directory") == run_dir]
 
+    def _job_of(self, record: JobRecord, jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The recorded job as Slurm lists it — by its id *and* as this run's (name, run directory, expctl's
+        comment): a controller that crashed before saving its state forgets the jobs it had just accepted and
+        hands their ids out again, so a job id alone may name someone else's job."""
+        return next((j for j in self._mine(record.name, jobs) if int(j["job_id"]) == record.job_id), None)
+
     def _submitted(self, name: str, spec_hash: str, jobs: list[dict[str, Any]]) -> int | None:
         """The job id expctl submitted for ``name`` with ``spec_hash``, recorded or not (a crash after sbatch)."""
         same = [int(j["job_id"]) for j in self._mine(name, jobs)
@@ -277,7 +280,7 @@ class SlurmBackend:
                 return record  # submission never confirmed: not observed, so apply creates it (idempotently)
             record.job_id = found
             self._save(record)
-        job = next((j for j in jobs if int(j["job_id"]) == record.job_id), None)
+        job = self._job_of(record, jobs)
         if job is not None:
             verdict = sc.verdict(job)
             if not verdict.phase.finished:
@@ -313,7 +316,7 @@ class SlurmBackend:
         if record.phase is not None:
             phase, message = Phase(record.phase), record.message
         else:
-            job = next((j for j in jobs if int(j["job_id"]) == record.job_id), {})
+            job = self._job_of(record, jobs) or {}
             verdict = sc.verdict(job) if job else sc.Verdict(Phase.PENDING, None, "submitted")
             phase, message = verdict.phase, verdict.message
         return ObservedRun(
