@@ -6,7 +6,7 @@ runs at the exact commit from a checkout per commit under ``slurm.workdir`` (a d
 shared by its runs and removed when no unfinished run needs it — never from the dirty working tree.
 
 Slurm forgets a job ``MinJobAge`` after it ends, so expctl keeps its own durable record per job under
-``<workdir>/runs/<name>/``: ``record.json`` (identity, job id, how it ended, cancelled), ``config.json``,
+``<workdir>/runs/<name>/``: ``record.json`` (``slurm_record``: identity, job id, how it ended), ``config.json``,
 ``job.sh``, the batch script's ``started`` and ``exit.json`` markers, and one ``task-<rank>.log`` per task.
 A job that left Slurm without any record of how it ended is an infrastructure failure ("vanished").
 
@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,61 +31,13 @@ from filelock import FileLock
 from expctl import safe_json
 from expctl.backends import local_state as st
 from expctl.backends import slurm_script as sc
+from expctl.backends.slurm_record import JobRecord, record_from_json
 from expctl.backends.worktrees import Worktrees
 from expctl.crash import crash_point
 from expctl.errors import BackendError, BackendUnavailable, truncate
 from expctl.jobenv import replica_names
 from expctl.locking import HeldFileLock, state_lock
 from expctl.model import FailureClass, Launch, ObservedRun, Phase
-
-
-@dataclass
-class JobRecord:
-    """What expctl remembers of one Slurm job (persisted as JSON; survives Slurm forgetting the job)."""
-
-    name: str
-    run_key: str
-    experiment: str
-    attempt: int
-    spec_hash: str
-    kind: str
-    replicas: int
-    gpus: int
-    commit: str
-    overrides: list[str]
-    mlflow_run_id: str
-    applied_by: str
-    created_at: float
-    job_id: int | None = None
-    phase: str | None = None  # set once the job has ended: final
-    failure: str | None = None
-    message: str = ""
-    finished_at: float | None = None
-    cancelled: bool = False
-    cancelled_by: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-_RECORD_TYPES: dict[str, type | tuple[type, ...]] = {
-    "name": str, "run_key": str, "experiment": str, "attempt": int, "spec_hash": str, "kind": str,
-    "replicas": int, "gpus": int, "commit": str, "overrides": list, "mlflow_run_id": str, "applied_by": str,
-    "created_at": (int, float)}
-
-
-def record_from_json(data: Any) -> JobRecord:
-    """A parsed ``record.json``; ValueError when it is not one (damaged, foreign or hand-edited)."""
-    if not isinstance(data, dict):
-        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-    for key, kind in _RECORD_TYPES.items():
-        if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
-            raise ValueError(f"{key}: missing or of the wrong type")
-    if not isinstance(data.get("job_id"), (int, type(None))) or isinstance(data.get("job_id"), bool):
-        raise ValueError("job_id: of the wrong type")
-    try:
-        return JobRecord(**data)
-    except TypeError as exc:  # unknown fields
-        raise ValueError(str(exc).replace("__init__() ", "")) from None
-
 
 # what Slurm's commands print when slurmctld cannot be reached (connection refused, timeouts, a controller
 # restarting): every later command would fail the same way
