@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 
 from expctl.backends.slurm import SlurmBackend
 from expctl.backends.slurm_script import EXIT_FILE
+from expctl.errors import BackendUnavailable
 from expctl.model import FailureClass, JobKind, Launch, ObservedRun, Phase, Resources
 from tests.contract.backend_suite import BackendContract
 from tests.factories import make_job, make_launch, make_spec
@@ -188,6 +190,40 @@ def test_a_refused_submission_leaves_no_record(backend: SlurmBackend, driver: Sl
     with pytest.raises(BackendError, match="sbatch failed"):
         backend.create(bad)
     assert backend.observe() == [] and not (driver.workdir / "runs" / launch.name).exists()
+
+
+LOST_ANSWER = """#!/bin/sh
+# sbatch whose answer is lost: Slurm takes the job, then the controller dies before replying
+"$REAL_SBATCH" "$@" > /dev/null || exit
+echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation" >&2
+exit 1
+"""
+
+
+def test_a_submission_whose_answer_was_lost_is_adopted_whole(backend: SlurmBackend, driver: SlurmDriver,
+                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shim = tmp_path / "lost-answer" / "sbatch"
+    shim.parent.mkdir()
+    shim.write_text(LOST_ANSWER)
+    shim.chmod(0o755)
+    monkeypatch.setenv("REAL_SBATCH", str(shutil.which("sbatch")))
+    path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", f"{shim.parent}{os.pathsep}{path}")
+    launch = driver.launch("succeed")
+    with pytest.raises(BackendUnavailable, match="Socket timed out"):
+        backend.create(launch)
+    monkeypatch.setenv("PATH", path)
+    # whether Slurm took the job is unknown: its files stay (it may be running from them), the next apply adopts it
+    assert (driver.workdir / "runs" / launch.name / "job.sh").exists()
+    fresh = driver.reopen()
+    fresh.observe()
+    fresh.create(launch)
+    run = wait_for(fresh, launch.name, lambda r: r.phase.finished)
+    assert run.phase is Phase.SUCCEEDED, run.message
+    run_dir = str(driver.workdir / "runs" / launch.name)
+    jobs = json.loads(driver.cluster.run("squeue", "--json"))["jobs"]
+    assert [j["job_id"] for j in jobs if j["current_working_directory"] == run_dir] == [
+        job_id(driver.workdir, launch.name)]  # one job: adopted, not submitted again
 
 
 def test_replace_under_the_same_name_right_after_delete(backend: SlurmBackend, driver: SlurmDriver) -> None:

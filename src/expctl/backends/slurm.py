@@ -190,6 +190,10 @@ class SlurmBackend:
             (run_dir / "job.sh").write_text(script, encoding="utf-8")
             _crash_hook("before-sbatch")
             out = self._run(["sbatch", *args, str(run_dir / "job.sh")])
+        except BackendUnavailable:
+            # the controller may have taken the job before it went away: its files stay (the job may run from
+            # them), and the next apply adopts the job, found by name in squeue, or submits it (see _submitted)
+            raise
         except BackendError:
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing was submitted: leave no record behind
             raise
