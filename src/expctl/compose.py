@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from expctl import sweep
 from expctl.config_scan import RESOLVER_CALL, SAFE_RESOLVERS, leaves, not_allowed
 from expctl.errors import ConfigError
 from expctl.source import materialize
@@ -186,6 +187,7 @@ class Composer:
         from omegaconf.errors import OmegaConfBaseException
 
         axes = []
+        total = 1
         for key, text in params:
             where = f"hydra.sweeper.params.{key}"
             blocked = next((n for n in RESOLVER_CALL.findall(text) if n not in self.allowed), None)
@@ -208,18 +210,24 @@ class Composer:
                     sweep_value = override.value()
                     if getattr(sweep_value, "shuffle", False):
                         raise ConfigError("shuffle() sweeps are not deterministic", file=file, key=where)
-                    # the same point twice (seed: 1,1) is one run: Hydra would launch it twice
+                    # the same point twice (seed: 1,1) is one run: Hydra would launch it twice; a range of a
+                    # billion values is refused after the most any cap allows, never enumerated
                     elements = tuple(dict.fromkeys(f"{override.get_key_element()}={v}"
-                                                   for v in override.sweep_string_iterator()))
+                                                   for v in sweep.bounded(override.sweep_string_iterator())))
                 else:
                     elements = (f"{override.get_key_element()}={override.get_value_element_as_str()}",)
                 if not elements:
                     raise ConfigError("sweep has no values", file=file, key=where)
                 values = tuple(self._element_value(e, group) for e in elements)
+            except sweep.SweepUnbounded as exc:
+                raise ConfigError(str(exc), file=file, key=where) from exc
             except (HydraException, OmegaConfBaseException, ValueError) as exc:
                 raise ConfigError(f"invalid sweep: {_first_line(exc)}", file=file, key=where) from exc
             if group and not self._has_group(path):
                 raise ConfigError(f"unknown config group '{path}'", file=file, key=where)
+            total *= len(elements)
+            if total > sweep.MAX_RUNS:  # before the next axis is enumerated
+                raise ConfigError(str(sweep.SweepUnbounded()), file=file, key="hydra.sweeper.params")
             axes.append(Axis(key, path, group, override.is_sweep_override(), elements, values, add))
         return tuple(axes)
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from expctl import backend_registry
 from expctl.errors import ConfigError, truncate
+from expctl.sweep import MAX_RUNS
 
 if TYPE_CHECKING:
     BackendName = str
@@ -131,7 +132,7 @@ class ExpctlBlock(Strict):
     runtime_kind: Literal["ClusterTrainingRuntime", "TrainingRuntime"] = "ClusterTrainingRuntime"
     git_secret: Name | None = None
     operator_restarts: bool = False
-    max_runs: int | None = Field(None, ge=1)
+    max_runs: int | None = Field(None, ge=1, le=MAX_RUNS)
     checkpoints: CheckpointsIn = CheckpointsIn()
     slurm: SlurmJobIn = SlurmJobIn()
 
@@ -198,7 +199,7 @@ class Settings(Strict):
     backend: BackendName = "local"
     tracking_uri: Word | None = None
     code_paths: list[Word] = []
-    max_runs_per_experiment: int = Field(10000, ge=1)
+    max_runs_per_experiment: int = Field(10000, ge=1, le=MAX_RUNS)
     allow_resolvers: list[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.\-]*$")]] = []
     tenants: list[TenantIn] = []
     kubernetes: KubernetesIn = KubernetesIn()

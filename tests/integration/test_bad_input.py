@@ -212,6 +212,15 @@ CASES = [
          expected="experiments/e.yaml: hydra.sweeper.params.+seed: cannot add 'seed': it already exists"),
     Case("sweep params not a mapping", {"experiments/e.yaml": BASE + "hydra:\n  sweeper:\n    params: [1]\n"},
          expected="experiments/e.yaml"),
+    Case("a billion-point range", {"experiments/e.yaml": sweep("      seed: range(0,1000000000)\n")},
+         expected="experiments/e.yaml: hydra.sweeper.params.seed: sweep expands to more than 100,000 runs"),
+    Case("a float range that never ends", {"experiments/e.yaml": sweep("      optimizer.lr: range(1e20,1e21)\n")},
+         expected="experiments/e.yaml: hydra.sweeper.params.optimizer.lr: sweep expands to more than 100,000"),
+    Case("two axes over the ceiling", {"experiments/e.yaml": sweep("      seed: range(0,1000)\n      "
+                                                                   "optimizer.lr: range(0,1000)\n")},
+         expected="experiments/e.yaml: hydra.sweeper.params: sweep expands to more than 100,000 runs"),
+    Case("max_runs over the ceiling", {"experiments/e.yaml": block("  max_runs: 1000000000\n")},
+         expected="experiments/e.yaml: expctl.max_runs: input should be less than or equal to 100000"),
     Case("sweep value with a newline", {"experiments/e.yaml": sweep("      +note: \"a\\n+ create forged\"\n")},
          expected="experiments/e.yaml: hydra.sweeper.params.+note: invalid sweep"),
     # --- secrets: resolvers that are not allow-listed --------------------------------------------------------
