@@ -35,6 +35,9 @@ _QUANTITY = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|m|k|M|G|T|P|E|Ki|Mi|
 _ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 _QUALIFIED = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"  # label keys
 
+# what the apiserver stores: a larger number in an int32 or int64 field of a manifest is refused at apply time
+INT32, INT64 = 2**31 - 1, 2**63 - 1
+
 Label = Annotated[str, Field(pattern=_LABEL)]
 Name = Annotated[str, Field(pattern=_SUBDOMAIN, max_length=253)]
 Quantity = Annotated[str, Field(pattern=_QUANTITY)]
@@ -56,15 +59,15 @@ class TolerationIn(Strict):
     operator: Literal["Exists", "Equal"] | None = None
     value: str | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    tolerationSeconds: int | None = None  # noqa: N815 (the Kubernetes field name)
+    tolerationSeconds: int | None = Field(None, ge=-INT64, le=INT64)  # noqa: N815 (the Kubernetes field name)
 
 
 class RetriesIn(Strict):
     max_attempts: int = Field(3, ge=1, le=100)
     failures: list[Literal["infrastructure", "code"]] = ["infrastructure"]
-    backoff_seconds: float = Field(30.0, ge=0)
-    backoff_factor: float = Field(2.0, ge=1)
-    max_backoff_seconds: float = Field(3600.0, ge=0)
+    backoff_seconds: float = Field(30.0, ge=0, le=INT32)
+    backoff_factor: float = Field(2.0, ge=1, le=100)
+    max_backoff_seconds: float = Field(3600.0, ge=0, le=INT32)
 
 
 class PromoteIn(Strict):
@@ -91,7 +94,7 @@ class ValidationIn(Strict):
 
 class VolcanoIn(Strict):
     queue: Name
-    min_available: int | None = Field(None, ge=1)
+    min_available: int | None = Field(None, ge=1, le=INT32)
 
 
 class CheckpointsIn(Strict):
@@ -123,8 +126,8 @@ class ExpctlBlock(Strict):
     node_selector: dict[Annotated[str, Field(pattern=_QUALIFIED)], Annotated[str, Field(max_length=63)]] = {}
     tolerations: list[TolerationIn] = []
     retries: RetriesIn = RetriesIn()
-    timeout: int | None = Field(None, ge=1, description="seconds: the job's activeDeadlineSeconds")
-    ttl_seconds_after_finished: int | None = Field(86400, ge=0)
+    timeout: int | None = Field(None, ge=1, le=INT32, description="seconds: the job's activeDeadlineSeconds")
+    ttl_seconds_after_finished: int | None = Field(86400, ge=0, le=INT32)  # an int32 in every training job CRD
     validation: ValidationIn | None = None
     code_paths: list[Word] | None = None
     namespace: Label | None = None
