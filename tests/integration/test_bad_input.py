@@ -359,6 +359,9 @@ CASES = [
     # --- servers ---------------------------------------------------------------------------------------------------
     Case("MLflow unreachable", args=("plan",), env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{DEAD}"},
          expected=f"MLflow at http://127.0.0.1:{DEAD} is unreachable"),
+    Case("tracking URI with a password", args=("plan",),
+         env={"MLFLOW_TRACKING_URI": f"http://ada:hunter2@127.0.0.1:{DEAD}"},
+         expected="MLflow at http://***@127.0.0.1:"),
     Case("apiserver unreachable", {"expctl.yaml": "code_paths: [code]\nbackend: kubernetes\n"},
          setup=kubeconfig_to(DEAD), args=("plan",), env={"KUBECONFIG": "kubeconfig"},
          expected=f"Kubernetes API at https://127.0.0.1:{DEAD} is unreachable"),

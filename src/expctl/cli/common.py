@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from expctl.cli import say
 from expctl.model import Change
 from expctl.workspace import Workspace
 
@@ -50,7 +51,7 @@ def applied_by(repo: Path, commit: str) -> str:
 
 def progress_printer() -> Callable[[Change, str], None]:
     def show(change: Change, status: str) -> None:
-        click.echo(f"  {change.action.value:<8} {change.name}: {status}", err=True)
+        say(f"  {change.action.value:<8} {change.name}: {status}")
 
     return show
 

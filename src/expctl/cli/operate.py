@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from expctl import backend_registry
+from expctl.cli import say
 from expctl.cli.common import echo_json, is_terminal, workspace
 from expctl.errors import ExpctlError
 from expctl.model import ObservedRun
@@ -118,7 +119,7 @@ def cancel(ctx: click.Context, runs: tuple[str, ...], experiment: str | None, ba
     for name in result.cancelled:
         click.echo(f"cancelled {name}")
     for name, why in result.skipped:
-        click.echo(f"{name}: {why}", err=True)
+        say(f"{name}: {why}")
     if not result.cancelled and not result.skipped:
         click.echo("nothing to cancel: no unfinished run matched", err=True)
 
@@ -229,7 +230,7 @@ def ui(ctx: click.Context, port: int, experiment: str | None, open_browser: bool
 
     found = ui_links(workspace(ctx), port, experiment)
     if found.warning:
-        click.echo(f"warning: {found.warning}", err=True)
+        say(f"warning: {found.warning}")
     target = found.experiments[experiment] if experiment else found.runs
     click.echo(f"Training runs: {target}")
     if not experiment:
@@ -238,7 +239,7 @@ def ui(ctx: click.Context, port: int, experiment: str | None, open_browser: bool
             click.echo(f"  {name:<{width}}  {url}")
         click.echo(f"Model registry: {found.models}")
     if found.command is None:
-        click.echo(f"The tracking store is a server: {found.base}", err=True)
+        say(f"The tracking store is a server: {found.base}")
         if open_browser:
             webbrowser.open(target)
         return

@@ -11,6 +11,7 @@ import click
 
 from expctl import backend_registry
 from expctl.backends.base import Backend
+from expctl.cli import say
 from expctl.cli.common import (
     applied_by,
     output_option,
@@ -140,7 +141,7 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, rev: str, backend
         saved=saved, concurrency=engine.write_concurrency(desired.settings, name), wait=wait,
         wait_timeout=wait_timeout, quiet=not sys.stderr.isatty() or bool(os.environ.get("CI")))
     hooks = engine.Hooks(show_plan=lambda p: click.echo(views.human(p), nl=False), confirm=confirm,
-                         progress=progress_printer(), notice=lambda line: click.echo(line, err=True))
+                         progress=progress_printer(), notice=say)
     lock = engine.apply_lock(ws.state_dir, name, desired.settings, lock_timeout)
     result = engine.run_apply(desired, backend, tracker, lock, options, hooks)
     report_apply(result)
@@ -155,13 +156,13 @@ def report_apply(result: engine_types.EngineResult) -> None:
         extra += [f"{len(outcome.skipped)} not applied"] if outcome.skipped else []
         click.echo(counts + (f", {', '.join(extra)}." if extra else "."))
         for change, message in outcome.failed:
-            click.echo(f"error: {change.name}: {message}", err=True)
+            say(f"error: {change.name}: {message}")
         for change in outcome.skipped:
             click.echo(f"not applied: {change.name}", err=True)
         if outcome.stopped:
-            click.echo(f"error: apply stopped: {outcome.stopped}; run `expctl apply` again to finish", err=True)
+            say(f"error: apply stopped: {outcome.stopped}; run `expctl apply` again to finish")
     for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        say(f"warning: {warning}")
     if result.waited is not None:
         click.echo(result.waited.summary)
 
