@@ -36,6 +36,18 @@ def check_runnable(backend: str, runs: Iterable[RunSpec]) -> None:
         raise found[0] if len(found) == 1 else ConfigErrors(found)
 
 
+def _check_uri(uri: str, where: str) -> None:
+    """A tracking URI that Python cannot even parse (``http://[::1``) is one line, not a traceback later."""
+    import urllib.parse
+
+    try:
+        urllib.parse.urlsplit(uri).port  # noqa: B018 (parsing the port is what raises on a bad one)
+    except ValueError as exc:
+        from expctl.sanitize import redact
+
+        raise ExpctlError(f"{where}: not a valid URI ({exc}): {redact(uri)}") from None
+
+
 @dataclass
 class Workspace:
     repo: Path
@@ -55,6 +67,8 @@ class Workspace:
     def resolve_tracking_uri(self, settings: Settings) -> str:
         uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or settings.tracking_uri
         if uri:
+            _check_uri(uri, "MLFLOW_TRACKING_URI" if uri == os.environ.get("MLFLOW_TRACKING_URI") else
+                       "expctl.yaml: tracking_uri")
             return uri
         self.state_dir.mkdir(parents=True, exist_ok=True)
         return self.embedded_uri
