@@ -14,6 +14,27 @@ from expctl.cli import say
 from expctl.model import Change
 from expctl.workspace import Workspace
 
+
+class Seconds(click.ParamType[float]):
+    """A duration in seconds: a finite number >= 0 (click's float takes ``nan``, ``inf`` and ``-1``, and the lock
+    and the wait loop then fail with a traceback, wait forever or not at all)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        import math
+
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds.", param, ctx)
+        if not math.isfinite(seconds) or seconds < 0:
+            self.fail(f"{value!r} is not a number of seconds (a finite number, 0 or more).", param, ctx)
+        return seconds
+
+
+SECONDS = Seconds()
+
 output_option = click.option("--output", "-o", "output", type=click.Choice(["human", "json", "markdown"]),
                              default="human", show_default=True, help="Output format.")
 

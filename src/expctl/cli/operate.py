@@ -198,7 +198,8 @@ def _describe_human(info: dict[str, Any]) -> str:
 
 @click.command()
 @click.option("--experiment", default=None, help="Only changes to this experiment.")
-@click.option("--limit", default=50, show_default=True, help="At most this many entries (newest first).")
+@click.option("--limit", default=50, type=click.IntRange(min=1), show_default=True,
+              help="At most this many entries (newest first).")
 @_json
 @click.pass_context
 def history(ctx: click.Context, experiment: str | None, limit: int, output: str) -> None:
@@ -218,7 +219,7 @@ def history(ctx: click.Context, experiment: str | None, limit: int, output: str)
 
 
 @click.command()
-@click.option("--port", default=5000, show_default=True, help="Port on 127.0.0.1.")
+@click.option("--port", default=5000, type=click.IntRange(1, 65535), show_default=True, help="Port on 127.0.0.1.")
 @click.option("--experiment", default=None, help="Print (and open) this experiment's runs.")
 @click.option("--open", "open_browser", is_flag=True, help="Open the address in a web browser once the UI answers.")
 @click.pass_context

@@ -13,6 +13,7 @@ from expctl import backend_registry
 from expctl.backends.base import Backend
 from expctl.cli import say
 from expctl.cli.common import (
+    SECONDS,
     applied_by,
     output_option,
     progress_printer,
@@ -106,8 +107,10 @@ def plan(ctx: click.Context, rev: str, worktree: bool, backend_name: str | None,
 @click.option("--force-prune", is_flag=True, help="Prune even when no run at all is desired.")
 @click.option("--replace-running", is_flag=True, help="Replace pending or running runs whose spec changed.")
 @click.option("--wait", is_flag=True, help="Follow the runs until they finish (retrying them, under the lock).")
-@click.option("--lock-timeout", default=600.0, show_default=True, help="Seconds to wait for another apply.")
-@click.option("--timeout", "wait_timeout", default=3600.0, show_default=True, help="Seconds --wait waits.")
+@click.option("--lock-timeout", default=600.0, type=SECONDS, show_default=True,
+              help="Seconds to wait for another apply.")
+@click.option("--timeout", "wait_timeout", default=3600.0, type=SECONDS, show_default=True,
+              help="Seconds --wait waits.")
 @click.pass_context
 def apply(ctx: click.Context, planfile: str | None, yes: bool, rev: str, backend_name: str | None, prune: bool,
           force_prune: bool, replace_running: bool, wait: bool, lock_timeout: float,
