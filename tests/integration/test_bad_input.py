@@ -120,6 +120,13 @@ def saved_plan(content: str) -> Setup:
     return setup
 
 
+def saved_plan_text(**fields: object) -> str:
+    """A well-formed saved plan with ``fields`` changed."""
+    plan = {"schema_version": 1, "commit": "0" * 40, "backend": "local", "worktree": False, "prune": False,
+            "replace_running": False, "fingerprint": "f" * 16, "changes": [], "summary": {}}
+    return json.dumps({**plan, **fields})
+
+
 def no_commits(repo: GitRepo) -> None:
     repo.git("update-ref", "-d", "HEAD")
 
@@ -330,6 +337,17 @@ CASES = [
          also_apply=False),
     Case("plan file of the working tree", setup=saved_plan('{"schema_version": 1, "worktree": true}'),
          args=("apply", "-y", "saved.plan"), expected="saved.plan: a plan of the working tree cannot be applied",
+         also_apply=False),
+    Case("empty plan file", setup=saved_plan(""), args=("apply", "-y", "saved.plan"),
+         expected="saved.plan: not valid JSON (truncated?)", also_apply=False),
+    Case("plan file from another clone", setup=saved_plan(saved_plan_text(commit="1" * 40)),
+         args=("apply", "-y", "saved.plan"),
+         expected="saved.plan: commit: commit 111111111111 is not in this repository", also_apply=False),
+    Case("plan file pinned to a ref", setup=saved_plan(saved_plan_text(commit="HEAD")),
+         args=("apply", "-y", "saved.plan"), expected="saved.plan: commit: expected a full commit id, got 'HEAD'",
+         also_apply=False),
+    Case("plan file for a backend there is none of", setup=saved_plan(saved_plan_text(backend="mars")),
+         args=("apply", "-y", "saved.plan"), expected="saved.plan: backend: unknown backend 'mars'",
          also_apply=False),
     Case("plan file does not exist", args=("apply", "-y", "nope.plan"), code=2,
          expected="File 'nope.plan' does not exist. (see '", also_apply=False),

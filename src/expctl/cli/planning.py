@@ -29,6 +29,7 @@ from expctl.workspace import Workspace, check_runnable
 
 if TYPE_CHECKING:
     from expctl import engine as engine_types
+    from expctl import planfile as saved_plans_types
 
 _rev = click.option("--rev", default="HEAD", show_default=True, help="Commit to read experiments from.")
 _worktree = click.option("--worktree", is_flag=True,
@@ -123,6 +124,7 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, rev: str, backend
     ws = workspace(ctx)
     saved = saved_plans.load(Path(planfile)) if planfile else None
     if saved is not None:
+        _check_saved(ws, saved)
         opts = options_of(saved)
         backend_name = backend_name or saved.backend
     else:
@@ -149,6 +151,25 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, rev: str, backend
     result = engine.run_apply(desired, backend, tracker, lock, options, hooks)
     report_apply(result)
     ctx.exit(result.exit_code)
+
+
+def _check_saved(ws: Workspace, saved: saved_plans_types.SavedPlan) -> None:
+    """A saved plan of a commit this clone lacks, or for a backend there is none of, is refused naming the
+    plan file and its key (not a --rev or --backend the user never typed)."""
+    from expctl.errors import SourceError
+    from expctl.schema import Settings
+    from expctl.source import resolve
+
+    try:
+        ws.backend_name(Settings(), saved.backend)
+    except ExpctlError:
+        raise ExpctlError(f"unknown backend {saved.backend[:80]!r} (one of {', '.join(backend_registry.names())})",
+                          file=str(saved.path), key="backend") from None
+    try:
+        resolve(ws.repo, saved.commit)
+    except SourceError:
+        raise ExpctlError(f"commit {saved.commit[:12]} is not in this repository (a plan made in another clone? "
+                          "fetch it, or make the plan here)", file=str(saved.path), key="commit") from None
 
 
 def report_apply(result: engine_types.EngineResult) -> None:
