@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from expctl import safe_yaml
-from expctl.errors import ConfigError
+from expctl.errors import ConfigError, truncate
 
 SAFE_RESOLVERS = frozenset({"oc.select", "oc.dict.keys", "oc.dict.values", "oc.decode", "oc.create"})
 RESOLVER_CALL = re.compile(r"\$\{\s*([A-Za-z_][\w.\-]*)\s*:")
@@ -30,9 +30,15 @@ def parse_configs(files: Mapping[str, bytes]) -> tuple[dict[str, Any], list[Conf
         if not path.endswith((".yaml", ".yml")):
             continue
         try:
-            docs[path] = safe_yaml.load(data, path)
+            doc = safe_yaml.load(data, path)
         except ConfigError as exc:
             errors.append(exc)
+            continue
+        if doc is not None and not isinstance(doc, (dict, list)):  # Hydra reads `hello` as an empty config
+            errors.append(ConfigError(f"must be a mapping of keys to values (got {type(doc).__name__} "
+                                      f"{truncate(repr(doc), 60)})", file=path))
+            continue
+        docs[path] = doc
     return docs, errors
 
 

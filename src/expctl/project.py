@@ -62,6 +62,8 @@ def experiment_files(files: dict[str, bytes]) -> dict[str, str]:
 def load_settings(files: dict[str, bytes]) -> Settings:
     data = files.get("expctl.yaml")
     if data is None:
+        if any(p.startswith("expctl.yaml/") for p in files):
+            raise ConfigError("a directory, not a file: the project settings were not read", file="expctl.yaml")
         return Settings()
     return schema.parse_settings(safe_yaml.load(data, "expctl.yaml"))
 
@@ -72,7 +74,11 @@ def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
     files = source.read_files(snap)
     if not any(p.startswith("experiments/") for p in files):
         raise ConfigError("no experiments/ directory at this commit (nothing is desired)", file="experiments/")
-    docs, errors = parse_configs(files)
+    links = source.symlinks(snap)
+    docs, errors = parse_configs({p: d for p, d in files.items() if p not in links})
+    errors[:0] = [ConfigError(f"a symbolic link (to {files[p].decode(errors='replace')[:200]!r}): configs are "
+                              "read from git, where a link is not followed; commit the file itself", file=p)
+                  for p in links]
     if errors:
         raise ConfigErrors(errors)
     settings = load_settings(files)

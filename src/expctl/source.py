@@ -88,6 +88,14 @@ def list_files(snap: Snapshot, paths: Sequence[str] = DESIRED_PATHS) -> dict[str
     return files
 
 
+def symlinks(snap: Snapshot, paths: Sequence[str] = DESIRED_PATHS) -> list[str]:
+    """Config files (``.yaml``/``.yml``) and directories under ``paths`` that git stores as symbolic links: their
+    blob is the link's target, not the file, so reading them as configs would be silently wrong."""
+    out = git(snap.repo, "ls-tree", "-r", "-z", "--full-tree", snap.treeish, "--", *paths).decode()
+    links = [entry.split("\t", 1)[1] for entry in filter(None, out.split("\0")) if entry.startswith("120000 ")]
+    return [p for p in links if p.endswith((".yaml", ".yml")) or "." not in p.rsplit("/", 1)[-1]]
+
+
 def read_blobs(repo: Path, blobs: Sequence[str]) -> dict[str, bytes]:
     """Contents of many blobs with one ``git cat-file --batch``."""
     if not blobs:

@@ -131,6 +131,22 @@ def no_commits(repo: GitRepo) -> None:
     repo.git("update-ref", "-d", "HEAD")
 
 
+def symlink(rel: str, target: str, replace: bool = False) -> Setup:
+    def setup(repo: GitRepo) -> None:
+        if replace:
+            (repo.path / rel).unlink()
+        (repo.path / rel).symlink_to(target)
+        repo.commit("a link")
+
+    return setup
+
+
+def settings_directory(repo: GitRepo) -> None:
+    (repo.path / "expctl.yaml").unlink()
+    repo.write("expctl.yaml/settings.yaml", "backend: kubernetes\n")
+    repo.commit("settings in a directory")
+
+
 def latin1(repo: GitRepo) -> None:
     (repo.path / "experiments" / "e.yaml").write_bytes(b"seed: \xe9t\xe9\n")
     repo.commit("latin-1")
@@ -176,6 +192,14 @@ CASES = [
          expected="experiments/e.yaml: YAML syntax error: unacceptable character #x0007"),
     Case("merge conflict markers", setup=conflict_markers, expected="experiments/good.yaml: line "),
     # --- experiments: composition ----------------------------------------------------------------------------
+    Case("experiment is a word", {"experiments/e.yaml": "hello\n"},
+         expected="experiments/e.yaml: must be a mapping of keys to values (got str 'hello')"),
+    Case("experiment is a number", {"experiments/e.yaml": "42\n"},
+         expected="experiments/e.yaml: must be a mapping of keys to values (got int 42)"),
+    Case("experiment is a symbolic link", setup=symlink("experiments/link.yaml", "good.yaml"),
+         expected="experiments/link.yaml: a symbolic link (to 'good.yaml'): configs are read from git"),
+    Case("experiments directory is a symbolic link", setup=symlink("experiments/team", "../code"),
+         expected="experiments/team: a symbolic link (to '../code')"),
     Case("experiment is a list", {"experiments/e.yaml": "- a\n- b\n"}, expected="experiments/e.yaml"),
     Case("unknown group option", {"experiments/e.yaml": "defaults:\n  - config\n  - override /model: smal\n"},
          expected="experiments/e.yaml: defaults.model: unknown option 'smal' in group 'model' "
@@ -306,6 +330,10 @@ CASES = [
          expected="conf/model/small.yaml: line 2: YAML syntax error"),
     Case("conf duplicate key", {"conf/config.yaml": "seed: 0\nseed: 1\n"},
          expected="conf/config.yaml: line 2: duplicate key 'seed' (first defined on line 1)"),
+    Case("conf group option is a word", {"conf/model/small.yaml": "small\n"},
+         expected="conf/model/small.yaml: must be a mapping of keys to values (got str 'small')"),
+    Case("conf file is a symbolic link", setup=symlink("conf/model/tiny.yaml", "small.yaml"),
+         expected="conf/model/tiny.yaml: a symbolic link (to 'small.yaml')"),
     Case("conf alias bomb", {"conf/model/small.yaml": BOMB},
          expected="conf/model/small.yaml: line 1: document expands to more than 200,000 nodes"),
     # --- expctl.yaml -------------------------------------------------------------------------------------------
@@ -324,6 +352,12 @@ CASES = [
          expected="expctl.yaml: kubernetes.qps: input should be a finite number (got inf)"),
     Case("expctl.yaml a QPS of a billion", {"expctl.yaml": "kubernetes:\n  qps: 1000000000\n"},
          expected="expctl.yaml: kubernetes.qps: input should be less than or equal to 10000"),
+    Case("expctl.yaml is a directory", setup=settings_directory,
+         expected="expctl.yaml: a directory, not a file: the project settings were not read"),
+    Case("expctl.yaml is a symbolic link", setup=symlink("expctl.yaml", "/etc/passwd", replace=True),
+         expected="expctl.yaml: a symbolic link (to '/etc/passwd')"),
+    Case("expctl.yaml is a word", {"expctl.yaml": "local\n"},
+         expected="expctl.yaml: must be a mapping of keys to values (got str 'local')"),
     Case("expctl.yaml not a mapping", {"expctl.yaml": "- local\n"}, expected="expctl.yaml: must be a mapping"),
     Case("expctl.yaml bad namespace", {"expctl.yaml": "kubernetes:\n  namespace: Prod\n"},
          expected="expctl.yaml: kubernetes.namespace: must be a lowercase RFC 1123 label"),
