@@ -37,6 +37,7 @@ _QUALIFIED = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,6
 
 # what the apiserver stores: a larger number in an int32 or int64 field of a manifest is refused at apply time
 INT32, INT64 = 2**31 - 1, 2**63 - 1
+MAX_GPUS = 1024  # per replica, and on one machine
 
 Label = Annotated[str, Field(pattern=_LABEL)]
 Name = Annotated[str, Field(pattern=_SUBDOMAIN, max_length=253)]
@@ -50,7 +51,7 @@ PositiveNumber = Annotated[int, Field(gt=0)] | Annotated[float, Field(gt=0)]
 class ResourcesIn(Strict):
     cpu: Quantity | PositiveNumber | None = None
     memory: Quantity | None = None
-    gpus: int = Field(0, ge=0, le=1024)
+    gpus: int = Field(0, ge=0, le=MAX_GPUS)
     gpu_resource: Annotated[str, Field(pattern=_QUALIFIED)] = "nvidia.com/gpu"
 
 
@@ -164,8 +165,8 @@ class KubernetesIn(Strict):
 class LocalIn(Strict):
     parallelism: int | None = Field(None, ge=1, le=4096)
     write_concurrency: int = Field(4, ge=1, le=MAX_WRITE_CONCURRENCY)  # changes an apply performs at once
-    gpus: int | list[int | str] | None = Field(
-        None, description="this machine's GPUs for local runs: a count or device ids (default: nvidia-smi)")
+    gpus: Annotated[int, Field(ge=0, le=MAX_GPUS)] | Annotated[list[int | str], Field(max_length=MAX_GPUS)] | None \
+        = Field(None, description="this machine's GPUs for local runs: a count or device ids (default: nvidia-smi)")
 
 
 class LogsIn(Strict):
