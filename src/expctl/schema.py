@@ -42,7 +42,8 @@ MAX_GPUS = 1024  # per replica, and on one machine
 Label = Annotated[str, Field(pattern=_LABEL)]
 Name = Annotated[str, Field(pattern=_SUBDOMAIN, max_length=253)]
 Quantity = Annotated[str, Field(pattern=_QUANTITY)]
-Word = Annotated[str, Field(pattern=r"^\S+$")]  # non-empty, no whitespace (images, URIs, paths)
+_WORD = r"^[^\s\x00-\x1f\x7f]+$"
+Word = Annotated[str, Field(pattern=_WORD)]  # non-empty, no whitespace or control characters (images, URIs, paths)
 Text = Annotated[str, Field(min_length=1, pattern=r"^[^\x00-\x1f\x7f]*$")]  # one line, no control characters
 EnvValue = Annotated[str, Field(pattern=r"^[^\x00]*$")] | int | float | bool
 PositiveNumber = Annotated[int, Field(gt=0)] | Annotated[float, Field(gt=0)]
@@ -210,7 +211,7 @@ class Settings(Strict):
     local: LocalIn = LocalIn()
     logs: LogsIn = LogsIn()
     slurm: SlurmIn = SlurmIn()
-    data_root: str | None = None  # where relative dataset sources are (relative to the repo, absolute, or a URL)
+    data_root: Text | None = None  # where relative dataset sources are (relative to the repo, absolute, or a URL)
 
     def tenant_for(self, source_file: str) -> TenantIn | None:
         matches = [t for t in self.tenants if source_file.startswith(t.path.rstrip("/") + "/")]
@@ -239,7 +240,7 @@ _PATTERN_HINTS = {
     _QUANTITY: "a Kubernetes quantity such as 500m, 2, 4Gi",
     _ENV_NAME: "an environment variable name (letters, digits, '_', '-', '.'; not starting with a digit)",
     _QUALIFIED: "a Kubernetes label key such as example.com/gpu",
-    r"^\S+$": "a non-empty string without whitespace",
+    _WORD: "a non-empty string without whitespace or control characters",
     r"^[^\x00]*$": "a string without NUL characters",
 }
 

@@ -364,6 +364,13 @@ CASES = [
          expected="EXPCTL_LOCAL_GPUS: 100000000000000000 GPUs is more than one machine has (at most 1024)"),
     Case("EXPCTL_LOCAL_GPUS negative", args=("apply", "-y"), env={"EXPCTL_LOCAL_GPUS": "-1"},
          expected="EXPCTL_LOCAL_GPUS: a GPU count cannot be negative (got -1)"),
+    Case("expctl.yaml NUL in a code path", {"expctl.yaml": 'code_paths: ["co\\0de"]\n'},
+         expected="expctl.yaml: code_paths.0: must be a non-empty string without whitespace or control characters"),
+    Case("expctl.yaml NUL in the data root", {"expctl.yaml": 'code_paths: [code]\ndata_root: "/da\\0ta"\n'},
+         expected="expctl.yaml: data_root: must be one line without control characters"),
+    Case("NUL in an experiment's code path", {"experiments/e.yaml": block('  code_paths: ["co\\0de"]\n')},
+         expected="experiments/e.yaml: expctl.code_paths.0: must be a non-empty string without whitespace or "
+                  "control characters (got 'co\\x00de')"),
     Case("expctl.yaml not a mapping", {"expctl.yaml": "- local\n"}, expected="expctl.yaml: must be a mapping"),
     Case("expctl.yaml bad namespace", {"expctl.yaml": "kubernetes:\n  namespace: Prod\n"},
          expected="expctl.yaml: kubernetes.namespace: must be a lowercase RFC 1123 label"),
