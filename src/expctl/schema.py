@@ -346,7 +346,16 @@ def parse_settings(data: Any, file: str = "expctl.yaml") -> Settings:
         return Settings()
     if not isinstance(data, Mapping):
         raise ConfigError("must be a mapping", file=file)
-    return validated(Settings, data, file, "")
+    settings = validated(Settings, data, file, "")
+    paths = {"tenants": [t.path for t in settings.tenants], "slurm.tenants": [t.path for t in settings.slurm.tenants]}
+    for where, listed in paths.items():
+        seen: dict[str, int] = {}
+        for i, path in enumerate(listed):  # two for one path: which one applies would be an accident of order
+            first = seen.setdefault(path.rstrip("/"), i)
+            if first != i:
+                raise ConfigError(f"a second tenant for {path!r} (the first is {where}.{first})", file=file,
+                                  key=f"{where}.{i}.path")
+    return settings
 
 
 def scalar_text(value: str | int | float | bool) -> str:

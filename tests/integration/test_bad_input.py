@@ -371,6 +371,10 @@ CASES = [
     Case("NUL in an experiment's code path", {"experiments/e.yaml": block('  code_paths: ["co\\0de"]\n')},
          expected="experiments/e.yaml: expctl.code_paths.0: must be a non-empty string without whitespace or "
                   "control characters (got 'co\\x00de')"),
+    Case("expctl.yaml two tenants for one path",
+         {"expctl.yaml": "tenants:\n  - {path: experiments/a, namespace: a}\n"
+                         "  - {path: experiments/a/, namespace: b}\n"},
+         expected="expctl.yaml: tenants.1.path: a second tenant for 'experiments/a/' (the first is tenants.0)"),
     Case("expctl.yaml not a mapping", {"expctl.yaml": "- local\n"}, expected="expctl.yaml: must be a mapping"),
     Case("expctl.yaml bad namespace", {"expctl.yaml": "kubernetes:\n  namespace: Prod\n"},
          expected="expctl.yaml: kubernetes.namespace: must be a lowercase RFC 1123 label"),
