@@ -186,7 +186,7 @@ def _expand(composer: Composer, name: str, file: str, settings: Settings, snap: 
         config = composer.point_config(exp, point)
         job = _job(config.get("expctl"), file, settings, jobs)
         if job.code_paths not in digests:
-            digests[job.code_paths] = source.code_digest(snap, job.code_paths)
+            digests[job.code_paths] = _code_digest(snap, job.code_paths, config.get("expctl"), file)
         overrides = sweep.point_overrides(elements, point)
         datasets = _datasets(config.get("data"), file, data)
         spec = run_spec(
@@ -200,6 +200,17 @@ def _expand(composer: Composer, name: str, file: str, settings: Settings, snap: 
         if validation is not None:
             _check_held_out(job, datasets, file)
             yield validation
+
+
+def _code_digest(snap: source.Snapshot, code_paths: tuple[str, ...], block: Any, file: str) -> str:
+    try:
+        return source.code_digest(snap, code_paths)
+    except source.MissingCodePath as exc:
+        own = isinstance(block, dict) and block.get("code_paths")  # the experiment's own, else expctl.yaml's
+        at = "the working tree" if snap.worktree else f"commit {snap.commit[:12]}"
+        raise ConfigError(f"{exc.path!r} does not exist at {at}: the runs' code digest would never see a change "
+                          "(a typo?)", file=file if own else "expctl.yaml",
+                          key="expctl.code_paths" if own else "code_paths") from None
 
 
 def _check_held_out(job: JobSpec, datasets: tuple[DatasetRef, ...], file: str) -> None:

@@ -125,8 +125,18 @@ def materialize(files: dict[str, bytes], dest: Path) -> None:
         target.write_bytes(data)
 
 
+class MissingCodePath(SourceError):
+    """A declared code path is not in the snapshot: a digest of it would never change (a typo, most likely)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"code path {path!r} does not exist")
+        self.path = path
+
+
 def code_digest(snap: Snapshot, code_paths: Sequence[str]) -> str:
-    """Digest of the declared code paths' git trees (default: the whole tree minus experiments/)."""
+    """Digest of the declared code paths' git trees (default: the whole tree minus experiments/).
+
+    Raises MissingCodePath for a declared path the snapshot does not have."""
     if code_paths:
         lines = []
         for path in sorted({p.strip("/") or "." for p in code_paths}):
@@ -134,7 +144,7 @@ def code_digest(snap: Snapshot, code_paths: Sequence[str]) -> str:
             try:
                 obj = git(snap.repo, "rev-parse", "--verify", "--quiet", spec).decode().strip()
             except SourceError:
-                obj = "missing"
+                raise MissingCodePath(path) from None
             lines.append(f"{path}\t{obj}")
     else:
         out = git(snap.repo, "ls-tree", "--full-tree", snap.treeish).decode()

@@ -375,6 +375,10 @@ CASES = [
          {"expctl.yaml": "tenants:\n  - {path: experiments/a, namespace: a}\n"
                          "  - {path: experiments/a/, namespace: b}\n"},
          expected="expctl.yaml: tenants.1.path: a second tenant for 'experiments/a/' (the first is tenants.0)"),
+    Case("expctl.yaml code path that does not exist", {"expctl.yaml": "code_paths: [cdoe]\n"},
+         expected="expctl.yaml: code_paths: 'cdoe' does not exist at commit "),
+    Case("experiment's code path that does not exist", {"experiments/e.yaml": block("  code_paths: [code, tarin]\n")},
+         expected="experiments/e.yaml: expctl.code_paths: 'tarin' does not exist at commit "),
     Case("expctl.yaml not a mapping", {"expctl.yaml": "- local\n"}, expected="expctl.yaml: must be a mapping"),
     Case("expctl.yaml bad namespace", {"expctl.yaml": "kubernetes:\n  namespace: Prod\n"},
          expected="expctl.yaml: kubernetes.namespace: must be a lowercase RFC 1123 label"),
