@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -109,6 +110,7 @@ class Composer:
         self._stack = ExitStack()
         self._parser: Any = None
         self.conf_dir = Path()
+        self._warned: set[str] = set()
 
     def __enter__(self) -> Composer:
         from hydra import initialize_config_dir
@@ -276,13 +278,23 @@ class Composer:
         from omegaconf.errors import OmegaConfBaseException
 
         try:
-            return compose(config_name=primary, overrides=overrides, return_hydra_config=hydra)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                cfg = compose(config_name=primary, overrides=overrides, return_hydra_config=hydra)
         except MissingConfigException as exc:
             raise self._missing(exc, file) from exc
         except (HydraException, OmegaConfBaseException) as exc:
             raise _wrap(exc, file) from exc
+        except (ValueError, TypeError) as exc:  # Hydra's own checks of a defaults list: `defaults: 5`, `[null]`
+            raise ConfigError(_first_line(exc).replace(PRIMARY_PREFIX, ""), file=file) from exc
         except RecursionError as exc:
             raise ConfigError("cyclic interpolation or defaults", file=file) from exc
+        for warning in caught:  # Hydra's (a defaults list without _self_): once, one line naming the file
+            text = f"{file}: {_first_line(warning.message).replace(PRIMARY_PREFIX, '')}"
+            if text not in self._warned:
+                self._warned.add(text)
+                warnings.warn(text, UserWarning, stacklevel=1)
+        return cfg
 
     def _missing(self, exc: Exception, file: str) -> ConfigError:
         text = str(exc)
@@ -365,7 +377,7 @@ class _GroupOptions:
         return sorted(p.stem for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: object) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return lines[0] if lines else type(exc).__name__
 

@@ -200,6 +200,14 @@ CASES = [
          expected="experiments/link.yaml: a symbolic link (to 'good.yaml'): configs are read from git"),
     Case("experiments directory is a symbolic link", setup=symlink("experiments/team", "../code"),
          expected="experiments/team: a symbolic link (to '../code')"),
+    Case("defaults is a number", {"experiments/e.yaml": "defaults: 5\n"},
+         expected="experiments/e.yaml: Invalid defaults list in 'e', defaults must be a list (got int)"),
+    Case("null in the defaults list", {"experiments/e.yaml": "defaults: [config, null]\n"},
+         expected="experiments/e.yaml: Unsupported type in defaults : NoneType"),
+    Case("empty mapping in the defaults list", {"experiments/e.yaml": "defaults: [config, {}]\n"},
+         expected="experiments/e.yaml: In e: Missing group name in {}"),
+    Case("defaults without _self_ (a Hydra warning, one line)", {"experiments/e.yaml": "defaults: [config]\nx: ${y}\n"},
+         expected="experiments/e.yaml: x: interpolation to a missing key"),
     Case("experiment is a list", {"experiments/e.yaml": "- a\n- b\n"}, expected="experiments/e.yaml"),
     Case("unknown group option", {"experiments/e.yaml": "defaults:\n  - config\n  - override /model: smal\n"},
          expected="experiments/e.yaml: defaults.model: unknown option 'smal' in group 'model' "
@@ -254,6 +262,8 @@ CASES = [
          expected="experiments/e.yaml: expctl.max_runs: input should be less than or equal to 100000"),
     Case("sweep value with a newline", {"experiments/e.yaml": sweep("      +note: \"a\\n+ create forged\"\n")},
          expected="experiments/e.yaml: hydra.sweeper.params.+note: invalid sweep"),
+    Case("empty sweep key", {"experiments/e.yaml": sweep('      "": 1,2\n')},
+         expected="experiments/e.yaml: Config group override must be a string or a list"),
     # --- secrets: resolvers that are not allow-listed --------------------------------------------------------
     Case("oc.env in the body", {"experiments/e.yaml": BASE + "token: ${oc.env:HOME}\n"},
          expected="experiments/e.yaml: token: resolver 'oc.env' is not allowed in committed configs"),

@@ -10,6 +10,7 @@ import importlib
 import os
 import sys
 import traceback
+import warnings
 from typing import Any
 
 import click
@@ -36,6 +37,14 @@ def say(line: str) -> None:
     from expctl.sanitize import SECRET_ENV, redact
 
     click.echo(redact(line, [os.environ.get(name, "") for name in SECRET_ENV]), err=True)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """A Python warning (Hydra's, a library's) as one ``warning:`` line, like expctl's own: not two lines of
+    source location and code."""
+    text = " ".join(str(message).split())
+    say(f"warning: {text}")
 
 
 class LazyGroup(click.Group):
@@ -111,3 +120,4 @@ def main(ctx: click.Context, repo: str | None) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj.setdefault("repo", repo)
+    warnings.showwarning = _show_warning
