@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from expctl import sweep
-from expctl.config_scan import RESOLVER_CALL, SAFE_RESOLVERS, leaves, not_allowed
+from expctl.config_scan import RESOLVER_CALL, SAFE_RESOLVERS, SEARCHPATH_REFUSED, leaves, not_allowed
 from expctl.errors import ConfigError
 from expctl.source import materialize
 
@@ -167,6 +167,8 @@ class Composer:
 
         cfg = self._compose_cfg(primary, file, [], hydra=True)
         try:
+            if OmegaConf.select(cfg, "hydra.searchpath"):  # wherever it was set: conf/, a group, the experiment
+                raise ConfigError(SEARCHPATH_REFUSED, file=file, key="hydra.searchpath")
             node = OmegaConf.select(cfg, "hydra.sweeper.params")
             if node is None:
                 return []

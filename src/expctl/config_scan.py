@@ -61,6 +61,17 @@ def resolver_errors(docs: Mapping[str, Any], allow_resolvers: Sequence[str] = ()
     return errors
 
 
+SEARCHPATH_REFUSED = ("configs are read only from the commit's conf/: a search path would compose files of the "
+                      "machine expctl runs on (outside git, maybe secret) into the runs")
+
+
+def searchpath_errors(docs: Mapping[str, Any]) -> list[ConfigError]:
+    """``hydra.searchpath`` anywhere: Hydra would load configs from the filesystem (``file:///home/ci/...``) or
+    from installed packages. The composition is checked too (a ``# @package hydra`` group can set it)."""
+    return [ConfigError(SEARCHPATH_REFUSED, file=path, key="hydra.searchpath") for path, doc in sorted(docs.items())
+            if isinstance(doc, dict) and isinstance(doc.get("hydra"), dict) and "searchpath" in doc["hydra"]]
+
+
 def not_allowed(name: str, file: str, key: str | None) -> ConfigError:
     return ConfigError(f"resolver '{name}' is not allowed in committed configs "
                        "(allow-list it in expctl.yaml: allow_resolvers)", file=file, key=key)

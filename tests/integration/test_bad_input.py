@@ -280,6 +280,10 @@ CASES = [
     Case("oc.env assembled at resolution time",
          {"experiments/e.yaml": BASE + "d: $\nz: '{oc.env:HOME}'\nw: ${oc.decode:${d}${z}}\n"},
          expected="experiments/e.yaml: w: resolver 'oc.env' is not allowed"),
+    Case("hydra search path in the experiment", {"experiments/e.yaml": BASE + "hydra:\n  searchpath: [file:///etc]\n"},
+         expected="experiments/e.yaml: hydra.searchpath: configs are read only from the commit's conf/"),
+    Case("hydra search path in conf", {"conf/config.yaml": "seed: 0\nhydra:\n  searchpath: [pkg://hydra.conf]\n"},
+         expected="conf/config.yaml: hydra.searchpath: configs are read only from the commit's conf/"),
     # --- the expctl block --------------------------------------------------------------------------------------
     Case("unknown key in the expctl block", {"experiments/e.yaml": block("  replica: 2\n")},
          expected="experiments/e.yaml: expctl.replica: unknown key (did you mean 'replicas'?)"),
