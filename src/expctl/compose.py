@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from expctl import sweep
-from expctl.config_scan import RESOLVER_CALL, SAFE_RESOLVERS, SEARCHPATH_REFUSED, leaves, not_allowed
+from expctl.config_scan import (
+    OUTSIDE_CONF,
+    RESOLVER_CALL,
+    SAFE_RESOLVERS,
+    SEARCHPATH_REFUSED,
+    escapes_conf,
+    leaves,
+    not_allowed,
+)
 from expctl.errors import ConfigError
 from expctl.source import materialize
 
@@ -169,6 +177,10 @@ class Composer:
         try:
             if OmegaConf.select(cfg, "hydra.searchpath"):  # wherever it was set: conf/, a group, the experiment
                 raise ConfigError(SEARCHPATH_REFUSED, file=file, key="hydra.searchpath")
+            chosen = OmegaConf.select(cfg, "hydra.runtime.choices") or {}
+            outside = next((g for g, o in chosen.items() if escapes_conf(f"{g}/{o}")), None)  # any other route
+            if outside is not None:
+                raise ConfigError(OUTSIDE_CONF, file=file, key=f"defaults.{outside}")
             node = OmegaConf.select(cfg, "hydra.sweeper.params")
             if node is None:
                 return []
@@ -229,6 +241,8 @@ class Composer:
                 raise ConfigError(f"invalid sweep: {_first_line(exc)}", file=file, key=where) from exc
             if group and not self._has_group(path):
                 raise ConfigError(f"unknown config group '{path}'", file=file, key=where)
+            if group and any(escapes_conf(str(v)) for v in values):
+                raise ConfigError(OUTSIDE_CONF, file=file, key=where)
             total *= len(elements)
             if total > sweep.MAX_RUNS:  # before the next axis is enumerated
                 raise ConfigError(str(sweep.SweepUnbounded()), file=file, key="hydra.sweeper.params")

@@ -72,6 +72,29 @@ def searchpath_errors(docs: Mapping[str, Any]) -> list[ConfigError]:
             if isinstance(doc, dict) and isinstance(doc.get("hydra"), dict) and "searchpath" in doc["hydra"]]
 
 
+OUTSIDE_CONF = "names a config outside conf/ ('..'): configs are read only from the commit's conf/"
+
+
+def escapes_conf(name: str) -> bool:
+    """Whether a config name or group option climbs out of conf/ (``../../home/ci/creds``): Hydra joins it to
+    the config directory as a path, so it would load any YAML file of the machine expctl runs on."""
+    return ".." in re.split(r"[/\\]", name)
+
+
+def defaults_errors(docs: Mapping[str, Any]) -> list[ConfigError]:
+    """Defaults-list entries (``- ../x``, ``- group: ../x``, ``- override /group: ../x``) that leave conf/."""
+    errors = []
+    for path, doc in sorted(docs.items()):
+        entries = doc.get("defaults") if isinstance(doc, dict) else None
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            names = [entry] if isinstance(entry, str) else [
+                part for key, value in entry.items() for part in (key, *(value if isinstance(value, list) else
+                                                                         [value]))] if isinstance(entry, dict) else []
+            if any(isinstance(n, str) and escapes_conf(n) for n in names):
+                errors.append(ConfigError(OUTSIDE_CONF, file=path, key=f"defaults[{i}]"))
+    return errors
+
+
 def not_allowed(name: str, file: str, key: str | None) -> ConfigError:
     return ConfigError(f"resolver '{name}' is not allowed in committed configs "
                        "(allow-list it in expctl.yaml: allow_resolvers)", file=file, key=key)

@@ -15,7 +15,7 @@ from typing import Any
 
 from expctl import job_spec, naming, safe_yaml, schema, schema_data, source, sweep
 from expctl.compose import Composer, Experiment
-from expctl.config_scan import parse_configs, resolver_errors, searchpath_errors
+from expctl.config_scan import defaults_errors, parse_configs, resolver_errors, searchpath_errors
 from expctl.data.manifest import combined_digest
 from expctl.data.materialize import Materializer, data_root
 from expctl.data.scan import DataError
@@ -82,7 +82,7 @@ def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
     if errors:
         raise ConfigErrors(errors)
     settings = load_settings(files)
-    errors = resolver_errors(docs, settings.allow_resolvers) + searchpath_errors(docs)
+    errors = resolver_errors(docs, settings.allow_resolvers) + searchpath_errors(docs) + defaults_errors(docs)
     if errors:
         raise ConfigErrors(errors)
     names = experiment_files(files)
