@@ -471,6 +471,8 @@ CASES = [
          expected="MLFLOW_TRACKING_URI: not a valid URI (Invalid IPv6 URL): http://[::1:5000"),
     Case("expctl.yaml tracking URI with a bad port", {"expctl.yaml": "tracking_uri: 'http://mlflow:99999'\n"},
          args=("plan",), expected="expctl.yaml: tracking_uri: not a valid URI (Port out of range 0-65535)"),
+    Case("in-memory tracking store", args=("apply", "-y"), env={"MLFLOW_TRACKING_URI": "sqlite:///:memory:"},
+         expected="MLFLOW_TRACKING_URI: an in-memory SQLite store (sqlite:///:memory:) forgets every run"),
     Case("apiserver unreachable", {"expctl.yaml": "code_paths: [code]\nbackend: kubernetes\n"},
          setup=kubeconfig_to(DEAD), args=("plan",), env={"KUBECONFIG": "kubeconfig"},
          expected=f"Kubernetes API at https://127.0.0.1:{DEAD} is unreachable"),
