@@ -14,7 +14,7 @@ from expctl import backend_registry
 from expctl.cli import say
 from expctl.cli.common import echo_json, is_terminal, workspace
 from expctl.errors import ExpctlError
-from expctl.model import ObservedRun
+from expctl.model import ObservedRun, Phase
 from expctl.sanitize import one_line
 
 _backend = click.option("--backend", "backend_name", default=None, type=click.Choice(backend_registry.names()),
@@ -73,7 +73,8 @@ def _table(rows: list[dict[str, object]]) -> list[str]:
 
 @click.command()
 @click.option("--experiment", default=None, help="Only runs of this experiment.")
-@click.option("--state", default=None, help="Only runs in this state (Pending, Running, Succeeded, Failed, Cancelled).")
+@click.option("--state", default=None, type=click.Choice([p.value for p in Phase], case_sensitive=False),
+              help="Only runs in this state.")
 @click.option("--user", default=None, help="Only runs applied by this user (substring match).")
 @click.option("--all", "show_all", is_flag=True, help="Include runs whose objects are gone (from MLflow).")
 @_backend
