@@ -49,7 +49,10 @@ def validate(ctx: click.Context, rev: str, worktree: bool, backend_name: str | N
     if not worktree:
         warn_dirty(ws.repo)
     desired = desired_state(ws.repo, PlanOptions(rev=rev, worktree=worktree))
-    check_runnable(ws.backend_name(desired.settings, backend_name), desired.runs)
+    name = ws.backend_name(desired.settings, backend_name)
+    check_runnable(name, desired.runs)
+    if name in backend_registry.BACKENDS:  # settings the backend cannot open with (slurm without a workdir)
+        backend_registry.BACKENDS[name].check(desired.settings)
     click.echo(f"{len(desired.experiments)} experiments, {len(desired.runs)} runs: valid.")
 
 
