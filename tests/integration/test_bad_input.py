@@ -432,6 +432,11 @@ CASES = [
     Case("plan file for a backend there is none of", setup=saved_plan(saved_plan_text(backend="mars")),
          args=("apply", "-y", "saved.plan"), expected="saved.plan: backend: unknown backend 'mars'",
          also_apply=False),
+    Case("plan file with --rev", setup=saved_plan(saved_plan_text()),
+         args=("apply", "-y", "saved.plan", "--rev", "HEAD~1"), code=2,
+         expected="--rev cannot be combined with a saved plan", also_apply=False),
+    Case("plan file with --prune", setup=saved_plan(saved_plan_text()), args=("apply", "-y", "--prune", "saved.plan"),
+         code=2, expected="--prune cannot be combined with a saved plan", also_apply=False),
     Case("plan file does not exist", args=("apply", "-y", "nope.plan"), code=2,
          expected="File 'nope.plan' does not exist. (see '", also_apply=False),
     # --- CLI arguments -------------------------------------------------------------------------------------------

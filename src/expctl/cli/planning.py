@@ -125,6 +125,11 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, rev: str, backend
     from expctl.reconcile import options_of
 
     ws = workspace(ctx)
+    ignored = [flag for flag, given in (("--rev", rev != "HEAD"), ("--prune", prune), ("--force-prune", force_prune),
+                                        ("--replace-running", replace_running)) if given]
+    if planfile and ignored:  # a saved plan carries its own commit and options: these would be silently ignored
+        raise click.UsageError(f"{ignored[0]} cannot be combined with a saved plan (it applies the commit and "
+                               "options it was made with)", ctx)
     saved = saved_plans.load(Path(planfile)) if planfile else None
     if saved is not None:
         _check_saved(ws, saved)
