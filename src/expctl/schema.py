@@ -192,6 +192,7 @@ class SlurmIn(Strict):
     account: Word | None = None
     qos: Word | None = None
     tenants: list[SlurmTenantIn] = []
+    write_concurrency: int = Field(4, ge=1, le=MAX_WRITE_CONCURRENCY)  # changes an apply performs at once
 
     def tenant_for(self, source_file: str) -> SlurmTenantIn | None:
         matches = [t for t in self.tenants if source_file.startswith(t.path.rstrip("/") + "/")]

@@ -9,7 +9,7 @@ import pytest
 
 from tests.gitrepo import GitRepo
 from tests.integration.mlflow_server import MlflowServer
-from tests.integration.slurm_cluster import slurm_cluster  # noqa: F401  (the session's Slurm cluster)
+from tests.integration.slurm_cluster import private_slurm_cluster, slurm_cluster  # noqa: F401  (real Slurm clusters)
 
 
 @pytest.fixture

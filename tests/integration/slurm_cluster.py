@@ -1,16 +1,21 @@
-"""A real Slurm cluster for the tests: munged, slurmctld and two slurmd "nodes" with two fake GPUs each.
+"""Real Slurm clusters for the tests: munged, slurmctld and two slurmd "nodes" with two fake GPUs each.
 
-``scripts/start-slurm.sh`` starts it on 127.0.0.1 in a temporary directory on free ports (about a second);
-``scripts/stop-slurm.sh`` stops it by its pid files. The session fixture ``slurm_cluster`` exports
-``SLURM_CONF`` (and puts this interpreter first on PATH, so that jobs' ``python`` is the test's) for the
-session and restores both at the end. When Slurm is not installed the tests fail loudly, never skip:
-``scripts/test-prereqs.sh`` installs ``slurm-wlm`` and ``munge``.
+``scripts/start-slurm.sh`` starts one on 127.0.0.1 in a temporary directory on free ports (about a second);
+``scripts/stop-slurm.sh`` stops it by its pid files. Everything a cluster uses is its own (munge key and socket,
+state, spool and log directories, ports), so several run side by side. The session fixture ``slurm_cluster``
+exports ``SLURM_CONF`` (and puts this interpreter first on PATH, so that jobs' ``python`` is the test's) for the
+session and restores both at the end. ``private_slurm_cluster`` is one test's own cluster, for tests that stop
+its controller: commands reach it through ``env`` (``SLURM_CONF``), never through the process environment.
+When Slurm is not installed the tests fail loudly, never skip: ``scripts/test-prereqs.sh`` installs
+``slurm-wlm`` and ``munge``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -31,14 +36,41 @@ class SlurmCluster:
     rundir: Path
     conf: Path
 
+    @property
+    def env(self) -> dict[str, str]:
+        """What a process needs to talk to this cluster (and to run jobs with this interpreter's ``python``)."""
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        return {"SLURM_CONF": str(self.conf), "PATH": path}
+
     def run(self, *argv: str) -> str:
-        return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
+        return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60,
+                              env={**os.environ, **self.env}).stdout
 
     def pid_of_slurmd(self, node: str) -> int:
         return int((self.rundir / "run" / f"slurmd-{node}.pid").read_text().strip())
 
     def start_slurmd(self, node: str) -> None:
         subprocess.run(["slurmd", "-N", node, "-f", str(self.conf)], check=True, timeout=60)
+
+    def stop_controller(self, signum: int = signal.SIGKILL) -> None:
+        """Send ``signum`` to slurmctld and wait until it is gone (its children, slurmscriptd, go with it)."""
+        pid = int((self.rundir / "run" / "slurmctld.pid").read_text().strip())
+        os.kill(pid, signum)
+        deadline = time.monotonic() + 30
+        while _alive(pid):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"slurmctld ({pid}) still running 30 s after signal {signum}")
+            time.sleep(0.1)
+
+    def start_controller(self) -> None:
+        """Start slurmctld again on the same configuration and state directory: it recovers the saved jobs."""
+        subprocess.run(["slurmctld", "-f", str(self.conf)], check=True, timeout=60, env={**os.environ, **self.env})
+        deadline = time.monotonic() + 60
+        while subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=60, check=False,
+                             env={**os.environ, **self.env}).stdout.count("UP") < 1:
+            if time.monotonic() > deadline:
+                raise AssertionError("slurmctld did not answer within 60 s of its restart")
+            time.sleep(0.2)
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Until every node is idle again (after a test killed or drained one)."""
@@ -50,6 +82,15 @@ class SlurmCluster:
             if time.monotonic() > deadline:
                 raise AssertionError(f"Slurm nodes not idle: {states}")
             time.sleep(0.5)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie left to a parent that does not reap it counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 def _free_port_block(size: int = 16) -> int:
@@ -70,27 +111,41 @@ def _free_port_block(size: int = 16) -> int:
     raise RuntimeError("no free port block on 127.0.0.1")
 
 
-@pytest.fixture(scope="session")
-def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+@contextlib.contextmanager
+def running_cluster(rundir: Path) -> Iterator[SlurmCluster]:
+    """A cluster of its own in ``rundir`` for the ``with`` block; stopped (by its pid files) at the end."""
     missing = [t for t in ("munged", "slurmctld", "slurmd", "sbatch") if shutil.which(t) is None]
     if missing:
         pytest.fail(f"Slurm is not installed ({', '.join(missing)} missing): run scripts/test-prereqs.sh",
                     pytrace=False)
-    rundir = tmp_path_factory.mktemp("slurm")
-    saved = {k: os.environ.get(k) for k in ("SLURM_CONF", "PATH")}
     try:
         proc = subprocess.run(["bash", str(ROOT / "scripts" / "start-slurm.sh"), str(rundir), str(NODES),
                                str(GPUS_PER_NODE), str(_free_port_block())],
                               capture_output=True, text=True, timeout=120, check=False)
         if proc.returncode != 0:
             pytest.fail(f"scripts/start-slurm.sh failed: {proc.stderr.strip()}", pytrace=False)
-        os.environ["SLURM_CONF"] = str(rundir / "slurm.conf")
-        os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         yield SlurmCluster(rundir, rundir / "slurm.conf")
     finally:
         subprocess.run(["bash", str(ROOT / "scripts" / "stop-slurm.sh"), str(rundir)], timeout=60, check=False)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    saved = {k: os.environ.get(k) for k in ("SLURM_CONF", "PATH")}
+    try:
+        with running_cluster(tmp_path_factory.mktemp("slurm")) as cluster:
+            os.environ.update(cluster.env)
+            yield cluster
+    finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture
+def private_slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    """A cluster for one test alone (it may stop and restart its controller); the session's is untouched."""
+    with running_cluster(tmp_path_factory.mktemp("private-slurm")) as cluster:
+        yield cluster

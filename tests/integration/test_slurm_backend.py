@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ from typing import Any
 import pytest
 
 from expctl.backends.slurm import SlurmBackend
+from expctl.backends.slurm_script import EXIT_FILE
+from expctl.errors import BackendUnavailable
 from expctl.model import FailureClass, JobKind, Launch, ObservedRun, Phase, Resources
 from tests.contract.backend_suite import BackendContract
 from tests.factories import make_job, make_launch, make_spec
@@ -189,6 +192,40 @@ def test_a_refused_submission_leaves_no_record(backend: SlurmBackend, driver: Sl
     assert backend.observe() == [] and not (driver.workdir / "runs" / launch.name).exists()
 
 
+LOST_ANSWER = """#!/bin/sh
+# sbatch whose answer is lost: Slurm takes the job, then the controller dies before replying
+"$REAL_SBATCH" "$@" > /dev/null || exit
+echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation" >&2
+exit 1
+"""
+
+
+def test_a_submission_whose_answer_was_lost_is_adopted_whole(backend: SlurmBackend, driver: SlurmDriver,
+                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shim = tmp_path / "lost-answer" / "sbatch"
+    shim.parent.mkdir()
+    shim.write_text(LOST_ANSWER)
+    shim.chmod(0o755)
+    monkeypatch.setenv("REAL_SBATCH", str(shutil.which("sbatch")))
+    path = os.environ["PATH"]
+    monkeypatch.setenv("PATH", f"{shim.parent}{os.pathsep}{path}")
+    launch = driver.launch("succeed")
+    with pytest.raises(BackendUnavailable, match="Socket timed out"):
+        backend.create(launch)
+    monkeypatch.setenv("PATH", path)
+    # whether Slurm took the job is unknown: its files stay (it may be running from them), the next apply adopts it
+    assert (driver.workdir / "runs" / launch.name / "job.sh").exists()
+    fresh = driver.reopen()
+    fresh.observe()
+    fresh.create(launch)
+    run = wait_for(fresh, launch.name, lambda r: r.phase.finished)
+    assert run.phase is Phase.SUCCEEDED, run.message
+    run_dir = str(driver.workdir / "runs" / launch.name)
+    jobs = json.loads(driver.cluster.run("squeue", "--json"))["jobs"]
+    assert [j["job_id"] for j in jobs if j["current_working_directory"] == run_dir] == [
+        job_id(driver.workdir, launch.name)]  # one job: adopted, not submitted again
+
+
 def test_replace_under_the_same_name_right_after_delete(backend: SlurmBackend, driver: SlurmDriver) -> None:
     from dataclasses import replace
 
@@ -214,11 +251,28 @@ def test_a_job_that_failed_before_any_task_started_is_the_platforms_failure(back
     record.write_text(json.dumps({**data, "phase": None, "failure": None, "message": ""}))
     (driver.workdir / "runs" / launch.name / "task-0.log").unlink()
     # what squeue shows when srun could not launch the step (e.g. the node's slurmd died first)
-    failed = {"job_id": data["job_id"], "name": launch.name, "job_state": "FAILED", "exit_code": 233 << 8,
-              "state_reason": "NonZeroExitCode", "comment": "", "end_time": 1}
+    failed = {**squeue_job(driver.cluster, driver.workdir, launch.name), "job_state": "FAILED",
+              "exit_code": 233 << 8, "state_reason": "NonZeroExitCode", "end_time": 1}
     (run,) = fresh.observe_jobs([failed])
     assert run.phase is Phase.FAILED and run.failure is FailureClass.INFRASTRUCTURE
     assert "no task started" in run.message
+
+
+def test_a_job_id_handed_out_again_is_not_taken_for_the_run(backend: SlurmBackend, driver: SlurmDriver) -> None:
+    """A controller that crashed before saving its state forgets the jobs it had just accepted and gives their
+    ids to the next submissions: the run's job vanished (a failed attempt, retried), whatever has its id now."""
+    launch = driver.launch("succeed")
+    backend.create(launch)
+    wait_for(backend, launch.name, lambda r: r.phase.finished)
+    run_dir = driver.workdir / "runs" / launch.name
+    data = json.loads((run_dir / "record.json").read_text())
+    (run_dir / "record.json").write_text(json.dumps({**data, "phase": None, "failure": None, "message": ""}))
+    (run_dir / EXIT_FILE).unlink()  # the forgotten job never ran
+    reused = {**squeue_job(driver.cluster, driver.workdir, launch.name), "name": "someone-elses", "comment": "",
+              "current_working_directory": "/tmp", "job_state": "RUNNING"}
+    (run,) = driver.reopen().observe_jobs([reused])
+    assert run.phase is Phase.FAILED and run.failure is FailureClass.INFRASTRUCTURE, run
+    assert "vanished" in run.message
 
 
 @pytest.mark.parametrize("damage", ["{trunc", "[" * 50_000, '{"name": 3}', '["a list"]', "\udcff"])

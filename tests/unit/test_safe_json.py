@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from expctl import safe_json
-from expctl.backends.slurm import record_from_json
+from expctl.backends.slurm_record import record_from_json
 from expctl.model import Phase
 from expctl.tracking import mlflow_audit
 from expctl.tracking.gate import observed_from_run

@@ -4,7 +4,8 @@ observe = one paginated LIST per kind and namespace with the managed-by label se
 409 with the same spec hash counts as success; delete = DELETE (background propagation), 404 is success;
 cancel = record ``expctl.io/cancelled-by``/``-at`` on the object (which is kept, so apply does not relaunch
 the run), suspend it when Kueue does not own ``suspend``, and delete its pods. Every request goes through a
-token bucket and the retrier (``kube_retry``); failures become one-line ``BackendError``s.
+token bucket and the retrier (``kube_retry``); failures become one-line ``BackendError``s. Pods and logs are
+read by ``kube_logs``, the apply Lease is ``kube_lock``: both through this module's client objects.
 The client library is imported lazily, so importing this module (and ``expctl --help``) stays fast.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from expctl.backends.kube_lock import ApiLeaseStore, LeaseLock
-from expctl.backends.kube_pods import merge_streams, replica_names, select_pods, split_lines
+from expctl.backends.kube_logs import PodReader
 from expctl.backends.kube_retry import (
     ApiError,
     Retrier,
@@ -87,6 +88,7 @@ class KubernetesBackend:
         self._custom = client.CustomObjectsApi(api_client)
         self._core = client.CoreV1Api(api_client)
         self._coordination = client.CoordinationV1Api(api_client)
+        self._pods = PodReader(self._core, self.request, api_client.sanitize_for_serialization, request_timeout)
         self._bucket = TokenBucket(qps, burst)
         self._retrier = Retrier(retry)
         self._writes = threading.BoundedSemaphore(max(write_concurrency, 1))
@@ -337,67 +339,25 @@ class KubernetesBackend:
         if found is None:
             raise ExpctlError(f"no run named {name} in namespaces {', '.join(self.namespaces)}")
         info, namespace, obj = found
-        pods = self._pod_names(info, namespace, name, replica)
+        pods = self._pods.names(info, namespace, name, replica)
         if not pods:
             phase = observed_from(obj, self.name).phase.value.lower()
             which = f" for replica {replica}" if replica else ""
             raise ExpctlError(f"run {name} ({phase}) has no pods{which} yet; try again once it is scheduled")
         container = self.settings.trainjob_step if info.kind is JobKind.TRAIN else SHAPES[info.kind].container
-        streams = [self._pod_log(namespace, pod, container, follow) for pod in pods]
-        if len(streams) == 1:
-            yield from streams[0]
-            return
-        if not follow:
-            for pod, lines in zip(pods, streams, strict=True):
-                yield from (f"[{pod}] {line}" for line in lines)
-            return
-        yield from merge_streams({pod: lines for pod, lines in zip(pods, streams, strict=True)})
+        yield from self._pods.lines(namespace, pods, container, follow)
 
-    # -- pods and logs --------------------------------------------------------------------------------------
+    # -- pods (read by kube_logs.PodReader) -----------------------------------------------------------------
 
     def pods(self, name: str, replica: str | None = None) -> list[str]:
         """The job's pod names, or one replica's: ``worker`` (all workers), ``worker-1``, ``master``."""
         found = self._find(name)
-        return [] if found is None else self._pod_names(found[0], found[1], name, replica)
+        return [] if found is None else self._pods.names(found[0], found[1], name, replica)
 
     def replicas(self, name: str) -> list[str]:
         """The job's replicas that have pods (``master-0``, ``worker-1``): what ``logs(replica=...)`` accepts."""
         found = self._find(name)
-        if found is None:
-            return []
-        info, namespace, _ = found
-        pods: Any = self.request(
-            "list", "pods", namespace,
-            lambda: self._core.list_namespaced_pod(
-                namespace, label_selector=f"{info.pod_selector_label}={name}", _request_timeout=self._timeout),
-        )
-        return replica_names(self.api_client.sanitize_for_serialization(pods).get("items") or [], info)
-
-    def _pod_names(self, info: KindInfo, namespace: str, name: str, replica: str | None) -> list[str]:
-        pods: Any = self.request(
-            "list",
-            "pods",
-            namespace,
-            lambda: self._core.list_namespaced_pod(
-                namespace, label_selector=f"{info.pod_selector_label}={name}", _request_timeout=self._timeout
-            ),
-        )
-        return select_pods(self.api_client.sanitize_for_serialization(pods).get("items") or [], info, replica)
-
-    def _pod_log(self, namespace: str, pod: str, container: str, follow: bool) -> Iterator[str]:
-        resp = self.request(
-            "get",
-            "pods/log",
-            namespace,
-            lambda: self._core.read_namespaced_pod_log(
-                pod, namespace, container=container, follow=follow, _preload_content=False
-            ),
-            pod,
-        )
-        try:
-            yield from split_lines(resp.stream(4096))
-        finally:
-            resp.release_conn()
+        return [] if found is None else self._pods.replicas(found[0], found[1], name)
 
     # -- the apply lock --------------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ runs at the exact commit from a checkout per commit under ``slurm.workdir`` (a d
 shared by its runs and removed when no unfinished run needs it — never from the dirty working tree.
 
 Slurm forgets a job ``MinJobAge`` after it ends, so expctl keeps its own durable record per job under
-``<workdir>/runs/<name>/``: ``record.json`` (identity, job id, how it ended, cancelled), ``config.json``,
+``<workdir>/runs/<name>/``: ``record.json`` (``slurm_record``: identity, job id, how it ended), ``config.json``,
 ``job.sh``, the batch script's ``started`` and ``exit.json`` markers, and one ``task-<rank>.log`` per task.
 A job that left Slurm without any record of how it ended is an infrastructure failure ("vanished").
 
@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,61 +31,13 @@ from filelock import FileLock
 from expctl import safe_json
 from expctl.backends import local_state as st
 from expctl.backends import slurm_script as sc
+from expctl.backends.slurm_record import JobRecord, record_from_json
 from expctl.backends.worktrees import Worktrees
 from expctl.crash import crash_point
 from expctl.errors import BackendError, BackendUnavailable, truncate
 from expctl.jobenv import replica_names
 from expctl.locking import HeldFileLock, state_lock
 from expctl.model import FailureClass, Launch, ObservedRun, Phase
-
-
-@dataclass
-class JobRecord:
-    """What expctl remembers of one Slurm job (persisted as JSON; survives Slurm forgetting the job)."""
-
-    name: str
-    run_key: str
-    experiment: str
-    attempt: int
-    spec_hash: str
-    kind: str
-    replicas: int
-    gpus: int
-    commit: str
-    overrides: list[str]
-    mlflow_run_id: str
-    applied_by: str
-    created_at: float
-    job_id: int | None = None
-    phase: str | None = None  # set once the job has ended: final
-    failure: str | None = None
-    message: str = ""
-    finished_at: float | None = None
-    cancelled: bool = False
-    cancelled_by: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-_RECORD_TYPES: dict[str, type | tuple[type, ...]] = {
-    "name": str, "run_key": str, "experiment": str, "attempt": int, "spec_hash": str, "kind": str,
-    "replicas": int, "gpus": int, "commit": str, "overrides": list, "mlflow_run_id": str, "applied_by": str,
-    "created_at": (int, float)}
-
-
-def record_from_json(data: Any) -> JobRecord:
-    """A parsed ``record.json``; ValueError when it is not one (damaged, foreign or hand-edited)."""
-    if not isinstance(data, dict):
-        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-    for key, kind in _RECORD_TYPES.items():
-        if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
-            raise ValueError(f"{key}: missing or of the wrong type")
-    if not isinstance(data.get("job_id"), (int, type(None))) or isinstance(data.get("job_id"), bool):
-        raise ValueError("job_id: of the wrong type")
-    try:
-        return JobRecord(**data)
-    except TypeError as exc:  # unknown fields
-        raise ValueError(str(exc).replace("__init__() ", "")) from None
-
 
 # what Slurm's commands print when slurmctld cannot be reached (connection refused, timeouts, a controller
 # restarting): every later command would fail the same way
@@ -176,10 +128,7 @@ class SlurmBackend:
     def delete(self, name: str) -> None:
         jobs = self._squeue()
         with self._locked():
-            record = self._load(name)
-            job_ids = {int(j["job_id"]) for j in self._mine(name, jobs)}
-            if record is not None and record.job_id is not None:
-                job_ids.add(record.job_id)
+            job_ids = {int(j["job_id"]) for j in self._mine(name, jobs)}  # by id alone it may be someone else's
             live = {int(j["job_id"]) for j in jobs if not _ended(j)}
             self._scancel([i for i in job_ids if i in live])
             shutil.rmtree(self.runs_dir / name, ignore_errors=True)
@@ -197,7 +146,7 @@ class SlurmBackend:
                 record.finished_at, record.message = time.time(), f"cancelled by {by}"
             record.cancelled, record.cancelled_by = True, by
             self._save(record)  # durable first: a crash after scancel never reads as a failure to retry
-            self._scancel([job_id])
+            self._scancel([job_id] if self._job_of(record, jobs) is not None else [])
 
     def logs(self, name: str, replica: str | None = None, follow: bool = False) -> Iterator[str]:
         record = self._load(name)
@@ -241,6 +190,10 @@ class SlurmBackend:
             (run_dir / "job.sh").write_text(script, encoding="utf-8")
             _crash_hook("before-sbatch")
             out = self._run(["sbatch", *args, str(run_dir / "job.sh")])
+        except BackendUnavailable:
+            # the controller may have taken the job before it went away: its files stay (the job may run from
+            # them), and the next apply adopts the job, found by name in squeue, or submits it (see _submitted)
+            raise
         except BackendError:
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing was submitted: leave no record behind
             raise
@@ -253,6 +206,12 @@ class SlurmBackend:
         run_dir = str(self.runs_dir / name)
         return [j for j in self._managed(jobs)
                 if j.get("name") == name and j.get("current_working_directory") == run_dir]
+
+    def _job_of(self, record: JobRecord, jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The recorded job as Slurm lists it — by its id *and* as this run's (name, run directory, expctl's
+        comment): a controller that crashed before saving its state forgets the jobs it had just accepted and
+        hands their ids out again, so a job id alone may name someone else's job."""
+        return next((j for j in self._mine(record.name, jobs) if int(j["job_id"]) == record.job_id), None)
 
     def _submitted(self, name: str, spec_hash: str, jobs: list[dict[str, Any]]) -> int | None:
         """The job id expctl submitted for ``name`` with ``spec_hash``, recorded or not (a crash after sbatch)."""
@@ -277,7 +236,7 @@ class SlurmBackend:
                 return record  # submission never confirmed: not observed, so apply creates it (idempotently)
             record.job_id = found
             self._save(record)
-        job = next((j for j in jobs if int(j["job_id"]) == record.job_id), None)
+        job = self._job_of(record, jobs)
         if job is not None:
             verdict = sc.verdict(job)
             if not verdict.phase.finished:
@@ -313,7 +272,7 @@ class SlurmBackend:
         if record.phase is not None:
             phase, message = Phase(record.phase), record.message
         else:
-            job = next((j for j in jobs if int(j["job_id"]) == record.job_id), {})
+            job = self._job_of(record, jobs) or {}
             verdict = sc.verdict(job) if job else sc.Verdict(Phase.PENDING, None, "submitted")
             phase, message = verdict.phase, verdict.message
         return ObservedRun(
