@@ -556,7 +556,7 @@ def test_bad_input(tmp_path: Path, case: Case, request: pytest.FixtureRequest) -
 
 
 def test_count_of_cases() -> None:
-    assert len(CASES) >= 60
+    assert len(CASES) >= 140
 
 
 @pytest.mark.parametrize("damage", ["truncated", "foreign", "missing-fields", "binary", "unreadable", "bad-phase",
