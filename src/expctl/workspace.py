@@ -65,7 +65,8 @@ class Workspace:
         name = requested or os.environ.get("EXPCTL_BACKEND") or settings.backend
         if name not in backend_registry.BACKENDS:
             known = ", ".join(backend_registry.names())
-            raise ExpctlError(f"--backend {name}: unknown backend (choose from {known})")
+            where = f"--backend {name}" if requested else f"EXPCTL_BACKEND={name}"  # expctl.yaml's is validated
+            raise ExpctlError(f"{where}: unknown backend (choose from {known})")
         return name
 
     def resolve_tracking_uri(self, settings: Settings) -> str:

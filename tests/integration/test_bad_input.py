@@ -445,6 +445,8 @@ CASES = [
     Case("unknown backend", args=("plan", "--backend", "mars"), code=2,
          expected="Invalid value for '--backend': 'mars' is not one of 'local', 'kubernetes', 'slurm'.",
          also_apply=False),
+    Case("unknown backend in the environment", args=("plan",), env={"EXPCTL_BACKEND": "mars"},
+         expected="EXPCTL_BACKEND=mars: unknown backend (choose from local, kubernetes, slurm)"),
     Case("unknown option", args=("plan", "--bogus"), code=2, expected="No such option '--bogus'",
          also_apply=False),
     Case("lock timeout not a number", args=("apply", "--lock-timeout", "soon"), code=2,
