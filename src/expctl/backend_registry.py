@@ -26,7 +26,9 @@ class BackendInfo:
     an ``expctl.backends.base.Backend``. ``lock``: ``"module:function"``, called as ``function(settings,
     timeout)`` and returning a context manager that serialises applies, or None for the workspace's file lock.
     ``render``: ``"module:function"``, called as ``function(runs, settings, repo)`` and returning what ``apply``
-    would submit, as text (``expctl render``), or None when there is nothing to show.
+    would submit, as text (``expctl render``), or None when there is nothing to show. ``settings_check``:
+    ``"module:function"``, called as ``function(settings)``, raising ConfigError for settings the backend cannot
+    open with (``expctl validate`` calls it, so it refuses what ``plan`` and ``apply`` would); None: nothing.
     """
 
     name: str
@@ -35,9 +37,14 @@ class BackendInfo:
     kinds: frozenset[JobKind]
     lock: str | None = None
     render: str | None = None
+    settings_check: str | None = None
 
     def runs(self, kind: JobKind) -> bool:
         return kind in self.kinds
+
+    def check(self, settings: Any) -> None:
+        if self.settings_check is not None:
+            load(self.settings_check)(settings)
 
     def open(self, settings: Any, **kw: Any) -> Any:
         return load(self.factory)(settings, **kw)
@@ -56,7 +63,8 @@ BACKENDS: dict[str, BackendInfo] = {
                     lock="expctl.backends.kubernetes:lease_lock", render="expctl.render:render_all"),
         BackendInfo("slurm", "one sbatch job per attempt on a Slurm cluster, srun one task per node",
                     "expctl.backends.slurm:open_slurm", frozenset({JobKind.PYTORCH, JobKind.LOCAL}),
-                    lock="expctl.backends.slurm:slurm_lock", render="expctl.backends.slurm_script:render_jobs"),
+                    lock="expctl.backends.slurm:slurm_lock", render="expctl.backends.slurm_script:render_jobs",
+                    settings_check="expctl.backends.slurm_script:workdir_of"),
     )
 }
 

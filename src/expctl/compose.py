@@ -12,13 +12,23 @@ from __future__ import annotations
 import difflib
 import re
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from expctl.config_scan import RESOLVER_CALL, SAFE_RESOLVERS, leaves, not_allowed
+from expctl import sweep
+from expctl.config_scan import (
+    OUTSIDE_CONF,
+    RESOLVER_CALL,
+    SAFE_RESOLVERS,
+    SEARCHPATH_REFUSED,
+    escapes_conf,
+    leaves,
+    not_allowed,
+)
 from expctl.errors import ConfigError
 from expctl.source import materialize
 
@@ -108,6 +118,7 @@ class Composer:
         self._stack = ExitStack()
         self._parser: Any = None
         self.conf_dir = Path()
+        self._warned: set[str] = set()
 
     def __enter__(self) -> Composer:
         from hydra import initialize_config_dir
@@ -164,6 +175,12 @@ class Composer:
 
         cfg = self._compose_cfg(primary, file, [], hydra=True)
         try:
+            if OmegaConf.select(cfg, "hydra.searchpath"):  # wherever it was set: conf/, a group, the experiment
+                raise ConfigError(SEARCHPATH_REFUSED, file=file, key="hydra.searchpath")
+            chosen = OmegaConf.select(cfg, "hydra.runtime.choices") or {}
+            outside = next((g for g, o in chosen.items() if escapes_conf(f"{g}/{o}")), None)  # any other route
+            if outside is not None:
+                raise ConfigError(OUTSIDE_CONF, file=file, key=f"defaults.{outside}")
             node = OmegaConf.select(cfg, "hydra.sweeper.params")
             if node is None:
                 return []
@@ -186,6 +203,7 @@ class Composer:
         from omegaconf.errors import OmegaConfBaseException
 
         axes = []
+        total = 1
         for key, text in params:
             where = f"hydra.sweeper.params.{key}"
             blocked = next((n for n in RESOLVER_CALL.findall(text) if n not in self.allowed), None)
@@ -208,18 +226,26 @@ class Composer:
                     sweep_value = override.value()
                     if getattr(sweep_value, "shuffle", False):
                         raise ConfigError("shuffle() sweeps are not deterministic", file=file, key=where)
-                    # the same point twice (seed: 1,1) is one run: Hydra would launch it twice
+                    # the same point twice (seed: 1,1) is one run: Hydra would launch it twice; a range of a
+                    # billion values is refused after the most any cap allows, never enumerated
                     elements = tuple(dict.fromkeys(f"{override.get_key_element()}={v}"
-                                                   for v in override.sweep_string_iterator()))
+                                                   for v in sweep.bounded(override.sweep_string_iterator())))
                 else:
                     elements = (f"{override.get_key_element()}={override.get_value_element_as_str()}",)
                 if not elements:
                     raise ConfigError("sweep has no values", file=file, key=where)
                 values = tuple(self._element_value(e, group) for e in elements)
+            except sweep.SweepUnbounded as exc:
+                raise ConfigError(str(exc), file=file, key=where) from exc
             except (HydraException, OmegaConfBaseException, ValueError) as exc:
                 raise ConfigError(f"invalid sweep: {_first_line(exc)}", file=file, key=where) from exc
             if group and not self._has_group(path):
                 raise ConfigError(f"unknown config group '{path}'", file=file, key=where)
+            if group and any(escapes_conf(str(v)) for v in values):
+                raise ConfigError(OUTSIDE_CONF, file=file, key=where)
+            total *= len(elements)
+            if total > sweep.MAX_RUNS:  # before the next axis is enumerated
+                raise ConfigError(str(sweep.SweepUnbounded()), file=file, key="hydra.sweeper.params")
             axes.append(Axis(key, path, group, override.is_sweep_override(), elements, values, add))
         return tuple(axes)
 
@@ -268,13 +294,23 @@ class Composer:
         from omegaconf.errors import OmegaConfBaseException
 
         try:
-            return compose(config_name=primary, overrides=overrides, return_hydra_config=hydra)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                cfg = compose(config_name=primary, overrides=overrides, return_hydra_config=hydra)
         except MissingConfigException as exc:
             raise self._missing(exc, file) from exc
         except (HydraException, OmegaConfBaseException) as exc:
             raise _wrap(exc, file) from exc
+        except (ValueError, TypeError) as exc:  # Hydra's own checks of a defaults list: `defaults: 5`, `[null]`
+            raise ConfigError(_first_line(exc).replace(PRIMARY_PREFIX, ""), file=file) from exc
         except RecursionError as exc:
             raise ConfigError("cyclic interpolation or defaults", file=file) from exc
+        for warning in caught:  # Hydra's (a defaults list without _self_): once, one line naming the file
+            text = f"{file}: {_first_line(warning.message).replace(PRIMARY_PREFIX, '')}"
+            if text not in self._warned:
+                self._warned.add(text)
+                warnings.warn(text, UserWarning, stacklevel=1)
+        return cfg
 
     def _missing(self, exc: Exception, file: str) -> ConfigError:
         text = str(exc)
@@ -357,7 +393,7 @@ class _GroupOptions:
         return sorted(p.stem for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: object) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return lines[0] if lines else type(exc).__name__
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from expctl import safe_yaml
-from expctl.errors import ConfigError
+from expctl.errors import ConfigError, truncate
 
 SAFE_RESOLVERS = frozenset({"oc.select", "oc.dict.keys", "oc.dict.values", "oc.decode", "oc.create"})
 RESOLVER_CALL = re.compile(r"\$\{\s*([A-Za-z_][\w.\-]*)\s*:")
@@ -30,9 +30,15 @@ def parse_configs(files: Mapping[str, bytes]) -> tuple[dict[str, Any], list[Conf
         if not path.endswith((".yaml", ".yml")):
             continue
         try:
-            docs[path] = safe_yaml.load(data, path)
+            doc = safe_yaml.load(data, path)
         except ConfigError as exc:
             errors.append(exc)
+            continue
+        if doc is not None and not isinstance(doc, (dict, list)):  # Hydra reads `hello` as an empty config
+            errors.append(ConfigError(f"must be a mapping of keys to values (got {type(doc).__name__} "
+                                      f"{truncate(repr(doc), 60)})", file=path))
+            continue
+        docs[path] = doc
     return docs, errors
 
 
@@ -52,6 +58,40 @@ def resolver_errors(docs: Mapping[str, Any], allow_resolvers: Sequence[str] = ()
                 if isinstance(value, str) else None
             if name is not None:
                 errors.append(not_allowed(name, path, key or None))
+    return errors
+
+
+SEARCHPATH_REFUSED = ("configs are read only from the commit's conf/: a search path would compose files of the "
+                      "machine expctl runs on (outside git, maybe secret) into the runs")
+
+
+def searchpath_errors(docs: Mapping[str, Any]) -> list[ConfigError]:
+    """``hydra.searchpath`` anywhere: Hydra would load configs from the filesystem (``file:///home/ci/...``) or
+    from installed packages. The composition is checked too (a ``# @package hydra`` group can set it)."""
+    return [ConfigError(SEARCHPATH_REFUSED, file=path, key="hydra.searchpath") for path, doc in sorted(docs.items())
+            if isinstance(doc, dict) and isinstance(doc.get("hydra"), dict) and "searchpath" in doc["hydra"]]
+
+
+OUTSIDE_CONF = "names a config outside conf/ ('..'): configs are read only from the commit's conf/"
+
+
+def escapes_conf(name: str) -> bool:
+    """Whether a config name or group option climbs out of conf/ (``../../home/ci/creds``): Hydra joins it to
+    the config directory as a path, so it would load any YAML file of the machine expctl runs on."""
+    return ".." in re.split(r"[/\\]", name)
+
+
+def defaults_errors(docs: Mapping[str, Any]) -> list[ConfigError]:
+    """Defaults-list entries (``- ../x``, ``- group: ../x``, ``- override /group: ../x``) that leave conf/."""
+    errors = []
+    for path, doc in sorted(docs.items()):
+        entries = doc.get("defaults") if isinstance(doc, dict) else None
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            names = [entry] if isinstance(entry, str) else [
+                part for key, value in entry.items() for part in (key, *(value if isinstance(value, list) else
+                                                                         [value]))] if isinstance(entry, dict) else []
+            if any(isinstance(n, str) and escapes_conf(n) for n in names):
+                errors.append(ConfigError(OUTSIDE_CONF, file=path, key=f"defaults[{i}]"))
     return errors
 
 

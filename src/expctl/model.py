@@ -61,8 +61,15 @@ class RetryPolicy:
     max_backoff_seconds: float = 3600.0
 
     def backoff_after(self, failed_attempt: int) -> float:
-        """Seconds to wait after attempt ``failed_attempt`` (1-based) failed."""
-        delay = self.backoff_seconds * self.backoff_factor ** max(0, failed_attempt - 1)
+        """Seconds to wait after attempt ``failed_attempt`` (1-based) failed.
+
+        Grown step by step up to the maximum: ``factor ** attempt`` overflows (an OverflowError, not inf) for a
+        large factor long before the attempts run out."""
+        delay = float(self.backoff_seconds)
+        for _ in range(max(0, failed_attempt - 1)):
+            if delay >= self.max_backoff_seconds:
+                break
+            delay *= self.backoff_factor
         return float(min(delay, self.max_backoff_seconds))
 
 

@@ -7,6 +7,7 @@ Freshness: apply recomputes the plan under the lock and refuses a saved plan tha
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from expctl import safe_json
 from expctl.errors import ExpctlError, StalePlanError
 from expctl.model import Action, Plan
 from expctl.views import SCHEMA_VERSION
+
+_COMMIT = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")  # SHA-1, or SHA-256 object ids
 
 
 @dataclass(frozen=True)
@@ -80,10 +83,13 @@ def load(path: Path) -> SavedPlan:
     for key, count in summary.items():
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             raise ExpctlError("expected a count (a whole number)", file=str(path), key=f"summary.{key}")
+    commit, backend = _field(data, "commit", str, "", path), _field(data, "backend", str, "", path)
+    if not _COMMIT.fullmatch(commit):  # a ref (HEAD, a branch) would be read at apply time, not where it was made
+        raise ExpctlError(f"expected a full commit id, got {commit[:80]!r}", file=str(path), key="commit")
     return SavedPlan(
         path=path,
-        commit=_field(data, "commit", str, "", path),
-        backend=_field(data, "backend", str, "", path),
+        commit=commit,
+        backend=backend,
         fingerprint=_field(data, "fingerprint", str, "", path),
         prune=_field(data, "prune", bool, "", path),
         replace_running=_field(data, "replace_running", bool, "", path),

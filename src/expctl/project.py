@@ -15,7 +15,7 @@ from typing import Any
 
 from expctl import job_spec, naming, safe_yaml, schema, schema_data, source, sweep
 from expctl.compose import Composer, Experiment
-from expctl.config_scan import parse_configs, resolver_errors
+from expctl.config_scan import defaults_errors, parse_configs, resolver_errors, searchpath_errors
 from expctl.data.manifest import combined_digest
 from expctl.data.materialize import Materializer, data_root
 from expctl.data.scan import DataError
@@ -62,6 +62,8 @@ def experiment_files(files: dict[str, bytes]) -> dict[str, str]:
 def load_settings(files: dict[str, bytes]) -> Settings:
     data = files.get("expctl.yaml")
     if data is None:
+        if any(p.startswith("expctl.yaml/") for p in files):
+            raise ConfigError("a directory, not a file: the project settings were not read", file="expctl.yaml")
         return Settings()
     return schema.parse_settings(safe_yaml.load(data, "expctl.yaml"))
 
@@ -72,11 +74,15 @@ def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
     files = source.read_files(snap)
     if not any(p.startswith("experiments/") for p in files):
         raise ConfigError("no experiments/ directory at this commit (nothing is desired)", file="experiments/")
-    docs, errors = parse_configs(files)
+    links = source.symlinks(snap)
+    docs, errors = parse_configs({p: d for p, d in files.items() if p not in links})
+    errors[:0] = [ConfigError(f"a symbolic link (to {files[p].decode(errors='replace')[:200]!r}): configs are "
+                              "read from git, where a link is not followed; commit the file itself", file=p)
+                  for p in links]
     if errors:
         raise ConfigErrors(errors)
     settings = load_settings(files)
-    errors = resolver_errors(docs, settings.allow_resolvers)
+    errors = resolver_errors(docs, settings.allow_resolvers) + searchpath_errors(docs) + defaults_errors(docs)
     if errors:
         raise ConfigErrors(errors)
     names = experiment_files(files)
@@ -180,7 +186,7 @@ def _expand(composer: Composer, name: str, file: str, settings: Settings, snap: 
         config = composer.point_config(exp, point)
         job = _job(config.get("expctl"), file, settings, jobs)
         if job.code_paths not in digests:
-            digests[job.code_paths] = source.code_digest(snap, job.code_paths)
+            digests[job.code_paths] = _code_digest(snap, job.code_paths, config.get("expctl"), file)
         overrides = sweep.point_overrides(elements, point)
         datasets = _datasets(config.get("data"), file, data)
         spec = run_spec(
@@ -194,6 +200,17 @@ def _expand(composer: Composer, name: str, file: str, settings: Settings, snap: 
         if validation is not None:
             _check_held_out(job, datasets, file)
             yield validation
+
+
+def _code_digest(snap: source.Snapshot, code_paths: tuple[str, ...], block: Any, file: str) -> str:
+    try:
+        return source.code_digest(snap, code_paths)
+    except source.MissingCodePath as exc:
+        own = isinstance(block, dict) and block.get("code_paths")  # the experiment's own, else expctl.yaml's
+        at = "the working tree" if snap.worktree else f"commit {snap.commit[:12]}"
+        raise ConfigError(f"{exc.path!r} does not exist at {at}: the runs' code digest would never see a change "
+                          "(a typo?)", file=file if own else "expctl.yaml",
+                          key="expctl.code_paths" if own else "code_paths") from None
 
 
 def _check_held_out(job: JobSpec, datasets: tuple[DatasetRef, ...], file: str) -> None:

@@ -4,7 +4,8 @@ Pure. Sweep values, failure messages and log-derived text can hold newlines, ter
 Unicode line separators or bidi overrides, Markdown and HTML. Printed raw, such a value could forge lines of a
 plan or of a PR comment. ``one_line`` escapes every control character visibly (``\\n``, ``\\x1b``, ``\\u202e``);
 ``md_code`` and ``md_text`` additionally neutralise Markdown and HTML. JSON output needs none of this (the
-JSON encoder escapes), so ``views.as_json`` stays raw and valid.
+JSON encoder escapes), so ``views.as_json`` stays raw and valid. ``redact`` hides credentials (a URL's user
+information, given secret values) in what the CLI prints.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections.abc import Iterable
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -37,6 +39,21 @@ def one_line(text: object, limit: int | None = None) -> str:
     if limit is not None and len(value) > limit:
         value = value[: limit - 1] + "…"
     return value
+
+
+# scheme://userinfo@ — userinfo up to the authority's last '@' (an unencoded '@' in a password is still hidden)
+_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]*://)[^/\s]*@")
+# credentials MLflow (and the Databricks SDK it may use) read from the environment
+SECRET_ENV = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD", "DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET")
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` without credentials: every URL's user information (``postgresql://u:pw@db``,
+    ``https://token@host``) becomes ``***@``, and every one of ``secrets`` (the values of ``SECRET_ENV``, say)
+    becomes ``***``. For messages that quote a tracking URI or a server's answer."""
+    for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return _USERINFO.sub(r"\1***@", text)
 
 
 def md_text(text: object) -> str:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from expctl import backend_registry
 from expctl.errors import ConfigError, truncate
+from expctl.sweep import MAX_RUNS
 
 if TYPE_CHECKING:
     BackendName = str
@@ -34,10 +35,15 @@ _QUANTITY = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|m|k|M|G|T|P|E|Ki|Mi|
 _ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 _QUALIFIED = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"  # label keys
 
+# what the apiserver stores: a larger number in an int32 or int64 field of a manifest is refused at apply time
+INT32, INT64 = 2**31 - 1, 2**63 - 1
+MAX_GPUS = 1024  # per replica, and on one machine
+
 Label = Annotated[str, Field(pattern=_LABEL)]
 Name = Annotated[str, Field(pattern=_SUBDOMAIN, max_length=253)]
 Quantity = Annotated[str, Field(pattern=_QUANTITY)]
-Word = Annotated[str, Field(pattern=r"^\S+$")]  # non-empty, no whitespace (images, URIs, paths)
+_WORD = r"^[^\s\x00-\x1f\x7f]+$"
+Word = Annotated[str, Field(pattern=_WORD)]  # non-empty, no whitespace or control characters (images, URIs, paths)
 Text = Annotated[str, Field(min_length=1, pattern=r"^[^\x00-\x1f\x7f]*$")]  # one line, no control characters
 EnvValue = Annotated[str, Field(pattern=r"^[^\x00]*$")] | int | float | bool
 PositiveNumber = Annotated[int, Field(gt=0)] | Annotated[float, Field(gt=0)]
@@ -46,7 +52,7 @@ PositiveNumber = Annotated[int, Field(gt=0)] | Annotated[float, Field(gt=0)]
 class ResourcesIn(Strict):
     cpu: Quantity | PositiveNumber | None = None
     memory: Quantity | None = None
-    gpus: int = Field(0, ge=0, le=1024)
+    gpus: int = Field(0, ge=0, le=MAX_GPUS)
     gpu_resource: Annotated[str, Field(pattern=_QUALIFIED)] = "nvidia.com/gpu"
 
 
@@ -55,15 +61,15 @@ class TolerationIn(Strict):
     operator: Literal["Exists", "Equal"] | None = None
     value: str | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    tolerationSeconds: int | None = None  # noqa: N815 (the Kubernetes field name)
+    tolerationSeconds: int | None = Field(None, ge=-INT64, le=INT64)  # noqa: N815 (the Kubernetes field name)
 
 
 class RetriesIn(Strict):
     max_attempts: int = Field(3, ge=1, le=100)
     failures: list[Literal["infrastructure", "code"]] = ["infrastructure"]
-    backoff_seconds: float = Field(30.0, ge=0)
-    backoff_factor: float = Field(2.0, ge=1)
-    max_backoff_seconds: float = Field(3600.0, ge=0)
+    backoff_seconds: float = Field(30.0, ge=0, le=INT32)
+    backoff_factor: float = Field(2.0, ge=1, le=100)
+    max_backoff_seconds: float = Field(3600.0, ge=0, le=INT32)
 
 
 class PromoteIn(Strict):
@@ -90,7 +96,7 @@ class ValidationIn(Strict):
 
 class VolcanoIn(Strict):
     queue: Name
-    min_available: int | None = Field(None, ge=1)
+    min_available: int | None = Field(None, ge=1, le=INT32)
 
 
 class CheckpointsIn(Strict):
@@ -122,8 +128,8 @@ class ExpctlBlock(Strict):
     node_selector: dict[Annotated[str, Field(pattern=_QUALIFIED)], Annotated[str, Field(max_length=63)]] = {}
     tolerations: list[TolerationIn] = []
     retries: RetriesIn = RetriesIn()
-    timeout: int | None = Field(None, ge=1, description="seconds: the job's activeDeadlineSeconds")
-    ttl_seconds_after_finished: int | None = Field(86400, ge=0)
+    timeout: int | None = Field(None, ge=1, le=INT32, description="seconds: the job's activeDeadlineSeconds")
+    ttl_seconds_after_finished: int | None = Field(86400, ge=0, le=INT32)  # an int32 in every training job CRD
     validation: ValidationIn | None = None
     code_paths: list[Word] | None = None
     namespace: Label | None = None
@@ -131,7 +137,7 @@ class ExpctlBlock(Strict):
     runtime_kind: Literal["ClusterTrainingRuntime", "TrainingRuntime"] = "ClusterTrainingRuntime"
     git_secret: Name | None = None
     operator_restarts: bool = False
-    max_runs: int | None = Field(None, ge=1)
+    max_runs: int | None = Field(None, ge=1, le=MAX_RUNS)
     checkpoints: CheckpointsIn = CheckpointsIn()
     slurm: SlurmJobIn = SlurmJobIn()
 
@@ -160,8 +166,8 @@ class KubernetesIn(Strict):
 class LocalIn(Strict):
     parallelism: int | None = Field(None, ge=1, le=4096)
     write_concurrency: int = Field(4, ge=1, le=MAX_WRITE_CONCURRENCY)  # changes an apply performs at once
-    gpus: int | list[int | str] | None = Field(
-        None, description="this machine's GPUs for local runs: a count or device ids (default: nvidia-smi)")
+    gpus: Annotated[int, Field(ge=0, le=MAX_GPUS)] | Annotated[list[int | str], Field(max_length=MAX_GPUS)] | None \
+        = Field(None, description="this machine's GPUs for local runs: a count or device ids (default: nvidia-smi)")
 
 
 class LogsIn(Strict):
@@ -199,14 +205,14 @@ class Settings(Strict):
     backend: BackendName = "local"
     tracking_uri: Word | None = None
     code_paths: list[Word] = []
-    max_runs_per_experiment: int = Field(10000, ge=1)
+    max_runs_per_experiment: int = Field(10000, ge=1, le=MAX_RUNS)
     allow_resolvers: list[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.\-]*$")]] = []
     tenants: list[TenantIn] = []
     kubernetes: KubernetesIn = KubernetesIn()
     local: LocalIn = LocalIn()
     logs: LogsIn = LogsIn()
     slurm: SlurmIn = SlurmIn()
-    data_root: str | None = None  # where relative dataset sources are (relative to the repo, absolute, or a URL)
+    data_root: Text | None = None  # where relative dataset sources are (relative to the repo, absolute, or a URL)
 
     def tenant_for(self, source_file: str) -> TenantIn | None:
         matches = [t for t in self.tenants if source_file.startswith(t.path.rstrip("/") + "/")]
@@ -235,7 +241,7 @@ _PATTERN_HINTS = {
     _QUANTITY: "a Kubernetes quantity such as 500m, 2, 4Gi",
     _ENV_NAME: "an environment variable name (letters, digits, '_', '-', '.'; not starting with a digit)",
     _QUALIFIED: "a Kubernetes label key such as example.com/gpu",
-    r"^\S+$": "a non-empty string without whitespace",
+    _WORD: "a non-empty string without whitespace or control characters",
     r"^[^\x00]*$": "a string without NUL characters",
 }
 
@@ -341,7 +347,16 @@ def parse_settings(data: Any, file: str = "expctl.yaml") -> Settings:
         return Settings()
     if not isinstance(data, Mapping):
         raise ConfigError("must be a mapping", file=file)
-    return validated(Settings, data, file, "")
+    settings = validated(Settings, data, file, "")
+    paths = {"tenants": [t.path for t in settings.tenants], "slurm.tenants": [t.path for t in settings.slurm.tenants]}
+    for where, listed in paths.items():
+        seen: dict[str, int] = {}
+        for i, path in enumerate(listed):  # two for one path: which one applies would be an accident of order
+            first = seen.setdefault(path.rstrip("/"), i)
+            if first != i:
+                raise ConfigError(f"a second tenant for {path!r} (the first is {where}.{first})", file=file,
+                                  key=f"{where}.{i}.path")
+    return settings
 
 
 def scalar_text(value: str | int | float | bool) -> str:

@@ -88,6 +88,14 @@ def list_files(snap: Snapshot, paths: Sequence[str] = DESIRED_PATHS) -> dict[str
     return files
 
 
+def symlinks(snap: Snapshot, paths: Sequence[str] = DESIRED_PATHS) -> list[str]:
+    """Config files (``.yaml``/``.yml``) and directories under ``paths`` that git stores as symbolic links: their
+    blob is the link's target, not the file, so reading them as configs would be silently wrong."""
+    out = git(snap.repo, "ls-tree", "-r", "-z", "--full-tree", snap.treeish, "--", *paths).decode()
+    links = [entry.split("\t", 1)[1] for entry in filter(None, out.split("\0")) if entry.startswith("120000 ")]
+    return [p for p in links if p.endswith((".yaml", ".yml")) or "." not in p.rsplit("/", 1)[-1]]
+
+
 def read_blobs(repo: Path, blobs: Sequence[str]) -> dict[str, bytes]:
     """Contents of many blobs with one ``git cat-file --batch``."""
     if not blobs:
@@ -117,8 +125,18 @@ def materialize(files: dict[str, bytes], dest: Path) -> None:
         target.write_bytes(data)
 
 
+class MissingCodePath(SourceError):
+    """A declared code path is not in the snapshot: a digest of it would never change (a typo, most likely)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"code path {path!r} does not exist")
+        self.path = path
+
+
 def code_digest(snap: Snapshot, code_paths: Sequence[str]) -> str:
-    """Digest of the declared code paths' git trees (default: the whole tree minus experiments/)."""
+    """Digest of the declared code paths' git trees (default: the whole tree minus experiments/).
+
+    Raises MissingCodePath for a declared path the snapshot does not have."""
     if code_paths:
         lines = []
         for path in sorted({p.strip("/") or "." for p in code_paths}):
@@ -126,7 +144,7 @@ def code_digest(snap: Snapshot, code_paths: Sequence[str]) -> str:
             try:
                 obj = git(snap.repo, "rev-parse", "--verify", "--quiet", spec).decode().strip()
             except SourceError:
-                obj = "missing"
+                raise MissingCodePath(path) from None
             lines.append(f"{path}\t{obj}")
     else:
         out = git(snap.repo, "ls-tree", "--full-tree", snap.treeish).decode()

@@ -6,7 +6,11 @@ Pure: counts and index tuples only. Each axis is a list of override strings; a p
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+
+# The most runs one experiment may have, whatever its cap says (``max_runs`` cannot go higher): enumerating a
+# sweep stops here, so ``range(0,1000000000)`` is refused at once instead of filling memory for minutes.
+MAX_RUNS = 100_000
 
 
 class SweepTooLarge(Exception):
@@ -21,6 +25,20 @@ def size(axis_lengths: Sequence[int]) -> int:
     for n in axis_lengths:
         total *= n
     return total
+
+
+class SweepUnbounded(Exception):
+    def __init__(self) -> None:
+        super().__init__(f"sweep expands to more than {MAX_RUNS:,} runs, the most one experiment may have "
+                         "(split it into several experiments)")
+
+
+def bounded(values: Iterable[str], limit: int = MAX_RUNS) -> list[str]:
+    """The first ``limit`` values of an axis, or SweepUnbounded when there are more (never reads past them)."""
+    taken = list(itertools.islice(values, limit + 1))
+    if len(taken) > limit:
+        raise SweepUnbounded()
+    return taken
 
 
 def points(axis_lengths: Sequence[int], cap: int) -> Iterator[tuple[int, ...]]:

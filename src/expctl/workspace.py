@@ -36,6 +36,22 @@ def check_runnable(backend: str, runs: Iterable[RunSpec]) -> None:
         raise found[0] if len(found) == 1 else ConfigErrors(found)
 
 
+def _check_uri(uri: str, where: str) -> None:
+    """A tracking URI that Python cannot even parse (``http://[::1``) is one line, not a traceback later."""
+    import urllib.parse
+
+    from expctl.sanitize import redact
+
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        parts.port  # noqa: B018 (parsing the port is what raises on a bad one)
+    except ValueError as exc:
+        raise ExpctlError(f"{where}: not a valid URI ({exc}): {redact(uri)}") from None
+    if parts.scheme.split("+")[0] == "sqlite" and parts.path.strip("/") in ("", ":memory:"):
+        raise ExpctlError(f"{where}: an in-memory SQLite store ({uri}) forgets every run when expctl exits, so "
+                          "the next apply would launch them again: name a file (sqlite:///path/to/mlflow.db)")
+
+
 @dataclass
 class Workspace:
     repo: Path
@@ -49,12 +65,15 @@ class Workspace:
         name = requested or os.environ.get("EXPCTL_BACKEND") or settings.backend
         if name not in backend_registry.BACKENDS:
             known = ", ".join(backend_registry.names())
-            raise ExpctlError(f"--backend {name}: unknown backend (choose from {known})")
+            where = f"--backend {name}" if requested else f"EXPCTL_BACKEND={name}"  # expctl.yaml's is validated
+            raise ExpctlError(f"{where}: unknown backend (choose from {known})")
         return name
 
     def resolve_tracking_uri(self, settings: Settings) -> str:
         uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or settings.tracking_uri
         if uri:
+            _check_uri(uri, "MLFLOW_TRACKING_URI" if uri == os.environ.get("MLFLOW_TRACKING_URI") else
+                       "expctl.yaml: tracking_uri")
             return uri
         self.state_dir.mkdir(parents=True, exist_ok=True)
         return self.embedded_uri

@@ -120,8 +120,31 @@ def saved_plan(content: str) -> Setup:
     return setup
 
 
+def saved_plan_text(**fields: object) -> str:
+    """A well-formed saved plan with ``fields`` changed."""
+    plan = {"schema_version": 1, "commit": "0" * 40, "backend": "local", "worktree": False, "prune": False,
+            "replace_running": False, "fingerprint": "f" * 16, "changes": [], "summary": {}}
+    return json.dumps({**plan, **fields})
+
+
 def no_commits(repo: GitRepo) -> None:
     repo.git("update-ref", "-d", "HEAD")
+
+
+def symlink(rel: str, target: str, replace: bool = False) -> Setup:
+    def setup(repo: GitRepo) -> None:
+        if replace:
+            (repo.path / rel).unlink()
+        (repo.path / rel).symlink_to(target)
+        repo.commit("a link")
+
+    return setup
+
+
+def settings_directory(repo: GitRepo) -> None:
+    (repo.path / "expctl.yaml").unlink()
+    repo.write("expctl.yaml/settings.yaml", "backend: kubernetes\n")
+    repo.commit("settings in a directory")
 
 
 def latin1(repo: GitRepo) -> None:
@@ -169,6 +192,22 @@ CASES = [
          expected="experiments/e.yaml: YAML syntax error: unacceptable character #x0007"),
     Case("merge conflict markers", setup=conflict_markers, expected="experiments/good.yaml: line "),
     # --- experiments: composition ----------------------------------------------------------------------------
+    Case("experiment is a word", {"experiments/e.yaml": "hello\n"},
+         expected="experiments/e.yaml: must be a mapping of keys to values (got str 'hello')"),
+    Case("experiment is a number", {"experiments/e.yaml": "42\n"},
+         expected="experiments/e.yaml: must be a mapping of keys to values (got int 42)"),
+    Case("experiment is a symbolic link", setup=symlink("experiments/link.yaml", "good.yaml"),
+         expected="experiments/link.yaml: a symbolic link (to 'good.yaml'): configs are read from git"),
+    Case("experiments directory is a symbolic link", setup=symlink("experiments/team", "../code"),
+         expected="experiments/team: a symbolic link (to '../code')"),
+    Case("defaults is a number", {"experiments/e.yaml": "defaults: 5\n"},
+         expected="experiments/e.yaml: Invalid defaults list in 'e', defaults must be a list (got int)"),
+    Case("null in the defaults list", {"experiments/e.yaml": "defaults: [config, null]\n"},
+         expected="experiments/e.yaml: Unsupported type in defaults : NoneType"),
+    Case("empty mapping in the defaults list", {"experiments/e.yaml": "defaults: [config, {}]\n"},
+         expected="experiments/e.yaml: In e: Missing group name in {}"),
+    Case("defaults without _self_ (a Hydra warning, one line)", {"experiments/e.yaml": "defaults: [config]\nx: ${y}\n"},
+         expected="experiments/e.yaml: x: interpolation to a missing key"),
     Case("experiment is a list", {"experiments/e.yaml": "- a\n- b\n"}, expected="experiments/e.yaml"),
     Case("unknown group option", {"experiments/e.yaml": "defaults:\n  - config\n  - override /model: smal\n"},
          expected="experiments/e.yaml: defaults.model: unknown option 'smal' in group 'model' "
@@ -212,8 +251,19 @@ CASES = [
          expected="experiments/e.yaml: hydra.sweeper.params.+seed: cannot add 'seed': it already exists"),
     Case("sweep params not a mapping", {"experiments/e.yaml": BASE + "hydra:\n  sweeper:\n    params: [1]\n"},
          expected="experiments/e.yaml"),
+    Case("a billion-point range", {"experiments/e.yaml": sweep("      seed: range(0,1000000000)\n")},
+         expected="experiments/e.yaml: hydra.sweeper.params.seed: sweep expands to more than 100,000 runs"),
+    Case("a float range that never ends", {"experiments/e.yaml": sweep("      optimizer.lr: range(1e20,1e21)\n")},
+         expected="experiments/e.yaml: hydra.sweeper.params.optimizer.lr: sweep expands to more than 100,000"),
+    Case("two axes over the ceiling", {"experiments/e.yaml": sweep("      seed: range(0,1000)\n      "
+                                                                   "optimizer.lr: range(0,1000)\n")},
+         expected="experiments/e.yaml: hydra.sweeper.params: sweep expands to more than 100,000 runs"),
+    Case("max_runs over the ceiling", {"experiments/e.yaml": block("  max_runs: 1000000000\n")},
+         expected="experiments/e.yaml: expctl.max_runs: input should be less than or equal to 100000"),
     Case("sweep value with a newline", {"experiments/e.yaml": sweep("      +note: \"a\\n+ create forged\"\n")},
          expected="experiments/e.yaml: hydra.sweeper.params.+note: invalid sweep"),
+    Case("empty sweep key", {"experiments/e.yaml": sweep('      "": 1,2\n')},
+         expected="experiments/e.yaml: Config group override must be a string or a list"),
     # --- secrets: resolvers that are not allow-listed --------------------------------------------------------
     Case("oc.env in the body", {"experiments/e.yaml": BASE + "token: ${oc.env:HOME}\n"},
          expected="experiments/e.yaml: token: resolver 'oc.env' is not allowed in committed configs"),
@@ -230,6 +280,19 @@ CASES = [
     Case("oc.env assembled at resolution time",
          {"experiments/e.yaml": BASE + "d: $\nz: '{oc.env:HOME}'\nw: ${oc.decode:${d}${z}}\n"},
          expected="experiments/e.yaml: w: resolver 'oc.env' is not allowed"),
+    Case("hydra search path in the experiment", {"experiments/e.yaml": BASE + "hydra:\n  searchpath: [file:///etc]\n"},
+         expected="experiments/e.yaml: hydra.searchpath: configs are read only from the commit's conf/"),
+    Case("hydra search path in conf", {"conf/config.yaml": "seed: 0\nhydra:\n  searchpath: [pkg://hydra.conf]\n"},
+         expected="conf/config.yaml: hydra.searchpath: configs are read only from the commit's conf/"),
+    Case("defaults entry outside conf", {"experiments/e.yaml": "defaults:\n  - config\n  - ../../../etc/creds\n"},
+         expected="experiments/e.yaml: defaults[1]: names a config outside conf/ ('..')"),
+    Case("group option outside conf",
+         {"experiments/e.yaml": "defaults:\n  - config\n  - override /model: ../../../../home/ci/creds\n"},
+         expected="experiments/e.yaml: defaults[1]: names a config outside conf/ ('..')"),
+    Case("group option outside conf in conf", {"conf/config.yaml": "defaults:\n  - model: /../../tmp/x\n"},
+         expected="conf/config.yaml: defaults[0]: names a config outside conf/ ('..')"),
+    Case("swept group option outside conf", {"experiments/e.yaml": sweep("      model: small,../../../tmp/x\n")},
+         expected="experiments/e.yaml: hydra.sweeper.params.model: names a config outside conf/ ('..')"),
     # --- the expctl block --------------------------------------------------------------------------------------
     Case("unknown key in the expctl block", {"experiments/e.yaml": block("  replica: 2\n")},
          expected="experiments/e.yaml: expctl.replica: unknown key (did you mean 'replicas'?)"),
@@ -271,6 +334,12 @@ CASES = [
          expected="experiments/team-a/e.yaml: expctl.namespace: namespace 'team-b' is outside this tenant's"),
     Case("float timeout", {"experiments/e.yaml": block("  timeout: 1.5\n")},
          expected="experiments/e.yaml: expctl.timeout: input should be a valid integer (got 1.5)"),
+    Case("timeout past int32", {"experiments/e.yaml": block("  timeout: 100000000000000000000\n")},
+         expected="experiments/e.yaml: expctl.timeout: input should be less than or equal to 2147483647"),
+    Case("TTL past int32", {"experiments/e.yaml": block("  ttl_seconds_after_finished: 2147483648\n")},
+         expected="experiments/e.yaml: expctl.ttl_seconds_after_finished: input should be less than or equal to"),
+    Case("backoff factor of 1e300", {"experiments/e.yaml": block("  retries: {backoff_factor: 1.0e+300}\n")},
+         expected="experiments/e.yaml: expctl.retries.backoff_factor: input should be less than or equal to 100"),
     Case("bad toleration", {"experiments/e.yaml": block("  tolerations: [{key: a, operator: Exist}]\n")},
          expected="experiments/e.yaml: expctl.tolerations.0.operator: input should be 'Exists' or 'Equal'"),
     Case("expctl block not a mapping", {"experiments/e.yaml": BASE + "expctl: [1]\n"},
@@ -284,6 +353,10 @@ CASES = [
          expected="conf/model/small.yaml: line 2: YAML syntax error"),
     Case("conf duplicate key", {"conf/config.yaml": "seed: 0\nseed: 1\n"},
          expected="conf/config.yaml: line 2: duplicate key 'seed' (first defined on line 1)"),
+    Case("conf group option is a word", {"conf/model/small.yaml": "small\n"},
+         expected="conf/model/small.yaml: must be a mapping of keys to values (got str 'small')"),
+    Case("conf file is a symbolic link", setup=symlink("conf/model/tiny.yaml", "small.yaml"),
+         expected="conf/model/tiny.yaml: a symbolic link (to 'small.yaml')"),
     Case("conf alias bomb", {"conf/model/small.yaml": BOMB},
          expected="conf/model/small.yaml: line 1: document expands to more than 200,000 nodes"),
     # --- expctl.yaml -------------------------------------------------------------------------------------------
@@ -302,6 +375,38 @@ CASES = [
          expected="expctl.yaml: kubernetes.qps: input should be a finite number (got inf)"),
     Case("expctl.yaml a QPS of a billion", {"expctl.yaml": "kubernetes:\n  qps: 1000000000\n"},
          expected="expctl.yaml: kubernetes.qps: input should be less than or equal to 10000"),
+    Case("expctl.yaml is a directory", setup=settings_directory,
+         expected="expctl.yaml: a directory, not a file: the project settings were not read"),
+    Case("expctl.yaml is a symbolic link", setup=symlink("expctl.yaml", "/etc/passwd", replace=True),
+         expected="expctl.yaml: a symbolic link (to '/etc/passwd')"),
+    Case("expctl.yaml is a word", {"expctl.yaml": "local\n"},
+         expected="expctl.yaml: must be a mapping of keys to values (got str 'local')"),
+    Case("expctl.yaml a hundred quintillion GPUs", {"expctl.yaml": "local:\n  gpus: 100000000000000000000\n"},
+         expected="expctl.yaml: local.gpus: input should be less than or equal to 1024"),
+    Case("EXPCTL_LOCAL_GPUS a hundred quadrillion", args=("apply", "-y"), env={"EXPCTL_LOCAL_GPUS": str(10**17)},
+         expected="EXPCTL_LOCAL_GPUS: 100000000000000000 GPUs is more than one machine has (at most 1024)"),
+    Case("EXPCTL_LOCAL_GPUS negative", args=("apply", "-y"), env={"EXPCTL_LOCAL_GPUS": "-1"},
+         expected="EXPCTL_LOCAL_GPUS: a GPU count cannot be negative (got -1)"),
+    Case("expctl.yaml NUL in a code path", {"expctl.yaml": 'code_paths: ["co\\0de"]\n'},
+         expected="expctl.yaml: code_paths.0: must be a non-empty string without whitespace or control characters"),
+    Case("expctl.yaml NUL in the data root", {"expctl.yaml": 'code_paths: [code]\ndata_root: "/da\\0ta"\n'},
+         expected="expctl.yaml: data_root: must be one line without control characters"),
+    Case("NUL in an experiment's code path", {"experiments/e.yaml": block('  code_paths: ["co\\0de"]\n')},
+         expected="experiments/e.yaml: expctl.code_paths.0: must be a non-empty string without whitespace or "
+                  "control characters (got 'co\\x00de')"),
+    Case("expctl.yaml two tenants for one path",
+         {"expctl.yaml": "tenants:\n  - {path: experiments/a, namespace: a}\n"
+                         "  - {path: experiments/a/, namespace: b}\n"},
+         expected="expctl.yaml: tenants.1.path: a second tenant for 'experiments/a/' (the first is tenants.0)"),
+    Case("expctl.yaml code path that does not exist", {"expctl.yaml": "code_paths: [cdoe]\n"},
+         expected="expctl.yaml: code_paths: 'cdoe' does not exist at commit "),
+    Case("experiment's code path that does not exist", {"experiments/e.yaml": block("  code_paths: [code, tarin]\n")},
+         expected="experiments/e.yaml: expctl.code_paths: 'tarin' does not exist at commit "),
+    Case("slurm backend without a workdir", {"expctl.yaml": "code_paths: [code]\nbackend: slurm\n"},
+         expected="expctl.yaml: slurm.workdir: required for the slurm backend"),
+    Case("slurm backend with a relative workdir",
+         {"expctl.yaml": "code_paths: [code]\nbackend: slurm\nslurm: {workdir: shared/expctl}\n"},
+         expected="expctl.yaml: slurm.workdir: must be an absolute path (got 'shared/expctl')"),
     Case("expctl.yaml not a mapping", {"expctl.yaml": "- local\n"}, expected="expctl.yaml: must be a mapping"),
     Case("expctl.yaml bad namespace", {"expctl.yaml": "kubernetes:\n  namespace: Prod\n"},
          expected="expctl.yaml: kubernetes.namespace: must be a lowercase RFC 1123 label"),
@@ -316,6 +421,22 @@ CASES = [
     Case("plan file of the working tree", setup=saved_plan('{"schema_version": 1, "worktree": true}'),
          args=("apply", "-y", "saved.plan"), expected="saved.plan: a plan of the working tree cannot be applied",
          also_apply=False),
+    Case("empty plan file", setup=saved_plan(""), args=("apply", "-y", "saved.plan"),
+         expected="saved.plan: not valid JSON (truncated?)", also_apply=False),
+    Case("plan file from another clone", setup=saved_plan(saved_plan_text(commit="1" * 40)),
+         args=("apply", "-y", "saved.plan"),
+         expected="saved.plan: commit: commit 111111111111 is not in this repository", also_apply=False),
+    Case("plan file pinned to a ref", setup=saved_plan(saved_plan_text(commit="HEAD")),
+         args=("apply", "-y", "saved.plan"), expected="saved.plan: commit: expected a full commit id, got 'HEAD'",
+         also_apply=False),
+    Case("plan file for a backend there is none of", setup=saved_plan(saved_plan_text(backend="mars")),
+         args=("apply", "-y", "saved.plan"), expected="saved.plan: backend: unknown backend 'mars'",
+         also_apply=False),
+    Case("plan file with --rev", setup=saved_plan(saved_plan_text()),
+         args=("apply", "-y", "saved.plan", "--rev", "HEAD~1"), code=2,
+         expected="--rev cannot be combined with a saved plan", also_apply=False),
+    Case("plan file with --prune", setup=saved_plan(saved_plan_text()), args=("apply", "-y", "--prune", "saved.plan"),
+         code=2, expected="--prune cannot be combined with a saved plan", also_apply=False),
     Case("plan file does not exist", args=("apply", "-y", "nope.plan"), code=2,
          expected="File 'nope.plan' does not exist. (see '", also_apply=False),
     # --- CLI arguments -------------------------------------------------------------------------------------------
@@ -324,10 +445,24 @@ CASES = [
     Case("unknown backend", args=("plan", "--backend", "mars"), code=2,
          expected="Invalid value for '--backend': 'mars' is not one of 'local', 'kubernetes', 'slurm'.",
          also_apply=False),
+    Case("unknown backend in the environment", args=("plan",), env={"EXPCTL_BACKEND": "mars"},
+         expected="EXPCTL_BACKEND=mars: unknown backend (choose from local, kubernetes, slurm)"),
     Case("unknown option", args=("plan", "--bogus"), code=2, expected="No such option '--bogus'",
          also_apply=False),
     Case("lock timeout not a number", args=("apply", "--lock-timeout", "soon"), code=2,
-         expected="Invalid value for '--lock-timeout': 'soon' is not a valid float", also_apply=False),
+         expected="Invalid value for '--lock-timeout': 'soon' is not a number of seconds", also_apply=False),
+    Case("lock timeout NaN", args=("apply", "-y", "--lock-timeout", "nan"), code=2,
+         expected="Invalid value for '--lock-timeout': 'nan' is not a number of seconds (a finite number, 0 or more)",
+         also_apply=False),
+    Case("negative wait timeout", args=("apply", "-y", "--wait", "--timeout", "-5"), code=2,
+         expected="Invalid value for '--timeout': '-5' is not a number of seconds", also_apply=False),
+    Case("status of a state that does not exist", args=("status", "--state", "Sucess"), code=2,
+         expected="Invalid value for '--state': 'Sucess' is not one of 'pending', 'running', 'succeeded', 'failed', "
+                  "'cancelled'.", also_apply=False),
+    Case("history of no entries", args=("history", "--limit", "0"), code=2,
+         expected="Invalid value for '--limit': 0 is not in the range x>=1.", also_apply=False),
+    Case("UI on a port that does not exist", args=("ui", "--port", "70000"), code=2,
+         expected="Invalid value for '--port': 70000 is not in the range 1<=x<=65535.", also_apply=False),
     Case("unknown run for logs", args=("logs", "nope-123"), expected="no local run named nope-123",
          also_apply=False, server=True),
     Case("unknown run for describe", args=("describe", "nope-123"), expected="nope-123", also_apply=False,
@@ -344,6 +479,15 @@ CASES = [
     # --- servers ---------------------------------------------------------------------------------------------------
     Case("MLflow unreachable", args=("plan",), env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{DEAD}"},
          expected=f"MLflow at http://127.0.0.1:{DEAD} is unreachable"),
+    Case("tracking URI with a password", args=("plan",),
+         env={"MLFLOW_TRACKING_URI": f"http://ada:hunter2@127.0.0.1:{DEAD}"},
+         expected="MLflow at http://***@127.0.0.1:"),
+    Case("tracking URI that does not parse", args=("plan",), env={"MLFLOW_TRACKING_URI": "http://[::1:5000"},
+         expected="MLFLOW_TRACKING_URI: not a valid URI (Invalid IPv6 URL): http://[::1:5000"),
+    Case("expctl.yaml tracking URI with a bad port", {"expctl.yaml": "tracking_uri: 'http://mlflow:99999'\n"},
+         args=("plan",), expected="expctl.yaml: tracking_uri: not a valid URI (Port out of range 0-65535)"),
+    Case("in-memory tracking store", args=("apply", "-y"), env={"MLFLOW_TRACKING_URI": "sqlite:///:memory:"},
+         expected="MLFLOW_TRACKING_URI: an in-memory SQLite store (sqlite:///:memory:) forgets every run"),
     Case("apiserver unreachable", {"expctl.yaml": "code_paths: [code]\nbackend: kubernetes\n"},
          setup=kubeconfig_to(DEAD), args=("plan",), env={"KUBECONFIG": "kubeconfig"},
          expected=f"Kubernetes API at https://127.0.0.1:{DEAD} is unreachable"),
@@ -414,7 +558,7 @@ def test_bad_input(tmp_path: Path, case: Case, request: pytest.FixtureRequest) -
 
 
 def test_count_of_cases() -> None:
-    assert len(CASES) >= 60
+    assert len(CASES) >= 140
 
 
 @pytest.mark.parametrize("damage", ["truncated", "foreign", "missing-fields", "binary", "unreadable", "bad-phase",

@@ -16,7 +16,8 @@ def test_parse_declared(value: object, expected: object) -> None:
     assert gpu.parse_declared(value) == expected
 
 
-@pytest.mark.parametrize("value", [-1, True, "0,0", "1,,2", 1.5])
+@pytest.mark.parametrize("value", [-1, True, "0,0", "1,,2", 1.5, "-1", 10**20, str(10**17), list(range(2000)),
+                                   ",".join(map(str, range(2000)))])
 def test_parse_declared_rejects(value: object) -> None:
     with pytest.raises(BackendError, match="EXPCTL_LOCAL_GPUS"):
         gpu.parse_declared(value)

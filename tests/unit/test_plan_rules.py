@@ -135,3 +135,14 @@ def test_pairs_follow_desired_order_then_orphans() -> None:
     other = make_spec("exp", ("lr=0.2",))
     pairs = pair_runs([SPEC, other], [observed(Phase.RUNNING, run_key="orphan")])
     assert [p.run_key for p in pairs] == [SPEC.run_key, other.run_key, "orphan"]
+
+
+@pytest.mark.parametrize(("factor", "seconds"), [(1e300, 30.0), (10.0, 1e308), (1.0, 0.0)])
+def test_a_huge_backoff_never_overflows(factor: float, seconds: float) -> None:
+    """``factor ** attempt`` raises OverflowError for floats: the plan must still be made (capped backoff)."""
+    policy = RetryPolicy(max_attempts=100, backoff_seconds=seconds, backoff_factor=factor, max_backoff_seconds=60)
+    assert policy.backoff_after(50) == (0.0 if seconds == 0 else 60.0)
+    spec = replace(SPEC, job=replace(SPEC.job, retries=policy))
+    seen = [observed(Phase.FAILED, attempt=50, failure=FailureClass.INFRASTRUCTURE, finished_at=NOW - 61)]
+    (change,) = make_plan([spec], seen, commit="c", backend="fake", now=NOW).changes
+    assert change.action is Action.RETRY and change.attempt == 51

@@ -43,6 +43,9 @@ def test_round_trip_is_typed_and_fresh(tmp_path: Path) -> None:
     (lambda d: d.update(changes={"a": 1}), "plan.json: changes: expected list, got dict"),
     (lambda d: d["changes"].__setitem__(0, 3), "plan.json: changes[0]: expected an object"),
     (lambda d: d.update(schema_version=7), "plan.json: schema_version: not an expctl plan"),
+    (lambda d: d.update(commit="HEAD"), "plan.json: commit: expected a full commit id, got 'HEAD'"),
+    (lambda d: d.update(commit="--all"), "plan.json: commit: expected a full commit id, got '--all'"),
+    (lambda d: d.update(commit="C" * 40), "plan.json: commit: expected a full commit id"),
 ])
 def test_hand_edited_plan_is_one_line(tmp_path: Path, edit: Any, message: str) -> None:
     with pytest.raises(ExpctlError) as err:

@@ -61,6 +61,7 @@ class LocalBackend:
         self._thread_lock = threading.RLock()
         self._table = RunTable(self.state_dir / "local.epoch")  # what create() schedules from (local_table)
         self.gpus_declared = gpus  # ``local.gpus`` of expctl.yaml; EXPCTL_LOCAL_GPUS wins (see local_gpus)
+        gpu.declared(gpus)  # a bad declaration fails here, before an apply's first write (not at each create)
         self._gpu_inventory: tuple[str, ...] | None = None
         self._gpu_looked_up = False
         self._waiting: dict[str, str] = {}  # queued run → why it waits (from the last _advance)

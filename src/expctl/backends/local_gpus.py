@@ -9,6 +9,7 @@ expctl. ``allocate`` is pure: all replicas of a run get their devices at once, o
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from expctl.errors import BackendError
+from expctl.schema import MAX_GPUS
 
 ENV_VAR = "EXPCTL_LOCAL_GPUS"
 NVIDIA_SMI_TIMEOUT_SECONDS = 10.0
@@ -30,22 +32,26 @@ def parse_declared(value: object, where: str = ENV_VAR) -> tuple[str, ...] | int
         return None
     if isinstance(value, bool):
         raise BackendError(f"{where}: expected a GPU count or a list of device ids, got {value!r}")
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():  # "4", and "-1" (refused as a count)
+        value = int(value.strip())
     if isinstance(value, int):
         if value < 0:
             raise BackendError(f"{where}: a GPU count cannot be negative (got {value})")
+        if value > MAX_GPUS:  # fake ids 0..N-1 are made when nvidia-smi is absent: never a billion of them
+            raise BackendError(f"{where}: {value} GPUs is more than one machine has (at most {MAX_GPUS})")
         return value
     if isinstance(value, str):
         text = value.strip()
         if text.lower() in ("", "none"):
             return ()
-        if text.isdigit() and "," not in text:
-            return int(text)
         items: Iterable[object] = text.split(",")
     elif isinstance(value, Sequence):
         items = value
     else:
         raise BackendError(f"{where}: expected a GPU count or a list of device ids, got {value!r}")
-    ids = tuple(str(item).strip() for item in items)
+    ids = tuple(str(item).strip() for item in itertools.islice(items, MAX_GPUS + 1))
+    if len(ids) > MAX_GPUS:
+        raise BackendError(f"{where}: more than {MAX_GPUS} device ids")
     if any(not i for i in ids) or len(set(ids)) != len(ids):
         raise BackendError(f"{where}: device ids must be distinct and non-empty (got {value!r})")
     return ids
@@ -92,11 +98,18 @@ def inventory(declared: tuple[str, ...] | int | None, detected: tuple[str, ...] 
     return declared
 
 
-def machine_inventory(setting: object) -> tuple[str, ...] | None:
-    """This machine's GPUs from ``EXPCTL_LOCAL_GPUS`` (wins), else ``setting`` (``local.gpus``), and nvidia-smi."""
+def declared(setting: object) -> tuple[tuple[str, ...] | int | None, str]:
+    """What ``EXPCTL_LOCAL_GPUS`` (wins), else ``setting`` (``local.gpus``), declares, and where it says so.
+    Checked when the backend is opened: a bad declaration fails the command before any write."""
     env = os.environ.get(ENV_VAR)
     where = ENV_VAR if env is not None else "expctl.yaml: local.gpus"
-    return inventory(parse_declared(env if env is not None else setting, where), detect(), where)
+    return parse_declared(env if env is not None else setting, where), where
+
+
+def machine_inventory(setting: object) -> tuple[str, ...] | None:
+    """This machine's GPUs from ``EXPCTL_LOCAL_GPUS`` (wins), else ``setting`` (``local.gpus``), and nvidia-smi."""
+    value, where = declared(setting)
+    return inventory(value, detect(), where)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import importlib
 import os
 import sys
 import traceback
+import warnings
 from typing import Any
 
 import click
@@ -28,6 +29,22 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "ui": ("expctl.cli.operate", "ui", "Serve the MLflow UI on the configured store."),
     "lineage": ("expctl.cli.lineage", "lineage", "Where a registered model came from: run, commit, config, data."),
 }
+
+
+def say(line: str) -> None:
+    """One line on stderr without credentials: a message may quote a tracking URI (``postgresql://u:pw@db``) or
+    a server's answer, and neither a URI's password nor MLflow's token from the environment is ever printed."""
+    from expctl.sanitize import SECRET_ENV, redact
+
+    click.echo(redact(line, [os.environ.get(name, "") for name in SECRET_ENV]), err=True)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """A Python warning (Hydra's, a library's) as one ``warning:`` line, like expctl's own: not two lines of
+    source location and code."""
+    text = " ".join(str(message).split())
+    say(f"warning: {text}")
 
 
 class LazyGroup(click.Group):
@@ -65,7 +82,7 @@ class LazyGroup(click.Group):
             where = f" (see '{exc.ctx.command_path} --help')" if isinstance(exc, click.UsageError) and exc.ctx \
                 else ""
             message = " ".join(exc.format_message().split())
-            click.echo(f"error: {message}{where}", err=True)
+            say(f"error: {message}{where}")
             sys.exit(exc.exit_code)
         except click.Abort:
             click.echo("error: aborted", err=True)
@@ -81,13 +98,13 @@ class LazyGroup(click.Group):
             if os.environ.get("EXPCTL_DEBUG"):
                 traceback.print_exc()
             for line in exc.render().splitlines():
-                click.echo(f"error: {line}", err=True)
+                say(f"error: {line}")
             ctx.exit(exc.exit_code)
         except OSError as exc:  # a read-only or full disk, a permission: one line naming the file
             if os.environ.get("EXPCTL_DEBUG"):
                 traceback.print_exc()
             where = f"{exc.filename}: " if exc.filename else ""
-            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            say(f"error: {where}{exc.strerror or exc}")
             ctx.exit(1)
 
 
@@ -103,3 +120,4 @@ def main(ctx: click.Context, repo: str | None) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj.setdefault("repo", repo)
+    warnings.showwarning = _show_warning

@@ -10,8 +10,30 @@ from typing import Any
 
 import click
 
+from expctl.cli import say
 from expctl.model import Change
 from expctl.workspace import Workspace
+
+
+class Seconds(click.ParamType[float]):
+    """A duration in seconds: a finite number >= 0 (click's float takes ``nan``, ``inf`` and ``-1``, and the lock
+    and the wait loop then fail with a traceback, wait forever or not at all)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        import math
+
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds.", param, ctx)
+        if not math.isfinite(seconds) or seconds < 0:
+            self.fail(f"{value!r} is not a number of seconds (a finite number, 0 or more).", param, ctx)
+        return seconds
+
+
+SECONDS = Seconds()
 
 output_option = click.option("--output", "-o", "output", type=click.Choice(["human", "json", "markdown"]),
                              default="human", show_default=True, help="Output format.")
@@ -50,7 +72,7 @@ def applied_by(repo: Path, commit: str) -> str:
 
 def progress_printer() -> Callable[[Change, str], None]:
     def show(change: Change, status: str) -> None:
-        click.echo(f"  {change.action.value:<8} {change.name}: {status}", err=True)
+        say(f"  {change.action.value:<8} {change.name}: {status}")
 
     return show
 

@@ -11,9 +11,10 @@ from typing import Any
 import click
 
 from expctl import backend_registry
+from expctl.cli import say
 from expctl.cli.common import echo_json, is_terminal, workspace
 from expctl.errors import ExpctlError
-from expctl.model import ObservedRun
+from expctl.model import ObservedRun, Phase
 from expctl.sanitize import one_line
 
 _backend = click.option("--backend", "backend_name", default=None, type=click.Choice(backend_registry.names()),
@@ -72,7 +73,8 @@ def _table(rows: list[dict[str, object]]) -> list[str]:
 
 @click.command()
 @click.option("--experiment", default=None, help="Only runs of this experiment.")
-@click.option("--state", default=None, help="Only runs in this state (Pending, Running, Succeeded, Failed, Cancelled).")
+@click.option("--state", default=None, type=click.Choice([p.value for p in Phase], case_sensitive=False),
+              help="Only runs in this state.")
 @click.option("--user", default=None, help="Only runs applied by this user (substring match).")
 @click.option("--all", "show_all", is_flag=True, help="Include runs whose objects are gone (from MLflow).")
 @_backend
@@ -118,7 +120,7 @@ def cancel(ctx: click.Context, runs: tuple[str, ...], experiment: str | None, ba
     for name in result.cancelled:
         click.echo(f"cancelled {name}")
     for name, why in result.skipped:
-        click.echo(f"{name}: {why}", err=True)
+        say(f"{name}: {why}")
     if not result.cancelled and not result.skipped:
         click.echo("nothing to cancel: no unfinished run matched", err=True)
 
@@ -197,7 +199,8 @@ def _describe_human(info: dict[str, Any]) -> str:
 
 @click.command()
 @click.option("--experiment", default=None, help="Only changes to this experiment.")
-@click.option("--limit", default=50, show_default=True, help="At most this many entries (newest first).")
+@click.option("--limit", default=50, type=click.IntRange(min=1), show_default=True,
+              help="At most this many entries (newest first).")
 @_json
 @click.pass_context
 def history(ctx: click.Context, experiment: str | None, limit: int, output: str) -> None:
@@ -217,7 +220,7 @@ def history(ctx: click.Context, experiment: str | None, limit: int, output: str)
 
 
 @click.command()
-@click.option("--port", default=5000, show_default=True, help="Port on 127.0.0.1.")
+@click.option("--port", default=5000, type=click.IntRange(1, 65535), show_default=True, help="Port on 127.0.0.1.")
 @click.option("--experiment", default=None, help="Print (and open) this experiment's runs.")
 @click.option("--open", "open_browser", is_flag=True, help="Open the address in a web browser once the UI answers.")
 @click.pass_context
@@ -229,7 +232,7 @@ def ui(ctx: click.Context, port: int, experiment: str | None, open_browser: bool
 
     found = ui_links(workspace(ctx), port, experiment)
     if found.warning:
-        click.echo(f"warning: {found.warning}", err=True)
+        say(f"warning: {found.warning}")
     target = found.experiments[experiment] if experiment else found.runs
     click.echo(f"Training runs: {target}")
     if not experiment:
@@ -238,7 +241,7 @@ def ui(ctx: click.Context, port: int, experiment: str | None, open_browser: bool
             click.echo(f"  {name:<{width}}  {url}")
         click.echo(f"Model registry: {found.models}")
     if found.command is None:
-        click.echo(f"The tracking store is a server: {found.base}", err=True)
+        say(f"The tracking store is a server: {found.base}")
         if open_browser:
             webbrowser.open(target)
         return

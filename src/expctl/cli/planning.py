@@ -11,7 +11,9 @@ import click
 
 from expctl import backend_registry
 from expctl.backends.base import Backend
+from expctl.cli import say
 from expctl.cli.common import (
+    SECONDS,
     applied_by,
     output_option,
     progress_printer,
@@ -27,6 +29,7 @@ from expctl.workspace import Workspace, check_runnable
 
 if TYPE_CHECKING:
     from expctl import engine as engine_types
+    from expctl import planfile as saved_plans_types
 
 _rev = click.option("--rev", default="HEAD", show_default=True, help="Commit to read experiments from.")
 _worktree = click.option("--worktree", is_flag=True,
@@ -46,7 +49,10 @@ def validate(ctx: click.Context, rev: str, worktree: bool, backend_name: str | N
     if not worktree:
         warn_dirty(ws.repo)
     desired = desired_state(ws.repo, PlanOptions(rev=rev, worktree=worktree))
-    check_runnable(ws.backend_name(desired.settings, backend_name), desired.runs)
+    name = ws.backend_name(desired.settings, backend_name)
+    check_runnable(name, desired.runs)
+    if name in backend_registry.BACKENDS:  # settings the backend cannot open with (slurm without a workdir)
+        backend_registry.BACKENDS[name].check(desired.settings)
     click.echo(f"{len(desired.experiments)} experiments, {len(desired.runs)} runs: valid.")
 
 
@@ -105,8 +111,10 @@ def plan(ctx: click.Context, rev: str, worktree: bool, backend_name: str | None,
 @click.option("--force-prune", is_flag=True, help="Prune even when no run at all is desired.")
 @click.option("--replace-running", is_flag=True, help="Replace pending or running runs whose spec changed.")
 @click.option("--wait", is_flag=True, help="Follow the runs until they finish (retrying them, under the lock).")
-@click.option("--lock-timeout", default=600.0, show_default=True, help="Seconds to wait for another apply.")
-@click.option("--timeout", "wait_timeout", default=3600.0, show_default=True, help="Seconds --wait waits.")
+@click.option("--lock-timeout", default=600.0, type=SECONDS, show_default=True,
+              help="Seconds to wait for another apply.")
+@click.option("--timeout", "wait_timeout", default=3600.0, type=SECONDS, show_default=True,
+              help="Seconds --wait waits.")
 @click.pass_context
 def apply(ctx: click.Context, planfile: str | None, yes: bool, rev: str, backend_name: str | None, prune: bool,
           force_prune: bool, replace_running: bool, wait: bool, lock_timeout: float,
@@ -117,8 +125,14 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, rev: str, backend
     from expctl.reconcile import options_of
 
     ws = workspace(ctx)
+    ignored = [flag for flag, given in (("--rev", rev != "HEAD"), ("--prune", prune), ("--force-prune", force_prune),
+                                        ("--replace-running", replace_running)) if given]
+    if planfile and ignored:  # a saved plan carries its own commit and options: these would be silently ignored
+        raise click.UsageError(f"{ignored[0]} cannot be combined with a saved plan (it applies the commit and "
+                               "options it was made with)", ctx)
     saved = saved_plans.load(Path(planfile)) if planfile else None
     if saved is not None:
+        _check_saved(ws, saved)
         opts = options_of(saved)
         backend_name = backend_name or saved.backend
     else:
@@ -140,11 +154,30 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, rev: str, backend
         saved=saved, concurrency=engine.write_concurrency(desired.settings, name), wait=wait,
         wait_timeout=wait_timeout, quiet=not sys.stderr.isatty() or bool(os.environ.get("CI")))
     hooks = engine.Hooks(show_plan=lambda p: click.echo(views.human(p), nl=False), confirm=confirm,
-                         progress=progress_printer(), notice=lambda line: click.echo(line, err=True))
+                         progress=progress_printer(), notice=say)
     lock = engine.apply_lock(ws.state_dir, name, desired.settings, lock_timeout)
     result = engine.run_apply(desired, backend, tracker, lock, options, hooks)
     report_apply(result)
     ctx.exit(result.exit_code)
+
+
+def _check_saved(ws: Workspace, saved: saved_plans_types.SavedPlan) -> None:
+    """A saved plan of a commit this clone lacks, or for a backend there is none of, is refused naming the
+    plan file and its key (not a --rev or --backend the user never typed)."""
+    from expctl.errors import SourceError
+    from expctl.schema import Settings
+    from expctl.source import resolve
+
+    try:
+        ws.backend_name(Settings(), saved.backend)
+    except ExpctlError:
+        raise ExpctlError(f"unknown backend {saved.backend[:80]!r} (one of {', '.join(backend_registry.names())})",
+                          file=str(saved.path), key="backend") from None
+    try:
+        resolve(ws.repo, saved.commit)
+    except SourceError:
+        raise ExpctlError(f"commit {saved.commit[:12]} is not in this repository (a plan made in another clone? "
+                          "fetch it, or make the plan here)", file=str(saved.path), key="commit") from None
 
 
 def report_apply(result: engine_types.EngineResult) -> None:
@@ -155,13 +188,13 @@ def report_apply(result: engine_types.EngineResult) -> None:
         extra += [f"{len(outcome.skipped)} not applied"] if outcome.skipped else []
         click.echo(counts + (f", {', '.join(extra)}." if extra else "."))
         for change, message in outcome.failed:
-            click.echo(f"error: {change.name}: {message}", err=True)
+            say(f"error: {change.name}: {message}")
         for change in outcome.skipped:
             click.echo(f"not applied: {change.name}", err=True)
         if outcome.stopped:
-            click.echo(f"error: apply stopped: {outcome.stopped}; run `expctl apply` again to finish", err=True)
+            say(f"error: apply stopped: {outcome.stopped}; run `expctl apply` again to finish")
     for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        say(f"warning: {warning}")
     if result.waited is not None:
         click.echo(result.waited.summary)
 

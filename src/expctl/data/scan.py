@@ -84,6 +84,14 @@ def _relative(path: str, prefix: str) -> str:
 
 
 def _local_entries(location: str) -> tuple[str, list[Entry]]:
+    try:
+        return _listed(location)
+    except OSError as exc:  # a dangling link, a directory that cannot be read: one line, as for a file
+        where = f"{exc.filename}: " if exc.filename and exc.filename != location else ""
+        raise DataError(f"{location}: cannot list: {where}{exc.strerror or exc}") from exc
+
+
+def _listed(location: str) -> tuple[str, list[Entry]]:
     base, pattern = _split_glob(location)
     if pattern is not None:
         paths = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))

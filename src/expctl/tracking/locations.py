@@ -33,9 +33,11 @@ def ui_server_command(
     if tracking_uri.startswith(("http://", "https://")):
         return None, {}, tracking_uri
     beside = Path(sys.executable).with_name("mlflow")
-    command = [str(beside) if beside.exists() else "mlflow", "server", "--backend-store-uri", tracking_uri,
+    # the store's URI goes in the environment, not argv: a database URI's password would show in `ps`
+    command = [str(beside) if beside.exists() else "mlflow", "server",
                "--host", host, "--port", str(port), "--workers", "1"]
     root = default_artifact_root(tracking_uri)
     if root:
         command += ["--default-artifact-root", root]
-    return command, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, f"http://{host}:{port}"
+    env = {"MLFLOW_BACKEND_STORE_URI": tracking_uri, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return command, env, f"http://{host}:{port}"
