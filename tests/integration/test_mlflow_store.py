@@ -14,7 +14,7 @@ import pytest
 from expctl.backends.local import LocalBackend
 from expctl.errors import TrackingError
 from expctl.model import FailureClass, JobKind, ObservedRun, Phase, RunSpec, TrackingRef, ValidationGate
-from expctl.tracking.mlflow_store import MlflowStore, default_tracking_uri
+from expctl.tracking.mlflow_store import MlflowStore, default_tracking_uri, health_request
 from tests.factories import make_job, make_launch, make_spec
 from tests.gitrepo import GitRepo
 from tests.integration.mlflow_server import MlflowServer, free_port
@@ -228,6 +228,24 @@ def test_unusable_store_is_one_line_error(uri: str) -> None:
         store.check()
     message = str(info.value)
     assert "\n" not in message and message.startswith(f"MLflow at {store.tracking_uri} is un")
+
+
+def test_a_uri_with_user_information_reaches_the_server(mlflow_server: MlflowServer, experiment: str) -> None:
+    """``/health`` is asked without the user information in the URL (urllib cannot open such a URL; the
+    credentials go as Basic auth, which a server without authentication ignores), and runs are created."""
+    uri = mlflow_server.uri.replace("http://", "http://ci:hun%40ter2@")
+    store = MlflowStore(uri, "local")
+    store.check()
+    ref = store.ensure_run(make_spec(experiment), 1, AUTHOR)
+    run = MlflowStore(mlflow_server.uri, "local").client.get_run(ref.run_id)
+    values = [str(v) for v in (*run.data.tags.values(), *run.data.params.values())]
+    assert not any(secret in v for v in values for secret in ("hun@ter2", "hun%40ter2"))
+
+
+def test_health_is_asked_with_basic_auth_never_sent_to_a_redirect() -> None:
+    request = health_request("https://ci:hun%40ter2@mlflow.example:8443/base/?x=1")
+    assert request.full_url == "https://mlflow.example:8443/base/health"
+    assert request.unredirected_hdrs == {"Authorization": "Basic Y2k6aHVuQHRlcjI="} and not request.headers
 
 
 def test_default_tracking_uri_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

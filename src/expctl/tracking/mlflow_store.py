@@ -11,10 +11,12 @@ a one-line ``TrackingError`` (``TrackerUnavailable`` when the server cannot be r
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -52,6 +54,19 @@ _UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establi
 
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "") + "'"
+
+
+def health_request(tracking_uri: str) -> urllib.request.Request:
+    """``GET <server>/health``: addressed without the URI's user information (urllib cannot open a URL that
+    holds one), which goes as HTTP Basic auth instead, on this request only (never to a redirect's target)."""
+    parts = urllib.parse.urlsplit(tracking_uri)
+    netloc = parts.netloc.rpartition("@")[2]
+    url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
+    request = urllib.request.Request(url)
+    if parts.username is not None:
+        pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        request.add_unredirected_header("Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
+    return request
 
 
 class MlflowStore(KeptLogs, Checkpoints):
@@ -151,8 +166,7 @@ class MlflowStore(KeptLogs, Checkpoints):
         uri = self.tracking_uri
         if uri.startswith(("http://", "https://")):
             try:
-                health = f"{uri.rstrip('/')}/health"
-                with urllib.request.urlopen(health, timeout=_CHECK_TIMEOUT_SECONDS) as resp:
+                with urllib.request.urlopen(health_request(uri), timeout=_CHECK_TIMEOUT_SECONDS) as resp:
                     status = resp.status
             except urllib.error.HTTPError as exc:
                 status = exc.code
