@@ -244,7 +244,7 @@ def ui_links(ws: Workspace, port: int, experiment: str | None = None) -> UiLinks
             raise
         found, warning = {}, f"{exc} (showing the start page)"
     if experiment and experiment not in found:
-        raise ExpctlError(f"--experiment {experiment}: MLflow at {uri} has no such experiment of expctl's "
+        raise ExpctlError(f"--experiment {experiment}: MLflow at {redact(uri)} has no such experiment of expctl's "
                           "(see `expctl status --all`)")
     # An experiment whose runs predate expctl's saved view opens without it (MLflow refuses an unknown view).
     urls = {name: links.experiment_url(base, eid, view=has_view) for name, (eid, has_view) in found.items()}

@@ -5,7 +5,8 @@ Unicode line separators or bidi overrides, Markdown and HTML. Printed raw, such 
 plan or of a PR comment. ``one_line`` escapes every control character visibly (``\\n``, ``\\x1b``, ``\\u202e``);
 ``md_code`` and ``md_text`` additionally neutralise Markdown and HTML. JSON output needs none of this (the
 JSON encoder escapes), so ``views.as_json`` stays raw and valid. ``redact`` hides credentials (a URL's user
-information, given secret values) in what the CLI prints.
+information, given secret values) in what the CLI prints and in the errors quoting a tracking URI;
+``uri_secrets`` are the values to hide in a message about that URI.
 """
 
 from __future__ import annotations
@@ -54,6 +55,58 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
         text = text.replace(secret, "***")
     return _USERINFO.sub(r"\1***@", text)
+
+
+# scheme://[userinfo@]rest — the parts of a URI ``uri_secrets`` reads (regex: the pure core imports no urllib)
+_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://(?:([^/?#\s]*)@)?(.*)$", re.DOTALL)
+# query parameters that hold a secret (``?password=…`` of a database URI, ``?token=…``)
+_SECRET_PARAMS = frozenset({"password", "passwd", "pwd", "pass", "token", "access_token", "auth_token", "secret",
+                            "client_secret", "api_key", "apikey", "sslpassword"})
+_PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
+
+
+def _unquote(text: str) -> str:
+    raw = _PERCENT.sub(lambda m: chr(int(m.group(1), 16)), text)
+    try:
+        return raw.encode("latin-1").decode()
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return raw
+
+
+def _split(uri: str) -> tuple[str, str | None, str | None, str, list[tuple[str, str]]] | None:
+    """(scheme, user, password, authority+path, query pairs) of ``uri``; None when it is no ``scheme://`` URI."""
+    match = _URI.match(uri)
+    if match is None:
+        return None
+    scheme, userinfo, rest = match.group(1).lower(), match.group(2), match.group(3)
+    user = password = None
+    if userinfo is not None:
+        user, sep, pw = userinfo.partition(":")
+        password = pw if sep else None
+    base, _, query = rest.partition("?")
+    query, hash_, fragment = query.partition("#")
+    pairs = [(k, v) for k, _, v in (part.partition("=") for part in query.split("&") if part)]
+    if hash_:
+        pairs.append(("#", fragment))  # kept as it is, after the query
+    return scheme, user, password, base, pairs
+
+
+def _http(scheme: str) -> bool:
+    return scheme in ("http", "https")
+
+
+def uri_secrets(uri: str) -> list[str]:
+    """The secret values ``uri`` holds (its password, as written and decoded; secret query values)."""
+    parts = _split(uri)
+    if parts is None:
+        return []
+    scheme, user, password, _, pairs = parts
+    found = [v for k, v in pairs if k != "#" and _unquote(k).lower() in _SECRET_PARAMS and v]
+    if password:
+        found.append(password)
+    if _http(scheme) and user and password is None:  # https://token@host: the user name is the secret
+        found.append(user)
+    return sorted({s for v in found for s in (v, _unquote(v))})
 
 
 def md_text(text: object) -> str:

@@ -15,6 +15,7 @@ from expctl.backends.local import LocalBackend
 from expctl.errors import TrackingError
 from expctl.model import FailureClass, JobKind, ObservedRun, Phase, RunSpec, TrackingRef, ValidationGate
 from expctl.tracking.mlflow_store import MlflowStore, default_tracking_uri, health_request
+from expctl.tracking.rest_search import RestSearch
 from tests.factories import make_job, make_launch, make_spec
 from tests.gitrepo import GitRepo
 from tests.integration.mlflow_server import MlflowServer, free_port
@@ -221,13 +222,30 @@ def test_mark_killed(sqlite_store: MlflowStore, client: Any) -> None:
     assert sqlite_store.records()[0].cancelled
 
 
-@pytest.mark.parametrize("uri", ["http://127.0.0.1:{port}", "nosuchscheme://nowhere"])
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:{port}", "nosuchscheme://nowhere",
+                                 "http://ci:hunter2@127.0.0.1:{port}", "https://hunter2@127.0.0.1:{port}/?token=hunter2",
+                                 "nosuchscheme://ml:hunter2@nowhere/db?password=hunter2"])
 def test_unusable_store_is_one_line_error(uri: str) -> None:
     store = MlflowStore(uri.format(port=free_port()), "local")
     with pytest.raises(TrackingError) as info:
         store.check()
     message = str(info.value)
-    assert "\n" not in message and message.startswith(f"MLflow at {store.tracking_uri} is un")
+    assert "\n" not in message and message.startswith(f"MLflow at {store.shown_uri} is un")
+    assert "hunter2" not in message  # the exception itself carries no credentials, not only what the CLI prints
+
+
+def test_failures_after_the_check_carry_no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's own errors quote the request URL, user information included: hidden in the exception."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    store = MlflowStore(f"http://ci:hunter2@127.0.0.1:{free_port()}", "local")
+    store._checked = True  # as if the server went away after the check
+    with pytest.raises(TrackingError) as info:
+        store.ui_experiments()
+    assert "hunter2" not in str(info.value) and "MLflow at http://***@127.0.0.1" in str(info.value)
+    rest = RestSearch(f"http://127.0.0.1:{free_port()}/?token=hunter2")
+    with pytest.raises(TrackingError) as info:
+        rest.search_experiments("")
+    assert "hunter2" not in str(info.value) and str(info.value).startswith("MLflow at http://127.0.0.1:")
 
 
 def test_a_uri_with_user_information_reaches_the_server(mlflow_server: MlflowServer, experiment: str) -> None:

@@ -32,6 +32,8 @@ def test_bounds_are_set_unless_the_user_set_them(monkeypatch: pytest.MonkeyPatch
     ("('Connection aborted.', RemoteDisconnected('Remote end closed connection without response'))",
      "the server dropped the connection"),
     ("RESOURCE_DOES_NOT_EXIST: Run 'x' not found", "RESOURCE_DOES_NOT_EXIST: Run 'x' not found"),
+    ("API request to http://ci:hunter2@h/api/2.0/mlflow/runs/get failed: bad gateway",
+     "API request to http://***@h/api/2.0/mlflow/runs/get failed: bad gateway"),  # no credentials in a message
 ])
 def test_transport_reason(text: str, expected: str) -> None:
     assert transport_reason(text) == expected

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from expctl.sanitize import redact
+from expctl.sanitize import redact, uri_secrets
 from expctl.tracking.locations import ui_server_command
 
 
@@ -30,3 +30,16 @@ def test_the_ui_server_gets_the_store_uri_in_its_environment_not_its_command_lin
     assert command is not None and not any("hunter2" in arg for arg in command)
     assert env["MLFLOW_BACKEND_STORE_URI"] == "postgresql://ml:hunter2@db/mlflow"
     assert url == "http://127.0.0.1:5001"
+
+
+@pytest.mark.parametrize(("uri", "secrets"), [
+    ("http://ci:hun%40ter2@mlflow:5000", ["hun%40ter2", "hun@ter2"]),
+    ("https://ghp_hunter2@mlflow/x?a=1&token=tok-hunter3", ["ghp_hunter2", "tok-hunter3"]),
+    ("postgresql://ml@db/mlflow?sslmode=require&password=hunter2", ["hunter2"]),
+    ("postgresql://ml@db/mlflow", []),
+    ("sqlite:////srv/mlflow.db", []),
+])
+def test_the_secrets_of_a_uri_are_known_so_that_messages_hide_them(uri: str, secrets: list[str]) -> None:
+    assert uri_secrets(uri) == secrets
+    shown = redact(f"MLflow at {uri} failed", uri_secrets(uri))
+    assert not any(s in shown for s in secrets)

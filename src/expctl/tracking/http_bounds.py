@@ -2,7 +2,7 @@
 
 No MLflow import: the bounds are environment variables MLflow reads at request time, set (unless the user set
 them) before the client is built, and ``transport_reason`` turns MLflow's transport errors, which quote whole
-urllib3 reprs, into a few words.
+urllib3 reprs, into a few words without credentials.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 import re
 
 from expctl.errors import truncate
+from expctl.sanitize import redact
 
 # MLflow's own HTTP retry loop defaults to 7 retries with exponential backoff and a 120 s timeout per request:
 # over four minutes before a dead server is reported. expctl bounds it (the user's own settings win): a down
@@ -32,7 +33,8 @@ def bound_http_retries() -> None:
 
 
 def transport_reason(text: str) -> str:
-    """MLflow's transport errors quote whole urllib3 reprs: say what happened in a few words instead."""
+    """MLflow's transport errors quote whole urllib3 reprs: say what happened in a few words instead (any URL
+    quoted keeps no user information: ``sanitize.redact``)."""
     if "Failed to establish a new connection" in text or "Connection refused" in text:
         return "the server is unreachable (connection refused)"
     if "Read timed out" in text or ("timed out" in text.lower() and "Max retries" in text):
@@ -42,4 +44,4 @@ def transport_reason(text: str) -> str:
         return f"the server kept answering HTTP {match.group(1)}"
     if "Connection aborted" in text or "Connection reset" in text or "RemoteDisconnected" in text:
         return "the server dropped the connection"
-    return truncate(text)
+    return truncate(redact(text))

@@ -55,7 +55,7 @@ def lineage(store: MlflowStore, ref: str) -> dict[str, Any]:
         version = (client.get_model_version_by_alias(name, alias) if alias
                    else client.get_model_version(name, number))
     except Exception as exc:
-        raise TrackingError(f"{ref}: no such registered model version in {store.tracking_uri}") from exc
+        raise TrackingError(f"{ref}: no such registered model version in {store.shown_uri}") from exc
     with store._calling(f"read the lineage of {ref}"):
         run = client.get_run(version.run_id)
         aliases = sorted(a for a, v in (client.get_registered_model(name).aliases or {}).items()

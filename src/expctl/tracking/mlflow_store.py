@@ -27,6 +27,7 @@ from expctl.audit import AuditRecord
 from expctl.errors import TrackingError, truncate
 from expctl.model import ObservedRun, RunSpec, TrackingRef, ValidationGate
 from expctl.naming import slug
+from expctl.sanitize import redact, uri_secrets
 from expctl.tracking import gate as g
 from expctl.tracking import mlflow_audit as audit
 from expctl.tracking import mlflow_ledger as ledger
@@ -75,6 +76,9 @@ class MlflowStore(KeptLogs, Checkpoints):
     def __init__(self, tracking_uri: str, backend_name: str, artifact_root: str | Path | None = None,
                  repository: str | None = None, repo_url: str | None = None, embedded: bool = False) -> None:
         self.tracking_uri = tracking_uri
+        # what messages quote: the URI without its credentials (a database URI or a server's may hold them)
+        self._secrets = uri_secrets(tracking_uri)
+        self.shown_uri = self.hide(tracking_uri)
         # expctl's own sqlite file (``.expctl/mlflow.db``): opened with a write-ahead log (mlflow_sqlite)
         self.embedded = embedded and tracking_uri.startswith("sqlite:///")
         # What runs name as their source: the repository (public remote URL or directory name) and remote.
@@ -137,6 +141,10 @@ class MlflowStore(KeptLogs, Checkpoints):
                     self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
         return self._client
 
+    def hide(self, text: str) -> str:
+        """``text`` (a message quoting the URI or MLflow's error about it) without the URI's credentials."""
+        return redact(text, self._secrets)
+
     def _check_once(self) -> None:
         if not self._checked:
             self.check()
@@ -151,11 +159,11 @@ class MlflowStore(KeptLogs, Checkpoints):
         except TrackingError:
             raise
         except Exception as exc:
-            text = str(exc)
+            text = self.hide(str(exc))
             if any(marker in text for marker in _UNREACHABLE):
-                raise TrackerUnavailable(f"MLflow at {self.tracking_uri} is unreachable: {what} failed: "
+                raise TrackerUnavailable(f"MLflow at {self.shown_uri} is unreachable: {what} failed: "
                                          f"{transport_reason(text)}") from exc
-            raise TrackingError(f"MLflow at {self.tracking_uri}: {what} failed: {transport_reason(text)}") from exc
+            raise TrackingError(f"MLflow at {self.shown_uri}: {what} failed: {transport_reason(text)}") from exc
 
     @staticmethod
     def _error_code(exc: Exception) -> str:
@@ -163,16 +171,16 @@ class MlflowStore(KeptLogs, Checkpoints):
 
     def check(self) -> None:
         """Fail fast, in one line, when the store is down or the URI is wrong (short timeout, no retries)."""
-        uri = self.tracking_uri
-        if uri.startswith(("http://", "https://")):
+        uri = self.shown_uri
+        if self.tracking_uri.startswith(("http://", "https://")):
             try:
-                with urllib.request.urlopen(health_request(uri), timeout=_CHECK_TIMEOUT_SECONDS) as resp:
+                with urllib.request.urlopen(health_request(self.tracking_uri), timeout=_CHECK_TIMEOUT_SECONDS) as resp:
                     status = resp.status
             except urllib.error.HTTPError as exc:
                 status = exc.code
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 reason = getattr(exc, "reason", exc)
-                raise TrackingError(f"MLflow at {uri} is unreachable: {truncate(str(reason))}") from exc
+                raise TrackingError(f"MLflow at {uri} is unreachable: {truncate(self.hide(str(reason)))}") from exc
             if status != 200:
                 raise TrackingError(f"MLflow at {uri} is unhealthy: /health answered HTTP {status}")
             return
@@ -180,7 +188,7 @@ class MlflowStore(KeptLogs, Checkpoints):
             self.client.search_experiments(max_results=1)
         except Exception as exc:
             cause = exc.__cause__ if isinstance(exc, TrackingError) and exc.__cause__ else exc
-            raise TrackingError(f"MLflow at {uri} is unusable: {truncate(str(cause))}") from exc
+            raise TrackingError(f"MLflow at {uri} is unusable: {truncate(self.hide(str(cause)))}") from exc
 
     # -- experiments and find-or-create ----------------------------------------------------------------
 

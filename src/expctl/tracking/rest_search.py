@@ -30,6 +30,7 @@ from typing import Any
 
 from expctl import safe_json
 from expctl.errors import TrackingError, truncate
+from expctl.sanitize import redact, uri_secrets
 from expctl.tracking.base import TrackerUnavailable
 from expctl.tracking.http_bounds import HTTP_BOUNDS, transport_reason
 
@@ -113,6 +114,7 @@ class RestSearch:
 
     def __init__(self, tracking_uri: str) -> None:
         self.tracking_uri = tracking_uri
+        self.shown_uri = redact(tracking_uri, uri_secrets(tracking_uri))  # what messages quote
         self.base = tracking_uri.rstrip("/") + "/api/2.0/mlflow/"
         self.requests: Counter[str] = Counter()  # endpoint → requests sent, retries included
 
@@ -149,10 +151,10 @@ class RestSearch:
         return urllib.request.build_opener(*handlers)
 
     def _unreachable(self, what: str, reason: str) -> TrackerUnavailable:
-        return TrackerUnavailable(f"MLflow at {self.tracking_uri} is unreachable: {what} failed: {reason}")
+        return TrackerUnavailable(f"MLflow at {self.shown_uri} is unreachable: {what} failed: {reason}")
 
     def _failed(self, what: str, reason: str) -> TrackingError:
-        return TrackingError(f"MLflow at {self.tracking_uri}: {what} failed: {reason}")
+        return TrackingError(f"MLflow at {self.shown_uri}: {what} failed: {reason}")
 
     def post(self, endpoint: str, body: Mapping[str, Any], what: str) -> dict[str, Any]:
         """POST ``body`` to ``endpoint``; its JSON answer. 429/5xx and connection failures are retried as
