@@ -29,6 +29,8 @@ class BackendInfo:
     would submit, as text (``expctl render``), or None when there is nothing to show. ``settings_check``:
     ``"module:function"``, called as ``function(settings)``, raising ConfigError for settings the backend cannot
     open with (``expctl validate`` calls it, so it refuses what ``plan`` and ``apply`` would); None: nothing.
+    ``inherits_env``: its jobs are processes that inherit expctl's own environment (the tracking URI's
+    password reaches them through it, never through a file: ``workspace``).
     """
 
     name: str
@@ -38,6 +40,7 @@ class BackendInfo:
     lock: str | None = None
     render: str | None = None
     settings_check: str | None = None
+    inherits_env: bool = False
 
     def runs(self, kind: JobKind) -> bool:
         return kind in self.kinds
@@ -56,7 +59,7 @@ BACKENDS: dict[str, BackendInfo] = {
     info.name: info
     for info in (
         BackendInfo("local", "subprocesses on this machine, in a checkout of the pinned commit",
-                    "expctl.backends.local:open_local", _ALL_KINDS),
+                    "expctl.backends.local:open_local", _ALL_KINDS, inherits_env=True),
         BackendInfo("kubernetes", "Kubeflow training jobs (PyTorchJob, TFJob, MPIJob, TrainJob)",
                     "expctl.backends.kubernetes:open_kubernetes",
                     frozenset({JobKind.PYTORCH, JobKind.TF, JobKind.MPI, JobKind.TRAIN}),
@@ -64,7 +67,7 @@ BACKENDS: dict[str, BackendInfo] = {
         BackendInfo("slurm", "one sbatch job per attempt on a Slurm cluster, srun one task per node",
                     "expctl.backends.slurm:open_slurm", frozenset({JobKind.PYTORCH, JobKind.LOCAL}),
                     lock="expctl.backends.slurm:slurm_lock", render="expctl.backends.slurm_script:render_jobs",
-                    settings_check="expctl.backends.slurm_script:workdir_of"),
+                    settings_check="expctl.backends.slurm_script:workdir_of", inherits_env=True),
     )
 }
 

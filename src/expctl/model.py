@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from expctl.sanitize import job_uri
+
 JSON = Any  # a value that json.dumps accepts
 
 
@@ -327,7 +329,10 @@ class Plan:
 
 @dataclass(frozen=True)
 class TrackingRef:
-    """The MLflow run a job logs into, handed to the job as environment variables."""
+    """The MLflow run a job logs into, handed to the job as environment variables.
+
+    ``tracking_uri`` is expctl's own (it may hold a password); jobs are handed ``sanitize.job_uri`` of it, which
+    holds none: a job's environment is written into manifests, state files and batch scripts."""
 
     tracking_uri: str
     run_id: str
@@ -335,7 +340,7 @@ class TrackingRef:
 
     def env(self) -> dict[str, str]:
         return {
-            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "MLFLOW_TRACKING_URI": job_uri(self.tracking_uri),
             "MLFLOW_RUN_ID": self.run_id,
             "MLFLOW_EXPERIMENT_NAME": self.experiment_name,
         }

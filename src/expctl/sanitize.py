@@ -5,8 +5,9 @@ Unicode line separators or bidi overrides, Markdown and HTML. Printed raw, such 
 plan or of a PR comment. ``one_line`` escapes every control character visibly (``\\n``, ``\\x1b``, ``\\u202e``);
 ``md_code`` and ``md_text`` additionally neutralise Markdown and HTML. JSON output needs none of this (the
 JSON encoder escapes), so ``views.as_json`` stays raw and valid. ``redact`` hides credentials (a URL's user
-information, given secret values) in what the CLI prints and in the errors quoting a tracking URI;
-``uri_secrets`` are the values to hide in a message about that URI.
+information, given secret values) in what the CLI prints and in the errors quoting a tracking URI.
+``job_uri`` is the tracking URI a job is handed (no password in it), ``uri_credentials`` the environment
+variables that carry what it left out, ``uri_secrets`` the values to hide in a message about that URI.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return _USERINFO.sub(r"\1***@", text)
 
 
-# scheme://[userinfo@]rest — the parts of a URI ``uri_secrets`` reads (regex: the pure core imports no urllib)
+# scheme://[userinfo@]rest — the parts of a URI ``job_uri`` reads (regex: the pure core imports no urllib)
 _URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://(?:([^/?#\s]*)@)?(.*)$", re.DOTALL)
 # query parameters that hold a secret (``?password=…`` of a database URI, ``?token=…``)
 _SECRET_PARAMS = frozenset({"password", "passwd", "pwd", "pass", "token", "access_token", "auth_token", "secret",
@@ -95,6 +96,29 @@ def _http(scheme: str) -> bool:
     return scheme in ("http", "https")
 
 
+def _postgres(scheme: str) -> bool:
+    return scheme.partition("+")[0] in ("postgresql", "postgres")
+
+
+def job_uri(uri: str) -> str:
+    """The tracking URI as a job is handed it: without a password. A database URI keeps its user name and loses
+    its password; an ``http(s)`` URI loses its whole user information (a user name left in the URL would be
+    sent as HTTP Basic auth and override ``MLFLOW_TRACKING_TOKEN``); query parameters that hold a secret
+    (``password=``, ``token=`` …) are dropped. Pure; a URI without any of these is returned unchanged."""
+    parts = _split(uri)
+    if parts is None:
+        return uri
+    scheme, user, password, base, pairs = parts
+    kept = [(k, v) for k, v in pairs if k == "#" or _unquote(k).lower() not in _SECRET_PARAMS]
+    if password is None and kept == pairs and not (_http(scheme) and user is not None):
+        return uri
+    head = uri[: uri.index("://") + 3]
+    userinfo = "" if user is None or _http(scheme) else f"{user}@"
+    query = "&".join(f"{k}={v}" for k, v in kept if k != "#")
+    fragment = [f"#{v}" for k, v in kept if k == "#"]
+    return f"{head}{userinfo}{base}{'?' + query if query else ''}{''.join(fragment)}"
+
+
 def uri_secrets(uri: str) -> list[str]:
     """The secret values ``uri`` holds (its password, as written and decoded; secret query values)."""
     parts = _split(uri)
@@ -107,6 +131,31 @@ def uri_secrets(uri: str) -> list[str]:
     if _http(scheme) and user and password is None:  # https://token@host: the user name is the secret
         found.append(user)
     return sorted({s for v in found for s in (v, _unquote(v))})
+
+
+def uri_credentials(uri: str) -> dict[str, str] | None:
+    """The environment variables that hand a job the password ``job_uri`` removed: ``MLFLOW_TRACKING_USERNAME``
+    and ``MLFLOW_TRACKING_PASSWORD`` for an ``http(s)`` URI, ``PGPASSWORD`` for PostgreSQL; ``{}`` when the
+    URI holds no secret; None when it holds one that no variable can carry (another database, a lone
+    ``token@`` or a secret query parameter in an ``http(s)`` URI)."""
+    parts = _split(uri)
+    if parts is None:
+        return {}
+    scheme, user, password, _, pairs = parts
+    secret_params = {_unquote(k).lower(): _unquote(v) for k, v in pairs if k != "#"
+                     and _unquote(k).lower() in _SECRET_PARAMS}
+    if _http(scheme):
+        if secret_params:
+            return None
+        if user is not None and password is not None:
+            return {"MLFLOW_TRACKING_USERNAME": _unquote(user), "MLFLOW_TRACKING_PASSWORD": _unquote(password)}
+        return None if user else {}
+    if password is None and not secret_params:
+        return {}
+    if _postgres(scheme) and set(secret_params) <= {"password"}:
+        pw = _unquote(password) if password is not None else secret_params["password"]
+        return {"PGPASSWORD": pw}
+    return None
 
 
 def md_text(text: object) -> str:

@@ -156,6 +156,7 @@ class KubernetesIn(Strict):
     context: Text | None = None
     repo_url: Word | None = None
     git_secret: Name | None = None
+    tracking_secret: Name | None = None  # a Secret whose keys every training container gets as variables
     image: Word = "python:3.11-slim"
     git_image: Word = "alpine/git:2.45.2"
     qps: float = Field(5.0, gt=0, le=10_000)

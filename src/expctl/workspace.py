@@ -15,6 +15,7 @@ from expctl import backend_registry
 from expctl.backends.base import Backend
 from expctl.errors import ConfigError, ConfigErrors, ExpctlError
 from expctl.model import RunSpec
+from expctl.sanitize import uri_credentials
 from expctl.schema import Settings
 from expctl.tracking.base import Tracker
 
@@ -69,11 +70,16 @@ class Workspace:
             raise ExpctlError(f"{where}: unknown backend (choose from {known})")
         return name
 
-    def resolve_tracking_uri(self, settings: Settings) -> str:
+    def _configured_uri(self, settings: Settings) -> tuple[str | None, str]:
+        """The tracking URI set for this command (None: the embedded store) and where it was set."""
         uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or settings.tracking_uri
+        return uri, ("MLFLOW_TRACKING_URI" if uri == os.environ.get("MLFLOW_TRACKING_URI") else
+                     "expctl.yaml: tracking_uri")
+
+    def resolve_tracking_uri(self, settings: Settings) -> str:
+        uri, where = self._configured_uri(settings)
         if uri:
-            _check_uri(uri, "MLFLOW_TRACKING_URI" if uri == os.environ.get("MLFLOW_TRACKING_URI") else
-                       "expctl.yaml: tracking_uri")
+            _check_uri(uri, where)
             return uri
         self.state_dir.mkdir(parents=True, exist_ok=True)
         return self.embedded_uri
@@ -85,8 +91,29 @@ class Workspace:
 
     def open_backend(self, name: str, settings: Settings) -> Backend:
         """The backend registered as ``name`` (``expctl.backend_registry``), imported only now."""
-        backend: Backend = backend_registry.lookup(name).open(settings, repo=self.repo, state_dir=self.state_dir)
+        info = backend_registry.lookup(name)
+        if info.inherits_env:
+            self.hand_credentials(settings, name)
+        backend: Backend = info.open(settings, repo=self.repo, state_dir=self.state_dir)
         return backend
+
+    def hand_credentials(self, settings: Settings, backend: str) -> None:
+        """Jobs are handed the tracking URI without its password (``sanitize.job_uri``): their environment is
+        written into state files and batch scripts. On a backend whose jobs inherit expctl's environment, the
+        password goes to them through this process's environment instead (``MLFLOW_TRACKING_USERNAME`` and
+        ``_PASSWORD``, or ``PGPASSWORD``), never to a file; a credential the user set already wins. A secret
+        no variable can carry is refused in one line that says how to give it."""
+        uri, where = self._configured_uri(settings)
+        found = uri_credentials(uri) if uri else {}
+        if found is None:
+            raise ExpctlError(
+                f"{where}: the tracking URI holds a secret that {backend} jobs could only be handed inside their "
+                "state files: remove it from the URI and give it in the environment instead "
+                "(MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN, for a tracking "
+                "server; PGPASSWORD or ~/.pgpass for PostgreSQL; the driver's option file for another database)")
+        taken = (*found, "MLFLOW_TRACKING_TOKEN") if "MLFLOW_TRACKING_PASSWORD" in found else tuple(found)
+        if found and not any(os.environ.get(name) for name in taken):
+            os.environ.update(found)
 
     def open_tracker(self, settings: Settings, backend_name: str) -> Tracker:
         from expctl import source

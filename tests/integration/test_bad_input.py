@@ -482,6 +482,10 @@ CASES = [
     Case("tracking URI with a password", args=("plan",),
          env={"MLFLOW_TRACKING_URI": f"http://ada:hunter2@127.0.0.1:{DEAD}"},
          expected="MLflow at http://***@127.0.0.1:"),
+    Case("tracking URI with a password no variable can hand to jobs", args=("plan",),
+         env={"MLFLOW_TRACKING_URI": f"mysql://ml:hunter2@127.0.0.1:{DEAD}/mlflow"},
+         expected="MLFLOW_TRACKING_URI: the tracking URI holds a secret that local jobs could only be handed inside "
+                  "their state files: remove it from the URI and give it in the environment instead"),
     Case("tracking URI that does not parse", args=("plan",), env={"MLFLOW_TRACKING_URI": "http://[::1:5000"},
          expected="MLFLOW_TRACKING_URI: not a valid URI (Invalid IPv6 URL): http://[::1:5000"),
     Case("expctl.yaml tracking URI with a bad port", {"expctl.yaml": "tracking_uri: 'http://mlflow:99999'\n"},
@@ -516,12 +520,16 @@ def tree(path: Path) -> dict[str, int]:
             if ".git" not in p.relative_to(path).parts and p.is_file() and not p.name.endswith(LOCK_FILES)}
 
 
+JOB_CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "PGPASSWORD")
+
+
 def invoke(repo: Path, args: tuple[str, ...], env: dict[str, str]) -> tuple[int, str, str]:
     old = os.getcwd()
     os.chdir(repo)  # relative paths (plan files, KUBECONFIG) as a user would type them
     try:
+        # the credentials expctl hands its jobs through its environment (a URI's password) are undone after
         result = CliRunner().invoke(main, list(args), env={"MLFLOW_TRACKING_URI": None, "EXPCTL_BACKEND": None,
-                                                           "KUBECONFIG": None, **env})
+                                                           "KUBECONFIG": None, **dict.fromkeys(JOB_CREDENTIALS), **env})
     finally:
         os.chdir(old)
     if result.exception is not None and not isinstance(result.exception, SystemExit):

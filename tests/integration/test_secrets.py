@@ -9,6 +9,7 @@ artifacts). A positive control (the resolver allow-listed) proves the search fin
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from pathlib import Path
@@ -117,3 +118,40 @@ def test_positive_control_an_allow_listed_resolver_does_resolve(tmp_path: Path, 
     assert SECRET in output
     assert found_in([repo.path / ".expctl"], SECRET.encode())
     assert found_in([mlflow_server.workdir], SECRET.encode())
+
+
+PASSWORD = f"pw-{uuid.uuid4().hex}"
+CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "PGPASSWORD")
+# the job succeeds only when it was handed the password (in its environment) and a URI without it
+CHECKS_ITS_CREDENTIALS = (BASE + "expctl:\n  kind: PyTorchJob\n  command: [python, -c, \"import os, sys; "
+                          "e = os.environ; sys.exit(0 if e.get('MLFLOW_TRACKING_PASSWORD') "
+                          "and '@' not in e['MLFLOW_TRACKING_URI'] else 3)\"]\n")
+
+
+def test_a_password_in_the_tracking_uri_reaches_the_job_and_nothing_expctl_writes(
+        tmp_path: Path, mlflow_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tracking_uri: http://ci:<password>@host``: local jobs get the password through their environment only;
+    it is in no file under ``.expctl/``, no MLflow tag or param (the server's database), no output, no
+    Kubernetes manifest and no Slurm batch script (``expctl render``)."""
+    for name in CREDENTIALS:  # whatever expctl hands its jobs through its environment is undone after the test
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    uri = mlflow_server.uri.replace("http://", f"http://ci:{PASSWORD}@")
+    settings = f"code_paths: [code]\ntracking_uri: {uri}\nslurm: {{workdir: {tmp_path / 'slurm'}}}\n"
+    repo = minimal_repo(tmp_path / "repo", {"experiments/creds.yaml": CHECKS_ITS_CREDENTIALS,
+                                             ".gitignore": ".expctl/\n", "expctl.yaml": settings})
+    old, out = os.getcwd(), []
+    os.chdir(repo.path)
+    try:
+        for args in (["apply", "-y", "--wait", "--timeout", "90"], ["status", "-o", "json"],
+                     ["render", "--backend", "kubernetes"], ["render", "--backend", "slurm"]):
+            result = CliRunner().invoke(main, args, env={"MLFLOW_TRACKING_URI": None, "EXPCTL_BACKEND": None})
+            out.append(result.stdout + result.stderr)
+            assert result.exit_code == 0, out[-1]
+    finally:
+        os.chdir(old)
+    assert json.loads(out[1])[0]["state"] == "Succeeded", out[1]  # the job had the password and a URI without it
+    assert f"value: {mlflow_server.uri}\n" in out[2]  # the Kubernetes manifest's MLFLOW_TRACKING_URI
+    assert f"export MLFLOW_TRACKING_URI={mlflow_server.uri}" in out[3]
+    assert PASSWORD not in "\n".join(out)
+    assert found_in([repo.path / ".expctl", mlflow_server.workdir], PASSWORD.encode()) == []

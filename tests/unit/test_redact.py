@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from expctl.sanitize import redact, uri_secrets
+from expctl.model import TrackingRef
+from expctl.sanitize import job_uri, redact, uri_credentials, uri_secrets
 from expctl.tracking.locations import ui_server_command
 
 
@@ -43,3 +44,33 @@ def test_the_secrets_of_a_uri_are_known_so_that_messages_hide_them(uri: str, sec
     assert uri_secrets(uri) == secrets
     shown = redact(f"MLflow at {uri} failed", uri_secrets(uri))
     assert not any(s in shown for s in secrets)
+
+
+# -- the tracking URI a job is handed: no password in it, and the variables that carry what it left out ----------
+
+@pytest.mark.parametrize(("uri", "job", "credentials"), [
+    ("http://ada:hun%40ter2@mlflow:5000", "http://mlflow:5000",
+     {"MLFLOW_TRACKING_USERNAME": "ada", "MLFLOW_TRACKING_PASSWORD": "hun@ter2"}),
+    ("https://ghp_hunter2@mlflow/base", "https://mlflow/base", None),  # a lone token: no variable carries it
+    ("https://mlflow/x?a=1&token=hunter2#top", "https://mlflow/x?a=1#top", None),
+    ("postgresql://ml:hunter2@db/mlflow", "postgresql://ml@db/mlflow", {"PGPASSWORD": "hunter2"}),
+    ("postgresql+psycopg2://ml@db/m?password=hunter2&sslmode=require", "postgresql+psycopg2://ml@db/m?sslmode=require",
+     {"PGPASSWORD": "hunter2"}),
+    ("mysql+pymysql://ml:hunter2@db:3306/m", "mysql+pymysql://ml@db:3306/m", None),
+    ("postgresql://ml@db/mlflow", "postgresql://ml@db/mlflow", {}),
+    ("http://127.0.0.1:5000", "http://127.0.0.1:5000", {}),
+    ("sqlite:////srv/x/mlflow.db", "sqlite:////srv/x/mlflow.db", {}),
+    ("databricks", "databricks", {}),
+])
+def test_a_job_is_handed_the_uri_without_its_password(uri: str, job: str,
+                                                      credentials: dict[str, str] | None) -> None:
+    assert job_uri(uri) == job
+    assert "hunter2" not in job_uri(uri)
+    assert uri_credentials(uri) == credentials
+    assert "hunter2" not in redact(f"MLflow at {uri} failed", uri_secrets(uri))
+
+
+def test_the_job_environment_holds_no_password() -> None:
+    ref = TrackingRef("postgresql://ml:hunter2@db/mlflow?password=hunter2", "r" * 32, "demo")
+    assert ref.env()["MLFLOW_TRACKING_URI"] == "postgresql://ml@db/mlflow"
+    assert ref.tracking_uri.endswith("hunter2")  # expctl's own connection keeps it

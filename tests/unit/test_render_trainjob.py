@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from expctl.model import JobKind, Resources, Scheduling
-from expctl.render import KubeSettings, render_manifest
+from expctl.render import KubeSettings, render_manifest, to_yaml
 from expctl.render.gitsync import clone_script
 from expctl.render.trainjob import render_runtime
 from tests.factories import make_job, make_launch, make_spec
@@ -111,3 +112,15 @@ def test_runtime_declares_the_git_sync_init_container(namespace: str | None, kin
     pod = step["template"]["spec"]["template"]["spec"]
     assert pod["initContainers"][0]["command"] == ["sh", "-c", clone_script()]
     assert pod["containers"][0]["workingDir"] == "/workspace/code"
+
+
+def test_the_tracking_secret_reaches_the_trainer_key_by_key_and_no_password_does() -> None:
+    spec = make_spec("team-a/llm", job=make_job(JobKind.TRAIN, 2, runtime="torch-distributed"))
+    launch = make_launch(spec, tracking_uri="postgresql://ml:hunter2@db/mlflow")
+    manifest = render_manifest(launch, replace(SETTINGS, tracking_secret="mlflow-creds"))
+    assert "hunter2" not in to_yaml([manifest])
+    env = manifest["spec"]["trainer"]["env"]
+    assert {e["name"]: e.get("value") for e in env}["MLFLOW_TRACKING_URI"] == "postgresql://ml@db/mlflow"
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
+    assert set(refs) == {"MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "PGPASSWORD"}
+    assert all(r == {"name": "mlflow-creds", "key": k, "optional": True} for k, r in refs.items())

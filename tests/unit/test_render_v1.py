@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -232,3 +233,17 @@ def test_render_all_uses_the_project_settings_and_skips_local_runs() -> None:
     assert env["MLFLOW_RUN_ID"] == "<assigned-at-apply>"
     assert master["initContainers"][0]["env"][0]["value"] == "https://git.example.com/r.git"
     assert render_all([runs[1]], settings) == ""
+
+
+def test_a_credentialed_tracking_uri_leaves_no_password_and_the_tracking_secret_feeds_every_container() -> None:
+    spec = make_spec("team-a/creds", job=make_job(JobKind.PYTORCH, 3))
+    launch = make_launch(spec, tracking_uri="http://ci:hunter2@mlflow:5000?token=hunter2")
+    manifest = render_manifest(launch, replace(SETTINGS, tracking_secret="mlflow-creds"))
+    assert "hunter2" not in to_yaml([manifest])
+    for role in replica_specs(manifest).values():
+        pod = role["template"]["spec"]
+        (container,) = pod["containers"]
+        assert {e["name"]: e["value"] for e in container["env"]}["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+        assert container["envFrom"] == [{"secretRef": {"name": "mlflow-creds"}}]
+        assert all("envFrom" not in init for init in pod["initContainers"])  # git-sync needs no MLflow credentials
+    assert "envFrom" not in to_yaml([render(JobKind.PYTORCH)])  # only when configured

@@ -115,3 +115,13 @@ def test_an_unreachable_controller_is_told_apart(output: str, unreachable: bool)
     from expctl.backends.slurm import controller_unreachable
 
     assert controller_unreachable(output) is unreachable
+
+
+def test_the_batch_script_holds_no_password_of_the_tracking_uri() -> None:
+    spec = make_spec("team-a/exp", job=make_job(JobKind.PYTORCH), commit="c" * 40)
+    one = make_launch(spec, tracking_uri="http://ci:hunter2@mlflow:5000")
+    script = sc.batch_script(one, "/shared/runs/x", "/shared/checkouts/c", ["python", "-m", "training.train"])
+    assert "hunter2" not in script and "export MLFLOW_TRACKING_URI=http://mlflow:5000" in script
+    settings = parse_settings({"tracking_uri": "postgresql://ml:hunter2@db/mlflow", "slurm": {"workdir": "/shared"}})
+    rendered = sc.render_jobs([spec], settings)
+    assert "hunter2" not in rendered and "export MLFLOW_TRACKING_URI=postgresql://ml@db/mlflow" in rendered

@@ -47,6 +47,7 @@ class KubeSettings:
     namespace: str = "default"
     repo_url: str | None = None  # where init containers clone the code from; None: the image has the code
     git_secret: str | None = None  # Secret with ssh-privatekey [+ known_hosts] or username + password
+    tracking_secret: str | None = None  # Secret with the MLflow credentials (MLFLOW_TRACKING_TOKEN, PGPASSWORD …)
     default_image: str = "python:3.11-slim"
     git_sync_image: str = "alpine/git:2.45.2"
     code_dir: str = "/workspace/code"
@@ -65,6 +66,8 @@ class KubernetesBlock(Protocol):
     def repo_url(self) -> str | None: ...
     @property
     def git_secret(self) -> str | None: ...
+    @property
+    def tracking_secret(self) -> str | None: ...
     @property
     def image(self) -> str: ...
     @property
@@ -94,6 +97,7 @@ def kube_settings(settings: ProjectSettings) -> KubeSettings:
         namespace=kube.namespace,
         repo_url=kube.repo_url,
         git_secret=kube.git_secret,
+        tracking_secret=kube.tracking_secret,
         default_image=kube.image,
         git_sync_image=kube.git_image,
     )
@@ -152,8 +156,28 @@ def metadata(launch: Launch, settings: KubeSettings) -> Manifest:
 
 def env(launch: Launch) -> list[Manifest]:
     """The job's environment (``expctl.jobenv.job_env``: expctl's identity and MLflow variables win; the
-    composed config inline in ``EXPCTL_CONFIG``)."""
+    composed config inline in ``EXPCTL_CONFIG``). Its ``MLFLOW_TRACKING_URI`` holds no password
+    (``sanitize.job_uri``): credentials come from ``kubernetes.tracking_secret``."""
     return [{"name": k, "value": v} for k, v in job_env(launch).items()]
+
+
+# the keys of ``kubernetes.tracking_secret`` an API without ``envFrom`` (TrainJob's trainer) gets one by one
+TRACKING_SECRET_KEYS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "PGPASSWORD")
+
+
+def tracking_env_from(settings: KubeSettings) -> list[Manifest]:
+    """``envFrom`` of a training container: every key of ``kubernetes.tracking_secret`` as a variable (the
+    MLflow credentials the job's URI does not hold); nothing when none is set."""
+    return [{"secretRef": {"name": settings.tracking_secret}}] if settings.tracking_secret else []
+
+
+def tracking_secret_env(settings: KubeSettings) -> list[Manifest]:
+    """The same for an API whose container has ``env`` only: each of ``TRACKING_SECRET_KEYS`` from the Secret,
+    optional (a key the Secret lacks is simply unset)."""
+    if not settings.tracking_secret:
+        return []
+    return [{"name": key, "valueFrom": {"secretKeyRef": {"name": settings.tracking_secret, "key": key,
+                                                         "optional": True}}} for key in TRACKING_SECRET_KEYS]
 
 
 def resources(job: JobSpec, with_gpus: bool = True) -> Manifest:
@@ -235,6 +259,8 @@ def pod_template(
     """One replica's pod template: the training container, git-sync, scheduling and placement."""
     job = launch.spec.job
     container: Manifest = {"name": container_name, "image": image_of(job, settings), "env": env(launch)}
+    if settings.tracking_secret:
+        container["envFrom"] = tracking_env_from(settings)
     if command and job.command:
         container["command"] = list(job.command)
     res = resources(job, with_gpus=gpus)

@@ -26,6 +26,7 @@ from expctl.render.common import (
     metadata,
     repo_url_of,
     resources,
+    tracking_secret_env,
 )
 
 API_GROUP = "trainer.kubeflow.org"
@@ -75,7 +76,7 @@ def render_trainjob(launch: Launch, settings: KubeSettings) -> Manifest:
     trainer: Manifest = {
         "image": image_of(job, settings),
         "numNodes": max(job.replicas, 1),
-        "env": env(launch),
+        "env": env(launch) + tracking_secret_env(settings),  # the trainer has no envFrom
     }
     if job.command:
         trainer["command"] = list(job.command)
