@@ -157,6 +157,13 @@ def conflict_markers(repo: GitRepo) -> None:
     repo.commit("a bad merge")
 
 
+def kubeconfig_bytes(data: bytes) -> Setup:
+    def setup(repo: GitRepo) -> None:
+        (repo.path / "kubeconfig").write_bytes(data)
+
+    return setup
+
+
 def kubeconfig_to(port: int) -> Setup:
     def setup(repo: GitRepo) -> None:
         (repo.path / "kubeconfig").write_text(
@@ -492,6 +499,15 @@ CASES = [
          args=("plan",), expected="expctl.yaml: tracking_uri: not a valid URI (Port out of range 0-65535)"),
     Case("in-memory tracking store", args=("apply", "-y"), env={"MLFLOW_TRACKING_URI": "sqlite:///:memory:"},
          expected="MLFLOW_TRACKING_URI: an in-memory SQLite store (sqlite:///:memory:) forgets every run"),
+    *(Case(f"kubeconfig {what}", {"expctl.yaml": "code_paths: [code]\nbackend: kubernetes\n"},
+           setup=kubeconfig_bytes(data), args=("plan",), env={"KUBECONFIG": "kubeconfig"},
+           expected=f"cannot load Kubernetes credentials: kubeconfig: {message}")
+      for what, data, message in (
+          ("with bad YAML", b"apiVersion: v1\nclusters: [\n", "not valid YAML (expected the node content, but "
+                                                                "found '<stream end>', line 3)"),
+          ("not UTF-8", b"apiVersion: v1\nkind: Conf\xe9g\n", "not UTF-8 text (byte 25)"),
+          ("not a mapping", b"- clusters\n- users\n", "not a kubeconfig (a YAML mapping of clusters, users and "
+                                                       "contexts)"))),
     Case("apiserver unreachable", {"expctl.yaml": "code_paths: [code]\nbackend: kubernetes\n"},
          setup=kubeconfig_to(DEAD), args=("plan",), env={"KUBECONFIG": "kubeconfig"},
          expected=f"Kubernetes API at https://127.0.0.1:{DEAD} is unreachable"),

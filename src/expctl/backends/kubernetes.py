@@ -31,6 +31,7 @@ from expctl.backends.kube_retry import (
     status_of,
     throttled,
 )
+from expctl.backends.kubeconfig import load_errors, load_problem
 from expctl.errors import BackendError, ExpctlError, truncate
 from expctl.model import JobKind, Launch, ObservedRun
 from expctl.render import KINDS, KindInfo, KubeSettings, render_manifest
@@ -119,8 +120,9 @@ class KubernetesBackend:
                 )
             else:
                 config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except (config.ConfigException, OSError) as exc:
-            raise BackendError(f"cannot load Kubernetes credentials ({path or 'default kubeconfig'}): {exc}") from exc
+        except load_errors(config.ConfigException) as exc:  # one line naming the file, never a traceback
+            where = path or ("~/.kube/config" if os.path.exists(os.path.expanduser("~/.kube/config")) else "in-cluster")
+            raise BackendError(f"cannot load Kubernetes credentials: {load_problem(exc, where)}") from exc
         configuration.retries = False  # expctl's retrier decides, once (urllib3 would retry silently too)
         return cls(client.ApiClient(configuration), namespaces, settings or KubeSettings(), **kwargs)
 
