@@ -4,7 +4,7 @@ This is the only module that imports Hydra and OmegaConf. An experiment file is 
 defaults list picks groups from ``conf/``. Hydra composes it once per combination of swept *group* options;
 swept *values* are then set on that composition directly (and resolved with OmegaConf only when an
 interpolation depends on them), which gives exactly what one ``compose(overrides=point)`` per point gives,
-at a small fraction of the cost.
+at a small fraction of the cost (``sweep_points``: the axes as data, and a point's values set on a composition).
 """
 
 from __future__ import annotations
@@ -31,30 +31,9 @@ from expctl.config_scan import (
 )
 from expctl.errors import ConfigError
 from expctl.source import materialize
+from expctl.sweep_points import Axis, depends_on_sweep, exists, set_path, simple_element_value
 
-_TOKEN = re.compile(r"[A-Za-z_][\w\-]*")
 PRIMARY_PREFIX = "__expctl_experiment__"
-# A sweep element's value that Hydra's override grammar reads as one INT token (without '_') or one ID token
-# that is not a keyword (bool, null, inf, nan): its value is int(text) or text. Parsing each of 10,000
-# ``range()`` elements with Hydra's parser costs seconds; these two cases cover ranges and plain choices.
-_SIMPLE_INT = re.compile(r"[+-]?(?:0|[1-9][0-9]*)")
-_SIMPLE_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
-_KEYWORDS = frozenset({"true", "false", "null", "inf", "nan"})
-
-
-@dataclass(frozen=True)
-class Axis:
-    """One key of ``hydra.sweeper.params``: its override strings (as BasicSweeper makes them) and values."""
-
-    key: str  # as written, with any +/++ prefix
-    path: str  # config path (value axis) or group name (group axis)
-    group: bool
-    sweep: bool  # a sweep (part of the run key) rather than a single value
-    elements: tuple[str, ...]  # "key=value" strings, in Hydra's order
-    values: tuple[Any, ...]  # typed values (value axis) or option names (group axis)
-    add: str = ""  # "", "+" or "++"
-
-
 @dataclass
 class Experiment:
     """A composed experiment: its sweep axes and a cache of compositions per group-option combination."""
@@ -87,19 +66,6 @@ class BlockedResolver(Exception):
         super().__init__(f"resolver '{name}' is not allowed in committed configs "
                          "(allow-list it in expctl.yaml: allow_resolvers)")
         self.name = name
-
-
-def simple_element_value(element: str, group: bool) -> Any:
-    """The value of a sweep element ``key=value`` when ``value`` is a plain int or word (see ``_SIMPLE_INT``),
-    as Hydra's parser would give it (``value()``, or ``get_value_string()`` for a group); None otherwise."""
-    _, sep, text = element.partition("=")
-    if not sep:
-        return None
-    if _SIMPLE_INT.fullmatch(text):
-        return text if group else int(text)
-    if _SIMPLE_ID.fullmatch(text) and text.lower() not in _KEYWORDS:
-        return text
-    return None
 
 
 def _blocked(name: str) -> Any:
@@ -272,7 +238,7 @@ class Composer:
         self._check_resolvers(unresolved, exp.file)
         self._check_value_axes(exp, unresolved)
         resolved = self._resolve(unresolved, exp.file)
-        combo = _Combo(unresolved, resolved, _depends_on_sweep(unresolved, exp.axes))
+        combo = _Combo(unresolved, resolved, depends_on_sweep(unresolved, exp.axes))
         exp._combos[choices] = combo
         return combo
 
@@ -340,7 +306,7 @@ class Composer:
         for axis in exp.axes:
             if axis.group or axis.add:
                 continue
-            if not _exists(data, axis.path):
+            if not exists(data, axis.path):
                 paths = [k for k, _ in leaves(data, "")]
                 close = difflib.get_close_matches(axis.path, paths, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -373,10 +339,10 @@ class Composer:
                                  for _, v in sets for _, leaf in leaves(v, ""))
         base = combo.unresolved if slow else combo.resolved
         for axis, value in sets:
-            if axis.add == "+" and _exists(base, axis.path):
+            if axis.add == "+" and exists(base, axis.path):
                 raise ConfigError(f"cannot add '{axis.path}': it already exists (use ++ to override)",
                                   file=exp.file, key=f"hydra.sweeper.params.{axis.key}")
-            base = _set_path(base, axis.path.split("."), value)
+            base = set_path(base, axis.path.split("."), value)
         return self._resolve(base, exp.file) if slow else base
 
 
@@ -419,49 +385,3 @@ def _wrap(exc: BaseException, file: str, where: str | None = None) -> ConfigErro
         msg = f"cyclic interpolation: {msg}"
     msg = msg.replace(PRIMARY_PREFIX, "")
     return ConfigError(msg, file=file, key=str(key) if key else None)
-
-
-def _exists(data: Any, path: str) -> bool:
-    for part in path.split("."):
-        if not isinstance(data, dict) or part not in data:
-            return False
-        data = data[part]
-    return True
-
-
-def _set_path(data: dict[str, Any], parts: list[str], value: Any) -> dict[str, Any]:
-    """A copy of ``data`` with ``parts`` set to ``value``: only the spine is copied, the rest is shared.
-
-    Like Hydra's value overrides, a mapping merges into an existing mapping.
-    """
-    head, rest = parts[0], parts[1:]
-    out = dict(data)
-    if rest:
-        child = data.get(head)
-        out[head] = _set_path(child if isinstance(child, dict) else {}, rest, value)
-    elif isinstance(value, dict) and isinstance(data.get(head), dict):
-        merged = data[head]
-        for k, v in value.items():
-            merged = _set_path(merged, [k], v)
-        out[head] = merged
-    else:
-        out[head] = value
-    return out
-
-
-def _depends_on_sweep(data: dict[str, Any], axes: Sequence[Axis]) -> bool:
-    """Conservatively: could any interpolation's value change with a swept value?"""
-    names = {part for a in axes if not a.group for part in a.path.split(".")}
-    if not names:
-        return False
-    interps = [(k, v) for k, v in leaves(data, "") if isinstance(v, str) and "${" in v]
-    changed = True
-    flagged: set[str] = set()
-    while changed:
-        changed = False
-        for key, text in interps:
-            if key not in flagged and (set(_TOKEN.findall(text)) & names or ".." in text or "${." in text):
-                flagged.add(key)
-                names.update(re.split(r"[.\[\]]", key))
-                changed = True
-    return bool(flagged)
