@@ -45,8 +45,9 @@ def one_line(text: object, limit: int | None = None) -> str:
 
 # scheme://userinfo@ — userinfo up to the authority's last '@' (an unencoded '@' in a password is still hidden)
 _USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]*://)[^/\s]*@")
-# credentials MLflow (and the Databricks SDK it may use) read from the environment
-SECRET_ENV = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD", "DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET")
+# credentials MLflow (the Databricks SDK it may use, libpq under its database store) read from the environment
+SECRET_ENV = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD", "DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET",
+              "PGPASSWORD")
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

@@ -7,6 +7,7 @@ Tests inject fakes by subclassing Workspace and overriding ``open_backend`` / ``
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,11 @@ class Workspace:
         info = backend_registry.lookup(name)
         if info.inherits_env:
             self.hand_credentials(settings, name)
+        elif name == "kubernetes" and not settings.kubernetes.tracking_secret:
+            uri, where = self._configured_uri(settings)
+            if uri and uri_credentials(uri) != {}:
+                warnings.warn(f"{where}: Kubernetes jobs are handed the tracking URI without its password: give "
+                              "them the credentials with kubernetes.tracking_secret", UserWarning, stacklevel=1)
         backend: Backend = info.open(settings, repo=self.repo, state_dir=self.state_dir)
         return backend
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,17 @@ def test_a_secret_no_variable_can_carry_is_refused_in_one_line(tmp_path: Path, u
     assert "\n" not in text and "hunter2" not in text
     assert text.startswith("expctl.yaml: tracking_uri: ")
     assert "MLFLOW_TRACKING_PASSWORD" in text and "PGPASSWORD" in text
+
+
+@pytest.mark.parametrize(("kube", "warned"), [({}, True), ({"tracking_secret": "mlflow-creds"}, False)])
+def test_kubernetes_jobs_without_a_tracking_secret_are_warned_of(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 kube: dict[str, str], warned: bool) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))  # the backend itself then fails to open: no cluster
+    settings = parse_settings({"tracking_uri": "http://ci:hunter2@mlflow", "kubernetes": kube})
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(ExpctlError, match="absent"):
+        warnings.simplefilter("always")
+        Workspace(tmp_path).open_backend("kubernetes", settings)
+    texts = [str(w.message) for w in caught if "tracking_secret" in str(w.message)]
+    assert texts == (["expctl.yaml: tracking_uri: Kubernetes jobs are handed the tracking URI without its password: "
+                      "give them the credentials with kubernetes.tracking_secret"] if warned else [])
+    assert "MLFLOW_TRACKING_PASSWORD" not in os.environ  # nothing handed through the environment here
