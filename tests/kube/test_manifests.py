@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -72,6 +73,7 @@ CASES = [
 
 def test_every_kind_is_accepted_unchanged_and_listed(kube_cluster: Cluster, namespace: str) -> None:
     backend: KubernetesBackend = make_backend(kube_cluster, [namespace])
+    backend.settings = replace(backend.settings, tracking_secret="mlflow-creds")  # envFrom / secretKeyRef too
     custom = client.CustomObjectsApi(kube_cluster.api_client())
     created = []
     for i, (kind, sched) in enumerate(CASES):
@@ -82,9 +84,10 @@ def test_every_kind_is_accepted_unchanged_and_listed(kube_cluster: Cluster, name
                 overrides=launch.spec.overrides,
                 job=launch.spec.job,
             ),
-            tracking_uri=launch.tracking.tracking_uri,
+            tracking_uri="http://ci:hunter2@mlflow.mlflow.svc:5000",
         )
         rendered = render_manifest(launch, backend.settings)
+        assert "hunter2" not in str(rendered)
         backend.create(launch)  # a 422 (schema violation) would raise BackendError here
         info = KINDS[kind]
         stored = custom.get_namespaced_custom_object(info.group, info.version, namespace, info.plural, launch.name)
