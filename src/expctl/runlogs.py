@@ -67,10 +67,14 @@ def tail(lines: Iterable[str], max_bytes: int) -> str:
 
 
 def read_tails(backend: Backend, name: str, max_bytes: int) -> dict[str, str]:
-    """``{replica: tail}`` of a run's logs (one combined tail when the backend cannot name replicas)."""
-    names = backend.replicas(name) if isinstance(backend, ReplicaNames) else []
-    if not names:
+    """``{replica: tail}`` of a run's logs (one combined tail when the backend cannot name replicas). A backend
+    that names replicas and has none for the run has nothing left to read: said at once (ExpctlError), with
+    no further request (a sweep that just finished on Kubernetes: thousands of jobs whose pods are gone)."""
+    if not isinstance(backend, ReplicaNames):
         return {COMBINED: tail(backend.logs(name), max_bytes)}
+    names = backend.replicas(name)
+    if not names:
+        raise ExpctlError(f"run {name} has no replica with logs left (its pods or log files are gone)")
     return {replica: tail(backend.logs(name, replica=replica), max_bytes) for replica in names}
 
 

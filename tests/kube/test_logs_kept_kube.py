@@ -41,7 +41,7 @@ def test_logs_of_a_deleted_job_come_from_mlflow(kube_cluster: Cluster, namespace
     ok(repo, "apply", "-y")  # the sync sees it finished; with no pods left there is nothing to keep: said so
     uri = f"sqlite:///{repo.path / '.expctl' / 'mlflow.db'}"
     tags = MlflowClient(uri).get_run(run_id).data.tags
-    assert tags["expctl.logs"].startswith(f"unavailable: run {name} (succeeded) has no pods")
+    assert tags["expctl.logs"].startswith(f"unavailable: run {name} has no replica with logs left")
 
     store = MlflowStore(uri, "kubernetes", artifact_root=repo.path / ".expctl" / "mlartifacts")
     store.keep_logs(run_id, {"master-0": "epoch 0\nepoch 1\ndone\n", "worker-0": "worker says hi\n",

@@ -86,6 +86,16 @@ def test_keep_finished_records_why_there_were_no_logs() -> None:
     assert tracker.kept["id-done"] is None and tracker.why_not["id-done"] == f"no run named {done}"
 
 
+def test_a_run_without_replicas_left_is_said_so_without_reading_logs() -> None:
+    backend, _ = _backend_with_runs()
+    tracker = FakeLogTracker()
+    observed = backend.observe()
+    backend.lines = {}  # the job is there, but no replica has logs left (Kubernetes: its pods are gone)
+    keep_finished(backend, tracker, observed)
+    assert tracker.kept["id-done"] is None and "has no replica with logs left" in tracker.why_not["id-done"]
+    assert backend.reads == 0
+
+
 def test_logs_are_live_while_the_job_exists_then_kept() -> None:
     backend, (done, _) = _backend_with_runs()
     tracker = FakeLogTracker()

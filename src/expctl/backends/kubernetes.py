@@ -336,16 +336,23 @@ class KubernetesBackend:
             ),
         )
 
+    def _place(self, name: str) -> tuple[KindInfo, str] | None:
+        """Where ``name`` is, as the last observe saw it (no request: its pods tell if it is there), else found."""
+        found = self._where.get(name) or self._find(name)
+        return None if found is None else (found[0], found[1])
+
     def logs(self, name: str, replica: str | None = None, follow: bool = False) -> Iterator[str]:
-        found = self._find(name)
-        if found is None:
-            raise ExpctlError(f"no run named {name} in namespaces {', '.join(self.namespaces)}")
-        info, namespace, obj = found
-        pods = self._pods.names(info, namespace, name, replica)
+        place = self._place(name)
+        pods = [] if place is None else self._pods.names(place[0], place[1], name, replica)
         if not pods:
-            phase = observed_from(obj, self.name).phase.value.lower()
+            found = self._find(name)  # why not: gone, or not scheduled yet
+            if found is None:
+                raise ExpctlError(f"no run named {name} in namespaces {', '.join(self.namespaces)}")
+            phase = observed_from(found[2], self.name).phase.value.lower()
             which = f" for replica {replica}" if replica else ""
             raise ExpctlError(f"run {name} ({phase}) has no pods{which} yet; try again once it is scheduled")
+        assert place is not None  # pods were found
+        info, namespace = place
         container = self.settings.trainjob_step if info.kind is JobKind.TRAIN else SHAPES[info.kind].container
         yield from self._pods.lines(namespace, pods, container, follow)
 
@@ -353,13 +360,13 @@ class KubernetesBackend:
 
     def pods(self, name: str, replica: str | None = None) -> list[str]:
         """The job's pod names, or one replica's: ``worker`` (all workers), ``worker-1``, ``master``."""
-        found = self._find(name)
-        return [] if found is None else self._pods.names(found[0], found[1], name, replica)
+        place = self._place(name)
+        return [] if place is None else self._pods.names(place[0], place[1], name, replica)
 
     def replicas(self, name: str) -> list[str]:
         """The job's replicas that have pods (``master-0``, ``worker-1``): what ``logs(replica=...)`` accepts."""
-        found = self._find(name)
-        return [] if found is None else self._pods.replicas(found[0], found[1], name)
+        place = self._place(name)
+        return [] if place is None else self._pods.replicas(place[0], place[1], name)
 
     # -- the apply lock --------------------------------------------------------------------------------------
 
@@ -371,15 +378,9 @@ class KubernetesBackend:
 def open_kubernetes(settings: Settings, repo: Path | None = None, state_dir: Path | None = None) -> KubernetesBackend:
     """The backend an ``expctl.yaml`` describes: its context, namespaces (default + tenants), QPS and burst."""
     kube = settings.kubernetes
-    backend = KubernetesBackend.from_kubeconfig(
-        None,
-        kube.context,
-        namespaces(settings),
-        kube_settings(settings),
-        qps=kube.qps,
-        burst=kube.burst,
-        write_concurrency=kube.write_concurrency,
-    )
+    backend = KubernetesBackend.from_kubeconfig(None, kube.context, namespaces(settings), kube_settings(settings),
+                                                qps=kube.qps, burst=kube.burst,
+                                                write_concurrency=kube.write_concurrency)
     backend.check()
     return backend
 
