@@ -7,6 +7,8 @@ around the loader (``LOAD_ERRORS`` and the client's own ``ConfigException``); ``
 
 from __future__ import annotations
 
+import os
+
 import yaml
 
 from expctl.errors import truncate
@@ -22,8 +24,11 @@ def load_errors(config_exception: type[Exception]) -> tuple[type[Exception], ...
     return (config_exception, *LOAD_ERRORS)
 
 
-def load_problem(exc: BaseException, where: str) -> str:
-    """``<file>: <what is wrong>``, one line, for an exception of the kubeconfig loader. Pure."""
+def load_problem(exc: BaseException, path: str | None) -> str:
+    """``<file>: <what is wrong>``, one line, for an exception of the kubeconfig loader (``path``: the file it
+    was given; None: the default kubeconfig, else the in-cluster service account)."""
+    default = os.path.expanduser("~/.kube/config")
+    where = path or ("~/.kube/config" if os.path.exists(default) else "in-cluster service account")
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
         mark = exc.problem_mark
         name = mark.name if mark.name and not mark.name.startswith("<") else where

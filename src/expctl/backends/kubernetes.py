@@ -121,8 +121,7 @@ class KubernetesBackend:
             else:
                 config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except load_errors(config.ConfigException) as exc:  # one line naming the file, never a traceback
-            where = path or ("~/.kube/config" if os.path.exists(os.path.expanduser("~/.kube/config")) else "in-cluster")
-            raise BackendError(f"cannot load Kubernetes credentials: {load_problem(exc, where)}") from exc
+            raise BackendError(f"cannot load Kubernetes credentials: {load_problem(exc, path)}") from exc
         configuration.retries = False  # expctl's retrier decides, once (urllib3 would retry silently too)
         return cls(client.ApiClient(configuration), namespaces, settings or KubeSettings(), **kwargs)
 
