@@ -8,6 +8,7 @@ import shutil
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -291,3 +292,22 @@ def test_a_damaged_record_is_skipped_then_the_job_is_adopted_again(backend: Slur
     assert job_id(driver.workdir, launch.name) == submitted
     (run,) = [r for r in fresh.observe() if r.name == launch.name]
     assert run.live and not run.phase.finished
+
+
+def test_the_tracking_password_reaches_the_job_through_sbatchs_environment_only(
+        backend: SlurmBackend, driver: SlurmDriver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job's URI holds no password; the password expctl put in its own environment (``Workspace.
+    hand_credentials``) reaches the job through ``sbatch`` (``--export=ALL``), and no file of the run holds it."""
+    secret = "pw-" + "7" * 20
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", secret)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "ci")
+    base = driver.launch("creds", command=("python", "-c", PRINT_ENV), kind=JobKind.PYTORCH)
+    launch = replace(base, tracking=replace(base.tracking, tracking_uri=f"http://ci:{secret}@mlflow:5000"))
+    backend.create(launch)
+    run = wait_for(backend, launch.name, lambda r: r.phase.finished)
+    assert run.phase is Phase.SUCCEEDED, run.message
+    seen = json.loads(list(backend.logs(launch.name, "master-0"))[-1])
+    assert seen["MLFLOW_TRACKING_URI"] == "http://mlflow:5000" and seen["MLFLOW_TRACKING_PASSWORD"] == secret
+    run_dir = driver.workdir / "runs" / launch.name
+    assert not [p for p in run_dir.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()
+                and not p.name.startswith("task-")]  # only what the job itself printed
