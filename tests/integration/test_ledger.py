@@ -154,7 +154,11 @@ def test_a_damaged_or_missing_ledger_is_read_around_then_rebuilt(tmp_path: Path,
     assert second != first and mlflow.get_run(first).data.tags["expctl.ledger"] == "replaced"
     assert "damaged" not in no_changes(repo, None)
 
-    # the ledger run deleted: the same
+    # the ledger run deleted: the same — even when a leftover ledger (a crash between creating one and naming
+    # it) is there to be read instead: it does not hold what the deleted one held
+    audit = mlflow.get_experiment_by_name("expctl-audit").experiment_id
+    mlflow.create_run(audit, tags={"expctl.ledger": "true", "expctl.managed": "true", "expctl.backend": "local"})
+    assert "damaged" not in no_changes(repo, None)
     mlflow.delete_run(second)
     assert "its run is missing" in no_changes(repo, None)
     assert e2e.expctl(repo.path, "apply", "-y").returncode == 0

@@ -72,7 +72,7 @@ def read(store: MlflowStore, searched: Sequence[Any], experiment_ids: Sequence[s
     pages is in this later copy), and a damaged or missing ledger costs a search of every settled run."""
     backend = store.backend_name
     audit_id = store._experiments.get(AUDIT_EXPERIMENT)
-    named = experiment_tag(backend) in store._experiment_tags.get(AUDIT_EXPERIMENT, {})
+    named = store._experiment_tags.get(AUDIT_EXPERIMENT, {}).get(experiment_tag(backend))
     found = [run for run in searched if run.data.tags.get(codec.MARK) == "true"]
     if not named and not found:
         return Ledger()  # nothing of this backend was ever settled
@@ -80,7 +80,9 @@ def read(store: MlflowStore, searched: Sequence[Any], experiment_ids: Sequence[s
         found = store._search_runs([audit_id], f"tags.`{codec.MARK}` = 'true' and tags.`expctl.backend` = "
                                                f"{_quote(backend)}")
     decoded = codec.decode(run.data.tags for run in found)
-    damaged = decoded.damaged or ("" if found else "its run is missing")
+    # the run the experiment names must be among them: another (an unnamed leftover) does not stand in for it
+    missing = named is not None and named not in {run.info.run_id for run in found}
+    damaged = decoded.damaged or ("its run is missing" if missing or not found else "")
     runs = decoded.runs
     if damaged:
         log.warning("the ledger of settled %s runs in MLflow is damaged (%s): reading every settled run instead "
@@ -137,6 +139,22 @@ def _create(store: MlflowStore) -> str:
     return run_id
 
 
+def _named_first(store: MlflowStore, ledger_ids: Sequence[str]) -> str:
+    """The ledger run to append to: the one the audit experiment names; when it names none of them (a crash
+    between creating a ledger and naming it), the first, named now — a ledger no tag names could be deleted
+    without anyone noticing."""
+    key = experiment_tag(store.backend_name)
+    named = store._experiment_tags.get(AUDIT_EXPERIMENT, {}).get(key)
+    if named in ledger_ids:
+        return str(named)
+    target = ledger_ids[0]
+    audit_id = store._experiment_id(AUDIT_EXPERIMENT, managed=False)
+    with store._calling("name the ledger of settled runs"):
+        store.client.set_experiment_tag(audit_id, key, target)
+    store._experiment_tags.setdefault(AUDIT_EXPERIMENT, {})[key] = target
+    return target
+
+
 def settle(store: MlflowStore, ledger: Ledger, runs: Sequence[Any], stop: Callable[[], bool]) -> int:
     """Copy ``runs`` into the ledger, then take them out of the search; the number taken out. A damaged
     ledger is rebuilt first (a new run holding every settled run; the old ones marked ``replaced``)."""
@@ -145,7 +163,7 @@ def settle(store: MlflowStore, ledger: Ledger, runs: Sequence[Any], stop: Callab
     if ledger.damaged or not ledger.ledger_ids:
         target, seq, batch = _create(store), 0, [*ledger.runs, *runs]
     else:
-        target, seq, batch = ledger.ledger_ids[0], ledger.next_seq, list(runs)
+        target, seq, batch = _named_first(store, ledger.ledger_ids), ledger.next_seq, list(runs)
     store.set_run_tags(target, codec.encode(seq, batch))  # the header last: the batch is whole from here on
     crash_point("after-ledger-batch")
     if ledger.damaged:
