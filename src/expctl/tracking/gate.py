@@ -60,6 +60,11 @@ class GateResult:
         return self.outcome == PASSED
 
 
+def quoted(value: str) -> str:
+    """``value`` as a string literal of an MLflow search filter (quotes dropped: they cannot be escaped)."""
+    return "'" + value.replace("'", "") + "'"
+
+
 def evaluate(gate: ValidationGate, metrics: Mapping[str, float]) -> GateResult:
     """Whether the run's latest gate metric passes ``gate.threshold`` (mode max: >=, min: <=). When the platform
     validates, the gate metric is the validation job's ``validation.<metric>``, never the training's own."""

@@ -44,16 +44,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_FLIP_THREADS = 4
-
 
 def experiment_tag(backend: str) -> str:
     """The audit experiment's tag naming a backend's ledger run (absent: nothing of it settled yet)."""
     return f"{codec.PREFIX}.{backend}"
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "") + "'"
 
 
 @dataclass
@@ -78,7 +72,7 @@ def read(store: MlflowStore, searched: Sequence[Any], experiment_ids: Sequence[s
         return Ledger()  # nothing of this backend was ever settled
     if (paged or not found) and audit_id is not None:
         found = store._search_runs([audit_id], f"tags.`{codec.MARK}` = 'true' and tags.`expctl.backend` = "
-                                               f"{_quote(backend)}")
+                                               f"{g.quoted(backend)}")
     decoded = codec.decode(run.data.tags for run in found)
     # the run the experiment names must be among them: another (an unnamed leftover) does not stand in for it
     missing = named is not None and named not in {run.info.run_id for run in found}
@@ -88,7 +82,7 @@ def read(store: MlflowStore, searched: Sequence[Any], experiment_ids: Sequence[s
         log.warning("the ledger of settled %s runs in MLflow is damaged (%s): reading every settled run instead "
                     "(slower); the next apply rebuilds it", backend, damaged)
         runs = store._search_runs(list(experiment_ids), f"tags.`expctl.managed` = '{codec.SETTLED}' and "
-                                                        f"tags.`expctl.backend` = {_quote(backend)}")
+                                                        f"tags.`expctl.backend` = {g.quoted(backend)}")
     open_ids = {run.info.run_id for run in searched}
     return Ledger([run.info.run_id for run in found], decoded.next_seq,
                   [run for run in runs if run.info.run_id not in open_ids], damaged)
@@ -191,8 +185,7 @@ def _flip(store: MlflowStore, run_ids: Sequence[str], stop: Callable[[], bool]) 
             return False
         return True
 
-    threads = 1 if store.tracking_uri.startswith("sqlite:") else _FLIP_THREADS
-    with ThreadPoolExecutor(max_workers=threads) as pool:
+    with ThreadPoolExecutor(max_workers=store.writers) as pool:
         flipped = sum(pool.map(one, run_ids))
     if gone:
         log.warning("settling stopped: %s", gone[0])

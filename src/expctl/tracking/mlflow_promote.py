@@ -84,10 +84,6 @@ def promote(client: Any, name: str, version: str, value: float | None, gate: Val
     return verdict
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "") + "'"
-
-
 def apply_gate(store: Any, run_id: str, gate: ValidationGate,
                metrics: Mapping[str, float] | None = None) -> g.GateResult:
     """Evaluate the gate on the run's latest metrics (or on ``metrics``: the platform's validation job's);
@@ -117,12 +113,12 @@ def _register(store: Any, run: Any, gate: ValidationGate, metrics: Mapping[str, 
     name, run_id, tags = str(gate.register_as), run.info.run_id, run.data.tags
     with store._calling(f"register {name}"):
         existing = store.client.search_model_versions(
-            f"name = {_quote(name)} and run_id = {_quote(run_id)}")
+            f"name = {g.quoted(name)} and run_id = {g.quoted(run_id)}")
         if existing:
             version = str(existing[0].version)
         else:
             models = store.client.search_logged_models(
-                [run.info.experiment_id], filter_string=f"source_run_id = {_quote(run_id)}")
+                [run.info.experiment_id], filter_string=f"source_run_id = {g.quoted(run_id)}")
             if not models:
                 return None
             model = max(models, key=lambda m: (m.name == "model", m.creation_timestamp))

@@ -27,10 +27,6 @@ if TYPE_CHECKING:
     from expctl.tracking.mlflow_store import MlflowStore
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "") + "'"
-
-
 def ensure_run(store: MlflowStore, spec: RunSpec, attempt: int, applied_by: str,
                view: TrackerView | None = None) -> TrackingRef:
     """The run tagged (run key, spec hash, attempt): found in ``view`` (no request), else created with all
@@ -53,7 +49,7 @@ def ensure_run(store: MlflowStore, spec: RunSpec, attempt: int, applied_by: str,
     if view is None:
         identity = ("expctl.run_key", "expctl.spec_hash", "expctl.attempt")
         found = _find_or_create(store, experiment_id, " and ".join(
-            f"tags.`{key}` = {_quote(tags[key])}" for key in identity), create)
+            f"tags.`{key}` = {g.quoted(tags[key])}" for key in identity), create)
         run_id, ready = found.info.run_id, found.data.tags.get("expctl.ready") == "true"
     else:
         index: RunIndex = view.index
@@ -96,8 +92,8 @@ def _parent_run(store: MlflowStore, experiment_id: str, spec: RunSpec, view: Tra
             return store.client.create_run(experiment_id, tags=tags, run_name=tags["mlflow.runName"])
 
     if view is None:
-        filter_string = (f"tags.`expctl.parent` = 'true' and tags.`expctl.commit` = {_quote(spec.commit)}"
-                         f" and tags.`expctl.backend` = {_quote(store.backend_name)}")
+        filter_string = (f"tags.`expctl.parent` = 'true' and tags.`expctl.commit` = {g.quoted(spec.commit)}"
+                         f" and tags.`expctl.backend` = {g.quoted(store.backend_name)}")
         return str(_find_or_create(store, experiment_id, filter_string, create).info.run_id)
     index: RunIndex = view.index
     with index.lock:

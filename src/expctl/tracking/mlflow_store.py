@@ -53,10 +53,6 @@ _UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establi
                 "Read timed out", "Connection aborted", "RemoteDisconnected")
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "") + "'"
-
-
 def health_request(tracking_uri: str) -> urllib.request.Request:
     """``GET <server>/health``: addressed without the URI's user information (urllib cannot open a URL that
     holds one), which goes as HTTP Basic auth instead, on this request only (never to a redirect's target)."""
@@ -107,6 +103,10 @@ class MlflowStore(KeptLogs, Checkpoints):
         # "database is locked"; a tracking server takes concurrent requests
         self._serial: AbstractContextManager[Any] = (threading.RLock() if tracking_uri.startswith("sqlite:")
                                                      else nullcontext())
+
+    @property
+    def writers(self) -> int:  # threads that may write at once (sync, settling): one on an embedded store
+        return 1 if self.tracking_uri.startswith("sqlite:") else 4
 
     # -- plumbing --------------------------------------------------------------------------------------
 
@@ -308,7 +308,7 @@ class MlflowStore(KeptLogs, Checkpoints):
                                       if e.lifecycle_stage == "active"})
             self._experiment_tags.update({e.name: dict(e.tags or {}) for e in experiments})
         self._listed = True
-        return self._search_runs(ids, f"{_MANAGED} and tags.`expctl.backend` = {_quote(self.backend_name)}"), ids
+        return self._search_runs(ids, f"{_MANAGED} and tags.`expctl.backend` = {g.quoted(self.backend_name)}"), ids
 
     def view(self) -> TrackerView:
         """Every managed run — the open ones searched, then the settled ones from the ledger — and every open
@@ -389,7 +389,7 @@ class MlflowStore(KeptLogs, Checkpoints):
                 aliases: dict[str, list[str]] = {}
                 for alias, version in (getattr(model, "aliases", None) or {}).items():
                     aliases.setdefault(str(version), []).append(alias)
-                for version in self.client.search_model_versions(f"name = {_quote(model.name)}"):
+                for version in self.client.search_model_versions(f"name = {g.quoted(model.name)}"):
                     if "expctl.run_key" not in (version.tags or {}):
                         continue
                     metrics = self.client.get_run(version.run_id).data.metrics if version.run_id else {}

@@ -24,7 +24,6 @@ from expctl.tracking.mlflow_promote import apply_validated_gate
 if TYPE_CHECKING:
     from expctl.tracking.mlflow_store import MlflowStore
 
-_THREADS = 4  # runs synced at once on a tracking server (an embedded store takes one writer)
 
 
 def sync(store: MlflowStore, observed: Sequence[ObservedRun], desired: Sequence[RunSpec], view: TrackerView) -> None:
@@ -36,7 +35,7 @@ def sync(store: MlflowStore, observed: Sequence[ObservedRun], desired: Sequence[
     specs = {(s.run_key, s.spec_hash): s for s in desired}
     pairs = [(obs, current[obs.mlflow_run_id]) for obs in live if obs.mlflow_run_id in current]
     # statuses and tags: one run's writes at a time, a few runs at once (a sweep finishing: thousands)
-    with ThreadPoolExecutor(max_workers=1 if store.tracking_uri.startswith("sqlite:") else _THREADS) as pool:
+    with ThreadPoolExecutor(max_workers=store.writers) as pool:
         for run_id, status in pool.map(lambda pair: (pair[1].info.run_id, _sync_status(store, pair[1], pair[0])),
                                        pairs):
             statuses[run_id] = status
