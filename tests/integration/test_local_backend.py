@@ -190,13 +190,15 @@ def test_signal_nobody_sent_is_an_infrastructure_failure(backend: LocalBackend, 
 def test_parallelism_queues_runs_until_a_slot_frees(tmp_path: Path, git_repo: GitRepo) -> None:
     driver = LocalDriver(git_repo.path / ".expctl", git_repo, parallelism=1)
     backend = driver.reopen()
-    first = driver.launch("python -c 'import time; time.sleep(2)'", experiment="first")
+    gate = tmp_path / "first-may-end"  # the first run holds the slot until the test opens this gate
+    first = driver.launch(f"while [ ! -e '{gate}' ]; do sleep 0.05; done", experiment="first")
     second = driver.launch("succeed", experiment="second")
     backend.create(first)
     backend.create(second)
     runs = {r.name: r for r in backend.observe()}
     assert runs[first.name].phase is Phase.RUNNING
     assert runs[second.name].phase is Phase.PENDING and "queued" in runs[second.name].message
+    gate.touch()
     run = wait_for(backend, second.name, lambda r: r.phase.finished)
     assert run.phase is Phase.SUCCEEDED
     first_run = {r.name: r for r in backend.observe()}[first.name]
@@ -297,14 +299,16 @@ def test_two_expctl_processes_share_the_state_safely(driver: LocalDriver, git_re
         assert after.started_at >= before.finished_at, "two runs ran at once with parallelism 1"
 
 
-def test_following_a_queued_run_starts_it_when_a_slot_frees(git_repo: GitRepo) -> None:
+def test_following_a_queued_run_starts_it_when_a_slot_frees(tmp_path: Path, git_repo: GitRepo) -> None:
     driver = LocalDriver(git_repo.path / ".expctl", git_repo, parallelism=1)
     backend = driver.reopen()
-    first = driver.launch("sleep 1", experiment="first")
+    gate = tmp_path / "first-may-end"
+    first = driver.launch(f"while [ ! -e '{gate}' ]; do sleep 0.05; done", experiment="first")
     second = driver.launch("echo started", experiment="second")
     backend.create(first)
     backend.create(second)
     assert {r.name: r.phase for r in backend.observe()}[second.name] is Phase.PENDING
+    gate.touch()
     assert list(driver.reopen().logs(second.name, follow=True)) == ["started"]
 
 

@@ -16,10 +16,10 @@ from tests.integration.test_local_backend import LocalDriver, wait_for
 
 pytestmark = pytest.mark.integration
 
-# Each replica writes which GPUs it sees, then works a little while.
+# Each replica writes which GPUs it sees, then works until its gate file exists.
 RECORD = ("import os, time; open(os.environ['OUT'] + '/' + os.environ['EXPCTL_RUN_NAME'] + '.' "
           "+ os.environ['EXPCTL_REPLICA'], 'w').write(os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'));"
-          " time.sleep(float(os.environ['SLEEP']))")
+          "\nwhile not os.path.exists(os.environ['GATE']): time.sleep(0.05)")
 
 
 def test_gpu_runs_never_overlap_and_the_allocation_survives_restarts(tmp_path: Path, git_repo: GitRepo,
@@ -32,14 +32,17 @@ def test_gpu_runs_never_overlap_and_the_allocation_survives_restarts(tmp_path: P
     def backend() -> LocalBackend:  # every call is a "restart" of expctl: no memory but the state files
         return LocalBackend(driver.state_dir, git_repo.path, parallelism=4, gpus=4)
 
-    def launch(experiment: str, kind: JobKind, replicas: int, gpus: int, sleep: float) -> Launch:
+    gate, open_gate = tmp_path / "big-may-end", tmp_path / "open"  # big holds its GPUs until the test says
+    open_gate.touch()
+
+    def launch(experiment: str, kind: JobKind, replicas: int, gpus: int, until: Path) -> Launch:
         return driver.launch("record", experiment=experiment, kind=kind, replicas=replicas,
                              command=("python", "-c", RECORD), resources=Resources(gpus=gpus),
-                             env=(("OUT", str(out)), ("SLEEP", str(sleep))))
+                             env=(("OUT", str(out)), ("GATE", str(until))))
 
-    big = launch("two-by-two", JobKind.PYTORCH, 2, 2, 3.0)  # 2 replicas x 2 GPUs: the whole machine
-    small = launch("three", JobKind.LOCAL, 1, 3, 0.0)
-    cpu = launch("cpu-only", JobKind.LOCAL, 1, 0, 0.0)
+    big = launch("two-by-two", JobKind.PYTORCH, 2, 2, gate)  # 2 replicas x 2 GPUs: the whole machine
+    small = launch("three", JobKind.LOCAL, 1, 3, open_gate)
+    cpu = launch("cpu-only", JobKind.LOCAL, 1, 0, open_gate)
     try:
         backend().create(big)
         backend().create(small)
@@ -58,6 +61,7 @@ def test_gpu_runs_never_overlap_and_the_allocation_survives_restarts(tmp_path: P
         assert "Pending" in line and "waiting for 3 GPUs" in line
         queued = load(driver.state_dir / "runs" / small.name)
         assert queued is not None and queued.status == "queued"
+        gate.touch()
 
         done_small = wait_for(backend(), small.name, lambda r: r.phase.finished)
         done_big = wait_for(backend(), big.name, lambda r: r.phase.finished)
@@ -106,11 +110,14 @@ def test_a_create_starts_a_gpu_run_whose_gpus_a_finished_run_freed(git_repo: Git
     monkeypatch.delenv("EXPCTL_LOCAL_GPUS", raising=False)
     driver = LocalDriver(git_repo.path / ".expctl", git_repo, parallelism=4)
     backend = LocalBackend(driver.state_dir, git_repo.path, parallelism=4, gpus=1)
-    first, second = (driver.launch("succeed", experiment=name, resources=Resources(gpus=1))
-                     for name in ("first", "second"))
+    gate = git_repo.path.parent / "first-may-end"  # the first run holds its GPU until the test opens this gate
+    first = driver.launch("first", experiment="first", resources=Resources(gpus=1),
+                          command=("sh", "-c", f"while [ ! -e '{gate}' ]; do sleep 0.05; done"))
+    second = driver.launch("succeed", experiment="second", resources=Resources(gpus=1))
     backend.create(first)
     backend.create(second)
     assert {r.name: r.phase for r in backend.observe()}[second.name] is Phase.PENDING
+    gate.touch()
     deadline = time.monotonic() + 30
     while not (driver.state_dir / "runs" / first.name / "node-0.exit").exists():
         assert time.monotonic() < deadline, "the first run did not end"
