@@ -77,6 +77,13 @@ class Workspace:
         return uri, ("MLFLOW_TRACKING_URI" if uri == os.environ.get("MLFLOW_TRACKING_URI") else
                      "expctl.yaml: tracking_uri")
 
+    def configured_tracking_uri(self, settings: Settings) -> str | None:
+        """The tracking URI the jobs would get (checked), or None for the embedded store; creates nothing."""
+        uri, where = self._configured_uri(settings)
+        if uri:
+            _check_uri(uri, where)
+        return uri
+
     def resolve_tracking_uri(self, settings: Settings) -> str:
         uri, where = self._configured_uri(settings)
         if uri:

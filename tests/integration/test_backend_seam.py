@@ -36,8 +36,9 @@ CASES: list[tuple[str, dict[str, str], list[str], str]] = [
 ]
 
 
-def run_expctl(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "EXPCTL_BACKEND"}
+def run_expctl(repo: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**{k: v for k, v in os.environ.items() if k not in ("EXPCTL_BACKEND", "MLFLOW_TRACKING_URI")},
+           **(env or {})}
     return subprocess.run([sys.executable, "-m", "expctl", *args], cwd=repo, capture_output=True, text=True,
                           env=env, timeout=120, check=False)
 
@@ -88,3 +89,21 @@ def test_render_shows_what_the_selected_backend_would_submit(make_repo: Callable
     local = run_expctl(repo.path, "render", "--backend", "local")
     assert local.returncode == 1 and "runs nothing that can be rendered" in local.stderr
     assert not (tmp_path / "shared").exists(), "render wrote to the shared workdir"
+
+
+def test_render_gives_the_jobs_the_tracking_uri_apply_would(make_repo: Callable[[dict[str, str]], GitRepo],
+                                                            tmp_path: Path) -> None:
+    """MLFLOW_TRACKING_URI wins over expctl.yaml's ``tracking_uri`` in render as in apply, without its password."""
+    repo = make_repo({"experiments/good.yaml": BASE,
+                      "expctl.yaml": f"tracking_uri: http://yaml-mlflow:5000\nslurm:\n  workdir: {tmp_path}\n"})
+    assert "value: http://yaml-mlflow:5000" in run_expctl(repo.path, "render").stdout
+    env = {"MLFLOW_TRACKING_URI": "http://ml:hunter2@env-mlflow:5000"}
+    for backend, shown in (("kubernetes", "value: http://env-mlflow:5000"),
+                           ("slurm", "MLFLOW_TRACKING_URI=http://env-mlflow:5000")):
+        proc = run_expctl(repo.path, "render", "--backend", backend, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert shown in proc.stdout and "yaml-mlflow" not in proc.stdout
+        assert "hunter2" not in proc.stdout + proc.stderr
+    bad = run_expctl(repo.path, "render", env={"MLFLOW_TRACKING_URI": "http://[::1"})
+    assert bad.returncode == 1 and bad.stderr.startswith("error: MLFLOW_TRACKING_URI") and len(
+        bad.stderr.splitlines()) == 1, bad.stderr

@@ -220,4 +220,6 @@ def render(ctx: click.Context, rev: str, worktree: bool, experiment: str | None,
             raise ExpctlError(f"--backend {name}: runs nothing that can be rendered (it starts processes here)")
         info = backend_registry.lookup("kubernetes")
     assert info.render is not None
-    click.echo(backend_registry.load(info.render)(runs, desired.settings, ws.repo), nl=False)
+    # The URI apply would give the jobs: --tracking-uri / MLFLOW_TRACKING_URI win over expctl.yaml, as there.
+    settings = desired.settings.model_copy(update={"tracking_uri": ws.configured_tracking_uri(desired.settings)})
+    click.echo(backend_registry.load(info.render)(runs, settings, ws.repo), nl=False)
