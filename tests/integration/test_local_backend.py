@@ -432,3 +432,20 @@ def test_a_command_that_does_not_exist_fails_the_run_as_code(backend: LocalBacke
     assert run.phase is Phase.FAILED and run.failure is FailureClass.CODE
     assert "exited with code 127" in run.message
     assert any("cannot start 'no-such-command-expctl'" in line for line in backend.logs(launch.name))
+
+
+def test_a_password_an_older_expctl_left_in_a_run_state_is_removed(backend: LocalBackend,
+                                                                   driver: LocalDriver) -> None:
+    """Older expctl versions wrote the tracking URI with its password into ``state.json``: the next read of
+    every run (any observe or apply) rewrites it without, and leaves the rest of the state alone."""
+    launch = driver.launch("succeed")
+    backend.create(launch)
+    wait_for(backend, launch.name, lambda r: r.phase.finished)
+    path = driver.state_dir / "runs" / launch.name / "state.json"
+    old = json.loads(path.read_text())
+    old["env"]["MLFLOW_TRACKING_URI"] = "http://ml:hunter2@mlflow:5000"
+    path.write_text(json.dumps(old))
+    assert {r.name: r.phase for r in driver.reopen().observe()}[launch.name] is Phase.SUCCEEDED
+    new = json.loads(path.read_text())
+    assert "hunter2" not in path.read_text() and new["env"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert {k: v for k, v in new.items() if k != "env"} == {k: v for k, v in old.items() if k != "env"}

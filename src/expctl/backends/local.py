@@ -193,6 +193,9 @@ class LocalBackend:
     def _load_all(self) -> list[RunState]:
         states = [st.load_or_skip(d) for d in sorted(self.runs_dir.iterdir()) if d.is_dir() and
                   not d.name.startswith(".")]
+        for state in states:  # under the lock: a state an older expctl wrote with the tracking password
+            if state is not None and st.scrubbed(state):
+                st.save(self.runs_dir / state.name, state)
         return sorted((s for s in states if s is not None), key=lambda s: (s.created_at, s.name))
 
     def _advance(self) -> list[RunState]:

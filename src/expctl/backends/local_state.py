@@ -25,6 +25,7 @@ from typing import Any
 from expctl import safe_json
 from expctl.errors import BackendError
 from expctl.model import FailureClass, Phase
+from expctl.sanitize import job_uri
 
 QUEUED = "queued"
 STARTED = "started"
@@ -89,6 +90,16 @@ class RunState:
             raise ValueError("fields have the wrong types")
         Phase(state.phase)  # ValueError for an unknown phase
         return state
+
+
+def scrubbed(state: RunState) -> bool:
+    """Drop the password from the tracking URI a run's state keeps (``sanitize.job_uri``): an older expctl
+    wrote the URI as given into ``state.json``. True when the state changed and should be saved again."""
+    uri = state.env.get("MLFLOW_TRACKING_URI")
+    if uri is None or job_uri(uri) == uri:
+        return False
+    state.env["MLFLOW_TRACKING_URI"] = job_uri(uri)
+    return True
 
 
 class StateUnreadable(BackendError):
