@@ -70,12 +70,12 @@ def settled_after_applies(repo: GitRepo, uri: str | None, experiment: str, point
     raise AssertionError(f"not settled: {[r.data.tags['expctl.managed'] for r in runs]}")
 
 
-def finished(repo: GitRepo, points: int) -> None:
-    """Wait until the repository's local jobs all exited."""
+def finished(repo: GitRepo, points: int, state: str = "Succeeded") -> None:
+    """Wait until the repository's local jobs all exited (in ``state``)."""
     deadline = time.monotonic() + 120
     while True:
         status = e2e.expctl(repo.path, "status", "-o", "json")
-        if status.stdout.count('"state": "Succeeded"') >= points:
+        if status.stdout.count(f'"state": "{state}"') >= points:
             return
         assert time.monotonic() < deadline, status.stdout
         time.sleep(0.5)
@@ -184,3 +184,60 @@ def test_a_crash_between_the_ledger_and_the_flips_converges(tmp_path: Path, repo
     assert {r.data.tags["expctl.managed"] for r in e2e.mlflow_runs(uri, [exp])} == {"settled"}
     assert "damaged" not in no_changes(repo, None)
     no_duplicates(repo, uri, exp, 4)
+
+
+FAIL_FIRST = ("  command: [python, -c, \"import os, sys; sys.exit(os.environ['EXPCTL_ATTEMPT'] == '1')\"]\n"
+              "  retries: {max_attempts: 2, failures: [code], backoff_seconds: 20}\n")
+
+
+def test_a_sweeps_parent_settles_and_a_retry_takes_it_back(tmp_path: Path, mlflow_server: MlflowServer,
+                                                          repos: list[GitRepo]) -> None:
+    """The parent run settles with its points; a retry at the same commit writes to it again, which takes it
+    back into the search first (the ledger's copy is older), and it settles again with the new summary."""
+    name = f"led{uuid.uuid4().hex[:6]}"
+    exp, uri = f"{name}/sweep", mlflow_server.uri
+    repo = e2e.make_project(tmp_path / "repo", {f"{name}/sweep": e2e.experiment(
+        sweep={"seed": "range(0,2)"}, expctl=FAIL_FIRST)}, parallelism=4)
+    repos.append(repo)
+    mlflow = client(uri)
+
+    def parent() -> Any:
+        experiment = mlflow.get_experiment_by_name(exp).experiment_id
+        parents = [r for r in mlflow.search_runs([experiment], max_results=100)
+                   if r.data.tags.get("expctl.parent") == "true"]
+        assert len(parents) == 1, parents  # one per (experiment, commit), never a second
+        return parents[0]
+
+    started = time.monotonic()
+    assert e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri).returncode == 0
+    finished(repo, 2, "Failed")  # (not --wait: that would wait for the retries too)
+    for _ in range(3):
+        if parent().data.tags["expctl.managed"] == "settled":
+            break
+        assert e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri).returncode == 0
+    first = parent()
+    assert first.data.tags["expctl.managed"] == "settled" and first.info.status == "FAILED"
+    assert {r.data.tags["expctl.managed"] for r in e2e.mlflow_runs(uri, [exp])} == {"settled"}
+    assert time.monotonic() - started < 20, "the test needs the runs settled before their retry is due"
+
+    time.sleep(max(0.0, 21 - (time.monotonic() - started)))
+    assert e2e.expctl(repo.path, "apply", "-y", "--wait", tracking_uri=uri).returncode == 0  # the retries
+    for _ in range(3):
+        runs = e2e.mlflow_runs(uri, [exp])
+        if parent().data.tags["expctl.managed"] == "settled" and \
+                {r.data.tags["expctl.managed"] for r in runs} == {"settled"}:
+            break
+        assert e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri).returncode == 0
+    again = parent()
+    assert again.info.run_id == first.info.run_id and again.info.status == "FINISHED"
+    assert again.data.tags["expctl.managed"] == "settled"
+    assert again.data.tags["expctl.sweep.summary"] != first.data.tags["expctl.sweep.summary"]
+    assert sorted(e2e.attempts_per_key(e2e.mlflow_runs(uri, [exp], deleted_too=True)).values()) == [1, 1, 1, 1]
+
+    # settled from an up-to-date copy: another apply writes nothing to any run, a plan reads two pages
+    with CountingProxy(uri) as proxy:
+        assert e2e.expctl(repo.path, "apply", "-y", tracking_uri=proxy.uri).returncode == 0
+        assert "damaged" not in no_changes(repo, proxy.uri)
+        counts = proxy.take()
+    writes = {path: n for path, n in counts.items() if not path.endswith(("/search", "/get", "get-by-name"))}
+    assert not writes, counts

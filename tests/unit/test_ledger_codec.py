@@ -11,7 +11,7 @@ import pytest
 
 from expctl.model import ObservedRun, Phase
 from expctl.tracking import ledger_codec as codec
-from expctl.tracking.mlflow_ledger import settleable
+from expctl.tracking.mlflow_ledger import candidates, settleable
 from expctl.tracking.rest_search import Run, RunData, RunInfo
 
 
@@ -114,7 +114,7 @@ def observed(phase: Phase) -> ObservedRun:
     (run("r", status="RUNNING"), None, False, False, False),
     (run("r"), None, False, True, False),  # written by this apply: settles at the next one
     (run("r", **{"expctl.ready": "false"}), None, False, False, False),  # params not logged yet
-    (run("r", **{"expctl.parent": "true"}), None, False, False, False),  # sweeps' parents stay open
+    (run("r", **{"expctl.parent": "true"}), None, False, False, False),  # parents: with their points
     (run("r", **{"expctl.audit.state": "intent"}), None, False, False, False),
     (run("r", **{"expctl.managed": "settled"}), None, False, False, False),
     (run("r"), observed(Phase.RUNNING), False, False, False),  # the job still runs
@@ -127,3 +127,29 @@ def observed(phase: Phase) -> ObservedRun:
 def test_which_runs_settle(the_run: Run, live: ObservedRun | None, gated: bool, touched: bool,
                            settles: bool) -> None:
     assert settleable(the_run, live, gated, touched) is settles
+
+
+def parent(run_id: str, status: str = "FINISHED", **tags: str) -> Run:
+    return Run(RunInfo(run_id, "7", status, 1000, 2000, "active"),
+               RunData({"expctl.managed": "true", "expctl.parent": "true", "expctl.experiment": "e", **tags}, {}, {}))
+
+
+def point(run_id: str, of: str, status: str = "FINISHED") -> Run:
+    return run(run_id, status, **{"mlflow.parentRunId": of})
+
+
+@pytest.mark.parametrize(("runs", "touched", "from_ledger", "settling"), [
+    ([parent("p"), point("a", "p"), point("b", "p")], set(), set(), ["a", "b", "p"]),  # with its last points
+    ([parent("p"), point("a", "p"), point("b", "p", "RUNNING")], set(), set(), ["a"]),  # a point still runs
+    ([parent("p"), point("a", "p"), point("b", "p")], set(), {"a"}, ["b", "p"]),  # a point settled before
+    ([parent("p"), point("a", "p")], {"a"}, set(), []),  # a point written now: both settle next time
+    ([parent("p"), point("a", "p")], {"p"}, set(), ["a"]),  # the parent written now (its summary)
+    ([parent("p", "RUNNING"), point("a", "p")], set(), set(), ["a"]),  # not synced to its points yet
+    ([parent("p")], set(), set(), ["p"]),  # no point left in MLflow
+    ([parent("p", **{"expctl.managed": "settled"})], set(), set(), []),
+    ([parent("p")], set(), {"p"}, []),  # already in the ledger
+])
+def test_a_sweeps_parent_settles_with_its_points(runs: list[Run], touched: set[str], from_ledger: set[str],
+                                                  settling: list[str]) -> None:
+    chosen = candidates(runs, [], [], touched, from_ledger)
+    assert sorted(r.info.run_id for r in chosen) == settling

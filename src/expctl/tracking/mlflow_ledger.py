@@ -10,8 +10,11 @@ among them.
 
 * **Settled** (``settleable``): the run is finished in MLflow; its job, if the backend still has it, is
   finished and its logs are kept; a succeeded run that a gate judges has its verdict; its params are logged;
-  and this apply wrote nothing to it (it settles at the next apply). Sweeps' parent runs, audit records and
-  runs of older expctl versions never settle.
+  and this apply wrote nothing to it (it settles at the next apply). A sweep's parent run settles with (or
+  after) the last of its points; audit records and runs of older expctl versions never settle.
+* **Reopened on write**: expctl's next write to a settled run (a retry's new attempt changes its sweep's parent,
+  a cancel tags a finished run …) carries ``expctl.managed=true`` (``reopening``), in the same request or just
+  before, so the search, not the ledger's older copy, shows it again; it settles again later.
 * **Cost**: the ledger run is itself one of the open runs, so the view's one search reads it; only when that
   search took several pages is it read again (one request) after them.
 * **Crash-safe**: the ledger batch is complete (its header written last) before any run is flipped; a run found
@@ -104,14 +107,36 @@ def settleable(run: Any, live: ObservedRun | None, gated: bool, touched: bool) -
     return not (status == "FINISHED" and (gated or tags.get("expctl.validates")) and "expctl.gate" not in tags)
 
 
+def parent_settleable(run: Any, touched: bool, points: Sequence[str], settled: set[str]) -> bool:
+    """Whether a sweep's parent run settles: finished, not written by this apply, and each of its ``points``
+    (child run ids) already settled or settling now — the parent's summary follows the points."""
+    tags = run.data.tags
+    return (tags.get("expctl.parent") == "true" and tags.get("expctl.managed") == "true" and not touched
+            and codec.MARK not in tags and run.info.status in g.TERMINAL_STATUSES
+            and all(point in settled for point in points))
+
+
 def candidates(runs: Sequence[Any], live: Sequence[ObservedRun], desired: Sequence[RunSpec],
                touched: set[str], from_ledger: set[str]) -> list[Any]:
-    """The open runs of a view that settle now."""
+    """The open runs of a view that settle now: runs, then the sweep parents all of whose points settled."""
     by_run = {o.mlflow_run_id: o for o in live if o.live and o.mlflow_run_id}
     gated = {s.experiment for s in desired if s.job.validation is not None and not s.job.validation.by_platform}
-    return [run for run in runs if run.info.run_id not in from_ledger and settleable(
+    chosen = [run for run in runs if run.info.run_id not in from_ledger and settleable(
         run, by_run.get(run.info.run_id), run.data.tags.get("expctl.experiment") in gated,
         run.info.run_id in touched)]
+    points: dict[str, list[str]] = {}
+    for run in runs:
+        if parent := run.data.tags.get("mlflow.parentRunId"):
+            points.setdefault(parent, []).append(run.info.run_id)
+    settled = from_ledger | {run.info.run_id for run in chosen}
+    return chosen + [run for run in runs if run.info.run_id not in from_ledger and parent_settleable(
+        run, run.info.run_id in touched, points.get(run.info.run_id, []), settled)]
+
+
+def reopening(store: MlflowStore, run_id: str) -> dict[str, str]:
+    """The tag that takes a settled run (read from the ledger) back into the search: for expctl's next write to
+    it, in the same request. Empty for an open run."""
+    return {"expctl.managed": "true"} if run_id in store._from_ledger else {}
 
 
 def _create(store: MlflowStore) -> str:
@@ -194,4 +219,5 @@ def _flip(store: MlflowStore, run_ids: Sequence[str], stop: Callable[[], bool]) 
 
 MARK = codec.MARK
 
-__all__ = ["MARK", "Ledger", "candidates", "experiment_tag", "read", "settle", "settleable"]
+__all__ = ["MARK", "Ledger", "candidates", "experiment_tag", "parent_settleable", "read", "reopening", "settle",
+           "settleable"]

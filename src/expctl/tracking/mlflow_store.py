@@ -361,11 +361,12 @@ class MlflowStore(KeptLogs, Checkpoints):
     def set_run_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        self._touched.add(run_id)
-        batch = [RunTag(k, str(v)[: g.MAX_TAG_VALUE]) for k, v in tags.items()]
+        self._touched.add(run_id)  # a settled run is taken back into the search by the same write
+        batch = [RunTag(k, str(v)[: g.MAX_TAG_VALUE]) for k, v in {**ledger.reopening(self, run_id), **tags}.items()]
         with self._calling(f"tag run {run_id}"):
             for start in range(0, len(batch), g.MAX_PER_BATCH):
                 self.client.log_batch(run_id, tags=batch[start : start + g.MAX_PER_BATCH])
+        self._from_ledger.discard(run_id)
 
     # -- the audit trail (mlflow_audit): one record per apply in the experiment ``expctl-audit`` -------------
 

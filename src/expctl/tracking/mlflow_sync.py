@@ -17,6 +17,7 @@ from expctl import safe_json
 from expctl.errors import truncate
 from expctl.model import ObservedRun, Phase, RunSpec, ValidationGate
 from expctl.tracking import gate as g
+from expctl.tracking import mlflow_ledger as ledger
 from expctl.tracking import mlflow_ui as ui
 from expctl.tracking.base import TrackerView
 from expctl.tracking.mlflow_promote import apply_validated_gate
@@ -62,6 +63,8 @@ def _sync_status(store: MlflowStore, run: Any, obs: ObservedRun) -> str:
         tags["expctl.failure_message"] = truncate(obs.message, 1000)
     if obs.cancelled and run.data.tags.get("expctl.cancelled") != "true":
         tags["expctl.cancelled"] = "true"
+    if (target == "RUNNING" and status == "SCHEDULED") or (target in g.TERMINAL_STATUSES and status != target):
+        store.set_run_tags(run_id, {})  # a settled run back into the search first (no request if it is open)
     with store._calling(f"sync run {run_id}"):
         if target == "RUNNING" and status == "SCHEDULED":  # runs made by an older expctl
             store._touched.add(run_id)
@@ -91,11 +94,14 @@ def _sync_parents(store: MlflowStore, current: dict[str, Any], statuses: dict[st
                 points[key] = (attempt, statuses[run_id], run_id)
     for parent_id, points in latest.items():
         with store._calling(f"summarise sweep run {parent_id}"):
-            ui.summarise_sweep(store.client, current[parent_id],
-                               [current[run_id] for _, _, run_id in points.values()], statuses, gates)
+            if ui.summarise_sweep(store.client, current[parent_id], [current[run_id] for _, _, run_id in
+                                  points.values()], statuses, gates, ledger.reopening(store, parent_id)):
+                store._touched.add(parent_id)
+                store._from_ledger.discard(parent_id)
         target = g.parent_status([status for _, status, _ in points.values()])
         if statuses[parent_id] == target:
             continue
+        store.set_run_tags(parent_id, {})  # a settled parent back into the search first (no request if open)
         with store._calling(f"sync sweep run {parent_id}"):
             if target in g.TERMINAL_STATUSES:
                 store.client.set_terminated(parent_id, status=target)

@@ -81,9 +81,10 @@ def experiment_of_run(client: Any, run_id: str) -> str:
 
 
 def summarise_sweep(client: Any, parent: Any, children: Sequence[Any], statuses: Mapping[str, str],
-                    gates: Mapping[str, ValidationGate]) -> None:
+                    gates: Mapping[str, ValidationGate], extra: Mapping[str, str]) -> bool:
     """Write a sweep's counts per state and best gate value on its parent run, when they changed: metrics
-    (``sweep_best_<metric>``), tags (``expctl.sweep.<state>`` counts …) and its description."""
+    (``sweep_best_<metric>``), tags (``expctl.sweep.<state>`` counts …, and ``extra``) and its description.
+    Whether it wrote."""
     from mlflow.entities import Metric, RunTag
 
     tags = parent.data.tags
@@ -92,8 +93,9 @@ def summarise_sweep(client: Any, parent: Any, children: Sequence[Any], statuses:
                        c.data.metrics) for c in children]
     summary = pv.sweep_summary(points, gates.get(experiment))
     if tags.get("expctl.sweep.summary") == summary.text:
-        return
+        return False
     note = pv.sweep_note(experiment, tags.get("expctl.commit", ""), tags.get("expctl.source_file", ""), summary)
     now = int(time.time() * 1000)
     client.log_batch(parent.info.run_id, metrics=[Metric(k, v, now, 0) for k, v in summary.metrics().items()],
-                     tags=[RunTag(k, v) for k, v in {**summary.tags(), pv.NOTE_TAG: note}.items()])
+                     tags=[RunTag(k, v) for k, v in {**summary.tags(), pv.NOTE_TAG: note, **extra}.items()])
+    return True
