@@ -9,7 +9,7 @@ import zlib
 
 import pytest
 
-from expctl.model import ObservedRun, Phase
+from expctl.model import ObservedRun, Phase, ValidationGate
 from expctl.tracking import ledger_codec as codec
 from expctl.tracking.mlflow_ledger import candidates, settleable
 from expctl.tracking.rest_search import Run, RunData, RunInfo
@@ -153,3 +153,18 @@ def test_a_sweeps_parent_settles_with_its_points(runs: list[Run], touched: set[s
                                                   settling: list[str]) -> None:
     chosen = candidates(runs, [], [], touched, from_ledger)
     assert sorted(r.info.run_id for r in chosen) == settling
+
+
+@pytest.mark.parametrize("by_platform", [False, True])
+def test_a_succeeded_run_a_gate_judges_waits_for_its_verdict(by_platform: bool) -> None:
+    """Also when the platform's validation job decides: its metrics and verdict are written on the training
+    run after the training finished, so that run stays open until then."""
+    from tests.factories import make_spec
+
+    gate = ValidationGate("accuracy", 0.5, split="test" if by_platform else None)
+    desired = [make_spec("e", validation=gate)]
+    waiting, judged = run("a", **{"expctl.experiment": "e"}), run("b", **{"expctl.experiment": "e",
+                                                                             "expctl.gate": "passed"})
+    failed = run("c", "FAILED", **{"expctl.experiment": "e"})  # a gate judges succeeded runs only
+    assert sorted(r.info.run_id for r in candidates([waiting, judged, failed], [], desired, set(), set())) == \
+        ["b", "c"]

@@ -120,7 +120,9 @@ def candidates(runs: Sequence[Any], live: Sequence[ObservedRun], desired: Sequen
                touched: set[str], from_ledger: set[str]) -> list[Any]:
     """The open runs of a view that settle now: runs, then the sweep parents all of whose points settled."""
     by_run = {o.mlflow_run_id: o for o in live if o.live and o.mlflow_run_id}
-    gated = {s.experiment for s in desired if s.job.validation is not None and not s.job.validation.by_platform}
+    # a gate judges the experiment's succeeded runs: from their own metrics, or (by the platform) from the
+    # validation job's, whose verdict is written on the training run too (it waits open for it)
+    gated = {s.experiment for s in desired if s.job.validation is not None}
     chosen = [run for run in runs if run.info.run_id not in from_ledger and settleable(
         run, by_run.get(run.info.run_id), run.data.tags.get("expctl.experiment") in gated,
         run.info.run_id in touched)]
