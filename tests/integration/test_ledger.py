@@ -241,3 +241,43 @@ def test_a_sweeps_parent_settles_and_a_retry_takes_it_back(tmp_path: Path, mlflo
         counts = proxy.take()
     writes = {path: n for path, n in counts.items() if not path.endswith(("/search", "/get", "get-by-name"))}
     assert not writes, counts
+
+
+def test_runs_settled_while_a_plan_pages_through_the_search_are_still_seen(tmp_path: Path, repos: list[GitRepo],
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plan reads the open runs page by page; an apply that settles runs between two pages takes them out of
+    the later pages. The ledger's copy on the first page predates them: a search of several pages reads the
+    ledger again after them, so every run is still seen (else the plan would create them again)."""
+    from expctl.tracking import mlflow_store
+    from expctl.tracking.mlflow_store import MlflowStore
+
+    name = f"led{uuid.uuid4().hex[:6]}"
+    exp = f"{name}/sweep"
+    repo = project(tmp_path, name, 2, repos)
+    uri = e2e.embedded_uri(repo.path)
+    settled_after_applies(repo, None, exp, 2)  # the ledger exists: the oldest open run from now on
+    repo.write(f"experiments/{name}/sweep.yaml", sweep(8))
+    repo.commit("six more points")
+    assert e2e.expctl(repo.path, "apply", "-y").returncode == 0
+    finished(repo, 8)
+    assert e2e.expctl(repo.path, "apply", "-y").returncode == 0  # finishes them: the next apply settles them
+    assert {r.data.tags["expctl.managed"] for r in e2e.mlflow_runs(uri, [exp])} == {"settled", "true"}
+
+    store = MlflowStore(uri, "local", embedded=True)
+    monkeypatch.setattr(mlflow_store, "_PAGE", 2)
+    search, pages = store.client.search_runs, []
+
+    def paging(*args: Any, **kwargs: Any) -> Any:
+        page = search(*args, **kwargs)
+        pages.append(page)
+        if len(pages) == 1:  # between the first page and the next: another expctl settles the six
+            settled = e2e.expctl(repo.path, "apply", "-y")
+            assert settled.returncode == 0, settled.stderr
+        return page
+
+    monkeypatch.setattr(store.client, "search_runs", paging)
+    records = store.view().records
+    assert any(run.data.tags.get("expctl.ledger") == "true" for run in pages[0]), "the ledger was not first"
+    assert {r.data.tags["expctl.managed"] for r in e2e.mlflow_runs(uri, [exp])} == {"settled"}
+    mine = {(r.run_key, r.attempt) for r in records if r.experiment == exp}
+    assert len(mine) == 8, sorted(mine)

@@ -16,7 +16,9 @@ among them.
   a cancel tags a finished run …) carries ``expctl.managed=true`` (``reopening``), in the same request or just
   before, so the search, not the ledger's older copy, shows it again; it settles again later.
 * **Cost**: the ledger run is itself one of the open runs, so the view's one search reads it; only when that
-  search took several pages is it read again (one request) after them.
+  search took several pages is it read again (one request) after them. (MLflow's page tokens are offsets: a
+  plan paging through more than 1,000 open runs while an apply flips runs it already read may skip an open
+  run; applies hold the apply lock, so only a concurrent plan can be off, never an apply.)
 * **Crash-safe**: the ledger batch is complete (its header written last) before any run is flipped; a run found
   both open and in the ledger is read from the search; flips are idempotent.
 * **Damage is never silent**: a ledger that is missing (its experiment tag says there is one) or has a batch
