@@ -168,3 +168,19 @@ def test_a_succeeded_run_a_gate_judges_waits_for_its_verdict(by_platform: bool) 
     failed = run("c", "FAILED", **{"expctl.experiment": "e"})  # a gate judges succeeded runs only
     assert sorted(r.info.run_id for r in candidates([waiting, judged, failed], [], desired, set(), set())) == \
         ["b", "c"]
+
+
+def test_two_writers_of_one_batch_number_keep_both_batches() -> None:
+    """Two applies settling into one ledger at once both read next_seq 4: their batches must not overwrite
+    each other's tags (a lost batch would lose settled runs: plans would launch them again)."""
+    first, second = codec.encode(4, [run("a"), run("b")], "0123abcd"), codec.encode(4, [run("c")], "89abcdef")
+    assert not set(first) & set(second)
+    assert list(first)[-1] == "expctl.ledger.000004-0123abcd"
+    old = codec.encode(3, [run("z")])  # a batch of the first format (no writer) is still read
+    decoded = codec.decode([{**old, **first, **second}])
+    assert decoded.damaged == "" and decoded.next_seq == 5
+    assert sorted(r.info.run_id for r in decoded.runs) == ["a", "b", "c", "z"]
+    with pytest.raises(ValueError, match="hex digits"):
+        codec.encode(5, [], "../../x")
+    broken = {**first, "expctl.ledger.000004-0123abcd.0000": "AAAA"}
+    assert codec.decode([broken]).damaged.startswith("batch 4-0123abcd: ")

@@ -4,11 +4,15 @@ A *settled* run is one nothing will write to again (finished, its logs kept, its
 what the plan and ``sync`` read of it (status, times, tags but the description, latest metrics) into the
 ledger and takes it out of the one search of every managed run, so that a no-op plan no longer reads every run
 ever launched. The ledger is one MLflow run (``tracking/mlflow_ledger``); each settling appends one *batch*:
-its records as JSON, compressed (zlib) and base64-encoded, split over tags ``expctl.ledger.<seq>.<part>`` of at
-most 8,000 characters (MLflow's limit), then a header tag ``expctl.ledger.<seq>`` with the number of parts and
-the SHA-256 of the text. The header is written last: a batch without one is an interrupted write (its runs
-were not taken out of the search yet) and is ignored. A batch whose parts do not match its header, or that
-does not decode, is *damaged*: ``decode`` says so and the store reads every settled run instead.
+its records as JSON, compressed (zlib) and base64-encoded, split over tags ``expctl.ledger.<batch>.<part>`` of
+at most 8,000 characters (MLflow's limit), then a header tag ``expctl.ledger.<batch>`` with the number of parts
+and the SHA-256 of the text. A batch is named ``<seq>-<writer>``: its number, then 8 random hex digits of the
+apply that wrote it, so that two applies settling into one ledger at once (two projects or namespaces on one
+tracking server, each under its own lock) never write the same tags; later numbers win, and within one number
+either copy will do (both were read from MLflow). The header is written last: a batch without one is an
+interrupted write (its runs were not taken out of the search yet) and is ignored. A batch whose parts do not
+match its header, or that does not decode, is *damaged*: ``decode`` says so and the store reads every settled
+run instead.
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ MARK = "expctl.ledger"  # the ledger run's own tag ("true"; "replaced" once a re
 SETTLED = "settled"  # the value of a settled run's ``expctl.managed`` tag (the search asks for "true")
 _PART = 8000  # MLflow's limit on a tag's value
 _MAX_BATCH_BYTES = 256 * 1024 * 1024  # a batch never inflates past this (a hostile tag cannot exhaust memory)
-_HEADER = re.compile(r"^expctl\.ledger\.(\d{6})$")
-_CHUNK = re.compile(r"^expctl\.ledger\.(\d{6})\.(\d{4,})$")
+_HEADER = re.compile(r"^expctl\.ledger\.(\d{6})(?:-([0-9a-f]{8}))?$")
+_CHUNK = re.compile(r"^expctl\.ledger\.(\d{6})(?:-([0-9a-f]{8}))?\.(\d{4,})$")
+_WRITER = re.compile(r"^([0-9a-f]{8})?$")
+Batch = tuple[int, str]  # (seq, writer)
 # not copied into the ledger: the description is for people (the UI), and large
 _NOT_KEPT = frozenset({"mlflow.note.content"})
 
@@ -71,16 +77,20 @@ def run_of_record(record: Any) -> Run:
                RunData(dict(tags), {}, {k: float(v) for k, v in metrics.items()}))
 
 
-def encode(seq: int, runs: Sequence[Any]) -> dict[str, str]:
-    """The tags of batch ``seq`` holding ``runs``: its parts, then its header (write them in this order)."""
+def encode(seq: int, runs: Sequence[Any], writer: str = "") -> dict[str, str]:
+    """The tags of batch ``seq`` of ``writer`` (8 hex digits; "" only in tests) holding ``runs``: its parts,
+    then its header (write them in this order)."""
     if not 0 <= seq <= 999_999:
         raise ValueError(f"ledger batch number {seq} out of range")
+    if not _WRITER.match(writer):
+        raise ValueError(f"ledger writer {writer!r} is not 8 hex digits")
+    name = f"{seq:06d}-{writer}" if writer else f"{seq:06d}"
     text = json.dumps([record_of(r) for r in runs], separators=(",", ":"), allow_nan=True)  # NaN losses happen
     payload = base64.b64encode(zlib.compress(text.encode(), 6)).decode()
     parts = [payload[i : i + _PART] for i in range(0, len(payload), _PART)] or [""]
-    tags = {f"{PREFIX}.{seq:06d}.{i:04d}": part for i, part in enumerate(parts)}
+    tags = {f"{PREFIX}.{name}.{i:04d}": part for i, part in enumerate(parts)}
     header = {"parts": len(parts), "sha256": hashlib.sha256(payload.encode()).hexdigest(), "runs": len(runs)}
-    tags[f"{PREFIX}.{seq:06d}"] = json.dumps(header, sort_keys=True)
+    tags[f"{PREFIX}.{name}"] = json.dumps(header, sort_keys=True)
     return tags
 
 
@@ -92,7 +102,7 @@ def _inflate(payload: str) -> bytes:
     return out
 
 
-def _batch(seq: int, header_text: str, chunks: Mapping[int, str]) -> list[Run]:
+def _batch(header_text: str, chunks: Mapping[int, str]) -> list[Run]:
     header = safe_json.loads(header_text)
     if not isinstance(header, dict) or not isinstance(header.get("parts"), int) or \
             not isinstance(header.get("sha256"), str):
@@ -113,19 +123,19 @@ def decode(ledgers: Iterable[Mapping[str, str]]) -> Decoded:
     runs: dict[str, Run] = {}
     next_seq, damaged = 0, ""
     for tags in ledgers:
-        headers: dict[int, str] = {}
-        chunks: dict[int, dict[int, str]] = {}
+        headers: dict[Batch, str] = {}
+        chunks: dict[Batch, dict[int, str]] = {}
         for key, value in tags.items():
             if (match := _HEADER.match(key)) is not None:
-                headers[int(match.group(1))] = value
+                headers[int(match.group(1)), match.group(2) or ""] = value
             elif (match := _CHUNK.match(key)) is not None:
-                chunks.setdefault(int(match.group(1)), {})[int(match.group(2))] = value
-        next_seq = max([next_seq, *(s + 1 for s in headers), *(s + 1 for s in chunks)])
-        for seq in sorted(headers):
+                chunks.setdefault((int(match.group(1)), match.group(2) or ""), {})[int(match.group(3))] = value
+        next_seq = max([next_seq, *(s + 1 for s, _ in headers), *(s + 1 for s, _ in chunks)])
+        for seq, writer in sorted(headers):
             try:
-                batch = _batch(seq, headers[seq], chunks.get(seq, {}))
+                batch = _batch(headers[seq, writer], chunks.get((seq, writer), {}))
             except (ValueError, zlib.error, binascii.Error, RecursionError) as exc:
-                damaged = damaged or f"batch {seq}: {exc}"
+                damaged = damaged or f"batch {seq}{'-' + writer if writer else ''}: {exc}"
                 continue
             runs.update((run.info.run_id, run) for run in batch)
     return Decoded(list(runs.values()), next_seq, damaged)

@@ -29,6 +29,7 @@ among them.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -187,7 +188,8 @@ def settle(store: MlflowStore, ledger: Ledger, runs: Sequence[Any], stop: Callab
         target, seq, batch = _create(store), 0, [*ledger.runs, *runs]
     else:
         target, seq, batch = _named_first(store, ledger.ledger_ids), ledger.next_seq, list(runs)
-    store.set_run_tags(target, codec.encode(seq, batch))  # the header last: the batch is whole from here on
+    # the header last: the batch is whole from here on; named by this apply (another may append at once)
+    store.set_run_tags(target, codec.encode(seq, batch, secrets.token_hex(4)))
     crash_point("after-ledger-batch")
     if ledger.damaged:
         for old in ledger.ledger_ids:
