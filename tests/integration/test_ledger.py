@@ -315,3 +315,39 @@ def test_two_applies_settling_into_one_ledger_at_once_lose_nothing(tmp_path: Pat
     mine = {(r.run_key, r.attempt) for r in records if r.experiment == exp}
     assert len(mine) == 6, sorted(mine)
     assert "damaged" not in no_changes(repo, None)
+
+
+ENDS_ITS_RUN = ("  command: [python, -c, \"import mlflow, os; mlflow.start_run(run_id=os.environ['MLFLOW_RUN_ID']);"
+                " mlflow.end_run('FINISHED')\"]\n")
+
+
+def test_a_run_another_project_settled_is_taken_back_by_its_own_writes(tmp_path: Path, mlflow_server: MlflowServer,
+                                                                      repos: list[GitRepo]) -> None:
+    """Every apply settles every settleable run of its backend on the server, another project's too, which
+    cannot see that project's jobs. A training script that ends its MLflow run itself makes the run look done
+    before its own project kept its logs: that project's write of the logs takes it back into the search, and
+    it settles again — instead of its logs being stored again at every apply (the ledger's copy lacks them)."""
+    uri = mlflow_server.uri
+    other = project(tmp_path / "other", f"led{uuid.uuid4().hex[:6]}", 1, repos)
+    name = f"led{uuid.uuid4().hex[:6]}"
+    exp = f"{name}/sweep"
+    repo = e2e.make_project(tmp_path / "repo", {f"{name}/sweep": e2e.experiment(
+        sweep={"seed": "range(0,2)"}, expctl=ENDS_ITS_RUN)}, parallelism=4)
+    repos.append(repo)
+    assert e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri).returncode == 0
+    finished(repo, 2)
+    runs = e2e.mlflow_runs(uri, [exp])
+    assert {r.info.status for r in runs} == {"FINISHED"} and not any("expctl.logs" in r.data.tags for r in runs)
+    assert e2e.expctl(other.path, "apply", "-y", tracking_uri=uri).returncode == 0  # settles them
+    assert {r.data.tags["expctl.managed"] for r in e2e.mlflow_runs(uri, [exp])} == {"settled"}
+
+    assert e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri).returncode == 0  # keeps their logs
+    runs = e2e.mlflow_runs(uri, [exp])
+    assert {(r.data.tags["expctl.managed"], r.data.tags.get("expctl.logs")) for r in runs} == {("true", "kept")}
+    assert e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri).returncode == 0  # settles them again
+    assert {r.data.tags["expctl.managed"] for r in e2e.mlflow_runs(uri, [exp])} == {"settled"}
+    with CountingProxy(uri) as proxy:
+        assert e2e.expctl(repo.path, "apply", "-y", tracking_uri=proxy.uri).returncode == 0
+        counts = proxy.take()
+    writes = {path: n for path, n in counts.items() if not path.endswith(("/search", "/get", "get-by-name"))}
+    assert not writes, counts

@@ -19,14 +19,9 @@ DEFAULT_TAIL_BYTES = 1_000_000
 
 
 def store(client: Any, run_id: str, logs: Mapping[str, str]) -> None:
-    """Each replica's (already capped) log as ``expctl/logs/<replica>.log``, then the ``kept`` tag."""
+    """Each replica's (already capped) log as ``expctl/logs/<replica>.log`` (the ``kept`` tag comes after)."""
     for replica, text in sorted(logs.items()):
         client.log_text(run_id, text, f"{LOGS_DIR}/{replica}.log")
-    client.set_tag(run_id, TAG, "kept")
-
-
-def mark_unavailable(client: Any, run_id: str, why: str) -> None:
-    client.set_tag(run_id, TAG, f"unavailable: {why}"[:500])
 
 
 def load(client: Any, run_id: str) -> dict[str, str] | None:
@@ -50,6 +45,7 @@ class KeptLogs:
     _calling: Callable[[str], AbstractContextManager[None]]
     _seen_tags: dict[str, dict[str, str]]
     _touched: set[str]
+    set_run_tags: Callable[[str, dict[str, str]], None]  # takes a settled run back into the search too
     log_tail_bytes: int = DEFAULT_TAIL_BYTES
 
     def logs_kept(self, run_id: str) -> bool:
@@ -63,12 +59,12 @@ class KeptLogs:
     def keep_logs(self, run_id: str, logs: dict[str, str] | None, why_not: str = "") -> None:
         """Store ``logs`` (None: record why there were none to keep)."""
         self._touched.add(run_id)
-        with self._calling(f"keep the logs of run {run_id}"):
-            if logs is None:
-                mark_unavailable(self.client, run_id, why_not)
-            else:
+        if logs is not None:
+            with self._calling(f"keep the logs of run {run_id}"):
                 store(self.client, run_id, logs)
-        self._seen_tags.setdefault(run_id, {})[TAG] = "kept" if logs is not None else why_not
+        value = "kept" if logs is not None else f"unavailable: {why_not}"[:500]
+        self.set_run_tags(run_id, {TAG: value})
+        self._seen_tags.setdefault(run_id, {})[TAG] = value
 
     def kept_logs(self, run_id: str) -> dict[str, str] | None:
         with self._calling(f"read the kept logs of run {run_id}"):
