@@ -381,21 +381,3 @@ class MlflowStore(KeptLogs, Checkpoints):
 
     def audit_entries(self, experiment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         return audit.entries(self, experiment, limit)
-
-    def registered_models(self) -> list[dict[str, Any]]:
-        """Every version expctl registered (tag ``expctl.run_key``), with its aliases and gate metric."""
-        rows: list[dict[str, Any]] = []
-        with self._calling("read the Model Registry"):
-            for model in self.client.search_registered_models(max_results=_PAGE):
-                aliases: dict[str, list[str]] = {}
-                for alias, version in (getattr(model, "aliases", None) or {}).items():
-                    aliases.setdefault(str(version), []).append(alias)
-                for version in self.client.search_model_versions(f"name = {g.quoted(model.name)}"):
-                    if "expctl.run_key" not in (version.tags or {}):
-                        continue
-                    metrics = self.client.get_run(version.run_id).data.metrics if version.run_id else {}
-                    rows.append({"name": model.name, "version": str(version.version),
-                                 "aliases": sorted(aliases.get(str(version.version), [])),
-                                 "run_id": version.run_id or "", "job": version.tags.get("expctl.job", ""),
-                                 "metrics": dict(metrics)})
-        return sorted(rows, key=lambda r: (r["name"], int(r["version"])))
