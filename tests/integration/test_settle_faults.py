@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,3 +60,57 @@ def test_another_projects_apply_leaves_a_killed_applys_audit_record_to_its_own_p
     mine = sorted((e["run"], e["result"]) for e in history(b, uri) if e["experiment"] == f"{b_name}/sweep")
     print(mine)
     assert len(mine) == 2 and {r for _, r in mine} == {"done"}, mine
+
+
+SLEEPY = "  command: [python, -c, \"import time; time.sleep(120)\"]\n"
+
+
+def test_a_view_paging_while_another_projects_apply_settles_skips_no_open_run(
+        tmp_path: Path, repos: list[GitRepo], monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's page tokens are offsets: an apply of another project (another lock) flipping runs of pages a
+    view already read moves the later pages back, and an open run is skipped — the view did not know that
+    run at all (a plan would launch it again once its job is gone; a new point would get a second parent).
+    The view sees the flipped runs in the ledger it reads again after the pages, and searches once more."""
+    from expctl.tracking import mlflow_store
+    from expctl.tracking.mlflow_store import MlflowStore
+
+    q_name, p_name = f"sfq{uuid.uuid4().hex[:6]}", f"sfp{uuid.uuid4().hex[:6]}"
+    q = project(tmp_path / "q", q_name, 2, repos)
+    p = e2e.make_project(tmp_path / "p", {f"{p_name}/sweep": e2e.experiment(
+        sweep={"seed": "range(0,3)"}, expctl=SLEEPY)}, parallelism=4)
+    repos.append(p)
+    uri = e2e.embedded_uri(q.path)  # one store for both projects (as a tracking server would be)
+    assert e2e.expctl(q.path, "apply", "-y", tracking_uri=uri).returncode == 0
+    finished(q, 2)
+    assert e2e.expctl(p.path, "apply", "-y", tracking_uri=uri).returncode == 0  # P's runs: open, after Q's
+    assert e2e.expctl(q.path, "apply", "-y", tracking_uri=uri).returncode == 0  # Q's finish: ready to settle
+    assert {r.data.tags["expctl.managed"] for r in e2e.mlflow_runs(uri, [f"{q_name}/sweep"])} == {"true"}
+
+    store = MlflowStore(uri, "local", embedded=True)
+    monkeypatch.setattr(mlflow_store, "_PAGE", 2)
+    search, pages = store.client.search_runs, []
+
+    def paging(*args: object, **kwargs: object) -> object:
+        page = search(*args, **kwargs)
+        pages.append(page)
+        if len(pages) == 1:  # between P's first page (Q's two runs) and the next: Q's apply settles them
+            settled = e2e.expctl(q.path, "apply", "-y", tracking_uri=uri)
+            assert settled.returncode == 0, settled.stderr
+        return page
+
+    monkeypatch.setattr(store.client, "search_runs", paging)
+    records = store.view().records
+    assert {r.data.tags["expctl.managed"] for r in e2e.mlflow_runs(uri, [f"{q_name}/sweep"])} == {"settled"}
+    assert len({(r.run_key, r.attempt) for r in records if r.experiment == f"{p_name}/sweep"}) == 3
+    assert len({(r.run_key, r.attempt) for r in records if r.experiment == f"{q_name}/sweep"}) == 2
+
+
+def finished(repo: GitRepo, points: int) -> None:
+    """Wait until the repository's local jobs all succeeded."""
+    deadline = time.monotonic() + 120
+    while True:
+        status = e2e.expctl(repo.path, "status", "-o", "json")
+        if status.stdout.count('"state": "Succeeded"') >= points:
+            return
+        assert time.monotonic() < deadline, status.stdout
+        time.sleep(0.5)

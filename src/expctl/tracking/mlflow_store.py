@@ -315,10 +315,14 @@ class MlflowStore(KeptLogs, Checkpoints):
         audit record of this backend: ⌈open runs/1000⌉ + 1 requests (+ 1 to read the ledger again after several
         pages)."""
         self._touched = set()
-        searched, ids = self._managed_runs()
-        self._ledger = ledger.read(self, searched, ids, paged=len(searched) >= _PAGE or len(ids) > 100)
-        runs = [*(r for r in searched if ledger.MARK not in r.data.tags), *self._ledger.runs]
-        self._from_ledger = {run.info.run_id for run in self._ledger.runs}
+        for again in (True, False):  # once more when a settle may have moved the pages (``mlflow_ledger``)
+            searched, ids = self._managed_runs()
+            read = ledger.read(self, searched, ids, paged=len(searched) >= _PAGE or len(ids) > 100)
+            if not (again and read.reread):
+                break
+        self._ledger = read
+        runs = [*(r for r in searched if ledger.MARK not in r.data.tags), *read.runs]
+        self._from_ledger = {run.info.run_id for run in read.runs}
         self._seen_tags = {run.info.run_id: dict(run.data.tags) for run in runs}
         index = RunIndex.of(runs)
         records = (g.observed_from_run(run.info, run.data.tags, self.backend_name) for run in index.raw)
