@@ -142,6 +142,29 @@ def interruptible(stop: Stop, notice: Callable[[str], None]) -> Iterator[None]:
         # else: interrupted once; the handler stays until exit, so that a second signal still aborts at once
 
 
+@contextlib.contextmanager
+def noted(stop: Stop) -> Iterator[None]:
+    """Until the writes (``interruptible``): SIGINT aborts (KeyboardInterrupt) as always, and is also noted in
+    ``stop``, so that an interrupt some code swallowed (a library's ``except``, a finaliser: "Exception
+    ignored") still keeps the apply from writing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: object) -> None:
+        stop.signum = signum
+        stop.set(f"interrupted by {signal.Signals(signum).name}")
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is handler:
+            signal.signal(signal.SIGINT, previous)
+
+
 def _observe(backend: Backend, tracker: Tracker, desired: Desired) -> tuple[list[ObservedRun], TrackerView]:
     """One observation: the backend's objects and the tracker's view; the tracker follows the phases."""
     live, view = observe_alongside(backend, tracker.view)
@@ -206,14 +229,19 @@ def run_apply(desired: Desired, backend: Backend, tracker: Tracker, lock: Abstra
     tracker.check()
     stop = Stop()
     with lock as held:
-        live, view = _observe(backend, tracker, desired)
-        observed = join_observed(live, view.records)
-        _recover_audits(tracker, view, observed, held, result)
-        plan = make_plan_of(desired, observed, backend.name, options.plan)
-        result.plan = plan
-        if options.saved is not None:
-            check_fresh(options.saved, plan)
-        hooks.show_plan(plan)
+        with noted(stop):
+            live, view = _observe(backend, tracker, desired)
+            observed = join_observed(live, view.records)
+            _recover_audits(tracker, view, observed, held, result)
+            plan = make_plan_of(desired, observed, backend.name, options.plan)
+            result.plan = plan
+            if options.saved is not None:
+                check_fresh(options.saved, plan)
+            hooks.show_plan(plan)
+        if stop.is_set():  # an interrupt before the writes that did not abort: nothing is applied
+            hooks.notice(f"{stop.reason} before the first write: nothing applied")
+            result.signum = stop.signum
+            return result
         if plan.has_writes:
             if not hooks.confirm(plan):
                 result.declined = True
