@@ -158,3 +158,37 @@ def test_an_interrupt_swallowed_before_the_writes_still_stops_the_apply() -> Non
     assert not backend.objects and not tracker.records_by_id and not result.applied
     assert result.exit_code == 128 + signal.SIGINT and notices, notices
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_interrupt_while_the_embedded_store_is_created_waits_for_its_migrations(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """^C while MLflow creates the embedded store's tables (migrations, not atomic on sqlite) left a scratch
+    table behind: every later expctl command failed ("table _alembic_tmp_… already exists"). The interrupt now
+    waits until the store is created, then aborts as before; the store opens."""
+    import threading
+
+    import mlflow
+
+    from expctl.tracking.mlflow_store import MlflowStore
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    real, created = mlflow.MlflowClient, []
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        timer = threading.Timer(0.2, lambda: signal.raise_signal(signal.SIGINT))  # during the migrations
+        timer.start()
+        try:
+            client = real(*args, **kwargs)
+            client.search_experiments(max_results=1)
+            created.append(client)
+            return client
+        finally:
+            timer.cancel()
+
+    monkeypatch.setattr(mlflow, "MlflowClient", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        MlflowStore(uri, "local", embedded=True).check()
+    assert created, "the store's creation was interrupted"
+    monkeypatch.setattr(mlflow, "MlflowClient", real)
+    MlflowStore(uri, "local", embedded=True).check()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

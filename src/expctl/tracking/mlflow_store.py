@@ -133,9 +133,12 @@ class MlflowStore(KeptLogs, Checkpoints):
                 if self.tracking_uri.startswith("sqlite:///"):
                     # Two processes opening a new embedded store at once would both create its tables (one
                     # fails: "table runs already exists"): creating the client, which creates them, is serialised.
+                    # An interrupted migration breaks the store for good: ^C waits until it is done.
                     from filelock import FileLock
 
-                    with FileLock(self.tracking_uri[len("sqlite:///") :] + ".lock", timeout=120):
+                    from expctl.tracking.mlflow_sqlite import signals_deferred
+
+                    with FileLock(self.tracking_uri[len("sqlite:///") :] + ".lock", timeout=120), signals_deferred():
                         self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
                 else:
                     self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
