@@ -7,7 +7,8 @@ plan or of a PR comment. ``one_line`` escapes every control character visibly (`
 JSON encoder escapes), so ``views.as_json`` stays raw and valid. ``redact`` hides credentials (a URL's user
 information, given secret values) in what the CLI prints and in the errors quoting a tracking URI.
 ``job_uri`` is the tracking URI a job is handed (no password in it), ``uri_credentials`` the environment
-variables that carry what it left out, ``uri_secrets`` the values to hide in a message about that URI.
+variables that carry what it left out, ``uri_secrets`` the values to hide in a message about that URI,
+``shown_uri`` the URI with them hidden.
 """
 
 from __future__ import annotations
@@ -157,6 +158,12 @@ def uri_credentials(uri: str) -> dict[str, str] | None:
         pw = _unquote(password) if password is not None else secret_params["password"]
         return {"PGPASSWORD": pw}
     return None
+
+
+def shown_uri(uri: str) -> str:
+    """``uri`` as a message, a link or ``describe`` shows it: its user information and the values of secret query
+    parameters (``?password=``, ``?token=``) as ``***`` (``redact`` alone hides only the user information)."""
+    return redact(uri, uri_secrets(uri))
 
 
 def md_text(text: object) -> str:

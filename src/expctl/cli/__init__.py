@@ -33,10 +33,12 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
 
 def say(line: str) -> None:
     """One line on stderr without credentials: a message may quote a tracking URI (``postgresql://u:pw@db``) or
-    a server's answer, and neither a URI's password nor MLflow's token from the environment is ever printed."""
-    from expctl.sanitize import SECRET_ENV, redact
+    a server's answer, and neither a URI's password nor MLflow's token from the environment is ever printed
+    (nor a secret query value of ``MLFLOW_TRACKING_URI``, wherever a message quotes it)."""
+    from expctl.sanitize import SECRET_ENV, redact, uri_secrets
 
-    click.echo(redact(line, [os.environ.get(name, "") for name in SECRET_ENV]), err=True)
+    secrets = [os.environ.get(name, "") for name in SECRET_ENV]
+    click.echo(redact(line, [*secrets, *uri_secrets(os.environ.get("MLFLOW_TRACKING_URI", ""))]), err=True)
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
