@@ -4,7 +4,8 @@
 information. Here: a ``?token=``/``?password=`` value of ``MLFLOW_TRACKING_URI`` in the addresses ``expctl ui``
 prints and in the errors that quote the URI (``sanitize.shown_uri``), and a credential in
 ``kubernetes.repo_url``, which every manifest's git-sync init container would carry (refused by ``validate``,
-and its value never echoed in the error).
+and its value never echoed in the error); the traceback ``EXPCTL_DEBUG=1`` prints, whose chained exceptions
+are MLflow's own (they quote the request URL with its user information).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import pytest
 from click.testing import CliRunner
 
 from expctl.cli import main
+from tests.faults.proxy import FaultProxy, Rule
 from tests.gitrepo import minimal_repo
+from tests.integration.e2e import expctl
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +84,21 @@ def test_a_clone_url_without_a_credential_is_rendered(tmp_path: Path, url: str) 
     code, out = run(repo.path, "render", "--backend", "kubernetes", env={"MLFLOW_TRACKING_URI": None})
     assert code == 0, out
     assert f"- name: EXPCTL_GIT_REPO\n              value: {url}\n" in out
+
+
+def test_a_debug_traceback_shows_no_password(tmp_path: Path, mlflow_server: Any) -> None:
+    """``EXPCTL_DEBUG=1`` printed the traceback raw: MLflow's ``API request to http://ci:<password>@host/api/…
+    failed`` (the cause of expctl's own one-line error) showed the password of the tracking URI."""
+    repo = minimal_repo(tmp_path / "repo", {"experiments/e.yaml": JOB, ".gitignore": ".expctl/\n"})
+    proxy = FaultProxy(upstream=mlflow_server.uri.removeprefix("http://")).start()
+    try:
+        proxy.add(Rule("*", r"/api/", "reset-before", times=-1))  # /health answers; every API call is dropped
+        uri = proxy.url.replace("http://", f"http://ci:{SECRET}@")
+        for command in ("plan", "history"):
+            done = expctl(repo.path, command, tracking_uri=uri, timeout=300, EXPCTL_DEBUG="1")
+            out = done.stdout + done.stderr
+            assert done.returncode == 1, out
+            assert "Traceback (most recent call last)" in out and "API request to http://***@127.0.0.1:" in out, out
+            assert SECRET not in out
+    finally:
+        proxy.close()
