@@ -160,6 +160,32 @@ def uri_credentials(uri: str) -> dict[str, str] | None:
     return None
 
 
+# Azure's fsspec URLs name ``container@account``: a user part that is no credential
+_AZURE = frozenset({"abfs", "abfss", "az", "adl", "wasb", "wasbs"})
+# signed-URL query parameters: each holds (part of) a credential
+_SIGNATURES = frozenset({"sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token",
+                         "x-goog-signature", "x-goog-credential", "awsaccesskeyid"})
+
+
+def data_location(url: str) -> str:
+    """A dataset's location as expctl records it (manifests, the hash cache): a URL without its user information
+    (Azure's ``container@`` is kept) and without query values that hold a secret or a signature; anything that
+    is not a ``scheme://`` URL unchanged. fsspec reads with the URL as given."""
+    parts = _split(url)
+    if parts is None:
+        return url
+    scheme, user, password, base, pairs = parts
+    keep_user = scheme in _AZURE and user is not None and password is None
+    kept = [(k, v) for k, v in pairs
+            if k == "#" or _unquote(k).lower() not in _SECRET_PARAMS | _SIGNATURES]
+    if kept == pairs and (user is None or keep_user):
+        return url
+    userinfo = f"{user}@" if keep_user else ""
+    query = "&".join(f"{k}={v}" for k, v in kept if k != "#")
+    fragment = "".join(f"#{v}" for k, v in kept if k == "#")
+    return f"{url[: url.index('://') + 3]}{userinfo}{base}{'?' + query if query else ''}{fragment}"
+
+
 def shown_uri(uri: str) -> str:
     """``uri`` as a message, a link or ``describe`` shows it: its user information and the values of secret query
     parameters (``?password=``, ``?token=``) as ``***`` (``redact`` alone hides only the user information)."""
