@@ -46,9 +46,12 @@ def one_line(text: object, limit: int | None = None) -> str:
 
 # scheme://userinfo@ — userinfo up to the authority's last '@' (an unencoded '@' in a password is still hidden)
 _USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]*://)[^/\s]*@")
-# credentials MLflow (the Databricks SDK it may use, libpq under its database store) read from the environment
+# credentials read from the environment by MLflow (the Databricks SDK it may use, libpq under its database
+# store) and by the object stores MLflow's artifacts and fsspec's dataset sources use
 SECRET_ENV = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD", "DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET",
-              "PGPASSWORD")
+              "PGPASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_KEY",
+              "AZURE_STORAGE_ACCESS_KEY", "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_SAS_TOKEN",
+              "AZURE_CLIENT_SECRET")
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

@@ -90,3 +90,13 @@ def test_the_job_environment_holds_no_password() -> None:
 ])
 def test_a_dataset_location_is_recorded_without_credentials(url: str, recorded: str) -> None:
     assert data_location(url) == recorded
+
+
+@pytest.mark.parametrize("name", ["MLFLOW_TRACKING_TOKEN", "AWS_SECRET_ACCESS_KEY", "AZURE_STORAGE_CONNECTION_STRING"])
+def test_every_line_the_cli_prints_hides_the_environments_secrets(name: str, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from expctl.cli import say
+
+    monkeypatch.setenv(name, "wJalrXUtnFEMI/K7MDENG")
+    say("error: s3://bucket/x: cannot read: signature for wJalrXUtnFEMI/K7MDENG does not match")
+    assert capsys.readouterr().err == "error: s3://bucket/x: cannot read: signature for *** does not match\n"
