@@ -31,12 +31,31 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def _hidden(text: str) -> str:
+    """``text`` without credentials: URLs' user information, the values of ``sanitize.SECRET_ENV`` and the
+    secret query values of ``MLFLOW_TRACKING_URI``."""
+    from expctl.sanitize import SECRET_ENV, redact, uri_secrets
+
+    secrets = [os.environ.get(name, "") for name in SECRET_ENV]
+    return redact(text, [*secrets, *uri_secrets(os.environ.get("MLFLOW_TRACKING_URI", ""))])
+
+
 def say(line: str) -> None:
     """One line on stderr without credentials: a message may quote a tracking URI (``postgresql://u:pw@db``) or
-    a server's answer, and neither a URI's password nor MLflow's token from the environment is ever printed."""
-    from expctl.sanitize import SECRET_ENV, redact
+    a server's answer, and neither a URI's password nor MLflow's token from the environment is ever printed
+    (nor a secret query value of ``MLFLOW_TRACKING_URI``, wherever a message quotes it)."""
+    click.echo(_hidden(line), err=True)
 
-    click.echo(redact(line, [os.environ.get(name, "") for name in SECRET_ENV]), err=True)
+
+def _print_traceback(exc: BaseException) -> None:
+    """``EXPCTL_DEBUG=1``'s traceback, without credentials as ``say``: the exceptions it chains are the
+    libraries' own (MLflow's quote the request URL with its user information)."""
+    click.echo(_hidden("".join(traceback.format_exception(exc))).rstrip("\n"), err=True)
+
+
+def _excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+    """An exception no command handles (a bug) still prints its traceback, without credentials."""
+    _print_traceback(exc)
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
@@ -73,6 +92,7 @@ class LazyGroup(click.Group):
         base: Any = super().main
         if not kwargs.pop("standalone_mode", True):
             return base(*args, standalone_mode=False, **kwargs)
+        sys.excepthook = _excepthook
         try:
             code = base(*args, standalone_mode=False, **kwargs)
         except click.ClickException as exc:
@@ -96,13 +116,13 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except ExpctlError as exc:
             if os.environ.get("EXPCTL_DEBUG"):
-                traceback.print_exc()
+                _print_traceback(exc)
             for line in exc.render().splitlines():
                 say(f"error: {line}")
             ctx.exit(exc.exit_code)
         except OSError as exc:  # a read-only or full disk, a permission: one line naming the file
             if os.environ.get("EXPCTL_DEBUG"):
-                traceback.print_exc()
+                _print_traceback(exc)
             where = f"{exc.filename}: " if exc.filename else ""
             say(f"error: {where}{exc.strerror or exc}")
             ctx.exit(1)
