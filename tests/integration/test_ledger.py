@@ -324,10 +324,11 @@ ENDS_ITS_RUN = ("  command: [python, -c, \"import mlflow, os; mlflow.start_run(r
 
 def test_a_run_another_project_settled_is_taken_back_by_its_own_writes(tmp_path: Path, mlflow_server: MlflowServer,
                                                                       repos: list[GitRepo]) -> None:
-    """Every apply settles every settleable run of its backend on the server, another project's too, which
-    cannot see that project's jobs. A training script that ends its MLflow run itself makes the run look done
-    before its own project kept its logs: that project's write of the logs takes it back into the search, and
-    it settles again — instead of its logs being stored again at every apply (the ledger's copy lacks them)."""
+    """An apply settles the settleable runs of its repository — those of another checkout of it too (here two
+    directories named alike, with no remote: the same repository label), whose jobs it cannot see. A training
+    script that ends its MLflow run itself makes the run look done before its own checkout kept its logs: that
+    checkout's write of the logs takes it back into the search, and it settles again — instead of its logs
+    being stored again at every apply (the ledger's copy lacks them)."""
     uri = mlflow_server.uri
     other = project(tmp_path / "other", f"led{uuid.uuid4().hex[:6]}", 1, repos)
     name = f"led{uuid.uuid4().hex[:6]}"

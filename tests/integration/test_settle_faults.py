@@ -192,3 +192,51 @@ def test_an_interrupt_while_the_embedded_store_is_created_waits_for_its_migratio
     monkeypatch.setattr(mlflow, "MlflowClient", real)
     MlflowStore(uri, "local", embedded=True).check()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_batch_appended_to_a_ledger_another_apply_just_replaced_flips_nothing(tmp_path: Path,
+                                                                               repos: list[GitRepo]) -> None:
+    """Apply A read the ledger; apply B (another project, its own lock) found it damaged and rebuilt it, marking
+    it ``replaced``; A then appends its batch to the old one. Flipping A's runs then would leave them in no
+    ledger any view reads (plans would launch them again): they stay open, and settle at a later apply."""
+    from expctl.tracking import mlflow_ledger
+    from expctl.tracking.mlflow_store import MlflowStore
+
+    name = f"sfr{uuid.uuid4().hex[:6]}"
+    exp = f"{name}/sweep"
+    repo = project(tmp_path / "repo", name, 2, repos)
+    uri = e2e.embedded_uri(repo.path)
+    assert e2e.expctl(repo.path, "apply", "-y").returncode == 0
+    finished(repo, 2)
+    for _ in range(3):  # finish, settle (the runs, then their parent): a ledger exists
+        assert e2e.expctl(repo.path, "apply", "-y").returncode == 0
+    repo.write(f"experiments/{name}/sweep.yaml", sweep(4))
+    repo.commit("two more points")
+    assert e2e.expctl(repo.path, "apply", "-y").returncode == 0
+    finished(repo, 4)
+    assert e2e.expctl(repo.path, "apply", "-y").returncode == 0  # finishes the two new runs
+
+    first = MlflowStore(uri, "local", embedded=True)
+    view = first.view()  # A's view: the ledger is fine
+    assert first._ledger is not None and not first._ledger.damaged and first._ledger.ledger_ids
+    ready = [run for run in mlflow_ledger.candidates(view.index.raw, [], [], set(), first._from_ledger)
+             if run.data.tags.get("expctl.parent") != "true"]
+    assert len(ready) == 2
+    old = first._ledger.ledger_ids[0]
+    part = next(key for key in first.client.get_run(old).data.tags if key.endswith(".0000"))
+    first.client.set_tag(old, part, "edited by hand")
+    second = MlflowStore(uri, "local", embedded=True)
+    second.view()
+    assert second._ledger is not None and second._ledger.damaged
+    assert mlflow_ledger.settle(second, second._ledger, [], lambda: False) == 0  # B rebuilds it
+    assert first.client.get_run(old).data.tags["expctl.ledger"] == "replaced"
+
+    assert mlflow_ledger.settle(first, first._ledger, ready, lambda: False) == 0  # A's batch: no flip
+    assert {r.data.tags["expctl.managed"] for r in e2e.mlflow_runs(uri, [exp])} == {"settled", "true"}
+    seen = {(r.run_key, r.attempt) for r in MlflowStore(uri, "local", embedded=True).view().records
+            if r.experiment == exp}
+    assert len(seen) == 4, sorted(seen)
+    assert e2e.expctl(repo.path, "apply", "-y").returncode == 0
+    assert {r.data.tags["expctl.managed"] for r in e2e.mlflow_runs(uri, [exp])} == {"settled"}
+    planned = e2e.expctl(repo.path, "plan", "--detailed-exitcode")
+    assert planned.returncode == 0 and "damaged" not in planned.stderr, planned.stdout + planned.stderr

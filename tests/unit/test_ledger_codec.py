@@ -184,3 +184,14 @@ def test_two_writers_of_one_batch_number_keep_both_batches() -> None:
         codec.encode(5, [], "../../x")
     broken = {**first, "expctl.ledger.000004-0123abcd.0000": "AAAA"}
     assert codec.decode([broken]).damaged.startswith("batch 4-0123abcd: ")
+
+
+def test_an_apply_settles_the_runs_of_its_own_repository_only() -> None:
+    """Another project's runs wait for that project's applies: only they see its jobs and know its gates."""
+    mine = run("a", **{"mlflow.source.name": "github.com/org/vision#experiments/a.yaml"})
+    theirs = run("b", **{"mlflow.source.name": "github.com/org/speech#experiments/a.yaml"})
+    elsewhere = run("c", **{"mlflow.source.name": "github.com/org/vision-2#experiments/a.yaml"})
+    top = parent("p", **{"mlflow.source.name": "github.com/org/vision#experiments/a.yaml"})
+    chosen = candidates([mine, theirs, elsewhere, top], [], [], set(), set(), "github.com/org/vision")
+    assert sorted(r.info.run_id for r in chosen) == ["a", "p"]
+    assert len(candidates([mine, theirs, elsewhere], [], [], set(), set())) == 3  # no repository: every run

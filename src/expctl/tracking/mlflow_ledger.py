@@ -11,7 +11,8 @@ among them.
 * **Settled** (``settleable``): the run is finished in MLflow; its job, if the backend still has it, is
   finished and its logs are kept; a succeeded run that a gate judges has its verdict; its params are logged;
   and this apply wrote nothing to it (it settles at the next apply). A sweep's parent run settles with (or
-  after) the last of its points; audit records and runs of older expctl versions never settle.
+  after) the last of its points; audit records and runs of older expctl versions never settle. An apply
+  settles its own repository's runs only (``candidates``).
 * **Reopened on write**: expctl's next write to a settled run (a retry's new attempt changes its sweep's parent,
   a cancel tags a finished run …) carries ``expctl.managed=true`` (``reopening``), in the same request or just
   before, so the search, not the ledger's older copy, shows it again; it settles again later.
@@ -20,8 +21,9 @@ among them.
   search paging through more than 1,000 open runs while another apply flips runs it already read may skip an
   open run — applies of other projects or namespaces hold other locks — so when an open run of a paged search
   is in the ledger too (it may have been flipped meanwhile), the view searches once more.)
-* **Crash-safe**: the ledger batch is complete (its header written last) before any run is flipped; a run found
-  both open and in the ledger is read from the search; flips are idempotent.
+* **Crash-safe**: the ledger batch is complete (its header written last) before any run is flipped, and the
+  ledger still the one read (not ``replaced`` by another apply's rebuild); a run found both open and in the
+  ledger is read from the search; flips are idempotent.
 * **Damage is never silent**: a ledger that is missing (its experiment tag says there is one) or has a batch
   that does not decode makes the view read every settled run with a second full search (correct, slow, with a
   warning), and the next apply rebuilds the ledger from that search.
@@ -125,8 +127,12 @@ def parent_settleable(run: Any, touched: bool, points: Sequence[str], settled: s
 
 
 def candidates(runs: Sequence[Any], live: Sequence[ObservedRun], desired: Sequence[RunSpec],
-               touched: set[str], from_ledger: set[str]) -> list[Any]:
-    """The open runs of a view that settle now: runs, then the sweep parents all of whose points settled."""
+               touched: set[str], from_ledger: set[str], repository: str | None = None) -> list[Any]:
+    """The open runs of a view that settle now: runs, then the sweep parents all of whose points settled.
+    Only runs of ``repository`` (their ``mlflow.source.name`` is ``<repository>#<file>``) when it is given:
+    another project's runs are its own applies' to settle — only they see its jobs and know its gates."""
+    if repository is not None:
+        runs = [run for run in runs if run.data.tags.get("mlflow.source.name", "").startswith(f"{repository}#")]
     by_run = {o.mlflow_run_id: o for o in live if o.live and o.mlflow_run_id}
     # a gate judges the experiment's succeeded runs: from their own metrics, or (by the platform) from the
     # validation job's, whose verdict is written on the training run too (it waits open for it)
@@ -201,7 +207,21 @@ def settle(store: MlflowStore, ledger: Ledger, runs: Sequence[Any], stop: Callab
             store.set_run_tags(old, {codec.MARK: "replaced"})
         ledger.damaged, ledger.ledger_ids = "", [target]
     ledger.next_seq = seq + 1
+    if not _still_read(store, target):
+        return 0
     return _flip(store, [run.info.run_id for run in runs], stop)
+
+
+def _still_read(store: MlflowStore, target: str) -> bool:
+    """Whether plans still read the ledger the batch went to: another apply (another project's, under its own
+    lock) may have rebuilt the ledger since this view, marking this one ``replaced``. Runs flipped then would
+    be in no ledger read: they stay open (the next apply settles them into the new one)."""
+    with store._calling("read the ledger of settled runs"):
+        mark = store.client.get_run(target).data.tags.get(codec.MARK)
+    if mark != "true":
+        log.warning("the ledger of settled %s runs was replaced meanwhile: these runs settle at the next apply",
+                    store.backend_name)
+    return bool(mark == "true")
 
 
 def _flip(store: MlflowStore, run_ids: Sequence[str], stop: Callable[[], bool]) -> int:

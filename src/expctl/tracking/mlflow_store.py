@@ -346,7 +346,8 @@ class MlflowStore(KeptLogs, Checkpoints):
         (``mlflow_ledger``); how many. Called by applies only, after their writes."""
         if self._ledger is None:
             return 0
-        runs = ledger.candidates(view.index.raw, observed, desired, self._touched, self._from_ledger)
+        runs = ledger.candidates(view.index.raw, observed, desired, self._touched, self._from_ledger,
+                                 self.repository)
         return ledger.settle(self, self._ledger, runs, stop)
 
     def apply_gate(self, run_id: str, gate: ValidationGate,
