@@ -152,7 +152,8 @@ def test_a_damaged_or_missing_ledger_is_read_around_then_rebuilt(tmp_path: Path,
     assert "ledger of settled local runs in MLflow is damaged" in warned and "checksum" in warned, warned
     assert e2e.expctl(repo.path, "apply", "-y").returncode == 0  # rebuilds it
     second = mlflow.get_experiment_by_name("expctl-audit").tags[LEDGER_TAG]
-    assert second != first and mlflow.get_run(first).data.tags["expctl.ledger"] == "replaced"
+    replaced = mlflow.get_run(first).data.tags
+    assert second != first and replaced["expctl.ledger"] == replaced["expctl.managed"] == "replaced"
     assert "damaged" not in no_changes(repo, None)
 
     # the ledger run deleted: the same — even when a leftover ledger (a crash between creating one and naming

@@ -204,7 +204,7 @@ def settle(store: MlflowStore, ledger: Ledger, runs: Sequence[Any], stop: Callab
     crash_point("after-ledger-batch")
     if ledger.damaged:
         for old in ledger.ledger_ids:
-            store.set_run_tags(old, {codec.MARK: "replaced"})
+            store.set_run_tags(old, {codec.MARK: "replaced", "expctl.managed": "replaced"})  # out of the search
         ledger.damaged, ledger.ledger_ids = "", [target]
     ledger.next_seq = seq + 1
     if not _still_read(store, target):
