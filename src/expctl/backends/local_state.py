@@ -25,7 +25,7 @@ from typing import Any
 from expctl import safe_json
 from expctl.errors import BackendError
 from expctl.model import FailureClass, Phase
-from expctl.sanitize import job_uri
+from expctl.sanitize import job_uri, one_line
 
 QUEUED = "queued"
 STARTED = "started"
@@ -163,7 +163,7 @@ def warn_once(message: str) -> None:
     """One ``warning:`` line on stderr, once per process (observe runs many times while waiting)."""
     if message not in _warned:
         _warned.add(message)
-        print(f"warning: {message}", file=sys.stderr, flush=True)
+        print(f"warning: {one_line(message)}", file=sys.stderr, flush=True)
 
 
 def load_or_skip(run_dir: Path) -> RunState | None:

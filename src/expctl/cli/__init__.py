@@ -33,10 +33,12 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
 
 def say(line: str) -> None:
     """One line on stderr without credentials: a message may quote a tracking URI (``postgresql://u:pw@db``) or
-    a server's answer, and neither a URI's password nor MLflow's token from the environment is ever printed."""
-    from expctl.sanitize import SECRET_ENV, redact
+    a server's answer, and neither a URI's password nor MLflow's token from the environment is ever printed.
+    A message quotes values (a run name, a ``--rev``, a file's key): its control characters are escaped, so a
+    value cannot forge a second ``error:`` line or send terminal escapes."""
+    from expctl.sanitize import SECRET_ENV, one_line, redact
 
-    click.echo(redact(line, [os.environ.get(name, "") for name in SECRET_ENV]), err=True)
+    click.echo(one_line(redact(line, [os.environ.get(name, "") for name in SECRET_ENV])), err=True)
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
@@ -90,15 +92,15 @@ class LazyGroup(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
-        from expctl.errors import ExpctlError
+        from expctl.errors import ConfigErrors, ExpctlError
 
         try:
             return super().invoke(ctx)
         except ExpctlError as exc:
             if os.environ.get("EXPCTL_DEBUG"):
                 traceback.print_exc()
-            for line in exc.render().splitlines():
-                say(f"error: {line}")
+            for error in exc.errors if isinstance(exc, ConfigErrors) else [exc]:  # one line each
+                say(f"error: {error.render()}")
             ctx.exit(exc.exit_code)
         except OSError as exc:  # a read-only or full disk, a permission: one line naming the file
             if os.environ.get("EXPCTL_DEBUG"):

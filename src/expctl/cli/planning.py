@@ -211,8 +211,8 @@ def render(ctx: click.Context, rev: str, worktree: bool, experiment: str | None,
     ws = workspace(ctx)
     desired = desired_state(ws.repo, PlanOptions(rev=rev, worktree=worktree))
     runs = [r for r in desired.runs if experiment in (None, r.experiment)]
-    if experiment and not runs:
-        raise ExpctlError(f"--experiment {experiment}: no such experiment")
+    if experiment is not None and not runs:
+        raise ExpctlError(f"--experiment {experiment!r}: no such experiment")
     name = backend_name or ws.backend_name(desired.settings, None)
     info = backend_registry.lookup(name)
     if info.render is None:

@@ -1,0 +1,60 @@
+"""Hostile input, second round: the same table and the same checks as ``test_bad_input.py`` (one line naming the
+file or variable and the key, the right exit code, no traceback, nothing written), for what that round left out:
+values quoted in messages, the variables MLflow's HTTP client reads, the local backend's GPU declaration, the
+commands' options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_bad_input import BASE, Case, check
+
+pytestmark = pytest.mark.integration
+
+GPUS = "code_paths: [code]\nlocal:\n  gpus: {}\n"
+TOKEN = "s3cret-token-value"
+
+CASES = [
+    # --- values quoted in a message cannot forge lines or reach the terminal raw -----------------------------
+    Case("newline in a run name", args=("describe", "a\nerror: forged"), server=True, also_apply=False,
+         expected="no run named a\\nerror: forged"),
+    Case("terminal escape in a run name", args=("logs", "a\x1b[2Jb"), server=True, also_apply=False,
+         expected="no local run named a\\x1b[2Jb"),
+    Case("newline in --rev", args=("validate", "--rev", "HEAD\nerror: x"), expected="--rev HEAD\\nerror: x: no such"),
+    Case("newline in a YAML key", {"experiments/e.yaml": BASE + '"a\\nerror: b": ${nope}\n'},
+         expected="experiments/e.yaml: a\\nerror: b: interpolation to a missing key"),
+    # --- command options ------------------------------------------------------------------------------------
+    Case("render an experiment named ''", args=("render", "--experiment", ""), also_apply=False,
+         expected="--experiment '': no such experiment"),
+    # --- the environment ------------------------------------------------------------------------------------
+    Case("tracking URI of blanks", args=("plan",), env={"MLFLOW_TRACKING_URI": " "},
+         expected="MLFLOW_TRACKING_URI: must be a URI without whitespace or control characters (got ' ')"),
+    *(Case(f"{name}={value}", args=("plan",), env={name: value}, server=True, also_apply=False,
+           expected=f"{name}: {message} (got '{value}')")
+      for name, value, message in (
+          ("MLFLOW_HTTP_REQUEST_TIMEOUT", "abc", "must be a whole number, 1 or more"),
+          ("MLFLOW_HTTP_REQUEST_TIMEOUT", "-1", "must be a whole number, 1 or more"),
+          ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "x", "must be a whole number, 0 or more"),
+          ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1.5", "must be a whole number, 0 or more"),
+          ("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "inf", "must be a number, 0 or more"),
+          ("MLFLOW_TRACKING_INSECURE_TLS", "maybe", "must be true or false"))),
+    Case("a newline in the tracking token", args=("plan",), env={"MLFLOW_TRACKING_TOKEN": TOKEN + "\n"},
+         server=True, also_apply=False,
+         expected="MLFLOW_TRACKING_TOKEN: holds a control character (a trailing newline?), which no HTTP header can "
+                  "carry (the value is not shown)"),
+    # --- expctl.yaml: local.gpus, checked by validate as apply checks it -------------------------------------
+    Case("local.gpus the same device twice", {"expctl.yaml": GPUS.format("[0, 0]")},
+         expected="expctl.yaml: local.gpus: device ids must be distinct and non-empty (got [0, 0])"),
+    Case("local.gpus a negative device", {"expctl.yaml": GPUS.format("[-1]")},
+         expected="expctl.yaml: local.gpus: device id '-1' is not a device index (0, 1, ...) or UUID (GPU-...)"),
+    Case("local.gpus two devices in one id", {"expctl.yaml": GPUS.format('["0,1"]')},
+         expected="expctl.yaml: local.gpus: device id '0,1' is not a device index"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_more(tmp_path: Path, case: Case, request: pytest.FixtureRequest) -> None:
+    err = check(tmp_path, case, request)
+    assert TOKEN not in err
