@@ -25,6 +25,15 @@ CASES = [
     Case("newline in --rev", args=("validate", "--rev", "HEAD\nerror: x"), expected="--rev HEAD\\nerror: x: no such"),
     Case("newline in a YAML key", {"experiments/e.yaml": BASE + '"a\\nerror: b": ${nope}\n'},
          expected="experiments/e.yaml: a\\nerror: b: interpolation to a missing key"),
+    # --- YAML values no config can hold ------------------------------------------------------------------------
+    Case("binary value", {"experiments/e.yaml": BASE + "seed: !!binary aGVsbG8=\n"},
+         expected="experiments/e.yaml: line 4: binary data (!!binary) cannot be a config value"),
+    Case("binary value in conf", {"conf/model/small.yaml": "name: !!binary aGVsbG8=\n"},
+         expected="conf/model/small.yaml: line 1: binary data (!!binary) cannot be a config value"),
+    Case("lone surrogate escape", {"experiments/e.yaml": BASE + 'note: "\\ud800"\n'},
+         expected="experiments/e.yaml: line 4: a lone surrogate escape (\\ud800-\\udfff) is not a character"),
+    Case("lone surrogate escape in a key", {"experiments/e.yaml": BASE + '"\\udfff": 1\n'},
+         expected="experiments/e.yaml: line 4: a lone surrogate escape"),
     # --- command options ------------------------------------------------------------------------------------
     Case("render an experiment named ''", args=("render", "--experiment", ""), also_apply=False,
          expected="--experiment '': no such experiment"),
