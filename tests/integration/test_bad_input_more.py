@@ -5,16 +5,33 @@ commands' options."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.gitrepo import GitRepo
 from tests.integration.test_bad_input import BASE, Case, check
 
 pytestmark = pytest.mark.integration
 
 GPUS = "code_paths: [code]\nlocal:\n  gpus: {}\n"
 TOKEN = "s3cret-token-value"
+
+def damaged_object(rel: str, corrupt: bool) -> Callable[[GitRepo], None]:
+    """The loose git object of ``rel`` at HEAD deleted (a pruned object) or overwritten (a corrupt one)."""
+
+    def setup(repo: GitRepo) -> None:
+        blob = repo.git("rev-parse", f"HEAD:{rel}").strip()
+        path = repo.path / ".git" / "objects" / blob[:2] / blob[2:]
+        path.chmod(0o644)
+        if corrupt:
+            path.write_bytes(b"garbage\n")
+        else:
+            path.unlink()
+
+    return setup
+
 
 CASES = [
     # --- values quoted in a message cannot forge lines or reach the terminal raw -----------------------------
@@ -34,6 +51,11 @@ CASES = [
          expected="experiments/e.yaml: line 4: a lone surrogate escape (\\ud800-\\udfff) is not a character"),
     Case("lone surrogate escape in a key", {"experiments/e.yaml": BASE + '"\\udfff": 1\n'},
          expected="experiments/e.yaml: line 4: a lone surrogate escape"),
+    # --- a damaged repository ------------------------------------------------------------------------------
+    Case("an experiment's git object is missing", setup=damaged_object("experiments/good.yaml", corrupt=False),
+         expected="experiments/good.yaml: git object "),
+    Case("an experiment's git object is corrupt", setup=damaged_object("experiments/good.yaml", corrupt=True),
+         expected="experiments/good.yaml: git object "),
     # --- command options ------------------------------------------------------------------------------------
     Case("render an experiment named ''", args=("render", "--experiment", ""), also_apply=False,
          expected="--experiment '': no such experiment"),
