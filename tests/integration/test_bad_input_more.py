@@ -89,3 +89,36 @@ CASES = [
 def test_bad_input_more(tmp_path: Path, case: Case, request: pytest.FixtureRequest) -> None:
     err = check(tmp_path, case, request)
     assert TOKEN not in err
+
+
+@pytest.mark.parametrize("pid", ["init", "every process", "expctl's own group", "a bool"])
+def test_a_state_edited_by_hand_never_signals_what_is_not_a_replica(tmp_path: Path, pid: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``state.json`` edited by hand (or another program's) naming pid 1, -1, expctl's own process group or
+    ``true``: `cancel` (and `apply`'s stop of a replaced run) would have sent SIGTERM then SIGKILL to that
+    process group. os.killpg is recorded, not called."""
+    import json
+    import os
+    from dataclasses import asdict
+
+    from expctl.backends import local_state
+    from tests.integration.test_bad_input import _state, invoke
+
+    value = {"init": 1, "every process": -1, "expctl's own group": os.getpgrp(), "a bool": True}[pid]
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "killpg", lambda group, sig: sent.append((group, sig)))
+    repo = GitRepo(tmp_path / "repo")
+    repo.write(".gitignore", ".expctl/\n")
+    repo.commit("initial")
+    state = asdict(_state("bad-1", status="started", phase="Running", finished_at=None))
+    state["processes"] = [{"replica": "worker-0", "pid": value, "start_ticks": None, "boot_id": None}]
+    run_dir = repo.path / ".expctl" / "runs" / "bad-1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "state.json").write_text(json.dumps(state))
+    code, _out, err = invoke(repo.path, ("cancel", "bad-1"), {})
+    assert sent == []
+    assert "Traceback" not in err
+    if pid != "expctl's own group":  # a pid no replica has: the state is damaged, the run is not cancelled
+        assert code == 1 and "bad-1/state.json: damaged run state" in err
+        with pytest.raises(local_state.StateUnreadable):
+            local_state.load(run_dir)

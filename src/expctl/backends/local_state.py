@@ -89,6 +89,11 @@ class RunState:
                 not isinstance(state.attempt, int) or state.status not in (QUEUED, STARTED, FINISHED):
             raise ValueError("fields have the wrong types")
         Phase(state.phase)  # ValueError for an unknown phase
+        for proc in state.processes:  # a pid expctl would signal: never 0 (our group), 1 (init) or -1 (all)
+            if type(proc.pid) is not int or proc.pid <= 1 or not isinstance(proc.replica, str) or \
+                    not isinstance(proc.start_ticks, int | None) or not isinstance(proc.boot_id, str | None):
+                raise ValueError(f"process {proc.replica!r} has a pid expctl never records ({proc.pid!r})"
+                                 if type(proc.pid) is not int or proc.pid <= 1 else "fields have the wrong types")
         return state
 
 
@@ -238,9 +243,15 @@ def alive(proc: Proc) -> bool:
     return not _zombie(proc.pid)
 
 
+def signalable(proc: Proc) -> bool:
+    """False for a pid no replica of expctl's can have: 1 (init), 0 or -1 (``killpg`` would signal expctl's own
+    group, or every process), expctl's own process group (a state edited by hand, or another program's)."""
+    return type(proc.pid) is int and proc.pid > 1 and proc.pid != os.getpgrp()
+
+
 def kill_group(proc: Proc, sig: signal.Signals) -> None:
     """Signal the replica's process group (the wrapper leads its own session), if it is still ours."""
-    if not alive(proc):
+    if not signalable(proc) or not alive(proc):
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
