@@ -5,6 +5,7 @@ commands' options."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +34,25 @@ def damaged_object(rel: str, corrupt: bool) -> Callable[[GitRepo], None]:
     return setup
 
 
+def data_files(*links: tuple[str, str], fifo: str = "") -> Callable[[GitRepo], None]:
+    """Data under the repository (the default data root), not committed: two images, links, maybe a FIFO."""
+
+    def setup(repo: GitRepo) -> None:
+        for rel in ("shapes/cat/1.png", "shapes/dog/2.png"):
+            (repo.path / rel).parent.mkdir(parents=True, exist_ok=True)
+            (repo.path / rel).write_bytes(rel.encode())
+        for rel, target in links:
+            (repo.path / rel).symlink_to(target)
+        if fifo:
+            os.mkfifo(repo.path / fifo)
+
+    return setup
+
+
+def dataset(source: str) -> str:
+    return BASE + f"data:\n  name: d\n  format: folders\n  batches: [{{name: b, source: {source}}}]\n"
+
+
 CASES = [
     # --- values quoted in a message cannot forge lines or reach the terminal raw -----------------------------
     Case("newline in a run name", args=("describe", "a\nerror: forged"), server=True, also_apply=False,
@@ -56,6 +76,16 @@ CASES = [
          expected="experiments/good.yaml: git object "),
     Case("an experiment's git object is corrupt", setup=damaged_object("experiments/good.yaml", corrupt=True),
          expected="experiments/good.yaml: git object "),
+    # --- data sources that are not files -----------------------------------------------------------------------
+    Case("a FIFO as a dataset source", {"experiments/e.yaml": dataset("pipe")}, setup=data_files(fifo="pipe"),
+         expected="pipe: not a regular file (a FIFO, socket or device): a dataset is made of files"),
+    Case("a FIFO in a dataset's directory", {"experiments/e.yaml": dataset("shapes")},
+         setup=data_files(fifo="shapes/cat/pipe"), expected="shapes/cat/pipe: not a regular file"),
+    Case("a device as a dataset source", {"experiments/e.yaml": dataset("/dev/zero")},
+         expected="/dev/zero: not a regular file"),
+    Case("a symbolic link loop in a dataset's directory", {"experiments/e.yaml": dataset("shapes")},
+         setup=data_files(("shapes/cat/up", "..")),
+         expected="shapes/cat/up: a symbolic link loop (a link to a directory it is in)"),
     # --- command options ------------------------------------------------------------------------------------
     Case("render an experiment named ''", args=("render", "--experiment", ""), also_apply=False,
          expected="--experiment '': no such experiment"),
