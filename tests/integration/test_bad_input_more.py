@@ -87,6 +87,10 @@ CASES = [
          setup=data_files(("shapes/cat/up", "..")),
          expected="shapes/cat/up: a symbolic link loop (a link to a directory it is in)"),
     # --- command options ------------------------------------------------------------------------------------
+    Case("plan saved to an empty path", args=("plan", "--out", ""), code=2, also_apply=False,
+         expected="Invalid value for '--out': an empty path"),
+    Case("plan saved on a full disk", args=("plan", "--out", "/dev/full"), also_apply=False, server=True,
+         expected="/dev/full: cannot save the plan: No space left on device"),
     Case("render an experiment named ''", args=("render", "--experiment", ""), also_apply=False,
          expected="--experiment '': no such experiment"),
     # --- the environment ------------------------------------------------------------------------------------
