@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -156,3 +157,32 @@ def test_a_state_edited_by_hand_never_signals_what_is_not_a_replica(tmp_path: Pa
         assert code == 1 and "bad-1/state.json: damaged run state" in err
         with pytest.raises(local_state.StateUnreadable):
             local_state.load(run_dir)
+
+
+@pytest.mark.parametrize("damage", [{"created_at": "yesterday"}, {"finished_at": "x"}, {"env": ["a"]},
+                                    {"command": "python"}, {"replicas": "2"}, {"replicas": 10**9},
+                                    {"name": "../../elsewhere"}, {"processes": [{"replica": 1, "pid": 5,
+                                                                                 "start_ticks": None,
+                                                                                 "boot_id": None}]}],
+                         ids=lambda d: f"{next(iter(d))}={next(iter(d.values()))!r:.20}")
+def test_a_state_field_of_the_wrong_type_is_damage_not_a_traceback(tmp_path: Path, damage: dict[str, object],
+                                                                   mlflow_server: Any) -> None:
+    """Every field of a hand-edited state.json is type-checked (only four were): status skips the run with one
+    warning, commands about it fail in one line; a state in another run's directory is damage too."""
+    import json
+    from dataclasses import asdict
+
+    from tests.integration.test_bad_input import _state, invoke
+
+    repo = GitRepo(tmp_path / "repo")
+    repo.write(".gitignore", ".expctl/\n")
+    repo.commit("initial")
+    run_dir = repo.path / ".expctl" / "runs" / "bad-1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "state.json").write_text(json.dumps({**asdict(_state("bad-1")), **damage}))
+    env = {"MLFLOW_TRACKING_URI": mlflow_server.uri}
+    code, _out, err = invoke(repo.path, ("status",), env)
+    assert code == 0 and err.startswith("warning: ") and "bad-1/state.json: damaged run state" in err, err
+    for args in (("describe", "bad-1"), ("logs", "bad-1")):
+        code, _out, err = invoke(repo.path, args, env)
+        assert code == 1 and "Traceback" not in err, err

@@ -18,6 +18,8 @@ import signal
 import sys
 import tempfile
 import time
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,9 @@ class Proc:
     pid: int
     start_ticks: int | None
     boot_id: str | None
+
+
+MAX_REPLICAS = 10_000  # expctl.replicas' bound (schema.JobIn): a state may not ask status to list a billion
 
 
 @dataclass
@@ -85,9 +90,13 @@ class RunState:
             state = cls(**data)
         except TypeError as exc:  # missing or unknown fields
             raise ValueError(str(exc).replace("__init__() ", "")) from exc
-        if not isinstance(state.name, str) or not isinstance(state.run_key, str) or \
-                not isinstance(state.attempt, int) or state.status not in (QUEUED, STARTED, FINISHED):
-            raise ValueError("fields have the wrong types")
+        for obj in (state, *state.processes):
+            for name, hint in typing.get_type_hints(type(obj)).items():
+                if not _fits(getattr(obj, name), hint):  # every field: status, describe and logs compute on them
+                    raise ValueError(f"{name}: not a {getattr(hint, '__name__', hint)} ({getattr(obj, name)!r:.40})")
+        if state.status not in (QUEUED, STARTED, FINISHED) or not 1 <= state.replicas <= MAX_REPLICAS or \
+                state.gpus < 0:
+            raise ValueError("fields out of range")
         Phase(state.phase)  # ValueError for an unknown phase
         for proc in state.processes:  # a pid expctl would signal: never 0 (our group), 1 (init) or -1 (all)
             if type(proc.pid) is not int or proc.pid <= 1 or not isinstance(proc.replica, str) or \
@@ -95,6 +104,22 @@ class RunState:
                 raise ValueError(f"process {proc.replica!r} has a pid expctl never records ({proc.pid!r})"
                                  if type(proc.pid) is not int or proc.pid <= 1 else "fields have the wrong types")
         return state
+
+
+def _fits(value: object, hint: Any) -> bool:
+    """``value`` (parsed JSON) is of the annotated type: int, float, str, bool, None, unions, lists, dicts, Proc."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_fits(value, arg) for arg in args)
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items())
+    if hint is float:
+        return type(value) in (int, float)
+    if hint is type(None):
+        return value is None
+    return type(value) is hint  # int is not bool, bool is not int
 
 
 def scrubbed(state: RunState) -> bool:
@@ -151,7 +176,10 @@ def load(run_dir: Path) -> RunState | None:
     """The run's state; None when it has none; ``StateUnreadable`` (one line) when the file is damaged."""
     path = run_dir / "state.json"
     try:
-        return RunState.from_json(safe_json.loads(path.read_text(encoding="utf-8")))
+        state = RunState.from_json(safe_json.loads(path.read_text(encoding="utf-8")))
+        if state.name != run_dir.name:  # the directory is the run's name: commands find it, and write, there
+            raise ValueError(f"the state of run {state.name!r:.80} in the directory of {run_dir.name}")
+        return state
     except FileNotFoundError:
         return None
     except OSError as exc:
