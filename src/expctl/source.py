@@ -88,12 +88,15 @@ def list_files(snap: Snapshot, paths: Sequence[str] = DESIRED_PATHS) -> dict[str
     return files
 
 
-def symlinks(snap: Snapshot, paths: Sequence[str] = DESIRED_PATHS) -> list[str]:
-    """Config files (``.yaml``/``.yml``) and directories under ``paths`` that git stores as symbolic links: their
-    blob is the link's target, not the file, so reading them as configs would be silently wrong."""
+def special_entries(snap: Snapshot, paths: Sequence[str] = DESIRED_PATHS) -> tuple[list[str], list[str]]:
+    """Under ``paths``: config files (``.yaml``/``.yml``) and directories git stores as symbolic links (their
+    blob is the link's target, not the file, so reading them as configs would be silently wrong), and git
+    submodules (gitlinks: their files are in another repository, not in this commit). One ``ls-tree``."""
     out = git(snap.repo, "ls-tree", "-r", "-z", "--full-tree", snap.treeish, "--", *paths).decode()
-    links = [entry.split("\t", 1)[1] for entry in filter(None, out.split("\0")) if entry.startswith("120000 ")]
-    return [p for p in links if p.endswith((".yaml", ".yml")) or "." not in p.rsplit("/", 1)[-1]]
+    entries = [entry.split("\t", 1) for entry in filter(None, out.split("\0"))]
+    links = [path for meta, path in entries if meta.startswith("120000 ")]
+    gitlinks = [path for meta, path in entries if meta.startswith("160000 ")]
+    return [p for p in links if p.endswith((".yaml", ".yml")) or "." not in p.rsplit("/", 1)[-1]], gitlinks
 
 
 def read_blobs(repo: Path, blobs: Sequence[str], names: Mapping[str, str] | None = None) -> dict[str, bytes]:

@@ -35,6 +35,19 @@ def damaged_object(rel: str, corrupt: bool) -> Callable[[GitRepo], None]:
     return setup
 
 
+def submodule(rel: str) -> Callable[[GitRepo], None]:
+    """``rel`` a git submodule (a gitlink to another repository's commit, holding an experiment)."""
+
+    def setup(repo: GitRepo) -> None:
+        other = GitRepo(repo.path / rel)  # a repository inside: `git add` records it as a gitlink
+        other.write("x.yaml", BASE)
+        other.commit("an experiment elsewhere")
+        repo.commit("a submodule")
+        assert repo.git("ls-tree", "HEAD", rel).startswith("160000 ")
+
+    return setup
+
+
 def data_files(*links: tuple[str, str], fifo: str = "") -> Callable[[GitRepo], None]:
     """Data under the repository (the default data root), not committed: two images, links, maybe a FIFO."""
 
@@ -87,6 +100,8 @@ CASES = [
     Case("a symbolic link loop in a dataset's directory", {"experiments/e.yaml": dataset("shapes")},
          setup=data_files(("shapes/cat/up", "..")),
          expected="shapes/cat/up: a symbolic link loop (a link to a directory it is in)"),
+    Case("experiments in a git submodule", setup=submodule("experiments/team"),
+         expected="experiments/team: a git submodule: its files are in another repository, not in this commit"),
     # --- command options ------------------------------------------------------------------------------------
     Case("plan saved to an empty path", args=("plan", "--out", ""), code=2, also_apply=False,
          expected="Invalid value for '--out': an empty path"),
