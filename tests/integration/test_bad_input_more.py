@@ -48,6 +48,21 @@ def submodule(rel: str) -> Callable[[GitRepo], None]:
     return setup
 
 
+def embedded_store(directory: bool) -> Callable[[GitRepo], None]:
+    """The embedded store's file damaged: a directory in its place, or a file of something else."""
+
+    def setup(repo: GitRepo) -> None:
+        db = repo.path / ".expctl" / "mlflow.db"
+        if directory:
+            (db / "x").mkdir(parents=True)
+            (db / "x" / "f").write_text("x")  # a file, for the test's listing of what was written
+        else:
+            db.parent.mkdir(parents=True)
+            db.write_text("garbage, not a database\n")
+
+    return setup
+
+
 def data_files(*links: tuple[str, str], fifo: str = "") -> Callable[[GitRepo], None]:
     """Data under the repository (the default data root), not committed: two images, links, maybe a FIFO."""
 
@@ -102,6 +117,11 @@ CASES = [
          expected="shapes/cat/up: a symbolic link loop (a link to a directory it is in)"),
     Case("experiments in a git submodule", setup=submodule("experiments/team"),
          expected="experiments/team: a git submodule: its files are in another repository, not in this commit"),
+    # --- the embedded MLflow store damaged: one line, not MLflow's ten retries over 100 s ----------------------
+    Case("the embedded store is a directory", setup=embedded_store(directory=True), args=("plan",),
+         also_apply=False, expected=".expctl/mlflow.db: a directory, not an SQLite database (the MLflow store)"),
+    Case("the embedded store is not a database", setup=embedded_store(directory=False), args=("plan",),
+         also_apply=False, expected=".expctl/mlflow.db: not an SQLite database (the MLflow store is damaged"),
     # --- command options ------------------------------------------------------------------------------------
     Case("plan saved to an empty path", args=("plan", "--out", ""), code=2, also_apply=False,
          expected="Invalid value for '--out': an empty path"),

@@ -127,9 +127,11 @@ class MlflowStore(KeptLogs, Checkpoints):
             with self._calling("connect"):
                 from mlflow import MlflowClient
 
-                if self.embedded:
-                    from expctl.tracking import mlflow_sqlite
+                from expctl.tracking import mlflow_sqlite
 
+                if self.tracking_uri.startswith("sqlite:///"):
+                    mlflow_sqlite.check_file(Path(self.tracking_uri[len("sqlite:///") :]))
+                if self.embedded:
                     mlflow_sqlite.tune(Path(self.tracking_uri[len("sqlite:///") :]))
                 if self.tracking_uri.startswith("sqlite:///"):
                     # Two processes opening a new embedded store at once would both create its tables (one
