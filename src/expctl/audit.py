@@ -3,7 +3,10 @@
 Pure: values and their JSON form; the tracker stores them (``tracking/mlflow_audit.py``). An apply writes its
 record as an *intent* (every change ``pending``) before its first write and *completes* it after its last one.
 A record still open when the next apply starts belongs to an apply that was killed: ``recover`` completes it
-from what is observed, so ``expctl history`` never loses a change that was applied.
+from what is observed, so ``expctl history`` never loses a change that was applied. A record names the *scope*
+of the apply lock it was written under (``locking.scope_of``): only an apply under the same lock, which observes
+the same jobs, completes it (another project's apply on the same tracking server sees that record open — maybe
+still being applied — but not its jobs: it would call every change "not applied").
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class AuditRecord:
     state: str = INTENT
     finished: float | None = None
     note: str = ""  # e.g. "interrupted by SIGINT", "completed by the next apply"
+    scope: str = ""  # the apply lock's scope ("": unknown, an older expctl's: any apply completes it)
     record_id: str | None = field(default=None, compare=False)  # the tracker's id of the stored record
 
     def header(self) -> dict[str, Any]:
@@ -81,11 +85,17 @@ def new_id() -> str:
 
 
 def new_record(plan: Plan, changes: Sequence[Change], who: str, actor: str,
-               now: float | None = None) -> AuditRecord:
+               now: float | None = None, scope: str = "") -> AuditRecord:
     """The intent of an apply: its writing changes (a plan's no-ops are not part of the record), all pending."""
     return AuditRecord(new_id(), who, actor, plan.commit, plan.fingerprint, plan.backend,
                        time.time() if now is None else now,
-                       tuple(audit_change(c) for c in changes if c.action.writes))
+                       tuple(audit_change(c) for c in changes if c.action.writes), scope=scope)
+
+
+def recovers(record: AuditRecord, scope: str) -> bool:
+    """Whether an apply under the lock of ``scope`` completes ``record``, left open: its own lock's records,
+    and those of unknown scope."""
+    return not record.scope or record.scope == scope
 
 
 def with_results(record: AuditRecord, results: dict[str, str], state: str = COMPLETE, note: str = "",
@@ -135,4 +145,4 @@ def decode(header: dict[str, Any], changes: list[list[Any]], results: list[str] 
     return AuditRecord(**{k: str(v) for k, v in fields.items()}, started=float(header["started"]),
                        changes=parsed, state=str(header.get("state", INTENT)),
                        finished=float(header["finished"]) if header.get("finished") else None,
-                       note=str(header.get("note", "")))
+                       note=str(header.get("note", "")), scope=str(header.get("scope", "")))

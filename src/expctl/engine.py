@@ -27,7 +27,7 @@ from expctl.apply import ApplyResult, Progress, Stop, apply_changes, crash_point
 from expctl.backends.base import Backend
 from expctl.diff import join_observed
 from expctl.errors import BackendUnavailable, LockError, TrackingError
-from expctl.locking import ApplyLock, file_lock
+from expctl.locking import ApplyLock, file_lock, scope_of
 from expctl.model import Action, Change, ObservedRun, Plan
 from expctl.planfile import SavedPlan, check_fresh
 from expctl.project import Desired
@@ -142,6 +142,29 @@ def interruptible(stop: Stop, notice: Callable[[str], None]) -> Iterator[None]:
         # else: interrupted once; the handler stays until exit, so that a second signal still aborts at once
 
 
+@contextlib.contextmanager
+def noted(stop: Stop) -> Iterator[None]:
+    """Until the writes (``interruptible``): SIGINT aborts (KeyboardInterrupt) as always, and is also noted in
+    ``stop``, so that an interrupt some code swallowed (a library's ``except``, a finaliser: "Exception
+    ignored") still keeps the apply from writing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: object) -> None:
+        stop.signum = signum
+        stop.set(f"interrupted by {signal.Signals(signum).name}")
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is handler:
+            signal.signal(signal.SIGINT, previous)
+
+
 def _observe(backend: Backend, tracker: Tracker, desired: Desired) -> tuple[list[ObservedRun], TrackerView]:
     """One observation: the backend's objects and the tracker's view; the tracker follows the phases."""
     live, view = observe_alongside(backend, tracker.view)
@@ -166,8 +189,14 @@ def _settle(tracker: Tracker, live: list[ObservedRun], desired: Desired, view: T
         result.warnings.append(f"could not settle finished runs (the next apply tries again): {exc}")
 
 
-def _recover_audits(tracker: Tracker, view: TrackerView, live: list[ObservedRun], result: EngineResult) -> None:
+def _recover_audits(tracker: Tracker, view: TrackerView, live: list[ObservedRun], lock: ApplyLock,
+                    result: EngineResult) -> None:
+    """Complete the audit records killed applies under this lock left open (another lock's records — another
+    project's, maybe still applying — are left to an apply under that lock, which sees their jobs)."""
+    scope = scope_of(lock)
     for record in view.open_audits:
+        if not audit.recovers(record, scope):
+            continue
         try:
             tracker.complete_audit(audit.recover(record, live))
         except TrackingError as exc:
@@ -179,7 +208,7 @@ def _apply_audited(plan: Plan, changes: list[Change], backend: Backend, tracker:
                    result: EngineResult) -> ApplyResult:
     """The audit intent, the writes, the audit completion (left for the next apply if the tracker is gone)."""
     lock.check()
-    record = tracker.begin_audit(audit.new_record(plan, changes, options.who, options.actor))
+    record = tracker.begin_audit(audit.new_record(plan, changes, options.who, options.actor, scope=scope_of(lock)))
     crash_point("after-audit-intent")
     outcome = apply_changes(changes, backend, tracker, options.who, view=view, concurrency=options.concurrency,
                             guard=lock.check, stop=stop, progress=hooks.progress)
@@ -200,14 +229,19 @@ def run_apply(desired: Desired, backend: Backend, tracker: Tracker, lock: Abstra
     tracker.check()
     stop = Stop()
     with lock as held:
-        live, view = _observe(backend, tracker, desired)
-        observed = join_observed(live, view.records)
-        _recover_audits(tracker, view, observed, result)
-        plan = make_plan_of(desired, observed, backend.name, options.plan)
-        result.plan = plan
-        if options.saved is not None:
-            check_fresh(options.saved, plan)
-        hooks.show_plan(plan)
+        with noted(stop):
+            live, view = _observe(backend, tracker, desired)
+            observed = join_observed(live, view.records)
+            _recover_audits(tracker, view, observed, held, result)
+            plan = make_plan_of(desired, observed, backend.name, options.plan)
+            result.plan = plan
+            if options.saved is not None:
+                check_fresh(options.saved, plan)
+            hooks.show_plan(plan)
+        if stop.is_set():  # an interrupt before the writes that did not abort: nothing is applied
+            hooks.notice(f"{stop.reason} before the first write: nothing applied")
+            result.signum = stop.signum
+            return result
         if plan.has_writes:
             if not hooks.confirm(plan):
                 result.declined = True

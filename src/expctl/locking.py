@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,11 +20,39 @@ class ApplyLock(Protocol):
         ...
 
 
+def scope_of(lock: object) -> str:
+    """What an apply lock serialises, as a short name (``""``: unknown): applies under different locks (two
+    projects, two namespaces) share a tracking server but not each other's jobs."""
+    scope = getattr(lock, "scope", "")
+    return scope if isinstance(scope, str) else ""
+
+
+def _file_scope(path: Path) -> str:
+    """The scope of the file lock ``path`` (held): random, kept next to it (``<name>.scope``), so that it
+    follows the directory wherever it is moved or mounted."""
+    where = path.with_suffix(".scope")
+    try:
+        text = where.read_text().strip()
+    except OSError:
+        text = ""
+    if re.fullmatch(r"[0-9a-f]{16}", text):
+        return text
+    text = secrets.token_hex(8)
+    try:
+        temp = where.with_name(f"{where.name}.{os.getpid()}.tmp")
+        temp.write_text(text + "\n")
+        os.replace(temp, where)
+    except OSError:
+        return ""  # a read-only directory: unknown scope (as an older expctl's)
+    return text
+
+
 class HeldFileLock:
     """A held file lock: held until released (the OS drops it only with the process)."""
 
     def __init__(self, lock: Any, path: Path) -> None:
         self._lock, self.path = lock, path
+        self.scope = _file_scope(path)
 
     def check(self) -> None:
         if not self._lock.is_locked:

@@ -17,7 +17,7 @@ from expctl.diff import join_observed
 from expctl.errors import ExpctlError
 from expctl.model import ObservedRun, Phase, ResumeFrom
 from expctl.project import load_settings
-from expctl.sanitize import redact
+from expctl.sanitize import shown_uri
 from expctl.schema import Settings
 from expctl.tracking.base import Tracker
 from expctl.workspace import Workspace
@@ -135,7 +135,7 @@ def describe_run(ws: Workspace, backend_name: str | None, name: str) -> dict[str
         "in_sync": bool(spec and spec.spec_hash == current.spec_hash),
         "applied_by": current.user,
         "mlflow_run": current.mlflow_run_id,
-        "tracking_uri": redact(ws.resolve_tracking_uri(settings)),  # a database URI may hold a password
+        "tracking_uri": shown_uri(ws.resolve_tracking_uri(settings)),  # a database URI may hold a password
         **(run_links(ws, settings, current.mlflow_run_id) if current.mlflow_run_id else {}),
         "attempts": [
             {"name": r.name, "attempt": r.attempt, "spec_hash": r.spec_hash, "state": _state(r),
@@ -233,7 +233,7 @@ def ui_links(ws: Workspace, port: int, experiment: str | None = None) -> UiLinks
 
     uri = ws.resolve_tracking_uri(settings_at_head(ws))
     command, env, base = ui_server_command(uri, port)
-    base = redact(base)  # links to show: a server's URI may hold credentials (a browser asks for them)
+    base = shown_uri(base)  # links to show: a server's URI may hold credentials (a browser asks for them)
     store = MlflowStore(uri, backend_name="")
     warning = ""
     try:
@@ -244,8 +244,8 @@ def ui_links(ws: Workspace, port: int, experiment: str | None = None) -> UiLinks
             raise
         found, warning = {}, f"{exc} (showing the start page)"
     if experiment and experiment not in found:
-        raise ExpctlError(f"--experiment {experiment}: MLflow at {redact(uri)} has no such experiment of expctl's "
-                          "(see `expctl status --all`)")
+        raise ExpctlError(f"--experiment {experiment}: MLflow at {shown_uri(uri)} has no such experiment of "
+                          "expctl's (see `expctl status --all`)")
     # An experiment whose runs predate expctl's saved view opens without it (MLflow refuses an unknown view).
     urls = {name: links.experiment_url(base, eid, view=has_view) for name, (eid, has_view) in found.items()}
     ids = [eid for eid, _ in found.values()]
@@ -271,7 +271,7 @@ def run_links(ws: Workspace, settings: Settings, run_id: str, port: int = 5000) 
     from expctl.tracking.mlflow_store import MlflowStore
 
     uri = ws.resolve_tracking_uri(settings)
-    base = redact(links.ui_address(uri, f"http://127.0.0.1:{port}"))
+    base = shown_uri(links.ui_address(uri, f"http://127.0.0.1:{port}"))
     experiment_id = MlflowStore(uri, backend_name="").experiment_of_run(run_id)
     return {"mlflow_ui_run": links.run_url(base, experiment_id, run_id),
             "mlflow_ui_experiment": links.experiment_url(base, experiment_id, view=False)}

@@ -7,7 +7,8 @@ plan or of a PR comment. ``one_line`` escapes every control character visibly (`
 JSON encoder escapes), so ``views.as_json`` stays raw and valid. ``redact`` hides credentials (a URL's user
 information, given secret values) in what the CLI prints and in the errors quoting a tracking URI.
 ``job_uri`` is the tracking URI a job is handed (no password in it), ``uri_credentials`` the environment
-variables that carry what it left out, ``uri_secrets`` the values to hide in a message about that URI.
+variables that carry what it left out, ``uri_secrets`` the values to hide in a message about that URI,
+``shown_uri`` the URI with them hidden.
 """
 
 from __future__ import annotations
@@ -45,9 +46,12 @@ def one_line(text: object, limit: int | None = None) -> str:
 
 # scheme://userinfo@ — userinfo up to the authority's last '@' (an unencoded '@' in a password is still hidden)
 _USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]*://)[^/\s]*@")
-# credentials MLflow (the Databricks SDK it may use, libpq under its database store) read from the environment
+# credentials read from the environment by MLflow (the Databricks SDK it may use, libpq under its database
+# store) and by the object stores MLflow's artifacts and fsspec's dataset sources use
 SECRET_ENV = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD", "DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET",
-              "PGPASSWORD")
+              "PGPASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_KEY",
+              "AZURE_STORAGE_ACCESS_KEY", "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_SAS_TOKEN",
+              "AZURE_CLIENT_SECRET")
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -157,6 +161,38 @@ def uri_credentials(uri: str) -> dict[str, str] | None:
         pw = _unquote(password) if password is not None else secret_params["password"]
         return {"PGPASSWORD": pw}
     return None
+
+
+# Azure's fsspec URLs name ``container@account``: a user part that is no credential
+_AZURE = frozenset({"abfs", "abfss", "az", "adl", "wasb", "wasbs"})
+# signed-URL query parameters: each holds (part of) a credential
+_SIGNATURES = frozenset({"sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token",
+                         "x-goog-signature", "x-goog-credential", "awsaccesskeyid"})
+
+
+def data_location(url: str) -> str:
+    """A dataset's location as expctl records it (manifests, the hash cache): a URL without its user information
+    (Azure's ``container@`` is kept) and without query values that hold a secret or a signature; anything that
+    is not a ``scheme://`` URL unchanged. fsspec reads with the URL as given."""
+    parts = _split(url)
+    if parts is None:
+        return url
+    scheme, user, password, base, pairs = parts
+    keep_user = scheme in _AZURE and user is not None and password is None
+    kept = [(k, v) for k, v in pairs
+            if k == "#" or _unquote(k).lower() not in _SECRET_PARAMS | _SIGNATURES]
+    if kept == pairs and (user is None or keep_user):
+        return url
+    userinfo = f"{user}@" if keep_user else ""
+    query = "&".join(f"{k}={v}" for k, v in kept if k != "#")
+    fragment = "".join(f"#{v}" for k, v in kept if k == "#")
+    return f"{url[: url.index('://') + 3]}{userinfo}{base}{'?' + query if query else ''}{fragment}"
+
+
+def shown_uri(uri: str) -> str:
+    """``uri`` as a message, a link or ``describe`` shows it: its user information and the values of secret query
+    parameters (``?password=``, ``?token=``) as ``***`` (``redact`` alone hides only the user information)."""
+    return redact(uri, uri_secrets(uri))
 
 
 def md_text(text: object) -> str:

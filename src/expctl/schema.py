@@ -11,10 +11,11 @@ import difflib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from expctl import backend_registry
 from expctl.errors import ConfigError, truncate
+from expctl.sanitize import shown_uri, uri_secrets
 from expctl.sweep import MAX_RUNS
 
 if TYPE_CHECKING:
@@ -163,6 +164,16 @@ class KubernetesIn(Strict):
     burst: int = Field(10, ge=1, le=10_000)
     write_concurrency: int = Field(4, ge=1, le=MAX_WRITE_CONCURRENCY)
 
+    @field_validator("repo_url")
+    @classmethod
+    def _no_credentials(cls, url: str | None) -> str | None:
+        # the clone URL is a value in every manifest (and the git-sync log): a token in it would be readable by
+        # whoever may read the jobs; the Secret of git_secret is mounted into git-sync alone
+        if url and uri_secrets(url):
+            raise ValueError("holds a credential (a password or token in the URL): every manifest would carry "
+                             "it; give the URL without it and the credentials as the Secret named by git_secret")
+        return url
+
 
 class LocalIn(Strict):
     parallelism: int | None = Field(None, ge=1, le=4096)
@@ -277,6 +288,7 @@ def _errors(exc: ValidationError, model: type[BaseModel], file: str, prefix: str
             errors.append(ConfigError(f"unknown key{hint}", file=file, key=key))
             continue
         value = first.get("input")
+        value = shown_uri(value) if isinstance(value, str) else value  # a URL's credentials are never echoed
         shown = f" (got {truncate(repr(value), 80)})" if isinstance(value, (int, float, str, bool)) or \
             value is None else ""
         what = "invalid name" if any(str(p) == "[key]" for p in first["loc"]) else ""

@@ -42,19 +42,19 @@ def _check_uri(uri: str, where: str) -> None:
     """A tracking URI that Python cannot even parse (``http://[::1``) is one line, not a traceback later."""
     import urllib.parse
 
-    from expctl.sanitize import one_line, redact
+    from expctl.sanitize import one_line, shown_uri
 
     if any(ch.isspace() or not ch.isprintable() for ch in uri):  # as expctl.yaml's tracking_uri (a Word)
         raise ExpctlError(f"{where}: must be a URI without whitespace or control characters "
-                          f"(got '{one_line(redact(uri))}')")
+                          f"(got '{one_line(shown_uri(uri))}')")
     try:
         parts = urllib.parse.urlsplit(uri)
         parts.port  # noqa: B018 (parsing the port is what raises on a bad one)
     except ValueError as exc:
-        raise ExpctlError(f"{where}: not a valid URI ({exc}): {redact(uri)}") from None
+        raise ExpctlError(f"{where}: not a valid URI ({exc}): {shown_uri(uri)}") from None
     if parts.scheme.split("+")[0] == "sqlite" and parts.path.strip("/") in ("", ":memory:"):
-        raise ExpctlError(f"{where}: an in-memory SQLite store ({uri}) forgets every run when expctl exits, so "
-                          "the next apply would launch them again: name a file (sqlite:///path/to/mlflow.db)")
+        raise ExpctlError(f"{where}: an in-memory SQLite store ({shown_uri(uri)}) forgets every run when expctl "
+                          "exits, so the next apply would launch them again: name a file (sqlite:///path/to/mlflow.db)")
 
 
 @dataclass

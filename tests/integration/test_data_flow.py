@@ -170,3 +170,42 @@ def test_broken_dataset_declarations(tmp_path: Path, files: dict[str, str], expe
     assert after == before  # nothing written: no .expctl/, no manifest, no hash cache, no run
     assert not os.path.exists(repo.path / ".expctl")
 
+
+
+def test_a_dataset_served_over_http_is_read_and_its_credentials_are_never_recorded(tmp_path: Path) -> None:
+    """An fsspec URL source (here http, from a loopback server): each file's URL is built from the listing
+    (was ``http://http://…``), its content hashed at every plan (a web server gives no version to cache by), and
+    the URL's user information reaches no manifest, cache or output."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    served = tmp_path / "served"
+    write_data(served)
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    handler = functools.partial(Quiet, directory=str(served))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://reader:hunter2@127.0.0.1:{server.server_address[1]}"
+        shapes = (f"name: shapes\nformat: folders\nbatches:\n  - {{name: b1, source: '{url}/shapes/b1/'}}\n"
+                  f"  - {{name: b2, source: '{url}/shapes/b2/*/0.txt'}}\n")
+        repo = minimal_repo(tmp_path / "repo", {"conf/data/shapes.yaml": shapes,
+                                                "experiments/web.yaml": experiment("shapes"),
+                                                ".gitignore": ".expctl/\n"})
+        first = e2e.plan_json(repo.path)
+        (spec_hash,) = {c["spec_hash"] for c in first["changes"]}  # the dataset's digest is part of it
+        (served / "shapes" / "b2" / "cat" / "0.txt").write_text("changed on the server")
+        second = e2e.expctl(repo.path, "plan", "--output", "json")
+        assert second.returncode == 0, second.stderr
+        assert {c["spec_hash"] for c in json.loads(second.stdout)["changes"]} != {spec_hash}
+        written = [p for p in (repo.path / ".expctl").rglob("*") if p.is_file()]
+        assert any(p.suffix == ".json" for p in written)  # the manifests
+        assert not [p for p in written if b"hunter2" in p.read_bytes()]
+        assert "hunter2" not in json.dumps(first) + second.stdout + second.stderr
+    finally:
+        server.shutdown()
+        server.server_close()

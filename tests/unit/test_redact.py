@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from expctl.model import TrackingRef
-from expctl.sanitize import job_uri, redact, uri_credentials, uri_secrets
+from expctl.sanitize import data_location, job_uri, redact, uri_credentials, uri_secrets
 from expctl.tracking.locations import ui_server_command
 
 
@@ -74,3 +74,29 @@ def test_the_job_environment_holds_no_password() -> None:
     ref = TrackingRef("postgresql://ml:hunter2@db/mlflow?password=hunter2", "r" * 32, "demo")
     assert ref.env()["MLFLOW_TRACKING_URI"] == "postgresql://ml@db/mlflow"
     assert ref.tracking_uri.endswith("hunter2")  # expctl's own connection keeps it
+
+
+@pytest.mark.parametrize(("url", "recorded"), [
+    ("https://reader:hunter2@host/data/", "https://host/data/"),
+    ("https://ghp_token@host/data/", "https://host/data/"),  # a lone user name over http is a token
+    ("ftp://u:p@ss@host/d", "ftp://host/d"),  # an unencoded '@' in the password
+    ("s3://bucket/key?X-Amz-Signature=abc&X-Amz-Credential=AKIA&versionId=3", "s3://bucket/key?versionId=3"),
+    ("https://acct.blob.core.windows.net/c/x?sv=2020&sig=s3cr3t", "https://acct.blob.core.windows.net/c/x?sv=2020"),
+    ("abfs://container@acct.dfs.core.windows.net/p", "abfs://container@acct.dfs.core.windows.net/p"),
+    ("abfs://container:key@acct.dfs.core.windows.net/p", "abfs://acct.dfs.core.windows.net/p"),
+    ("gs://bucket/x?token=t#part", "gs://bucket/x#part"),
+    ("s3://bucket/key", "s3://bucket/key"),
+    ("/mnt/data/shapes", "/mnt/data/shapes"),
+])
+def test_a_dataset_location_is_recorded_without_credentials(url: str, recorded: str) -> None:
+    assert data_location(url) == recorded
+
+
+@pytest.mark.parametrize("name", ["MLFLOW_TRACKING_TOKEN", "AWS_SECRET_ACCESS_KEY", "AZURE_STORAGE_CONNECTION_STRING"])
+def test_every_line_the_cli_prints_hides_the_environments_secrets(name: str, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from expctl.cli import say
+
+    monkeypatch.setenv(name, "wJalrXUtnFEMI/K7MDENG")
+    say("error: s3://bucket/x: cannot read: signature for wJalrXUtnFEMI/K7MDENG does not match")
+    assert capsys.readouterr().err == "error: s3://bucket/x: cannot read: signature for *** does not match\n"

@@ -89,6 +89,11 @@ class LeaseLock:
         self.lost = False
 
     @property
+    def scope(self) -> str:
+        """What this lock serialises (``locking.scope_of``): the applies to its namespace."""
+        return f"lease {self.namespace}/{self.name}"
+
+    @property
     def held(self) -> bool:
         return self._record is not None and not self.lost
 

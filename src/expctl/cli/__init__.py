@@ -31,14 +31,35 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def _hidden(text: str) -> str:
+    """``text`` without credentials: URLs' user information, the values of ``sanitize.SECRET_ENV`` and the
+    secret query values of ``MLFLOW_TRACKING_URI``."""
+    from expctl.sanitize import SECRET_ENV, redact, uri_secrets
+
+    secrets = [os.environ.get(name, "") for name in SECRET_ENV]
+    return redact(text, [*secrets, *uri_secrets(os.environ.get("MLFLOW_TRACKING_URI", ""))])
+
+
 def say(line: str) -> None:
     """One line on stderr without credentials: a message may quote a tracking URI (``postgresql://u:pw@db``) or
-    a server's answer, and neither a URI's password nor MLflow's token from the environment is ever printed.
-    A message quotes values (a run name, a ``--rev``, a file's key): its control characters are escaped, so a
-    value cannot forge a second ``error:`` line or send terminal escapes."""
-    from expctl.sanitize import SECRET_ENV, one_line, redact
+    a server's answer, and neither a URI's password nor MLflow's token from the environment is ever printed
+    (nor a secret query value of ``MLFLOW_TRACKING_URI``, wherever a message quotes it). A message quotes values
+    (a run name, a ``--rev``, a file's key): its control characters are escaped, so a value cannot forge a
+    second ``error:`` line or send terminal escapes."""
+    from expctl.sanitize import one_line
 
-    click.echo(one_line(redact(line, [os.environ.get(name, "") for name in SECRET_ENV])), err=True)
+    click.echo(one_line(_hidden(line)), err=True)
+
+
+def _print_traceback(exc: BaseException) -> None:
+    """``EXPCTL_DEBUG=1``'s traceback, without credentials as ``say``: the exceptions it chains are the
+    libraries' own (MLflow's quote the request URL with its user information)."""
+    click.echo(_hidden("".join(traceback.format_exception(exc))).rstrip("\n"), err=True)
+
+
+def _excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+    """An exception no command handles (a bug) still prints its traceback, without credentials."""
+    _print_traceback(exc)
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
@@ -75,6 +96,7 @@ class LazyGroup(click.Group):
         base: Any = super().main
         if not kwargs.pop("standalone_mode", True):
             return base(*args, standalone_mode=False, **kwargs)
+        sys.excepthook = _excepthook
         try:
             code = base(*args, standalone_mode=False, **kwargs)
         except click.ClickException as exc:
@@ -98,13 +120,13 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except ExpctlError as exc:
             if os.environ.get("EXPCTL_DEBUG"):
-                traceback.print_exc()
+                _print_traceback(exc)
             for error in exc.errors if isinstance(exc, ConfigErrors) else [exc]:  # one line each
                 say(f"error: {error.render()}")
             ctx.exit(exc.exit_code)
         except OSError as exc:  # a read-only or full disk, a permission: one line naming the file
             if os.environ.get("EXPCTL_DEBUG"):
-                traceback.print_exc()
+                _print_traceback(exc)
             where = f"{exc.filename}: " if exc.filename else ""
             say(f"error: {where}{exc.strerror or exc}")
             ctx.exit(1)

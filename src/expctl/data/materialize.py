@@ -9,7 +9,6 @@ both are written by ``commit`` only, after every declaration materialized.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from expctl.data import manifest as mf
@@ -19,6 +18,7 @@ from expctl.data.declare import Dataset
 from expctl.data.scan import DataError
 from expctl.model import DatasetRef
 from expctl.naming import canonical_json
+from expctl.sanitize import data_location
 
 MANIFEST_DIR = "manifests"
 CACHE_FILE = "data-cache.sqlite"
@@ -30,11 +30,6 @@ def data_root(repo: Path, configured: str | None) -> str:
     if scan.is_url(root) or os.path.isabs(root):
         return root
     return str((repo / root).resolve())
-
-
-def _without_credentials(location: str) -> str:
-    """A URL's ``user:password@`` never reaches a manifest (credentials belong in fsspec's config)."""
-    return re.sub(r"^([a-z0-9+.-]+://)[^/@]*@", r"\1", location, flags=re.IGNORECASE)
 
 
 class Materializer:
@@ -62,7 +57,7 @@ class Materializer:
                 per_batch[batch.name] = scan.batch_items(decl, batch.name, entries, self.cache)
             except DataError as exc:
                 raise DataError(f"batches[{index}] ({batch.name}): {exc}") from exc
-            locations[batch.name] = _without_credentials(base)
+            locations[batch.name] = data_location(base)  # no credential in a manifest
         combined = rules.combine(decl, per_batch)
         if not combined:
             raise DataError("no items left after the filters and sampling (an empty dataset)")

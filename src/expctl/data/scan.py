@@ -23,6 +23,7 @@ from expctl.data.cache import HashCache
 from expctl.data.declare import Dataset
 from expctl.data.manifest import Item
 from expctl.naming import canonical_json
+from expctl.sanitize import data_location
 
 _GLOB_CHARS = set("*?[")
 _SMALL = 1 << 20
@@ -132,7 +133,10 @@ def _remote_entries(location: str) -> tuple[str, list[Entry]]:
         fs, path = fsspec.core.url_to_fs(location)
     except (ImportError, ValueError) as exc:
         raise DataError(f"{location}: no fsspec filesystem for it ({exc})") from exc
-    protocol = location.split("://", 1)[0]
+    # what fsspec's paths lack of the URL: "s3://" (the bucket is in the path), "ftp://host" (the host is not),
+    # "" for http (its paths are whole URLs)
+    at = location.find(path)
+    prefix = location[:at] if at >= 0 else location.split("://", 1)[0] + "://"
     base, pattern = _split_glob(path)
     try:
         if pattern is not None:
@@ -153,9 +157,15 @@ def _remote_entries(location: str) -> tuple[str, list[Entry]]:
         stamp = next((str(info[k]) for k in ("mtime", "LastModified", "ETag", "etag", "md5Hash", "created")
                       if info.get(k) is not None), "")
         rel = p[len(base.rstrip("/")) + 1:] if p.startswith(base.rstrip("/") + "/") else p.rsplit("/", 1)[-1]
-        entries.append(Entry(f"{protocol}://{p.lstrip('/')}" if protocol != "file" else p, rel,
-                             int(info.get("size") or 0), stamp))
-    return f"{protocol}://{base.lstrip('/')}", entries
+        entries.append(Entry(_joined(prefix, p), rel, int(info.get("size") or 0), stamp))
+    return _joined(prefix, base), entries
+
+
+def _joined(prefix: str, path: str) -> str:
+    """A listed path as a URL fsspec opens again."""
+    if "://" in path or not prefix:
+        return path
+    return prefix + path if prefix.endswith("://") or path.startswith("/") else f"{prefix}/{path}"
 
 
 def list_entries(source: str, data_root: str) -> tuple[str, list[Entry]]:
@@ -223,7 +233,7 @@ def _records(fmt: str, entry: Entry) -> list[dict[str, Any]]:
 
 def _row_items(decl: Dataset, batch: str, entry: Entry, cache: HashCache) -> list[Item]:
     kind = f"rows:{decl.format}:{decl.label}:{','.join(decl.meta)}"
-    cached = cache.get(kind, entry.location, entry.size, entry.stamp)
+    cached = cache.get(kind, data_location(entry.location), entry.size, entry.stamp)
     if cached is not None:
         rows = json.loads(cached)
     else:
@@ -233,7 +243,7 @@ def _row_items(decl: Dataset, batch: str, entry: Entry, cache: HashCache) -> lis
             label = record.get(decl.label) if decl.label else None
             rows.append([len(text), hashlib.sha256(text).hexdigest(), None if label is None else str(label),
                          [[k, record.get(k)] for k in decl.meta]])
-        cache.put(kind, entry.location, entry.size, entry.stamp, json.dumps(rows))
+        cache.put(kind, data_location(entry.location), entry.size, entry.stamp, json.dumps(rows))
     return [Item(batch, entry.rel, size, digest, label, tuple((k, v) for k, v in meta), row=index)
             for index, (size, digest, label, meta) in enumerate(rows)]
 
@@ -251,10 +261,10 @@ def batch_items(decl: Dataset, batch: str, entries: list[Entry], cache: HashCach
         return [item for entry in tables for item in _row_items(decl, batch, entry, cache)]
     items = []
     for entry in entries:
-        digest = cache.get("sha256", entry.location, entry.size, entry.stamp)
+        digest = cache.get("sha256", data_location(entry.location), entry.size, entry.stamp)
         if digest is None:
             digest = _file_hash(entry)
-            cache.put("sha256", entry.location, entry.size, entry.stamp, digest)
+            cache.put("sha256", data_location(entry.location), entry.size, entry.stamp, digest)
         folder = entry.rel.rsplit("/", 1)[0] if "/" in entry.rel else None
         label = folder.rsplit("/", 1)[-1] if folder else None
         items.append(Item(batch, entry.rel, entry.size, digest, label))

@@ -17,8 +17,9 @@ among them.
   before, so the search, not the ledger's older copy, shows it again; it settles again later.
 * **Cost**: the ledger run is itself one of the open runs, so the view's one search reads it; only when that
   search took several pages is it read again (one request) after them. (MLflow's page tokens are offsets: a
-  plan paging through more than 1,000 open runs while an apply flips runs it already read may skip an open
-  run; applies hold the apply lock, so only a concurrent plan can be off, never an apply.)
+  search paging through more than 1,000 open runs while another apply flips runs it already read may skip an
+  open run — applies of other projects or namespaces hold other locks — so when an open run of a paged search
+  is in the ledger too (it may have been flipped meanwhile), the view searches once more.)
 * **Crash-safe**: the ledger batch is complete (its header written last) before any run is flipped; a run found
   both open and in the ledger is read from the search; flips are idempotent.
 * **Damage is never silent**: a ledger that is missing (its experiment tag says there is one) or has a batch
@@ -64,6 +65,7 @@ class Ledger:
     next_seq: int = 0
     runs: list[Any] = field(default_factory=list)  # settled runs not also in the search of open runs
     damaged: str = ""  # why the ledger could not be trusted (then ``runs`` came from a search)
+    reread: bool = False  # the search took several pages and an open run of them is in the ledger too
 
 
 def read(store: MlflowStore, searched: Sequence[Any], experiment_ids: Sequence[str], paged: bool) -> Ledger:
@@ -89,9 +91,12 @@ def read(store: MlflowStore, searched: Sequence[Any], experiment_ids: Sequence[s
                     "(slower); the next apply rebuilds it", backend, damaged)
         runs = store._search_runs(list(experiment_ids), f"tags.`expctl.managed` = '{codec.SETTLED}' and "
                                                         f"tags.`expctl.backend` = {g.quoted(backend)}")
-    open_ids = {run.info.run_id for run in searched}
+    open_ids = {run.info.run_id for run in searched if codec.MARK not in run.data.tags}
+    # an open run of the pages in the ledger may have been flipped while the search paged on, which moved the
+    # later pages' offsets: the view searches again (``MlflowStore.view``)
+    reread = paged and any(run.info.run_id in open_ids for run in runs)
     return Ledger([run.info.run_id for run in found], decoded.next_seq,
-                  [run for run in runs if run.info.run_id not in open_ids], damaged)
+                  [run for run in runs if run.info.run_id not in open_ids], damaged, reread)
 
 
 def settleable(run: Any, live: ObservedRun | None, gated: bool, touched: bool) -> bool:

@@ -6,13 +6,17 @@ MLflow opens a sqlite store through SQLAlchemy with sqlite's defaults: a rollbac
 connection this process opens to it: ``journal_mode=WAL`` (kept in the file: readers, such as ``expctl ui``'s
 server, and the writer do not block each other) and ``synchronous=NORMAL`` (a commit survives the death of
 the process; a power loss may lose the last commits but never corrupts the file). A store that expctl did
-not create (a tracking server, a sqlite URI given by the user) is left as it is.
+not create (a tracking server, a sqlite URI given by the user) is left as it is. Opening any sqlite store
+defers SIGINT and SIGTERM until MLflow's schema migrations are done (``signals_deferred``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +50,27 @@ def on_connect(dbapi_connection: Any, _record: Any) -> None:
         pass
     dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the ``with`` block is over (then they act as they would have): MLflow
+    creates or upgrades a sqlite store's tables with migrations that are not atomic — interrupted, they leave
+    a scratch table (``_alembic_tmp_…``) that makes every later open fail. Only the main thread can
+    defer them; elsewhere the block runs as is (the main thread gets the interrupt, and the block finishes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    wanted = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, _frame: caught.append(signum)) for sig in wanted}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in dict.fromkeys(caught):
+            signal.raise_signal(signum)
 
 
 _HEADER = b"SQLite format 3\x00"

@@ -136,9 +136,12 @@ class MlflowStore(KeptLogs, Checkpoints):
                 if self.tracking_uri.startswith("sqlite:///"):
                     # Two processes opening a new embedded store at once would both create its tables (one
                     # fails: "table runs already exists"): creating the client, which creates them, is serialised.
+                    # An interrupted migration breaks the store for good: ^C waits until it is done.
                     from filelock import FileLock
 
-                    with FileLock(self.tracking_uri[len("sqlite:///") :] + ".lock", timeout=120):
+                    from expctl.tracking.mlflow_sqlite import signals_deferred
+
+                    with FileLock(self.tracking_uri[len("sqlite:///") :] + ".lock", timeout=120), signals_deferred():
                         self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
                 else:
                     self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
@@ -318,10 +321,14 @@ class MlflowStore(KeptLogs, Checkpoints):
         audit record of this backend: ⌈open runs/1000⌉ + 1 requests (+ 1 to read the ledger again after several
         pages)."""
         self._touched = set()
-        searched, ids = self._managed_runs()
-        self._ledger = ledger.read(self, searched, ids, paged=len(searched) >= _PAGE or len(ids) > 100)
-        runs = [*(r for r in searched if ledger.MARK not in r.data.tags), *self._ledger.runs]
-        self._from_ledger = {run.info.run_id for run in self._ledger.runs}
+        for again in (True, False):  # once more when a settle may have moved the pages (``mlflow_ledger``)
+            searched, ids = self._managed_runs()
+            read = ledger.read(self, searched, ids, paged=len(searched) >= _PAGE or len(ids) > 100)
+            if not (again and read.reread):
+                break
+        self._ledger = read
+        runs = [*(r for r in searched if ledger.MARK not in r.data.tags), *read.runs]
+        self._from_ledger = {run.info.run_id for run in read.runs}
         self._seen_tags = {run.info.run_id: dict(run.data.tags) for run in runs}
         index = RunIndex.of(runs)
         records = (g.observed_from_run(run.info, run.data.tags, self.backend_name) for run in index.raw)
