@@ -59,7 +59,8 @@ BACKENDS: dict[str, BackendInfo] = {
     info.name: info
     for info in (
         BackendInfo("local", "subprocesses on this machine, in a checkout of the pinned commit",
-                    "expctl.backends.local:open_local", _ALL_KINDS, inherits_env=True),
+                    "expctl.backends.local:open_local", _ALL_KINDS, inherits_env=True,
+                    settings_check="expctl.backends.local_gpus:check_settings"),
         BackendInfo("kubernetes", "Kubeflow training jobs (PyTorchJob, TFJob, MPIJob, TrainJob)",
                     "expctl.backends.kubernetes:open_kubernetes",
                     frozenset({JobKind.PYTORCH, JobKind.TF, JobKind.MPI, JobKind.TRAIN}),

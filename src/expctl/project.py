@@ -72,9 +72,13 @@ def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
     """Compose every experiment of the snapshot (or only ``only``) into desired runs, or raise all errors."""
     t0 = time.perf_counter()
     files = source.read_files(snap)
+    links, gitlinks = source.special_entries(snap)
+    if gitlinks:  # silently without its experiments (or conf/ groups) otherwise
+        raise ConfigErrors([ConfigError("a git submodule: its files are in another repository, not in this commit "
+                                        "(configs are read from one commit); commit the files themselves", file=p)
+                            for p in gitlinks])
     if not any(p.startswith("experiments/") for p in files):
         raise ConfigError("no experiments/ directory at this commit (nothing is desired)", file="experiments/")
-    links = source.symlinks(snap)
     docs, errors = parse_configs({p: d for p, d in files.items() if p not in links})
     errors[:0] = [ConfigError(f"a symbolic link (to {files[p].decode(errors='replace')[:200]!r}): configs are "
                               "read from git, where a link is not followed; commit the file itself", file=p)

@@ -35,6 +35,11 @@ class _Loader(yaml.SafeLoader):
         self.aliases = 0
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.ScalarEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            if any("\ud800" <= ch <= "\udfff" for ch in event.value):  # "\ud800": no UTF-8 (nor JSON) text has it
+                raise _Refused(event.start_mark.line + 1, "a lone surrogate escape (\\ud800-\\udfff) is not a "
+                                                          "character: it cannot be written as UTF-8")
         if self.check_event(yaml.AliasEvent):
             self.aliases += 1
             if self.aliases > MAX_ALIASES:
@@ -56,6 +61,14 @@ class _Loader(yaml.SafeLoader):
                 raise _Refused(_line(key_node), f"duplicate key {key!r} (first defined on line {first})")
             seen[key] = _line(key_node)
         return super().construct_mapping(node, deep=deep)
+
+
+def _binary(loader: _Loader, node: yaml.Node) -> Any:
+    raise _Refused(_line(node), "binary data (!!binary) cannot be a config value: configs, run params and "
+                                "manifests are text")
+
+
+_Loader.add_constructor("tag:yaml.org,2002:binary", _binary)
 
 
 class _Refused(Exception):

@@ -10,7 +10,7 @@ import hashlib
 import os
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,16 +88,19 @@ def list_files(snap: Snapshot, paths: Sequence[str] = DESIRED_PATHS) -> dict[str
     return files
 
 
-def symlinks(snap: Snapshot, paths: Sequence[str] = DESIRED_PATHS) -> list[str]:
-    """Config files (``.yaml``/``.yml``) and directories under ``paths`` that git stores as symbolic links: their
-    blob is the link's target, not the file, so reading them as configs would be silently wrong."""
+def special_entries(snap: Snapshot, paths: Sequence[str] = DESIRED_PATHS) -> tuple[list[str], list[str]]:
+    """Under ``paths``: config files (``.yaml``/``.yml``) and directories git stores as symbolic links (their
+    blob is the link's target, not the file, so reading them as configs would be silently wrong), and git
+    submodules (gitlinks: their files are in another repository, not in this commit). One ``ls-tree``."""
     out = git(snap.repo, "ls-tree", "-r", "-z", "--full-tree", snap.treeish, "--", *paths).decode()
-    links = [entry.split("\t", 1)[1] for entry in filter(None, out.split("\0")) if entry.startswith("120000 ")]
-    return [p for p in links if p.endswith((".yaml", ".yml")) or "." not in p.rsplit("/", 1)[-1]]
+    entries = [entry.split("\t", 1) for entry in filter(None, out.split("\0"))]
+    links = [path for meta, path in entries if meta.startswith("120000 ")]
+    gitlinks = [path for meta, path in entries if meta.startswith("160000 ")]
+    return [p for p in links if p.endswith((".yaml", ".yml")) or "." not in p.rsplit("/", 1)[-1]], gitlinks
 
 
-def read_blobs(repo: Path, blobs: Sequence[str]) -> dict[str, bytes]:
-    """Contents of many blobs with one ``git cat-file --batch``."""
+def read_blobs(repo: Path, blobs: Sequence[str], names: Mapping[str, str] | None = None) -> dict[str, bytes]:
+    """Contents of many blobs with one ``git cat-file --batch`` (``names``: a blob's path, for messages)."""
     if not blobs:
         return {}
     out = git(repo, "cat-file", "--batch", input_bytes=("\n".join(blobs) + "\n").encode())
@@ -105,7 +108,12 @@ def read_blobs(repo: Path, blobs: Sequence[str]) -> dict[str, bytes]:
     pos = 0
     for blob in blobs:
         header_end = out.index(b"\n", pos)
-        _sha, _kind, size = out[pos:header_end].decode().split()
+        header = out[pos:header_end].decode(errors="replace").split()
+        if len(header) != 3:  # "<sha> missing": a damaged repository (a corrupt or pruned loose object)
+            name = (names or {}).get(blob, blob)
+            raise SourceError(f"{name}: git object {blob[:12]} is missing or corrupt in {repo} "
+                              "(see `git fsck`)")
+        size = header[2]
         start = header_end + 1
         contents[blob] = out[start : start + int(size)]
         pos = start + int(size) + 1
@@ -114,7 +122,7 @@ def read_blobs(repo: Path, blobs: Sequence[str]) -> dict[str, bytes]:
 
 def read_files(snap: Snapshot, paths: Sequence[str] = DESIRED_PATHS) -> dict[str, bytes]:
     files = list_files(snap, paths)
-    blobs = read_blobs(snap.repo, sorted(set(files.values())))
+    blobs = read_blobs(snap.repo, sorted(set(files.values())), {blob: path for path, blob in files.items()})
     return {path: blobs[blob] for path, blob in files.items()}
 
 

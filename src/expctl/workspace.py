@@ -42,8 +42,11 @@ def _check_uri(uri: str, where: str) -> None:
     """A tracking URI that Python cannot even parse (``http://[::1``) is one line, not a traceback later."""
     import urllib.parse
 
-    from expctl.sanitize import shown_uri
+    from expctl.sanitize import one_line, shown_uri
 
+    if any(ch.isspace() or not ch.isprintable() for ch in uri):  # as expctl.yaml's tracking_uri (a Word)
+        raise ExpctlError(f"{where}: must be a URI without whitespace or control characters "
+                          f"(got '{one_line(shown_uri(uri))}')")
     try:
         parts = urllib.parse.urlsplit(uri)
         parts.port  # noqa: B018 (parsing the port is what raises on a bad one)

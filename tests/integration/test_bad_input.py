@@ -557,6 +557,11 @@ def invoke(repo: Path, args: tuple[str, ...], env: dict[str, str]) -> tuple[int,
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(tmp_path: Path, case: Case, request: pytest.FixtureRequest) -> None:
+    check(tmp_path, case, request)
+
+
+def check(tmp_path: Path, case: Case, request: pytest.FixtureRequest) -> str:
+    """Run ``case`` (and apply, for a config error); its stderr (the last command's)."""
     repo = minimal_repo(tmp_path / "repo", {"experiments/good.yaml": BASE, ".gitignore": ".expctl/\n",
                                              **case.files})
     if case.setup:
@@ -579,6 +584,7 @@ def test_bad_input(tmp_path: Path, case: Case, request: pytest.FixtureRequest) -
         assert case.expected in errors[0], errors[0]
         assert out == "" or args[0] == "apply", out
     assert tree(repo.path) == before  # nothing written: no .expctl/, no MLflow store, no worktree
+    return err
 
 
 def test_count_of_cases() -> None:

@@ -81,7 +81,7 @@ def test_rest_view_equals_the_clients_page_by_page(seeded: tuple[str, str],
 
 @pytest.fixture
 def faulty(mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")  # a whole number, as MLflow reads it
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0")
     proxy = FaultProxy(upstream=mlflow_server.uri.removeprefix("http://")).start()
     yield proxy

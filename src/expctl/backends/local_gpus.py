@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from expctl.errors import BackendError
 from expctl.schema import MAX_GPUS
@@ -54,6 +55,11 @@ def parse_declared(value: object, where: str = ENV_VAR) -> tuple[str, ...] | int
         raise BackendError(f"{where}: more than {MAX_GPUS} device ids")
     if any(not i for i in ids) or len(set(ids)) != len(ids):
         raise BackendError(f"{where}: device ids must be distinct and non-empty (got {value!r})")
+    # a job gets its devices as CUDA_VISIBLE_DEVICES=a,b: an id with a comma would hand it two devices, and a
+    # negative one (-1) hides every GPU from it
+    bad = [i for i in ids if "," in i or i.startswith("-") or not i.isprintable() or any(c.isspace() for c in i)]
+    if bad:
+        raise BackendError(f"{where}: device id {bad[0]!r} is not a device index (0, 1, ...) or UUID (GPU-...)")
     return ids
 
 
@@ -104,6 +110,12 @@ def declared(setting: object) -> tuple[tuple[str, ...] | int | None, str]:
     env = os.environ.get(ENV_VAR)
     where = ENV_VAR if env is not None else "expctl.yaml: local.gpus"
     return parse_declared(env if env is not None else setting, where), where
+
+
+def check_settings(settings: Any) -> None:
+    """``expctl validate``: the declaration the local backend would refuse when opened (nvidia-smi not asked:
+    the machine that validates need not be the one that runs)."""
+    declared(settings.local.gpus)
 
 
 def machine_inventory(setting: object) -> tuple[str, ...] | None:

@@ -99,7 +99,7 @@ def reap() -> None:
 
 def stop(state: RunState) -> None:
     """SIGTERM every replica's process group, then SIGKILL what is left after a grace period."""
-    procs = [p for p in state.processes if st.alive(p)]
+    procs = [p for p in state.processes if st.signalable(p) and st.alive(p)]
     for proc in procs:
         st.kill_group(proc, signal.SIGTERM)
     deadline = time.monotonic() + _STOP_GRACE_SECONDS

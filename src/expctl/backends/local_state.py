@@ -18,6 +18,8 @@ import signal
 import sys
 import tempfile
 import time
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from typing import Any
 from expctl import safe_json
 from expctl.errors import BackendError
 from expctl.model import FailureClass, Phase
-from expctl.sanitize import job_uri
+from expctl.sanitize import job_uri, one_line
 
 QUEUED = "queued"
 STARTED = "started"
@@ -40,6 +42,9 @@ class Proc:
     pid: int
     start_ticks: int | None
     boot_id: str | None
+
+
+MAX_REPLICAS = 10_000  # expctl.replicas' bound (schema.JobIn): a state may not ask status to list a billion
 
 
 @dataclass
@@ -85,11 +90,36 @@ class RunState:
             state = cls(**data)
         except TypeError as exc:  # missing or unknown fields
             raise ValueError(str(exc).replace("__init__() ", "")) from exc
-        if not isinstance(state.name, str) or not isinstance(state.run_key, str) or \
-                not isinstance(state.attempt, int) or state.status not in (QUEUED, STARTED, FINISHED):
-            raise ValueError("fields have the wrong types")
+        for obj in (state, *state.processes):
+            for name, hint in typing.get_type_hints(type(obj)).items():
+                if not _fits(getattr(obj, name), hint):  # every field: status, describe and logs compute on them
+                    raise ValueError(f"{name}: not a {getattr(hint, '__name__', hint)} ({getattr(obj, name)!r:.40})")
+        if state.status not in (QUEUED, STARTED, FINISHED) or not 1 <= state.replicas <= MAX_REPLICAS or \
+                state.gpus < 0:
+            raise ValueError("fields out of range")
         Phase(state.phase)  # ValueError for an unknown phase
+        for proc in state.processes:  # a pid expctl would signal: never 0 (our group), 1 (init) or -1 (all)
+            if type(proc.pid) is not int or proc.pid <= 1 or not isinstance(proc.replica, str) or \
+                    not isinstance(proc.start_ticks, int | None) or not isinstance(proc.boot_id, str | None):
+                raise ValueError(f"process {proc.replica!r} has a pid expctl never records ({proc.pid!r})"
+                                 if type(proc.pid) is not int or proc.pid <= 1 else "fields have the wrong types")
         return state
+
+
+def _fits(value: object, hint: Any) -> bool:
+    """``value`` (parsed JSON) is of the annotated type: int, float, str, bool, None, unions, lists, dicts, Proc."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_fits(value, arg) for arg in args)
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items())
+    if hint is float:
+        return type(value) in (int, float)
+    if hint is type(None):
+        return value is None
+    return type(value) is hint  # int is not bool, bool is not int
 
 
 def scrubbed(state: RunState) -> bool:
@@ -146,7 +176,10 @@ def load(run_dir: Path) -> RunState | None:
     """The run's state; None when it has none; ``StateUnreadable`` (one line) when the file is damaged."""
     path = run_dir / "state.json"
     try:
-        return RunState.from_json(safe_json.loads(path.read_text(encoding="utf-8")))
+        state = RunState.from_json(safe_json.loads(path.read_text(encoding="utf-8")))
+        if state.name != run_dir.name:  # the directory is the run's name: commands find it, and write, there
+            raise ValueError(f"the state of run {state.name!r:.80} in the directory of {run_dir.name}")
+        return state
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -163,7 +196,7 @@ def warn_once(message: str) -> None:
     """One ``warning:`` line on stderr, once per process (observe runs many times while waiting)."""
     if message not in _warned:
         _warned.add(message)
-        print(f"warning: {message}", file=sys.stderr, flush=True)
+        print(f"warning: {one_line(message)}", file=sys.stderr, flush=True)
 
 
 def load_or_skip(run_dir: Path) -> RunState | None:
@@ -238,9 +271,15 @@ def alive(proc: Proc) -> bool:
     return not _zombie(proc.pid)
 
 
+def signalable(proc: Proc) -> bool:
+    """False for a pid no replica of expctl's can have: 1 (init), 0 or -1 (``killpg`` would signal expctl's own
+    group, or every process), expctl's own process group (a state edited by hand, or another program's)."""
+    return type(proc.pid) is int and proc.pid > 1 and proc.pid != os.getpgrp()
+
+
 def kill_group(proc: Proc, sig: signal.Signals) -> None:
     """Signal the replica's process group (the wrapper leads its own session), if it is still ours."""
-    if not alive(proc):
+    if not signalable(proc) or not alive(proc):
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)

@@ -43,8 +43,12 @@ def _hidden(text: str) -> str:
 def say(line: str) -> None:
     """One line on stderr without credentials: a message may quote a tracking URI (``postgresql://u:pw@db``) or
     a server's answer, and neither a URI's password nor MLflow's token from the environment is ever printed
-    (nor a secret query value of ``MLFLOW_TRACKING_URI``, wherever a message quotes it)."""
-    click.echo(_hidden(line), err=True)
+    (nor a secret query value of ``MLFLOW_TRACKING_URI``, wherever a message quotes it). A message quotes values
+    (a run name, a ``--rev``, a file's key): its control characters are escaped, so a value cannot forge a
+    second ``error:`` line or send terminal escapes."""
+    from expctl.sanitize import one_line
+
+    click.echo(one_line(_hidden(line)), err=True)
 
 
 def _print_traceback(exc: BaseException) -> None:
@@ -110,15 +114,15 @@ class LazyGroup(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
-        from expctl.errors import ExpctlError
+        from expctl.errors import ConfigErrors, ExpctlError
 
         try:
             return super().invoke(ctx)
         except ExpctlError as exc:
             if os.environ.get("EXPCTL_DEBUG"):
                 _print_traceback(exc)
-            for line in exc.render().splitlines():
-                say(f"error: {line}")
+            for error in exc.errors if isinstance(exc, ConfigErrors) else [exc]:  # one line each
+                say(f"error: {error.render()}")
             ctx.exit(exc.exit_code)
         except OSError as exc:  # a read-only or full disk, a permission: one line naming the file
             if os.environ.get("EXPCTL_DEBUG"):

@@ -88,6 +88,8 @@ def plan(ctx: click.Context, rev: str, worktree: bool, backend_name: str | None,
     """Show what apply would do, and why."""
     from expctl import views
 
+    if out == "":  # `--out "$PLAN"` with the variable unset: not silently "do not save"
+        raise click.BadParameter("an empty path", param_hint="'--out'")
     ws = workspace(ctx)
     if not worktree:
         warn_dirty(ws.repo)
@@ -95,8 +97,11 @@ def plan(ctx: click.Context, rev: str, worktree: bool, backend_name: str | None,
     desired = desired_state(ws.repo, opts)
     _name, backend, tracker = _connect(ws, desired, backend_name)
     result, _ = compute_plan(desired, backend, tracker, opts)
-    if out:
-        Path(out).write_text(views.as_json(result))
+    if out is not None:
+        try:
+            Path(out).write_text(views.as_json(result))
+        except OSError as exc:  # a full disk is an OSError without a file name
+            raise ExpctlError(f"{out}: cannot save the plan: {exc.strerror or exc}") from exc
     click.echo(_render_plan(result, output), nl=False)
     if detailed_exitcode and (result.has_writes or views.summary(result)["blocked"]):
         ctx.exit(2)
@@ -211,8 +216,8 @@ def render(ctx: click.Context, rev: str, worktree: bool, experiment: str | None,
     ws = workspace(ctx)
     desired = desired_state(ws.repo, PlanOptions(rev=rev, worktree=worktree))
     runs = [r for r in desired.runs if experiment in (None, r.experiment)]
-    if experiment and not runs:
-        raise ExpctlError(f"--experiment {experiment}: no such experiment")
+    if experiment is not None and not runs:
+        raise ExpctlError(f"--experiment {experiment!r}: no such experiment")
     name = backend_name or ws.backend_name(desired.settings, None)
     info = backend_registry.lookup(name)
     if info.render is None:

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -65,16 +66,30 @@ def _split_glob(location: str) -> tuple[str, str | None]:
 
 
 def _walk(base: str) -> Iterator[os.DirEntry[str]]:
-    stack = [base]
+    stack = [(base, frozenset([_identity(os.stat(base))]))]  # each directory with those above it
     while stack:
-        with os.scandir(stack.pop()) as it:
+        path, above = stack.pop()
+        with os.scandir(path) as it:
             for entry in it:
                 if entry.name.startswith("."):
                     continue
                 if entry.is_dir(follow_symlinks=True):
-                    stack.append(entry.path)
+                    if _identity(entry.stat()) in above:  # a link to a directory it is in: walked forever
+                        raise DataError(f"{entry.path}: a symbolic link loop (a link to a directory it is in)")
+                    stack.append((entry.path, above | {_identity(entry.stat())}))
                 else:
                     yield entry
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def _regular(path: str, st: os.stat_result) -> tuple[str, os.stat_result]:
+    """A file to read: a FIFO would block the scan forever, a device (/dev/zero) never end."""
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{path}: not a regular file (a FIFO, socket or device): a dataset is made of files")
+    return path, st
 
 
 def _relative(path: str, prefix: str) -> str:
@@ -98,12 +113,12 @@ def _listed(location: str) -> tuple[str, list[Entry]]:
         paths = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
         if not paths:
             raise DataError(f"{location}: matches no files")
-        stats = [(p, os.stat(p)) for p in paths]
+        stats = [_regular(p, os.stat(p)) for p in paths]
     elif os.path.isdir(location):
-        stats = [(e.path, e.stat()) for e in _walk(location)]
+        stats = [_regular(e.path, e.stat()) for e in _walk(location)]
     elif os.path.exists(location):
         base = os.path.dirname(location)
-        stats = [(location, os.stat(location))]
+        stats = [_regular(location, os.stat(location))]
     else:
         raise DataError(f"{location}: no such file or directory")
     prefix = os.path.join(os.path.abspath(base), "")

@@ -7,11 +7,12 @@ urllib3 reprs, into a few words without credentials.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 
-from expctl.errors import truncate
-from expctl.sanitize import redact
+from expctl.errors import ExpctlError, truncate
+from expctl.sanitize import one_line, redact
 
 # MLflow's own HTTP retry loop defaults to 7 retries with exponential backoff and a 120 s timeout per request:
 # over four minutes before a dead server is reported. expctl bounds it (the user's own settings win): a down
@@ -24,6 +25,47 @@ HTTP_BOUNDS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     "MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER": "false",  # a Retry-After of an hour must not hang a command
 }
+
+
+# how MLflow reads each variable (mlflow.environment_variables): a value it cannot parse is a traceback in the
+# middle of a request (``int('abc')``), and so is a credential no HTTP header can carry (a newline in a token)
+_LEAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": 0, "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": 0,
+          "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": 0, "MLFLOW_HTTP_REQUEST_TIMEOUT": 1}
+_BOOLEANS = ("MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER", "MLFLOW_TRACKING_INSECURE_TLS")
+_HEADER_VALUES = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
+def http_setting(name: str) -> float:
+    """One of the numbers of ``HTTP_BOUNDS`` (the user's value, else expctl's), checked as MLflow reads it."""
+    raw = os.environ.get(name) or HTTP_BOUNDS[name]
+    try:
+        value = float(raw) if name == "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER" else int(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < _LEAST[name]:
+        kind = "a number" if name == "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER" else "a whole number"
+        raise ExpctlError(f"{name}: must be {kind}, {_LEAST[name]} or more (got {one_line(raw, 40)!r})")
+    return value
+
+
+def flag(name: str) -> bool:
+    """A boolean variable of MLflow's (``true``/``false``/``1``/``0``, any case; unset is false)."""
+    raw = os.environ.get(name, "")
+    if raw.lower() not in ("", "true", "false", "1", "0"):
+        raise ExpctlError(f"{name}: must be true or false (got {one_line(raw, 40)!r})")
+    return raw.lower() in ("true", "1")
+
+
+def check_environment() -> None:
+    """Every MLflow HTTP variable expctl or MLflow will read: one line naming the variable, before a request."""
+    for name in _LEAST:
+        http_setting(name)
+    for name in _BOOLEANS:
+        flag(name)
+    for name in _HEADER_VALUES:  # the value is a secret: never quoted
+        if any(not ch.isprintable() for ch in os.environ.get(name, "")):
+            raise ExpctlError(f"{name}: holds a control character (a trailing newline?), which no HTTP header "
+                              "can carry (the value is not shown)")
 
 
 def bound_http_retries() -> None:

@@ -71,3 +71,25 @@ def signals_deferred() -> Iterator[None]:
             signal.signal(sig, handler)
         for signum in dict.fromkeys(caught):
             signal.raise_signal(signum)
+
+
+_HEADER = b"SQLite format 3\x00"
+
+
+def check_file(db_path: Path) -> None:
+    """A sqlite store that is not one (a directory, a file of something else) is one line: MLflow would retry
+    opening it ten times with backoff, for about 100 s, printing each failure as a multi-line warning."""
+    from expctl.errors import TrackingError
+
+    if db_path.is_dir():
+        raise TrackingError(f"{db_path}: a directory, not an SQLite database (the MLflow store)")
+    try:
+        with db_path.open("rb") as fh:
+            head = fh.read(len(_HEADER))
+    except FileNotFoundError:
+        return  # a new store: MLflow creates it
+    except OSError as exc:
+        raise TrackingError(f"{db_path}: cannot read the MLflow store: {exc.strerror or exc}") from exc
+    if head and head != _HEADER:
+        raise TrackingError(f"{db_path}: not an SQLite database (the MLflow store is damaged, or another file "
+                            "has its name)")

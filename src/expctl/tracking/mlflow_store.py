@@ -35,7 +35,7 @@ from expctl.tracking import mlflow_runs as runs
 from expctl.tracking import mlflow_sync
 from expctl.tracking import mlflow_ui as ui
 from expctl.tracking.base import TrackerUnavailable, TrackerView
-from expctl.tracking.http_bounds import bound_http_retries, transport_reason
+from expctl.tracking.http_bounds import bound_http_retries, check_environment, transport_reason
 from expctl.tracking.locations import default_artifact_root, default_tracking_uri, ui_server_command
 from expctl.tracking.mlflow_checkpoints import Checkpoints
 from expctl.tracking.mlflow_logs import KeptLogs
@@ -119,6 +119,7 @@ class MlflowStore(KeptLogs, Checkpoints):
             os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
             bound_http_retries()
             if self.tracking_uri.startswith(("http://", "https://")):
+                check_environment()  # a variable MLflow cannot parse: one line, not a traceback mid-request
                 self._check_once()  # fail in seconds, in one line, before MLflow's retry loop gets a chance
             if not os.environ.get("EXPCTL_DEBUG"):  # the embedded store's schema migrations are not news
                 for noisy in ("mlflow.store.db.utils", "alembic"):
@@ -126,9 +127,11 @@ class MlflowStore(KeptLogs, Checkpoints):
             with self._calling("connect"):
                 from mlflow import MlflowClient
 
-                if self.embedded:
-                    from expctl.tracking import mlflow_sqlite
+                from expctl.tracking import mlflow_sqlite
 
+                if self.tracking_uri.startswith("sqlite:///"):
+                    mlflow_sqlite.check_file(Path(self.tracking_uri[len("sqlite:///") :]))
+                if self.embedded:
                     mlflow_sqlite.tune(Path(self.tracking_uri[len("sqlite:///") :]))
                 if self.tracking_uri.startswith("sqlite:///"):
                     # Two processes opening a new embedded store at once would both create its tables (one

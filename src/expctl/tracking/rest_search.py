@@ -32,7 +32,7 @@ from expctl import safe_json
 from expctl.errors import TrackingError, truncate
 from expctl.sanitize import redact, uri_secrets
 from expctl.tracking.base import TrackerUnavailable
-from expctl.tracking.http_bounds import HTTP_BOUNDS, transport_reason
+from expctl.tracking.http_bounds import check_environment, flag, http_setting, transport_reason
 
 # Authentication only MLflow's client (or its plugins) knows how to do: searched with MlflowClient then.
 _CLIENT_ONLY_SETTINGS = ("MLFLOW_TRACKING_CLIENT_CERT_PATH", "MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_AWS_SIGV4")
@@ -120,10 +120,6 @@ class RestSearch:
 
     # -- one request -------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _setting(name: str) -> str:
-        return os.environ.get(name) or HTTP_BOUNDS[name]
-
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         token = os.environ.get("MLFLOW_TRACKING_TOKEN")
@@ -137,7 +133,7 @@ class RestSearch:
     def _context(self) -> ssl.SSLContext | None:
         if not self.tracking_uri.startswith("https://"):
             return None
-        if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+        if flag("MLFLOW_TRACKING_INSECURE_TLS"):
             return ssl._create_unverified_context()
         return ssl.create_default_context(cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None)
 
@@ -159,10 +155,11 @@ class RestSearch:
     def post(self, endpoint: str, body: Mapping[str, Any], what: str) -> dict[str, Any]:
         """POST ``body`` to ``endpoint``; its JSON answer. 429/5xx and connection failures are retried as
         MLflow's client would (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, backoff), then one line."""
-        retries = int(self._setting("MLFLOW_HTTP_REQUEST_MAX_RETRIES"))
-        backoff = float(self._setting("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"))
-        jitter = float(self._setting("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"))
-        timeout = float(self._setting("MLFLOW_HTTP_REQUEST_TIMEOUT"))
+        check_environment()
+        retries = int(http_setting("MLFLOW_HTTP_REQUEST_MAX_RETRIES"))
+        backoff = http_setting("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR")
+        jitter = http_setting("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER")
+        timeout = http_setting("MLFLOW_HTTP_REQUEST_TIMEOUT")
         data = json.dumps(body).encode()
         for attempt in range(retries + 1):
             if attempt > 1:  # as urllib3's Retry: the first retry at once, then exponential backoff
