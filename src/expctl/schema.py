@@ -11,7 +11,7 @@ import difflib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from expctl import backend_registry
 from expctl.errors import ConfigError, truncate
@@ -46,6 +46,15 @@ Quantity = Annotated[str, Field(pattern=_QUANTITY)]
 _WORD = r"^[^\s\x00-\x1f\x7f]+$"
 Word = Annotated[str, Field(pattern=_WORD)]  # non-empty, no whitespace or control characters (images, URIs, paths)
 Text = Annotated[str, Field(min_length=1, pattern=r"^[^\x00-\x1f\x7f]*$")]  # one line, no control characters
+
+
+def _inside_the_repository(path: str) -> str:
+    if path.startswith(("/", "\\")) or ".." in path.replace("\\", "/").split("/"):
+        raise ValueError(f"must be a path inside the repository, relative to its root (got {path!r})")
+    return path
+
+
+RepoPath = Annotated[str, Field(pattern=_WORD), AfterValidator(_inside_the_repository)]  # code_paths
 EnvValue = Annotated[str, Field(pattern=r"^[^\x00]*$")] | int | float | bool
 PositiveNumber = Annotated[int, Field(gt=0)] | Annotated[float, Field(gt=0)]
 
@@ -132,7 +141,7 @@ class ExpctlBlock(Strict):
     timeout: int | None = Field(None, ge=1, le=INT32, description="seconds: the job's activeDeadlineSeconds")
     ttl_seconds_after_finished: int | None = Field(86400, ge=0, le=INT32)  # an int32 in every training job CRD
     validation: ValidationIn | None = None
-    code_paths: list[Word] | None = None
+    code_paths: list[RepoPath] | None = None
     namespace: Label | None = None
     runtime: Name | None = "torch-distributed"
     runtime_kind: Literal["ClusterTrainingRuntime", "TrainingRuntime"] = "ClusterTrainingRuntime"
@@ -216,7 +225,7 @@ class Settings(Strict):
 
     backend: BackendName = "local"
     tracking_uri: Word | None = None
-    code_paths: list[Word] = []
+    code_paths: list[RepoPath] = []
     max_runs_per_experiment: int = Field(10000, ge=1, le=MAX_RUNS)
     allow_resolvers: list[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.\-]*$")]] = []
     tenants: list[TenantIn] = []

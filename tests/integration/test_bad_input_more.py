@@ -83,6 +83,12 @@ def dataset(source: str) -> str:
 
 
 CASES = [
+    Case("expctl.yaml absolute code path", {"expctl.yaml": "code_paths: [code, /etc]\n"},
+         expected="expctl.yaml: code_paths.1: value error, must be a path inside the repository, relative to its "
+                  "root (got '/etc')"),
+    Case("experiment's code path outside the repository",
+         {"experiments/e.yaml": BASE + "expctl:\n  code_paths: [code/../../elsewhere]\n"},
+         expected="experiments/e.yaml: expctl.code_paths.0: value error, must be a path inside the repository"),
     # --- values quoted in a message cannot forge lines or reach the terminal raw -----------------------------
     Case("newline in a run name", args=("describe", "a\nerror: forged"), server=True, also_apply=False,
          expected="no run named a\\nerror: forged"),
