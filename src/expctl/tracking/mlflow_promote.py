@@ -148,3 +148,22 @@ def _register(store: Any, run: Any, gate: ValidationGate, metrics: Mapping[str, 
         if gate.promote_alias:
             promote(store.client, name, version, value, gate)
     return version
+
+
+def registered_versions(store: Any, page: int) -> list[dict[str, Any]]:
+    """Every version expctl registered (tag ``expctl.run_key``), with its aliases and its run's metrics."""
+    rows: list[dict[str, Any]] = []
+    with store._calling("read the Model Registry"):
+        for model in store.client.search_registered_models(max_results=page):
+            aliases: dict[str, list[str]] = {}
+            for alias, version in (getattr(model, "aliases", None) or {}).items():
+                aliases.setdefault(str(version), []).append(alias)
+            for version in store.client.search_model_versions(f"name = {g.quoted(model.name)}"):
+                if "expctl.run_key" not in (version.tags or {}):
+                    continue
+                metrics = store.client.get_run(version.run_id).data.metrics if version.run_id else {}
+                rows.append({"name": model.name, "version": str(version.version),
+                             "aliases": sorted(aliases.get(str(version.version), [])),
+                             "run_id": version.run_id or "", "job": version.tags.get("expctl.job", ""),
+                             "metrics": dict(metrics)})
+    return sorted(rows, key=lambda r: (r["name"], int(r["version"])))

@@ -39,7 +39,7 @@ from expctl.tracking.http_bounds import bound_http_retries, check_environment, t
 from expctl.tracking.locations import default_artifact_root, default_tracking_uri, ui_server_command
 from expctl.tracking.mlflow_checkpoints import Checkpoints
 from expctl.tracking.mlflow_logs import KeptLogs
-from expctl.tracking.mlflow_promote import apply_gate
+from expctl.tracking.mlflow_promote import apply_gate, registered_versions
 from expctl.tracking.rest_search import RestSearch, usable
 from expctl.tracking.run_index import RunIndex
 
@@ -392,3 +392,7 @@ class MlflowStore(KeptLogs, Checkpoints):
 
     def audit_entries(self, experiment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         return audit.entries(self, experiment, limit)
+
+    def registered_models(self) -> list[dict[str, Any]]:
+        """Every version expctl registered, with its aliases and its run's metrics (``make demo`` lists them)."""
+        return registered_versions(self, _PAGE)
