@@ -30,3 +30,14 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def repos() -> Iterator[list[GitRepo]]:
+    """Projects a test makes (it appends them): their local jobs are stopped after it (they outlive expctl)."""
+    from tests.integration import e2e
+
+    made: list[GitRepo] = []
+    yield made
+    for repo in made:
+        e2e.stop_jobs(repo.path)

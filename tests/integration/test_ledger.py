@@ -15,7 +15,6 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +33,6 @@ LEDGER_TAG = "expctl.ledger.local"
 
 def sweep(points: int) -> str:
     return e2e.experiment(sweep={"seed": f"range(0,{points})"}, expctl=TRIVIAL)
-
-
-@pytest.fixture
-def repos() -> Iterator[list[GitRepo]]:
-    made: list[GitRepo] = []
-    yield made
-    for repo in made:
-        e2e.stop_jobs(repo.path)
 
 
 def project(tmp_path: Path, name: str, points: int, repos: list[GitRepo]) -> GitRepo:

@@ -6,7 +6,6 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +14,9 @@ import pytest
 from tests.gitrepo import GitRepo
 from tests.integration import e2e
 from tests.integration.mlflow_server import MlflowServer
+from tests.integration.test_ledger import finished, sweep
 
 pytestmark = pytest.mark.integration
-
-TRIVIAL = "  command: [python, -c, pass]\n"
-
-
-def sweep(points: int) -> str:
-    return e2e.experiment(sweep={"seed": f"range(0,{points})"}, expctl=TRIVIAL)
-
-
-@pytest.fixture
-def repos() -> Iterator[list[GitRepo]]:
-    made: list[GitRepo] = []
-    yield made
-    for repo in made:
-        e2e.stop_jobs(repo.path)
 
 
 def project(where: Path, name: str, points: int, repos: list[GitRepo]) -> GitRepo:
@@ -104,17 +90,6 @@ def test_a_view_paging_while_another_projects_apply_settles_skips_no_open_run(
     assert {r.data.tags["expctl.managed"] for r in e2e.mlflow_runs(uri, [f"{q_name}/sweep"])} == {"settled"}
     assert len({(r.run_key, r.attempt) for r in records if r.experiment == f"{p_name}/sweep"}) == 3
     assert len({(r.run_key, r.attempt) for r in records if r.experiment == f"{q_name}/sweep"}) == 2
-
-
-def finished(repo: GitRepo, points: int) -> None:
-    """Wait until the repository's local jobs all succeeded."""
-    deadline = time.monotonic() + 120
-    while True:
-        status = e2e.expctl(repo.path, "status", "-o", "json")
-        if status.stdout.count('"state": "Succeeded"') >= points:
-            return
-        assert time.monotonic() < deadline, status.stdout
-        time.sleep(0.5)
 
 
 def test_an_interrupt_swallowed_before_the_writes_still_stops_the_apply() -> None:
