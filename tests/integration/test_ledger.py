@@ -237,12 +237,31 @@ def test_a_sweeps_parent_settles_and_a_retry_takes_it_back(tmp_path: Path, mlflo
     assert not writes, counts
 
 
+def apply_between_pages(store: Any, monkeypatch: pytest.MonkeyPatch, repo: GitRepo, uri: str | None) -> list[Any]:
+    """Make ``store``'s searches 2 runs a page, and run ``expctl apply`` of ``repo`` between the first page and
+    the next (another expctl settling runs while this view pages); the pages, as they are read."""
+    from expctl.tracking import mlflow_store
+
+    monkeypatch.setattr(mlflow_store, "_PAGE", 2)
+    search, pages = store.client.search_runs, []
+
+    def paging(*args: Any, **kwargs: Any) -> Any:
+        page = search(*args, **kwargs)
+        pages.append(page)
+        if len(pages) == 1:
+            settled = e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri)
+            assert settled.returncode == 0, settled.stderr
+        return page
+
+    monkeypatch.setattr(store.client, "search_runs", paging)
+    return pages
+
+
 def test_runs_settled_while_a_plan_pages_through_the_search_are_still_seen(tmp_path: Path, repos: list[GitRepo],
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A plan reads the open runs page by page; an apply that settles runs between two pages takes them out of
     the later pages. The ledger's copy on the first page predates them: a search of several pages reads the
     ledger again after them, so every run is still seen (else the plan would create them again)."""
-    from expctl.tracking import mlflow_store
     from expctl.tracking.mlflow_store import MlflowStore
 
     name = f"led{uuid.uuid4().hex[:6]}"
@@ -258,18 +277,7 @@ def test_runs_settled_while_a_plan_pages_through_the_search_are_still_seen(tmp_p
     assert {r.data.tags["expctl.managed"] for r in e2e.mlflow_runs(uri, [exp])} == {"settled", "true"}
 
     store = MlflowStore(uri, "local", embedded=True)
-    monkeypatch.setattr(mlflow_store, "_PAGE", 2)
-    search, pages = store.client.search_runs, []
-
-    def paging(*args: Any, **kwargs: Any) -> Any:
-        page = search(*args, **kwargs)
-        pages.append(page)
-        if len(pages) == 1:  # between the first page and the next: another expctl settles the six
-            settled = e2e.expctl(repo.path, "apply", "-y")
-            assert settled.returncode == 0, settled.stderr
-        return page
-
-    monkeypatch.setattr(store.client, "search_runs", paging)
+    pages = apply_between_pages(store, monkeypatch, repo, None)  # another expctl settles the six
     records = store.view().records
     assert any(run.data.tags.get("expctl.ledger") == "true" for run in pages[0]), "the ledger was not first"
     assert {r.data.tags["expctl.managed"] for r in e2e.mlflow_runs(uri, [exp])} == {"settled"}

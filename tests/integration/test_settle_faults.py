@@ -14,7 +14,7 @@ import pytest
 from tests.gitrepo import GitRepo
 from tests.integration import e2e
 from tests.integration.mlflow_server import MlflowServer
-from tests.integration.test_ledger import finished, sweep
+from tests.integration.test_ledger import apply_between_pages, finished, sweep
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +58,6 @@ def test_a_view_paging_while_another_projects_apply_settles_skips_no_open_run(
     view already read moves the later pages back, and an open run is skipped — the view did not know that
     run at all (a plan would launch it again once its job is gone; a new point would get a second parent).
     The view sees the flipped runs in the ledger it reads again after the pages, and searches once more."""
-    from expctl.tracking import mlflow_store
     from expctl.tracking.mlflow_store import MlflowStore
 
     q_name, p_name = f"sfq{uuid.uuid4().hex[:6]}", f"sfp{uuid.uuid4().hex[:6]}"
@@ -74,18 +73,7 @@ def test_a_view_paging_while_another_projects_apply_settles_skips_no_open_run(
     assert {r.data.tags["expctl.managed"] for r in e2e.mlflow_runs(uri, [f"{q_name}/sweep"])} == {"true"}
 
     store = MlflowStore(uri, "local", embedded=True)
-    monkeypatch.setattr(mlflow_store, "_PAGE", 2)
-    search, pages = store.client.search_runs, []
-
-    def paging(*args: object, **kwargs: object) -> object:
-        page = search(*args, **kwargs)
-        pages.append(page)
-        if len(pages) == 1:  # between P's first page (Q's two runs) and the next: Q's apply settles them
-            settled = e2e.expctl(q.path, "apply", "-y", tracking_uri=uri)
-            assert settled.returncode == 0, settled.stderr
-        return page
-
-    monkeypatch.setattr(store.client, "search_runs", paging)
+    apply_between_pages(store, monkeypatch, q, uri)  # between P's first page (Q's two runs) and the next
     records = store.view().records
     assert {r.data.tags["expctl.managed"] for r in e2e.mlflow_runs(uri, [f"{q_name}/sweep"])} == {"settled"}
     assert len({(r.run_key, r.attempt) for r in records if r.experiment == f"{p_name}/sweep"}) == 3
