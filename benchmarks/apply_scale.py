@@ -158,7 +158,7 @@ def finish_every_job(cluster: Any, namespace: str) -> int:
     from kubernetes import client
     from tests.kube.driver import conditions, patch_status
 
-    from expctl.model import JobKind
+    from expctl.core.model import JobKind
 
     api = client.CustomObjectsApi(cluster.api_client())
     names: list[str] = []

@@ -77,8 +77,8 @@ def raw_search(uri: str, backend: str = "kubernetes") -> tuple[int, int]:
 def raw_lists(server: str, ca: Path, namespace: str, token: str = "admintoken", page: int = 500) -> tuple[int, int]:
     """One paginated LIST per kind in ``namespace`` (expctl's label selector and page size), plain HTTP, no
     parsing of objects: (requests, bytes)."""
-    from expctl.render import KINDS
-    from expctl.render.common import MANAGED_SELECTOR
+    from expctl.backends.kubernetes.manifests import KINDS
+    from expctl.backends.kubernetes.manifests.common import MANAGED_SELECTOR
 
     ctx = ssl.create_default_context(cafile=str(ca))
     requests = size = 0

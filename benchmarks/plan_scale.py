@@ -51,9 +51,9 @@ def main() -> None:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from expctl import source
-    from expctl.plan import make_plan
-    from expctl.project import load_desired
+    from expctl.config import source
+    from expctl.config.desired_state import load_desired
+    from expctl.core.plan_rules import make_plan
 
     with tempfile.TemporaryDirectory() as tmp:
         repo = make_repo(Path(tmp) / "repo", args.points_per_axis)

@@ -25,7 +25,7 @@ def step(title: str, *args: str, check: bool = True) -> int:
 
 
 def registered_models() -> None:
-    from expctl.tracking.mlflow_store import MlflowStore, default_tracking_uri
+    from expctl.tracking.mlflow.store import MlflowStore, default_tracking_uri
 
     store = MlflowStore(default_tracking_uri(ROOT / ".expctl"), "local")
     print("\nRegistered models (MLflow Model Registry):")

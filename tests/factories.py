@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from expctl.model import JobKind, JobSpec, Launch, Resources, RetryPolicy, RunSpec, TrackingRef, ValidationGate
-from expctl.naming import canonical_json, run_key, run_name, sha256_hex
+from expctl.core.model import JobKind, JobSpec, Launch, Resources, RetryPolicy, RunSpec, TrackingRef, ValidationGate
+from expctl.core.naming import canonical_json, run_key, run_name, sha256_hex
 
 
 def make_job(kind: JobKind = JobKind.PYTORCH, replicas: int = 1, **kw: Any) -> JobSpec:

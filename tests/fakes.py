@@ -10,9 +10,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from expctl.audit import INTENT, AuditRecord, entries
-from expctl.errors import BackendError
-from expctl.model import FailureClass, Launch, ObservedRun, Phase, RunSpec, TrackingRef
+from expctl.core.audit import INTENT, AuditRecord, entries
+from expctl.core.errors import BackendError
+from expctl.core.model import FailureClass, Launch, ObservedRun, Phase, RunSpec, TrackingRef
 from expctl.tracking.base import TrackerView
 
 
@@ -144,7 +144,7 @@ class FakeLogTracker(FakeTracker):
 
     def keep_logs(self, run_id: str, logs: dict[str, str] | None, why_not: str = "") -> None:
         if self.down:
-            from expctl.errors import TrackingError
+            from expctl.core.errors import TrackingError
 
             raise TrackingError("MLflow at memory://: keep logs failed: down")
         self.kept[run_id] = logs

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from expctl.backends.base import Backend
-from expctl.errors import ExpctlError
-from expctl.model import FailureClass, Phase
+from expctl.core.errors import ExpctlError
+from expctl.core.model import FailureClass, Phase
 
 
 def _only(backend: Backend, name: str) -> Any:

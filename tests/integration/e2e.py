@@ -128,7 +128,7 @@ def jobs_per_key(repo: Path) -> Counter[tuple[str, str]]:
 
 def stop_jobs(repo: Path) -> None:
     """Kill whatever jobs a test left running (their own sessions outlive expctl)."""
-    from expctl.backends import local_state as st
+    from expctl.backends.local import state as st
 
     runs = repo / ".expctl" / "runs"
     if not runs.is_dir():

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from expctl.backends import local_state
+from expctl.backends.local import state as local_state
 from expctl.cli import main
 from tests.gitrepo import GitRepo, minimal_repo
 
@@ -616,7 +616,7 @@ def test_one_damaged_run_state_is_skipped_with_a_warning(tmp_path: Path, damage:
 def test_a_damaged_state_is_rebuilt_by_create_and_kept_aside(git_repo: GitRepo, tmp_path: Path) -> None:
     """When the plan creates a run whose local state is damaged, the backend rebuilds it from the launch and
     keeps the damaged directory aside (nothing lost); other runs are untouched."""
-    from expctl.backends.local import LocalBackend
+    from expctl.backends.local.backend import LocalBackend
     from tests.factories import make_job, make_launch, make_spec
 
     commit = git_repo.head
@@ -693,8 +693,8 @@ def test_no_experiments_directory(tmp_path: Path) -> None:
                                      ("sh", "-c", "exit 127")])
 def test_a_broken_command_is_a_code_failure_never_retried_as_infrastructure(
         git_repo: GitRepo, tmp_path: Path, command: tuple[str, ...]) -> None:
-    from expctl.backends.local import LocalBackend
-    from expctl.model import FailureClass, Phase
+    from expctl.backends.local.backend import LocalBackend
+    from expctl.core.model import FailureClass, Phase
     from tests.factories import make_job, make_launch, make_spec
 
     launch = make_launch(make_spec("broken", commit=git_repo.head, job=make_job(command=command)))

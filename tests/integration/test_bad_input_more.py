@@ -177,7 +177,7 @@ def test_a_state_edited_by_hand_never_signals_what_is_not_a_replica(tmp_path: Pa
     import os
     from dataclasses import asdict
 
-    from expctl.backends import local_state
+    from expctl.backends.local import state as local_state
     from tests.integration.test_bad_input import _state, invoke
 
     value = {"init": 1, "every process": -1, "expctl's own group": os.getpgrp(), "a bool": True}[pid]

@@ -15,10 +15,10 @@ from click.testing import CliRunner, Result
 
 from expctl.backends.base import Backend
 from expctl.cli import main
-from expctl.model import Phase
-from expctl.schema import Settings
+from expctl.config.schema import Settings
+from expctl.core.model import Phase
+from expctl.engine.workspace import Workspace
 from expctl.tracking.base import Tracker
-from expctl.workspace import Workspace
 from tests.fakes import FakeBackend, FakeTracker
 from tests.gitrepo import GitRepo
 

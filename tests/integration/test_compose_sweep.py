@@ -17,8 +17,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from expctl import source
-from expctl.project import load_desired
+from expctl.config import source
+from expctl.config.desired_state import load_desired
 from tests.gitrepo import GitRepo
 
 SWEEPS = {

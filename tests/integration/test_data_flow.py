@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from expctl.project import load_desired
-from expctl.source import snapshot
+from expctl.config.desired_state import load_desired
+from expctl.config.source import snapshot
 from tests.gitrepo import GitRepo, minimal_repo
 from tests.integration import e2e
 from tests.integration.mlflow_server import MlflowServer

@@ -240,7 +240,7 @@ def test_a_sweeps_parent_settles_and_a_retry_takes_it_back(tmp_path: Path, mlflo
 def apply_between_pages(store: Any, monkeypatch: pytest.MonkeyPatch, repo: GitRepo, uri: str | None) -> list[Any]:
     """Make ``store``'s searches 2 runs a page, and run ``expctl apply`` of ``repo`` between the first page and
     the next (another expctl settling runs while this view pages); the pages, as they are read."""
-    from expctl.tracking import mlflow_store
+    from expctl.tracking.mlflow import store as mlflow_store
 
     monkeypatch.setattr(mlflow_store, "_PAGE", 2)
     search, pages = store.client.search_runs, []
@@ -262,7 +262,7 @@ def test_runs_settled_while_a_plan_pages_through_the_search_are_still_seen(tmp_p
     """A plan reads the open runs page by page; an apply that settles runs between two pages takes them out of
     the later pages. The ledger's copy on the first page predates them: a search of several pages reads the
     ledger again after them, so every run is still seen (else the plan would create them again)."""
-    from expctl.tracking.mlflow_store import MlflowStore
+    from expctl.tracking.mlflow.store import MlflowStore
 
     name = f"led{uuid.uuid4().hex[:6]}"
     exp = f"{name}/sweep"
@@ -288,8 +288,8 @@ def test_runs_settled_while_a_plan_pages_through_the_search_are_still_seen(tmp_p
 def test_two_applies_settling_into_one_ledger_at_once_lose_nothing(tmp_path: Path, repos: list[GitRepo]) -> None:
     """Two projects (or namespaces) on one tracking server settle under locks of their own: both read the
     same ledger, so both append the same batch number. Neither batch may overwrite the other's tags."""
-    from expctl.tracking import mlflow_ledger
-    from expctl.tracking.mlflow_store import MlflowStore
+    from expctl.tracking.mlflow import ledger as mlflow_ledger
+    from expctl.tracking.mlflow.store import MlflowStore
 
     name = f"led{uuid.uuid4().hex[:6]}"
     exp = f"{name}/sweep"

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from expctl.backends.local import LocalBackend
-from expctl.backends.local_state import load
-from expctl.errors import BackendError
-from expctl.model import FailureClass, JobKind, Launch, ObservedRun, Phase
+from expctl.backends.local.backend import LocalBackend
+from expctl.backends.local.state import load
+from expctl.core.errors import BackendError
+from expctl.core.model import FailureClass, JobKind, Launch, ObservedRun, Phase
 from tests.contract.backend_suite import BackendContract
 from tests.factories import make_job, make_launch, make_spec
 from tests.gitrepo import GitRepo
@@ -262,28 +262,14 @@ def test_training_fails_its_first_attempts_on_request(backend: LocalBackend, dri
     assert any("failing attempt 1 on purpose" in line for line in backend.logs(launch.name))
 
 
-CREATOR = """
-import pathlib, sys
-from expctl.backends.local import LocalBackend
-from expctl.model import JobKind
-from tests.factories import make_job, make_launch, make_spec
-state, repo, commit, who = sys.argv[1:5]
-backend = LocalBackend(pathlib.Path(state), pathlib.Path(repo), parallelism=1)
-for i in range(3):
-    job = make_job(JobKind.LOCAL, command=("sh", "-c", "sleep 0.5"))
-    backend.create(make_launch(make_spec(f"{who}-{i}", job=job, commit=commit)))
-    backend.observe()
-"""
-
-
 def test_two_expctl_processes_share_the_state_safely(driver: LocalDriver, git_repo: GitRepo) -> None:
     """The file lock serialises two expctl processes: parallelism holds across them, no state is lost."""
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parents[2]
-    procs = [subprocess.Popen([sys.executable, "-c", CREATOR, str(driver.state_dir), str(git_repo.path),
-                               git_repo.head, who], cwd=root) for who in ("a", "b")]
+    creator = [sys.executable, "-m", "tests.support.local_creator", str(driver.state_dir), str(git_repo.path)]
+    procs = [subprocess.Popen([*creator, git_repo.head, who], cwd=root) for who in ("a", "b")]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     backend = LocalBackend(driver.state_dir, git_repo.path, parallelism=1)
     deadline = time.monotonic() + 60
@@ -328,7 +314,7 @@ def test_following_a_queued_run_starts_it_when_a_slot_frees(tmp_path: Path, git_
 )
 def test_judge(ended: dict[str, Any], running: set[str], phase: Phase, failure: FailureClass | None,
                message: str) -> None:
-    from expctl.backends.local_state import judge
+    from expctl.backends.local.state import judge
 
     verdict = judge(ended, running)
     assert (verdict.phase, verdict.failure, verdict.message) == (phase, failure, message)
@@ -338,7 +324,7 @@ class ReadCounter:
     """Counts which runs' ``state.json`` the backend reads (wraps the real ``local_state.load``)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from expctl.backends import local_state
+        from expctl.backends.local import state as local_state
 
         self.reads: list[str] = []
         real = local_state.load

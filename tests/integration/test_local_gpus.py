@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from expctl.backends.local import LocalBackend
-from expctl.backends.local_state import load
-from expctl.model import JobKind, Launch, Phase, Resources
+from expctl.backends.local.backend import LocalBackend
+from expctl.backends.local.state import load
+from expctl.core.model import JobKind, Launch, Phase, Resources
 from tests.gitrepo import ROOT, GitRepo
 from tests.integration.test_local_backend import LocalDriver, wait_for
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from expctl.locking import file_lock
+from expctl.backends.locks import file_lock
 from tests.gitrepo import GitRepo
 from tests.integration import e2e
 from tests.integration.mlflow_server import MlflowServer

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from expctl.backends.local import LocalBackend
-from expctl.errors import TrackingError
-from expctl.model import FailureClass, JobKind, ObservedRun, Phase, RunSpec, TrackingRef, ValidationGate
-from expctl.tracking.mlflow_store import MlflowStore, default_tracking_uri, health_request
-from expctl.tracking.rest_search import RestSearch
+from expctl.backends.local.backend import LocalBackend
+from expctl.core.errors import TrackingError
+from expctl.core.model import FailureClass, JobKind, ObservedRun, Phase, RunSpec, TrackingRef, ValidationGate
+from expctl.tracking.mlflow.rest_search import RestSearch
+from expctl.tracking.mlflow.store import MlflowStore, default_tracking_uri, health_request
 from tests.factories import make_job, make_launch, make_spec
 from tests.gitrepo import GitRepo
 from tests.integration.mlflow_server import MlflowServer, free_port
@@ -346,8 +346,8 @@ def test_embedded_store_writes_through_a_write_ahead_log(tmp_path: Path) -> None
 
 def test_the_workspace_marks_only_its_default_store_as_embedded(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from expctl.schema import Settings
-    from expctl.workspace import Workspace
+    from expctl.config.schema import Settings
+    from expctl.engine.workspace import Workspace
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     tracker = Workspace(tmp_path).open_tracker(Settings(), "local")
@@ -391,7 +391,7 @@ def test_ui_server_command_serves_the_embedded_store(sqlite_store: MlflowStore) 
     import subprocess
     import urllib.request
 
-    from expctl.tracking.mlflow_store import ui_server_command
+    from expctl.tracking.mlflow.store import ui_server_command
 
     sqlite_store.check()
     assert ui_server_command("http://mlflow.example:5000", 5000) == (None, {}, "http://mlflow.example:5000")
@@ -426,13 +426,13 @@ def test_ui_server_command_serves_the_embedded_store(sqlite_store: MlflowStore) 
     ],
 )
 def test_gate_decision(gate: ValidationGate, metrics: dict[str, float], outcome: str, reason: str) -> None:
-    from expctl.tracking.gate import evaluate
+    from expctl.tracking.mlflow.tags import evaluate
 
     assert (evaluate(gate, metrics).outcome, evaluate(gate, metrics).reason) == (outcome, reason)
 
 
 def test_flatten_params_and_parent_status() -> None:
-    from expctl.tracking.gate import flatten_params, parent_status
+    from expctl.tracking.mlflow.tags import flatten_params, parent_status
 
     assert flatten_params({"a": {"b": 1, "c": [1, "x"], "d": {}}, "e": None, "f": True}) == {
         "a.b": "1", "a.c": '[1, "x"]', "a.d": "{}", "e": "null", "f": "true"}
@@ -472,8 +472,8 @@ def test_view_knows_every_run_so_ensure_run_needs_no_request(sqlite_store: Mlflo
 
 
 def test_audit_record_intent_recovery_and_history(sqlite_store: MlflowStore) -> None:
-    from expctl import audit
-    from expctl.model import Action, Change, Plan, Reason
+    from expctl.core import audit
+    from expctl.core.model import Action, Change, Plan, Reason
 
     specs = [make_spec("audited", overrides=(f"lr={i}",)) for i in range(3)]
     changes = [Change(Action.CREATE, Reason.MISSING, s.experiment, s.run_key, s.name, s.overrides, s.spec_hash,

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from expctl.model import ObservedRun, Phase, RunSpec, TrackingRef, ValidationGate
-from expctl.tracking.mlflow_store import MlflowStore
+from expctl.core.model import ObservedRun, Phase, RunSpec, TrackingRef, ValidationGate
+from expctl.tracking.mlflow.store import MlflowStore
 from tests.factories import make_spec
 from tests.integration.mlflow_server import MlflowServer
 

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from expctl.backends import local_state as st
+from expctl.backends.local import state as st
 from expctl.cli import main
-from expctl.workspace import Workspace
+from expctl.engine.workspace import Workspace
 from tests.gitrepo import GitRepo
 from tests.integration.mlflow_server import MlflowServer, free_port
 
@@ -308,7 +308,7 @@ def test_bulk_cancel_of_a_whole_sweep_in_one_command(ops: Ops) -> None:
 
 
 def test_ui_on_a_tracking_server_prints_its_training_views(tmp_path: Path, mlflow_server: MlflowServer) -> None:
-    from expctl.tracking.mlflow_store import MlflowStore
+    from expctl.tracking.mlflow.store import MlflowStore
     from tests.factories import make_spec
 
     MlflowStore(mlflow_server.uri, "local").ensure_run(make_spec("ui-on-a-server"), 1, OPERATOR)

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from expctl import audit
-from expctl.errors import TrackingError
-from expctl.model import Action, Change, ObservedRun, Phase, Plan, Reason
-from expctl.tracking import mlflow_store
+from expctl.core import audit
+from expctl.core.errors import TrackingError
+from expctl.core.model import Action, Change, ObservedRun, Phase, Plan, Reason
 from expctl.tracking.base import TrackerUnavailable
-from expctl.tracking.mlflow_store import MlflowStore
-from expctl.tracking.rest_search import usable
+from expctl.tracking.mlflow import store as mlflow_store
+from expctl.tracking.mlflow.rest_search import usable
+from expctl.tracking.mlflow.store import MlflowStore
 from tests.factories import make_spec
 from tests.faults.proxy import FaultProxy, Rule
 from tests.integration.mlflow_server import MlflowServer
@@ -163,7 +163,7 @@ def test_a_redirect_is_not_followed_and_the_token_stays_home(code: int, monkeypa
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from expctl.tracking.rest_search import RestSearch
+    from expctl.tracking.mlflow.rest_search import RestSearch
 
     seen: list[str] = []
 

@@ -58,7 +58,7 @@ def test_a_view_paging_while_another_projects_apply_settles_skips_no_open_run(
     view already read moves the later pages back, and an open run is skipped — the view did not know that
     run at all (a plan would launch it again once its job is gone; a new point would get a second parent).
     The view sees the flipped runs in the ledger it reads again after the pages, and searches once more."""
-    from expctl.tracking.mlflow_store import MlflowStore
+    from expctl.tracking.mlflow.store import MlflowStore
 
     q_name, p_name = f"sfq{uuid.uuid4().hex[:6]}", f"sfp{uuid.uuid4().hex[:6]}"
     q = project(tmp_path / "q", q_name, 2, repos)
@@ -86,11 +86,11 @@ def test_an_interrupt_swallowed_before_the_writes_still_stops_the_apply() -> Non
     applied everything, exit 0, after the operator's ^C. It is noted, and nothing is written."""
     import os
 
-    from expctl.engine import ApplyOptions, Hooks, run_apply
-    from expctl.project import Desired
-    from expctl.reconcile import PlanOptions
-    from expctl.schema import Settings
-    from expctl.source import Snapshot
+    from expctl.config.desired_state import Desired
+    from expctl.config.schema import Settings
+    from expctl.config.source import Snapshot
+    from expctl.engine.apply import ApplyOptions, Hooks, run_apply
+    from expctl.engine.plan import PlanOptions
     from tests.factories import make_spec
     from tests.fakes import FakeBackend, FakeTracker
 
@@ -132,7 +132,7 @@ def test_an_interrupt_while_the_embedded_store_is_created_waits_for_its_migratio
 
     import mlflow
 
-    from expctl.tracking.mlflow_store import MlflowStore
+    from expctl.tracking.mlflow.store import MlflowStore
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     real, created = mlflow.MlflowClient, []
@@ -162,8 +162,8 @@ def test_a_batch_appended_to_a_ledger_another_apply_just_replaced_flips_nothing(
     """Apply A read the ledger; apply B (another project, its own lock) found it damaged and rebuilt it, marking
     it ``replaced``; A then appends its batch to the old one. Flipping A's runs then would leave them in no
     ledger any view reads (plans would launch them again): they stay open, and settle at a later apply."""
-    from expctl.tracking import mlflow_ledger
-    from expctl.tracking.mlflow_store import MlflowStore
+    from expctl.tracking.mlflow import ledger as mlflow_ledger
+    from expctl.tracking.mlflow.store import MlflowStore
 
     name = f"sfr{uuid.uuid4().hex[:6]}"
     exp = f"{name}/sweep"

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from expctl.backends.slurm import SlurmBackend
-from expctl.backends.slurm_script import EXIT_FILE
-from expctl.errors import BackendUnavailable
-from expctl.model import FailureClass, JobKind, Launch, ObservedRun, Phase, Resources
+from expctl.backends.slurm.backend import SlurmBackend
+from expctl.backends.slurm.script import EXIT_FILE
+from expctl.core.errors import BackendUnavailable
+from expctl.core.model import FailureClass, JobKind, Launch, ObservedRun, Phase, Resources
 from tests.contract.backend_suite import BackendContract
 from tests.factories import make_job, make_launch, make_spec
 from tests.gitrepo import GitRepo
@@ -182,8 +182,8 @@ def test_logs_follow_a_running_job_to_its_end(backend: SlurmBackend, driver: Slu
 def test_a_refused_submission_leaves_no_record(backend: SlurmBackend, driver: SlurmDriver) -> None:
     from dataclasses import replace
 
-    from expctl.errors import BackendError
-    from expctl.model import Scheduling
+    from expctl.core.errors import BackendError
+    from expctl.core.model import Scheduling
 
     launch = driver.launch("succeed")
     job = replace(launch.spec.job, scheduling=Scheduling(partition="no-such-partition"))

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from expctl import source
-from expctl.errors import ExpctlError
-from expctl.project import load_desired
+from expctl.config import source
+from expctl.config.desired_state import load_desired
+from expctl.core.errors import ExpctlError
 from tests.gitrepo import MINIMAL_CONF, minimal_repo
 
 pytestmark = pytest.mark.integration

@@ -139,7 +139,7 @@ def test_validation_decides_the_gate_and_promotion_moves_the_alias_only_to_a_bet
             "which keeps it")
         assert three["3"].tags["expctl.promotion.outcome"] == "kept"
         assert three["2"].tags["expctl.challenge.v3"].startswith("kept champion against version 3")
-        from expctl.tracking.mlflow_store import MlflowStore  # what `make demo` lists
+        from expctl.tracking.mlflow.store import MlflowStore
 
         listed = [row for row in MlflowStore(uri, "local").registered_models() if row["name"] == model]
         assert [(row["version"], row["aliases"]) for row in listed] == [("1", []), ("2", ["champion"]), ("3", [])]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from expctl.backends.kube_retry import RetrySettings
-from expctl.backends.kubernetes import KubernetesBackend
-from expctl.model import JobKind, Launch
-from expctl.render import KINDS, KubeSettings
+from expctl.backends.kubernetes.backend import KubernetesBackend
+from expctl.backends.kubernetes.manifests import KINDS, KubeSettings
+from expctl.backends.kubernetes.retry import RetrySettings
+from expctl.core.model import JobKind, Launch
 from tests.factories import make_job, make_launch, make_spec
 from tests.kube.conftest import Cluster
 

@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from expctl.backends.kubernetes import KubernetesBackend
-from expctl.engine import ApplyOptions, Hooks, run_apply
-from expctl.model import JobKind, Launch
-from expctl.project import Desired
-from expctl.reconcile import PlanOptions
-from expctl.schema import Settings
-from expctl.source import Snapshot
-from expctl.tracking.mlflow_store import MlflowStore
+from expctl.backends.kubernetes.backend import KubernetesBackend
+from expctl.config.desired_state import Desired
+from expctl.config.schema import Settings
+from expctl.config.source import Snapshot
+from expctl.core.model import JobKind, Launch
+from expctl.engine.apply import ApplyOptions, Hooks, run_apply
+from expctl.engine.plan import PlanOptions
+from expctl.tracking.mlflow.store import MlflowStore
 from tests.factories import make_job, make_spec
 from tests.kube.conftest import Cluster
 from tests.kube.driver import make_backend

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from kubernetes import client
 
-from expctl.backends.kubernetes import KubernetesBackend
-from expctl.errors import BackendError, ExpctlError
-from expctl.model import FailureClass, JobKind, Launch, Phase, Scheduling
+from expctl.backends.kubernetes.backend import KubernetesBackend
+from expctl.core.errors import BackendError, ExpctlError
+from expctl.core.model import FailureClass, JobKind, Launch, Phase, Scheduling
 from tests.factories import make_job, make_launch, make_spec
 from tests.kube.conftest import Cluster, _crd_dir, install_crds
 from tests.kube.driver import conditions, make_backend, patch_status
@@ -99,7 +99,7 @@ def test_observe_pages_through_large_lists(kube_cluster: Cluster, namespace: str
 def test_observe_ignores_objects_without_the_managed_by_label(kube_cluster: Cluster, namespace: str) -> None:
     backend: KubernetesBackend = make_backend(kube_cluster, [namespace])
     launch = launch_of(JobKind.PYTORCH, namespace, "foreign")
-    from expctl.render import render_manifest
+    from expctl.backends.kubernetes.manifests import render_manifest
 
     manifest = render_manifest(launch, backend.settings)
     del manifest["metadata"]["labels"]["expctl.io/managed-by"]

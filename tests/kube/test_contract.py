@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from expctl.backends.kubernetes import KubernetesBackend
+from expctl.backends.kubernetes.backend import KubernetesBackend
 from tests.contract.backend_suite import BackendContract
 from tests.kube.conftest import Cluster
 from tests.kube.driver import KubeDriver, make_backend

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from expctl.model import JobKind
+from expctl.core.model import JobKind
 from tests.faults.crashing import forked_cli
 from tests.gitrepo import GitRepo
 from tests.integration import e2e

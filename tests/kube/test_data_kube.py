@@ -7,10 +7,10 @@ from dataclasses import replace
 import pytest
 from kubernetes import client
 
-from expctl.backends.kubernetes import KubernetesBackend
-from expctl.model import DatasetRef, JobKind
-from expctl.plan import make_plan
-from expctl.render import KINDS, render_manifest
+from expctl.backends.kubernetes.backend import KubernetesBackend
+from expctl.backends.kubernetes.manifests import KINDS, render_manifest
+from expctl.core.model import DatasetRef, JobKind
+from expctl.core.plan_rules import make_plan
 from tests.factories import make_job, make_launch, make_spec
 from tests.kube.conftest import Cluster
 from tests.kube.driver import make_backend

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from expctl.backends.kubernetes import KubernetesBackend
-from expctl.errors import BackendError
-from expctl.model import JobKind, Launch
+from expctl.backends.kubernetes.backend import KubernetesBackend
+from expctl.core.errors import BackendError
+from expctl.core.model import JobKind, Launch
 from tests.factories import make_job, make_launch, make_spec
 from tests.faults.proxy import FaultProxy, Rule
 from tests.kube.conftest import Cluster
@@ -142,12 +142,12 @@ def test_apiserver_dies_mid_apply_the_engine_stops_launching(backend: Kubernetes
     """Through the engine: once the apiserver cannot be reached (after the retries), no further change is
     started — each one would only fail the same way after its own retries — and the apply exits 3, listing what
     was not applied; a rerun against the healthy apiserver converges, each job created once."""
-    from expctl.engine import ApplyOptions, Hooks, run_apply
-    from expctl.project import Desired
-    from expctl.reconcile import PlanOptions
-    from expctl.schema import Settings
-    from expctl.source import Snapshot
-    from expctl.tracking.mlflow_store import MlflowStore
+    from expctl.config.desired_state import Desired
+    from expctl.config.schema import Settings
+    from expctl.config.source import Snapshot
+    from expctl.engine.apply import ApplyOptions, Hooks, run_apply
+    from expctl.engine.plan import PlanOptions
+    from expctl.tracking.mlflow.store import MlflowStore
 
     job = make_job(JobKind.PYTORCH, 1, namespace=namespace)
     desired = Desired(Snapshot(Path("."), "c" * 40, "c" * 40), Settings(),

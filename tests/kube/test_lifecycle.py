@@ -29,15 +29,15 @@ from click.testing import CliRunner, Result
 from kubernetes import client
 
 from expctl.backends.base import Backend
-from expctl.backends.kubernetes import KubernetesBackend
+from expctl.backends.kubernetes.backend import KubernetesBackend
+from expctl.backends.kubernetes.manifests import KINDS
+from expctl.backends.kubernetes.manifests.common import kube_settings, namespaces
 from expctl.cli import main
-from expctl.errors import BackendError
-from expctl.model import JobKind, Launch, ObservedRun
-from expctl.render import KINDS
-from expctl.render.common import kube_settings, namespaces
-from expctl.schema import Settings
+from expctl.config.schema import Settings
+from expctl.core.errors import BackendError
+from expctl.core.model import JobKind, Launch, ObservedRun
+from expctl.engine.workspace import Workspace
 from expctl.tracking.base import Tracker
-from expctl.workspace import Workspace
 from tests.gitrepo import GitRepo
 from tests.integration.mlflow_server import MlflowServer
 from tests.kube.conftest import Cluster

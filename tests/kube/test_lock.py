@@ -7,8 +7,8 @@ import time
 import pytest
 from kubernetes import client
 
-from expctl.backends.kubernetes import KubernetesBackend
-from expctl.errors import LockError
+from expctl.backends.kubernetes.backend import KubernetesBackend
+from expctl.core.errors import LockError
 from tests.kube.conftest import Cluster
 from tests.kube.driver import make_backend
 
@@ -90,8 +90,8 @@ def test_lease_lock_from_project_settings(
     kube_cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What ``expctl apply`` uses: the backend and the Lease from ``expctl.yaml`` and $KUBECONFIG."""
-    from expctl.backends.kubernetes import lease_lock, open_kubernetes
-    from expctl.schema import KubernetesIn, Settings, TenantIn
+    from expctl.backends.kubernetes.backend import lease_lock, open_kubernetes
+    from expctl.config.schema import KubernetesIn, Settings, TenantIn
 
     monkeypatch.setenv("KUBECONFIG", str(kube_cluster.kubeconfig))
     settings = Settings(

@@ -10,9 +10,9 @@ import pytest
 from kubernetes import client
 from mlflow import MlflowClient
 
-from expctl.model import JobKind
-from expctl.render import KINDS
-from expctl.tracking.mlflow_store import MlflowStore
+from expctl.backends.kubernetes.manifests import KINDS
+from expctl.core.model import JobKind
+from expctl.tracking.mlflow.store import MlflowStore
 from tests.kube.conftest import Cluster
 from tests.kube.driver import conditions, patch_status
 from tests.kube.test_operate_kube import invoke, make_repo, ok, status

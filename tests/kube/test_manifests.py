@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from expctl.backends.kubernetes import KubernetesBackend
-from expctl.model import JobKind, Launch, Resources, Scheduling
-from expctl.render import KINDS, KubeSettings, render_manifest
-from expctl.render.common import MANAGED_SELECTOR
-from expctl.render.trainjob import render_runtime
+from expctl.backends.kubernetes.backend import KubernetesBackend
+from expctl.backends.kubernetes.manifests import KINDS, KubeSettings, render_manifest
+from expctl.backends.kubernetes.manifests.common import MANAGED_SELECTOR
+from expctl.backends.kubernetes.manifests.trainjob import render_runtime
+from expctl.core.model import JobKind, Launch, Resources, Scheduling
 from tests.factories import make_job, make_launch, make_spec
 from tests.kube.conftest import Cluster
 from tests.kube.driver import make_backend

@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner, Result
 from kubernetes import client
 
+from expctl.backends.kubernetes.manifests import KINDS
+from expctl.backends.kubernetes.manifests.common import CANCELLED_BY
 from expctl.cli import main
-from expctl.model import JobKind
-from expctl.render import KINDS
-from expctl.render.common import CANCELLED_BY
-from expctl.workspace import Workspace
+from expctl.core.model import JobKind
+from expctl.engine.workspace import Workspace
 from tests.gitrepo import GitRepo
 from tests.kube.conftest import Cluster
 from tests.kube.driver import conditions, patch_status

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import urllib3.exceptions
 
-from expctl.backends.kube_retry import (
+from expctl.backends.kubernetes.backend import KubernetesBackend
+from expctl.backends.kubernetes.retry import (
     Retrier,
     RetrySettings,
     TokenBucket,
@@ -19,7 +20,6 @@ from expctl.backends.kube_retry import (
     is_transient,
     retry_after,
 )
-from expctl.backends.kubernetes import KubernetesBackend
 from tests.kube.conftest import Cluster
 from tests.kube.driver import make_backend
 
@@ -159,7 +159,7 @@ def test_token_bucket_allows_a_burst_then_paces_at_qps() -> None:
 
 
 def test_split_lines_and_merge_streams_are_pure_helpers() -> None:
-    from expctl.backends.kube_pods import merge_streams, split_lines
+    from expctl.backends.kubernetes.pods import merge_streams, split_lines
 
     chunks = [b"ep", b"och 1\nepoch", b" 2\n\xc3", b"\xa9t\xc3\xa9\nlast"]
     assert list(split_lines(chunks)) == ["epoch 1", "epoch 2", "été", "last"]

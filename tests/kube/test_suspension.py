@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from expctl.backends.kubernetes import KubernetesBackend
-from expctl.model import Action, JobKind, Phase, Scheduling
-from expctl.plan import make_plan
-from expctl.render import KINDS
+from expctl.backends.kubernetes.backend import KubernetesBackend
+from expctl.backends.kubernetes.manifests import KINDS
+from expctl.core.model import Action, JobKind, Phase, Scheduling
+from expctl.core.plan_rules import make_plan
 from tests.factories import make_job, make_launch, make_spec
 from tests.kube.conftest import Cluster
 from tests.kube.driver import conditions, make_backend, now, patch_status

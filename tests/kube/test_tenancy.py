@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 from kubernetes import client
 
-from expctl.backends.kubernetes import KubernetesBackend
-from expctl.errors import BackendError
+from expctl.backends.kubernetes.backend import KubernetesBackend
+from expctl.core.errors import BackendError
 from tests.factories import make_job, make_launch, make_spec
 from tests.kube.conftest import RESTRICTED_TOKEN, RESTRICTED_USER, Cluster, create_namespace
 from tests.kube.driver import make_backend

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from expctl import backend_registry
-from expctl.errors import ConfigError, ConfigErrors
-from expctl.model import JobKind
-from expctl.workspace import check_runnable
+from expctl.core import backend_registry
+from expctl.core.errors import ConfigError, ConfigErrors
+from expctl.core.model import JobKind
+from expctl.engine.workspace import check_runnable
 from tests.factories import make_job, make_spec
 
 
@@ -36,9 +37,9 @@ def test_every_factory_and_lock_resolves() -> None:
 
 
 def test_registry_imports_no_backend() -> None:
-    code = ("import sys, expctl.backend_registry as r, expctl.schema; r.names(); "
-            "print(sorted(m for m in sys.modules if m.startswith(('expctl.backends.', 'kubernetes'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    root = Path(__file__).resolve().parents[2]
+    probe = [sys.executable, "-m", "tests.support.registry_probe"]
+    out = subprocess.run(probe, cwd=root, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 

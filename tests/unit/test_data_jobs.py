@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from expctl.backends.kubernetes.manifests import KubeSettings, render_manifest
+from expctl.core.jobenv import dataset_env
+from expctl.core.model import DatasetRef, JobKind
 from expctl.data.declare import Batch, Dataset, Split
 from expctl.data.materialize import Materializer
-from expctl.data.reader import ManifestMismatch, label_names, read_split
-from expctl.jobenv import dataset_env
-from expctl.model import DatasetRef, JobKind
-from expctl.render import KubeSettings, render_manifest
+from expctl.job.reader import ManifestMismatch, label_names, read_split
 from tests.factories import make_job, make_launch, make_spec
 
 REF = DatasetRef("points", "d1g3st", "/somewhere/.expctl/manifests/d1g3st.json", (("b1", "b", 3),))

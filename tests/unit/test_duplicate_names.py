@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def test_two_runs_with_one_name_are_refused() -> None:
-    from expctl.project import duplicate_names
+    from expctl.config.desired_state import duplicate_names
     from tests.factories import make_spec
 
     one = make_spec("demo", overrides=("seed=1",))

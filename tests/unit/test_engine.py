@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from expctl import audit
-from expctl.apply import Stop, apply_changes
-from expctl.engine import ApplyOptions, EngineResult, Hooks, run_apply
-from expctl.errors import BackendError, LockError
-from expctl.model import Action, Change, Launch, ObservedRun, Phase, Plan, Reason, RunSpec
-from expctl.project import Desired
-from expctl.reconcile import PlanOptions
-from expctl.schema import Settings
-from expctl.source import Snapshot
+from expctl.config.desired_state import Desired
+from expctl.config.schema import Settings
+from expctl.config.source import Snapshot
+from expctl.core import audit
+from expctl.core.errors import BackendError, LockError
+from expctl.core.model import Action, Change, Launch, ObservedRun, Phase, Plan, Reason, RunSpec
+from expctl.engine.apply import ApplyOptions, EngineResult, Hooks, run_apply
+from expctl.engine.plan import PlanOptions
+from expctl.engine.writes import Stop, apply_changes
 from expctl.tracking.base import TrackerUnavailable
 from tests.factories import make_spec
 from tests.fakes import FakeBackend, FakeTracker
@@ -245,7 +245,7 @@ def test_backend_error_message_is_kept_verbatim() -> None:
 
 
 def test_observe_reads_backend_and_tracker_at_once_and_reports_the_backend_first() -> None:
-    from expctl.reconcile import observe_alongside
+    from expctl.engine.plan import observe_alongside
 
     backend, tracker = FakeBackend(), FakeTracker()
     started = threading.Event()

@@ -6,9 +6,9 @@ import signal
 
 import pytest
 
-from expctl.backends.local_state import judge
-from expctl.model import FailureClass, Phase
-from expctl.render.status import classify
+from expctl.backends.kubernetes.status import classify
+from expctl.backends.local.state import judge
+from expctl.core.model import FailureClass, Phase
 
 
 def ended(code: int) -> dict[str, object]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from expctl.model import FailureClass, JobKind, Launch, Phase
+from expctl.core.model import FailureClass, JobKind, Launch, Phase
 from tests.contract.backend_suite import BackendContract
 from tests.factories import make_job, make_launch, make_spec
 from tests.fakes import FakeBackend

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from expctl.tracking.http_bounds import HTTP_BOUNDS, bound_http_retries, transport_reason
+from expctl.tracking.mlflow.http_bounds import HTTP_BOUNDS, bound_http_retries, transport_reason
 
 
 def test_bounds_are_set_unless_the_user_set_them(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from expctl import backend_registry
-from expctl.errors import ExpctlError
-from expctl.schema import parse_settings
-from expctl.workspace import Workspace
+from expctl.config.schema import parse_settings
+from expctl.core import backend_registry
+from expctl.core.errors import ExpctlError
+from expctl.engine.workspace import Workspace
 
 CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "PGPASSWORD")
 

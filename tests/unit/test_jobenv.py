@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from expctl import jobenv
-from expctl.model import JobKind
-from expctl.render.common import env as kube_env
+from expctl.backends.kubernetes.manifests.common import env as kube_env
+from expctl.core import jobenv
+from expctl.core.model import JobKind
 from tests.factories import make_job, make_launch, make_spec
 
 

@@ -9,10 +9,10 @@ import zlib
 
 import pytest
 
-from expctl.model import ObservedRun, Phase, ValidationGate
-from expctl.tracking import ledger_codec as codec
-from expctl.tracking.mlflow_ledger import candidates, settleable
-from expctl.tracking.rest_search import Run, RunData, RunInfo
+from expctl.core.model import ObservedRun, Phase, ValidationGate
+from expctl.tracking.mlflow import ledger_codec as codec
+from expctl.tracking.mlflow.ledger import candidates, settleable
+from expctl.tracking.mlflow.rest_search import Run, RunData, RunInfo
 
 
 def run(run_id: str, status: str = "FINISHED", **tags: str) -> Run:

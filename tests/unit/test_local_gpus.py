@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from expctl.backends import local_gpus as gpu
-from expctl.errors import BackendError
+from expctl.backends.local import gpus as gpu
+from expctl.core.errors import BackendError
 
 
 @pytest.mark.parametrize(("value", "expected"), [

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from expctl import views
-from expctl.model import Action, Change, Plan, Reason
-from expctl.sanitize import md_code, md_text, one_line
+from expctl.core import views
+from expctl.core.model import Action, Change, Plan, Reason
+from expctl.core.sanitize import md_code, md_text, one_line
 
 HOSTILE = [
     "seed=1\n  +   create      forged-run  exp  seed=2",

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from expctl.desired import spec_hash
-from expctl.model import Action, DatasetRef, ObservedRun, Phase
-from expctl.plan import make_plan
+from expctl.core.desired import spec_hash
+from expctl.core.model import Action, DatasetRef, ObservedRun, Phase
+from expctl.core.plan_rules import make_plan
 from tests.factories import make_job, make_spec
 
 OLD = DatasetRef("shapes", "d1", "")

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from expctl.diff import join_observed, pair_runs
-from expctl.model import Action, FailureClass, ObservedRun, Phase, Reason, RetryPolicy
-from expctl.plan import PlanRefused, fingerprint, make_plan
+from expctl.core.diff import join_observed, pair_runs
+from expctl.core.model import Action, FailureClass, ObservedRun, Phase, Reason, RetryPolicy
+from expctl.core.plan_rules import PlanRefused, fingerprint, make_plan
 from tests.factories import make_job, make_spec
 
 NOW = 10_000.0

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from expctl import planfile, views
-from expctl.errors import ExpctlError, StalePlanError
-from expctl.model import Action, Change, Plan, Reason
+from expctl.core import planfile, views
+from expctl.core.errors import ExpctlError, StalePlanError
+from expctl.core.model import Action, Change, Plan, Reason
 from tests.factories import make_spec
 
 

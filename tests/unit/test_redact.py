@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from expctl.model import TrackingRef
-from expctl.sanitize import data_location, job_uri, redact, uri_credentials, uri_secrets
-from expctl.tracking.locations import ui_server_command
+from expctl.core.model import TrackingRef
+from expctl.core.sanitize import data_location, job_uri, redact, uri_credentials, uri_secrets
+from expctl.tracking.mlflow.locations import ui_server_command
 
 
 @pytest.mark.parametrize(("text", "shown"), [

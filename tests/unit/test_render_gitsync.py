@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from expctl.render.gitsync import clone_script
+from expctl.backends.kubernetes.manifests.gitsync import clone_script
 
 
 def git(*args: str, cwd: Path) -> str:

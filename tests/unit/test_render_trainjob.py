@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from expctl.model import JobKind, Resources, Scheduling
-from expctl.render import KubeSettings, render_manifest, to_yaml
-from expctl.render.gitsync import clone_script
-from expctl.render.trainjob import render_runtime
+from expctl.backends.kubernetes.manifests import KubeSettings, render_manifest, to_yaml
+from expctl.backends.kubernetes.manifests.gitsync import clone_script
+from expctl.backends.kubernetes.manifests.trainjob import render_runtime
+from expctl.core.model import JobKind, Resources, Scheduling
 from tests.factories import make_job, make_launch, make_spec
 
 SETTINGS = KubeSettings(namespace="ml", repo_url="https://git.example.com/r.git", git_secret="git-creds")

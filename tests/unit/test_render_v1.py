@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from expctl.model import JobKind, Resources, RetryPolicy, Scheduling
-from expctl.render import KubeSettings, render_manifest, to_yaml
+from expctl.backends.kubernetes.manifests import KubeSettings, render_manifest, to_yaml
+from expctl.core.model import JobKind, Resources, RetryPolicy, Scheduling
 from tests.factories import make_job, make_launch, make_spec
 
 SETTINGS = KubeSettings(namespace="ml", repo_url="https://git.example.com/team/repo.git", git_secret="git-creds")
@@ -211,8 +211,8 @@ def test_to_yaml_is_a_stream_that_round_trips() -> None:
 def test_render_all_uses_the_project_settings_and_skips_local_runs() -> None:
     import yaml
 
-    from expctl.render import render_all
-    from expctl.schema import KubernetesIn, Settings
+    from expctl.backends.kubernetes.manifests import render_all
+    from expctl.config.schema import KubernetesIn, Settings
 
     settings = Settings(
         tracking_uri="http://mlflow:5000",

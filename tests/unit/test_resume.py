@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from expctl.apply import apply_change
-from expctl.model import (
+from expctl.backends.kubernetes.manifests.common import env as kube_env
+from expctl.core.model import (
     Action,
     Change,
     Checkpoint,
@@ -18,9 +18,9 @@ from expctl.model import (
     Phase,
     ResumeFrom,
 )
-from expctl.render.common import env as kube_env
-from expctl.resume import choose, resume_point, resumes
-from expctl.tracking.mlflow_checkpoints import checkpoint_in, resume_tags, resumed_from
+from expctl.engine.resume import choose, resume_point, resumes
+from expctl.engine.writes import apply_change
+from expctl.tracking.mlflow.checkpoints import checkpoint_in, resume_tags, resumed_from
 from tests.factories import make_job, make_launch, make_spec
 from tests.fakes import FakeBackend, FakeCheckpointTracker, FakeTracker
 

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from expctl.errors import ExpctlError
-from expctl.model import FailureClass, Phase
-from expctl.runlogs import keep_finished, live_or_kept, tail
+from expctl.core.errors import ExpctlError
+from expctl.core.model import FailureClass, Phase
+from expctl.engine.logs import keep_finished, live_or_kept, tail
 from tests.factories import make_launch, make_spec
 from tests.fakes import FakeBackend, FakeLogTracker, FakeTracker
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from expctl import safe_json
-from expctl.backends.slurm_record import record_from_json
-from expctl.model import Phase
-from expctl.tracking import mlflow_audit
-from expctl.tracking.gate import observed_from_run
+from expctl.backends.slurm.record import record_from_json
+from expctl.core import safe_json
+from expctl.core.model import Phase
+from expctl.tracking.mlflow import audit as mlflow_audit
+from expctl.tracking.mlflow.tags import observed_from_run
 
 DEEP = "[" * 100_000 + "]" * 100_000
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from expctl import safe_yaml
-from expctl.errors import ConfigError
+from expctl.config import safe_yaml
+from expctl.core.errors import ConfigError
 
 
 def bomb(levels: int) -> str:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from expctl.backends import slurm_script as sc
-from expctl.job_spec import to_job_spec
-from expctl.model import FailureClass, JobKind, Phase, Resources
-from expctl.schema import ExpctlBlock, parse_settings
+from expctl.backends.slurm import script as sc
+from expctl.config.job_spec import to_job_spec
+from expctl.config.schema import ExpctlBlock, parse_settings
+from expctl.core.model import FailureClass, JobKind, Phase, Resources
 from tests.factories import make_job, make_launch, make_spec
 
 
@@ -112,7 +112,7 @@ def test_later_squeue_json_formats_read_the_same() -> None:
 ])
 def test_an_unreachable_controller_is_told_apart(output: str, unreachable: bool) -> None:
     """An unreachable slurmctld stops an apply (BackendUnavailable); a refused job fails only itself."""
-    from expctl.backends.slurm import controller_unreachable
+    from expctl.backends.slurm.backend import controller_unreachable
 
     assert controller_unreachable(output) is unreachable
 

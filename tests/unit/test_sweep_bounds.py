@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from expctl import sweep
+from expctl.core import sweep
 
 
 def test_a_short_axis_is_read_whole() -> None:

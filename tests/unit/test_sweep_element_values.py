@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from expctl.compose import simple_element_value
+from expctl.config.compose import simple_element_value
 
 SAMPLES = ["0", "7", "-0", "+5", "-12", "10000", "adam", "a-b", "_x", "Adam_2", "true_x", "nan1", "inf-x",
            "null_", "x-"]

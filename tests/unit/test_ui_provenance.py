@@ -7,10 +7,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from expctl.model import ValidationGate
-from expctl.tracking import gate as g
-from expctl.tracking import links
-from expctl.tracking import provenance as pv
+from expctl.core.model import ValidationGate
+from expctl.tracking.mlflow import links
+from expctl.tracking.mlflow import provenance as pv
+from expctl.tracking.mlflow import tags as g
 from tests.factories import make_spec
 
 COMMIT = "67015832c7afb8cb723ff44e40043d50cdacbbd4"

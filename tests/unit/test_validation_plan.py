@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from expctl.desired import DEFAULT_EVALUATOR, validation_spec
-from expctl.model import Action, FailureClass, JobKind, ObservedRun, Phase, RetryPolicy, ValidationGate
-from expctl.plan import make_plan
-from expctl.tracking.gate import evaluate, promotion
+from expctl.core.desired import DEFAULT_EVALUATOR, validation_spec
+from expctl.core.model import Action, FailureClass, JobKind, ObservedRun, Phase, RetryPolicy, ValidationGate
+from expctl.core.plan_rules import make_plan
+from expctl.tracking.mlflow.tags import evaluate, promotion
 from tests.factories import make_job, make_spec
 
 GATE = ValidationGate(metric="accuracy", threshold=0.5, split="test", register_as="m", promote_alias="champion")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
-from expctl.model import Launch, ObservedRun
+from expctl.core.model import Launch, ObservedRun
 
 
 @runtime_checkable

@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from expctl.errors import BackendError, truncate
+from expctl.core.errors import BackendError, truncate
 
 
 def _git(repo: Path, *args: str) -> str:

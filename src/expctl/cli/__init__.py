@@ -34,7 +34,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
 def _hidden(text: str) -> str:
     """``text`` without credentials: URLs' user information, the values of ``sanitize.SECRET_ENV`` and the
     secret query values of ``MLFLOW_TRACKING_URI``."""
-    from expctl.sanitize import SECRET_ENV, redact, uri_secrets
+    from expctl.core.sanitize import SECRET_ENV, redact, uri_secrets
 
     secrets = [os.environ.get(name, "") for name in SECRET_ENV]
     return redact(text, [*secrets, *uri_secrets(os.environ.get("MLFLOW_TRACKING_URI", ""))])
@@ -46,7 +46,7 @@ def say(line: str) -> None:
     (nor a secret query value of ``MLFLOW_TRACKING_URI``, wherever a message quotes it). A message quotes values
     (a run name, a ``--rev``, a file's key): its control characters are escaped, so a value cannot forge a
     second ``error:`` line or send terminal escapes."""
-    from expctl.sanitize import one_line
+    from expctl.core.sanitize import one_line
 
     click.echo(one_line(_hidden(line)), err=True)
 
@@ -114,7 +114,7 @@ class LazyGroup(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
-        from expctl.errors import ConfigErrors, ExpctlError
+        from expctl.core.errors import ConfigErrors, ExpctlError
 
         try:
             return super().invoke(ctx)

@@ -11,8 +11,8 @@ from typing import Any
 import click
 
 from expctl.cli import say
-from expctl.model import Change
-from expctl.workspace import Workspace
+from expctl.core.model import Change
+from expctl.engine.workspace import Workspace
 
 
 class Seconds(click.ParamType[float]):
@@ -44,7 +44,7 @@ def workspace(ctx: click.Context) -> Workspace:
     obj = ctx.find_root().obj or {}
     if isinstance(obj.get("workspace"), Workspace):
         return obj["workspace"]  # type: ignore[no-any-return]
-    from expctl.source import repo_root
+    from expctl.config.source import repo_root
 
     ws = Workspace(repo_root(Path(obj.get("repo") or ".").resolve()))
     obj["workspace"] = ws
@@ -52,7 +52,7 @@ def workspace(ctx: click.Context) -> Workspace:
 
 
 def warn_dirty(repo: Path) -> None:
-    from expctl.source import dirty_paths
+    from expctl.config.source import dirty_paths
 
     dirty = dirty_paths(repo)
     if dirty:
@@ -63,7 +63,7 @@ def warn_dirty(repo: Path) -> None:
 
 def applied_by(repo: Path, commit: str) -> str:
     """Who is applying: the commit's author, and the CI actor when running in GitHub Actions."""
-    from expctl.source import commit_author
+    from expctl.config.source import commit_author
 
     author = commit_author(repo, commit)
     actor = os.environ.get("GITHUB_ACTOR")

@@ -16,9 +16,9 @@ from expctl.cli.common import echo_json, workspace
 @click.pass_context
 def lineage(ctx: click.Context, ref: str, output: str) -> None:
     """Model version → run → commit → config → datasets → batches → manifest digests (MODEL@ALIAS or MODEL/N)."""
-    from expctl.operations import settings_at_head
-    from expctl.tracking.mlflow_lineage import lineage as read_lineage
-    from expctl.tracking.mlflow_store import MlflowStore
+    from expctl.engine.operate import settings_at_head
+    from expctl.tracking.mlflow.lineage import lineage as read_lineage
+    from expctl.tracking.mlflow.store import MlflowStore
 
     ws = workspace(ctx)
     settings = settings_at_head(ws)

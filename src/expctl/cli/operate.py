@@ -10,12 +10,12 @@ from typing import Any
 
 import click
 
-from expctl import backend_registry
 from expctl.cli import say
 from expctl.cli.common import echo_json, is_terminal, workspace
-from expctl.errors import ExpctlError
-from expctl.model import ObservedRun, Phase
-from expctl.sanitize import one_line
+from expctl.core import backend_registry
+from expctl.core.errors import ExpctlError
+from expctl.core.model import ObservedRun, Phase
+from expctl.core.sanitize import one_line
 
 _backend = click.option("--backend", "backend_name", default=None, type=click.Choice(backend_registry.names()),
                         help="Where runs run (default: $EXPCTL_BACKEND, expctl.yaml, else local).")
@@ -83,7 +83,7 @@ def _table(rows: list[dict[str, object]]) -> list[str]:
 def status(ctx: click.Context, experiment: str | None, state: str | None, user: str | None, show_all: bool,
            backend_name: str | None, output: str) -> None:
     """A squeue-like table of runs."""
-    from expctl.operations import observe_all
+    from expctl.engine.operate import observe_all
 
     runs = observe_all(workspace(ctx), backend_name, include_gone=show_all)
     rows = [_row(r) for r in runs
@@ -109,7 +109,7 @@ def cancel(ctx: click.Context, runs: tuple[str, ...], experiment: str | None, ba
     from rich.console import Console
     from rich.progress import Progress
 
-    from expctl.operations import cancel_runs
+    from expctl.engine.operate import cancel_runs
 
     if not runs and not experiment:
         raise ExpctlError("name runs to cancel, or --experiment X")
@@ -133,8 +133,8 @@ def cancel(ctx: click.Context, runs: tuple[str, ...], experiment: str | None, ba
 @click.pass_context
 def logs(ctx: click.Context, run: str, follow: bool, replica: str | None, backend_name: str | None) -> None:
     """Print (or follow) a run's logs."""
-    from expctl.operations import open_for_operations
-    from expctl.runlogs import live_or_kept
+    from expctl.engine.logs import live_or_kept
+    from expctl.engine.operate import open_for_operations
 
     ws = workspace(ctx)
     backend, _tracker, settings = open_for_operations(ws, backend_name, tracker=False)
@@ -156,7 +156,7 @@ def logs(ctx: click.Context, run: str, follow: bool, replica: str | None, backen
 @click.pass_context
 def describe(ctx: click.Context, run: str, backend_name: str | None, output: str) -> None:
     """Everything about one run: config, overrides, hashes, commit, attempts, MLflow run."""
-    from expctl.operations import describe_run
+    from expctl.engine.operate import describe_run
 
     info = describe_run(workspace(ctx), backend_name, run)
     if output == "json":
@@ -205,7 +205,7 @@ def _describe_human(info: dict[str, Any]) -> str:
 @click.pass_context
 def history(ctx: click.Context, experiment: str | None, limit: int, output: str) -> None:
     """The audit trail: who applied which change to which run, when, from which commit."""
-    from expctl.operations import audit_history
+    from expctl.engine.operate import audit_history
 
     entries = audit_history(workspace(ctx), experiment, limit)
     if output == "json":
@@ -228,7 +228,7 @@ def ui(ctx: click.Context, port: int, experiment: str | None, open_browser: bool
     """Serve the MLflow UI for the configured store on 127.0.0.1; print where the training runs are."""
     import webbrowser
 
-    from expctl.operations import ui_links
+    from expctl.engine.operate import ui_links
 
     found = ui_links(workspace(ctx), port, experiment)
     if found.warning:
@@ -245,7 +245,7 @@ def ui(ctx: click.Context, port: int, experiment: str | None, open_browser: bool
         if open_browser:
             webbrowser.open(target)
         return
-    from expctl.ui_server import serve
+    from expctl.engine.ui_server import serve
 
     click.echo(f"MLflow UI on {found.base} (Ctrl-C to stop)", err=True)
     sys.stdout.flush()

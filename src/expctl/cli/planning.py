@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from expctl import backend_registry
 from expctl.backends.base import Backend
 from expctl.cli import say
 from expctl.cli.common import (
@@ -20,16 +19,17 @@ from expctl.cli.common import (
     warn_dirty,
     workspace,
 )
-from expctl.errors import ExpctlError
-from expctl.model import Plan
-from expctl.project import Desired
-from expctl.reconcile import PlanOptions, compute_plan, desired_state
+from expctl.config.desired_state import Desired
+from expctl.core import backend_registry
+from expctl.core.errors import ExpctlError
+from expctl.core.model import Plan
+from expctl.engine.plan import PlanOptions, compute_plan, desired_state
+from expctl.engine.workspace import Workspace, check_runnable
 from expctl.tracking.base import Tracker
-from expctl.workspace import Workspace, check_runnable
 
 if TYPE_CHECKING:
-    from expctl import engine as engine_types
-    from expctl import planfile as saved_plans_types
+    from expctl.core import planfile as saved_plans_types
+    from expctl.engine import apply as engine_types
 
 _rev = click.option("--rev", default="HEAD", show_default=True, help="Commit to read experiments from.")
 _worktree = click.option("--worktree", is_flag=True,
@@ -57,7 +57,7 @@ def validate(ctx: click.Context, rev: str, worktree: bool, backend_name: str | N
 
 
 def _render_plan(plan: Plan, output: str) -> str:
-    from expctl import views
+    from expctl.core import views
 
     if output == "json":
         return views.as_json(plan)
@@ -86,7 +86,7 @@ def _connect(ws: Workspace, desired: Desired, requested: str | None) -> tuple[st
 def plan(ctx: click.Context, rev: str, worktree: bool, backend_name: str | None, output: str, prune: bool,
          replace_running: bool, detailed_exitcode: bool, out: str | None) -> None:
     """Show what apply would do, and why."""
-    from expctl import views
+    from expctl.core import views
 
     if out == "":  # `--out "$PLAN"` with the variable unset: not silently "do not save"
         raise click.BadParameter("an empty path", param_hint="'--out'")
@@ -125,9 +125,10 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, rev: str, backend
           force_prune: bool, replace_running: bool, wait: bool, lock_timeout: float,
           wait_timeout: float) -> None:
     """Apply the plan (or a saved plan file): deletes first, then creates. Exit 3 when a change failed."""
-    from expctl import engine, views
-    from expctl import planfile as saved_plans
-    from expctl.reconcile import options_of
+    from expctl.core import planfile as saved_plans
+    from expctl.core import views
+    from expctl.engine import apply as engine
+    from expctl.engine.plan import options_of
 
     ws = workspace(ctx)
     ignored = [flag for flag, given in (("--rev", rev != "HEAD"), ("--prune", prune), ("--force-prune", force_prune),
@@ -169,9 +170,9 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, rev: str, backend
 def _check_saved(ws: Workspace, saved: saved_plans_types.SavedPlan) -> None:
     """A saved plan of a commit this clone lacks, or for a backend there is none of, is refused naming the
     plan file and its key (not a --rev or --backend the user never typed)."""
-    from expctl.errors import SourceError
-    from expctl.schema import Settings
-    from expctl.source import resolve
+    from expctl.config.schema import Settings
+    from expctl.config.source import resolve
+    from expctl.core.errors import SourceError
 
     try:
         ws.backend_name(Settings(), saved.backend)

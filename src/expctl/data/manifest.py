@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from expctl.naming import canonical_json, sha256_hex
+from expctl.core.naming import canonical_json, sha256_hex
 
 MANIFEST_VERSION = 1
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from expctl.core.model import DatasetRef
+from expctl.core.naming import canonical_json
+from expctl.core.sanitize import data_location
 from expctl.data import manifest as mf
 from expctl.data import rules, scan
 from expctl.data.cache import HashCache
 from expctl.data.declare import Dataset
 from expctl.data.scan import DataError
-from expctl.model import DatasetRef
-from expctl.naming import canonical_json
-from expctl.sanitize import data_location
 
 MANIFEST_DIR = "manifests"
 CACHE_FILE = "data-cache.sqlite"

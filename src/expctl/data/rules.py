@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
+from expctl.core.naming import sha256_hex
 from expctl.data.declare import Dataset, Filter, Split
 from expctl.data.manifest import Item, sort_key
-from expctl.naming import sha256_hex
 
 COMBINE_RULES = ("union",)
 

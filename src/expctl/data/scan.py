@@ -18,12 +18,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from expctl import safe_json
+from expctl.core import safe_json
+from expctl.core.naming import canonical_json
+from expctl.core.sanitize import data_location
 from expctl.data.cache import HashCache
 from expctl.data.declare import Dataset
 from expctl.data.manifest import Item
-from expctl.naming import canonical_json
-from expctl.sanitize import data_location
 
 _GLOB_CHARS = set("*?[")
 _SMALL = 1 << 20

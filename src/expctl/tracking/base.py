@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from expctl.audit import AuditRecord
-from expctl.errors import TrackingError
-from expctl.model import ObservedRun, RunSpec, TrackingRef
+from expctl.core.audit import AuditRecord
+from expctl.core.errors import TrackingError
+from expctl.core.model import ObservedRun, RunSpec, TrackingRef
 
 
 class TrackerUnavailable(TrackingError):

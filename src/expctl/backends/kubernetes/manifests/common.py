@@ -1,0 +1,285 @@
+"""What every rendered Kubernetes object shares: settings, identity labels/annotations, env, the pod template.
+
+Pure: builds plain dicts from a ``Launch`` and ``KubeSettings``. No Kubernetes client, no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from expctl.backends.kubernetes.manifests import gitsync
+from expctl.core.jobenv import job_env
+from expctl.core.model import JobSpec, Launch
+from expctl.core.naming import slug
+
+Manifest = dict[str, Any]
+
+# Labels (selectable) and annotations (informational) on every object expctl creates.
+MANAGED_BY = "expctl.io/managed-by"
+MANAGER = "expctl"
+EXPERIMENT = "expctl.io/experiment"
+RUN_KEY = "expctl.io/run-key"
+SPEC_HASH = "expctl.io/spec-hash"
+GIT_COMMIT = "expctl.io/git-commit"
+OVERRIDES = "expctl.io/overrides"
+ATTEMPT = "expctl.io/attempt"
+MLFLOW_RUN_ID = "expctl.io/mlflow-run-id"
+APPLIED_BY = "expctl.io/applied-by"
+EXPERIMENT_NAME = "expctl.io/experiment-name"
+CANCELLED_BY = "expctl.io/cancelled-by"
+DATA_DIGEST = "expctl.io/data-digest"  # the digest of the datasets' manifests
+CANCELLED_AT = "expctl.io/cancelled-at"
+KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
+MANAGED_SELECTOR = f"{MANAGED_BY}={MANAGER}"
+
+CODE_VOLUME = "expctl-code"
+SECRET_VOLUME = "expctl-git-secret"
+SECRET_MOUNT = "/etc/expctl/git-secret"
+
+
+@dataclass(frozen=True)
+class KubeSettings:
+    """Cluster-wide rendering settings (from expctl.yaml); a job's own fields win where both exist."""
+
+    namespace: str = "default"
+    repo_url: str | None = None  # where init containers clone the code from; None: the image has the code
+    git_secret: str | None = None  # Secret with ssh-privatekey [+ known_hosts] or username + password
+    tracking_secret: str | None = None  # Secret with the MLflow credentials (MLFLOW_TRACKING_TOKEN, PGPASSWORD …)
+    default_image: str = "python:3.11-slim"
+    git_sync_image: str = "alpine/git:2.45.2"
+    code_dir: str = "/workspace/code"
+    labels: tuple[tuple[str, str], ...] = ()  # extra labels on every object
+    clean_pod_policy: str = "Running"  # v1 runPolicy: finished jobs keep their pods' logs
+    trainjob_step: str = "node"  # TrainJob: the runtime's replicated job and container that train
+    trainjob_git_sync: str = "git-sync"  # TrainJob: the runtime's init container that clones
+
+
+class KubernetesBlock(Protocol):
+    """The ``kubernetes:`` block of ``expctl.yaml`` as rendering reads it (``expctl.schema.KubernetesIn``)."""
+
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def repo_url(self) -> str | None: ...
+    @property
+    def git_secret(self) -> str | None: ...
+    @property
+    def tracking_secret(self) -> str | None: ...
+    @property
+    def image(self) -> str: ...
+    @property
+    def git_image(self) -> str: ...
+
+
+class TenantBlock(Protocol):
+    @property
+    def namespace(self) -> str: ...
+
+
+class ProjectSettings(Protocol):
+    """What rendering reads of ``expctl.schema.Settings`` (a Protocol: render stays below the schema layer)."""
+
+    @property
+    def kubernetes(self) -> KubernetesBlock: ...
+    @property
+    def tracking_uri(self) -> str | None: ...
+    @property
+    def tenants(self) -> Sequence[TenantBlock]: ...
+
+
+def kube_settings(settings: ProjectSettings) -> KubeSettings:
+    """The rendering settings of a project's ``expctl.yaml`` (its ``kubernetes:`` block)."""
+    kube = settings.kubernetes
+    return KubeSettings(
+        namespace=kube.namespace,
+        repo_url=kube.repo_url,
+        git_secret=kube.git_secret,
+        tracking_secret=kube.tracking_secret,
+        default_image=kube.image,
+        git_sync_image=kube.git_image,
+    )
+
+
+def namespaces(settings: ProjectSettings) -> list[str]:
+    """Every namespace a project may write to: the default one and each tenant's."""
+    return sorted({settings.kubernetes.namespace, *(t.namespace for t in settings.tenants)})
+
+
+def namespace_of(launch: Launch, settings: KubeSettings) -> str:
+    return launch.spec.job.namespace or settings.namespace
+
+
+def image_of(job: JobSpec, settings: KubeSettings) -> str:
+    return job.image or settings.default_image
+
+
+def identity_labels(launch: Launch, settings: KubeSettings) -> dict[str, str]:
+    """Selectable identity: managed-by, experiment slug, run key (hashed already), plus Kueue's queue."""
+    out = dict(settings.labels)
+    out.update(
+        {
+            MANAGED_BY: MANAGER,
+            EXPERIMENT: slug(launch.spec.experiment)[:63].rstrip("-"),
+            RUN_KEY: launch.spec.run_key[:63],
+        }
+    )
+    if launch.spec.job.scheduling.queue:
+        out[KUEUE_QUEUE] = launch.spec.job.scheduling.queue
+    return out
+
+
+def identity_annotations(launch: Launch) -> dict[str, str]:
+    spec = launch.spec
+    return {
+        SPEC_HASH: spec.spec_hash,
+        GIT_COMMIT: spec.commit,
+        OVERRIDES: json.dumps(list(spec.overrides)),
+        ATTEMPT: str(launch.attempt),
+        MLFLOW_RUN_ID: launch.tracking.run_id,
+        APPLIED_BY: launch.applied_by,
+        EXPERIMENT_NAME: spec.experiment,
+        **({DATA_DIGEST: spec.data_digest} if spec.data_digest else {}),
+    }
+
+
+def metadata(launch: Launch, settings: KubeSettings) -> Manifest:
+    return {
+        "name": launch.name,
+        "namespace": namespace_of(launch, settings),
+        "labels": identity_labels(launch, settings),
+        "annotations": identity_annotations(launch),
+    }
+
+
+def env(launch: Launch) -> list[Manifest]:
+    """The job's environment (``expctl.jobenv.job_env``: expctl's identity and MLflow variables win; the
+    composed config inline in ``EXPCTL_CONFIG``). Its ``MLFLOW_TRACKING_URI`` holds no password
+    (``sanitize.job_uri``): credentials come from ``kubernetes.tracking_secret``."""
+    return [{"name": k, "value": v} for k, v in job_env(launch).items()]
+
+
+# the keys of ``kubernetes.tracking_secret`` an API without ``envFrom`` (TrainJob's trainer) gets one by one
+TRACKING_SECRET_KEYS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "PGPASSWORD")
+
+
+def tracking_env_from(settings: KubeSettings) -> list[Manifest]:
+    """``envFrom`` of a training container: every key of ``kubernetes.tracking_secret`` as a variable (the
+    MLflow credentials the job's URI does not hold); nothing when none is set."""
+    return [{"secretRef": {"name": settings.tracking_secret}}] if settings.tracking_secret else []
+
+
+def tracking_secret_env(settings: KubeSettings) -> list[Manifest]:
+    """The same for an API whose container has ``env`` only: each of ``TRACKING_SECRET_KEYS`` from the Secret,
+    optional (a key the Secret lacks is simply unset)."""
+    if not settings.tracking_secret:
+        return []
+    return [{"name": key, "valueFrom": {"secretKeyRef": {"name": settings.tracking_secret, "key": key,
+                                                         "optional": True}}} for key in TRACKING_SECRET_KEYS]
+
+
+def resources(job: JobSpec, with_gpus: bool = True) -> Manifest:
+    """Requests for cpu/memory, a memory limit, and GPUs as limits (extended resources are limits-only)."""
+    res = job.resources
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if res.cpu:
+        requests["cpu"] = res.cpu
+    if res.memory:
+        requests["memory"] = res.memory
+        limits["memory"] = res.memory
+    if with_gpus and res.gpus > 0:
+        limits[res.gpu_resource] = str(res.gpus)
+    out: Manifest = {}
+    if requests:
+        out["requests"] = requests
+    if limits:
+        out["limits"] = limits
+    return out
+
+
+def repo_url_of(launch: Launch, settings: KubeSettings) -> str | None:
+    return launch.repo_url or settings.repo_url
+
+
+def git_secret_of(launch: Launch, settings: KubeSettings) -> str | None:
+    return launch.spec.job.git_secret or settings.git_secret
+
+
+def git_sync_env(launch: Launch, settings: KubeSettings) -> list[Manifest]:
+    """What the clone script reads: repository, pinned commit, target directory, where credentials are."""
+    repo = repo_url_of(launch, settings) or ""
+    out = [
+        {"name": gitsync.ENV_REPO, "value": repo},
+        {"name": gitsync.ENV_COMMIT, "value": launch.spec.commit},
+        {"name": gitsync.ENV_DIR, "value": settings.code_dir},
+    ]
+    if git_secret_of(launch, settings):
+        out.append({"name": gitsync.ENV_SECRET_DIR, "value": SECRET_MOUNT})
+    return out
+
+
+def git_sync_mounts(launch: Launch, settings: KubeSettings) -> list[Manifest]:
+    mounts: list[Manifest] = [{"name": CODE_VOLUME, "mountPath": settings.code_dir}]
+    if git_secret_of(launch, settings):
+        mounts.append({"name": SECRET_VOLUME, "mountPath": SECRET_MOUNT, "readOnly": True})
+    return mounts
+
+
+def git_sync_volumes(launch: Launch, settings: KubeSettings) -> list[Manifest]:
+    """An emptyDir for the checkout and, when configured, the credentials Secret (0400, never inlined)."""
+    volumes: list[Manifest] = [{"name": CODE_VOLUME, "emptyDir": {}}]
+    secret = git_secret_of(launch, settings)
+    if secret:
+        volumes.append({"name": SECRET_VOLUME, "secret": {"secretName": secret, "defaultMode": 0o400}})
+    return volumes
+
+
+def git_sync_container(launch: Launch, settings: KubeSettings) -> Manifest:
+    """The init container that clones the repository at exactly ``launch.spec.commit``."""
+    return {
+        "name": settings.trainjob_git_sync,
+        "image": settings.git_sync_image,
+        "command": ["sh", "-c", gitsync.clone_script()],
+        "env": git_sync_env(launch, settings),
+        "volumeMounts": git_sync_mounts(launch, settings),
+    }
+
+
+def pod_template(
+    launch: Launch,
+    settings: KubeSettings,
+    container_name: str,
+    *,
+    command: bool = True,
+    gpus: bool = True,
+) -> Manifest:
+    """One replica's pod template: the training container, git-sync, scheduling and placement."""
+    job = launch.spec.job
+    container: Manifest = {"name": container_name, "image": image_of(job, settings), "env": env(launch)}
+    if settings.tracking_secret:
+        container["envFrom"] = tracking_env_from(settings)
+    if command and job.command:
+        container["command"] = list(job.command)
+    res = resources(job, with_gpus=gpus)
+    if res:
+        container["resources"] = res
+    spec: Manifest = {"containers": [container]}
+    if repo_url_of(launch, settings):
+        container["workingDir"] = settings.code_dir
+        container["volumeMounts"] = [{"name": CODE_VOLUME, "mountPath": settings.code_dir}]
+        spec["initContainers"] = [git_sync_container(launch, settings)]
+        spec["volumes"] = git_sync_volumes(launch, settings)
+    sched = job.scheduling
+    if sched.node_selector:
+        spec["nodeSelector"] = dict(sched.node_selector)
+    if sched.tolerations:
+        spec["tolerations"] = [dict(t) for t in sched.tolerations]
+    if sched.priority_class:
+        spec["priorityClassName"] = sched.priority_class
+    if sched.volcano_queue:
+        spec["schedulerName"] = "volcano"
+    pod_labels = {k: v for k, v in identity_labels(launch, settings).items() if k != KUEUE_QUEUE}
+    return {"metadata": {"labels": pod_labels}, "spec": spec}

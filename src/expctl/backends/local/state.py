@@ -1,0 +1,350 @@
+"""Durable state of the local backend: one JSON file per run under ``.expctl/runs/<name>/``.
+
+A run directory holds ``state.json`` (written atomically), ``config.json`` (the resolved config handed to the
+job), one ``<replica>.log`` (read incrementally by ``read_new_lines``) and, once the replica ended,
+``<replica>.exit`` written by the replica's wrapper.
+``judge`` is the pure decision of a run's phase from what its replicas left behind; ``alive`` tells a live
+process from a recycled pid (pid + start time + boot id), so a run whose process vanished in a reboot is
+observed as an infrastructure failure instead of running forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from expctl.core import safe_json
+from expctl.core.errors import BackendError
+from expctl.core.model import FailureClass, Phase
+from expctl.core.sanitize import job_uri, one_line
+
+QUEUED = "queued"
+STARTED = "started"
+FINISHED = "finished"
+
+
+@dataclass
+class Proc:
+    """One replica's wrapper process, identified beyond its pid."""
+
+    replica: str
+    pid: int
+    start_ticks: int | None
+    boot_id: str | None
+
+
+MAX_REPLICAS = 10_000  # expctl.replicas' bound (schema.JobIn): a state may not ask status to list a billion
+
+
+@dataclass
+class RunState:
+    """Everything the local backend remembers of one run (mutable record, persisted as JSON)."""
+
+    name: str
+    run_key: str
+    experiment: str
+    attempt: int
+    spec_hash: str
+    kind: str
+    replicas: int
+    gpus: int
+    commit: str
+    overrides: list[str]
+    mlflow_run_id: str
+    applied_by: str
+    command: list[str]
+    env: dict[str, str]
+    timeout_seconds: int | None
+    created_at: float
+    status: str = QUEUED
+    started_at: float | None = None
+    processes: list[Proc] = field(default_factory=list)
+    phase: str = Phase.PENDING.value
+    failure: str | None = None
+    message: str = ""
+    finished_at: float | None = None
+    cancelled: bool = False
+    cancelled_by: str | None = None
+    master_port: int | None = None
+    gpu_devices: list[list[str]] = field(default_factory=list)  # each replica's GPUs while started (local_gpus)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunState:
+        """The state of a parsed ``state.json``; ValueError when it is not one (foreign or damaged file)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        data = dict(data)
+        try:
+            data["processes"] = [Proc(**p) for p in data.get("processes", [])]
+            state = cls(**data)
+        except TypeError as exc:  # missing or unknown fields
+            raise ValueError(str(exc).replace("__init__() ", "")) from exc
+        for obj in (state, *state.processes):
+            for name, hint in typing.get_type_hints(type(obj)).items():
+                if not _fits(getattr(obj, name), hint):  # every field: status, describe and logs compute on them
+                    raise ValueError(f"{name}: not a {getattr(hint, '__name__', hint)} ({getattr(obj, name)!r:.40})")
+        if state.status not in (QUEUED, STARTED, FINISHED) or not 1 <= state.replicas <= MAX_REPLICAS or \
+                state.gpus < 0:
+            raise ValueError("fields out of range")
+        Phase(state.phase)  # ValueError for an unknown phase
+        for proc in state.processes:  # a pid expctl would signal: never 0 (our group), 1 (init) or -1 (all)
+            if type(proc.pid) is not int or proc.pid <= 1 or not isinstance(proc.replica, str) or \
+                    not isinstance(proc.start_ticks, int | None) or not isinstance(proc.boot_id, str | None):
+                raise ValueError(f"process {proc.replica!r} has a pid expctl never records ({proc.pid!r})"
+                                 if type(proc.pid) is not int or proc.pid <= 1 else "fields have the wrong types")
+        return state
+
+
+def _fits(value: object, hint: Any) -> bool:
+    """``value`` (parsed JSON) is of the annotated type: int, float, str, bool, None, unions, lists, dicts, Proc."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_fits(value, arg) for arg in args)
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items())
+    if hint is float:
+        return type(value) in (int, float)
+    if hint is type(None):
+        return value is None
+    return type(value) is hint  # int is not bool, bool is not int
+
+
+def scrubbed(state: RunState) -> bool:
+    """Drop the password from the tracking URI a run's state keeps (``sanitize.job_uri``): an older expctl
+    wrote the URI as given into ``state.json``. True when the state changed and should be saved again."""
+    uri = state.env.get("MLFLOW_TRACKING_URI")
+    if uri is None or job_uri(uri) == uri:
+        return False
+    state.env["MLFLOW_TRACKING_URI"] = job_uri(uri)
+    return True
+
+
+class StateUnreadable(BackendError):
+    """A run's ``state.json`` is truncated, corrupt, foreign or unreadable: that one run is skipped."""
+
+
+def write_json(path: Path, data: Any, durable: bool = True) -> None:
+    """Write ``data`` as JSON atomically: a reader sees the old file or the new one, never half of one (even
+    if the writer is killed). ``durable``: on disk before returning (survives a power loss, costs a sync)."""
+    os.replace(_written(path, data, durable), path)
+
+
+def stage_json(path: Path, data: Any) -> Path:
+    """The slow half of a durable ``write_json``, done before taking a lock: ``data`` written and synced to a
+    temporary file beside ``path``; ``os.replace(staged, path)`` under the lock puts it in place."""
+    return _written(path, data, durable=True)
+
+
+def _written(path: Path, data: Any, durable: bool) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def save(run_dir: Path, state: RunState, durable: bool = True) -> None:
+    write_json(run_dir / "state.json", asdict(state), durable)
+
+
+def stage(run_dir: Path, state: RunState) -> Path:
+    """``stage_json`` of the run's state."""
+    return stage_json(run_dir / "state.json", asdict(state))
+
+
+def load(run_dir: Path) -> RunState | None:
+    """The run's state; None when it has none; ``StateUnreadable`` (one line) when the file is damaged."""
+    path = run_dir / "state.json"
+    try:
+        state = RunState.from_json(safe_json.loads(path.read_text(encoding="utf-8")))
+        if state.name != run_dir.name:  # the directory is the run's name: commands find it, and write, there
+            raise ValueError(f"the state of run {state.name!r:.80} in the directory of {run_dir.name}")
+        return state
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateUnreadable(f"{path}: cannot read run state: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors too
+        raise StateUnreadable(f"{path}: damaged run state ({str(exc).splitlines()[0][:120]}); "
+                              "`expctl apply` rebuilds it") from exc
+
+
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """One ``warning:`` line on stderr, once per process (observe runs many times while waiting)."""
+    if message not in _warned:
+        _warned.add(message)
+        print(f"warning: {one_line(message)}", file=sys.stderr, flush=True)
+
+
+def load_or_skip(run_dir: Path) -> RunState | None:
+    """Like ``load``, but a damaged state is a warning and the run is skipped (others keep working)."""
+    try:
+        return load(run_dir)
+    except StateUnreadable as exc:
+        warn_once(f"{exc.message}; skipping this run")
+        return None
+
+
+def quarantine(run_dir: Path) -> Path:
+    """Move a run directory whose state is damaged aside (kept for inspection), so the run can be rebuilt."""
+    target = run_dir.parent / ".damaged" / f"{run_dir.name}.{int(time.time() * 1000)}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(run_dir, target)
+    return target
+
+
+def read_exit(path: Path) -> dict[str, Any] | None:
+    """The wrapper's record of how a replica ended: ``{"returncode": int, "finished_at": float}``; None when
+    there is none or it is damaged (then the replica counts as vanished if it no longer runs)."""
+    try:
+        data = safe_json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or type(data.get("returncode")) is not int or \
+            not isinstance(data.get("finished_at"), (int, float)) or isinstance(data.get("finished_at"), bool):
+        return None
+    return data
+
+
+@functools.cache
+def boot_id() -> str | None:
+    """This boot's id (it cannot change while this process lives: read once)."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), or None when unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return int(fields[19])
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].split()[0] in ("Z", "X")
+
+
+def alive(proc: Proc) -> bool:
+    """True when the recorded process still runs (not a recycled pid, not a zombie, same boot)."""
+    if proc.boot_id is not None and boot_id() not in (None, proc.boot_id):
+        return False
+    try:
+        os.kill(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    if proc.start_ticks is not None and start_ticks(proc.pid) != proc.start_ticks:
+        return False
+    return not _zombie(proc.pid)
+
+
+def signalable(proc: Proc) -> bool:
+    """False for a pid no replica of expctl's can have: 1 (init), 0 or -1 (``killpg`` would signal expctl's own
+    group, or every process), expctl's own process group (a state edited by hand, or another program's)."""
+    return type(proc.pid) is int and proc.pid > 1 and proc.pid != os.getpgrp()
+
+
+def kill_group(proc: Proc, sig: signal.Signals) -> None:
+    """Signal the replica's process group (the wrapper leads its own session), if it is still ours."""
+    if not signalable(proc) or not alive(proc):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def may_write(state: RunState) -> bool:
+    """True while the run's replicas may still append to their logs: queued, or a replica alive."""
+    if state.status == QUEUED:
+        return True
+    return state.status == STARTED and any(alive(p) for p in state.processes)
+
+
+def read_new_lines(path: Path, offset: int, final: bool) -> tuple[int, list[str]]:
+    """Lines appended to ``path`` after ``offset`` (complete ones, or all if ``final``), and the new offset."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except FileNotFoundError:
+        return offset, []
+    end = len(data) if final else data.rfind(b"\n") + 1
+    return offset + end, data[:end].decode("utf-8", errors="replace").splitlines()
+
+
+# signals a program raises on itself when it is broken; any other signal was sent (OOM killer, shutdown, admin)
+_CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGABRT, signal.SIGFPE, signal.SIGILL, signal.SIGBUS,
+                            signal.SIGSYS, signal.SIGTRAP})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    phase: Phase
+    failure: FailureClass | None = None
+    message: str = ""
+    finished_at: float | None = None
+
+
+def judge(ended: dict[str, dict[str, Any] | None], running: set[str]) -> Verdict:
+    """The run's phase from each replica's exit record (None: no record) and which replicas still run.
+
+    Pure. A non-zero exit fails the run as a code failure (the others are then stopped by the caller), a
+    replica killed by a signal nobody sent is an infrastructure failure, and a replica that neither runs
+    nor left an exit record vanished (machine rebooted, wrapper killed) — also infrastructure.
+    """
+    finished_at = max((e["finished_at"] for e in ended.values() if e), default=None)
+    for replica, exit_record in sorted(ended.items()):
+        if exit_record is None:
+            continue
+        code = int(exit_record["returncode"])
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            if -code in _CRASH_SIGNALS:  # the program crashed by itself (segfault, abort): its code failed
+                return Verdict(Phase.FAILED, FailureClass.CODE, f"{replica} crashed ({name})", finished_at)
+            why = f"{replica} killed by {name}"
+            return Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE, why, finished_at)
+        if code != 0:
+            return Verdict(Phase.FAILED, FailureClass.CODE, f"{replica} exited with code {code}", finished_at)
+    vanished = sorted(r for r, e in ended.items() if e is None and r not in running)
+    if vanished:
+        return Verdict(
+            Phase.FAILED,
+            FailureClass.INFRASTRUCTURE,
+            f"process vanished without an exit code: {', '.join(vanished)}",
+            finished_at,
+        )
+    if running:
+        return Verdict(Phase.RUNNING)
+    return Verdict(Phase.SUCCEEDED, None, "", finished_at)

@@ -1,0 +1,388 @@
+"""The user-input boundary: strict models of the ``expctl`` block and of ``expctl.yaml`` (pydantic).
+
+Unknown keys are errors with a "did you mean" hint; every error names the file and the key. ``job_spec`` turns
+a validated block into the frozen domain values of ``expctl.model``; ``schema_data`` validates the ``data:``
+block. These two are the only modules that import pydantic.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from expctl.core import backend_registry
+from expctl.core.errors import ConfigError, truncate
+from expctl.core.sanitize import shown_uri, uri_secrets
+from expctl.core.sweep import MAX_RUNS
+
+if TYPE_CHECKING:
+    BackendName = str
+else:  # the registered backends' names: pydantic reports a typo with the list of choices
+    BackendName = Literal[tuple(backend_registry.names())]
+
+
+class Strict(BaseModel):
+    # strict: no bool for an int, no "3" for a number, no number for a string — YAML typos stay errors
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+# Kubernetes' own grammars, so that what validate accepts the apiserver accepts too
+_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"  # RFC 1123 label (namespaces)
+_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"  # object names
+_QUANTITY = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+_ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+_QUALIFIED = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"  # label keys
+
+# what the apiserver stores: a larger number in an int32 or int64 field of a manifest is refused at apply time
+INT32, INT64 = 2**31 - 1, 2**63 - 1
+MAX_GPUS = 1024  # per replica, and on one machine
+
+Label = Annotated[str, Field(pattern=_LABEL)]
+Name = Annotated[str, Field(pattern=_SUBDOMAIN, max_length=253)]
+Quantity = Annotated[str, Field(pattern=_QUANTITY)]
+_WORD = r"^[^\s\x00-\x1f\x7f]+$"
+Word = Annotated[str, Field(pattern=_WORD)]  # non-empty, no whitespace or control characters (images, URIs, paths)
+Text = Annotated[str, Field(min_length=1, pattern=r"^[^\x00-\x1f\x7f]*$")]  # one line, no control characters
+
+
+def _inside_the_repository(path: str) -> str:
+    if path.startswith(("/", "\\")) or ".." in path.replace("\\", "/").split("/"):
+        raise ValueError(f"must be a path inside the repository, relative to its root (got {path!r})")
+    return path
+
+
+RepoPath = Annotated[str, Field(pattern=_WORD), AfterValidator(_inside_the_repository)]  # code_paths
+EnvValue = Annotated[str, Field(pattern=r"^[^\x00]*$")] | int | float | bool
+PositiveNumber = Annotated[int, Field(gt=0)] | Annotated[float, Field(gt=0)]
+
+
+class ResourcesIn(Strict):
+    cpu: Quantity | PositiveNumber | None = None
+    memory: Quantity | None = None
+    gpus: int = Field(0, ge=0, le=MAX_GPUS)
+    gpu_resource: Annotated[str, Field(pattern=_QUALIFIED)] = "nvidia.com/gpu"
+
+
+class TolerationIn(Strict):
+    key: Annotated[str, Field(pattern=_QUALIFIED)] | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    tolerationSeconds: int | None = Field(None, ge=-INT64, le=INT64)  # noqa: N815 (the Kubernetes field name)
+
+
+class RetriesIn(Strict):
+    max_attempts: int = Field(3, ge=1, le=100)
+    failures: list[Literal["infrastructure", "code"]] = ["infrastructure"]
+    backoff_seconds: float = Field(30.0, ge=0, le=INT32)
+    backoff_factor: float = Field(2.0, ge=1, le=100)
+    max_backoff_seconds: float = Field(3600.0, ge=0, le=INT32)
+
+
+class PromoteIn(Strict):
+    alias: str = Field(min_length=1)
+    when: Literal["better_than_current", "always"] = "better_than_current"
+
+
+class ValidationIn(Strict):
+    metric: Text
+    threshold: float
+    mode: Literal["max", "min"] = "max"
+    register_as: Text | None = None
+    alias: Text | None = None
+    split: Literal["validation", "test"] | None = None  # validated by the platform, on this held-out split
+    command: list[str] | None = None  # the evaluation command (default: expctl's evaluator)
+    promote: PromoteIn | None = None
+
+    @model_validator(mode="after")
+    def _promote_needs_a_model(self) -> ValidationIn:
+        if self.promote is not None and not self.register_as:
+            raise ValueError("promote needs register_as (the registered model whose alias it moves)")
+        return self
+
+
+class VolcanoIn(Strict):
+    queue: Name
+    min_available: int | None = Field(None, ge=1, le=INT32)
+
+
+class CheckpointsIn(Strict):
+    dir: str | None = Field(None, description="shared storage for checkpoints (default: MLflow artifacts)")
+    resume_on: list[Literal["infrastructure", "code"]] = ["infrastructure"]
+
+
+class SlurmJobIn(Strict):
+    """An experiment's Slurm placement (``expctl.slurm``); unset values come from expctl.yaml's ``slurm:``."""
+
+    partition: Word | None = None
+    account: Word | None = None
+    qos: Word | None = None
+
+
+class ExpctlBlock(Strict):
+    """The ``expctl`` block of an experiment's composed config: how to run it."""
+
+    kind: Literal["PyTorchJob", "TFJob", "MPIJob", "TrainJob", "local"] = "PyTorchJob"
+    replicas: int = Field(1, ge=1, le=10000)
+    image: Word | None = None
+    command: list[Annotated[str, Field(pattern=r"^[^\x00]*$")]] = Field(
+        ["python", "-m", "training.train"], min_length=1)
+    resources: ResourcesIn = ResourcesIn()
+    env: dict[Annotated[str, Field(pattern=_ENV_NAME)], EnvValue] = {}
+    queue: Name | None = None
+    priority_class: Name | None = None
+    volcano: VolcanoIn | None = None
+    node_selector: dict[Annotated[str, Field(pattern=_QUALIFIED)], Annotated[str, Field(max_length=63)]] = {}
+    tolerations: list[TolerationIn] = []
+    retries: RetriesIn = RetriesIn()
+    timeout: int | None = Field(None, ge=1, le=INT32, description="seconds: the job's activeDeadlineSeconds")
+    ttl_seconds_after_finished: int | None = Field(86400, ge=0, le=INT32)  # an int32 in every training job CRD
+    validation: ValidationIn | None = None
+    code_paths: list[RepoPath] | None = None
+    namespace: Label | None = None
+    runtime: Name | None = "torch-distributed"
+    runtime_kind: Literal["ClusterTrainingRuntime", "TrainingRuntime"] = "ClusterTrainingRuntime"
+    git_secret: Name | None = None
+    operator_restarts: bool = False
+    max_runs: int | None = Field(None, ge=1, le=MAX_RUNS)
+    checkpoints: CheckpointsIn = CheckpointsIn()
+    slurm: SlurmJobIn = SlurmJobIn()
+
+
+class TenantIn(Strict):
+    path: Word
+    namespace: Label
+    queue: Name | None = None
+
+
+MAX_WRITE_CONCURRENCY = 64  # an apply's pool: more threads only queue on the servers (and on the GIL)
+
+
+class KubernetesIn(Strict):
+    namespace: Label = "default"
+    context: Text | None = None
+    repo_url: Word | None = None
+    git_secret: Name | None = None
+    tracking_secret: Name | None = None  # a Secret whose keys every training container gets as variables
+    image: Word = "python:3.11-slim"
+    git_image: Word = "alpine/git:2.45.2"
+    qps: float = Field(5.0, gt=0, le=10_000)
+    burst: int = Field(10, ge=1, le=10_000)
+    write_concurrency: int = Field(4, ge=1, le=MAX_WRITE_CONCURRENCY)
+
+    @field_validator("repo_url")
+    @classmethod
+    def _no_credentials(cls, url: str | None) -> str | None:
+        # the clone URL is a value in every manifest (and the git-sync log): a token in it would be readable by
+        # whoever may read the jobs; the Secret of git_secret is mounted into git-sync alone
+        if url and uri_secrets(url):
+            raise ValueError("holds a credential (a password or token in the URL): every manifest would carry "
+                             "it; give the URL without it and the credentials as the Secret named by git_secret")
+        return url
+
+
+class LocalIn(Strict):
+    parallelism: int | None = Field(None, ge=1, le=4096)
+    write_concurrency: int = Field(4, ge=1, le=MAX_WRITE_CONCURRENCY)  # changes an apply performs at once
+    gpus: Annotated[int, Field(ge=0, le=MAX_GPUS)] | Annotated[list[int | str], Field(max_length=MAX_GPUS)] | None \
+        = Field(None, description="this machine's GPUs for local runs: a count or device ids (default: nvidia-smi)")
+
+
+class LogsIn(Strict):
+    tail_bytes: int = Field(1_000_000, ge=1024, le=1 << 30,
+                            description="per replica: the tail of its log kept in MLflow")
+
+
+class SlurmTenantIn(Strict):
+    """Slurm tenancy: experiments under ``path`` are charged to ``account`` in ``partition`` with ``qos``."""
+
+    path: Word
+    partition: Word | None = None
+    account: Word | None = None
+    qos: Word | None = None
+
+
+class SlurmIn(Strict):
+    """The ``slurm:`` block: where per-commit checkouts live (shared by every node) and placement defaults."""
+
+    workdir: Text | None = Field(None, description="a directory on a filesystem every node mounts")
+    partition: Word | None = None
+    account: Word | None = None
+    qos: Word | None = None
+    tenants: list[SlurmTenantIn] = []
+    write_concurrency: int = Field(4, ge=1, le=MAX_WRITE_CONCURRENCY)  # changes an apply performs at once
+
+    def tenant_for(self, source_file: str) -> SlurmTenantIn | None:
+        matches = [t for t in self.tenants if source_file.startswith(t.path.rstrip("/") + "/")]
+        return max(matches, key=lambda t: len(t.path)) if matches else None
+
+
+class Settings(Strict):
+    """``expctl.yaml`` at the repository root: project-wide settings (all optional)."""
+
+    backend: BackendName = "local"
+    tracking_uri: Word | None = None
+    code_paths: list[RepoPath] = []
+    max_runs_per_experiment: int = Field(10000, ge=1, le=MAX_RUNS)
+    allow_resolvers: list[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.\-]*$")]] = []
+    tenants: list[TenantIn] = []
+    kubernetes: KubernetesIn = KubernetesIn()
+    local: LocalIn = LocalIn()
+    logs: LogsIn = LogsIn()
+    slurm: SlurmIn = SlurmIn()
+    data_root: Text | None = None  # where relative dataset sources are (relative to the repo, absolute, or a URL)
+
+    def tenant_for(self, source_file: str) -> TenantIn | None:
+        matches = [t for t in self.tenants if source_file.startswith(t.path.rstrip("/") + "/")]
+        return max(matches, key=lambda t: len(t.path)) if matches else None
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """Field names of the (nested) model that ``loc`` points into."""
+    current: Any = model
+    for part in loc:
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            break
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            break
+        current = nested[0]
+    return list(getattr(current, "model_fields", {}))
+
+
+_PATTERN_HINTS = {
+    _LABEL: "a lowercase RFC 1123 label (a-z, 0-9 and '-', at most 63 characters)",
+    _SUBDOMAIN: "a lowercase Kubernetes object name (a-z, 0-9, '-' and '.')",
+    _QUANTITY: "a Kubernetes quantity such as 500m, 2, 4Gi",
+    _ENV_NAME: "an environment variable name (letters, digits, '_', '-', '.'; not starting with a digit)",
+    _QUALIFIED: "a Kubernetes label key such as example.com/gpu",
+    _WORD: "a non-empty string without whitespace or control characters",
+    r"^[^\x00]*$": "a string without NUL characters",
+}
+
+
+def _message(err: Any) -> str:
+    pattern = (err.get("ctx") or {}).get("pattern")
+    if err["type"] == "string_pattern_mismatch" and pattern in _PATTERN_HINTS:
+        return f"must be {_PATTERN_HINTS[pattern]}"
+    if err["type"] == "string_pattern_mismatch":
+        return "must be one line without control characters"
+    msg = str(err["msg"])
+    return msg[0].lower() + msg[1:]
+
+
+def _errors(exc: ValidationError, model: type[BaseModel], file: str, prefix: str) -> list[ConfigError]:
+    """One error per key: the alternatives of a union (``str | int``) are folded into one message."""
+    grouped: dict[tuple[str, ...], list[Any]] = {}
+    for err in exc.errors():
+        # drop pydantic's union-member tags ("constrained-str", "int", "[key]") from the location
+        loc = tuple(str(p) for p in err["loc"] if isinstance(p, int) or p in _all_fields(model) or
+                    not _is_tag(str(p)))
+        grouped.setdefault(loc, []).append(err)
+    errors: list[ConfigError] = []
+    for loc, all_errs in grouped.items():
+        errs = all_errs
+        key = ".".join([prefix, *loc]) if prefix else ".".join(loc)
+        first = errs[0]
+        if first["type"] == "extra_forbidden":
+            known = _fields_at(model, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(sorted(known))})"
+            errors.append(ConfigError(f"unknown key{hint}", file=file, key=key))
+            continue
+        value = first.get("input")
+        value = shown_uri(value) if isinstance(value, str) else value  # a URL's credentials are never echoed
+        shown = f" (got {truncate(repr(value), 80)})" if isinstance(value, (int, float, str, bool)) or \
+            value is None else ""
+        what = "invalid name" if any(str(p) == "[key]" for p in first["loc"]) else ""
+        if isinstance(value, str) and any(e["type"].startswith("string_") for e in errs):
+            errs = [e for e in errs if e["type"].startswith("string_")]  # a string: say what the string lacks
+        messages = list(dict.fromkeys(_message(e) for e in errs))
+        if len(messages) > 1:
+            alternatives = [m.removeprefix("input should be ") for m in messages]
+            text = "input should be " + " or ".join(alternatives)
+        else:
+            text = messages[0]
+        errors.append(ConfigError(f"{what + ': ' if what else ''}{text}{shown}", file=file, key=key))
+    return errors
+
+
+def _is_tag(part: str) -> bool:
+    return part == "[key]" or part in ("str", "int", "float", "bool", "list", "dict", "none") or \
+        part.startswith(("constrained-", "function-", "literal[", "list[", "dict[", "nullable[", "union["))
+
+
+def _all_fields(model: type[BaseModel]) -> set[str]:
+    names: set[str] = set()
+    todo: list[Any] = [model]
+    while todo:
+        current = todo.pop()
+        for name, field in getattr(current, "model_fields", {}).items():
+            if name in names:
+                continue
+            names.add(name)
+            annotation = field.annotation
+            todo.extend(c for c in [annotation, *getattr(annotation, "__args__", ())]
+                        if isinstance(c, type) and issubclass(c, BaseModel))
+    return names
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def validated(model: type[_M], data: Mapping[str, Any], file: str, prefix: str) -> _M:
+    """``model`` validated from ``data``; every error a ConfigError naming file and key (several: ConfigErrors)."""
+    from expctl.core.errors import ConfigErrors
+
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        errors = _errors(exc, model, file, prefix)
+        raise (errors[0] if len(errors) == 1 else ConfigErrors(errors)) from None
+
+
+def parse_block(data: Any, file: str) -> ExpctlBlock:
+    """Validate an experiment's ``expctl`` block; raises ConfigError (several at once as ConfigErrors)."""
+
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError("must be a mapping", file=file, key="expctl")
+    block = validated(ExpctlBlock, data, file, "expctl")
+    if not block.command[0].strip():
+        raise ConfigError("the program to run (first element) is empty", file=file, key="expctl.command[0]")
+    if block.kind == "TrainJob" and not block.runtime:
+        raise ConfigError("a TrainJob needs a runtime (the name of its ClusterTrainingRuntime or "
+                          "TrainingRuntime)", file=file, key="expctl.runtime")
+    return block
+
+
+def parse_settings(data: Any, file: str = "expctl.yaml") -> Settings:
+
+    if data is None:
+        return Settings()
+    if not isinstance(data, Mapping):
+        raise ConfigError("must be a mapping", file=file)
+    settings = validated(Settings, data, file, "")
+    paths = {"tenants": [t.path for t in settings.tenants], "slurm.tenants": [t.path for t in settings.slurm.tenants]}
+    for where, listed in paths.items():
+        seen: dict[str, int] = {}
+        for i, path in enumerate(listed):  # two for one path: which one applies would be an accident of order
+            first = seen.setdefault(path.rstrip("/"), i)
+            if first != i:
+                raise ConfigError(f"a second tenant for {path!r} (the first is {where}.{first})", file=file,
+                                  key=f"{where}.{i}.path")
+    return settings
+
+
+def scalar_text(value: str | int | float | bool) -> str:
+    """A scalar of the config as the text an environment variable or a filter compares."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,102 @@
+"""The backends expctl knows, by name, with what each declares it can do.
+
+One entry per backend: the factory that opens it, the job kinds it runs, and the apply lock it brings (or
+None: the workspace's file lock). Settings validation, the CLI's ``--backend`` choices, ``workspace`` and
+``validate`` read this table; adding a backend is one entry here plus its module.
+
+Pure data: factories are ``"module:function"`` strings imported only when a backend is opened, so that
+``expctl --help`` and ``expctl validate`` never import Kubernetes or a scheduler's driver.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from expctl.core.model import JobKind
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What a backend declares about itself.
+
+    ``factory``: ``"module:function"``, called as ``function(settings, repo=..., state_dir=...)`` and returning
+    an ``expctl.backends.base.Backend``. ``lock``: ``"module:function"``, called as ``function(settings,
+    timeout)`` and returning a context manager that serialises applies, or None for the workspace's file lock.
+    ``render``: ``"module:function"``, called as ``function(runs, settings, repo)`` and returning what ``apply``
+    would submit, as text (``expctl render``), or None when there is nothing to show. ``settings_check``:
+    ``"module:function"``, called as ``function(settings)``, raising ConfigError for settings the backend cannot
+    open with (``expctl validate`` calls it, so it refuses what ``plan`` and ``apply`` would); None: nothing.
+    ``inherits_env``: its jobs are processes that inherit expctl's own environment (the tracking URI's
+    password reaches them through it, never through a file: ``workspace``).
+    """
+
+    name: str
+    summary: str
+    factory: str
+    kinds: frozenset[JobKind]
+    lock: str | None = None
+    render: str | None = None
+    settings_check: str | None = None
+    inherits_env: bool = False
+
+    def runs(self, kind: JobKind) -> bool:
+        return kind in self.kinds
+
+    def check(self, settings: Any) -> None:
+        if self.settings_check is not None:
+            load(self.settings_check)(settings)
+
+    def open(self, settings: Any, **kw: Any) -> Any:
+        return load(self.factory)(settings, **kw)
+
+
+_ALL_KINDS = frozenset(JobKind)
+
+BACKENDS: dict[str, BackendInfo] = {
+    info.name: info
+    for info in (
+        BackendInfo("local", "subprocesses on this machine, in a checkout of the pinned commit",
+                    "expctl.backends.local.backend:open_local", _ALL_KINDS, inherits_env=True,
+                    settings_check="expctl.backends.local.gpus:check_settings"),
+        BackendInfo("kubernetes", "Kubeflow training jobs (PyTorchJob, TFJob, MPIJob, TrainJob)",
+                    "expctl.backends.kubernetes.backend:open_kubernetes",
+                    frozenset({JobKind.PYTORCH, JobKind.TF, JobKind.MPI, JobKind.TRAIN}),
+                    lock="expctl.backends.kubernetes.backend:lease_lock",
+                    render="expctl.backends.kubernetes.manifests:render_all"),
+        BackendInfo("slurm", "one sbatch job per attempt on a Slurm cluster, srun one task per node",
+                    "expctl.backends.slurm.backend:open_slurm", frozenset({JobKind.PYTORCH, JobKind.LOCAL}),
+                    lock="expctl.backends.slurm.backend:slurm_lock", render="expctl.backends.slurm.script:render_jobs",
+                    settings_check="expctl.backends.slurm.script:workdir_of", inherits_env=True),
+    )
+}
+
+
+def names() -> list[str]:
+    return list(BACKENDS)
+
+
+def choices_help() -> str:
+    return " or ".join([", ".join(names()[:-1]), names()[-1]]) if len(BACKENDS) > 1 else names()[0]
+
+
+def lookup(name: str) -> BackendInfo:
+    """The backend called ``name``; KeyError (with the known names) for anything else."""
+    info = BACKENDS.get(name)
+    if info is None:
+        raise KeyError(f"unknown backend {name!r} (choose from {', '.join(names())})")
+    return info
+
+
+def unsupported(name: str, kinds: Iterable[JobKind]) -> list[JobKind]:
+    """The kinds among ``kinds`` that backend ``name`` cannot run (sorted, unique)."""
+    info = lookup(name)
+    return sorted({k for k in kinds if not info.runs(k)}, key=lambda k: k.value)
+
+
+def load(ref: str) -> Any:
+    """The object a ``"module:function"`` reference names (imported now)."""
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)

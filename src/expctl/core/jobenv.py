@@ -1,0 +1,156 @@
+"""The job environment: the one place that decides which variables a training process gets, on every backend.
+
+Pure: builds ``dict[str, str]`` from a ``Launch``; no I/O, no clock. Two parts:
+
+- ``job_env(launch)`` — the same for every replica: the experiment's own ``env``, then expctl's identity
+  (``EXPCTL_*``) and the MLflow run the job logs into (``MLFLOW_TRACKING_URI``, ``MLFLOW_RUN_ID``,
+  ``MLFLOW_EXPERIMENT_NAME``), where to checkpoint and what to resume from (``Launch.checkpoint_env``:
+  ``EXPCTL_CHECKPOINT_DIR``, ``EXPCTL_RESUME_FROM`` …), and the run's datasets (``EXPCTL_DATASET_*``,
+  ``dataset_env``). **Precedence**: the experiment's ``env`` comes first and expctl's variables win — an
+  experiment cannot point its job at another MLflow run or lie about its identity. Any other variable
+  (``MLFLOW_SYSTEM_METRICS_*``, ``NCCL_*``, …) is the experiment's to set.
+- ``replica_env(...)`` — what differs per replica, as a Kubeflow operator sets it: ``MASTER_ADDR``,
+  ``MASTER_PORT``, ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``EXPCTL_REPLICA`` and, for TFJob,
+  ``TF_CONFIG``. The local backend calls it per process; on Kubernetes the operator sets these; on Slurm the
+  batch script derives the same names from ``SLURM_*`` at run time (``TOPOLOGY`` lists them).
+
+To hand jobs a new variable, add it here (``job_env`` for every replica, ``replica_env`` per replica): every
+backend picks it up.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+from expctl.core.model import JobKind, Launch, RunSpec, manifest_uri
+from expctl.core.naming import canonical_json
+
+# expctl's identity of the attempt, the same names on every backend
+RUN_NAME = "EXPCTL_RUN_NAME"
+RUN_KEY = "EXPCTL_RUN_KEY"
+SPEC_HASH = "EXPCTL_SPEC_HASH"
+ATTEMPT = "EXPCTL_ATTEMPT"
+EXPERIMENT = "EXPCTL_EXPERIMENT"
+GIT_COMMIT = "EXPCTL_GIT_COMMIT"
+CONFIG_FILE = "EXPCTL_CONFIG_FILE"
+CONFIG = "EXPCTL_CONFIG"  # the composed config inline (JSON), when the backend has no file for it
+REPLICA = "EXPCTL_REPLICA"
+
+# the distributed-training topology (torch.distributed's env:// names, and TensorFlow's TF_CONFIG)
+MASTER_ADDR = "MASTER_ADDR"
+MASTER_PORT = "MASTER_PORT"
+WORLD_SIZE = "WORLD_SIZE"
+RANK = "RANK"
+LOCAL_RANK = "LOCAL_RANK"
+TF_CONFIG = "TF_CONFIG"
+TOPOLOGY = (MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, LOCAL_RANK, REPLICA)
+
+# the run's datasets (docs/data.md) and, for a validation job, what it validates
+DATA_DIGEST_ENV = "EXPCTL_DATA_DIGEST"
+
+
+def job_env(launch: Launch, *, config_file: str | None = None,
+            extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every replica's variables: the experiment's env, then expctl's identity and MLflow run (these win).
+
+    ``config_file``: where the backend put the resolved config (JSON) for the job, when it has one; without
+    one, the config itself is in ``EXPCTL_CONFIG``.
+    ``extra``: backend-provided values that also win over the experiment's env.
+    """
+    spec = launch.spec
+    env = dict(spec.job.env)
+    env.update(
+        {
+            RUN_NAME: launch.name,
+            RUN_KEY: spec.run_key,
+            SPEC_HASH: spec.spec_hash,
+            ATTEMPT: str(launch.attempt),
+            EXPERIMENT: spec.experiment,
+            GIT_COMMIT: spec.commit,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    if config_file is not None:
+        env[CONFIG_FILE] = config_file
+    else:  # the config travels with the job: no artifact upload per run (see tracking/mlflow_runs.py)
+        env[CONFIG] = canonical_json(dict(spec.config))
+    env.update(launch.tracking.env())
+    env.update(launch.checkpoint_env())  # EXPCTL_CHECKPOINT_DIR, EXPCTL_RESUME_* (expctl.resume)
+    # the datasets' manifests: a backend that hands the job local files (config_file) hands it this
+    # machine's copy of the manifest too; every job can read it from MLflow
+    env.update(dataset_env(launch, local=config_file is not None))
+    if extra:
+        env.update(extra)
+    return env
+
+
+def replica_names(kind: str, replicas: int) -> list[str]:
+    """Replica names as the Kubeflow operator would call the pods' roles (rank order)."""
+    n = max(1, replicas)
+    if kind == JobKind.PYTORCH:
+        return ["master-0", *(f"worker-{i}" for i in range(n - 1))]
+    if kind == JobKind.TF:
+        return ["chief-0", *(f"worker-{i}" for i in range(n - 1))]
+    if kind == JobKind.MPI:
+        return ["launcher", *(f"worker-{i}" for i in range(n - 1))]
+    return [f"node-{i}" for i in range(n)]
+
+
+def replica_env(kind: str, names: Sequence[str], index: int, master_addr: str, master_port: int,
+                tf_addresses: Sequence[str] = (), local_rank: int | None = None) -> dict[str, str]:
+    """The topology of replica ``index`` (rank order of ``names``), as a training operator sets it.
+
+    ``tf_addresses``: ``host:port`` of every replica, for TFJob's ``TF_CONFIG`` (chief first).
+    """
+    env = {
+        MASTER_ADDR: master_addr,
+        MASTER_PORT: str(master_port),
+        WORLD_SIZE: str(len(names)),
+        RANK: str(index),
+        LOCAL_RANK: str(index if local_rank is None else local_rank),
+        REPLICA: names[index],
+    }
+    if kind == JobKind.TF and tf_addresses:
+        cluster = {"chief": list(tf_addresses[:1]),
+                   **({"worker": list(tf_addresses[1:])} if len(tf_addresses) > 1 else {})}
+        task = {"type": "chief", "index": 0} if index == 0 else {"type": "worker", "index": index - 1}
+        env[TF_CONFIG] = json.dumps({"cluster": cluster, "task": task})
+    return env
+
+
+def validation_env(spec: RunSpec) -> dict[str, str]:
+    """A validation job's inputs: the MLflow run whose model it evaluates, and the held-out split."""
+    gate = spec.job.validation
+    if not spec.validates or gate is None:
+        return {}
+    return {"EXPCTL_VALIDATES_RUN_ID": spec.target_run_id, "EXPCTL_VALIDATION_SPLIT": gate.split or "test"}
+
+
+def dataset_env(launch: Launch, local: bool) -> dict[str, str]:
+    """``EXPCTL_DATASET_*``: which manifest the job reads. ``local``: this machine's copy is readable too.
+
+    One dataset: ``EXPCTL_DATASET_NAME``, ``_DIGEST``, ``_MANIFEST_URI`` (and ``_MANIFEST``, a local path);
+    every dataset: ``EXPCTL_DATASETS`` (JSON list of the same); ``EXPCTL_DATA_DIGEST`` (all of them).
+    """
+    spec = launch.spec
+    if not spec.datasets:
+        return validation_env(spec)
+    rows = []
+    for ref in spec.datasets:
+        row = {"name": ref.name, "digest": ref.digest, "manifest_uri": manifest_uri(launch.tracking.run_id, ref.name)}
+        if local and ref.manifest_file:
+            row["manifest"] = ref.manifest_file
+        rows.append(row)
+    first = rows[0]
+    env = {
+        **validation_env(spec),
+        DATA_DIGEST_ENV: spec.data_digest,
+        "EXPCTL_DATASETS": json.dumps(rows, sort_keys=True),
+        "EXPCTL_DATASET_NAME": first["name"],
+        "EXPCTL_DATASET_DIGEST": first["digest"],
+        "EXPCTL_DATASET_MANIFEST_URI": first["manifest_uri"],
+    }
+    if "manifest" in first:
+        env["EXPCTL_DATASET_MANIFEST"] = first["manifest"]
+    return env

@@ -1,0 +1,164 @@
+"""The plan rules: what to do about each desired/observed pair, and why. Policy lives only here.
+
+Pure: the clock comes in as ``now``; nothing here performs I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+
+from expctl.core.diff import Pair, pair_runs
+from expctl.core.model import Action, Change, FailureClass, ObservedRun, Phase, Plan, Reason, RunSpec
+from expctl.core.naming import attempt_name, canonical_json, sha256_hex
+
+
+class PlanRefused(Exception):
+    """The plan would do something dangerous that the user did not explicitly ask for."""
+
+
+def fingerprint(observed: Iterable[ObservedRun]) -> str:
+    """A digest of the observed state: a saved plan is stale once this changes."""
+    rows = sorted(
+        (r.run_key, r.name, r.spec_hash, r.phase.value, r.attempt, r.cancelled, r.live) for r in observed
+    )
+    return sha256_hex(canonical_json(rows))[:16]
+
+
+def _change(action: Action, reason: Reason, pair: Pair, attempt: int, detail: str = "",
+            deletes: tuple[str, ...] = ()) -> Change:
+    spec, cur = pair.desired, pair.current
+    if spec is not None:
+        return Change(action, reason, spec.experiment, spec.run_key, attempt_name(spec.name, attempt),
+                      spec.overrides, spec.spec_hash, attempt, spec, cur, detail, deletes)
+    assert cur is not None
+    return Change(action, reason, cur.experiment, cur.run_key, cur.name, cur.overrides, cur.spec_hash,
+                  cur.attempt, None, cur, detail, deletes)
+
+
+def _live_names(pair: Pair) -> tuple[str, ...]:
+    return tuple(r.name for r in pair.history if r.live)
+
+
+def _decide_failed(pair: Pair, spec: RunSpec, cur: ObservedRun, now: float) -> Change:
+    policy = spec.job.retries
+    failure = cur.failure or FailureClass.CODE
+    if failure not in policy.on:
+        return _change(Action.GAVE_UP, Reason.GAVE_UP, pair, cur.attempt,
+                       f"{failure.value} failure; retries are not enabled for it: {cur.message}".rstrip(": "))
+    if cur.attempt >= policy.max_attempts:
+        return _change(Action.GAVE_UP, Reason.GAVE_UP, pair, cur.attempt,
+                       f"failed {cur.attempt} of {policy.max_attempts} attempts: {cur.message}".rstrip(": "))
+    due = (cur.finished_at or 0.0) + policy.backoff_after(cur.attempt)
+    if now < due:
+        return _change(Action.NOOP, Reason.BACKOFF, pair, cur.attempt,
+                       f"attempt {cur.attempt} failed ({failure.value}); retry in {due - now:.0f}s")
+    return _change(Action.RETRY, Reason.FAILED, pair, cur.attempt + 1,
+                   f"attempt {cur.attempt} failed ({failure.value}): {cur.message}".rstrip(": "))
+
+
+def changed_reason(spec: RunSpec, cur: ObservedRun) -> tuple[Reason, str]:
+    """Why a run's spec hash changed: "data-changed" when the digest of its datasets' manifests changed
+    (whatever else changed with it), else "spec-changed"; with a detail naming the digests."""
+    if cur.data_digest is not None and cur.data_digest != spec.data_digest and (cur.data_digest or spec.data_digest):
+        names = ", ".join(d.name for d in spec.datasets) or "datasets"
+        return Reason.DATA_CHANGED, f"{names}: {cur.data_digest[:12] or 'none'} → {spec.data_digest[:12] or 'none'}"
+    return Reason.SPEC_CHANGED, ""
+
+
+def decide(pair: Pair, now: float, prune: bool = False, replace_running: bool = False) -> Change | None:
+    """Apply the plan rules table to one pair. None means there is nothing to say about it."""
+    spec, cur = pair.desired, pair.current
+    if spec is None:
+        if cur is None or not cur.managed or not _live_names(pair):
+            return None
+        if prune:
+            return _change(Action.DELETE, Reason.REMOVED, pair, cur.attempt, deletes=_live_names(pair))
+        return _change(Action.NOOP, Reason.WOULD_PRUNE, pair, cur.attempt, "no longer desired; run with --prune")
+    if cur is None:
+        return _change(Action.CREATE, Reason.MISSING, pair, 1)
+    if cur.spec_hash != spec.spec_hash:
+        why, data = changed_reason(spec, cur)
+        if cur.phase.finished:
+            return _change(Action.REPLACE, why, pair, 1, data, deletes=_live_names(pair))
+        if replace_running:
+            return _change(Action.REPLACE, why, pair, 1,
+                           f"replacing a {cur.phase.value.lower()} run", deletes=_live_names(pair))
+        return _change(Action.BLOCKED, why, pair, cur.attempt,
+                       f"run is {cur.phase.value.lower()}; use --replace-running to replace it")
+    if cur.cancelled or cur.phase is Phase.CANCELLED:
+        return _change(Action.NOOP, Reason.CANCELLED, pair, cur.attempt, "cancelled; change its spec to run again")
+    if cur.phase is Phase.FAILED:
+        return _decide_failed(pair, spec, cur, now)
+    return _change(Action.NOOP, Reason.UNCHANGED, pair, cur.attempt, cur.phase.value.lower())
+
+
+def dependents(desired: Sequence[RunSpec],
+               observed: Sequence[ObservedRun]) -> tuple[list[RunSpec], dict[str, Reason]]:
+    """Validation jobs wait for their training run: the desired runs with the target MLflow run filled in for
+    each validation whose training run succeeded, and ``{run key: "waiting" | "skipped"}`` for the others
+    (skipped: the training run finished without succeeding, so there is no model to validate)."""
+    trains = {s.run_key: s for s in desired if not s.validates}
+    latest: dict[str, ObservedRun] = {}
+    for run in observed:
+        if run.run_key in trains and trains[run.run_key].spec_hash == run.spec_hash:
+            have = latest.get(run.run_key)
+            if have is None or (run.attempt, run.created_at or 0.0) > (have.attempt, have.created_at or 0.0):
+                latest[run.run_key] = run
+    out: list[RunSpec] = []
+    held: dict[str, Reason] = {}
+    for spec in desired:
+        train = latest.get(spec.validates) if spec.validates else None
+        if train is not None and train.phase is Phase.SUCCEEDED and train.mlflow_run_id:
+            out.append(replace(spec, target_run_id=train.mlflow_run_id))
+            continue
+        if spec.validates:
+            gave_up = train is not None and _gave_up(train, trains[spec.validates])
+            held[spec.run_key] = Reason.SKIPPED if gave_up else Reason.WAITING
+        out.append(spec)
+    return out, held
+
+
+def _gave_up(run: ObservedRun, spec: RunSpec) -> bool:
+    """A finished training run that will not be retried: cancelled, or failed with no retry left."""
+    if run.cancelled or run.phase is Phase.CANCELLED:
+        return True
+    policy = spec.job.retries
+    return run.phase is Phase.FAILED and ((run.failure or FailureClass.CODE) not in policy.on
+                                          or run.attempt >= policy.max_attempts)
+
+
+def _held(pair: Pair, held: dict[str, Reason]) -> Change | None:
+    why = held.get(pair.run_key)
+    if why is None or pair.desired is None:
+        return None
+    cur = pair.current
+    detail = ("waits for its training run to succeed" if why is Reason.WAITING
+              else "its training run did not succeed: no model to validate")
+    return _change(Action.NOOP, why, pair, cur.attempt if cur else 1, detail)
+
+
+def make_plan(
+    desired: Sequence[RunSpec],
+    observed: Sequence[ObservedRun],
+    *,
+    commit: str,
+    backend: str,
+    now: float,
+    prune: bool = False,
+    replace_running: bool = False,
+    force_prune: bool = False,
+    worktree: bool = False,
+) -> Plan:
+    """Diff desired against observed and order the changes as apply performs them: deletes first."""
+    if prune and not desired and any(r.managed and r.live for r in observed) and not force_prune:
+        raise PlanRefused(
+            "refusing to prune: no runs are desired (an empty or broken checkout?) — pass --force-prune "
+            "to delete every managed run"
+        )
+    desired, held = dependents(desired, observed)
+    changes = [c for pair in pair_runs(desired, observed)
+               if (c := _held(pair, held) or decide(pair, now, prune, replace_running)) is not None]
+    changes.sort(key=lambda c: 0 if c.action is Action.DELETE else 1)
+    return Plan(commit=commit, backend=backend, changes=tuple(changes), fingerprint=fingerprint(observed),
+                worktree=worktree, prune=prune, replace_running=replace_running)

@@ -1,0 +1,278 @@
+"""What the operator commands do: list, cancel, describe runs, read the audit trail, serve the MLflow UI.
+
+These work from the repository's settings at HEAD (backend, namespaces, tracking URI) and do not need the
+experiments to be valid, except ``describe``, which shows the composed config.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from expctl.backends.base import Backend
+from expctl.config import source
+from expctl.config.desired_state import load_settings
+from expctl.config.schema import Settings
+from expctl.core.diff import join_observed
+from expctl.core.errors import ExpctlError
+from expctl.core.model import ObservedRun, Phase, ResumeFrom
+from expctl.core.sanitize import shown_uri
+from expctl.engine.workspace import Workspace
+from expctl.tracking.base import Tracker
+
+
+def settings_at_head(ws: Workspace) -> Settings:
+    snap = source.snapshot(ws.repo, "HEAD")
+    return load_settings(source.read_files(snap, ["expctl.yaml"]))
+
+
+def open_for_operations(ws: Workspace, backend_name: str | None,
+                        tracker: bool = True) -> tuple[Backend, Tracker | None, Settings]:
+    settings = settings_at_head(ws)
+    name = ws.backend_name(settings, backend_name)
+    backend = ws.open_backend(name, settings)
+    return backend, (ws.open_tracker(settings, name) if tracker else None), settings
+
+
+def observe_all(ws: Workspace, backend_name: str | None, include_gone: bool = False) -> list[ObservedRun]:
+    backend, tracker, _ = open_for_operations(ws, backend_name, tracker=include_gone)
+    live = backend.observe()
+    if not include_gone or tracker is None:
+        return sorted(live, key=lambda r: (r.experiment, r.name))
+    return sorted(join_observed(live, tracker.records()), key=lambda r: (r.experiment, r.name))
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    """What ``cancel`` did: the runs it stopped, and the named runs it left alone (with why)."""
+
+    cancelled: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def cancel_targets(ws: Workspace, backend_name: str | None, names: Sequence[str],
+                   experiment: str | None) -> tuple[Backend, Tracker, list[ObservedRun], CancelResult]:
+    """Which runs a cancel would stop: the named ones and every unfinished run of ``experiment``."""
+    backend, tracker, _ = open_for_operations(ws, backend_name)
+    assert tracker is not None
+    live = {r.name: r for r in backend.observe()}
+    unknown = [n for n in names if n not in live]
+    if unknown:
+        raise ExpctlError(f"no run named {', '.join(unknown)} (see `expctl status`)")
+    skipped: list[tuple[str, str]] = []
+    targets: list[ObservedRun] = []
+    for name in dict.fromkeys(names):
+        run = live[name]
+        if run.cancelled or run.phase is Phase.CANCELLED:
+            skipped.append((name, "already cancelled"))
+        elif run.phase.finished:
+            skipped.append((name, f"already {run.phase.value.lower()}: nothing to stop"))
+        else:
+            targets.append(run)
+    if experiment:
+        matching = [r for r in live.values() if r.experiment == experiment]
+        if not matching:
+            raise ExpctlError(f"--experiment {experiment}: no runs of this experiment (see `expctl status`)")
+        chosen = {r.name for r in targets}
+        targets += [r for r in sorted(matching, key=lambda r: r.name)
+                    if not r.phase.finished and not r.cancelled and r.name not in chosen]
+    return backend, tracker, targets, CancelResult(skipped=skipped)
+
+
+def cancel_runs(ws: Workspace, backend_name: str | None, names: Sequence[str], experiment: str | None,
+                progress: Callable[[ObservedRun], None] | None = None) -> CancelResult:
+    """Cancel the named runs (or every unfinished run of an experiment): durable, tracked and audited.
+
+    Each run is stopped by its backend (which remembers the cancel on the run's object, so that apply does
+    not relaunch it until its spec changes), its MLflow run is marked KILLED, and the cancel is appended to
+    the audit trail.
+    """
+    backend, tracker, targets, result = cancel_targets(ws, backend_name, names, experiment)
+    who = _operator()
+    for run in targets:
+        backend.cancel(run.name, by=who)
+        if run.mlflow_run_id:
+            tracker.mark_killed(run.mlflow_run_id, by=who)
+        tracker.record_audit(_entry("cancel", run, who, commit=run.commit or "", fingerprint=""))
+        result.cancelled.append(run.name)
+        if progress is not None:
+            progress(run)
+    return result
+
+
+def describe_run(ws: Workspace, backend_name: str | None, name: str) -> dict[str, Any]:
+    """One run: identity, commit, hashes, every attempt (across spec changes), phase history, config."""
+    from expctl.config.desired_state import load_desired
+
+    backend, tracker, settings = open_for_operations(ws, backend_name)
+    assert tracker is not None
+    live = backend.observe()
+    remembered = tracker.records()
+    match = next((r for r in [*live, *remembered] if r.name == name), None)
+    if match is None:
+        raise ExpctlError(f"no run named {name} (see `expctl status --all`)")
+    attempts = _attempts(match.run_key, live, remembered)
+    resumed = {r.mlflow_run_id: r.resumed_from for r in remembered if r.resumed_from and r.mlflow_run_id}
+    current = attempts[-1]
+    desired = load_desired(source.snapshot(ws.repo, "HEAD"), only=match.experiment)
+    spec = next((s for s in desired.runs if s.run_key == match.run_key), None)
+    return {
+        "run": current.name,
+        "experiment": current.experiment,
+        "run_key": current.run_key,
+        "state": _state(current),
+        "overrides": list(current.overrides),
+        "kind": current.kind,
+        "replicas": current.replicas,
+        "gpus": current.gpus,
+        "backend": current.backend,
+        "namespace": current.namespace,
+        "commit": current.commit,
+        "spec_hash": current.spec_hash,
+        "desired_spec_hash": spec.spec_hash if spec else None,
+        "in_sync": bool(spec and spec.spec_hash == current.spec_hash),
+        "applied_by": current.user,
+        "mlflow_run": current.mlflow_run_id,
+        "tracking_uri": shown_uri(ws.resolve_tracking_uri(settings)),  # a database URI may hold a password
+        **(run_links(ws, settings, current.mlflow_run_id) if current.mlflow_run_id else {}),
+        "attempts": [
+            {"name": r.name, "attempt": r.attempt, "spec_hash": r.spec_hash, "state": _state(r),
+             "failure": r.failure.value if r.failure else None, "message": r.message,
+             "created": _when(r.created_at), "finished": _when(r.finished_at), "mlflow_run": r.mlflow_run_id,
+             "object": "live" if r.live else "gone (remembered by MLflow)", "applied_by": r.user,
+             "resumed_from": _resumed(resumed.get(r.mlflow_run_id or "") or r.resumed_from)}
+            for r in attempts
+        ],
+        "phases": _phase_history(attempts),
+        "config": dict(spec.config) if spec else None,
+    }
+
+
+def _attempts(run_key: str, live: Sequence[ObservedRun], remembered: Sequence[ObservedRun]) -> list[ObservedRun]:
+    """Every attempt of a run key, oldest first: live objects, plus what MLflow remembers of the others."""
+    mine = [r for r in live if r.run_key == run_key]
+    seen = {(r.attempt, r.spec_hash) for r in mine}
+    mine += [r for r in remembered if r.run_key == run_key and (r.attempt, r.spec_hash) not in seen]
+    return sorted(mine, key=lambda r: (r.created_at or 0.0, r.attempt))
+
+
+def _resumed(resume: ResumeFrom | None) -> dict[str, Any] | None:
+    """The link of the chain of attempts: which attempt (run, epoch, checkpoint) this one resumed from."""
+    if resume is None:
+        return None
+    return {"attempt": resume.attempt, "mlflow_run": resume.run_id, "epoch": resume.epoch, "checkpoint": resume.uri}
+
+
+def _phase_history(attempts: Sequence[ObservedRun]) -> list[dict[str, Any]]:
+    """When each attempt was created and how it ended (or where it is now)."""
+    events: list[dict[str, Any]] = []
+    for r in attempts:
+        events.append({"time": _when(r.created_at), "attempt": r.attempt, "name": r.name,
+                       "spec_hash": r.spec_hash, "phase": "Created"})
+        state = _state(r)
+        if state != Phase.PENDING.value:
+            detail = r.message or (f"{r.failure.value} failure" if r.failure else "")
+            events.append({"time": _when(r.finished_at) if r.phase.finished else None, "attempt": r.attempt,
+                           "name": r.name, "spec_hash": r.spec_hash, "phase": state,
+                           **({"detail": detail} if detail else {})})
+    return events
+
+
+def _state(run: ObservedRun) -> str:
+    return Phase.CANCELLED.value if run.cancelled else run.phase.value
+
+
+def audit_history(ws: Workspace, experiment: str | None, limit: int) -> list[dict[str, Any]]:
+    settings = settings_at_head(ws)
+    tracker = ws.open_tracker(settings, ws.backend_name(settings, None))
+    return tracker.audit_entries(experiment=experiment, limit=limit)
+
+
+def _entry(action: str, run: ObservedRun, who: str, commit: str, fingerprint: str) -> dict[str, Any]:
+    return {"action": action, "run": run.name, "experiment": run.experiment, "run_key": run.run_key,
+            "attempt": run.attempt, "reason": "operator", "kind": run.kind, "namespace": run.namespace or "",
+            "who": who, "commit": commit, "fingerprint": fingerprint, "time": time.time(),
+            "backend": run.backend, "spec_hash": run.spec_hash}
+
+
+def _operator() -> str:
+    """Who cancels: the CI actor in GitHub Actions, else the local user."""
+    import getpass
+    import os
+
+    actor = os.environ.get("GITHUB_ACTOR")
+    user = os.environ.get("USER") or getpass.getuser()
+    return f"github:{actor}" if actor else user
+
+
+def _when(ts: float | None) -> str | None:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts else None
+
+
+@dataclass(frozen=True)
+class UiLinks:
+    """Where to look in the MLflow UI: the server to start (None: the store is a server), the training-runs
+    view of the project's experiments, each experiment's runs, the Model Registry."""
+
+    command: list[str] | None
+    env: dict[str, str]
+    base: str
+    runs: str
+    experiments: dict[str, str]
+    models: str
+    warning: str = ""
+
+
+def ui_links(ws: Workspace, port: int, experiment: str | None = None) -> UiLinks:
+    """The addresses ``expctl ui`` prints (the training-runs view, not MLflow's GenAI overview)."""
+    from expctl.core.errors import TrackingError
+    from expctl.tracking.mlflow import links
+    from expctl.tracking.mlflow.store import MlflowStore, ui_server_command
+
+    uri = ws.resolve_tracking_uri(settings_at_head(ws))
+    command, env, base = ui_server_command(uri, port)
+    base = shown_uri(base)  # links to show: a server's URI may hold credentials (a browser asks for them)
+    store = MlflowStore(uri, backend_name="")
+    warning = ""
+    try:
+        store.check()
+        found = store.ui_experiments([experiment] if experiment else _experiments_at_head(ws))
+    except TrackingError as exc:
+        if experiment:
+            raise
+        found, warning = {}, f"{exc} (showing the start page)"
+    if experiment and experiment not in found:
+        raise ExpctlError(f"--experiment {experiment}: MLflow at {shown_uri(uri)} has no such experiment of "
+                          "expctl's (see `expctl status --all`)")
+    # An experiment whose runs predate expctl's saved view opens without it (MLflow refuses an unknown view).
+    urls = {name: links.experiment_url(base, eid, view=has_view) for name, (eid, has_view) in found.items()}
+    ids = [eid for eid, _ in found.values()]
+    runs = next(iter(urls.values())) if len(urls) == 1 else links.experiments_url(base, ids)
+    return UiLinks(command, env, base, runs, urls, links.models_url(base), warning)
+
+
+def _experiments_at_head(ws: Workspace) -> list[str]:
+    """The names of the experiments committed at HEAD (a shared tracking server holds other projects' too)."""
+    from expctl.config.desired_state import experiment_files
+    from expctl.core.errors import ConfigErrors
+
+    paths = source.list_files(source.snapshot(ws.repo, "HEAD"), ["experiments"])
+    try:
+        return sorted(experiment_files(dict.fromkeys(paths, b"")))
+    except ConfigErrors:  # a misnamed file: `expctl validate` says which; show every experiment meanwhile
+        return []
+
+
+def run_links(ws: Workspace, settings: Settings, run_id: str, port: int = 5000) -> dict[str, str]:
+    """Deep links to a run and its experiment in the MLflow UI (the store's server, or ``expctl ui``)."""
+    from expctl.tracking.mlflow import links
+    from expctl.tracking.mlflow.store import MlflowStore
+
+    uri = ws.resolve_tracking_uri(settings)
+    base = shown_uri(links.ui_address(uri, f"http://127.0.0.1:{port}"))
+    experiment_id = MlflowStore(uri, backend_name="").experiment_of_run(run_id)
+    return {"mlflow_ui_run": links.run_url(base, experiment_id, run_id),
+            "mlflow_ui_experiment": links.experiment_url(base, experiment_id, view=False)}
+

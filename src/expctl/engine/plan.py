@@ -1,0 +1,79 @@
+"""Compute a plan end to end: desired runs from git, observed runs from a backend joined with the tracker.
+
+I/O at the edge: it reads git, asks the backend and the tracker, then hands values to the pure core.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from expctl.backends.base import Backend
+from expctl.config import source
+from expctl.config.desired_state import Desired, load_desired
+from expctl.core.diff import join_observed
+from expctl.core.errors import ExpctlError
+from expctl.core.model import ObservedRun, Plan
+from expctl.core.plan_rules import PlanRefused, make_plan
+from expctl.core.planfile import SavedPlan
+from expctl.tracking.base import Tracker
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    rev: str = "HEAD"
+    worktree: bool = False
+    prune: bool = False
+    replace_running: bool = False
+    force_prune: bool = False
+
+
+def observe_alongside(backend: Backend, read: Callable[[], T]) -> tuple[list[ObservedRun], T]:
+    """The backend's objects, and ``read()`` (the tracker's records) at the same time: two servers, neither
+    waits for the other. A failing backend is reported first (after ``read`` ended), as when they were read
+    one after the other."""
+    with ThreadPoolExecutor(1, thread_name_prefix="expctl-tracker") as pool:
+        reading = pool.submit(read)
+        live = backend.observe()
+        return live, reading.result()
+
+
+def observe(backend: Backend, tracker: Tracker | None) -> list[ObservedRun]:
+    """One observation: one LIST per kind × namespace, one paginated search of the tracker (concurrently)."""
+    if tracker is None:
+        return join_observed(backend.observe(), [])
+    live, records = observe_alongside(backend, tracker.records)
+    return join_observed(live, records)
+
+
+def make_plan_of(desired: Desired, observed: list[ObservedRun], backend: str, opts: PlanOptions,
+                 now: float | None = None) -> Plan:
+    try:
+        return make_plan(
+            desired.runs, observed, commit=desired.snapshot.commit, backend=backend,
+            now=time.time() if now is None else now, prune=opts.prune,
+            replace_running=opts.replace_running, force_prune=opts.force_prune, worktree=opts.worktree,
+        )
+    except PlanRefused as exc:
+        raise ExpctlError(str(exc)) from exc
+
+
+def compute_plan(desired: Desired, backend: Backend, tracker: Tracker | None, opts: PlanOptions,
+                 now: float | None = None) -> tuple[Plan, list[ObservedRun]]:
+    observed = observe(backend, tracker)
+    return make_plan_of(desired, observed, backend.name, opts, now), observed
+
+
+def desired_state(repo: Path, opts: PlanOptions) -> Desired:
+    return load_desired(source.snapshot(repo, opts.rev, worktree=opts.worktree))
+
+
+def options_of(saved: SavedPlan) -> PlanOptions:
+    """The options a saved plan was made with (it is recomputed at its commit, then checked for freshness)."""
+    return PlanOptions(rev=saved.commit, prune=saved.prune, replace_running=saved.replace_running)

@@ -1,0 +1,146 @@
+"""Where expctl works: the repository, its state directory, and the backend and tracker it opens.
+
+Backends and trackers are imported only when opened, so commands that do not need them stay fast.
+Tests inject fakes by subclassing Workspace and overriding ``open_backend`` / ``open_tracker``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from expctl.backends.base import Backend
+from expctl.config.schema import Settings
+from expctl.core import backend_registry
+from expctl.core.errors import ConfigError, ConfigErrors, ExpctlError
+from expctl.core.model import RunSpec
+from expctl.core.sanitize import uri_credentials
+from expctl.tracking.base import Tracker
+
+
+def check_runnable(backend: str, runs: Iterable[RunSpec]) -> None:
+    """Refuse, before any write, runs whose job kind ``backend`` cannot run (one error per experiment file)."""
+    info = backend_registry.BACKENDS.get(backend)
+    if info is None:  # a backend injected by a test: it declares nothing
+        return
+    errors: dict[str, ConfigError] = {}
+    for run in runs:
+        if not info.runs(run.job.kind) and run.source_file not in errors:
+            can = ", ".join(sorted(k.value for k in info.kinds))
+            errors[run.source_file] = ConfigError(
+                f"kind {run.job.kind.value!r} does not run on the {backend} backend (it runs {can})",
+                file=run.source_file, key="expctl.kind")
+    if errors:
+        found = list(errors.values())
+        raise found[0] if len(found) == 1 else ConfigErrors(found)
+
+
+def _check_uri(uri: str, where: str) -> None:
+    """A tracking URI that Python cannot even parse (``http://[::1``) is one line, not a traceback later."""
+    import urllib.parse
+
+    from expctl.core.sanitize import one_line, shown_uri
+
+    if any(ch.isspace() or not ch.isprintable() for ch in uri):  # as expctl.yaml's tracking_uri (a Word)
+        raise ExpctlError(f"{where}: must be a URI without whitespace or control characters "
+                          f"(got '{one_line(shown_uri(uri))}')")
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        parts.port  # noqa: B018 (parsing the port is what raises on a bad one)
+    except ValueError as exc:
+        raise ExpctlError(f"{where}: not a valid URI ({exc}): {shown_uri(uri)}") from None
+    if parts.scheme.split("+")[0] == "sqlite" and parts.path.strip("/") in ("", ":memory:"):
+        raise ExpctlError(f"{where}: an in-memory SQLite store ({shown_uri(uri)}) forgets every run when expctl "
+                          "exits, so the next apply would launch them again: name a file (sqlite:///path/to/mlflow.db)")
+
+
+@dataclass
+class Workspace:
+    repo: Path
+    tracking_uri: str | None = None
+
+    @property
+    def state_dir(self) -> Path:
+        return self.repo / ".expctl"
+
+    def backend_name(self, settings: Settings, requested: str | None) -> str:
+        name = requested or os.environ.get("EXPCTL_BACKEND") or settings.backend
+        if name not in backend_registry.BACKENDS:
+            known = ", ".join(backend_registry.names())
+            where = f"--backend {name}" if requested else f"EXPCTL_BACKEND={name}"  # expctl.yaml's is validated
+            raise ExpctlError(f"{where}: unknown backend (choose from {known})")
+        return name
+
+    def _configured_uri(self, settings: Settings) -> tuple[str | None, str]:
+        """The tracking URI set for this command (None: the embedded store) and where it was set."""
+        uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or settings.tracking_uri
+        return uri, ("MLFLOW_TRACKING_URI" if uri == os.environ.get("MLFLOW_TRACKING_URI") else
+                     "expctl.yaml: tracking_uri")
+
+    def configured_tracking_uri(self, settings: Settings) -> str | None:
+        """The tracking URI the jobs would get (checked), or None for the embedded store; creates nothing."""
+        uri, where = self._configured_uri(settings)
+        if uri:
+            _check_uri(uri, where)
+        return uri
+
+    def resolve_tracking_uri(self, settings: Settings) -> str:
+        uri, where = self._configured_uri(settings)
+        if uri:
+            _check_uri(uri, where)
+            return uri
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        return self.embedded_uri
+
+    @property
+    def embedded_uri(self) -> str:
+        """The tracking URI of the embedded store, when no other is configured."""
+        return f"sqlite:///{self.state_dir / 'mlflow.db'}"
+
+    def open_backend(self, name: str, settings: Settings) -> Backend:
+        """The backend registered as ``name`` (``expctl.backend_registry``), imported only now."""
+        info = backend_registry.lookup(name)
+        if info.inherits_env:
+            self.hand_credentials(settings, name)
+        elif name == "kubernetes" and not settings.kubernetes.tracking_secret:
+            uri, where = self._configured_uri(settings)
+            if uri and uri_credentials(uri) != {}:
+                warnings.warn(f"{where}: Kubernetes jobs are handed the tracking URI without its password: give "
+                              "them the credentials with kubernetes.tracking_secret", UserWarning, stacklevel=1)
+        backend: Backend = info.open(settings, repo=self.repo, state_dir=self.state_dir)
+        return backend
+
+    def hand_credentials(self, settings: Settings, backend: str) -> None:
+        """Jobs are handed the tracking URI without its password (``sanitize.job_uri``): their environment is
+        written into state files and batch scripts. On a backend whose jobs inherit expctl's environment, the
+        password goes to them through this process's environment instead (``MLFLOW_TRACKING_USERNAME`` and
+        ``_PASSWORD``, or ``PGPASSWORD``), never to a file; a credential the user set already wins. A secret
+        no variable can carry is refused in one line that says how to give it."""
+        uri, where = self._configured_uri(settings)
+        found = uri_credentials(uri) if uri else {}
+        if found is None:
+            raise ExpctlError(
+                f"{where}: the tracking URI holds a secret that {backend} jobs could only be handed inside their "
+                "state files: remove it from the URI and give it in the environment instead "
+                "(MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN, for a tracking "
+                "server; PGPASSWORD or ~/.pgpass for PostgreSQL; the driver's option file for another database)")
+        taken = (*found, "MLFLOW_TRACKING_TOKEN") if "MLFLOW_TRACKING_PASSWORD" in found else tuple(found)
+        if found and not any(os.environ.get(name) for name in taken):
+            os.environ.update(found)
+
+    def open_tracker(self, settings: Settings, backend_name: str) -> Tracker:
+        from expctl.config import source
+        from expctl.tracking.mlflow.provenance import public_repo_url, repository_label
+        from expctl.tracking.mlflow.store import MlflowStore
+
+        remote = source.remote_url(self.repo)  # runs name their source: the public remote, else the directory
+        uri = self.resolve_tracking_uri(settings)
+        store = MlflowStore(uri, backend_name,
+                            artifact_root=self.state_dir / "mlartifacts",
+                            repository=repository_label(remote, self.repo.resolve().name),
+                            repo_url=public_repo_url(remote), embedded=uri == self.embedded_uri)
+        store.log_tail_bytes = settings.logs.tail_bytes
+        return store

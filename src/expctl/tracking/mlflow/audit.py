@@ -1,0 +1,146 @@
+"""The audit trail in MLflow: one run per apply in the experiment ``expctl-audit``.
+
+An apply's record is created before its first write (``begin``: one ``create_run`` carrying every tag) and
+completed after its last one (``complete``: one ``log_batch`` of results plus ``set_terminated``). The plan's
+changes are JSON split over tags ``expctl.audit.changes.NNN`` (MLflow caps a tag value at 8,000 characters).
+While open, the record carries ``expctl.managed=true`` and the backend's tag, so the one search of every managed
+run (``MlflowStore.view``) also finds the records a killed apply left open; completing one flips the tag.
+Entries of older expctl versions (one run per change, tag ``expctl.audit.entry``) are still read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from expctl.core import audit as a
+from expctl.core import safe_json
+from expctl.tracking.mlflow import tags as g
+
+if TYPE_CHECKING:
+    from expctl.tracking.mlflow.store import MlflowStore
+
+log = logging.getLogger(__name__)
+
+AUDIT_EXPERIMENT = "expctl-audit"
+STATE, HEADER, CHANGES, RESULTS = "expctl.audit.state", "expctl.audit.header", "expctl.audit.changes", \
+    "expctl.audit.results"
+_CHUNK = g.MAX_TAG_VALUE
+_PAGE = 1000
+
+
+def _chunks(prefix: str, text: str) -> dict[str, str]:
+    parts = [text[i : i + _CHUNK] for i in range(0, len(text), _CHUNK)] or [""]
+    return {f"{prefix}.{i:04d}": part for i, part in enumerate(parts)}
+
+
+def _joined(tags: dict[str, str], prefix: str) -> str | None:
+    keys = sorted(k for k in tags if k.startswith(prefix + "."))
+    return "".join(tags[k] for k in keys) if keys else None
+
+
+def _batches(store: MlflowStore, run_id: str, tags: dict[str, str]) -> None:
+    from mlflow.entities import RunTag
+
+    items = [RunTag(k, v) for k, v in tags.items()]
+    for start in range(0, len(items), g.MAX_PER_BATCH):
+        with store._calling("write the audit record"):
+            store.client.log_batch(run_id, tags=items[start : start + g.MAX_PER_BATCH])
+
+
+def begin(store: MlflowStore, record: a.AuditRecord) -> a.AuditRecord:
+    """Store the intent (every change pending) as an open audit run; returns the record with its run id."""
+    experiment_id = store._experiment_id(AUDIT_EXPERIMENT, managed=False)
+    tags = {STATE: a.INTENT, HEADER: json.dumps(record.header(), sort_keys=True), "expctl.managed": "true",
+            "expctl.backend": store.backend_name, "mlflow.runName": f"apply-{record.apply_id}",
+            "mlflow.user": record.who[:250], **_chunks(CHANGES, record.changes_json())}
+    first = dict(list(tags.items())[: g.MAX_PER_BATCH])
+    rest = dict(list(tags.items())[g.MAX_PER_BATCH :])
+    with store._calling("write the audit record"):
+        run = store.client.create_run(experiment_id, start_time=int(record.started * 1000), tags=first)
+    if rest:
+        _batches(store, run.info.run_id, rest)
+    return replace(record, record_id=run.info.run_id)
+
+
+def complete(store: MlflowStore, record: a.AuditRecord) -> None:
+    """Store each change's result and close the record (it is no longer a managed, open run)."""
+    assert record.record_id is not None
+    tags = {STATE: record.state, HEADER: json.dumps(record.header(), sort_keys=True), "expctl.managed": "false",
+            **_chunks(RESULTS, record.results_json())}
+    _batches(store, record.record_id, tags)
+    with store._calling("close the audit record"):
+        store.client.set_terminated(record.record_id, status="FINISHED",
+                                    end_time=int((record.finished or time.time()) * 1000))
+
+
+def record_entry(store: MlflowStore, entry: dict[str, Any]) -> None:
+    """One completed single-change record (an operator's cancel), in the same shape as an apply's."""
+    change = a.AuditChange(str(entry.get("action", "")), str(entry.get("run", "")),
+                           str(entry.get("experiment", "")), str(entry.get("run_key", "")),
+                           int(entry.get("attempt") or 0), str(entry.get("reason", "")), str(entry.get("kind", "")),
+                           str(entry.get("namespace") or ""), str(entry.get("spec_hash", "")), (), a.DONE)
+    now = float(entry.get("time") or time.time())
+    record = a.AuditRecord(a.new_id(), str(entry.get("who", "")), str(entry.get("actor", "")),
+                           str(entry.get("commit", "")), str(entry.get("fingerprint", "")),
+                           str(entry.get("backend", store.backend_name)), now, (change,), a.COMPLETE, now)
+    experiment_id = store._experiment_id(AUDIT_EXPERIMENT, managed=False)
+    tags = {STATE: a.COMPLETE, HEADER: json.dumps(record.header(), sort_keys=True),
+            "mlflow.runName": f"{change.action}-{change.run}"[:250], **_chunks(CHANGES, record.changes_json()),
+            **_chunks(RESULTS, record.results_json())}
+    with store._calling("record audit entry"):
+        run = store.client.create_run(experiment_id, start_time=int(now * 1000), tags=tags)
+        store.client.set_terminated(run.info.run_id, status="FINISHED", end_time=int(now * 1000))
+
+
+def _decode(run: Any) -> a.AuditRecord | None:
+    tags = run.data.tags
+    try:
+        results = _joined(tags, RESULTS)
+        record = a.decode(safe_json.loads(tags[HEADER]), safe_json.loads(_joined(tags, CHANGES) or "[]"),
+                          safe_json.loads(results) if results else None)
+    except (KeyError, ValueError, TypeError) as exc:
+        log.warning("skipping unreadable audit record %s: %s", run.info.run_id, exc)
+        return None
+    return replace(record, state=tags.get(STATE, record.state), record_id=run.info.run_id)
+
+
+def _old_entry(text: str) -> dict[str, Any]:
+    """A one-change record of an older expctl (``expctl.audit.entry``); ``{}`` when it is damaged."""
+    try:
+        entry = safe_json.loads(text)
+    except ValueError:
+        return {}
+    return entry if isinstance(entry, dict) else {}
+
+
+def open_records(runs: Iterable[Any]) -> list[a.AuditRecord]:
+    """The records a killed apply left open, among the searched managed runs."""
+    found = (_decode(r) for r in runs if r.data.tags.get(STATE) == a.INTENT)
+    return sorted((r for r in found if r is not None), key=lambda r: r.started)
+
+
+def entries(store: MlflowStore, experiment: str | None, limit: int) -> list[dict[str, Any]]:
+    """Applied changes, newest first (of one experiment, or all)."""
+    experiment_id = store._experiment_id(AUDIT_EXPERIMENT, managed=False)
+    found: list[dict[str, Any]] = []
+    token: str | None = None
+    with store._calling("read the audit trail"):
+        while len(found) < limit:
+            page = store.client.search_runs([experiment_id], max_results=_PAGE,
+                                            order_by=["attributes.start_time DESC"], page_token=token)
+            for run in page:
+                if "expctl.audit.entry" in run.data.tags:  # an older expctl: one run per change
+                    rows = [_old_entry(run.data.tags["expctl.audit.entry"])]
+                else:
+                    record = _decode(run) if HEADER in run.data.tags else None
+                    rows = list(reversed(a.entries(record))) if record is not None else []
+                found += [r for r in rows if experiment in (None, r.get("experiment"))]
+            token = page.token
+            if not token:
+                break
+    return found[:limit]

@@ -1,0 +1,89 @@
+"""How long a dead or failing MLflow server may hold a command: MLflow's HTTP retry loop, bounded.
+
+No MLflow import: the bounds are environment variables MLflow reads at request time, set (unless the user set
+them) before the client is built, and ``transport_reason`` turns MLflow's transport errors, which quote whole
+urllib3 reprs, into a few words without credentials.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+
+from expctl.core.errors import ExpctlError, truncate
+from expctl.core.sanitize import one_line, redact
+
+# MLflow's own HTTP retry loop defaults to 7 retries with exponential backoff and a 120 s timeout per request:
+# over four minutes before a dead server is reported. expctl bounds it (the user's own settings win): a down
+# or hung server is caught by ``check`` (5 s, no retries) before the client is built; 5xx/429 are retried
+# twice (about 3 s); a server that hangs mid-command costs at most 3 x 10 s.
+HTTP_BOUNDS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER": "false",  # a Retry-After of an hour must not hang a command
+}
+
+
+# how MLflow reads each variable (mlflow.environment_variables): a value it cannot parse is a traceback in the
+# middle of a request (``int('abc')``), and so is a credential no HTTP header can carry (a newline in a token)
+_LEAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": 0, "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": 0,
+          "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": 0, "MLFLOW_HTTP_REQUEST_TIMEOUT": 1}
+_BOOLEANS = ("MLFLOW_HTTP_RESPECT_RETRY_AFTER_HEADER", "MLFLOW_TRACKING_INSECURE_TLS")
+_HEADER_VALUES = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
+def http_setting(name: str) -> float:
+    """One of the numbers of ``HTTP_BOUNDS`` (the user's value, else expctl's), checked as MLflow reads it."""
+    raw = os.environ.get(name) or HTTP_BOUNDS[name]
+    try:
+        value = float(raw) if name == "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER" else int(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < _LEAST[name]:
+        kind = "a number" if name == "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER" else "a whole number"
+        raise ExpctlError(f"{name}: must be {kind}, {_LEAST[name]} or more (got {one_line(raw, 40)!r})")
+    return value
+
+
+def flag(name: str) -> bool:
+    """A boolean variable of MLflow's (``true``/``false``/``1``/``0``, any case; unset is false)."""
+    raw = os.environ.get(name, "")
+    if raw.lower() not in ("", "true", "false", "1", "0"):
+        raise ExpctlError(f"{name}: must be true or false (got {one_line(raw, 40)!r})")
+    return raw.lower() in ("true", "1")
+
+
+def check_environment() -> None:
+    """Every MLflow HTTP variable expctl or MLflow will read: one line naming the variable, before a request."""
+    for name in _LEAST:
+        http_setting(name)
+    for name in _BOOLEANS:
+        flag(name)
+    for name in _HEADER_VALUES:  # the value is a secret: never quoted
+        if any(not ch.isprintable() for ch in os.environ.get(name, "")):
+            raise ExpctlError(f"{name}: holds a control character (a trailing newline?), which no HTTP header "
+                              "can carry (the value is not shown)")
+
+
+def bound_http_retries() -> None:
+    """Apply ``HTTP_BOUNDS`` to this process (a variable the user set keeps its value)."""
+    for name, value in HTTP_BOUNDS.items():
+        os.environ.setdefault(name, value)
+
+
+def transport_reason(text: str) -> str:
+    """MLflow's transport errors quote whole urllib3 reprs: say what happened in a few words instead (any URL
+    quoted keeps no user information: ``sanitize.redact``)."""
+    if "Failed to establish a new connection" in text or "Connection refused" in text:
+        return "the server is unreachable (connection refused)"
+    if "Read timed out" in text or ("timed out" in text.lower() and "Max retries" in text):
+        return "the server did not answer in time"
+    match = re.search(r"too many (\d{3}) error responses", text)
+    if match:
+        return f"the server kept answering HTTP {match.group(1)}"
+    if "Connection aborted" in text or "Connection reset" in text or "RemoteDisconnected" in text:
+        return "the server dropped the connection"
+    return truncate(redact(text))

@@ -1,0 +1,93 @@
+"""``expctl lineage MODEL@ALIAS``: model version → run → commit → config → datasets → batches → manifest digests.
+
+Read from MLflow only (the registry version's tags, its run's tags, params and artifacts): it works from any
+checkout, long after the jobs are gone.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from expctl.core import safe_json
+from expctl.core.errors import ExpctlError, TrackingError
+from expctl.core.model import DATASET_ARTIFACT_DIR, VALIDATION_PREFIX
+from expctl.tracking.mlflow.store import MlflowStore
+
+
+def parse_ref(ref: str) -> tuple[str, str | None, str | None]:
+    """``MODEL@ALIAS`` or ``MODEL/VERSION`` → (model, alias, version)."""
+    if "@" in ref:
+        name, alias = ref.rsplit("@", 1)
+        if name and alias:
+            return name, alias, None
+    elif "/" in ref:
+        name, version = ref.rsplit("/", 1)
+        if name and version.isdigit():
+            return name, None, version
+    raise ExpctlError(f"{ref}: expected MODEL@ALIAS or MODEL/VERSION (e.g. blobs-classifier@champion)")
+
+
+def _artifact(client: Any, run_id: str, path: str) -> str | None:
+    with tempfile.TemporaryDirectory(prefix="expctl-lineage-") as tmp:
+        try:
+            local = client.download_artifacts(run_id, path, tmp)
+        except Exception:
+            return None
+        return Path(local).read_text()
+
+
+def _manifest(text: str | None) -> dict[str, Any]:
+    """A dataset manifest artifact; ``{}`` when it is missing or damaged (lineage still shows the digest)."""
+    try:
+        manifest = safe_json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def lineage(store: MlflowStore, ref: str) -> dict[str, Any]:
+    """Everything a registered version came from, as one JSON-ready dict."""
+    name, alias, number = parse_ref(ref)
+    client = store.client
+    try:
+        version = (client.get_model_version_by_alias(name, alias) if alias
+                   else client.get_model_version(name, number))
+    except Exception as exc:
+        raise TrackingError(f"{ref}: no such registered model version in {store.shown_uri}") from exc
+    with store._calling(f"read the lineage of {ref}"):
+        run = client.get_run(version.run_id)
+        aliases = sorted(a for a, v in (client.get_registered_model(name).aliases or {}).items()
+                         if str(v) == str(version.version))
+        tags, vtags = run.data.tags, dict(version.tags or {})
+        datasets = []
+        for dataset, digest in sorted(safe_json.string_map(tags.get("expctl.datasets")).items()):
+            if "/" in dataset or "\\" in dataset or dataset.startswith("."):  # a tag is anyone's to edit
+                continue
+            text = _artifact(client, run.info.run_id, f"{DATASET_ARTIFACT_DIR}/{dataset}.json")
+            manifest = _manifest(text)
+            datasets.append({
+                "name": dataset, "digest": digest, "format": manifest.get("format"),
+                "items": len(manifest.get("items", [])), "splits": manifest.get("splits", {}),
+                "batches": manifest.get("batches", []),
+                "manifest": f"runs:/{run.info.run_id}/{DATASET_ARTIFACT_DIR}/{dataset}.json",
+            })
+    return {
+        "model": name, "version": str(version.version), "aliases": aliases,
+        "run": {"id": run.info.run_id, "name": tags.get("mlflow.runName", ""), "status": run.info.status,
+                "experiment": tags.get("expctl.experiment", ""), "job": tags.get("expctl.job", ""),
+                "attempt": tags.get("expctl.attempt", "")},
+        "commit": tags.get("expctl.commit") or tags.get("mlflow.source.git.commit", ""),
+        "spec_hash": tags.get("expctl.spec_hash", ""),
+        "config": {"file": tags.get("expctl.source_file", ""),
+                   "overrides": list(safe_json.string_list(tags.get("expctl.overrides"))),
+                   "params": dict(sorted(run.data.params.items()))},  # the resolved config, flattened
+        "data_digest": tags.get("expctl.data_digest", ""),
+        "datasets": datasets,
+        "validation": {k[len("expctl.metric."):]: float(v) for k, v in sorted(vtags.items())
+                       if k.startswith("expctl.metric." + VALIDATION_PREFIX)},
+        "gate": tags.get("expctl.gate_reason", ""),
+        "promotion": vtags.get("expctl.promotion", ""),
+        "challenges": {k: v for k, v in sorted(vtags.items()) if k.startswith("expctl.challenge.")},
+    }

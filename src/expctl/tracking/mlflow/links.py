@@ -1,0 +1,63 @@
+"""Addresses in the MLflow UI (3.x): the training-runs view of experiments, one run, one registered model.
+
+Pure string building. MLflow 3.17's UI opens an experiment in its GenAI workspace unless the address says
+``workflowType=machine_learning`` (its "Model training" switch; the experiment-kind tag alone no longer
+decides), so every address here carries it. Routes are the UI's hash routes: ``#/experiments/<id>/runs``,
+``#/compare-experiments/s?experiments=[...]``, ``#/experiments/<id>/runs/<run>``, ``#/models/<name>``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from urllib.parse import quote, urlencode
+
+from expctl.tracking.mlflow.provenance import VIEW_KEY
+
+TRAINING = {"workflowType": "machine_learning"}
+
+
+def _base(ui: str) -> str:
+    return ui.rstrip("/") + "/#"
+
+
+def experiments_url(ui: str, experiment_ids: Sequence[str]) -> str:
+    """The training runs of several experiments in one table (one experiment: its own runs page)."""
+    if len(experiment_ids) == 1:
+        return experiment_url(ui, experiment_ids[0])
+    if not experiment_ids:
+        return f"{_base(ui)}/experiments?{urlencode(TRAINING)}"
+    query = urlencode({"experiments": json.dumps(list(experiment_ids), separators=(",", ":")), **TRAINING})
+    return f"{_base(ui)}/compare-experiments/s?{query}"
+
+
+def experiment_url(ui: str, experiment_id: str, view: bool = True) -> str:
+    """An experiment's training runs, in expctl's saved view (columns: source, overrides, gate metric)."""
+    params = {"viewStateShareKey": VIEW_KEY, **TRAINING} if view else TRAINING
+    return f"{_base(ui)}/experiments/{quote(experiment_id, safe='')}/runs?{urlencode(params)}"
+
+
+def run_route(experiment_id: str, run_id: str) -> str:
+    """A run's page as a route inside the UI (for links in run descriptions)."""
+    return f"#/experiments/{quote(experiment_id, safe='')}/runs/{quote(run_id, safe='')}"
+
+
+def run_url(ui: str, experiment_id: str, run_id: str) -> str:
+    return f"{ui.rstrip('/')}/{run_route(experiment_id, run_id)}?{urlencode(TRAINING)}"
+
+
+def models_url(ui: str) -> str:
+    """The Model Registry's list of models."""
+    return f"{_base(ui)}/models?{urlencode(TRAINING)}"
+
+
+def model_url(ui: str, name: str) -> str:
+    """A registered model's page (its versions and aliases)."""
+    return f"{_base(ui)}/models/{quote(name, safe='')}?{urlencode(TRAINING)}"
+
+
+def ui_address(tracking_uri: str, default: str) -> str:
+    """Where the UI of a store is: a tracking server serves it itself; else ``expctl ui`` (``default``)."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return default

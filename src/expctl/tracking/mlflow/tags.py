@@ -1,0 +1,222 @@
+"""The validation gate's decision, and the pure translations between expctl and MLflow run values.
+
+Pure: no MLflow import, no I/O. ``evaluate`` says whether a succeeded run's metric passes its experiment's
+gate and why; ``flatten_params`` / ``run_params`` turn a resolved config and a sweep point's overrides into
+MLflow params; ``run_tags`` (with ``provenance``'s source tags and description), ``parent_tags`` and
+``observed_from_run`` write and read a run's identity; the status maps translate between backend phases
+and MLflow run statuses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from expctl.core import safe_json
+from expctl.core.model import FailureClass, ObservedRun, Phase, RunSpec, ValidationGate
+from expctl.core.naming import slug
+from expctl.tracking.mlflow import provenance
+from expctl.tracking.mlflow.checkpoints import resumed_from
+
+PASSED = "passed"
+FAILED = "failed"
+MISSING_METRIC = "missing-metric"
+
+# MLflow's limits (mlflow.utils.validation): parameter values, keys and entries per log_batch call.
+MAX_PARAM_VALUE = 6000
+MAX_TAG_VALUE = 8000
+MAX_KEY = 250
+MAX_PER_BATCH = 100
+
+STATUS_OF_PHASE = {
+    Phase.RUNNING: "RUNNING",
+    Phase.SUCCEEDED: "FINISHED",
+    Phase.FAILED: "FAILED",
+    Phase.CANCELLED: "KILLED",
+}
+PHASE_OF_STATUS = {
+    "SCHEDULED": Phase.PENDING,
+    "RUNNING": Phase.RUNNING,
+    "FINISHED": Phase.SUCCEEDED,
+    "FAILED": Phase.FAILED,
+    "KILLED": Phase.CANCELLED,
+}
+TERMINAL_STATUSES = frozenset({"FINISHED", "FAILED", "KILLED"})
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The gate's verdict on one run: ``passed``, ``failed`` or ``missing-metric``, with a reason."""
+
+    outcome: str
+    reason: str
+    value: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == PASSED
+
+
+def quoted(value: str) -> str:
+    """``value`` as a string literal of an MLflow search filter (quotes dropped: they cannot be escaped)."""
+    return "'" + value.replace("'", "") + "'"
+
+
+def evaluate(gate: ValidationGate, metrics: Mapping[str, float]) -> GateResult:
+    """Whether the run's latest gate metric passes ``gate.threshold`` (mode max: >=, min: <=). When the platform
+    validates, the gate metric is the validation job's ``validation.<metric>``, never the training's own."""
+    metric = gate.gate_metric
+    if metric not in metrics:
+        known = ", ".join(sorted(metrics)[:10]) or "none"
+        return GateResult(MISSING_METRIC, f"the run logged no metric {metric!r} (logged: {known})")
+    value = float(metrics[metric])
+    op = ">=" if gate.mode == "max" else "<="
+    if math.isnan(value):
+        return GateResult(FAILED, f"{metric} is NaN", value)
+    if gate.passes(value):
+        return GateResult(PASSED, f"{metric}={value:.6g} {op} {gate.threshold:g}", value)
+    return GateResult(FAILED, f"{metric}={value:.6g} is not {op} {gate.threshold:g}", value)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """A promotion rule's verdict: whether the alias moves to the new version, and the comparison made."""
+
+    moves: bool
+    reason: str
+
+
+def promotion(gate: ValidationGate, version: str, value: float | None, holder: str | None,
+              holder_value: float | None) -> Promotion:
+    """``promote: {alias, when}``: with ``better_than_current`` the alias moves only when the new version is
+    strictly better than the version holding it on the gate metric (a tie keeps the holder)."""
+    alias, metric = gate.promote_alias, gate.gate_metric
+    if holder == version:
+        return Promotion(False, f"version {version} already holds {alias}")
+    if holder is None:
+        return Promotion(True, f"promoted to {alias}: no version held it")
+    if gate.promote_when == "always":
+        return Promotion(True, f"promoted to {alias} (when: always), replacing version {holder}")
+    if value is None or math.isnan(value):
+        return Promotion(False, f"not promoted to {alias}: no {metric} to compare")
+    if holder_value is None or math.isnan(holder_value):
+        return Promotion(True, f"promoted to {alias}: version {holder} has no {metric}")
+    op = ">" if gate.mode == "max" else "<"
+    if gate.better(value, holder_value):
+        return Promotion(True, f"promoted to {alias}: {metric} {value:.6g} {op} {holder_value:.6g} of version {holder}")
+    return Promotion(False, f"not promoted to {alias}: {metric} {value:.6g} is not {op} {holder_value:.6g} of "
+                            f"version {holder}, which keeps it")
+
+
+def parent_status(points: list[str]) -> str:
+    """A sweep parent's status from its points' (latest attempts') statuses."""
+    if not points or any(status not in TERMINAL_STATUSES for status in points):
+        return "RUNNING"
+    if "FAILED" in points:
+        return "FAILED"
+    return "FINISHED" if "FINISHED" in points else "KILLED"
+
+
+def flatten_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": "1"}``; lists become JSON; values truncated to MLflow's limit."""
+    params: dict[str, str] = {}
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            params.update(flatten_params(value, f"{path}."))
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+        params[path[:MAX_KEY]] = text[:MAX_PARAM_VALUE]
+    return params
+
+
+def run_params(spec: RunSpec) -> dict[str, str]:
+    """A run's params: its resolved config, flattened, and its sweep overrides (``override.<key>``)."""
+    return {**flatten_params(spec.config), **provenance.override_params(spec)}
+
+
+def run_tags(
+    spec: RunSpec, attempt: int, applied_by: str, backend: str, parent_id: str | None, *,
+    repository: str | None = None, repo_url: str | None = None, sweep: tuple[str, str] | None = None,
+) -> dict[str, str]:
+    """The tags that identify a run (what ``ensure_run`` searches by) and link it to its commit and job;
+    MLflow's source tags and a one-line description (linking the sweep's parent run ``sweep``: name, route)
+    for the UI."""
+    name = spec.name_for(attempt)
+    tags = {
+        "expctl.managed": "true",
+        "expctl.run_key": spec.run_key,
+        "expctl.spec_hash": spec.spec_hash,
+        "expctl.attempt": str(attempt),
+        "expctl.experiment": spec.experiment,
+        "expctl.overrides": json.dumps(list(spec.overrides)),
+        "expctl.backend": backend,
+        "expctl.job": name,
+        "expctl.kind": spec.job.kind.value,
+        "expctl.replicas": str(spec.job.replicas),
+        "expctl.gpus": str(spec.job.resources.gpus),
+        "expctl.commit": spec.commit,
+        "expctl.source_file": spec.source_file,
+        "expctl.author": applied_by,
+        "mlflow.user": applied_by,
+        "mlflow.runName": name,
+        **provenance.source_tags(spec, repository, repo_url),
+        provenance.NOTE_TAG: provenance.launch_note(spec, attempt, backend, sweep if parent_id else None),
+    }
+    if parent_id:
+        tags["mlflow.parentRunId"] = parent_id
+    if spec.validates:  # a validation job: which training run's model it evaluates
+        tags["expctl.validates"] = spec.validates
+        tags["expctl.validates_run_id"] = spec.target_run_id
+    if spec.data_digest:  # which data it trains on (the plan says "data-changed" when this moves)
+        tags["expctl.data_digest"] = spec.data_digest
+        tags["expctl.datasets"] = json.dumps({d.name: d.digest for d in spec.datasets}, sort_keys=True)
+    return {key: value[:MAX_TAG_VALUE] for key, value in tags.items()}
+
+
+def parent_name(spec: RunSpec) -> str:
+    """A sweep's parent run's name: one per (experiment, commit)."""
+    return f"{slug(spec.experiment)}-sweep-{spec.commit[:8]}"
+
+
+def parent_tags(spec: RunSpec, backend: str, *, repository: str | None = None,
+                repo_url: str | None = None) -> dict[str, str]:
+    """The tags of a sweep's parent run (what finds it: ``expctl.parent``, commit, backend) and its source."""
+    return {
+        "expctl.parent": "true",
+        "expctl.managed": "true",
+        "expctl.backend": backend,
+        "expctl.experiment": spec.experiment,
+        "expctl.commit": spec.commit,
+        "expctl.source_file": spec.source_file,
+        "mlflow.runName": parent_name(spec),
+        **provenance.source_tags(spec, repository, repo_url),
+        provenance.NOTE_TAG: provenance.sweep_note(spec.experiment, spec.commit, spec.source_file),
+    }
+
+
+def observed_from_run(info: Any, tags: Mapping[str, str], backend: str) -> ObservedRun | None:
+    """What an MLflow run (its ``info`` and tags) says about a job; None for runs expctl did not tag."""
+    try:
+        attempt = int(tags["expctl.attempt"])
+        key, spec_hash, name = tags["expctl.run_key"], tags["expctl.spec_hash"], tags["expctl.job"]
+    except (KeyError, ValueError):
+        return None
+    failure = tags.get("expctl.failure")
+    return ObservedRun(
+        run_key=key, name=name, experiment=tags.get("expctl.experiment", ""), attempt=attempt,
+        spec_hash=spec_hash, phase=PHASE_OF_STATUS.get(info.status, Phase.PENDING),
+        backend=tags.get("expctl.backend", backend), kind=tags.get("expctl.kind", ""),
+        failure=FailureClass(failure) if failure in set(FailureClass) else None,
+        message=tags.get("expctl.failure_message", ""),
+        created_at=info.start_time / 1000 if info.start_time else None,
+        finished_at=info.end_time / 1000 if info.end_time else None,
+        cancelled=tags.get("expctl.cancelled") == "true", mlflow_run_id=info.run_id,
+        overrides=safe_json.string_list(tags.get("expctl.overrides")), commit=tags.get("expctl.commit"),
+        replicas=safe_json.integer(tags.get("expctl.replicas"), 1), gpus=safe_json.integer(tags.get("expctl.gpus"), 0),
+        user=tags.get("expctl.author") or None, live=False, resumed_from=resumed_from(dict(tags)),
+        data_digest=tags.get("expctl.data_digest"),
+    )
