@@ -13,6 +13,7 @@ import pytest
 
 from expctl.backends.local.backend import LocalBackend
 from expctl.core.errors import TrackingError
+from expctl.core.jobenv import tracking_env
 from expctl.core.model import FailureClass, JobKind, ObservedRun, Phase, RunSpec, TrackingRef, ValidationGate
 from expctl.tracking.mlflow.rest_search import RestSearch
 from expctl.tracking.mlflow.store import MlflowStore, default_tracking_uri, health_request
@@ -255,7 +256,7 @@ def test_a_uri_with_user_information_reaches_the_server(mlflow_server: MlflowSer
     store = MlflowStore(uri, "local")
     store.check()
     ref = store.ensure_run(make_spec(experiment), 1, AUTHOR)
-    assert ref.env()["MLFLOW_TRACKING_URI"] == mlflow_server.uri  # what the job is handed: no credentials
+    assert tracking_env(ref)["MLFLOW_TRACKING_URI"] == mlflow_server.uri  # what the job is handed: no credentials
     run = MlflowStore(mlflow_server.uri, "local").client.get_run(ref.run_id)
     values = [str(v) for v in (*run.data.tags.values(), *run.data.params.values())]
     assert not any(secret in v for v in values for secret in ("hun@ter2", "hun%40ter2"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from expctl.core.jobenv import tracking_env
 from expctl.core.model import TrackingRef
 from expctl.core.sanitize import data_location, job_uri, redact, uri_credentials, uri_secrets
 from expctl.tracking.mlflow.locations import ui_server_command
@@ -72,7 +73,7 @@ def test_a_job_is_handed_the_uri_without_its_password(uri: str, job: str,
 
 def test_the_job_environment_holds_no_password() -> None:
     ref = TrackingRef("postgresql://ml:hunter2@db/mlflow?password=hunter2", "r" * 32, "demo")
-    assert ref.env()["MLFLOW_TRACKING_URI"] == "postgresql://ml@db/mlflow"
+    assert tracking_env(ref)["MLFLOW_TRACKING_URI"] == "postgresql://ml@db/mlflow"
     assert ref.tracking_uri.endswith("hunter2")  # expctl's own connection keeps it
 
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from expctl.backends.kubernetes.manifests.common import env as kube_env
+from expctl.core.jobenv import checkpoint_env
 from expctl.core.model import (
     Action,
     Change,
@@ -81,7 +82,7 @@ def test_apply_hands_the_checkpoint_to_the_job() -> None:
     apply_change(change, backend, tracker, "ci")
     launch = backend.launches[0]
     assert launch.resume == ResumeFrom("/shared/a/epoch-0001.pt", 1, "run-1", 1)
-    assert launch.checkpoint_env() == {"EXPCTL_RESUME_FROM": "/shared/a/epoch-0001.pt",
+    assert checkpoint_env(launch) == {"EXPCTL_RESUME_FROM": "/shared/a/epoch-0001.pt",
                                        "EXPCTL_RESUME_ATTEMPT": "1", "EXPCTL_RESUME_RUN_ID": "run-1",
                                        "EXPCTL_RESUME_EPOCH": "1"}
 

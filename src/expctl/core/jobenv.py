@@ -4,7 +4,7 @@ Pure: builds ``dict[str, str]`` from a ``Launch``; no I/O, no clock. Two parts:
 
 - ``job_env(launch)`` — the same for every replica: the experiment's own ``env``, then expctl's identity
   (``EXPCTL_*``) and the MLflow run the job logs into (``MLFLOW_TRACKING_URI``, ``MLFLOW_RUN_ID``,
-  ``MLFLOW_EXPERIMENT_NAME``), where to checkpoint and what to resume from (``Launch.checkpoint_env``:
+  ``MLFLOW_EXPERIMENT_NAME``), where to checkpoint and what to resume from (``checkpoint_env``:
   ``EXPCTL_CHECKPOINT_DIR``, ``EXPCTL_RESUME_FROM`` …), and the run's datasets (``EXPCTL_DATASET_*``,
   ``dataset_env``). **Precedence**: the experiment's ``env`` comes first and expctl's variables win — an
   experiment cannot point its job at another MLflow run or lie about its identity. Any other variable
@@ -23,8 +23,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-from expctl.core.model import JobKind, Launch, RunSpec, manifest_uri
+from expctl.core.model import DATASET_ARTIFACT_DIR, JobKind, Launch, ResumeFrom, RunSpec, TrackingRef
 from expctl.core.naming import canonical_json
+from expctl.core.sanitize import job_uri
 
 # expctl's identity of the attempt, the same names on every backend
 RUN_NAME = "EXPCTL_RUN_NAME"
@@ -75,14 +76,48 @@ def job_env(launch: Launch, *, config_file: str | None = None,
         env[CONFIG_FILE] = config_file
     else:  # the config travels with the job: no artifact upload per run (see tracking/mlflow_runs.py)
         env[CONFIG] = canonical_json(dict(spec.config))
-    env.update(launch.tracking.env())
-    env.update(launch.checkpoint_env())  # EXPCTL_CHECKPOINT_DIR, EXPCTL_RESUME_* (expctl.resume)
+    env.update(tracking_env(launch.tracking))
+    env.update(checkpoint_env(launch))  # EXPCTL_CHECKPOINT_DIR, EXPCTL_RESUME_* (engine.resume)
     # the datasets' manifests: a backend that hands the job local files (config_file) hands it this
     # machine's copy of the manifest too; every job can read it from MLflow
     env.update(dataset_env(launch, local=config_file is not None))
     if extra:
         env.update(extra)
     return env
+
+
+def tracking_env(ref: TrackingRef) -> dict[str, str]:
+    """The MLflow run the job logs into; the tracking URI without its password (``sanitize.job_uri``)."""
+    return {
+        "MLFLOW_TRACKING_URI": job_uri(ref.tracking_uri),
+        "MLFLOW_RUN_ID": ref.run_id,
+        "MLFLOW_EXPERIMENT_NAME": ref.experiment_name,
+    }
+
+
+def resume_env(resume: ResumeFrom) -> dict[str, str]:
+    """What a retried attempt resumes from: ``EXPCTL_RESUME_FROM``, ``_ATTEMPT``, ``_RUN_ID`` (``_EPOCH``)."""
+    out = {"EXPCTL_RESUME_FROM": resume.uri, "EXPCTL_RESUME_ATTEMPT": str(resume.attempt),
+           "EXPCTL_RESUME_RUN_ID": resume.run_id}
+    if resume.epoch is not None:
+        out["EXPCTL_RESUME_EPOCH"] = str(resume.epoch)
+    return out
+
+
+def checkpoint_env(launch: Launch) -> dict[str, str]:
+    """What the job reads to checkpoint and resume: ``EXPCTL_CHECKPOINT_DIR``, ``EXPCTL_RESUME_*``."""
+    out: dict[str, str] = {}
+    base = launch.spec.job.checkpoints.dir
+    if base:
+        out["EXPCTL_CHECKPOINT_DIR"] = f"{base.rstrip('/')}/{launch.name}"
+    if launch.resume is not None:
+        out.update(resume_env(launch.resume))
+    return out
+
+
+def manifest_uri(run_id: str, dataset: str) -> str:
+    """Where a job finds a dataset's manifest in MLflow (any backend): ``runs:/<run>/expctl/datasets/<name>.json``."""
+    return f"runs:/{run_id}/{DATASET_ARTIFACT_DIR}/{dataset}.json"
 
 
 def replica_names(kind: str, replicas: int) -> list[str]:

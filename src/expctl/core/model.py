@@ -10,8 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from expctl.core.sanitize import job_uri
-
 JSON = Any  # a value that json.dumps accepts
 
 
@@ -148,13 +146,6 @@ class ResumeFrom:
     attempt: int
     run_id: str
     epoch: int | None = None
-
-    def env(self) -> dict[str, str]:
-        out = {"EXPCTL_RESUME_FROM": self.uri, "EXPCTL_RESUME_ATTEMPT": str(self.attempt),
-               "EXPCTL_RESUME_RUN_ID": self.run_id}
-        if self.epoch is not None:
-            out["EXPCTL_RESUME_EPOCH"] = str(self.epoch)
-        return out
 
 
 @dataclass(frozen=True)
@@ -329,7 +320,7 @@ class Plan:
 
 @dataclass(frozen=True)
 class TrackingRef:
-    """The MLflow run a job logs into, handed to the job as environment variables.
+    """The MLflow run a job logs into (``jobenv.tracking_env`` hands it to the job).
 
     ``tracking_uri`` is expctl's own (it may hold a password); jobs are handed ``sanitize.job_uri`` of it, which
     holds none: a job's environment is written into manifests, state files and batch scripts."""
@@ -337,13 +328,6 @@ class TrackingRef:
     tracking_uri: str
     run_id: str
     experiment_name: str
-
-    def env(self) -> dict[str, str]:
-        return {
-            "MLFLOW_TRACKING_URI": job_uri(self.tracking_uri),
-            "MLFLOW_RUN_ID": self.run_id,
-            "MLFLOW_EXPERIMENT_NAME": self.experiment_name,
-        }
 
 
 @dataclass(frozen=True)
@@ -358,21 +342,6 @@ class Launch:
     repo_url: str | None = None  # where jobs clone the code from (Kubernetes)
     resume: ResumeFrom | None = None  # the previous attempt's checkpoint (a retry after a failure)
 
-    def checkpoint_env(self) -> dict[str, str]:
-        """What the job reads to checkpoint and resume: ``EXPCTL_CHECKPOINT_DIR``, ``EXPCTL_RESUME_*``."""
-        out: dict[str, str] = {}
-        base = self.spec.job.checkpoints.dir
-        if base:
-            out["EXPCTL_CHECKPOINT_DIR"] = f"{base.rstrip('/')}/{self.name}"
-        if self.resume is not None:
-            out.update(self.resume.env())
-        return out
-
 
 
 DATASET_ARTIFACT_DIR = "expctl/datasets"  # a run's copy of each dataset manifest: <dir>/<dataset name>.json
-
-
-def manifest_uri(run_id: str, dataset: str) -> str:
-    """Where a job finds a dataset's manifest in MLflow (any backend): ``runs:/<run>/expctl/datasets/<name>.json``."""
-    return f"runs:/{run_id}/{DATASET_ARTIFACT_DIR}/{dataset}.json"

@@ -5,7 +5,7 @@ reason the experiment's ``checkpoints.resume_on`` lists (default: infrastructure
 from scratch unless the experiment asks). ``resume_point`` asks the tracker for that attempt's latest checkpoint
 (what it logged, or what it resumed from itself when it died before its first checkpoint), falls back to the
 attempt's directory under the experiment's declared checkpoint ``dir``, and records on the new attempt's run
-what it resumed from. Backends hand the result to the job as ``EXPCTL_RESUME_FROM`` (``Launch.checkpoint_env``).
+what it resumed from. Backends hand the result to the job as ``EXPCTL_RESUME_FROM`` (``jobenv.checkpoint_env``).
 """
 
 from __future__ import annotations
