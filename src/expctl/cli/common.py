@@ -61,14 +61,6 @@ def warn_dirty(repo: Path) -> None:
                    "(commit them, or use --worktree to try them out)", err=True)
 
 
-def applied_by(repo: Path, commit: str) -> str:
-    """Who is applying: the commit's author, and the CI actor when running in GitHub Actions."""
-    from expctl.config.source import commit_author
-
-    author = commit_author(repo, commit)
-    actor = os.environ.get("GITHUB_ACTOR")
-    return f"{author} via github:{actor}" if actor else author
-
 
 def progress_printer() -> Callable[[Change, str], None]:
     def show(change: Change, status: str) -> None:

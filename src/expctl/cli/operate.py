@@ -37,16 +37,13 @@ def _row(run: ObservedRun) -> dict[str, object]:
     return {
         "run": run.name, "experiment": run.experiment, "run_key": run.run_key, "kind": run.kind or "-",
         "replicas": run.replicas,
-        "gpus": run.gpus, "state": _state(run), "attempt": run.attempt, "age": _age(run.created_at),
+        "gpus": run.gpus, "state": run.state, "attempt": run.attempt, "age": _age(run.created_at),
         "user": (run.user or "-").split(" <")[0], "applied_by": run.user, "mlflow_run": run.mlflow_run_id or "-",
         "live": run.live,
         "reason": run.message, "spec_hash": run.spec_hash, "namespace": run.namespace,
         "created": run.created_at, "finished": run.finished_at,
     }
 
-
-def _state(run: ObservedRun) -> str:
-    return "Cancelled" if run.cancelled else run.phase.value
 
 
 def _short_user(user: object) -> str:
@@ -88,7 +85,7 @@ def status(ctx: click.Context, experiment: str | None, state: str | None, user: 
     runs = observe_all(workspace(ctx), backend_name, include_gone=show_all)
     rows = [_row(r) for r in runs
             if experiment in (None, r.experiment)
-            and (state is None or _state(r).lower() == state.lower())
+            and (state is None or r.state.lower() == state.lower())
             and (user is None or user.lower() in (r.user or "").lower())]
     if output == "json":
         echo_json(rows)

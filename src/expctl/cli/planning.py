@@ -13,7 +13,6 @@ from expctl.backends.base import Backend
 from expctl.cli import say
 from expctl.cli.common import (
     SECONDS,
-    applied_by,
     output_option,
     progress_printer,
     warn_dirty,
@@ -23,6 +22,7 @@ from expctl.config.desired_state import Desired
 from expctl.core import backend_registry
 from expctl.core.errors import ExpctlError
 from expctl.core.model import Plan
+from expctl.engine import identity
 from expctl.engine.plan import PlanOptions, compute_plan, desired_state
 from expctl.engine.workspace import Workspace, check_runnable
 from expctl.tracking.base import Tracker
@@ -156,7 +156,7 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, rev: str, backend
         return True
 
     options = engine.ApplyOptions(
-        plan=opts, who=applied_by(ws.repo, desired.snapshot.commit), actor=os.environ.get("GITHUB_ACTOR", ""),
+        plan=opts, who=identity.applied_by(ws.repo, desired.snapshot.commit), actor=identity.ci_actor(),
         saved=saved, concurrency=engine.write_concurrency(desired.settings, name), wait=wait,
         wait_timeout=wait_timeout, quiet=not sys.stderr.isatty() or bool(os.environ.get("CI")))
     hooks = engine.Hooks(show_plan=lambda p: click.echo(views.human(p), nl=False), confirm=confirm,

@@ -248,6 +248,11 @@ class ObservedRun:
     resumed_from: ResumeFrom | None = None  # known from the tracker's records
     data_digest: str | None = None  # the datasets' digest it was launched with (None: unknown)
 
+    @property
+    def state(self) -> str:
+        """What people are shown (``status``, ``describe``): the phase, or ``Cancelled`` for a cancelled run."""
+        return Phase.CANCELLED.value if self.cancelled else self.phase.value
+
 
 class Action(enum.StrEnum):
     CREATE = "create"

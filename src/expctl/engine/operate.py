@@ -19,6 +19,7 @@ from expctl.core.diff import join_observed
 from expctl.core.errors import ExpctlError
 from expctl.core.model import ObservedRun, Phase, ResumeFrom
 from expctl.core.sanitize import shown_uri
+from expctl.engine.identity import operator
 from expctl.engine.workspace import Workspace
 from expctl.tracking.base import Tracker
 
@@ -90,7 +91,7 @@ def cancel_runs(ws: Workspace, backend_name: str | None, names: Sequence[str], e
     the audit trail.
     """
     backend, tracker, targets, result = cancel_targets(ws, backend_name, names, experiment)
-    who = _operator()
+    who = operator()
     for run in targets:
         backend.cancel(run.name, by=who)
         if run.mlflow_run_id:
@@ -122,7 +123,7 @@ def describe_run(ws: Workspace, backend_name: str | None, name: str) -> dict[str
         "run": current.name,
         "experiment": current.experiment,
         "run_key": current.run_key,
-        "state": _state(current),
+        "state": current.state,
         "overrides": list(current.overrides),
         "kind": current.kind,
         "replicas": current.replicas,
@@ -138,7 +139,7 @@ def describe_run(ws: Workspace, backend_name: str | None, name: str) -> dict[str
         "tracking_uri": shown_uri(ws.resolve_tracking_uri(settings)),  # a database URI may hold a password
         **(run_links(ws, settings, current.mlflow_run_id) if current.mlflow_run_id else {}),
         "attempts": [
-            {"name": r.name, "attempt": r.attempt, "spec_hash": r.spec_hash, "state": _state(r),
+            {"name": r.name, "attempt": r.attempt, "spec_hash": r.spec_hash, "state": r.state,
              "failure": r.failure.value if r.failure else None, "message": r.message,
              "created": _when(r.created_at), "finished": _when(r.finished_at), "mlflow_run": r.mlflow_run_id,
              "object": "live" if r.live else "gone (remembered by MLflow)", "applied_by": r.user,
@@ -171,7 +172,7 @@ def _phase_history(attempts: Sequence[ObservedRun]) -> list[dict[str, Any]]:
     for r in attempts:
         events.append({"time": _when(r.created_at), "attempt": r.attempt, "name": r.name,
                        "spec_hash": r.spec_hash, "phase": "Created"})
-        state = _state(r)
+        state = r.state
         if state != Phase.PENDING.value:
             detail = r.message or (f"{r.failure.value} failure" if r.failure else "")
             events.append({"time": _when(r.finished_at) if r.phase.finished else None, "attempt": r.attempt,
@@ -179,9 +180,6 @@ def _phase_history(attempts: Sequence[ObservedRun]) -> list[dict[str, Any]]:
                            **({"detail": detail} if detail else {})})
     return events
 
-
-def _state(run: ObservedRun) -> str:
-    return Phase.CANCELLED.value if run.cancelled else run.phase.value
 
 
 def audit_history(ws: Workspace, experiment: str | None, limit: int) -> list[dict[str, Any]]:
@@ -196,15 +194,6 @@ def _entry(action: str, run: ObservedRun, who: str, commit: str, fingerprint: st
             "who": who, "commit": commit, "fingerprint": fingerprint, "time": time.time(),
             "backend": run.backend, "spec_hash": run.spec_hash}
 
-
-def _operator() -> str:
-    """Who cancels: the CI actor in GitHub Actions, else the local user."""
-    import getpass
-    import os
-
-    actor = os.environ.get("GITHUB_ACTOR")
-    user = os.environ.get("USER") or getpass.getuser()
-    return f"github:{actor}" if actor else user
 
 
 def _when(ts: float | None) -> str | None:
