@@ -22,6 +22,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from expctl.backends import files
 from expctl.backends.local import gpus as gpu
 from expctl.backends.local import procs
 from expctl.backends.local import state as st
@@ -84,7 +85,7 @@ class LocalBackend:
                 try:
                     existing = st.load(run_dir)
                 except st.StateUnreadable as exc:  # rebuilt from the launch; the damaged files are kept aside
-                    st.warn_once(f"{exc.message}; moved to {st.quarantine(run_dir)}")
+                    files.warn_once(f"{exc.message}; moved to {st.quarantine(run_dir)}")
                     existing, staged = None, self._stage(launch, state)  # the staged files moved aside too
                 if existing is not None:
                     if existing.spec_hash == launch.spec.spec_hash:
@@ -108,7 +109,7 @@ class LocalBackend:
         run_dir = self.runs_dir / launch.name
         config: Path | None = None
         try:
-            config = st.stage_json(run_dir / "config.json", dict(launch.spec.config))
+            config = files.stage_json(run_dir / "config.json", dict(launch.spec.config))
             return config, st.stage(run_dir, state)
         except OSError as exc:
             if config is not None:
@@ -263,7 +264,7 @@ class LocalBackend:
         run_dir = self.runs_dir / state.name
         names = replica_names(state.kind, state.replicas)
         running = {p.replica for p in state.processes if st.alive(p)}
-        ended = {r: st.read_exit(run_dir / f"{r}.exit") for r in names}
+        ended = {r: files.read_exit(run_dir / f"{r}.exit") for r in names}
         verdict = st.judge(ended, running)
         now = time.time()
         if len(state.processes) < len(names) and verdict.phase is not Phase.FAILED:

@@ -6,7 +6,7 @@ runs at the exact commit from a checkout per commit under ``slurm.workdir`` (a d
 shared by its runs and removed when no unfinished run needs it — never from the dirty working tree.
 
 Slurm forgets a job ``MinJobAge`` after it ends, so expctl keeps its own durable record per job under
-``<workdir>/runs/<name>/``: ``record.json`` (``slurm_record``: identity, job id, how it ended), ``config.json``,
+``<workdir>/runs/<name>/``: ``record.json`` (``slurm.record``: identity, job id, how it ended), ``config.json``,
 ``job.sh``, the batch script's ``started`` and ``exit.json`` markers, and one ``task-<rank>.log`` per task.
 A job that left Slurm without any record of how it ended is an infrastructure failure ("vanished").
 
@@ -28,7 +28,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from expctl.backends.local import state as st
+from expctl.backends import files
 from expctl.backends.locks import HeldFileLock, state_lock
 from expctl.backends.slurm import script as sc
 from expctl.backends.slurm.record import JobRecord, record_from_json
@@ -182,7 +182,7 @@ class SlurmBackend:
             args = sc.sbatch_args(launch, str(run_dir), sc.Placement(sched.partition, sched.account, sched.qos))
         except ValueError as exc:
             raise BackendError(f"{launch.name}: {exc}") from exc
-        st.write_json(run_dir / "config.json", dict(launch.spec.config))
+        files.write_json(run_dir / "config.json", dict(launch.spec.config))
         self._save(record)  # the checkout of this commit is now needed: collect keeps it
         try:
             checkout = self.worktrees.ensure(launch.spec.commit)
@@ -258,7 +258,7 @@ class SlurmBackend:
 
     def _vanished(self, record: JobRecord) -> tuple[sc.Verdict, float]:
         """A job Slurm no longer shows: the batch script's own exit record says how it ended, if it got there."""
-        exit_record = st.read_exit(self.runs_dir / record.name / sc.EXIT_FILE)
+        exit_record = files.read_exit(self.runs_dir / record.name / sc.EXIT_FILE)
         if exit_record is not None:
             code = int(exit_record["returncode"])
             end = float(exit_record["finished_at"])
@@ -295,7 +295,7 @@ class SlurmBackend:
             progressed = False
             for replica, rank in tasks.items():
                 path = run_dir / f"task-{rank}.log"
-                offsets[replica], lines = st.read_new_lines(path, offsets[replica], final)
+                offsets[replica], lines = files.read_new_lines(path, offsets[replica], final)
                 for line in lines:
                     progressed = True
                     yield f"[{replica}] {line}" if prefix else line
@@ -354,11 +354,11 @@ class SlurmBackend:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:  # JSON, UTF-8 and shape errors are ValueErrors
-            st.warn_once(f"{path}: damaged Slurm run record ({truncate(str(exc), 120)}); skipping this run")
+            files.warn_once(f"{path}: damaged Slurm run record ({truncate(str(exc), 120)}); skipping this run")
             return None
 
     def _save(self, record: JobRecord) -> None:
-        st.write_json(self.runs_dir / record.name / "record.json", asdict(record))
+        files.write_json(self.runs_dir / record.name / "record.json", asdict(record))
 
     def _locked(self) -> contextlib.AbstractContextManager[None]:
         return state_lock(self._lock, self.workdir, "Slurm backend")
