@@ -11,11 +11,12 @@ Pure data: factories are ``"module:function"`` strings imported only when a back
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from expctl.core.model import JobKind
+from expctl.core.errors import ConfigError
+from expctl.core.model import JobKind, RunSpec
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class BackendInfo:
     would submit, as text (``expctl render``), or None when there is nothing to show. ``settings_check``:
     ``"module:function"``, called as ``function(settings)``, raising ConfigError for settings the backend cannot
     open with (``expctl validate`` calls it, so it refuses what ``plan`` and ``apply`` would); None: nothing.
+    ``run_checks``: ``"module:function"``, called as ``function(runs, settings)`` and returning the
+    ConfigErrors of desired runs the backend would refuse (``run_errors`` calls every backend's, whatever the
+    backend, so that a project's runs stay valid for each); None: nothing.
     ``inherits_env``: its jobs are processes that inherit expctl's own environment (the tracking URI's
     password reaches them through it, never through a file: ``workspace``).
     """
@@ -40,6 +44,7 @@ class BackendInfo:
     lock: str | None = None
     render: str | None = None
     settings_check: str | None = None
+    run_checks: str | None = None
     inherits_env: bool = False
 
     def runs(self, kind: JobKind) -> bool:
@@ -65,7 +70,8 @@ BACKENDS: dict[str, BackendInfo] = {
                     "expctl.backends.kubernetes.backend:open_kubernetes",
                     frozenset({JobKind.PYTORCH, JobKind.TF, JobKind.MPI, JobKind.TRAIN}),
                     lock="expctl.backends.kubernetes.backend:lease_lock",
-                    render="expctl.backends.kubernetes.manifests:render_all"),
+                    render="expctl.backends.kubernetes.manifests:render_all",
+                    run_checks="expctl.backends.kubernetes.manifests.checks:render_errors"),
         BackendInfo("slurm", "one sbatch job per attempt on a Slurm cluster, srun one task per node",
                     "expctl.backends.slurm.backend:open_slurm", frozenset({JobKind.PYTORCH, JobKind.LOCAL}),
                     lock="expctl.backends.slurm.backend:slurm_lock", render="expctl.backends.slurm.script:render_jobs",
@@ -94,6 +100,16 @@ def unsupported(name: str, kinds: Iterable[JobKind]) -> list[JobKind]:
     """The kinds among ``kinds`` that backend ``name`` cannot run (sorted, unique)."""
     info = lookup(name)
     return sorted({k for k in kinds if not info.runs(k)}, key=lambda k: k.value)
+
+
+def run_errors(runs: Sequence[RunSpec], settings: Any) -> list[ConfigError]:
+    """Every backend's ``run_checks`` of the desired runs, in the table's order (``load_desired`` reports them
+    with its own errors: ``validate`` and ``plan`` refuse what ``apply`` or ``render`` would, on any backend)."""
+    found: list[ConfigError] = []
+    for info in BACKENDS.values():
+        if info.run_checks is not None:
+            found.extend(load(info.run_checks)(runs, settings))
+    return found
 
 
 def load(ref: str) -> Any:
