@@ -27,6 +27,7 @@ from expctl.backends.local import gpus as gpu
 from expctl.backends.local import procs
 from expctl.backends.local import state as st
 from expctl.backends.local.logs import follow_lines
+from expctl.backends.local.settings import local_settings
 from expctl.backends.local.state import Proc, RunState
 from expctl.backends.local.table import RunTable
 from expctl.backends.locks import state_lock
@@ -39,7 +40,8 @@ from expctl.crash import crash_point
 
 def open_local(settings: Any, repo: Path, state_dir: Path) -> LocalBackend:
     """The backend an ``expctl.yaml`` describes (its ``local:`` block), state in ``state_dir``."""
-    return LocalBackend(state_dir, repo, parallelism=settings.local.parallelism, gpus=settings.local.gpus)
+    block = local_settings(settings)
+    return LocalBackend(state_dir, repo, parallelism=block.parallelism, gpus=block.gpus)
 
 
 class LocalBackend:

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from expctl.backends.kubernetes.manifests import KINDS, render_manifest
-from expctl.backends.kubernetes.manifests.common import ProjectSettings, kube_settings, namespaces
+from expctl.backends.kubernetes.manifests.common import kube_settings, namespaces
 from expctl.core.errors import ConfigError
 from expctl.core.model import Launch, RunSpec, TrackingRef
+
+if TYPE_CHECKING:
+    from expctl.config.schema import Settings
 
 _ANNOTATIONS_MAX_BYTES = 256 * 1024  # the apiserver's limit on an object's annotations
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
-def render_errors(runs: Sequence[RunSpec], settings: ProjectSettings) -> list[ConfigError]:
+def render_errors(runs: Sequence[RunSpec], settings: Settings) -> list[ConfigError]:
     """Render every run's manifest as the Kubernetes backend would: one error per (file, key, message)."""
     ks = kube_settings(settings)
     allowed = namespaces(settings)
