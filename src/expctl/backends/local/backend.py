@@ -23,6 +23,7 @@ from typing import Any
 from filelock import FileLock
 
 from expctl.backends import files
+from expctl.backends.job_record import identity_of, observed_identity
 from expctl.backends.local import gpus as gpu
 from expctl.backends.local import procs
 from expctl.backends.local import state as st
@@ -174,24 +175,8 @@ class LocalBackend:
     def _new_state(self, launch: Launch, run_dir: Path) -> RunState:
         spec = launch.spec
         env = job_env(launch, config_file=str((run_dir / "config.json").resolve()))
-        return RunState(
-            name=launch.name,
-            run_key=spec.run_key,
-            experiment=spec.experiment,
-            attempt=launch.attempt,
-            spec_hash=spec.spec_hash,
-            kind=spec.job.kind.value,
-            replicas=spec.job.replicas,
-            gpus=spec.job.resources.gpus,
-            commit=spec.commit,
-            overrides=list(spec.overrides),
-            mlflow_run_id=launch.tracking.run_id,
-            applied_by=launch.applied_by,
-            command=list(spec.job.command),
-            env=env,
-            timeout_seconds=spec.job.timeout_seconds,
-            created_at=time.time(),
-        )
+        return RunState(**identity_of(launch), command=list(spec.job.command), env=env,
+                        timeout_seconds=spec.job.timeout_seconds)
 
     def _load_all(self) -> list[RunState]:
         states = [st.load_or_skip(d) for d in sorted(self.runs_dir.iterdir()) if d.is_dir() and
@@ -369,26 +354,7 @@ class LocalBackend:
         if state.status == st.QUEUED:
             slot = f"queued: waiting for a free slot (parallelism {self.parallelism})"
             message = self._waiting.get(state.name) or slot
-        return ObservedRun(
-            run_key=state.run_key,
-            name=state.name,
-            experiment=state.experiment,
-            attempt=state.attempt,
-            spec_hash=state.spec_hash,
-            phase=phase,
-            backend=self.name,
-            kind=state.kind,
-            failure=FailureClass(state.failure) if state.failure else None,
-            message=message,
-            created_at=state.created_at,
-            finished_at=state.finished_at,
-            cancelled=state.cancelled,
-            mlflow_run_id=state.mlflow_run_id,
-            overrides=tuple(state.overrides),
-            commit=state.commit,
-            replicas=state.replicas,
-            gpus=state.gpus,
-            user=state.applied_by or None,
-            live=True,
-            data_digest=state.env.get(DATA_DIGEST_ENV),
-        )
+        return ObservedRun(**observed_identity(state), phase=phase, backend=self.name,
+                           failure=FailureClass(state.failure) if state.failure else None, message=message,
+                           finished_at=state.finished_at, cancelled=state.cancelled, live=True,
+                           data_digest=state.env.get(DATA_DIGEST_ENV))

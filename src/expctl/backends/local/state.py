@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from expctl.backends.files import stage_json, warn_once, write_json
+from expctl.backends.job_record import JobIdentity
 from expctl.core import safe_json
 from expctl.core.errors import BackendError
 from expctl.core.model import FailureClass, Phase
@@ -46,25 +47,13 @@ MAX_REPLICAS = 10_000  # expctl.replicas' bound (schema.JobIn): a state may not 
 
 
 @dataclass
-class RunState:
-    """Everything the local backend remembers of one run (mutable record, persisted as JSON)."""
+class RunState(JobIdentity):
+    """Everything the local backend remembers of one run (mutable record, persisted as JSON): its identity
+    (``backends.job_record``), what it runs, and where it is."""
 
-    name: str
-    run_key: str
-    experiment: str
-    attempt: int
-    spec_hash: str
-    kind: str
-    replicas: int
-    gpus: int
-    commit: str
-    overrides: list[str]
-    mlflow_run_id: str
-    applied_by: str
     command: list[str]
     env: dict[str, str]
     timeout_seconds: int | None
-    created_at: float
     status: str = QUEUED
     started_at: float | None = None
     processes: list[Proc] = field(default_factory=list)

@@ -29,6 +29,7 @@ from typing import Any
 from filelock import FileLock
 
 from expctl.backends import files
+from expctl.backends.job_record import identity_of, observed_identity
 from expctl.backends.locks import HeldFileLock, state_lock
 from expctl.backends.slurm import script as sc
 from expctl.backends.slurm.record import JobRecord, record_from_json
@@ -166,13 +167,7 @@ class SlurmBackend:
     # -- submitting ------------------------------------------------------------------------------------
 
     def _new_record(self, launch: Launch) -> JobRecord:
-        spec = launch.spec
-        return JobRecord(
-            name=launch.name, run_key=spec.run_key, experiment=spec.experiment, attempt=launch.attempt,
-            spec_hash=spec.spec_hash, kind=spec.job.kind.value, replicas=spec.job.replicas,
-            gpus=spec.job.resources.gpus, commit=spec.commit, overrides=list(spec.overrides),
-            mlflow_run_id=launch.tracking.run_id, applied_by=launch.applied_by, created_at=time.time(),
-        )
+        return JobRecord(**identity_of(launch))
 
     def _submit(self, launch: Launch) -> None:
         run_dir = self.runs_dir / launch.name
@@ -276,12 +271,9 @@ class SlurmBackend:
             verdict = sc.verdict(job) if job else sc.Verdict(Phase.PENDING, None, "submitted")
             phase, message = verdict.phase, verdict.message
         return ObservedRun(
-            run_key=record.run_key, name=record.name, experiment=record.experiment, attempt=record.attempt,
-            spec_hash=record.spec_hash, phase=phase, backend=self.name, kind=record.kind,
+            **observed_identity(record), phase=phase, backend=self.name,
             failure=FailureClass(record.failure) if record.failure else None, message=message,
-            created_at=record.created_at, finished_at=record.finished_at, cancelled=record.cancelled,
-            mlflow_run_id=record.mlflow_run_id, overrides=tuple(record.overrides), commit=record.commit,
-            replicas=record.replicas, gpus=record.gpus, user=record.applied_by or None, live=True,
+            finished_at=record.finished_at, cancelled=record.cancelled, live=True,
         )
 
     # -- logs ------------------------------------------------------------------------------------------
