@@ -91,7 +91,8 @@ def test_lease_lock_from_project_settings(
 ) -> None:
     """What ``expctl apply`` uses: the backend and the Lease from ``expctl.yaml`` and $KUBECONFIG."""
     from expctl.backends.kubernetes.backend import lease_lock, open_kubernetes
-    from expctl.config.schema import KubernetesIn, Settings, TenantIn
+    from expctl.backends.kubernetes.settings import KubernetesIn
+    from expctl.config.schema import Settings, TenantIn
 
     monkeypatch.setenv("KUBECONFIG", str(kube_cluster.kubeconfig))
     settings = Settings(

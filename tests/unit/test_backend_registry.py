@@ -32,8 +32,40 @@ def test_the_three_backends_and_what_they_run() -> None:
 def test_every_factory_and_lock_resolves() -> None:
     for info in backend_registry.BACKENDS.values():
         assert callable(backend_registry.load(info.factory))
-        if info.lock:
-            assert callable(backend_registry.load(info.lock))
+        for ref in (info.lock, info.render, info.settings_check, info.run_checks):
+            if ref:
+                assert callable(backend_registry.load(ref))
+
+
+def test_each_backend_owns_its_block_of_expctl_yaml() -> None:
+    from expctl.config.schema import Settings, parse_settings
+    from expctl.config.schema_types import BackendSettings
+
+    models = backend_registry.settings_models()
+    assert list(models) == ["local", "kubernetes", "slurm"]
+    settings = parse_settings({"slurm": {"write_concurrency": 2}})
+    for name, model in models.items():
+        assert issubclass(model, BackendSettings) and model.__module__ == f"expctl.backends.{name}.settings"
+        assert Settings.model_fields[name].annotation is model
+        assert isinstance(settings.block(name), model) and model.of(settings, name) is settings.block(name)
+    assert settings.block("slurm") == models["slurm"](write_concurrency=2)
+    assert settings.block("backend") is None and settings.block("nomad") is None
+    with pytest.raises(TypeError, match="no slurm: block of type LocalIn"):
+        models["local"].of(settings, "slurm")
+
+
+def test_render_falls_back_to_the_first_backend_that_renders() -> None:
+    assert backend_registry.rendering_default().name == "kubernetes"
+
+
+def test_run_errors_are_every_backends_checks_whatever_the_backend() -> None:
+    from expctl.config.schema import parse_settings
+
+    bad = make_spec("a", job=make_job(JobKind.PYTORCH, namespace="elsewhere"))
+    ok = make_spec("b", job=make_job(JobKind.LOCAL, namespace="elsewhere"))  # Kubernetes never renders it
+    for backend in backend_registry.names():
+        errors = backend_registry.run_errors([bad, ok], parse_settings({"backend": backend}))
+        assert [(e.file, e.key) for e in errors] == [("experiments/a.yaml", "expctl.namespace")]
 
 
 def test_registry_imports_no_backend() -> None:
@@ -45,8 +77,6 @@ def test_registry_imports_no_backend() -> None:
 
 def test_check_runnable_names_file_and_key_per_experiment() -> None:
     pt = make_spec("a", job=make_job(JobKind.PYTORCH))
-    tj1 = make_spec("b", overrides=("x=1",), job=make_job(JobKind.TRAIN))
-    tj2 = make_spec("b", overrides=("x=2",), job=make_job(JobKind.TRAIN))
     tj1 = make_spec("b", overrides=("x=1",), job=make_job(JobKind.LOCAL))
     tj2 = make_spec("b", overrides=("x=2",), job=make_job(JobKind.LOCAL))
     check_runnable("local", [pt, tj1, tj2])

@@ -212,7 +212,8 @@ def test_render_all_uses_the_project_settings_and_skips_local_runs() -> None:
     import yaml
 
     from expctl.backends.kubernetes.manifests import render_all
-    from expctl.config.schema import KubernetesIn, Settings
+    from expctl.backends.kubernetes.settings import KubernetesIn
+    from expctl.config.schema import Settings
 
     settings = Settings(
         tracking_uri="http://mlflow:5000",

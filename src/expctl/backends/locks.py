@@ -1,5 +1,5 @@
 """The apply lock: one ``expctl apply`` at a time per repository (a file lock under .expctl/) or per cluster
-(a Lease, ``backends/kube_lock``). The engine calls ``check()`` before every write."""
+(a Lease, ``backends.kubernetes.lease``). The engine calls ``check()`` before every write."""
 
 from __future__ import annotations
 

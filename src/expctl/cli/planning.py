@@ -210,7 +210,8 @@ def report_apply(result: engine_types.EngineResult) -> None:
 @_worktree
 @click.option("--experiment", default=None, help="Only this experiment.")
 @click.option("--backend", "backend_name", default=None, type=click.Choice(backend_registry.names()),
-              help="Whose jobs to print (default: expctl.yaml's backend if it has any, else kubernetes).")
+              help="Whose jobs to print (default: expctl.yaml's backend if it has any, else "
+                   f"{backend_registry.rendering_default().name}).")
 @click.pass_context
 def render(ctx: click.Context, rev: str, worktree: bool, experiment: str | None, backend_name: str | None) -> None:
     """Print what apply would submit: Kubernetes manifests, or Slurm batch scripts (like `helm template`)."""
@@ -224,7 +225,7 @@ def render(ctx: click.Context, rev: str, worktree: bool, experiment: str | None,
     if info.render is None:
         if backend_name:
             raise ExpctlError(f"--backend {name}: runs nothing that can be rendered (it starts processes here)")
-        info = backend_registry.lookup("kubernetes")
+        info = backend_registry.rendering_default()
     assert info.render is not None
     # The URI apply would give the jobs: --tracking-uri / MLFLOW_TRACKING_URI win over expctl.yaml, as there.
     settings = desired.settings.model_copy(update={"tracking_uri": ws.configured_tracking_uri(desired.settings)})

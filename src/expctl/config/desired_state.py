@@ -6,7 +6,6 @@ every desired run or raises ConfigErrors listing every problem it found.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -14,13 +13,13 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from expctl.config import job_spec, safe_yaml, schema, schema_data, source
-from expctl.config.compose import Composer, Experiment
+from expctl.config.compose import Composer
 from expctl.config.prescan import defaults_errors, parse_configs, resolver_errors, searchpath_errors
 from expctl.config.schema import Settings
-from expctl.core import naming, sweep
+from expctl.core import backend_registry, naming, sweep
 from expctl.core.desired import run_spec, validation_spec
 from expctl.core.errors import ConfigError, ConfigErrors, ExpctlError
-from expctl.core.model import DatasetRef, JobSpec, Launch, RunSpec, TrackingRef
+from expctl.core.model import DatasetRef, JobSpec, RunSpec
 from expctl.data.manifest import combined_digest
 from expctl.data.materialize import Materializer, data_root
 from expctl.data.scan import DataError
@@ -106,7 +105,7 @@ def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
             except ConfigError as exc:
                 errors.append(exc)
     errors.extend(duplicate_names(desired.runs))
-    errors.extend(render_errors(desired.runs, settings))
+    errors.extend(backend_registry.run_errors(desired.runs, settings))
     if errors:
         raise ConfigErrors(errors)
     data.commit()  # manifests and the hash cache: written only when every declaration materialized
@@ -126,47 +125,6 @@ def duplicate_names(runs: Sequence[RunSpec]) -> list[ConfigError]:
                                       f"and {' '.join(run.overrides) or '-'})", file=run.source_file,
                                       key="hydra.sweeper.params"))
     return errors
-
-
-_ANNOTATIONS_MAX_BYTES = 256 * 1024  # the apiserver's limit on an object's annotations
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-
-
-def render_errors(runs: Sequence[RunSpec], settings: Settings) -> list[ConfigError]:
-    """Render every run's manifest as the Kubernetes backend would, so that whatever ``apply`` or ``render``
-    would refuse on any backend is refused here first, before anything is written (a few µs per run)."""
-    from expctl.backends.kubernetes.manifests import KINDS, kube_settings, render_manifest
-    from expctl.backends.kubernetes.manifests.common import namespaces
-
-    ks = kube_settings(settings)
-    allowed = namespaces(settings)
-    found: dict[tuple[str, str | None, str], ConfigError] = {}
-
-    def fail(run: RunSpec, key: str | None, message: str) -> None:
-        found.setdefault((run.source_file, key, message), ConfigError(message, file=run.source_file, key=key))
-
-    for run in runs:
-        if run.job.kind not in KINDS:
-            continue
-        launch = Launch(spec=run, attempt=1, name=run.name,
-                        tracking=TrackingRef(settings.tracking_uri or "", "0" * 32, run.experiment))
-        try:
-            manifest = render_manifest(launch, ks)
-        except (ValueError, TypeError, KeyError) as exc:
-            fail(run, "expctl", f"cannot render the {run.job.kind.value} manifest: {exc}")
-            continue
-        meta = manifest["metadata"]
-        if meta["namespace"] not in allowed:
-            fail(run, "expctl.namespace", f"namespace {meta['namespace']!r} is not one expctl may write to "
-                                          f"(expctl.yaml allows: {', '.join(allowed)})")
-        size = sum(len(k) + len(v.encode()) for k, v in meta.get("annotations", {}).items())
-        if size > _ANNOTATIONS_MAX_BYTES:
-            fail(run, "hydra.sweeper.params", f"the run's overrides are too long for Kubernetes annotations "
-                                              f"({size:,} bytes, limit {_ANNOTATIONS_MAX_BYTES:,})")
-        for label, value in meta.get("labels", {}).items():
-            if len(value) > 63 or not _LABEL_VALUE.match(value):
-                fail(run, None, f"label {label}={value!r} is not a valid Kubernetes label value")
-    return list(found.values())
 
 
 def _expand(composer: Composer, name: str, file: str, settings: Settings, snap: source.Snapshot,
@@ -254,10 +212,6 @@ def _job(block: Any, file: str, settings: Settings, cache: dict[str, JobSpec]) -
         job = job_spec.to_job_spec(schema.parse_block(block, file), settings, file)
         cache[key] = job
     return job
-
-
-def experiment_of(exp: Experiment) -> str:
-    return exp.name
 
 
 __all__ = ["Desired", "ExpctlError", "load_desired"]

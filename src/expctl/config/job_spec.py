@@ -3,6 +3,8 @@ namespace and queue, and Slurm placement (the experiment's, else its tenant's, e
 
 from __future__ import annotations
 
+from typing import Any, Protocol, cast
+
 from expctl.config.schema import ExpctlBlock, Settings, ValidationIn, scalar_text
 from expctl.core.errors import ConfigError
 from expctl.core.model import (
@@ -65,12 +67,23 @@ def to_job_spec(block: ExpctlBlock, settings: Settings, source_file: str) -> Job
     )
 
 
+class _SlurmDefaults(Protocol):
+    """What placement reads of ``expctl.yaml``'s ``slurm:`` block (``backends.slurm.settings.SlurmIn``)."""
+
+    partition: str | None
+    account: str | None
+    qos: str | None
+
+    def tenant_for(self, source_file: str) -> Any: ...
+
+
 def _slurm_placement(block: ExpctlBlock, settings: Settings, source_file: str) -> dict[str, str | None]:
     """partition / account / qos: the experiment's, else its Slurm tenant's, else the ``slurm:`` defaults.
 
     A tenant's value is binding: an experiment under the tenant's path cannot choose another.
     """
-    tenant = settings.slurm.tenant_for(source_file)
+    defaults = cast("_SlurmDefaults | None", settings.block("slurm"))
+    tenant = defaults.tenant_for(source_file) if defaults is not None else None
     out: dict[str, str | None] = {}
     for key in ("partition", "account", "qos"):
         own, theirs = getattr(block.slurm, key), getattr(tenant, key) if tenant else None
@@ -78,7 +91,7 @@ def _slurm_placement(block: ExpctlBlock, settings: Settings, source_file: str) -
             raise ConfigError(f"{key} {own!r} is outside this tenant's {key} {theirs!r} (experiments under "
                               f"{tenant.path if tenant else ''} use {theirs})", file=source_file,
                               key=f"expctl.slurm.{key}")
-        out[key] = own or theirs or getattr(settings.slurm, key)
+        out[key] = own or theirs or getattr(defaults, key, None)
     return out
 
 

@@ -2,7 +2,8 @@
 
 Unknown keys are errors with a "did you mean" hint; every error names the file and the key. ``job_spec`` turns
 a validated block into the frozen domain values of ``expctl.model``; ``schema_data`` validates the ``data:``
-block. These two are the only modules that import pydantic.
+block. Both are written in ``schema_types``' vocabulary, as is each backend's block of ``expctl.yaml`` (its own
+``backends/<name>/settings.py``, which ``Settings`` reaches through ``core.backend_registry``).
 """
 
 from __future__ import annotations
@@ -11,11 +12,29 @@ import difflib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
+from expctl.config.schema_types import (
+    ENV_NAME,
+    INT32,
+    INT64,
+    MAX_GPUS,
+    PATTERN_HINTS,
+    QUALIFIED,
+    BackendSettings,
+    EnvValue,
+    Label,
+    Name,
+    PositiveNumber,
+    Quantity,
+    RepoPath,
+    Strict,
+    Text,
+    Word,
+)
 from expctl.core import backend_registry
 from expctl.core.errors import ConfigError, truncate
-from expctl.core.sanitize import shown_uri, uri_secrets
+from expctl.core.sanitize import shown_uri
 from expctl.core.sweep import MAX_RUNS
 
 if TYPE_CHECKING:
@@ -24,50 +43,15 @@ else:  # the registered backends' names: pydantic reports a typo with the list o
     BackendName = Literal[tuple(backend_registry.names())]
 
 
-class Strict(BaseModel):
-    # strict: no bool for an int, no "3" for a number, no number for a string — YAML typos stay errors
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
-
-
-# Kubernetes' own grammars, so that what validate accepts the apiserver accepts too
-_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"  # RFC 1123 label (namespaces)
-_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"  # object names
-_QUANTITY = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
-_ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
-_QUALIFIED = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"  # label keys
-
-# what the apiserver stores: a larger number in an int32 or int64 field of a manifest is refused at apply time
-INT32, INT64 = 2**31 - 1, 2**63 - 1
-MAX_GPUS = 1024  # per replica, and on one machine
-
-Label = Annotated[str, Field(pattern=_LABEL)]
-Name = Annotated[str, Field(pattern=_SUBDOMAIN, max_length=253)]
-Quantity = Annotated[str, Field(pattern=_QUANTITY)]
-_WORD = r"^[^\s\x00-\x1f\x7f]+$"
-Word = Annotated[str, Field(pattern=_WORD)]  # non-empty, no whitespace or control characters (images, URIs, paths)
-Text = Annotated[str, Field(min_length=1, pattern=r"^[^\x00-\x1f\x7f]*$")]  # one line, no control characters
-
-
-def _inside_the_repository(path: str) -> str:
-    if path.startswith(("/", "\\")) or ".." in path.replace("\\", "/").split("/"):
-        raise ValueError(f"must be a path inside the repository, relative to its root (got {path!r})")
-    return path
-
-
-RepoPath = Annotated[str, Field(pattern=_WORD), AfterValidator(_inside_the_repository)]  # code_paths
-EnvValue = Annotated[str, Field(pattern=r"^[^\x00]*$")] | int | float | bool
-PositiveNumber = Annotated[int, Field(gt=0)] | Annotated[float, Field(gt=0)]
-
-
 class ResourcesIn(Strict):
     cpu: Quantity | PositiveNumber | None = None
     memory: Quantity | None = None
     gpus: int = Field(0, ge=0, le=MAX_GPUS)
-    gpu_resource: Annotated[str, Field(pattern=_QUALIFIED)] = "nvidia.com/gpu"
+    gpu_resource: Annotated[str, Field(pattern=QUALIFIED)] = "nvidia.com/gpu"
 
 
 class TolerationIn(Strict):
-    key: Annotated[str, Field(pattern=_QUALIFIED)] | None = None
+    key: Annotated[str, Field(pattern=QUALIFIED)] | None = None
     operator: Literal["Exists", "Equal"] | None = None
     value: str | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
@@ -131,11 +115,11 @@ class ExpctlBlock(Strict):
     command: list[Annotated[str, Field(pattern=r"^[^\x00]*$")]] = Field(
         ["python", "-m", "training.train"], min_length=1)
     resources: ResourcesIn = ResourcesIn()
-    env: dict[Annotated[str, Field(pattern=_ENV_NAME)], EnvValue] = {}
+    env: dict[Annotated[str, Field(pattern=ENV_NAME)], EnvValue] = {}
     queue: Name | None = None
     priority_class: Name | None = None
     volcano: VolcanoIn | None = None
-    node_selector: dict[Annotated[str, Field(pattern=_QUALIFIED)], Annotated[str, Field(max_length=63)]] = {}
+    node_selector: dict[Annotated[str, Field(pattern=QUALIFIED)], Annotated[str, Field(max_length=63)]] = {}
     tolerations: list[TolerationIn] = []
     retries: RetriesIn = RetriesIn()
     timeout: int | None = Field(None, ge=1, le=INT32, description="seconds: the job's activeDeadlineSeconds")
@@ -158,70 +142,15 @@ class TenantIn(Strict):
     queue: Name | None = None
 
 
-MAX_WRITE_CONCURRENCY = 64  # an apply's pool: more threads only queue on the servers (and on the GIL)
-
-
-class KubernetesIn(Strict):
-    namespace: Label = "default"
-    context: Text | None = None
-    repo_url: Word | None = None
-    git_secret: Name | None = None
-    tracking_secret: Name | None = None  # a Secret whose keys every training container gets as variables
-    image: Word = "python:3.11-slim"
-    git_image: Word = "alpine/git:2.45.2"
-    qps: float = Field(5.0, gt=0, le=10_000)
-    burst: int = Field(10, ge=1, le=10_000)
-    write_concurrency: int = Field(4, ge=1, le=MAX_WRITE_CONCURRENCY)
-
-    @field_validator("repo_url")
-    @classmethod
-    def _no_credentials(cls, url: str | None) -> str | None:
-        # the clone URL is a value in every manifest (and the git-sync log): a token in it would be readable by
-        # whoever may read the jobs; the Secret of git_secret is mounted into git-sync alone
-        if url and uri_secrets(url):
-            raise ValueError("holds a credential (a password or token in the URL): every manifest would carry "
-                             "it; give the URL without it and the credentials as the Secret named by git_secret")
-        return url
-
-
-class LocalIn(Strict):
-    parallelism: int | None = Field(None, ge=1, le=4096)
-    write_concurrency: int = Field(4, ge=1, le=MAX_WRITE_CONCURRENCY)  # changes an apply performs at once
-    gpus: Annotated[int, Field(ge=0, le=MAX_GPUS)] | Annotated[list[int | str], Field(max_length=MAX_GPUS)] | None \
-        = Field(None, description="this machine's GPUs for local runs: a count or device ids (default: nvidia-smi)")
-
-
 class LogsIn(Strict):
     tail_bytes: int = Field(1_000_000, ge=1024, le=1 << 30,
                             description="per replica: the tail of its log kept in MLflow")
 
 
-class SlurmTenantIn(Strict):
-    """Slurm tenancy: experiments under ``path`` are charged to ``account`` in ``partition`` with ``qos``."""
-
-    path: Word
-    partition: Word | None = None
-    account: Word | None = None
-    qos: Word | None = None
-
-
-class SlurmIn(Strict):
-    """The ``slurm:`` block: where per-commit checkouts live (shared by every node) and placement defaults."""
-
-    workdir: Text | None = Field(None, description="a directory on a filesystem every node mounts")
-    partition: Word | None = None
-    account: Word | None = None
-    qos: Word | None = None
-    tenants: list[SlurmTenantIn] = []
-    write_concurrency: int = Field(4, ge=1, le=MAX_WRITE_CONCURRENCY)  # changes an apply performs at once
-
-    def tenant_for(self, source_file: str) -> SlurmTenantIn | None:
-        matches = [t for t in self.tenants if source_file.startswith(t.path.rstrip("/") + "/")]
-        return max(matches, key=lambda t: len(t.path)) if matches else None
-
-
-class Settings(Strict):
-    """``expctl.yaml`` at the repository root: project-wide settings (all optional)."""
+class ProjectSettings(Strict):
+    """``expctl.yaml`` at the repository root: project-wide settings (all optional). ``Settings`` adds one block
+    per registered backend (``kubernetes:``, ``local:``, ...): its model is the backend's own, declared in its
+    folder and named by ``core.backend_registry`` (``BackendInfo.settings``); ``block`` reads one."""
 
     backend: BackendName = "local"
     tracking_uri: Word | None = None
@@ -229,15 +158,33 @@ class Settings(Strict):
     max_runs_per_experiment: int = Field(10000, ge=1, le=MAX_RUNS)
     allow_resolvers: list[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.\-]*$")]] = []
     tenants: list[TenantIn] = []
-    kubernetes: KubernetesIn = KubernetesIn()
-    local: LocalIn = LocalIn()
     logs: LogsIn = LogsIn()
-    slurm: SlurmIn = SlurmIn()
     data_root: Text | None = None  # where relative dataset sources are (relative to the repo, absolute, or a URL)
 
     def tenant_for(self, source_file: str) -> TenantIn | None:
         matches = [t for t in self.tenants if source_file.startswith(t.path.rstrip("/") + "/")]
         return max(matches, key=lambda t: len(t.path)) if matches else None
+
+    def block(self, backend: str) -> BackendSettings | None:
+        """The block of ``expctl.yaml`` that backend ``backend`` reads (None: the backend declares none)."""
+        found = getattr(self, backend, None) if backend in backend_registry.BACKENDS else None
+        return found if isinstance(found, BackendSettings) else None
+
+
+def _with_backend_blocks(base: type[ProjectSettings]) -> type[ProjectSettings]:
+    """``base`` with a field per backend that declares a settings model: ``<name>: Model = Model()``."""
+    models = backend_registry.settings_models()
+    clash = sorted(set(models) & set(base.model_fields))
+    if clash:
+        raise TypeError(f"backends named like a key of expctl.yaml: {', '.join(clash)}")
+    fields: dict[str, Any] = {name: (model, model()) for name, model in models.items()}
+    return create_model("Settings", __base__=base, __module__=__name__, __doc__=base.__doc__, **fields)
+
+
+if TYPE_CHECKING:  # statically the project-wide keys: a backend reads its block through its own model's ``of``
+    Settings = ProjectSettings
+else:
+    Settings = _with_backend_blocks(ProjectSettings)
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
@@ -256,21 +203,10 @@ def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
     return list(getattr(current, "model_fields", {}))
 
 
-_PATTERN_HINTS = {
-    _LABEL: "a lowercase RFC 1123 label (a-z, 0-9 and '-', at most 63 characters)",
-    _SUBDOMAIN: "a lowercase Kubernetes object name (a-z, 0-9, '-' and '.')",
-    _QUANTITY: "a Kubernetes quantity such as 500m, 2, 4Gi",
-    _ENV_NAME: "an environment variable name (letters, digits, '_', '-', '.'; not starting with a digit)",
-    _QUALIFIED: "a Kubernetes label key such as example.com/gpu",
-    _WORD: "a non-empty string without whitespace or control characters",
-    r"^[^\x00]*$": "a string without NUL characters",
-}
-
-
 def _message(err: Any) -> str:
     pattern = (err.get("ctx") or {}).get("pattern")
-    if err["type"] == "string_pattern_mismatch" and pattern in _PATTERN_HINTS:
-        return f"must be {_PATTERN_HINTS[pattern]}"
+    if err["type"] == "string_pattern_mismatch" and pattern in PATTERN_HINTS:
+        return f"must be {PATTERN_HINTS[pattern]}"
     if err["type"] == "string_pattern_mismatch":
         return "must be one line without control characters"
     msg = str(err["msg"])
@@ -370,7 +306,10 @@ def parse_settings(data: Any, file: str = "expctl.yaml") -> Settings:
     if not isinstance(data, Mapping):
         raise ConfigError("must be a mapping", file=file)
     settings = validated(Settings, data, file, "")
-    paths = {"tenants": [t.path for t in settings.tenants], "slurm.tenants": [t.path for t in settings.slurm.tenants]}
+    paths = {"tenants": [t.path for t in settings.tenants]}
+    for name in backend_registry.names():
+        block = settings.block(name)
+        paths[f"{name}.tenants"] = block.tenant_paths() if block is not None else []
     for where, listed in paths.items():
         seen: dict[str, int] = {}
         for i, path in enumerate(listed):  # two for one path: which one applies would be an accident of order

@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from expctl.config.schema import Strict, scalar_text, validated
+from expctl.config.schema import scalar_text, validated
+from expctl.config.schema_types import Strict
 from expctl.core.errors import ConfigError
 from expctl.data import declare
 

@@ -90,10 +90,10 @@ DEFAULT_CONCURRENCY = 4
 
 
 def write_concurrency(settings: Settings, backend: str) -> int:
-    """The pool size of an apply: the backend's block's ``write_concurrency`` in expctl.yaml
-    (``kubernetes:``, ``local:``), else 4."""
-    value = getattr(getattr(settings, backend, None), "write_concurrency", None)
-    return value if isinstance(value, int) and value >= 1 else DEFAULT_CONCURRENCY
+    """The pool size of an apply: ``write_concurrency`` of the backend's block in expctl.yaml, else 4 (a
+    backend that declares no block)."""
+    block = settings.block(backend)
+    return block.write_concurrency if block is not None else DEFAULT_CONCURRENCY
 
 
 class _Unchecked:

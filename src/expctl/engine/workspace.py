@@ -26,10 +26,12 @@ def check_runnable(backend: str, runs: Iterable[RunSpec]) -> None:
     info = backend_registry.BACKENDS.get(backend)
     if info is None:  # a backend injected by a test: it declares nothing
         return
+    runs = list(runs)
+    refused = set(backend_registry.unsupported(backend, {run.job.kind for run in runs}))
+    can = ", ".join(sorted(k.value for k in info.kinds))
     errors: dict[str, ConfigError] = {}
     for run in runs:
-        if not info.runs(run.job.kind) and run.source_file not in errors:
-            can = ", ".join(sorted(k.value for k in info.kinds))
+        if run.job.kind in refused and run.source_file not in errors:
             errors[run.source_file] = ConfigError(
                 f"kind {run.job.kind.value!r} does not run on the {backend} backend (it runs {can})",
                 file=run.source_file, key="expctl.kind")
@@ -105,11 +107,12 @@ class Workspace:
         info = backend_registry.lookup(name)
         if info.inherits_env:
             self.hand_credentials(settings, name)
-        elif name == "kubernetes" and not settings.kubernetes.tracking_secret:
+        elif info.credentials_key and not getattr(settings.block(name), info.credentials_key, None):
             uri, where = self._configured_uri(settings)
             if uri and uri_credentials(uri) != {}:
-                warnings.warn(f"{where}: Kubernetes jobs are handed the tracking URI without its password: give "
-                              "them the credentials with kubernetes.tracking_secret", UserWarning, stacklevel=1)
+                warnings.warn(f"{where}: {name.capitalize()} jobs are handed the tracking URI without its password: "
+                              f"give them the credentials with {name}.{info.credentials_key}", UserWarning,
+                              stacklevel=1)
         backend: Backend = info.open(settings, repo=self.repo, state_dir=self.state_dir)
         return backend
 

@@ -45,6 +45,7 @@ from expctl.backends.kubernetes.retry import (
     status_of,
     throttled,
 )
+from expctl.backends.kubernetes.settings import kubernetes_settings
 from expctl.backends.kubernetes.status import observed_from
 from expctl.core.errors import BackendError, ExpctlError, truncate
 from expctl.core.model import JobKind, Launch, ObservedRun
@@ -376,7 +377,7 @@ class KubernetesBackend:
 
 def open_kubernetes(settings: Settings, repo: Path | None = None, state_dir: Path | None = None) -> KubernetesBackend:
     """The backend an ``expctl.yaml`` describes: its context, namespaces (default + tenants), QPS and burst."""
-    kube = settings.kubernetes
+    kube = kubernetes_settings(settings)
     backend = KubernetesBackend.from_kubeconfig(None, kube.context, namespaces(settings), kube_settings(settings),
                                                 qps=kube.qps, burst=kube.burst,
                                                 write_concurrency=kube.write_concurrency)
@@ -388,7 +389,7 @@ def open_kubernetes(settings: Settings, repo: Path | None = None, state_dir: Pat
 def lease_lock(settings: Settings, timeout: float, name: str = "expctl-apply") -> Iterator[LeaseLock]:
     """Hold the apply Lease in the project's default namespace for the ``with`` block (LockError on timeout)."""
     backend = open_kubernetes(settings)
-    lock = backend.lock(name, settings.kubernetes.namespace, timeout=timeout)
+    lock = backend.lock(name, kubernetes_settings(settings).namespace, timeout=timeout)
     with lock:
         yield lock
 

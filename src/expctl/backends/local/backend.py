@@ -22,10 +22,13 @@ from typing import Any
 
 from filelock import FileLock
 
+from expctl.backends import files
+from expctl.backends.job_record import identity_of, observed_identity
 from expctl.backends.local import gpus as gpu
 from expctl.backends.local import procs
 from expctl.backends.local import state as st
 from expctl.backends.local.logs import follow_lines
+from expctl.backends.local.settings import local_settings
 from expctl.backends.local.state import Proc, RunState
 from expctl.backends.local.table import RunTable
 from expctl.backends.locks import state_lock
@@ -38,7 +41,8 @@ from expctl.crash import crash_point
 
 def open_local(settings: Any, repo: Path, state_dir: Path) -> LocalBackend:
     """The backend an ``expctl.yaml`` describes (its ``local:`` block), state in ``state_dir``."""
-    return LocalBackend(state_dir, repo, parallelism=settings.local.parallelism, gpus=settings.local.gpus)
+    block = local_settings(settings)
+    return LocalBackend(state_dir, repo, parallelism=block.parallelism, gpus=block.gpus)
 
 
 class LocalBackend:
@@ -84,7 +88,7 @@ class LocalBackend:
                 try:
                     existing = st.load(run_dir)
                 except st.StateUnreadable as exc:  # rebuilt from the launch; the damaged files are kept aside
-                    st.warn_once(f"{exc.message}; moved to {st.quarantine(run_dir)}")
+                    files.warn_once(f"{exc.message}; moved to {st.quarantine(run_dir)}")
                     existing, staged = None, self._stage(launch, state)  # the staged files moved aside too
                 if existing is not None:
                     if existing.spec_hash == launch.spec.spec_hash:
@@ -108,7 +112,7 @@ class LocalBackend:
         run_dir = self.runs_dir / launch.name
         config: Path | None = None
         try:
-            config = st.stage_json(run_dir / "config.json", dict(launch.spec.config))
+            config = files.stage_json(run_dir / "config.json", dict(launch.spec.config))
             return config, st.stage(run_dir, state)
         except OSError as exc:
             if config is not None:
@@ -171,24 +175,8 @@ class LocalBackend:
     def _new_state(self, launch: Launch, run_dir: Path) -> RunState:
         spec = launch.spec
         env = job_env(launch, config_file=str((run_dir / "config.json").resolve()))
-        return RunState(
-            name=launch.name,
-            run_key=spec.run_key,
-            experiment=spec.experiment,
-            attempt=launch.attempt,
-            spec_hash=spec.spec_hash,
-            kind=spec.job.kind.value,
-            replicas=spec.job.replicas,
-            gpus=spec.job.resources.gpus,
-            commit=spec.commit,
-            overrides=list(spec.overrides),
-            mlflow_run_id=launch.tracking.run_id,
-            applied_by=launch.applied_by,
-            command=list(spec.job.command),
-            env=env,
-            timeout_seconds=spec.job.timeout_seconds,
-            created_at=time.time(),
-        )
+        return RunState(**identity_of(launch), command=list(spec.job.command), env=env,
+                        timeout_seconds=spec.job.timeout_seconds)
 
     def _load_all(self) -> list[RunState]:
         states = [st.load_or_skip(d) for d in sorted(self.runs_dir.iterdir()) if d.is_dir() and
@@ -263,7 +251,7 @@ class LocalBackend:
         run_dir = self.runs_dir / state.name
         names = replica_names(state.kind, state.replicas)
         running = {p.replica for p in state.processes if st.alive(p)}
-        ended = {r: st.read_exit(run_dir / f"{r}.exit") for r in names}
+        ended = {r: files.read_exit(run_dir / f"{r}.exit") for r in names}
         verdict = st.judge(ended, running)
         now = time.time()
         if len(state.processes) < len(names) and verdict.phase is not Phase.FAILED:
@@ -366,26 +354,7 @@ class LocalBackend:
         if state.status == st.QUEUED:
             slot = f"queued: waiting for a free slot (parallelism {self.parallelism})"
             message = self._waiting.get(state.name) or slot
-        return ObservedRun(
-            run_key=state.run_key,
-            name=state.name,
-            experiment=state.experiment,
-            attempt=state.attempt,
-            spec_hash=state.spec_hash,
-            phase=phase,
-            backend=self.name,
-            kind=state.kind,
-            failure=FailureClass(state.failure) if state.failure else None,
-            message=message,
-            created_at=state.created_at,
-            finished_at=state.finished_at,
-            cancelled=state.cancelled,
-            mlflow_run_id=state.mlflow_run_id,
-            overrides=tuple(state.overrides),
-            commit=state.commit,
-            replicas=state.replicas,
-            gpus=state.gpus,
-            user=state.applied_by or None,
-            live=True,
-            data_digest=state.env.get(DATA_DIGEST_ENV),
-        )
+        return ObservedRun(**observed_identity(state), phase=phase, backend=self.name,
+                           failure=FailureClass(state.failure) if state.failure else None, message=message,
+                           finished_at=state.finished_at, cancelled=state.cancelled, live=True,
+                           data_digest=state.env.get(DATA_DIGEST_ENV))

@@ -17,7 +17,8 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from expctl.config.schema import MAX_GPUS
+from expctl.backends.local.settings import local_settings
+from expctl.config.schema_types import MAX_GPUS
 from expctl.core.errors import BackendError
 
 ENV_VAR = "EXPCTL_LOCAL_GPUS"
@@ -115,7 +116,7 @@ def declared(setting: object) -> tuple[tuple[str, ...] | int | None, str]:
 def check_settings(settings: Any) -> None:
     """``expctl validate``: the declaration the local backend would refuse when opened (nvidia-smi not asked:
     the machine that validates need not be the one that runs)."""
-    declared(settings.local.gpus)
+    declared(local_settings(settings).gpus)
 
 
 def machine_inventory(setting: object) -> tuple[str, ...] | None:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from expctl.backends.files import read_new_lines
 from expctl.backends.local import state as st
 
 
@@ -21,7 +22,7 @@ def follow_lines(run_dir: Path, replicas: list[str], prefix: bool, follow: bool,
         final = state is None or not st.may_write(state)
         progressed = False
         for replica in replicas:
-            offsets[replica], lines = st.read_new_lines(run_dir / f"{replica}.log", offsets[replica], final)
+            offsets[replica], lines = read_new_lines(run_dir / f"{replica}.log", offsets[replica], final)
             for line in lines:
                 progressed = True
                 yield f"[{replica}] {line}" if prefix else line

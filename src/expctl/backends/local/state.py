@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import signal
-import sys
-import tempfile
 import time
 import types
 import typing
@@ -24,10 +21,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from expctl.backends.files import stage_json, warn_once, write_json
+from expctl.backends.job_record import JobIdentity
 from expctl.core import safe_json
 from expctl.core.errors import BackendError
 from expctl.core.model import FailureClass, Phase
-from expctl.core.sanitize import job_uri, one_line
+from expctl.core.sanitize import job_uri
 
 QUEUED = "queued"
 STARTED = "started"
@@ -48,25 +47,13 @@ MAX_REPLICAS = 10_000  # expctl.replicas' bound (schema.JobIn): a state may not 
 
 
 @dataclass
-class RunState:
-    """Everything the local backend remembers of one run (mutable record, persisted as JSON)."""
+class RunState(JobIdentity):
+    """Everything the local backend remembers of one run (mutable record, persisted as JSON): its identity
+    (``backends.job_record``), what it runs, and where it is."""
 
-    name: str
-    run_key: str
-    experiment: str
-    attempt: int
-    spec_hash: str
-    kind: str
-    replicas: int
-    gpus: int
-    commit: str
-    overrides: list[str]
-    mlflow_run_id: str
-    applied_by: str
     command: list[str]
     env: dict[str, str]
     timeout_seconds: int | None
-    created_at: float
     status: str = QUEUED
     started_at: float | None = None
     processes: list[Proc] = field(default_factory=list)
@@ -136,33 +123,6 @@ class StateUnreadable(BackendError):
     """A run's ``state.json`` is truncated, corrupt, foreign or unreadable: that one run is skipped."""
 
 
-def write_json(path: Path, data: Any, durable: bool = True) -> None:
-    """Write ``data`` as JSON atomically: a reader sees the old file or the new one, never half of one (even
-    if the writer is killed). ``durable``: on disk before returning (survives a power loss, costs a sync)."""
-    os.replace(_written(path, data, durable), path)
-
-
-def stage_json(path: Path, data: Any) -> Path:
-    """The slow half of a durable ``write_json``, done before taking a lock: ``data`` written and synced to a
-    temporary file beside ``path``; ``os.replace(staged, path)`` under the lock puts it in place."""
-    return _written(path, data, durable=True)
-
-
-def _written(path: Path, data: Any, durable: bool) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
-
-
 def save(run_dir: Path, state: RunState, durable: bool = True) -> None:
     write_json(run_dir / "state.json", asdict(state), durable)
 
@@ -189,16 +149,6 @@ def load(run_dir: Path) -> RunState | None:
                               "`expctl apply` rebuilds it") from exc
 
 
-_warned: set[str] = set()
-
-
-def warn_once(message: str) -> None:
-    """One ``warning:`` line on stderr, once per process (observe runs many times while waiting)."""
-    if message not in _warned:
-        _warned.add(message)
-        print(f"warning: {one_line(message)}", file=sys.stderr, flush=True)
-
-
 def load_or_skip(run_dir: Path) -> RunState | None:
     """Like ``load``, but a damaged state is a warning and the run is skipped (others keep working)."""
     try:
@@ -214,19 +164,6 @@ def quarantine(run_dir: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(run_dir, target)
     return target
-
-
-def read_exit(path: Path) -> dict[str, Any] | None:
-    """The wrapper's record of how a replica ended: ``{"returncode": int, "finished_at": float}``; None when
-    there is none or it is damaged (then the replica counts as vanished if it no longer runs)."""
-    try:
-        data = safe_json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or type(data.get("returncode")) is not int or \
-            not isinstance(data.get("finished_at"), (int, float)) or isinstance(data.get("finished_at"), bool):
-        return None
-    return data
 
 
 @functools.cache
@@ -290,18 +227,6 @@ def may_write(state: RunState) -> bool:
     if state.status == QUEUED:
         return True
     return state.status == STARTED and any(alive(p) for p in state.processes)
-
-
-def read_new_lines(path: Path, offset: int, final: bool) -> tuple[int, list[str]]:
-    """Lines appended to ``path`` after ``offset`` (complete ones, or all if ``final``), and the new offset."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            data = fh.read()
-    except FileNotFoundError:
-        return offset, []
-    end = len(data) if final else data.rfind(b"\n") + 1
-    return offset + end, data[:end].decode("utf-8", errors="replace").splitlines()
 
 
 # signals a program raises on itself when it is broken; any other signal was sent (OOM killer, shutdown, admin)

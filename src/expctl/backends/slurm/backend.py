@@ -6,7 +6,7 @@ runs at the exact commit from a checkout per commit under ``slurm.workdir`` (a d
 shared by its runs and removed when no unfinished run needs it — never from the dirty working tree.
 
 Slurm forgets a job ``MinJobAge`` after it ends, so expctl keeps its own durable record per job under
-``<workdir>/runs/<name>/``: ``record.json`` (``slurm_record``: identity, job id, how it ended), ``config.json``,
+``<workdir>/runs/<name>/``: ``record.json`` (``slurm.record``: identity, job id, how it ended), ``config.json``,
 ``job.sh``, the batch script's ``started`` and ``exit.json`` markers, and one ``task-<rank>.log`` per task.
 A job that left Slurm without any record of how it ended is an infrastructure failure ("vanished").
 
@@ -28,7 +28,8 @@ from typing import Any
 
 from filelock import FileLock
 
-from expctl.backends.local import state as st
+from expctl.backends import files
+from expctl.backends.job_record import identity_of, observed_identity
 from expctl.backends.locks import HeldFileLock, state_lock
 from expctl.backends.slurm import script as sc
 from expctl.backends.slurm.record import JobRecord, record_from_json
@@ -166,13 +167,7 @@ class SlurmBackend:
     # -- submitting ------------------------------------------------------------------------------------
 
     def _new_record(self, launch: Launch) -> JobRecord:
-        spec = launch.spec
-        return JobRecord(
-            name=launch.name, run_key=spec.run_key, experiment=spec.experiment, attempt=launch.attempt,
-            spec_hash=spec.spec_hash, kind=spec.job.kind.value, replicas=spec.job.replicas,
-            gpus=spec.job.resources.gpus, commit=spec.commit, overrides=list(spec.overrides),
-            mlflow_run_id=launch.tracking.run_id, applied_by=launch.applied_by, created_at=time.time(),
-        )
+        return JobRecord(**identity_of(launch))
 
     def _submit(self, launch: Launch) -> None:
         run_dir = self.runs_dir / launch.name
@@ -182,7 +177,7 @@ class SlurmBackend:
             args = sc.sbatch_args(launch, str(run_dir), sc.Placement(sched.partition, sched.account, sched.qos))
         except ValueError as exc:
             raise BackendError(f"{launch.name}: {exc}") from exc
-        st.write_json(run_dir / "config.json", dict(launch.spec.config))
+        files.write_json(run_dir / "config.json", dict(launch.spec.config))
         self._save(record)  # the checkout of this commit is now needed: collect keeps it
         try:
             checkout = self.worktrees.ensure(launch.spec.commit)
@@ -258,7 +253,7 @@ class SlurmBackend:
 
     def _vanished(self, record: JobRecord) -> tuple[sc.Verdict, float]:
         """A job Slurm no longer shows: the batch script's own exit record says how it ended, if it got there."""
-        exit_record = st.read_exit(self.runs_dir / record.name / sc.EXIT_FILE)
+        exit_record = files.read_exit(self.runs_dir / record.name / sc.EXIT_FILE)
         if exit_record is not None:
             code = int(exit_record["returncode"])
             end = float(exit_record["finished_at"])
@@ -276,12 +271,9 @@ class SlurmBackend:
             verdict = sc.verdict(job) if job else sc.Verdict(Phase.PENDING, None, "submitted")
             phase, message = verdict.phase, verdict.message
         return ObservedRun(
-            run_key=record.run_key, name=record.name, experiment=record.experiment, attempt=record.attempt,
-            spec_hash=record.spec_hash, phase=phase, backend=self.name, kind=record.kind,
+            **observed_identity(record), phase=phase, backend=self.name,
             failure=FailureClass(record.failure) if record.failure else None, message=message,
-            created_at=record.created_at, finished_at=record.finished_at, cancelled=record.cancelled,
-            mlflow_run_id=record.mlflow_run_id, overrides=tuple(record.overrides), commit=record.commit,
-            replicas=record.replicas, gpus=record.gpus, user=record.applied_by or None, live=True,
+            finished_at=record.finished_at, cancelled=record.cancelled, live=True,
         )
 
     # -- logs ------------------------------------------------------------------------------------------
@@ -295,7 +287,7 @@ class SlurmBackend:
             progressed = False
             for replica, rank in tasks.items():
                 path = run_dir / f"task-{rank}.log"
-                offsets[replica], lines = st.read_new_lines(path, offsets[replica], final)
+                offsets[replica], lines = files.read_new_lines(path, offsets[replica], final)
                 for line in lines:
                     progressed = True
                     yield f"[{replica}] {line}" if prefix else line
@@ -354,11 +346,11 @@ class SlurmBackend:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:  # JSON, UTF-8 and shape errors are ValueErrors
-            st.warn_once(f"{path}: damaged Slurm run record ({truncate(str(exc), 120)}); skipping this run")
+            files.warn_once(f"{path}: damaged Slurm run record ({truncate(str(exc), 120)}); skipping this run")
             return None
 
     def _save(self, record: JobRecord) -> None:
-        st.write_json(self.runs_dir / record.name / "record.json", asdict(record))
+        files.write_json(self.runs_dir / record.name / "record.json", asdict(record))
 
     def _locked(self) -> contextlib.AbstractContextManager[None]:
         return state_lock(self._lock, self.workdir, "Slurm backend")

@@ -8,24 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from expctl.backends.job_record import IDENTITY_TYPES, JobIdentity
+
 
 @dataclass
-class JobRecord:
-    """What expctl remembers of one Slurm job (persisted as JSON; survives Slurm forgetting the job)."""
+class JobRecord(JobIdentity):
+    """What expctl remembers of one Slurm job (persisted as JSON; survives Slurm forgetting the job): its
+    identity (``backends.job_record``), its job id and how it ended."""
 
-    name: str
-    run_key: str
-    experiment: str
-    attempt: int
-    spec_hash: str
-    kind: str
-    replicas: int
-    gpus: int
-    commit: str
-    overrides: list[str]
-    mlflow_run_id: str
-    applied_by: str
-    created_at: float
     job_id: int | None = None
     phase: str | None = None  # set once the job has ended: final
     failure: str | None = None
@@ -36,17 +26,11 @@ class JobRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-_RECORD_TYPES: dict[str, type | tuple[type, ...]] = {
-    "name": str, "run_key": str, "experiment": str, "attempt": int, "spec_hash": str, "kind": str,
-    "replicas": int, "gpus": int, "commit": str, "overrides": list, "mlflow_run_id": str, "applied_by": str,
-    "created_at": (int, float)}
-
-
 def record_from_json(data: Any) -> JobRecord:
     """A parsed ``record.json``; ValueError when it is not one (damaged, foreign or hand-edited)."""
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-    for key, kind in _RECORD_TYPES.items():
+    for key, kind in IDENTITY_TYPES.items():
         if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
             raise ValueError(f"{key}: missing or of the wrong type")
     if not isinstance(data.get("job_id"), (int, type(None))) or isinstance(data.get("job_id"), bool):

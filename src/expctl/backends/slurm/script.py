@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from expctl.backends.slurm.settings import slurm_settings
 from expctl.core import jobenv
 from expctl.core.errors import ConfigError
 from expctl.core.model import FailureClass, JobKind, Launch, Phase, RunSpec, TrackingRef
@@ -151,7 +152,7 @@ exit $code
 
 def workdir_of(settings: Any) -> Path:
     """``slurm.workdir`` of ``expctl.yaml``: required, absolute (the shared directory of checkouts and records)."""
-    workdir = settings.slurm.workdir
+    workdir = slurm_settings(settings).workdir
     if not workdir:
         raise ConfigError("required for the slurm backend: a directory every Slurm node mounts",
                           file="expctl.yaml", key="slurm.workdir")

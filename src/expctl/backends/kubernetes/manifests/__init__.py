@@ -10,13 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
-from expctl.backends.kubernetes.manifests.common import KubeSettings, Manifest, ProjectSettings, kube_settings
+from expctl.backends.kubernetes.manifests.common import KubeSettings, Manifest, kube_settings
 from expctl.backends.kubernetes.manifests.training_v1 import render_v1
 from expctl.backends.kubernetes.manifests.trainjob import render_trainjob
 from expctl.core.model import JobKind, Launch, RunSpec, TrackingRef
+
+if TYPE_CHECKING:
+    from expctl.config.schema import Settings
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ def to_yaml(manifests: Iterable[Manifest]) -> str:
     return yaml.dump_all(list(manifests), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120)
 
 
-def render_all(runs: Iterable[RunSpec], settings: ProjectSettings, repo: Path | None = None) -> str:
+def render_all(runs: Iterable[RunSpec], settings: Settings, repo: Path | None = None) -> str:
     """``expctl render``: the first attempt of each run that runs on Kubernetes, as one YAML stream.
 
     The MLflow run id is only known at apply time, so it shows as ``<assigned-at-apply>``. ``repo`` is

@@ -6,14 +6,17 @@ Pure: builds plain dicts from a ``Launch`` and ``KubeSettings``. No Kubernetes c
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from expctl.backends.kubernetes.manifests import gitsync
+from expctl.backends.kubernetes.settings import kubernetes_settings
 from expctl.core.jobenv import job_env
 from expctl.core.model import JobSpec, Launch
 from expctl.core.naming import slug
+
+if TYPE_CHECKING:
+    from expctl.config.schema import Settings
 
 Manifest = dict[str, Any]
 
@@ -57,42 +60,9 @@ class KubeSettings:
     trainjob_git_sync: str = "git-sync"  # TrainJob: the runtime's init container that clones
 
 
-class KubernetesBlock(Protocol):
-    """The ``kubernetes:`` block of ``expctl.yaml`` as rendering reads it (``expctl.schema.KubernetesIn``)."""
-
-    @property
-    def namespace(self) -> str: ...
-    @property
-    def repo_url(self) -> str | None: ...
-    @property
-    def git_secret(self) -> str | None: ...
-    @property
-    def tracking_secret(self) -> str | None: ...
-    @property
-    def image(self) -> str: ...
-    @property
-    def git_image(self) -> str: ...
-
-
-class TenantBlock(Protocol):
-    @property
-    def namespace(self) -> str: ...
-
-
-class ProjectSettings(Protocol):
-    """What rendering reads of ``expctl.schema.Settings`` (a Protocol: render stays below the schema layer)."""
-
-    @property
-    def kubernetes(self) -> KubernetesBlock: ...
-    @property
-    def tracking_uri(self) -> str | None: ...
-    @property
-    def tenants(self) -> Sequence[TenantBlock]: ...
-
-
-def kube_settings(settings: ProjectSettings) -> KubeSettings:
+def kube_settings(settings: Settings) -> KubeSettings:
     """The rendering settings of a project's ``expctl.yaml`` (its ``kubernetes:`` block)."""
-    kube = settings.kubernetes
+    kube = kubernetes_settings(settings)
     return KubeSettings(
         namespace=kube.namespace,
         repo_url=kube.repo_url,
@@ -103,9 +73,9 @@ def kube_settings(settings: ProjectSettings) -> KubeSettings:
     )
 
 
-def namespaces(settings: ProjectSettings) -> list[str]:
+def namespaces(settings: Settings) -> list[str]:
     """Every namespace a project may write to: the default one and each tenant's."""
-    return sorted({settings.kubernetes.namespace, *(t.namespace for t in settings.tenants)})
+    return sorted({kubernetes_settings(settings).namespace, *(t.namespace for t in settings.tenants)})
 
 
 def namespace_of(launch: Launch, settings: KubeSettings) -> str:

@@ -1,0 +1,83 @@
+"""The vocabulary every settings model is written in: the ``Strict`` base, constrained value types (Kubernetes'
+grammars, one-line text, paths inside the repository), their limits, and ``BackendSettings``, the base of each
+backend's block of ``expctl.yaml`` (``kubernetes:``, ``local:``, ``slurm:``).
+
+``config.schema`` (expctl.yaml and the ``expctl`` block), ``config.schema_data`` (the ``data:`` block) and each
+backend's ``settings`` module (``backends/<name>/settings.py``, named in ``core.backend_registry``) build their
+models from these, so that a key's error reads the same wherever it is declared.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Self
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    # strict: no bool for an int, no "3" for a number, no number for a string — YAML typos stay errors
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+# Kubernetes' own grammars, so that what validate accepts the apiserver accepts too
+LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"  # RFC 1123 label (namespaces)
+SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"  # object names
+QUANTITY = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+QUALIFIED = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"  # label keys
+
+# what the apiserver stores: a larger number in an int32 or int64 field of a manifest is refused at apply time
+INT32, INT64 = 2**31 - 1, 2**63 - 1
+MAX_GPUS = 1024  # per replica, and on one machine
+
+Label = Annotated[str, Field(pattern=LABEL)]
+Name = Annotated[str, Field(pattern=SUBDOMAIN, max_length=253)]
+Quantity = Annotated[str, Field(pattern=QUANTITY)]
+WORD = r"^[^\s\x00-\x1f\x7f]+$"
+Word = Annotated[str, Field(pattern=WORD)]  # non-empty, no whitespace or control characters (images, URIs, paths)
+Text = Annotated[str, Field(min_length=1, pattern=r"^[^\x00-\x1f\x7f]*$")]  # one line, no control characters
+
+
+def _inside_the_repository(path: str) -> str:
+    if path.startswith(("/", "\\")) or ".." in path.replace("\\", "/").split("/"):
+        raise ValueError(f"must be a path inside the repository, relative to its root (got {path!r})")
+    return path
+
+
+RepoPath = Annotated[str, Field(pattern=WORD), AfterValidator(_inside_the_repository)]  # code_paths
+EnvValue = Annotated[str, Field(pattern=r"^[^\x00]*$")] | int | float | bool
+PositiveNumber = Annotated[int, Field(gt=0)] | Annotated[float, Field(gt=0)]
+
+
+MAX_WRITE_CONCURRENCY = 64  # an apply's pool: more threads only queue on the servers (and on the GIL)
+
+
+class BackendSettings(Strict):
+    """A backend's block of ``expctl.yaml``: each backend's settings model extends this one (its
+    ``BackendInfo.settings``), and ``config.schema.Settings`` holds one block per registered backend."""
+
+    write_concurrency: int = Field(4, ge=1, le=MAX_WRITE_CONCURRENCY)  # changes an apply performs at once
+
+    def tenant_paths(self) -> list[str]:
+        """The path of each tenant the block declares (none here): ``expctl.yaml`` may name a path once."""
+        return []
+
+    @classmethod
+    def of(cls, settings: object, backend: str) -> Self:
+        """The block of backend ``backend`` in ``settings`` (a ``config.schema.Settings``), as this model."""
+        block = getattr(settings, backend, None)
+        if not isinstance(block, cls):
+            raise TypeError(f"the settings have no {backend}: block of type {cls.__name__}")
+        return block
+
+
+# what each pattern means, for the one-line error of a value that does not match it
+PATTERN_HINTS = {
+    LABEL: "a lowercase RFC 1123 label (a-z, 0-9 and '-', at most 63 characters)",
+    SUBDOMAIN: "a lowercase Kubernetes object name (a-z, 0-9, '-' and '.')",
+    QUANTITY: "a Kubernetes quantity such as 500m, 2, 4Gi",
+    ENV_NAME: "an environment variable name (letters, digits, '_', '-', '.'; not starting with a digit)",
+    QUALIFIED: "a Kubernetes label key such as example.com/gpu",
+    WORD: "a non-empty string without whitespace or control characters",
+    r"^[^\x00]*$": "a string without NUL characters",
+}
