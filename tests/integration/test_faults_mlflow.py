@@ -19,9 +19,9 @@ import pytest
 from click.testing import CliRunner
 
 from expctl.cli import main
-from tests.faults.proxy import FaultProxy, Rule
-from tests.gitrepo import GitRepo, minimal_repo
-from tests.integration import e2e
+from tests.support import e2e
+from tests.support.gitrepo import GitRepo, minimal_repo
+from tests.support.proxy import FaultProxy, Rule
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import pytest
 from expctl.backends.local.backend import LocalBackend
 from expctl.backends.local.state import load
 from expctl.core.model import JobKind, Launch, Phase, Resources
-from tests.gitrepo import ROOT, GitRepo
-from tests.integration.test_local_backend import LocalDriver, wait_for
+from tests.support.gitrepo import ROOT, GitRepo
+from tests.support.local_driver import LocalDriver, wait_for
 
 pytestmark = pytest.mark.integration
 

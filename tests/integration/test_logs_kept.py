@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration import e2e
+from tests.support import e2e
 
 pytestmark = pytest.mark.integration
 

@@ -25,8 +25,8 @@ from click.testing import CliRunner
 from expctl.backends.local import state as st
 from expctl.cli import main
 from expctl.engine.workspace import Workspace
-from tests.gitrepo import GitRepo
-from tests.integration.mlflow_server import MlflowServer, free_port
+from tests.support.gitrepo import GitRepo
+from tests.support.mlflow_server import MlflowServer, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -309,7 +309,7 @@ def test_bulk_cancel_of_a_whole_sweep_in_one_command(ops: Ops) -> None:
 
 def test_ui_on_a_tracking_server_prints_its_training_views(tmp_path: Path, mlflow_server: MlflowServer) -> None:
     from expctl.tracking.mlflow.store import MlflowStore
-    from tests.factories import make_spec
+    from tests.support.factories import make_spec
 
     MlflowStore(mlflow_server.uri, "local").ensure_run(make_spec("ui-on-a-server"), 1, OPERATOR)
     repo = GitRepo(tmp_path / "repo")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration import e2e
-from tests.integration.mlflow_server import MlflowServer
+from tests.support import e2e
+from tests.support.mlflow_server import MlflowServer
 
 pytestmark = pytest.mark.integration
 
@@ -109,7 +109,7 @@ def test_the_training_resumes_from_a_checkpoint_dir_on_shared_storage(tmp_path: 
     import subprocess
     import sys
 
-    from tests.gitrepo import ROOT
+    from tests.support.gitrepo import ROOT
 
     config = {"seed": 11, "trainer": {"epochs": 3, "sigkill_after_epoch": 1}, "dataset": {"n_samples": 160}}
     (tmp_path / "config.json").write_text(json.dumps(config))

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from expctl.cli import main
-from tests.gitrepo import minimal_repo
+from tests.support.gitrepo import minimal_repo
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ from expctl.backends.slurm.script import EXIT_FILE
 from expctl.core.errors import BackendUnavailable
 from expctl.core.model import FailureClass, JobKind, Launch, ObservedRun, Phase, Resources
 from tests.contract.backend_suite import BackendContract
-from tests.factories import make_job, make_launch, make_spec
-from tests.gitrepo import GitRepo
-from tests.integration.slurm_cluster import SlurmCluster
+from tests.support.factories import make_job, make_launch, make_spec
+from tests.support.gitrepo import GitRepo
+from tests.support.slurm_cluster import SlurmCluster
 
 pytestmark = pytest.mark.integration
 

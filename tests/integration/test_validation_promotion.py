@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.gitrepo import GitRepo, minimal_repo
-from tests.integration import e2e
-from tests.integration.mlflow_server import MlflowServer
+from tests.support import e2e
+from tests.support.gitrepo import GitRepo, minimal_repo
+from tests.support.mlflow_server import MlflowServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

@@ -18,10 +18,10 @@ import yaml
 from expctl.backends.kubernetes.backend import KubernetesBackend
 from expctl.core.errors import BackendError
 from expctl.core.model import JobKind, Launch
-from tests.factories import make_job, make_launch, make_spec
-from tests.faults.proxy import FaultProxy, Rule
-from tests.kube.conftest import Cluster
-from tests.kube.driver import make_backend
+from tests.support.factories import make_job, make_launch, make_spec
+from tests.support.kube_cluster import Cluster
+from tests.support.kube_driver import make_backend
+from tests.support.proxy import FaultProxy, Rule
 
 pytestmark = pytest.mark.kube
 

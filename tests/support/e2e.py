@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.gitrepo import ROOT, GitRepo
+from tests.support.gitrepo import ROOT, GitRepo
 
 ADA = "Ada Lovelace <ada@example.com>"
 BOB = "Bob Builder <bob@example.com>"
