@@ -59,7 +59,6 @@ def test_a_state_field_of_the_wrong_type_is_damage_not_a_traceback(tmp_path: Pat
     import json
     from dataclasses import asdict
 
-
     repo = GitRepo(tmp_path / "repo")
     repo.write(".gitignore", ".expctl/\n")
     repo.commit("initial")

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import e2e
+from tests.support import e2e, jobs
 from tests.support.gitrepo import GitRepo
 from tests.support.mlflow_server import MlflowServer
 from tests.support.proxy import FaultProxy
@@ -283,8 +283,7 @@ def test_two_applies_settling_into_one_ledger_at_once_lose_nothing(tmp_path: Pat
     assert "damaged" not in no_changes(repo, None)
 
 
-ENDS_ITS_RUN = ("  command: [python, -c, \"import mlflow, os; mlflow.start_run(run_id=os.environ['MLFLOW_RUN_ID']);"
-                " mlflow.end_run('FINISHED')\"]\n")
+ENDS_ITS_RUN = f"  command: [python, {jobs.path('end_own_run')}]\n"
 
 
 def test_a_run_another_project_settled_is_taken_back_by_its_own_writes(tmp_path: Path, mlflow_server: MlflowServer,

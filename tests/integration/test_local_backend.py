@@ -19,18 +19,13 @@ from expctl.backends.local.state import load
 from expctl.core.errors import BackendError
 from expctl.core.model import FailureClass, JobKind, Phase
 from tests.contract.backend_suite import BackendContract
+from tests.support import jobs
 from tests.support.gitrepo import GitRepo
 from tests.support.local_driver import LocalDriver, wait_for
 
 pytestmark = pytest.mark.integration
 
-PRINT_ENV = (
-    "import json, os; keys = ['MASTER_ADDR', 'MASTER_PORT', 'WORLD_SIZE', 'RANK', 'LOCAL_RANK', 'TF_CONFIG',"
-    " 'MLFLOW_TRACKING_URI', 'MLFLOW_RUN_ID', 'MLFLOW_EXPERIMENT_NAME', 'EXPCTL_RUN_NAME', 'EXPCTL_ATTEMPT',"
-    " 'EXPCTL_CONFIG_FILE', 'GREETING'];"
-    " print(json.dumps({**{k: os.environ.get(k) for k in keys}, 'cwd': os.getcwd(),"
-    " 'config': json.load(open(os.environ['EXPCTL_CONFIG_FILE']))}))"
-)
+PRINT_ENV = ("python", str(jobs.path("print_replica_env")))
 
 
 @pytest.fixture
@@ -57,7 +52,7 @@ def replica_output(backend: LocalBackend, name: str, replica: str) -> dict[str, 
 
 
 def test_replicas_get_the_pod_environment(backend: LocalBackend, driver: LocalDriver) -> None:
-    launch = driver.launch("env", command=("python", "-c", PRINT_ENV), kind=JobKind.PYTORCH, replicas=2,
+    launch = driver.launch("env", command=PRINT_ENV, kind=JobKind.PYTORCH, replicas=2,
                            env=(("GREETING", "hi"),))
     backend.create(launch)
     run = wait_for(backend, launch.name, lambda r: r.phase.finished)
@@ -81,7 +76,7 @@ def test_replicas_get_the_pod_environment(backend: LocalBackend, driver: LocalDr
 
 
 def test_tfjob_replicas_get_tf_config(backend: LocalBackend, driver: LocalDriver) -> None:
-    launch = driver.launch("env", command=("python", "-c", PRINT_ENV), kind=JobKind.TF, replicas=3)
+    launch = driver.launch("env", command=PRINT_ENV, kind=JobKind.TF, replicas=3)
     backend.create(launch)
     assert wait_for(backend, launch.name, lambda r: r.phase.finished).phase is Phase.SUCCEEDED
     chief = json.loads(replica_output(backend, launch.name, "chief-0")["TF_CONFIG"])
@@ -190,8 +185,7 @@ def _running(pid: int) -> bool:
 
 
 def test_logs_follow_until_the_process_ends(backend: LocalBackend, driver: LocalDriver) -> None:
-    script = "import time\nfor i in range(3):\n    print('line', i, flush=True)\n    time.sleep(0.3)"
-    launch = driver.launch("follow", command=("python", "-c", script))
+    launch = driver.launch("follow", command=("python", str(jobs.path("print_lines"))))
     backend.create(launch)
     assert list(backend.logs(launch.name, follow=True)) == ["line 0", "line 1", "line 2"]
     with pytest.raises(BackendError, match="no replica"):

@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from expctl.backends.local import state as st
 from expctl.cli import main
 from expctl.engine.workspace import Workspace
+from tests.support import jobs
 from tests.support.gitrepo import GitRepo
 from tests.support.mlflow_server import MlflowServer, free_port
 
@@ -32,17 +33,6 @@ pytestmark = pytest.mark.integration
 
 EXPCTL = str(Path(sys.executable).with_name("expctl"))
 OPERATOR = "olga-operator"
-
-JOB = """\
-import json, os, time
-cfg = json.load(open(os.environ["EXPCTL_CONFIG_FILE"]))
-replica, rank = os.environ["EXPCTL_REPLICA"], os.environ["RANK"]
-for i in range(int(cfg["lines"])):
-    print(f"{replica} says line {i} (rank {rank} of {os.environ['WORLD_SIZE']})", flush=True)
-while cfg["release"] and not os.path.exists(cfg["release"]):
-    time.sleep(0.1)
-print(f"{replica} done", flush=True)
-"""
 
 CONFIG = """\
 seed: 0
@@ -103,7 +93,7 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ops]:
     files = {
         ".gitignore": ".expctl/\n",
         "expctl.yaml": "code_paths: [code]\nlocal:\n  parallelism: 8\n",
-        "code/job.py": JOB,
+        "code/job.py": jobs.source("replica_lines"),
         "conf/config.yaml": CONFIG,
         "experiments/quick.yaml": "defaults:\n  - config\n  - _self_\n",
         "experiments/pair.yaml": (f"defaults:\n  - config\n  - _self_\nlines: 3\nrelease: {release_pair}\n"
