@@ -27,6 +27,8 @@ from tests.support.kube_driver import conditions, patch_status
 pytestmark = pytest.mark.kube
 
 OPERATOR = "kube-operator-kim"
+
+
 def job(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
     info = KINDS[JobKind.PYTORCH]
     obj = client.CustomObjectsApi(cluster.api_client()).get_namespaced_custom_object(
