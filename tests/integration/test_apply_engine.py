@@ -83,7 +83,7 @@ def converged(repo: GitRepo, uri: str, experiment: str, points: int) -> None:
 
 def settle_what_is_settled(where: Path, prefix: str, uri: str, stopper: list[GitRepo]) -> None:
     """The session's server holds the finished runs of earlier tests: an apply settles them (one request each,
-    ``tracking/mlflow_ledger``) — done first, by another project's applies, so that the counts below are the
+    ``tracking/mlflow/ledger``) — done first, by another project's applies, so that the counts below are the
     counted apply's own."""
     other = project(where, f"{prefix}x", 1)
     stopper.append(other)

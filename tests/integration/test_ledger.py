@@ -1,4 +1,4 @@
-"""Settled runs leave the search (``tracking/mlflow_ledger``), end to end: real git, real ``mlflow server`` (and
+"""Settled runs leave the search (``tracking/mlflow/ledger``), end to end: real git, real ``mlflow server`` (and
 the embedded store), the local backend with trivial jobs.
 
 * finished runs settle at the apply after the one that finished them; a no-op plan then searches only the

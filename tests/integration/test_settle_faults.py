@@ -1,4 +1,4 @@
-"""Crash, interrupt and concurrency faults around settling (``tracking/mlflow_ledger``), end to end."""
+"""Crash, interrupt and concurrency faults around settling (``tracking/mlflow/ledger``), end to end."""
 
 from __future__ import annotations
 

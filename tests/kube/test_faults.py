@@ -1,4 +1,4 @@
-"""Faults injected between expctl and the real kube-apiserver (``tests/faults/proxy.py``, terminating TLS with
+"""Faults injected between expctl and the real kube-apiserver (``tests/support/proxy.py``, terminating TLS with
 the apiserver's own certificate so the client still verifies the real CA).
 
 Transient faults (5xx, 429 with Retry-After, resets, a lost response to a create, slow answers) are retried by

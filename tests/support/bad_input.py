@@ -49,7 +49,7 @@ def run_state(name: str, **changes: object) -> local_state.RunState:
     return local_state.RunState(**fields)  # type: ignore[arg-type]
 
 
-LOCK_FILES = (".lock", "local.epoch")  # a lock, and the mark its last holder left (backends/local_table.py)
+LOCK_FILES = (".lock", "local.epoch")  # a lock, and the mark its last holder left (backends/local/table.py)
 
 
 def tree(path: Path) -> dict[str, int]:
