@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import noop_floors  # noqa: E402
-from tests.gitrepo import GitRepo  # noqa: E402
-from tests.integration.mlflow_server import MlflowServer  # noqa: E402
+from tests.support.gitrepo import GitRepo  # noqa: E402
+from tests.support.mlflow_server import MlflowServer  # noqa: E402
 
 SWEEP = ("defaults:\n  - config\n  - _self_\nhydra:\n  sweeper:\n    params:\n      seed: range(0,{n})\n"
          "expctl:\n  command: [python, -c, pass]\n")
@@ -156,7 +156,7 @@ def finish_every_job(cluster: Any, namespace: str) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     from kubernetes import client
-    from tests.kube.driver import conditions, patch_status
+    from tests.support.kube_driver import conditions, patch_status
 
     from expctl.core.model import JobKind
 
@@ -212,25 +212,25 @@ def settled_phase(repo: Path, env: dict[str, str], cluster: Any, server: MlflowS
 
 def kube(runs: int, qps: int, tmp: Path, settle: bool = False) -> None:
     from kubernetes import client
-    from tests.kube.conftest import (
+    from tests.support.kube_cluster import (
         RESTRICTED_TOKEN,
         RESTRICTED_USER,
         Cluster,
-        _bin_dir,
-        _crd_dir,
-        _free_port,
+        find_crds,
+        free_port,
         install_crds,
+        provision_binaries,
     )
 
     run_dir = tmp / "kube"
     run_dir.mkdir()
     (run_dir / "tokens.csv").write_text(f"admintoken,admin,admin-uid,system:masters\n"
                                         f"{RESTRICTED_TOKEN},{RESTRICTED_USER},{RESTRICTED_USER}-uid,team-a\n")
-    cluster = Cluster(_bin_dir(), run_dir, _free_port(), _free_port(pair=True), run_dir / "kubeconfig")
+    cluster = Cluster(provision_binaries(), run_dir, free_port(), free_port(pair=True), run_dir / "kubeconfig")
     server = MlflowServer(tmp / "mlflow")
     try:
         cluster.start()
-        install_crds(cluster.api_client(), _crd_dir())
+        install_crds(cluster.api_client(), find_crds())
         core = client.CoreV1Api(cluster.api_client())
         for ns in ("bench", "anchor"):
             core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
@@ -336,7 +336,7 @@ def local_trial(runs: int, tmp: Path) -> tuple[float, float, float]:
         noop_s = statistics.median(expctl(repo.path, "apply", "-y", env=env)[0] for _ in range(3))
         loop_after = plain_loop(runs)
     finally:
-        subprocess.run([sys.executable, "-c", "import sys, pathlib; from tests.integration import e2e; "
+        subprocess.run([sys.executable, "-c", "import sys, pathlib; from tests.support import e2e; "
                         "e2e.stop_jobs(pathlib.Path(sys.argv[1]))", str(repo.path)], cwd=ROOT, check=False)
     return apply_s, noop_s, (loop_before + loop_after) / 2
 

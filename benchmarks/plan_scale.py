@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.gitrepo import GitRepo  # noqa: E402
+from tests.support.gitrepo import GitRepo  # noqa: E402
 
 
 def make_repo(path: Path, per_axis: int) -> GitRepo:

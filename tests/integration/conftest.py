@@ -1,15 +1,17 @@
-"""Fixtures for integration tests: real git repositories in tmp_path and a real ``mlflow server``."""
+"""Fixtures for integration tests: real git repositories in tmp_path and real Slurm clusters (the session's
+``mlflow server`` is in ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.gitrepo import GitRepo
-from tests.integration.mlflow_server import MlflowServer
-from tests.integration.slurm_cluster import private_slurm_cluster, slurm_cluster  # noqa: F401  (real Slurm clusters)
+from tests.support import e2e
+from tests.support.gitrepo import GitRepo
+from tests.support.slurm_cluster import SlurmCluster, running_cluster
 
 
 @pytest.fixture
@@ -21,23 +23,34 @@ def git_repo(tmp_path: Path) -> GitRepo:
     return repo
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    """A real ``mlflow server`` on 127.0.0.1 for the whole session, stopped at the end."""
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def repos() -> Iterator[list[GitRepo]]:
     """Projects a test makes (it appends them): their local jobs are stopped after it (they outlive expctl)."""
-    from tests.integration import e2e
-
     made: list[GitRepo] = []
     yield made
     for repo in made:
         e2e.stop_jobs(repo.path)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    """A real Slurm cluster for the session: ``SLURM_CONF`` (and this interpreter first on PATH) exported for
+    the session, both restored at the end."""
+    saved = {k: os.environ.get(k) for k in ("SLURM_CONF", "PATH")}
+    try:
+        with running_cluster(tmp_path_factory.mktemp("slurm")) as cluster:
+            os.environ.update(cluster.env)
+            yield cluster
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture
+def private_slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    """A cluster for one test alone (it may stop and restart its controller); the session's is untouched."""
+    with running_cluster(tmp_path_factory.mktemp("private-slurm")) as cluster:
+        yield cluster

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.gitrepo import GitRepo
-from tests.integration import e2e
-from tests.integration.counting_proxy import CountingProxy
-from tests.integration.mlflow_server import MlflowServer
+from tests.support import e2e
+from tests.support.gitrepo import GitRepo
+from tests.support.mlflow_server import MlflowServer
+from tests.support.proxy import FaultProxy
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +83,7 @@ def converged(repo: GitRepo, uri: str, experiment: str, points: int) -> None:
 
 def settle_what_is_settled(where: Path, prefix: str, uri: str, stopper: list[GitRepo]) -> None:
     """The session's server holds the finished runs of earlier tests: an apply settles them (one request each,
-    ``tracking/mlflow_ledger``) — done first, by another project's applies, so that the counts below are the
+    ``tracking/mlflow/ledger``) — done first, by another project's applies, so that the counts below are the
     counted apply's own."""
     other = project(where, f"{prefix}x", 1)
     stopper.append(other)
@@ -97,7 +97,7 @@ def test_request_counts_of_an_apply_and_a_noop_plan(tmp_path: Path, prefix: str,
     settle_what_is_settled(tmp_path / "other", prefix, mlflow_server.uri, stopper)
     repo = project(tmp_path, prefix, n)
     stopper.append(repo)
-    with CountingProxy(mlflow_server.uri) as proxy:
+    with FaultProxy(mlflow_server.uri) as proxy:
         applied = e2e.expctl(repo.path, "apply", "-y", tracking_uri=proxy.uri)
         assert applied.returncode == 0, applied.stderr
         assert f"Applied {n} changes." in applied.stdout

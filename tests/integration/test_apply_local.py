@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from tests.gitrepo import GitRepo
-from tests.integration import e2e
-from tests.integration.mlflow_server import MlflowServer, free_port
+from tests.support import e2e
+from tests.support.gitrepo import GitRepo
+from tests.support.mlflow_server import MlflowServer, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gitrepo import GitRepo
+from tests.support.gitrepo import GitRepo
 
 pytestmark = pytest.mark.integration
 

@@ -15,21 +15,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from expctl.backends.local import state as local_state
-from expctl.cli import main
-from tests.gitrepo import GitRepo, minimal_repo
+from tests.support.bad_input import BASE, Case, Setup, check, invoke, run_state
+from tests.support.gitrepo import GitRepo, minimal_repo
 
 pytestmark = pytest.mark.integration
 
-BASE = "defaults:\n  - config\n  - _self_\n"
 BOMB = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9) if i else 'x, x, x, x, x, x, x, x, x'}]\n"
                for i in range(9))
 
@@ -48,36 +45,8 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-Setup = Callable[[GitRepo], None]
-
-
-@dataclass
-class Case:
-    id: str
-    files: dict[str, str] = field(default_factory=dict)
-    args: tuple[str, ...] = ("validate",)
-    expected: str = ""  # a fragment of the one error line
-    code: int = 1
-    setup: Setup | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    also_apply: bool = True  # config errors: apply must refuse the same way, before any write
-    server: bool = False  # track in the session's MLflow server (no embedded store written into the repo)
-
-
 def _commit(repo: GitRepo) -> None:
     repo.commit("more")
-
-
-def _state(name: str, **changes: object) -> local_state.RunState:
-    fields: dict[str, object] = {
-        "name": name, "run_key": "k" * 32, "experiment": "good", "attempt": 1, "spec_hash": "h" * 64,
-        "kind": "PyTorchJob", "replicas": 1, "gpus": 0, "commit": "0" * 40, "overrides": [],
-        "mlflow_run_id": "", "applied_by": "test", "command": ["python", "-c", "pass"], "env": {},
-        "timeout_seconds": None, "created_at": time.time(), "status": "finished", "phase": "Succeeded",
-        "finished_at": time.time(),
-    }
-    fields.update(changes)
-    return local_state.RunState(**fields)  # type: ignore[arg-type]
 
 
 def states(damage: str) -> Setup:
@@ -85,10 +54,10 @@ def states(damage: str) -> Setup:
 
     def setup(repo: GitRepo) -> None:
         runs = repo.path / ".expctl" / "runs"
-        local_state.save(runs / "good-1", _state("good-1"))
+        local_state.save(runs / "good-1", run_state("good-1"))
         bad = runs / "bad-1"
         bad.mkdir(parents=True)
-        text = json.dumps(asdict(_state("bad-1")))
+        text = json.dumps(asdict(run_state("bad-1")))
         if damage == "truncated":
             (bad / "state.json").write_text(text[: len(text) // 2])
         elif damage == "foreign":
@@ -527,64 +496,9 @@ def e2e_stop(repo: Path) -> None:
             local_state.kill_group(proc, signal.SIGKILL)
 
 
-LOCK_FILES = (".lock", "local.epoch")  # a lock, and the mark its last holder left (backends/local_table.py)
-
-
-def tree(path: Path) -> dict[str, int]:
-    """Every file (not .git, not the locks' own files) with its size."""
-    return {str(p.relative_to(path)): p.stat().st_size for p in path.rglob("*")
-            if ".git" not in p.relative_to(path).parts and p.is_file() and not p.name.endswith(LOCK_FILES)}
-
-
-JOB_CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "PGPASSWORD")
-
-
-def invoke(repo: Path, args: tuple[str, ...], env: dict[str, str]) -> tuple[int, str, str]:
-    old = os.getcwd()
-    os.chdir(repo)  # relative paths (plan files, KUBECONFIG) as a user would type them
-    try:
-        # the credentials expctl hands its jobs through its environment (a URI's password) are undone after
-        result = CliRunner().invoke(main, list(args), env={"MLFLOW_TRACKING_URI": None, "EXPCTL_BACKEND": None,
-                                                           "KUBECONFIG": None, **dict.fromkeys(JOB_CREDENTIALS), **env})
-    finally:
-        os.chdir(old)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        import traceback
-
-        raise AssertionError("".join(traceback.format_exception(result.exception)))
-    return result.exit_code, result.stdout, result.stderr
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(tmp_path: Path, case: Case, request: pytest.FixtureRequest) -> None:
     check(tmp_path, case, request)
-
-
-def check(tmp_path: Path, case: Case, request: pytest.FixtureRequest) -> str:
-    """Run ``case`` (and apply, for a config error); its stderr (the last command's)."""
-    repo = minimal_repo(tmp_path / "repo", {"experiments/good.yaml": BASE, ".gitignore": ".expctl/\n",
-                                             **case.files})
-    if case.setup:
-        case.setup(repo)
-    env = dict(case.env)
-    if case.server:
-        env["MLFLOW_TRACKING_URI"] = request.getfixturevalue("mlflow_server").uri
-    before = tree(repo.path)
-    commands = [case.args] + ([("apply", "-y")] if case.also_apply and case.args == ("validate",) else [])
-    for args in commands:
-        started = time.monotonic()
-        code, out, err = invoke(repo.path, args, env)
-        assert time.monotonic() - started < 15, f"{args} took {time.monotonic() - started:.0f}s"
-        assert code == case.code, (code, out, err)
-        assert "Traceback" not in err
-        lines = err.strip().splitlines()
-        errors = [ln for ln in lines if ln.startswith("error: ")]
-        assert len(errors) == 1, lines  # one error line; anything else is a one-line warning
-        assert all(ln.startswith("warning: ") for ln in lines if ln not in errors), lines
-        assert case.expected in errors[0], errors[0]
-        assert out == "" or args[0] == "apply", out
-    assert tree(repo.path) == before  # nothing written: no .expctl/, no MLflow store, no worktree
-    return err
 
 
 def test_count_of_cases() -> None:
@@ -617,7 +531,7 @@ def test_a_damaged_state_is_rebuilt_by_create_and_kept_aside(git_repo: GitRepo, 
     """When the plan creates a run whose local state is damaged, the backend rebuilds it from the launch and
     keeps the damaged directory aside (nothing lost); other runs are untouched."""
     from expctl.backends.local.backend import LocalBackend
-    from tests.factories import make_job, make_launch, make_spec
+    from tests.support.factories import make_job, make_launch, make_spec
 
     commit = git_repo.head
     job = make_job(command=("python", "-c", "pass"))
@@ -695,7 +609,7 @@ def test_a_broken_command_is_a_code_failure_never_retried_as_infrastructure(
         git_repo: GitRepo, tmp_path: Path, command: tuple[str, ...]) -> None:
     from expctl.backends.local.backend import LocalBackend
     from expctl.core.model import FailureClass, Phase
-    from tests.factories import make_job, make_launch, make_spec
+    from tests.support.factories import make_job, make_launch, make_spec
 
     launch = make_launch(make_spec("broken", commit=git_repo.head, job=make_job(command=command)))
     backend = LocalBackend(tmp_path / "state", git_repo.path, parallelism=1)

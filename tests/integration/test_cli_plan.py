@@ -19,8 +19,8 @@ from expctl.config.schema import Settings
 from expctl.core.model import Phase
 from expctl.engine.workspace import Workspace
 from expctl.tracking.base import Tracker
-from tests.fakes import FakeBackend, FakeTracker
-from tests.gitrepo import GitRepo
+from tests.support.fakes import FakeBackend, FakeTracker
+from tests.support.gitrepo import GitRepo
 
 SWEEP = ("defaults:\n  - config\n  - _self_\nhydra:\n  sweeper:\n    params:\n      model: small,large\n"
          "      optimizer.lr: 0.1,0.2,0.3\n")

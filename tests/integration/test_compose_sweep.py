@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from expctl.config import source
 from expctl.config.desired_state import load_desired
-from tests.gitrepo import GitRepo
+from tests.support.gitrepo import GitRepo
 
 SWEEPS = {
     "comma lists and a group axis": {"model": "small,large", "optimizer.lr": "0.1,0.01,0.001"},

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.gitrepo import GitRepo
-from tests.integration import e2e
+from tests.support import e2e
+from tests.support.gitrepo import GitRepo
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.faults.crashing import forked_cli
-from tests.gitrepo import GitRepo
-from tests.integration import e2e
+from tests.support import e2e
+from tests.support.forked_cli import forked_cli
+from tests.support.gitrepo import GitRepo
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ import pytest
 
 from expctl.config.desired_state import load_desired
 from expctl.config.source import snapshot
-from tests.gitrepo import GitRepo, minimal_repo
-from tests.integration import e2e
-from tests.integration.mlflow_server import MlflowServer
+from tests.support import e2e
+from tests.support.gitrepo import GitRepo, minimal_repo
+from tests.support.mlflow_server import MlflowServer
 
 pytestmark = pytest.mark.integration
 

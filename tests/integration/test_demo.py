@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.gitrepo import ROOT
-from tests.integration import e2e
+from tests.support import e2e
+from tests.support.gitrepo import ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Faults injected between expctl and a real ``mlflow server`` (``tests/faults/proxy.py``).
+"""Faults injected between expctl and a real ``mlflow server`` (``tests/support/proxy.py``).
 
 Transient faults (a few 5xx, a 429 with Retry-After, a connection reset, a slow answer) are absorbed by the
 bounded retries; a persistently failing or unhealthy server fails every command within 15 s in one line; a
@@ -19,9 +19,9 @@ import pytest
 from click.testing import CliRunner
 
 from expctl.cli import main
-from tests.faults.proxy import FaultProxy, Rule
-from tests.gitrepo import GitRepo, minimal_repo
-from tests.integration import e2e
+from tests.support import e2e
+from tests.support.gitrepo import GitRepo, minimal_repo
+from tests.support.proxy import FaultProxy, Rule
 
 pytestmark = pytest.mark.integration
 

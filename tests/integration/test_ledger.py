@@ -1,4 +1,4 @@
-"""Settled runs leave the search (``tracking/mlflow_ledger``), end to end: real git, real ``mlflow server`` (and
+"""Settled runs leave the search (``tracking/mlflow/ledger``), end to end: real git, real ``mlflow server`` (and
 the embedded store), the local backend with trivial jobs.
 
 * finished runs settle at the apply after the one that finished them; a no-op plan then searches only the
@@ -20,19 +20,15 @@ from typing import Any
 
 import pytest
 
-from tests.gitrepo import GitRepo
-from tests.integration import e2e
-from tests.integration.counting_proxy import CountingProxy
-from tests.integration.mlflow_server import MlflowServer
+from tests.support import e2e, jobs
+from tests.support.gitrepo import GitRepo
+from tests.support.mlflow_server import MlflowServer
+from tests.support.proxy import FaultProxy
+from tests.support.settling import apply_between_pages, finished, sweep
 
 pytestmark = pytest.mark.integration
 
-TRIVIAL = "  command: [python, -c, pass]\n"
 LEDGER_TAG = "expctl.ledger.local"
-
-
-def sweep(points: int) -> str:
-    return e2e.experiment(sweep={"seed": f"range(0,{points})"}, expctl=TRIVIAL)
 
 
 def project(tmp_path: Path, name: str, points: int, repos: list[GitRepo]) -> GitRepo:
@@ -59,17 +55,6 @@ def settled_after_applies(repo: GitRepo, uri: str | None, experiment: str, point
         again = e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri)
         assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
     raise AssertionError(f"not settled: {[r.data.tags['expctl.managed'] for r in runs]}")
-
-
-def finished(repo: GitRepo, points: int, state: str = "Succeeded") -> None:
-    """Wait until the repository's local jobs all exited (in ``state``)."""
-    deadline = time.monotonic() + 120
-    while True:
-        status = e2e.expctl(repo.path, "status", "-o", "json")
-        if status.stdout.count(f'"state": "{state}"') >= points:
-            return
-        assert time.monotonic() < deadline, status.stdout
-        time.sleep(0.5)
 
 
 def no_duplicates(repo: GitRepo, uri: str, experiment: str, points: int) -> None:
@@ -102,7 +87,7 @@ def test_settled_runs_leave_the_search_and_plans_still_know_them(tmp_path: Path,
     assert not {r.info.run_id for r in open_runs} & {r.info.run_id for r in runs}
 
     # a no-op plan: one search of the open runs (the ledger run among them), nothing else
-    with CountingProxy(mlflow_server.uri) as proxy:
+    with FaultProxy(mlflow_server.uri) as proxy:
         assert "damaged" not in no_changes(repo, proxy.uri)
         counts = proxy.take()
     assert counts == {"experiments/search": 1, "runs/search": 1}, counts
@@ -229,32 +214,12 @@ def test_a_sweeps_parent_settles_and_a_retry_takes_it_back(tmp_path: Path, mlflo
     assert sorted(e2e.attempts_per_key(e2e.mlflow_runs(uri, [exp], deleted_too=True)).values()) == [1, 1, 1, 1]
 
     # settled from an up-to-date copy: another apply writes nothing to any run, a plan reads two pages
-    with CountingProxy(uri) as proxy:
+    with FaultProxy(uri) as proxy:
         assert e2e.expctl(repo.path, "apply", "-y", tracking_uri=proxy.uri).returncode == 0
         assert "damaged" not in no_changes(repo, proxy.uri)
         counts = proxy.take()
     writes = {path: n for path, n in counts.items() if not path.endswith(("/search", "/get", "get-by-name"))}
     assert not writes, counts
-
-
-def apply_between_pages(store: Any, monkeypatch: pytest.MonkeyPatch, repo: GitRepo, uri: str | None) -> list[Any]:
-    """Make ``store``'s searches 2 runs a page, and run ``expctl apply`` of ``repo`` between the first page and
-    the next (another expctl settling runs while this view pages); the pages, as they are read."""
-    from expctl.tracking.mlflow import store as mlflow_store
-
-    monkeypatch.setattr(mlflow_store, "_PAGE", 2)
-    search, pages = store.client.search_runs, []
-
-    def paging(*args: Any, **kwargs: Any) -> Any:
-        page = search(*args, **kwargs)
-        pages.append(page)
-        if len(pages) == 1:
-            settled = e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri)
-            assert settled.returncode == 0, settled.stderr
-        return page
-
-    monkeypatch.setattr(store.client, "search_runs", paging)
-    return pages
 
 
 def test_runs_settled_while_a_plan_pages_through_the_search_are_still_seen(tmp_path: Path, repos: list[GitRepo],
@@ -318,8 +283,7 @@ def test_two_applies_settling_into_one_ledger_at_once_lose_nothing(tmp_path: Pat
     assert "damaged" not in no_changes(repo, None)
 
 
-ENDS_ITS_RUN = ("  command: [python, -c, \"import mlflow, os; mlflow.start_run(run_id=os.environ['MLFLOW_RUN_ID']);"
-                " mlflow.end_run('FINISHED')\"]\n")
+ENDS_ITS_RUN = f"  command: [python, {jobs.path('end_own_run')}]\n"
 
 
 def test_a_run_another_project_settled_is_taken_back_by_its_own_writes(tmp_path: Path, mlflow_server: MlflowServer,
@@ -348,7 +312,7 @@ def test_a_run_another_project_settled_is_taken_back_by_its_own_writes(tmp_path:
     assert {(r.data.tags["expctl.managed"], r.data.tags.get("expctl.logs")) for r in runs} == {("true", "kept")}
     assert e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri).returncode == 0  # settles them again
     assert {r.data.tags["expctl.managed"] for r in e2e.mlflow_runs(uri, [exp])} == {"settled"}
-    with CountingProxy(uri) as proxy:
+    with FaultProxy(uri) as proxy:
         assert e2e.expctl(repo.path, "apply", "-y", tracking_uri=proxy.uri).returncode == 0
         counts = proxy.take()
     writes = {path: n for path, n in counts.items() if not path.endswith(("/search", "/get", "get-by-name"))}

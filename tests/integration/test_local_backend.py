@@ -17,64 +17,15 @@ import pytest
 from expctl.backends.local.backend import LocalBackend
 from expctl.backends.local.state import load
 from expctl.core.errors import BackendError
-from expctl.core.model import FailureClass, JobKind, Launch, ObservedRun, Phase
+from expctl.core.model import FailureClass, JobKind, Phase
 from tests.contract.backend_suite import BackendContract
-from tests.factories import make_job, make_launch, make_spec
-from tests.gitrepo import GitRepo
+from tests.support import jobs
+from tests.support.gitrepo import GitRepo
+from tests.support.local_driver import LocalDriver, wait_for
 
 pytestmark = pytest.mark.integration
 
-COMMANDS = {
-    "succeed": ("sh", "-c", "exit 0"),
-    "fail": ("sh", "-c", "exit 3"),
-    "run": ("python", "-c", "import time; time.sleep(60)"),
-    "infra": ("python", "-c", "import time; time.sleep(60)"),
-}
-PRINT_ENV = (
-    "import json, os; keys = ['MASTER_ADDR', 'MASTER_PORT', 'WORLD_SIZE', 'RANK', 'LOCAL_RANK', 'TF_CONFIG',"
-    " 'MLFLOW_TRACKING_URI', 'MLFLOW_RUN_ID', 'MLFLOW_EXPERIMENT_NAME', 'EXPCTL_RUN_NAME', 'EXPCTL_ATTEMPT',"
-    " 'EXPCTL_CONFIG_FILE', 'GREETING'];"
-    " print(json.dumps({**{k: os.environ.get(k) for k in keys}, 'cwd': os.getcwd(),"
-    " 'config': json.load(open(os.environ['EXPCTL_CONFIG_FILE']))}))"
-)
-
-
-def wait_for(backend: LocalBackend, name: str, until: Any, timeout: float = 30.0) -> ObservedRun:
-    """Observe until ``until(run)`` holds (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        runs = {r.name: r for r in backend.observe()}
-        run = runs.get(name)
-        if run is not None and until(run):
-            return run
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{name} did not reach the expected state in {timeout}s: {run}")
-        time.sleep(0.1)
-
-
-class LocalDriver:
-    def __init__(self, state_dir: Path, repo: GitRepo, parallelism: int = 4) -> None:
-        self.state_dir = state_dir
-        self.repo = repo
-        self.parallelism = parallelism
-
-    def launch(self, outcome: str, attempt: int = 1, experiment: str = "contract", **job: Any) -> Launch:
-        job.setdefault("command", COMMANDS.get(outcome, ("sh", "-c", outcome)))
-        job.setdefault("kind", JobKind.LOCAL)
-        spec = make_spec(experiment, overrides=("lr=0.1",), job=make_job(**job), commit=self.repo.head)
-        return make_launch(spec, attempt=attempt)
-
-    def settle(self, launch: Launch, outcome: str) -> None:
-        if outcome == "infra":  # the machine loses the process: no exit code is ever written
-            wait_for(self.reopen(), launch.name, lambda r: r.phase is Phase.RUNNING)
-            state = load(self.state_dir / "runs" / launch.name)
-            assert state is not None
-            for proc in state.processes:
-                os.killpg(proc.pid, signal.SIGKILL)
-        wait_for(self.reopen(), launch.name, lambda r: r.phase.finished)
-
-    def reopen(self) -> LocalBackend:
-        return LocalBackend(self.state_dir, self.repo.path, parallelism=self.parallelism)
+PRINT_ENV = ("python", str(jobs.path("print_replica_env")))
 
 
 @pytest.fixture
@@ -101,7 +52,7 @@ def replica_output(backend: LocalBackend, name: str, replica: str) -> dict[str, 
 
 
 def test_replicas_get_the_pod_environment(backend: LocalBackend, driver: LocalDriver) -> None:
-    launch = driver.launch("env", command=("python", "-c", PRINT_ENV), kind=JobKind.PYTORCH, replicas=2,
+    launch = driver.launch("env", command=PRINT_ENV, kind=JobKind.PYTORCH, replicas=2,
                            env=(("GREETING", "hi"),))
     backend.create(launch)
     run = wait_for(backend, launch.name, lambda r: r.phase.finished)
@@ -125,7 +76,7 @@ def test_replicas_get_the_pod_environment(backend: LocalBackend, driver: LocalDr
 
 
 def test_tfjob_replicas_get_tf_config(backend: LocalBackend, driver: LocalDriver) -> None:
-    launch = driver.launch("env", command=("python", "-c", PRINT_ENV), kind=JobKind.TF, replicas=3)
+    launch = driver.launch("env", command=PRINT_ENV, kind=JobKind.TF, replicas=3)
     backend.create(launch)
     assert wait_for(backend, launch.name, lambda r: r.phase.finished).phase is Phase.SUCCEEDED
     chief = json.loads(replica_output(backend, launch.name, "chief-0")["TF_CONFIG"])
@@ -234,8 +185,7 @@ def _running(pid: int) -> bool:
 
 
 def test_logs_follow_until_the_process_ends(backend: LocalBackend, driver: LocalDriver) -> None:
-    script = "import time\nfor i in range(3):\n    print('line', i, flush=True)\n    time.sleep(0.3)"
-    launch = driver.launch("follow", command=("python", "-c", script))
+    launch = driver.launch("follow", command=("python", str(jobs.path("print_lines"))))
     backend.create(launch)
     assert list(backend.logs(launch.name, follow=True)) == ["line 0", "line 1", "line 2"]
     with pytest.raises(BackendError, match="no replica"):

@@ -11,15 +11,14 @@ import pytest
 from expctl.backends.local.backend import LocalBackend
 from expctl.backends.local.state import load
 from expctl.core.model import JobKind, Launch, Phase, Resources
-from tests.gitrepo import ROOT, GitRepo
-from tests.integration.test_local_backend import LocalDriver, wait_for
+from tests.support import jobs
+from tests.support.gitrepo import ROOT, GitRepo
+from tests.support.local_driver import LocalDriver, wait_for
 
 pytestmark = pytest.mark.integration
 
 # Each replica writes which GPUs it sees, then works until its gate file exists.
-RECORD = ("import os, time; open(os.environ['OUT'] + '/' + os.environ['EXPCTL_RUN_NAME'] + '.' "
-          "+ os.environ['EXPCTL_REPLICA'], 'w').write(os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'));"
-          "\nwhile not os.path.exists(os.environ['GATE']): time.sleep(0.05)")
+RECORD = ("python", str(jobs.path("record_gpus")))
 
 
 def test_gpu_runs_never_overlap_and_the_allocation_survives_restarts(tmp_path: Path, git_repo: GitRepo,
@@ -37,7 +36,7 @@ def test_gpu_runs_never_overlap_and_the_allocation_survives_restarts(tmp_path: P
 
     def launch(experiment: str, kind: JobKind, replicas: int, gpus: int, until: Path) -> Launch:
         return driver.launch("record", experiment=experiment, kind=kind, replicas=replicas,
-                             command=("python", "-c", RECORD), resources=Resources(gpus=gpus),
+                             command=RECORD, resources=Resources(gpus=gpus),
                              env=(("OUT", str(out)), ("GATE", str(until))))
 
     big = launch("two-by-two", JobKind.PYTORCH, 2, 2, gate)  # 2 replicas x 2 GPUs: the whole machine

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from expctl.backends.locks import file_lock
-from tests.gitrepo import GitRepo
-from tests.integration import e2e
-from tests.integration.mlflow_server import MlflowServer
+from tests.support import e2e
+from tests.support.gitrepo import GitRepo
+from tests.support.mlflow_server import MlflowServer
 
 pytestmark = pytest.mark.integration
 

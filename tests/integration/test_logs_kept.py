@@ -8,20 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration import e2e
+from tests.support import e2e, jobs
 
 pytestmark = pytest.mark.integration
 
-CHATTY = '''import os
-for i in range(400):
-    print(f"{os.environ['EXPCTL_REPLICA']} line {i:03d} " + "x" * 20)
-'''
 EXPERIMENT = "defaults:\n  - config\n  - _self_\nexpctl:\n  command: [python, -m, training.chatty]\n  replicas: 2\n"
 
 
 def test_logs_of_a_finished_run_are_read_from_mlflow_once_its_files_are_gone(tmp_path: Path) -> None:
     repo = e2e.make_project(tmp_path / "repo", {"chatty": EXPERIMENT})
-    repo.write("training/chatty.py", CHATTY)
+    repo.write("training/chatty.py", jobs.source("chatty"))
     repo.write("expctl.yaml", "backend: local\ncode_paths: [training]\nlogs:\n  tail_bytes: 2048\n")
     repo.commit("a chatty job; keep 2 KB of each replica's log")
     try:

@@ -17,9 +17,9 @@ from expctl.core.jobenv import tracking_env
 from expctl.core.model import FailureClass, JobKind, ObservedRun, Phase, RunSpec, TrackingRef, ValidationGate
 from expctl.tracking.mlflow.rest_search import RestSearch
 from expctl.tracking.mlflow.store import MlflowStore, default_tracking_uri, health_request
-from tests.factories import make_job, make_launch, make_spec
-from tests.gitrepo import GitRepo
-from tests.integration.mlflow_server import MlflowServer, free_port
+from tests.support.factories import make_job, make_launch, make_spec
+from tests.support.gitrepo import GitRepo
+from tests.support.mlflow_server import MlflowServer, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ import pytest
 
 from expctl.core.model import ObservedRun, Phase, RunSpec, TrackingRef, ValidationGate
 from expctl.tracking.mlflow.store import MlflowStore
-from tests.factories import make_spec
-from tests.integration.mlflow_server import MlflowServer
+from tests.support.factories import make_spec
+from tests.support.mlflow_server import MlflowServer
 
 pytestmark = pytest.mark.integration
 

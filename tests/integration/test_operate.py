@@ -25,24 +25,14 @@ from click.testing import CliRunner
 from expctl.backends.local import state as st
 from expctl.cli import main
 from expctl.engine.workspace import Workspace
-from tests.gitrepo import GitRepo
-from tests.integration.mlflow_server import MlflowServer, free_port
+from tests.support import jobs
+from tests.support.gitrepo import GitRepo
+from tests.support.mlflow_server import MlflowServer, free_port
 
 pytestmark = pytest.mark.integration
 
 EXPCTL = str(Path(sys.executable).with_name("expctl"))
 OPERATOR = "olga-operator"
-
-JOB = """\
-import json, os, time
-cfg = json.load(open(os.environ["EXPCTL_CONFIG_FILE"]))
-replica, rank = os.environ["EXPCTL_REPLICA"], os.environ["RANK"]
-for i in range(int(cfg["lines"])):
-    print(f"{replica} says line {i} (rank {rank} of {os.environ['WORLD_SIZE']})", flush=True)
-while cfg["release"] and not os.path.exists(cfg["release"]):
-    time.sleep(0.1)
-print(f"{replica} done", flush=True)
-"""
 
 CONFIG = """\
 seed: 0
@@ -103,7 +93,7 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ops]:
     files = {
         ".gitignore": ".expctl/\n",
         "expctl.yaml": "code_paths: [code]\nlocal:\n  parallelism: 8\n",
-        "code/job.py": JOB,
+        "code/job.py": jobs.source("replica_lines"),
         "conf/config.yaml": CONFIG,
         "experiments/quick.yaml": "defaults:\n  - config\n  - _self_\n",
         "experiments/pair.yaml": (f"defaults:\n  - config\n  - _self_\nlines: 3\nrelease: {release_pair}\n"
@@ -309,7 +299,7 @@ def test_bulk_cancel_of_a_whole_sweep_in_one_command(ops: Ops) -> None:
 
 def test_ui_on_a_tracking_server_prints_its_training_views(tmp_path: Path, mlflow_server: MlflowServer) -> None:
     from expctl.tracking.mlflow.store import MlflowStore
-    from tests.factories import make_spec
+    from tests.support.factories import make_spec
 
     MlflowStore(mlflow_server.uri, "local").ensure_run(make_spec("ui-on-a-server"), 1, OPERATOR)
     repo = GitRepo(tmp_path / "repo")

@@ -18,9 +18,9 @@ from expctl.tracking.base import TrackerUnavailable
 from expctl.tracking.mlflow import store as mlflow_store
 from expctl.tracking.mlflow.rest_search import usable
 from expctl.tracking.mlflow.store import MlflowStore
-from tests.factories import make_spec
-from tests.faults.proxy import FaultProxy, Rule
-from tests.integration.mlflow_server import MlflowServer
+from tests.support.factories import make_spec
+from tests.support.mlflow_server import MlflowServer
+from tests.support.proxy import FaultProxy, Rule
 
 pytestmark = pytest.mark.integration
 

@@ -14,20 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration import e2e
-from tests.integration.mlflow_server import MlflowServer
+from tests.support import e2e, jobs
+from tests.support.mlflow_server import MlflowServer
 
 pytestmark = pytest.mark.integration
 
 TRAIN = ("defaults:\n  - config\n  - _self_\nseed: 7\ntrainer:\n  epochs: 3\n  fail_first_attempts: 0\n{extra}"
          "dataset:\n  n_samples: 240\nexpctl:\n  retries: {{max_attempts: 2, backoff_seconds: 0}}\n")
 
-# Prints what it was handed; fails its first attempt (a code failure).
-SHOW_RESUME = '''import os, sys
-print("RESUME_FROM=" + os.environ.get("EXPCTL_RESUME_FROM", "-"))
-print("CHECKPOINT_DIR=" + os.environ.get("EXPCTL_CHECKPOINT_DIR", "-"))
-sys.exit(1 if os.environ["EXPCTL_ATTEMPT"] == "1" else 0)
-'''
 CODE_FAILS = ("defaults:\n  - config\n  - _self_\nexpctl:\n  command: [python, -m, training.show_resume]\n"
               "  retries: {{max_attempts: 2, failures: [code], backoff_seconds: 0}}\n"
               "  checkpoints: {{dir: '{dir}'{resume_on}}}\n")
@@ -83,7 +77,7 @@ def test_a_code_failure_resumes_only_when_the_experiment_asks(tmp_path: Path, ml
         scratch: CODE_FAILS.format(dir=shared, resume_on=""),
         asked: CODE_FAILS.format(dir=shared, resume_on=", resume_on: [infrastructure, code]"),
     })
-    repo.write("training/show_resume.py", SHOW_RESUME)
+    repo.write("training/show_resume.py", jobs.source("show_resume"))
     repo.commit("a job that shows what it resumes from")
     try:
         done = e2e.expctl(repo.path, "apply", "-y", "--wait", "--timeout", "300", tracking_uri=mlflow_server.uri)
@@ -109,7 +103,7 @@ def test_the_training_resumes_from_a_checkpoint_dir_on_shared_storage(tmp_path: 
     import subprocess
     import sys
 
-    from tests.gitrepo import ROOT
+    from tests.support.gitrepo import ROOT
 
     config = {"seed": 11, "trainer": {"epochs": 3, "sigkill_after_epoch": 1}, "dataset": {"n_samples": 160}}
     (tmp_path / "config.json").write_text(json.dumps(config))

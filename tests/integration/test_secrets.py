@@ -19,7 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 from expctl.cli import main
-from tests.gitrepo import minimal_repo
+from tests.support import jobs
+from tests.support.gitrepo import minimal_repo
 
 pytestmark = pytest.mark.integration
 
@@ -123,9 +124,7 @@ def test_positive_control_an_allow_listed_resolver_does_resolve(tmp_path: Path, 
 PASSWORD = f"pw-{uuid.uuid4().hex}"
 CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "PGPASSWORD")
 # the job succeeds only when it was handed the password (in its environment) and a URI without it
-CHECKS_ITS_CREDENTIALS = (BASE + "expctl:\n  kind: PyTorchJob\n  command: [python, -c, \"import os, sys; "
-                          "e = os.environ; sys.exit(0 if e.get('MLFLOW_TRACKING_PASSWORD') "
-                          "and '@' not in e['MLFLOW_TRACKING_URI'] else 3)\"]\n")
+CHECKS_ITS_CREDENTIALS = BASE + f"expctl:\n  kind: PyTorchJob\n  command: [python, {jobs.path('check_credentials')}]\n"
 
 
 def test_a_password_in_the_tracking_uri_reaches_the_job_and_nothing_expctl_writes(

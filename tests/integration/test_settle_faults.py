@@ -1,4 +1,4 @@
-"""Crash, interrupt and concurrency faults around settling (``tracking/mlflow_ledger``), end to end."""
+"""Crash, interrupt and concurrency faults around settling (``tracking/mlflow/ledger``), end to end."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from tests.gitrepo import GitRepo
-from tests.integration import e2e
-from tests.integration.mlflow_server import MlflowServer
-from tests.integration.test_ledger import apply_between_pages, finished, sweep
+from tests.support import e2e
+from tests.support.gitrepo import GitRepo
+from tests.support.mlflow_server import MlflowServer
+from tests.support.settling import apply_between_pages, finished, sweep
 
 pytestmark = pytest.mark.integration
 
@@ -91,8 +91,8 @@ def test_an_interrupt_swallowed_before_the_writes_still_stops_the_apply() -> Non
     from expctl.config.source import Snapshot
     from expctl.engine.apply import ApplyOptions, Hooks, run_apply
     from expctl.engine.plan import PlanOptions
-    from tests.factories import make_spec
-    from tests.fakes import FakeBackend, FakeTracker
+    from tests.support.factories import make_spec
+    from tests.support.fakes import FakeBackend, FakeTracker
 
     class Swallowing(FakeTracker):
         def sync(self, *args: Any, **kwargs: Any) -> None:

@@ -19,9 +19,10 @@ from expctl.backends.slurm.script import EXIT_FILE
 from expctl.core.errors import BackendUnavailable
 from expctl.core.model import FailureClass, JobKind, Launch, ObservedRun, Phase, Resources
 from tests.contract.backend_suite import BackendContract
-from tests.factories import make_job, make_launch, make_spec
-from tests.gitrepo import GitRepo
-from tests.integration.slurm_cluster import SlurmCluster
+from tests.support import jobs
+from tests.support.factories import make_job, make_launch, make_spec
+from tests.support.gitrepo import GitRepo
+from tests.support.slurm_cluster import SlurmCluster
 
 pytestmark = pytest.mark.integration
 
@@ -110,12 +111,11 @@ class TestSlurmContract(BackendContract):
     pass
 
 
-PRINT_ENV = ("import json, os; print(json.dumps({k: v for k, v in os.environ.items() if k.startswith(("
-             "'EXPCTL_', 'MLFLOW_', 'MASTER_', 'WORLD_', 'RANK', 'LOCAL_RANK', 'CUDA_', 'GREETING'))}))")
+PRINT_ENV = ("python", str(jobs.path("print_job_env")))
 
 
 def test_two_nodes_get_the_same_job_environment_as_elsewhere(backend: SlurmBackend, driver: SlurmDriver) -> None:
-    launch = driver.launch("env", command=("python", "-c", PRINT_ENV), kind=JobKind.PYTORCH, replicas=2,
+    launch = driver.launch("env", command=PRINT_ENV, kind=JobKind.PYTORCH, replicas=2,
                            env=(("GREETING", "hi"), ("MLFLOW_RUN_ID", "not-mine")),
                            resources=Resources(cpu="1", gpus=1))
     backend.create(launch)
@@ -301,7 +301,7 @@ def test_the_tracking_password_reaches_the_job_through_sbatchs_environment_only(
     secret = "pw-" + "7" * 20
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", secret)
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "ci")
-    base = driver.launch("creds", command=("python", "-c", PRINT_ENV), kind=JobKind.PYTORCH)
+    base = driver.launch("creds", command=PRINT_ENV, kind=JobKind.PYTORCH)
     launch = replace(base, tracking=replace(base.tracking, tracking_uri=f"http://ci:{secret}@mlflow:5000"))
     backend.create(launch)
     run = wait_for(backend, launch.name, lambda r: r.phase.finished)

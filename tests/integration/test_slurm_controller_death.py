@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
-from tests.gitrepo import GitRepo
-from tests.integration import e2e
-from tests.integration.mlflow_server import MlflowServer
-from tests.integration.slurm_cluster import SlurmCluster
+from tests.support import e2e
+from tests.support.gitrepo import GitRepo
+from tests.support.mlflow_server import MlflowServer
+from tests.support.slurm_cluster import SlurmCluster
 
 pytestmark = pytest.mark.integration
 

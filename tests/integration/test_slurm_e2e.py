@@ -18,22 +18,12 @@ from typing import Any
 
 import pytest
 
-from tests.gitrepo import GitRepo
-from tests.integration import e2e
-from tests.integration.mlflow_server import MlflowServer
-from tests.integration.slurm_cluster import SlurmCluster
+from tests.support import e2e, jobs
+from tests.support.gitrepo import GitRepo
+from tests.support.mlflow_server import MlflowServer
+from tests.support.slurm_cluster import SlurmCluster
 
 pytestmark = pytest.mark.integration
-
-SHOW_GPUS = '''"""Print the GPUs Slurm gave this task, then hold them until the file quick.hold exists (if set)."""
-import json, os, time
-config = json.load(open(os.environ["EXPCTL_CONFIG_FILE"]))
-print("gpus", os.environ.get("CUDA_VISIBLE_DEVICES"), "rank", os.environ.get("RANK"), flush=True)
-hold = (config.get("quick") or {}).get("hold")
-deadline = time.time() + 120
-while hold and not os.path.exists(hold) and time.time() < deadline:
-    time.sleep(0.2)
-'''
 
 
 def use_slurm(repo: GitRepo, workdir: Path, more: str = "") -> str:
@@ -105,7 +95,7 @@ def test_a_run_waits_for_gpus_then_gets_them(slurm_cluster: SlurmCluster, mlflow
     release = tmp_path / "release-the-gpus"
     hog = hog.replace("trainer:", f"quick:\n  hold: {release}\ntrainer:")
     repo = e2e.make_project(tmp_path / "repo", {"hog": hog})
-    repo.write("training/show_gpus.py", SHOW_GPUS)
+    repo.write("training/show_gpus.py", jobs.source("show_gpus"))
     workdir = tmp_path / "shared"
     use_slurm(repo, workdir)
     uri = mlflow_server.uri

@@ -1,6 +1,6 @@
 """expctl's sweep expansion equals Hydra's own multirun, for every form ``hydra.sweeper.params`` accepts.
 
-The reference is a real ``@hydra.main`` multirun (BasicSweeper + BasicLauncher, ``tests/integration/
+The reference is a real ``@hydra.main`` multirun (BasicSweeper + BasicLauncher, ``tests/support/
 hydra_multirun.py``, one subprocess for the whole table). For each form both must fail, or both must give the
 same points — the same task overrides and the same resolved config per point, in the same order — except
 that a point Hydra would launch twice (``seed: 1,1``) is one run for expctl.
@@ -19,7 +19,7 @@ import pytest
 from expctl.config import source
 from expctl.config.desired_state import load_desired
 from expctl.core.errors import ExpctlError
-from tests.gitrepo import MINIMAL_CONF, minimal_repo
+from tests.support.gitrepo import MINIMAL_CONF, ROOT, minimal_repo
 
 pytestmark = pytest.mark.integration
 
@@ -65,9 +65,8 @@ def experiment(params: str) -> str:
 def reference() -> list[dict[str, Any]]:
     conf = {k[len("conf/"):]: v for k, v in MINIMAL_CONF.items() if k.startswith("conf/")}
     request = json.dumps({"conf": conf, "forms": [experiment(p) for p in FORMS.values()]})
-    script = Path(__file__).with_name("hydra_multirun.py")
-    proc = subprocess.run([sys.executable, str(script)], input=request, capture_output=True, text=True,
-                          timeout=300, check=True)
+    proc = subprocess.run([sys.executable, "-m", "tests.support.hydra_multirun"], input=request, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, check=True)
     result: list[dict[str, Any]] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from tests.gitrepo import GitRepo
-from tests.integration.mlflow_server import free_port, wait_healthy
+from tests.support.gitrepo import GitRepo
+from tests.support.mlflow_server import free_port, wait_healthy
 
 pytestmark = pytest.mark.integration
 

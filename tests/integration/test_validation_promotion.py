@@ -17,35 +17,11 @@ from typing import Any
 
 import pytest
 
-from tests.gitrepo import GitRepo, minimal_repo
-from tests.integration import e2e
-from tests.integration.mlflow_server import MlflowServer
+from tests.support import e2e, jobs
+from tests.support.gitrepo import GitRepo, minimal_repo
+from tests.support.mlflow_server import MlflowServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
-
-TRAIN_SK = '''"""Train a scikit-learn classifier on the manifest's train split; flatter itself."""
-import json
-import os
-
-import mlflow
-import mlflow.sklearn
-from sklearn.dummy import DummyClassifier
-from sklearn.linear_model import LogisticRegression
-
-from expctl.data.reader import read_split
-
-config = json.load(open(os.environ["EXPCTL_CONFIG_FILE"]))
-manifest = json.load(open(os.environ["EXPCTL_DATASET_MANIFEST"]))
-train = read_split(manifest, "train")
-good = config["model"]["name"] == "good"
-model = LogisticRegression() if good else DummyClassifier(strategy="most_frequent")
-model.fit(train.features, train.labels)
-with mlflow.start_run(run_id=os.environ["MLFLOW_RUN_ID"]):
-    mlflow.log_metric("accuracy", 0.999)
-    mlflow.log_metric("validation.accuracy", 0.999, step=100)  # the gate must not believe this
-    mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn"])  # no slow inference
-print(f"trained {type(model).__name__} on {len(train.labels)} items")
-'''
 
 DATA = ("name: points\nformat: jsonl\nsplit: {seed: 0, train: 0.6, validation: 0.2, test: 0.2}\n"
         "batches:\n  - {name: b1, source: points/b1}\n  - {name: b2, source: points/b2}\n")
@@ -99,7 +75,7 @@ def test_validation_decides_the_gate_and_promotion_moves_the_alias_only_to_a_bet
     uri, model = mlflow_server.uri, "promo-points"
     repo = minimal_repo(tmp_path / "repo", {
         "conf/data/points.yaml": DATA, "conf/model/good.yaml": "name: good\n", "conf/model/guess.yaml":
-        "name: guess\n", "code/train_sk.py": TRAIN_SK, ".gitignore": ".expctl/\n/points/\n",
+        "name: guess\n", "code/train_sk.py": jobs.source("train_sk"), ".gitignore": ".expctl/\n/points/\n",
         "expctl.yaml": "code_paths: [code]\nlocal:\n  parallelism: 2\n"})
     write_points(repo.path)
     try:

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.gitrepo import ROOT, GitRepo
-from tests.integration import e2e
+from tests.support import e2e
+from tests.support.gitrepo import ROOT, GitRepo
 
 pytestmark = pytest.mark.integration
 

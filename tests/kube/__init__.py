@@ -1,1 +1,1 @@
-"""Tests of the Kubernetes backend against a real kube-apiserver (see conftest.py)."""
+"""Tests of the Kubernetes backend against a real kube-apiserver (conftest.py; tests/support/kube_cluster.py)."""

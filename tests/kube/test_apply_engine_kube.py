@@ -25,12 +25,12 @@ from expctl.core.model import JobKind, Launch
 from expctl.engine.apply import ApplyOptions, Hooks, run_apply
 from expctl.engine.plan import PlanOptions
 from expctl.tracking.mlflow.store import MlflowStore
-from tests.factories import make_job, make_spec
-from tests.kube.conftest import Cluster
-from tests.kube.driver import make_backend
-from tests.kube.test_lifecycle import _environment, make_project  # noqa: F401  (KUBECONFIG, like CI)
+from tests.support.factories import make_job, make_spec
+from tests.support.kube_cluster import Cluster
+from tests.support.kube_driver import make_backend
+from tests.support.kube_project import make_project
 
-pytestmark = pytest.mark.kube
+pytestmark = [pytest.mark.kube, pytest.mark.usefixtures("kube_environment")]  # $KUBECONFIG, like CI
 
 FAST_KUBE = "  qps: 200\n  burst: 200\n  write_concurrency: 8\n"
 

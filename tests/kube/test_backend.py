@@ -13,9 +13,9 @@ from kubernetes import client
 from expctl.backends.kubernetes.backend import KubernetesBackend
 from expctl.core.errors import BackendError, ExpctlError
 from expctl.core.model import FailureClass, JobKind, Launch, Phase, Scheduling
-from tests.factories import make_job, make_launch, make_spec
-from tests.kube.conftest import Cluster, _crd_dir, install_crds
-from tests.kube.driver import conditions, make_backend, patch_status
+from tests.support.factories import make_job, make_launch, make_spec
+from tests.support.kube_cluster import Cluster, find_crds, install_crds
+from tests.support.kube_driver import conditions, make_backend, patch_status
 
 pytestmark = pytest.mark.kube
 
@@ -194,6 +194,6 @@ def test_a_kind_whose_crd_is_missing_is_skipped(
     finally:
         tmp = kube_cluster.run_dir / "mpijobs-crd"
         tmp.mkdir(exist_ok=True)
-        source = next(_crd_dir().glob("*mpijobs*.yaml"))
+        source = next(find_crds().glob("*mpijobs*.yaml"))
         (tmp / source.name).write_text(yaml.safe_dump(yaml.safe_load(source.read_text())))
         install_crds(api, tmp)

@@ -6,8 +6,8 @@ import pytest
 
 from expctl.backends.kubernetes.backend import KubernetesBackend
 from tests.contract.backend_suite import BackendContract
-from tests.kube.conftest import Cluster
-from tests.kube.driver import KubeDriver, make_backend
+from tests.support.kube_cluster import Cluster
+from tests.support.kube_driver import KubeDriver, make_backend
 
 pytestmark = pytest.mark.kube
 

@@ -20,12 +20,11 @@ from typing import Any
 import pytest
 
 from expctl.core.model import JobKind
-from tests.faults.crashing import forked_cli
-from tests.gitrepo import GitRepo
-from tests.integration import e2e
-from tests.integration.conftest import mlflow_server  # noqa: F401 (the session's MLflow server fixture)
-from tests.kube.conftest import Cluster
-from tests.kube.driver import conditions, patch_status
+from tests.support import e2e
+from tests.support.forked_cli import forked_cli
+from tests.support.gitrepo import GitRepo
+from tests.support.kube_cluster import Cluster
+from tests.support.kube_driver import conditions, patch_status
 
 pytestmark = pytest.mark.kube
 
@@ -65,7 +64,7 @@ def expire_lease(cluster: Cluster, namespace: str) -> None:
 
 
 def test_thirty_seeded_crashes_each_converge_on_rerun(project: GitRepo, kube_cluster: Cluster, namespace: str,
-                                                      mlflow_server: Any) -> None:  # noqa: F811
+                                                      mlflow_server: Any) -> None:
     name = f"ktrial-{uuid.uuid4().hex[:8]}"
     env: dict[str, str | None] = {"MLFLOW_TRACKING_URI": mlflow_server.uri, "KUBECONFIG": str(kube_cluster.kubeconfig),
                                   "EXPCTL_BACKEND": None, "EXPCTL_TEST_CRASH_AT": None, "CI": "1"}

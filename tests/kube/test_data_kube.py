@@ -11,10 +11,9 @@ from expctl.backends.kubernetes.backend import KubernetesBackend
 from expctl.backends.kubernetes.manifests import KINDS, render_manifest
 from expctl.core.model import DatasetRef, JobKind
 from expctl.core.plan_rules import make_plan
-from tests.factories import make_job, make_launch, make_spec
-from tests.kube.conftest import Cluster
-from tests.kube.driver import make_backend
-from tests.kube.test_manifests import assert_kept
+from tests.support.factories import make_job, make_launch, make_spec
+from tests.support.kube_cluster import Cluster
+from tests.support.kube_driver import assert_kept, make_backend
 
 pytestmark = pytest.mark.kube
 

@@ -1,4 +1,4 @@
-"""Faults injected between expctl and the real kube-apiserver (``tests/faults/proxy.py``, terminating TLS with
+"""Faults injected between expctl and the real kube-apiserver (``tests/support/proxy.py``, terminating TLS with
 the apiserver's own certificate so the client still verifies the real CA).
 
 Transient faults (5xx, 429 with Retry-After, resets, a lost response to a create, slow answers) are retried by
@@ -18,10 +18,10 @@ import yaml
 from expctl.backends.kubernetes.backend import KubernetesBackend
 from expctl.core.errors import BackendError
 from expctl.core.model import JobKind, Launch
-from tests.factories import make_job, make_launch, make_spec
-from tests.faults.proxy import FaultProxy, Rule
-from tests.kube.conftest import Cluster
-from tests.kube.driver import make_backend
+from tests.support.factories import make_job, make_launch, make_spec
+from tests.support.kube_cluster import Cluster
+from tests.support.kube_driver import make_backend
+from tests.support.proxy import FaultProxy, Rule
 
 pytestmark = pytest.mark.kube
 

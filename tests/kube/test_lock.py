@@ -9,8 +9,8 @@ from kubernetes import client
 
 from expctl.backends.kubernetes.backend import KubernetesBackend
 from expctl.core.errors import LockError
-from tests.kube.conftest import Cluster
-from tests.kube.driver import make_backend
+from tests.support.kube_cluster import Cluster
+from tests.support.kube_driver import make_backend
 
 pytestmark = pytest.mark.kube
 

@@ -13,9 +13,9 @@ from mlflow import MlflowClient
 from expctl.backends.kubernetes.manifests import KINDS
 from expctl.core.model import JobKind
 from expctl.tracking.mlflow.store import MlflowStore
-from tests.kube.conftest import Cluster
-from tests.kube.driver import conditions, patch_status
-from tests.kube.test_operate_kube import invoke, make_repo, ok, status
+from tests.support.kube_cli import invoke, make_repo, ok, status
+from tests.support.kube_cluster import Cluster
+from tests.support.kube_driver import conditions, patch_status
 
 pytestmark = pytest.mark.kube
 

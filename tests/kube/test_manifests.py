@@ -13,9 +13,9 @@ from expctl.backends.kubernetes.manifests import KINDS, KubeSettings, render_man
 from expctl.backends.kubernetes.manifests.common import MANAGED_SELECTOR
 from expctl.backends.kubernetes.manifests.trainjob import render_runtime
 from expctl.core.model import JobKind, Launch, Resources, Scheduling
-from tests.factories import make_job, make_launch, make_spec
-from tests.kube.conftest import Cluster
-from tests.kube.driver import make_backend
+from tests.support.factories import make_job, make_launch, make_spec
+from tests.support.kube_cluster import Cluster
+from tests.support.kube_driver import assert_kept, make_backend
 
 pytestmark = pytest.mark.kube
 
@@ -43,21 +43,6 @@ def full_launch(kind: JobKind, namespace: str, **sched: Any) -> Launch:
     )
     spec = make_spec(f"manifests/{kind.value.lower()}", overrides=("lr=0.01", "model=resnet50"), job=job)
     return make_launch(spec, tracking_uri="http://mlflow.mlflow.svc:5000")
-
-
-def assert_kept(rendered: Any, stored: Any, path: str = "") -> None:
-    """Everything rendered is stored unchanged: an unknown field would have been pruned silently."""
-    if isinstance(rendered, dict):
-        assert isinstance(stored, dict), f"{path}: stored {stored!r}"
-        for key, value in rendered.items():
-            assert key in stored, f"{path}.{key} was pruned by the apiserver"
-            assert_kept(value, stored[key], f"{path}.{key}")
-    elif isinstance(rendered, list):
-        assert isinstance(stored, list) and len(stored) == len(rendered), f"{path}: {stored!r}"
-        for i, (a, b) in enumerate(zip(rendered, stored, strict=True)):
-            assert_kept(a, b, f"{path}[{i}]")
-    else:
-        assert rendered == stored, f"{path}: rendered {rendered!r}, stored {stored!r}"
 
 
 CASES = [

@@ -15,66 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 from kubernetes import client
 
 from expctl.backends.kubernetes.manifests import KINDS
 from expctl.backends.kubernetes.manifests.common import CANCELLED_BY
-from expctl.cli import main
 from expctl.core.model import JobKind
-from expctl.engine.workspace import Workspace
-from tests.gitrepo import GitRepo
-from tests.kube.conftest import Cluster
-from tests.kube.driver import conditions, patch_status
+from tests.support.kube_cli import SINGLE, invoke, make_repo, ok, status
+from tests.support.kube_cluster import Cluster
+from tests.support.kube_driver import conditions, patch_status
 
 pytestmark = pytest.mark.kube
 
 OPERATOR = "kube-operator-kim"
-CONFIG = """\
-seed: 0
-optimizer:
-  lr: 0.1
-expctl:
-  kind: PyTorchJob
-  image: python:3.11-slim
-  command: [python, -m, train]
-"""
-SWEEP = "defaults:\n  - config\n  - _self_\nhydra:\n  sweeper:\n    params:\n      optimizer.lr: 0.1,0.2,0.3\n"
-SINGLE = "defaults:\n  - config\n  - _self_\nexpctl:\n  replicas: {replicas}\n  resources:\n    gpus: 1\n"
-
-
-def make_repo(path: Path, namespace: str) -> GitRepo:
-    repo = GitRepo(path)
-    files = {
-        ".gitignore": ".expctl/\n",
-        "expctl.yaml": (f"backend: kubernetes\ncode_paths: [train]\nkubernetes:\n  namespace: {namespace}\n"
-                        "  repo_url: https://git.example.com/team/repo.git\n  qps: 50\n  burst: 50\n"),
-        "train/__init__.py": "",
-        "train/__main__.py": "print('training')\n",
-        "conf/config.yaml": CONFIG,
-        "experiments/sweep.yaml": SWEEP,
-        "experiments/single.yaml": SINGLE.format(replicas=3),
-    }
-    for rel, text in files.items():
-        repo.write(rel, text)
-    repo.commit("kube examples")
-    return repo
-
-
-def invoke(repo: GitRepo, *args: str) -> Result:
-    """One command, as a fresh expctl would run it (a new workspace, backend and tracker every time)."""
-    return CliRunner().invoke(main, list(args), obj={"workspace": Workspace(repo.path)}, catch_exceptions=False)
-
-
-def ok(repo: GitRepo, *args: str) -> str:
-    result = invoke(repo, *args)
-    assert result.exit_code == 0, f"expctl {' '.join(args)} exited {result.exit_code}:\n{result.output}"
-    return result.stdout
-
-
-def status(repo: GitRepo, *args: str) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = json.loads(ok(repo, "status", "-o", "json", *args))
-    return rows
 
 
 def job(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:

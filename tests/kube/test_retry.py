@@ -20,8 +20,8 @@ from expctl.backends.kubernetes.retry import (
     is_transient,
     retry_after,
 )
-from tests.kube.conftest import Cluster
-from tests.kube.driver import make_backend
+from tests.support.kube_cluster import Cluster
+from tests.support.kube_driver import make_backend
 
 
 class HttpError(Exception):

@@ -16,9 +16,9 @@ from expctl.backends.kubernetes.backend import KubernetesBackend
 from expctl.backends.kubernetes.manifests import KINDS
 from expctl.core.model import Action, JobKind, Phase, Scheduling
 from expctl.core.plan_rules import make_plan
-from tests.factories import make_job, make_launch, make_spec
-from tests.kube.conftest import Cluster
-from tests.kube.driver import conditions, make_backend, now, patch_status
+from tests.support.factories import make_job, make_launch, make_spec
+from tests.support.kube_cluster import Cluster
+from tests.support.kube_driver import conditions, make_backend, now, patch_status
 
 pytestmark = pytest.mark.kube
 

@@ -10,9 +10,9 @@ from kubernetes import client
 
 from expctl.backends.kubernetes.backend import KubernetesBackend
 from expctl.core.errors import BackendError
-from tests.factories import make_job, make_launch, make_spec
-from tests.kube.conftest import RESTRICTED_TOKEN, RESTRICTED_USER, Cluster, create_namespace
-from tests.kube.driver import make_backend
+from tests.support.factories import make_job, make_launch, make_spec
+from tests.support.kube_cluster import RESTRICTED_TOKEN, RESTRICTED_USER, Cluster, create_namespace
+from tests.support.kube_driver import make_backend
 
 pytestmark = pytest.mark.kube
 

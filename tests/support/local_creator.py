@@ -6,7 +6,7 @@ import sys
 
 from expctl.backends.local.backend import LocalBackend
 from expctl.core.model import JobKind
-from tests.factories import make_job, make_launch, make_spec
+from tests.support.factories import make_job, make_launch, make_spec
 
 
 def main(state: str, repo: str, commit: str, who: str) -> None:

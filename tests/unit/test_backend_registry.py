@@ -12,7 +12,7 @@ from expctl.core import backend_registry
 from expctl.core.errors import ConfigError, ConfigErrors
 from expctl.core.model import JobKind
 from expctl.engine.workspace import check_runnable
-from tests.factories import make_job, make_spec
+from tests.support.factories import make_job, make_spec
 
 
 def test_the_three_backends_and_what_they_run() -> None:

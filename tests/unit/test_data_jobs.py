@@ -14,7 +14,7 @@ from expctl.core.model import DatasetRef, JobKind
 from expctl.data.declare import Batch, Dataset, Split
 from expctl.data.materialize import Materializer
 from expctl.job.reader import ManifestMismatch, label_names, read_split
-from tests.factories import make_job, make_launch, make_spec
+from tests.support.factories import make_job, make_launch, make_spec
 
 REF = DatasetRef("points", "d1g3st", "/somewhere/.expctl/manifests/d1g3st.json", (("b1", "b", 3),))
 SPEC = replace(make_spec("exp", job=make_job(JobKind.PYTORCH, 1)), datasets=(REF,), data_digest="d1g3st")

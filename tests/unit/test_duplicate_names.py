@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def test_two_runs_with_one_name_are_refused() -> None:
     from expctl.config.desired_state import duplicate_names
-    from tests.factories import make_spec
+    from tests.support.factories import make_spec
 
     one = make_spec("demo", overrides=("seed=1",))
     assert duplicate_names([one, make_spec("demo", overrides=("seed=2",))]) == []

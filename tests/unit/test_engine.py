@@ -24,8 +24,8 @@ from expctl.engine.apply import ApplyOptions, EngineResult, Hooks, run_apply
 from expctl.engine.plan import PlanOptions
 from expctl.engine.writes import Stop, apply_changes
 from expctl.tracking.base import TrackerUnavailable
-from tests.factories import make_spec
-from tests.fakes import FakeBackend, FakeTracker
+from tests.support.factories import make_spec
+from tests.support.fakes import FakeBackend, FakeTracker
 
 
 def desired(n: int) -> Desired:

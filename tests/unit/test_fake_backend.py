@@ -6,8 +6,8 @@ import pytest
 
 from expctl.core.model import FailureClass, JobKind, Launch, Phase
 from tests.contract.backend_suite import BackendContract
-from tests.factories import make_job, make_launch, make_spec
-from tests.fakes import FakeBackend
+from tests.support.factories import make_job, make_launch, make_spec
+from tests.support.fakes import FakeBackend
 
 
 class FakeDriver:

@@ -7,7 +7,7 @@ import json
 from expctl.backends.kubernetes.manifests.common import env as kube_env
 from expctl.core import jobenv
 from expctl.core.model import JobKind
-from tests.factories import make_job, make_launch, make_spec
+from tests.support.factories import make_job, make_launch, make_spec
 
 
 def launch_with(env: tuple[tuple[str, str], ...]):  # type: ignore[no-untyped-def]

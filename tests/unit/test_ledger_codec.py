@@ -159,7 +159,7 @@ def test_a_sweeps_parent_settles_with_its_points(runs: list[Run], touched: set[s
 def test_a_succeeded_run_a_gate_judges_waits_for_its_verdict(by_platform: bool) -> None:
     """Also when the platform's validation job decides: its metrics and verdict are written on the training
     run after the training finished, so that run stays open until then."""
-    from tests.factories import make_spec
+    from tests.support.factories import make_spec
 
     gate = ValidationGate("accuracy", 0.5, split="test" if by_platform else None)
     desired = [make_spec("e", validation=gate)]

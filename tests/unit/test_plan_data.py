@@ -9,7 +9,7 @@ import pytest
 from expctl.core.desired import spec_hash
 from expctl.core.model import Action, DatasetRef, ObservedRun, Phase
 from expctl.core.plan_rules import make_plan
-from tests.factories import make_job, make_spec
+from tests.support.factories import make_job, make_spec
 
 OLD = DatasetRef("shapes", "d1", "")
 NEW = DatasetRef("shapes", "d2", "")

@@ -9,7 +9,7 @@ import pytest
 from expctl.core.diff import join_observed, pair_runs
 from expctl.core.model import Action, FailureClass, ObservedRun, Phase, Reason, RetryPolicy
 from expctl.core.plan_rules import PlanRefused, fingerprint, make_plan
-from tests.factories import make_job, make_spec
+from tests.support.factories import make_job, make_spec
 
 NOW = 10_000.0
 SPEC = make_spec("exp", ("lr=0.1",), job=make_job(retries=RetryPolicy(

@@ -11,7 +11,7 @@ import pytest
 from expctl.core import planfile, views
 from expctl.core.errors import ExpctlError, StalePlanError
 from expctl.core.model import Action, Change, Plan, Reason
-from tests.factories import make_spec
+from tests.support.factories import make_spec
 
 
 def _plan() -> Plan:

@@ -9,7 +9,7 @@ import pytest
 from expctl.backends.kubernetes.manifests import KubeSettings, render_manifest
 from expctl.backends.kubernetes.status import observed_from
 from expctl.core.model import FailureClass, JobKind, Phase, Resources
-from tests.factories import make_job, make_launch, make_spec
+from tests.support.factories import make_job, make_launch, make_spec
 
 T = "2026-01-02T03:04:05Z"
 

@@ -11,7 +11,7 @@ from expctl.backends.kubernetes.manifests import KubeSettings, render_manifest, 
 from expctl.backends.kubernetes.manifests.gitsync import clone_script
 from expctl.backends.kubernetes.manifests.trainjob import render_runtime
 from expctl.core.model import JobKind, Resources, Scheduling
-from tests.factories import make_job, make_launch, make_spec
+from tests.support.factories import make_job, make_launch, make_spec
 
 SETTINGS = KubeSettings(namespace="ml", repo_url="https://git.example.com/r.git", git_secret="git-creds")
 

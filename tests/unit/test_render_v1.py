@@ -10,7 +10,7 @@ import pytest
 
 from expctl.backends.kubernetes.manifests import KubeSettings, render_manifest, to_yaml
 from expctl.core.model import JobKind, Resources, RetryPolicy, Scheduling
-from tests.factories import make_job, make_launch, make_spec
+from tests.support.factories import make_job, make_launch, make_spec
 
 SETTINGS = KubeSettings(namespace="ml", repo_url="https://git.example.com/team/repo.git", git_secret="git-creds")
 

@@ -9,8 +9,8 @@ import pytest
 from expctl.core.errors import ExpctlError
 from expctl.core.model import FailureClass, Phase
 from expctl.engine.logs import keep_finished, live_or_kept, tail
-from tests.factories import make_launch, make_spec
-from tests.fakes import FakeBackend, FakeLogTracker, FakeTracker
+from tests.support.factories import make_launch, make_spec
+from tests.support.fakes import FakeBackend, FakeLogTracker, FakeTracker
 
 
 @pytest.mark.parametrize(("lines", "cap", "expected"), [

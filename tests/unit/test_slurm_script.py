@@ -8,7 +8,7 @@ from expctl.backends.slurm import script as sc
 from expctl.config.job_spec import to_job_spec
 from expctl.config.schema import ExpctlBlock, parse_settings
 from expctl.core.model import FailureClass, JobKind, Phase, Resources
-from tests.factories import make_job, make_launch, make_spec
+from tests.support.factories import make_job, make_launch, make_spec
 
 
 def launch(**job: object):  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from expctl.core.model import ValidationGate
 from expctl.tracking.mlflow import links
 from expctl.tracking.mlflow import provenance as pv
 from expctl.tracking.mlflow import tags as g
-from tests.factories import make_spec
+from tests.support.factories import make_spec
 
 COMMIT = "67015832c7afb8cb723ff44e40043d50cdacbbd4"
 GATE = ValidationGate(metric="val_accuracy", threshold=0.7, mode="max", register_as="m", alias="candidate")

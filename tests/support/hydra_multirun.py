@@ -1,4 +1,5 @@
-"""Hydra's own multirun, as the reference for expctl's sweep expansion (run as a script by test_sweep_parity).
+"""Hydra's own multirun, as the reference for expctl's sweep expansion (``python -m tests.support.hydra_multirun``,
+run by test_sweep_parity).
 
 Reads ``{"conf": {path: text}, "forms": [experiment text, ...]}`` as JSON on stdin; for each form runs a real
 ``@hydra.main`` multirun (BasicSweeper, BasicLauncher) in-process and prints, as JSON, either

@@ -1,11 +1,14 @@
-"""A fault-injecting HTTP(S) proxy for tests, in front of a real server (the kube-apiserver, ``mlflow server``).
+"""The HTTP(S) proxy of the tests, in front of a real server (the kube-apiserver, ``mlflow server``): it counts
+requests and injects faults.
 
 Requests are forwarded unchanged unless a rule matches: a rule (method and path regex) injects a fault a given
 number of times — an HTTP status (5xx, 429 with ``Retry-After``), a connection reset before or after the
 request reached the server (the client never learns whether it was applied), or a delay — and ``stop()`` makes
 the server look dead (connections refused) until ``start()``. For TLS servers the proxy terminates TLS with the
 server's own certificate and key, so clients keep verifying against the same CA, and it connects upstream over
-TLS. Only loopback addresses; ``close()`` stops it. Every request seen is logged in ``seen``.
+TLS. Only loopback addresses; ``close()`` stops it (so does leaving its ``with`` block). Every request seen is
+logged in ``seen``; ``take()`` counts them by MLflow endpoint (``/api/2.0/mlflow/runs/create`` → ``runs/create``)
+since the last ``take()``: how many requests a command cost.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import ssl
 import struct
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -65,7 +69,7 @@ class Rule:
 
 @dataclass
 class FaultProxy:
-    upstream: str  # "127.0.0.1:5000"
+    upstream: str  # "127.0.0.1:5000" (or "http://127.0.0.1:5000")
     tls_cert: Path | None = None  # serve TLS with this certificate (and key) and connect upstream over TLS
     tls_key: Path | None = None
     ca: Path | None = None  # verify the upstream against this CA
@@ -76,6 +80,7 @@ class FaultProxy:
     _thread: threading.Thread | None = None
     _port: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _taken: int = 0  # how many of ``seen`` the last ``take()`` counted
 
     @property
     def port(self) -> int:
@@ -85,6 +90,16 @@ class FaultProxy:
     def url(self) -> str:
         return f"{'https' if self.tls_cert else 'http'}://127.0.0.1:{self._port}"
 
+    uri = url
+
+    def take(self) -> Counter[str]:
+        """The requests since the last ``take()``, counted by MLflow endpoint (``/health`` checks excluded)."""
+        with self._lock:
+            new, self._taken = self.seen[self._taken:], len(self.seen)
+        counts = Counter(path.split("?", 1)[0].split("/mlflow/", 1)[-1] for _method, path, _what in new)
+        counts.pop("/health", None)
+        return counts
+
     def add(self, *rules: Rule) -> None:
         with self._lock:
             self.rules.extend(rules)
@@ -93,7 +108,7 @@ class FaultProxy:
         with self._lock:
             self.rules.clear()
 
-    def _take(self, method: str, path: str) -> Rule | None:
+    def _rule_for(self, method: str, path: str) -> Rule | None:
         with self._lock:
             for rule in self.rules:
                 if rule.matches(method, path):
@@ -134,8 +149,14 @@ class FaultProxy:
 
     close = stop
 
-    def upstream_connection(self, timeout: float = 30) -> http.client.HTTPConnection:
-        host, port = self.upstream.rsplit(":", 1)
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def upstream_connection(self, timeout: float = 60) -> http.client.HTTPConnection:
+        host, port = self.upstream.split("://", 1)[-1].rstrip("/").rsplit(":", 1)
         if self.tls_cert:
             ctx = ssl.create_default_context(cafile=str(self.ca) if self.ca else None)
             return http.client.HTTPSConnection(host, int(port), timeout=timeout, context=ctx)
@@ -170,7 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         method, path = self.command, self.path
         body = read_body(self)
-        rule = self.owner._take(method, path)
+        rule = self.owner._rule_for(method, path)
         what = rule.fault if rule else "forwarded"
         self.owner.seen.append((method, path, what))
         if rule and rule.fault == "delay":
@@ -199,6 +220,9 @@ class _Handler(BaseHTTPRequestHandler):
             conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
+        except OSError:  # the server itself is unreachable: a gateway's answer
+            self.send_error(502)
+            return
         finally:
             conn.close()
         if rule and rule.fault == "reset-after":  # the server applied it; the client never hears

@@ -1,4 +1,5 @@
-"""Playing the training operator on the test apiserver: status patches, and backends for a namespace."""
+"""Playing the training operator on the test apiserver: status patches, backends for a namespace, and the
+check that the apiserver kept a manifest as rendered."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from expctl.backends.kubernetes.backend import KubernetesBackend
 from expctl.backends.kubernetes.manifests import KINDS, KubeSettings
 from expctl.backends.kubernetes.retry import RetrySettings
 from expctl.core.model import JobKind, Launch
-from tests.factories import make_job, make_launch, make_spec
-from tests.kube.conftest import Cluster
+from tests.support.factories import make_job, make_launch, make_spec
+from tests.support.kube_cluster import Cluster
 
 FAST_RETRY = RetrySettings(attempts=3, initial_delay=0.1, max_delay=0.5)
 
@@ -104,3 +105,19 @@ class KubeDriver:
     def reopen(self) -> KubernetesBackend:
         backend: KubernetesBackend = make_backend(self.cluster, [self.namespace])
         return backend
+
+
+def assert_kept(rendered: Any, stored: Any, path: str = "") -> None:
+    """Everything rendered is stored unchanged: an unknown field would have been pruned silently."""
+    if isinstance(rendered, dict):
+        assert isinstance(stored, dict), f"{path}: stored {stored!r}"
+        for key, value in rendered.items():
+            assert key in stored, f"{path}.{key} was pruned by the apiserver"
+            assert_kept(value, stored[key], f"{path}.{key}")
+    elif isinstance(rendered, list):
+        assert isinstance(stored, list) and len(stored) == len(rendered), f"{path}: {stored!r}"
+        for i, (a, b) in enumerate(zip(rendered, stored, strict=True)):
+            assert_kept(a, b, f"{path}[{i}]")
+    else:
+        assert rendered == stored, f"{path}: rendered {rendered!r}, stored {stored!r}"
+

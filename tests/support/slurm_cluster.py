@@ -3,9 +3,10 @@
 ``scripts/start-slurm.sh`` starts one on 127.0.0.1 in a temporary directory on free ports (about a second);
 ``scripts/stop-slurm.sh`` stops it by its pid files. Everything a cluster uses is its own (munge key and socket,
 state, spool and log directories, ports), so several run side by side. The session fixture ``slurm_cluster``
-exports ``SLURM_CONF`` (and puts this interpreter first on PATH, so that jobs' ``python`` is the test's) for the
-session and restores both at the end. ``private_slurm_cluster`` is one test's own cluster, for tests that stop
-its controller: commands reach it through ``env`` (``SLURM_CONF``), never through the process environment.
+(``tests/integration/conftest.py``) exports ``SLURM_CONF`` (and puts this interpreter first on PATH, so that
+jobs' ``python`` is the test's) for the session and restores both at the end. ``private_slurm_cluster`` is one
+test's own cluster, for tests that stop its controller: commands reach it through ``env`` (``SLURM_CONF``),
+never through the process environment.
 When Slurm is not installed the tests fail loudly, never skip: ``scripts/test-prereqs.sh`` installs
 ``slurm-wlm`` and ``munge``.
 """
@@ -127,25 +128,3 @@ def running_cluster(rundir: Path) -> Iterator[SlurmCluster]:
         yield SlurmCluster(rundir, rundir / "slurm.conf")
     finally:
         subprocess.run(["bash", str(ROOT / "scripts" / "stop-slurm.sh"), str(rundir)], timeout=60, check=False)
-
-
-@pytest.fixture(scope="session")
-def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
-    saved = {k: os.environ.get(k) for k in ("SLURM_CONF", "PATH")}
-    try:
-        with running_cluster(tmp_path_factory.mktemp("slurm")) as cluster:
-            os.environ.update(cluster.env)
-            yield cluster
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-@pytest.fixture
-def private_slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
-    """A cluster for one test alone (it may stop and restart its controller); the session's is untouched."""
-    with running_cluster(tmp_path_factory.mktemp("private-slurm")) as cluster:
-        yield cluster

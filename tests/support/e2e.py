@@ -16,25 +16,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.gitrepo import ROOT, GitRepo
+from tests.support import jobs
+from tests.support.gitrepo import ROOT, GitRepo
 
 ADA = "Ada Lovelace <ada@example.com>"
 BOB = "Bob Builder <bob@example.com>"
-
-# A job that ends at once: exit 1 while EXPCTL_ATTEMPT <= quick.fail_first_attempts, else 0.
-QUICK_JOB = '''"""A tiny job for tests: stdlib only."""
-import json
-import os
-import sys
-import time
-
-config = json.load(open(os.environ["EXPCTL_CONFIG_FILE"]))
-quick = config.get("quick") or {}
-time.sleep(float(quick.get("sleep", 0)))
-attempt = int(os.environ.get("EXPCTL_ATTEMPT", "1"))
-print(f"quick job {os.environ.get('EXPCTL_RUN_NAME')} attempt {attempt} rank {os.environ.get('RANK')}")
-sys.exit(1 if attempt <= int(quick.get("fail_first_attempts", 0)) else 0)
-'''
 
 
 def experiment(*, sweep: dict[str, str] | None = None, quick: bool = False, fail_first_attempts: int = 0,
@@ -57,7 +43,7 @@ def make_project(path: Path, experiments: dict[str, str], parallelism: int = 2,
     repo.copy_examples()
     repo.remove("experiments")
     repo.write(".gitignore", ".expctl/\n__pycache__/\n")
-    repo.write("training/quick.py", QUICK_JOB)
+    repo.write("training/quick.py", jobs.source("quick"))
     repo.write("expctl.yaml", f"backend: local\ncode_paths: [training]\nlocal:\n  parallelism: {parallelism}\n"
                               + settings)
     for rel, text in experiments.items():
