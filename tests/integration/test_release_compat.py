@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.gitrepo import GitRepo, minimal_repo
-from tests.integration import e2e
+from tests.support import e2e
+from tests.support.gitrepo import GitRepo, minimal_repo
 from tests.support.previous_release import previous_release, run_previous
 
 pytestmark = pytest.mark.integration

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from expctl.core.model import JobKind
-from tests.gitrepo import GitRepo
-from tests.integration import e2e
-from tests.kube.conftest import Cluster
-from tests.kube.driver import conditions, patch_status
+from tests.support import e2e
+from tests.support.gitrepo import GitRepo
+from tests.support.kube_cluster import Cluster
+from tests.support.kube_driver import conditions, patch_status
 from tests.support.previous_release import previous_release, run_previous
 
 pytestmark = pytest.mark.kube

@@ -16,7 +16,7 @@ import tarfile
 from io import BytesIO
 from pathlib import Path
 
-from tests.gitrepo import ROOT
+from tests.support.gitrepo import ROOT
 
 # the last commit before the tree was restructured into packages (issue 19)
 PREVIOUS_RELEASE = "172f2de2bb7354f238e3939af0790816b125908a"

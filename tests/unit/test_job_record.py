@@ -9,7 +9,7 @@ from expctl.backends.job_record import IDENTITY_TYPES, JobIdentity, identity_of,
 from expctl.backends.local.state import RunState
 from expctl.backends.slurm.record import JobRecord, record_from_json
 from expctl.core.model import JobKind, ObservedRun, Phase
-from tests.factories import make_job, make_launch, make_spec
+from tests.support.factories import make_job, make_launch, make_spec
 
 IDENTITY = ["name", "run_key", "experiment", "attempt", "spec_hash", "kind", "replicas", "gpus", "commit",
             "overrides", "mlflow_run_id", "applied_by", "created_at"]
