@@ -115,7 +115,7 @@ class FakeTracker:
 
 
 class FakeCheckpointTracker(FakeTracker):
-    """A tracker that also knows attempts' checkpoints (``expctl.resume.CheckpointRecords``)."""
+    """A tracker that also knows attempts' checkpoints (``tracking.base.CheckpointRecords``)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -130,7 +130,7 @@ class FakeCheckpointTracker(FakeTracker):
 
 
 class FakeLogTracker(FakeTracker):
-    """A tracker that keeps logs (``expctl.runlogs.LogStore``), in memory."""
+    """A tracker that keeps logs (``tracking.base.LogStore``), in memory."""
 
     def __init__(self, tail_bytes: int = 1024) -> None:
         super().__init__()
