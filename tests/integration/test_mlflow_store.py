@@ -426,7 +426,7 @@ def test_ui_server_command_serves_the_embedded_store(sqlite_store: MlflowStore) 
     ],
 )
 def test_gate_decision(gate: ValidationGate, metrics: dict[str, float], outcome: str, reason: str) -> None:
-    from expctl.tracking.mlflow.tags import evaluate
+    from expctl.core.gate import evaluate
 
     assert (evaluate(gate, metrics).outcome, evaluate(gate, metrics).reason) == (outcome, reason)
 

@@ -5,7 +5,8 @@ decide the training run's gate. ``promote``: ``promote: {alias, when: better_tha
 only when the new version beats the version holding it on the gate metric (a tie keeps the holder); the
 comparison is recorded on both versions either way. ``version_lineage_tags``: what a registered version
 carries besides commit and spec hash — its datasets' digests and its validation metrics. ``apply_gate``: a
-run's gate verdict, registering a passing model (once per run) in the Model Registry.
+run's gate verdict, registering a passing model (once per run) in the Model Registry. The verdicts themselves
+are policy (``core/gate``): here they are read from MLflow and recorded in it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from expctl.core.gate import FAILED, GateResult, Promotion, evaluate, promotion
 from expctl.core.model import VALIDATION_PREFIX, ValidationGate
 from expctl.tracking.mlflow import tags as g
 
@@ -22,7 +24,7 @@ def apply_validated_gate(store: Any, run: Any, gate: ValidationGate) -> None:
     training run it validated — whatever the training run logged itself, even under the same names."""
     target = run.data.tags.get("expctl.validates_run_id")
     if not target:
-        store.set_run_tags(run.info.run_id, {"expctl.gate": g.FAILED,
+        store.set_run_tags(run.info.run_id, {"expctl.gate": FAILED,
                                              "expctl.gate_reason": "no training run recorded to validate"})
         return
     measured = {VALIDATION_PREFIX + k: v for k, v in run.data.metrics.items() if not k.startswith("system/")}
@@ -63,16 +65,16 @@ def _value(client: Any, version: Any, metric: str) -> float | None:
     return None
 
 
-def promote(client: Any, name: str, version: str, value: float | None, gate: ValidationGate) -> g.Promotion:
+def promote(client: Any, name: str, version: str, value: float | None, gate: ValidationGate) -> Promotion:
     """Apply the promotion rule to a newly registered, gate-passing version; record the comparison."""
     alias = str(gate.promote_alias)
     mine = client.get_model_version(name, version)
     if (mine.tags or {}).get("expctl.promotion"):  # decided already (a rerun after a crash): never decide twice
-        return g.Promotion(False, mine.tags["expctl.promotion"])
+        return Promotion(False, mine.tags["expctl.promotion"])
     holder = _holder(client, name, alias)
     holder_version = str(holder.version) if holder is not None else None
     holder_value = _value(client, holder, gate.gate_metric) if holder is not None else None
-    verdict = g.promotion(gate, version, value, holder_version, holder_value)
+    verdict = promotion(gate, version, value, holder_version, holder_value)
     if verdict.moves:
         client.set_registered_model_alias(name, alias, version)
     client.set_model_version_tag(name, version, "expctl.promotion", verdict.reason)
@@ -85,19 +87,18 @@ def promote(client: Any, name: str, version: str, value: float | None, gate: Val
 
 
 def apply_gate(store: Any, run_id: str, gate: ValidationGate,
-               metrics: Mapping[str, float] | None = None) -> g.GateResult:
+               metrics: Mapping[str, float] | None = None) -> GateResult:
     """Evaluate the gate on the run's latest metrics (or on ``metrics``: the platform's validation job's);
     register a passing model; record the verdict."""
     with store._calling(f"read run {run_id}"):
         run = store.client.get_run(run_id)
     metrics = run.data.metrics if metrics is None else metrics
-    result = g.evaluate(gate, metrics)
+    result = evaluate(gate, metrics)
     tags = {"expctl.gate": result.outcome, "expctl.gate_reason": result.reason}
     if result.passed and gate.register_as:
         version = _register(store, run, gate, metrics, result.value)
         if version is None:
-            result = g.GateResult(g.FAILED, f"{result.reason}, but the run logged no model to register",
-                                  result.value)
+            result = GateResult(FAILED, f"{result.reason}, but the run logged no model to register", result.value)
             tags = {"expctl.gate": result.outcome, "expctl.gate_reason": result.reason}
         else:
             alias = f" (alias {gate.alias})" if gate.alias else ""

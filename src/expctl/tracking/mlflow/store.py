@@ -25,6 +25,7 @@ from typing import Any
 
 from expctl.core.audit import AuditRecord
 from expctl.core.errors import TrackingError, truncate
+from expctl.core.gate import GateResult
 from expctl.core.model import ObservedRun, RunSpec, TrackingRef, ValidationGate
 from expctl.core.naming import slug
 from expctl.core.sanitize import redact, uri_secrets
@@ -351,7 +352,7 @@ class MlflowStore(KeptLogs, Checkpoints):
         return ledger.settle(self, self._ledger, runs, stop)
 
     def apply_gate(self, run_id: str, gate: ValidationGate,
-                   metrics: Mapping[str, float] | None = None) -> g.GateResult:
+                   metrics: Mapping[str, float] | None = None) -> GateResult:
         """Evaluate the gate on the run's latest metrics (or on ``metrics``: the platform's validation job's);
         register a passing model; record the verdict (``mlflow_promote``)."""
         return apply_gate(self, run_id, gate, metrics)

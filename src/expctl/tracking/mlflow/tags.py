@@ -1,29 +1,23 @@
-"""The validation gate's decision, and the pure translations between expctl and MLflow run values.
+"""The pure translations between expctl's values and MLflow's: params, tags, statuses (the codec of a run).
 
-Pure: no MLflow import, no I/O. ``evaluate`` says whether a succeeded run's metric passes its experiment's
-gate and why; ``flatten_params`` / ``run_params`` turn a resolved config and a sweep point's overrides into
-MLflow params; ``run_tags`` (with ``provenance``'s source tags and description), ``parent_tags`` and
-``observed_from_run`` write and read a run's identity; the status maps translate between backend phases
-and MLflow run statuses.
+Pure: no MLflow import, no I/O. ``flatten_params`` / ``run_params`` turn a resolved config and a sweep point's
+overrides into MLflow params; ``run_tags`` (with ``provenance``'s source tags and description), ``parent_tags``
+and ``observed_from_run`` write and read a run's identity; the status maps translate between backend phases and
+MLflow run statuses; ``quoted`` writes a search filter's literal. The gate's decision is policy: it lives in
+``core/gate``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from expctl.core import safe_json
-from expctl.core.model import FailureClass, ObservedRun, Phase, RunSpec, ValidationGate
+from expctl.core.model import FailureClass, ObservedRun, Phase, RunSpec
 from expctl.core.naming import slug
 from expctl.tracking.mlflow import provenance
 from expctl.tracking.mlflow.checkpoints import resumed_from
-
-PASSED = "passed"
-FAILED = "failed"
-MISSING_METRIC = "missing-metric"
 
 # MLflow's limits (mlflow.utils.validation): parameter values, keys and entries per log_batch call.
 MAX_PARAM_VALUE = 6000
@@ -47,68 +41,9 @@ PHASE_OF_STATUS = {
 TERMINAL_STATUSES = frozenset({"FINISHED", "FAILED", "KILLED"})
 
 
-@dataclass(frozen=True)
-class GateResult:
-    """The gate's verdict on one run: ``passed``, ``failed`` or ``missing-metric``, with a reason."""
-
-    outcome: str
-    reason: str
-    value: float | None = None
-
-    @property
-    def passed(self) -> bool:
-        return self.outcome == PASSED
-
-
 def quoted(value: str) -> str:
     """``value`` as a string literal of an MLflow search filter (quotes dropped: they cannot be escaped)."""
     return "'" + value.replace("'", "") + "'"
-
-
-def evaluate(gate: ValidationGate, metrics: Mapping[str, float]) -> GateResult:
-    """Whether the run's latest gate metric passes ``gate.threshold`` (mode max: >=, min: <=). When the platform
-    validates, the gate metric is the validation job's ``validation.<metric>``, never the training's own."""
-    metric = gate.gate_metric
-    if metric not in metrics:
-        known = ", ".join(sorted(metrics)[:10]) or "none"
-        return GateResult(MISSING_METRIC, f"the run logged no metric {metric!r} (logged: {known})")
-    value = float(metrics[metric])
-    op = ">=" if gate.mode == "max" else "<="
-    if math.isnan(value):
-        return GateResult(FAILED, f"{metric} is NaN", value)
-    if gate.passes(value):
-        return GateResult(PASSED, f"{metric}={value:.6g} {op} {gate.threshold:g}", value)
-    return GateResult(FAILED, f"{metric}={value:.6g} is not {op} {gate.threshold:g}", value)
-
-
-@dataclass(frozen=True)
-class Promotion:
-    """A promotion rule's verdict: whether the alias moves to the new version, and the comparison made."""
-
-    moves: bool
-    reason: str
-
-
-def promotion(gate: ValidationGate, version: str, value: float | None, holder: str | None,
-              holder_value: float | None) -> Promotion:
-    """``promote: {alias, when}``: with ``better_than_current`` the alias moves only when the new version is
-    strictly better than the version holding it on the gate metric (a tie keeps the holder)."""
-    alias, metric = gate.promote_alias, gate.gate_metric
-    if holder == version:
-        return Promotion(False, f"version {version} already holds {alias}")
-    if holder is None:
-        return Promotion(True, f"promoted to {alias}: no version held it")
-    if gate.promote_when == "always":
-        return Promotion(True, f"promoted to {alias} (when: always), replacing version {holder}")
-    if value is None or math.isnan(value):
-        return Promotion(False, f"not promoted to {alias}: no {metric} to compare")
-    if holder_value is None or math.isnan(holder_value):
-        return Promotion(True, f"promoted to {alias}: version {holder} has no {metric}")
-    op = ">" if gate.mode == "max" else "<"
-    if gate.better(value, holder_value):
-        return Promotion(True, f"promoted to {alias}: {metric} {value:.6g} {op} {holder_value:.6g} of version {holder}")
-    return Promotion(False, f"not promoted to {alias}: {metric} {value:.6g} is not {op} {holder_value:.6g} of "
-                            f"version {holder}, which keeps it")
 
 
 def parent_status(points: list[str]) -> str:
