@@ -240,9 +240,9 @@ def test_a_sweeps_parent_settles_and_a_retry_takes_it_back(tmp_path: Path, mlflo
 def apply_between_pages(store: Any, monkeypatch: pytest.MonkeyPatch, repo: GitRepo, uri: str | None) -> list[Any]:
     """Make ``store``'s searches 2 runs a page, and run ``expctl apply`` of ``repo`` between the first page and
     the next (another expctl settling runs while this view pages); the pages, as they are read."""
-    from expctl.tracking.mlflow import store as mlflow_store
+    from expctl.tracking.mlflow import session as mlflow_session
 
-    monkeypatch.setattr(mlflow_store, "_PAGE", 2)
+    monkeypatch.setattr(mlflow_session, "PAGE", 2)
     search, pages = store.client.search_runs, []
 
     def paging(*args: Any, **kwargs: Any) -> Any:
@@ -304,13 +304,13 @@ def test_two_applies_settling_into_one_ledger_at_once_lose_nothing(tmp_path: Pat
 
     stores = [MlflowStore(uri, "local", embedded=True) for _ in range(2)]
     views = [store.view() for store in stores]  # both read the ledger before either writes
-    assert stores[0]._ledger is not None and stores[1]._ledger is not None
-    assert stores[0]._ledger.next_seq == stores[1]._ledger.next_seq > 0
-    ready = sorted((run for run in mlflow_ledger.candidates(views[0].index.raw, [], [], set(), stores[0]._from_ledger)
+    assert stores[0].last_ledger is not None and stores[1].last_ledger is not None
+    assert stores[0].last_ledger.next_seq == stores[1].last_ledger.next_seq > 0
+    ready = sorted((run for run in mlflow_ledger.candidates(views[0].index.raw, [], [], set(), stores[0].from_ledger)
                     if run.data.tags.get("expctl.parent") != "true"), key=lambda run: run.info.run_id)
     assert len(ready) == 4
     for store, half in zip(stores, (ready[:2], ready[2:]), strict=True):
-        assert mlflow_ledger.settle(store, store._ledger, half, lambda: False) == 2
+        assert mlflow_ledger.settle(store, store.last_ledger, half, lambda: False) == 2
 
     records = MlflowStore(uri, "local", embedded=True).view().records
     mine = {(r.run_key, r.attempt) for r in records if r.experiment == exp}

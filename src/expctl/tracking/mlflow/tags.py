@@ -2,7 +2,8 @@
 
 Pure: no MLflow import, no I/O. ``flatten_params`` / ``run_params`` turn a resolved config and a sweep point's
 overrides into MLflow params; ``run_tags`` (with ``provenance``'s source tags and description), ``parent_tags``
-and ``observed_from_run`` write and read a run's identity; the status maps translate between backend phases and
+and ``observed_from_run`` write and read a run's identity; ``checkpoint_in``, ``resume_tags`` and
+``resumed_from`` write and read its checkpoint tags; the status maps translate between backend phases and
 MLflow run statuses; ``quoted`` writes a search filter's literal. The gate's decision is policy: it lives in
 ``core/gate``.
 """
@@ -14,10 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from expctl.core import safe_json
-from expctl.core.model import FailureClass, ObservedRun, Phase, RunSpec
+from expctl.core.model import Checkpoint, FailureClass, ObservedRun, Phase, ResumeFrom, RunSpec
 from expctl.core.naming import slug
 from expctl.tracking.mlflow import provenance
-from expctl.tracking.mlflow.checkpoints import resumed_from
 
 # MLflow's limits (mlflow.utils.validation): parameter values, keys and entries per log_batch call.
 MAX_PARAM_VALUE = 6000
@@ -39,6 +39,11 @@ PHASE_OF_STATUS = {
     "KILLED": Phase.CANCELLED,
 }
 TERMINAL_STATUSES = frozenset({"FINISHED", "FAILED", "KILLED"})
+
+# A run's checkpoint (a convention of the training code, docs/tracking.md) and what a resumed attempt started from.
+CHECKPOINT = "expctl.checkpoint"
+CHECKPOINT_EPOCH = "expctl.checkpoint_epoch"
+RESUMED_FROM = "expctl.resumed_from"  # prefix: .uri .attempt .run_id .epoch
 
 
 def quoted(value: str) -> str:
@@ -152,6 +157,39 @@ def observed_from_run(info: Any, tags: Mapping[str, str], backend: str) -> Obser
         cancelled=tags.get("expctl.cancelled") == "true", mlflow_run_id=info.run_id,
         overrides=safe_json.string_list(tags.get("expctl.overrides")), commit=tags.get("expctl.commit"),
         replicas=safe_json.integer(tags.get("expctl.replicas"), 1), gpus=safe_json.integer(tags.get("expctl.gpus"), 0),
-        user=tags.get("expctl.author") or None, live=False, resumed_from=resumed_from(dict(tags)),
+        user=tags.get("expctl.author") or None, live=False, resumed_from=resumed_from(tags),
         data_digest=tags.get("expctl.data_digest"),
     )
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def checkpoint_in(tags: Mapping[str, str]) -> Checkpoint | None:
+    """The latest checkpoint a run's tags name: its own, else the one it resumed from."""
+    if tags.get(CHECKPOINT):
+        return Checkpoint(tags[CHECKPOINT], _int(tags.get(CHECKPOINT_EPOCH)))
+    if tags.get(f"{RESUMED_FROM}.uri"):
+        return Checkpoint(tags[f"{RESUMED_FROM}.uri"], _int(tags.get(f"{RESUMED_FROM}.epoch")))
+    return None
+
+
+def resume_tags(resume: ResumeFrom) -> dict[str, str]:
+    """The tags of an attempt's run that say what it resumed from."""
+    tags = {f"{RESUMED_FROM}.uri": resume.uri, f"{RESUMED_FROM}.attempt": str(resume.attempt),
+            f"{RESUMED_FROM}.run_id": resume.run_id}
+    if resume.epoch is not None:
+        tags[f"{RESUMED_FROM}.epoch"] = str(resume.epoch)
+    return tags
+
+
+def resumed_from(tags: Mapping[str, str]) -> ResumeFrom | None:
+    """What a run's tags say it resumed from."""
+    uri, attempt = tags.get(f"{RESUMED_FROM}.uri"), _int(tags.get(f"{RESUMED_FROM}.attempt"))
+    if not uri or attempt is None:
+        return None
+    return ResumeFrom(uri, attempt, tags.get(f"{RESUMED_FROM}.run_id", ""), _int(tags.get(f"{RESUMED_FROM}.epoch")))
