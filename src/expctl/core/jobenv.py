@@ -73,10 +73,10 @@ def job_env(launch: Launch, *, config_file: str | None = None,
     )
     if config_file is not None:
         env[CONFIG_FILE] = config_file
-    else:  # the config travels with the job: no artifact upload per run (see tracking/mlflow_runs.py)
+    else:  # the config travels with the job: no artifact upload per run (see tracking/mlflow/runs.py)
         env[CONFIG] = canonical_json(dict(spec.config))
     env.update(launch.tracking.env())
-    env.update(launch.checkpoint_env())  # EXPCTL_CHECKPOINT_DIR, EXPCTL_RESUME_* (expctl.resume)
+    env.update(launch.checkpoint_env())  # EXPCTL_CHECKPOINT_DIR, EXPCTL_RESUME_* (engine/resume)
     # the datasets' manifests: a backend that hands the job local files (config_file) hands it this
     # machine's copy of the manifest too; every job can read it from MLflow
     env.update(dataset_env(launch, local=config_file is not None))
