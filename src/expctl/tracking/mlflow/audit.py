@@ -24,9 +24,8 @@ from expctl.tracking.mlflow.session import MlflowSession
 
 log = logging.getLogger(__name__)
 
-AUDIT_EXPERIMENT = "expctl-audit"
-STATE, HEADER, CHANGES, RESULTS = "expctl.audit.state", "expctl.audit.header", "expctl.audit.changes", \
-    "expctl.audit.results"
+AUDIT_EXPERIMENT, STATE = g.AUDIT_EXPERIMENT, g.AUDIT_STATE
+HEADER, CHANGES, RESULTS = "expctl.audit.header", "expctl.audit.changes", "expctl.audit.results"
 _CHUNK = g.MAX_TAG_VALUE
 _PAGE = 1000
 

@@ -45,8 +45,6 @@ from expctl.crash import crash_point
 from expctl.tracking.base import TrackerUnavailable
 from expctl.tracking.mlflow import ledger_codec as codec
 from expctl.tracking.mlflow import tags as g
-from expctl.tracking.mlflow.audit import AUDIT_EXPERIMENT, STATE
-from expctl.tracking.mlflow.logs import TAG as LOGS_TAG
 from expctl.tracking.mlflow.session import MlflowSession
 
 log = logging.getLogger(__name__)
@@ -73,8 +71,8 @@ def read(session: MlflowSession, searched: Sequence[Any], experiment_ids: Sequen
     request); when that search took several requests it is read again after them (a run settled between two
     pages is in this later copy), and a damaged or missing ledger costs a search of every settled run."""
     backend = session.backend_name
-    audit_id = session.experiments.get(AUDIT_EXPERIMENT)
-    named = session.experiment_tags.get(AUDIT_EXPERIMENT, {}).get(experiment_tag(backend))
+    audit_id = session.experiments.get(g.AUDIT_EXPERIMENT)
+    named = session.experiment_tags.get(g.AUDIT_EXPERIMENT, {}).get(experiment_tag(backend))
     found = [run for run in searched if run.data.tags.get(codec.MARK) == "true"]
     if not named and not found:
         return Ledger()  # nothing of this backend was ever settled
@@ -105,12 +103,12 @@ def settleable(run: Any, live: ObservedRun | None, gated: bool, touched: bool) -
     tags = run.data.tags
     if touched or tags.get("expctl.managed") != "true" or not tags.get("expctl.run_key"):
         return False
-    if tags.get("expctl.parent") == "true" or STATE in tags or tags.get("expctl.ready") != "true":
+    if tags.get("expctl.parent") == "true" or g.AUDIT_STATE in tags or tags.get("expctl.ready") != "true":
         return False
     status = run.info.status
     if status not in g.TERMINAL_STATUSES:
         return False
-    if live is not None and not (live.phase.finished and LOGS_TAG in tags):
+    if live is not None and not (live.phase.finished and g.LOGS in tags):
         return False
     return not (status == "FINISHED" and (gated or tags.get("expctl.validates")) and "expctl.gate" not in tags)
 
@@ -150,7 +148,7 @@ def candidates(runs: Sequence[Any], live: Sequence[ObservedRun], desired: Sequen
 def _create(session: MlflowSession) -> str:
     """A new ledger run for the session's backend, named by the audit experiment's tag."""
     backend = session.backend_name
-    audit_id = session.experiment_id(AUDIT_EXPERIMENT, managed=False)
+    audit_id = session.experiment_id(g.AUDIT_EXPERIMENT, managed=False)
     # managed: the view's one search of open runs reads it too
     tags = {codec.MARK: "true", "expctl.managed": "true", "expctl.backend": backend,
             "mlflow.runName": f"expctl-ledger-{backend}",
@@ -162,7 +160,7 @@ def _create(session: MlflowSession) -> str:
                                         run_name=tags["mlflow.runName"])
         run_id = str(run.info.run_id)
         session.client.set_terminated(run_id, status="FINISHED")
-    session.set_experiment_tag(AUDIT_EXPERIMENT, experiment_tag(backend), run_id, what)
+    session.set_experiment_tag(g.AUDIT_EXPERIMENT, experiment_tag(backend), run_id, what)
     return run_id
 
 
@@ -171,11 +169,11 @@ def _named_first(session: MlflowSession, ledger_ids: Sequence[str]) -> str:
     between creating a ledger and naming it), the first, named now — a ledger no tag names could be deleted
     without anyone noticing."""
     key = experiment_tag(session.backend_name)
-    named = session.experiment_tags.get(AUDIT_EXPERIMENT, {}).get(key)
+    named = session.experiment_tags.get(g.AUDIT_EXPERIMENT, {}).get(key)
     if named in ledger_ids:
         return str(named)
     target = ledger_ids[0]
-    session.set_experiment_tag(AUDIT_EXPERIMENT, key, target, "name the ledger of settled runs")
+    session.set_experiment_tag(g.AUDIT_EXPERIMENT, key, target, "name the ledger of settled runs")
     return target
 
 

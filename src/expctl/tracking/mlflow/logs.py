@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from expctl.tracking.mlflow import tags as g
 from expctl.tracking.mlflow.session import MlflowSession
 
 LOGS_DIR = "expctl/logs"
-TAG = "expctl.logs"
+TAG = g.LOGS
 DEFAULT_TAIL_BYTES = 1_000_000
 
 

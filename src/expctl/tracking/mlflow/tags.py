@@ -40,6 +40,11 @@ PHASE_OF_STATUS = {
 }
 TERMINAL_STATUSES = frozenset({"FINISHED", "FAILED", "KILLED"})
 
+# The experiment of the audit trail (and the ledger runs), an audit record's state, a run's kept logs.
+AUDIT_EXPERIMENT = "expctl-audit"
+AUDIT_STATE = "expctl.audit.state"
+LOGS = "expctl.logs"
+
 # A run's checkpoint (a convention of the training code, docs/tracking.md) and what a resumed attempt started from.
 CHECKPOINT = "expctl.checkpoint"
 CHECKPOINT_EPOCH = "expctl.checkpoint_epoch"
