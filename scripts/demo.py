@@ -25,9 +25,11 @@ def step(title: str, *args: str, check: bool = True) -> int:
 
 
 def registered_models() -> None:
-    from expctl.tracking.mlflow.store import MlflowStore, default_tracking_uri
+    from expctl.engine.operate import settings_at_head
+    from expctl.engine.workspace import Workspace
 
-    store = MlflowStore(default_tracking_uri(ROOT / ".expctl"), "local")
+    ws = Workspace(ROOT)  # the store the demo's `expctl` commands used: the same tracking URI precedence
+    store = ws.open_store(settings_at_head(ws), "local")
     print("\nRegistered models (MLflow Model Registry):")
     rows = store.registered_models()
     for row in rows:

@@ -269,13 +269,13 @@ def test_two_applies_settling_into_one_ledger_at_once_lose_nothing(tmp_path: Pat
 
     stores = [MlflowStore(uri, "local", embedded=True) for _ in range(2)]
     views = [store.view() for store in stores]  # both read the ledger before either writes
-    assert stores[0]._ledger is not None and stores[1]._ledger is not None
-    assert stores[0]._ledger.next_seq == stores[1]._ledger.next_seq > 0
-    ready = sorted((run for run in mlflow_ledger.candidates(views[0].index.raw, [], [], set(), stores[0]._from_ledger)
+    assert stores[0].last_ledger is not None and stores[1].last_ledger is not None
+    assert stores[0].last_ledger.next_seq == stores[1].last_ledger.next_seq > 0
+    ready = sorted((run for run in mlflow_ledger.candidates(views[0].index.raw, [], [], set(), stores[0].from_ledger)
                     if run.data.tags.get("expctl.parent") != "true"), key=lambda run: run.info.run_id)
     assert len(ready) == 4
     for store, half in zip(stores, (ready[:2], ready[2:]), strict=True):
-        assert mlflow_ledger.settle(store, store._ledger, half, lambda: False) == 2
+        assert mlflow_ledger.settle(store, store.last_ledger, half, lambda: False) == 2
 
     records = MlflowStore(uri, "local", embedded=True).view().records
     mine = {(r.run_key, r.attempt) for r in records if r.experiment == exp}

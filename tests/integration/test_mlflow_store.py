@@ -16,7 +16,8 @@ from expctl.core.errors import TrackingError
 from expctl.core.jobenv import tracking_env
 from expctl.core.model import FailureClass, JobKind, ObservedRun, Phase, RunSpec, TrackingRef, ValidationGate
 from expctl.tracking.mlflow.rest_search import RestSearch
-from expctl.tracking.mlflow.store import MlflowStore, default_tracking_uri, health_request
+from expctl.tracking.mlflow.session import health_request
+from expctl.tracking.mlflow.store import MlflowStore
 from tests.support.factories import make_job, make_launch, make_spec
 from tests.support.gitrepo import GitRepo
 from tests.support.mlflow_server import MlflowServer, free_port
@@ -34,7 +35,7 @@ def observed(spec: RunSpec, ref: TrackingRef, phase: Phase, attempt: int = 1, **
 
 @pytest.fixture
 def sqlite_store(tmp_path: Path) -> MlflowStore:
-    return MlflowStore(default_tracking_uri(tmp_path / ".expctl", explicit=None), "local", embedded=True)
+    return MlflowStore(f"sqlite:///{(tmp_path / '.expctl' / 'mlflow.db').resolve()}", "local", embedded=True)
 
 
 @pytest.fixture(params=["sqlite", "server"])
@@ -239,7 +240,7 @@ def test_failures_after_the_check_carry_no_credentials(monkeypatch: pytest.Monke
     """MLflow's own errors quote the request URL, user information included: hidden in the exception."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     store = MlflowStore(f"http://ci:hunter2@127.0.0.1:{free_port()}", "local")
-    store._checked = True  # as if the server went away after the check
+    store.checked = True  # as if the server went away after the check
     with pytest.raises(TrackingError) as info:
         store.ui_experiments()
     assert "hunter2" not in str(info.value) and "MLflow at http://***@127.0.0.1" in str(info.value)
@@ -268,13 +269,19 @@ def test_health_is_asked_with_basic_auth_never_sent_to_a_redirect() -> None:
     assert request.unredirected_hdrs == {"Authorization": "Basic Y2k6aHVuQHRlcjI="} and not request.headers
 
 
-def test_default_tracking_uri_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tracking_uri_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--tracking-uri`` > ``MLFLOW_TRACKING_URI`` > ``expctl.yaml`` > the embedded store (the workspace decides)."""
+    from expctl.config.schema import parse_settings
+    from expctl.engine.workspace import Workspace
+
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert default_tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
-    assert default_tracking_uri(tmp_path, settings_uri="http://s") == "http://s"
+    ws, named = Workspace(tmp_path), parse_settings({"tracking_uri": "http://s"})
+    assert ws.resolve_tracking_uri(parse_settings({})) == f"sqlite:///{tmp_path}/.expctl/mlflow.db" == ws.embedded_uri
+    assert ws.resolve_tracking_uri(named) == "http://s"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env")
-    assert default_tracking_uri(tmp_path, settings_uri="http://s") == "http://env"
-    assert default_tracking_uri(tmp_path, explicit="http://x", settings_uri="http://s") == "http://x"
+    assert ws.resolve_tracking_uri(named) == "http://env"
+    assert Workspace(tmp_path, tracking_uri="http://x").resolve_tracking_uri(named) == "http://x"
+    assert ws.open_store(named).tracking_uri == "http://env"
 
 
 def test_distributed_training_through_the_local_backend(mlflow_server: MlflowServer, git_repo: GitRepo) -> None:
@@ -364,16 +371,16 @@ class RacingStore(MlflowStore):
         super().__init__(uri, "local")
         self.barrier = barrier
 
-    def _search(self, experiment_ids: list[str], filter_string: str, order: str = "ASC") -> list[Any]:
+    def search(self, experiment_ids: list[str], filter_string: str, order: str = "ASC") -> list[Any]:
         if "expctl.run_key" in filter_string:
             self.barrier.wait(timeout=60)
-        return super()._search(experiment_ids, filter_string, order)
+        return super().search(experiment_ids, filter_string, order)
 
 
 def test_concurrent_ensure_run_converges_to_one_run(sqlite_store: MlflowStore, client: Any) -> None:
     spec = make_spec("racy")
     sqlite_store.check()
-    experiment_id = sqlite_store._experiment_id(spec.experiment)
+    experiment_id = sqlite_store.experiment_id(spec.experiment)
     barrier = threading.Barrier(2)
     stores = [RacingStore(sqlite_store.tracking_uri, barrier) for _ in range(2)]
     refs: list[TrackingRef] = []
@@ -392,7 +399,7 @@ def test_ui_server_command_serves_the_embedded_store(sqlite_store: MlflowStore) 
     import subprocess
     import urllib.request
 
-    from expctl.tracking.mlflow.store import ui_server_command
+    from expctl.tracking.mlflow.locations import ui_server_command
 
     sqlite_store.check()
     assert ui_server_command("http://mlflow.example:5000", 5000) == (None, {}, "http://mlflow.example:5000")
@@ -427,7 +434,7 @@ def test_ui_server_command_serves_the_embedded_store(sqlite_store: MlflowStore) 
     ],
 )
 def test_gate_decision(gate: ValidationGate, metrics: dict[str, float], outcome: str, reason: str) -> None:
-    from expctl.tracking.mlflow.tags import evaluate
+    from expctl.core.gate import evaluate
 
     assert (evaluate(gate, metrics).outcome, evaluate(gate, metrics).reason) == (outcome, reason)
 
@@ -448,22 +455,33 @@ def test_view_knows_every_run_so_ensure_run_needs_no_request(sqlite_store: Mlflo
     sqlite_store.check()
     first = sqlite_store.ensure_run(points[0], 1, AUTHOR, sqlite_store.view())
     # a crash between create_run and log_batch: a run without params and without expctl.ready
-    half = client.create_run(sqlite_store._experiment_id("viewed"), tags={
+    half = client.create_run(sqlite_store.experiment_id("viewed"), tags={
         "expctl.managed": "true", "expctl.backend": "local", "expctl.run_key": points[1].run_key,
         "expctl.spec_hash": points[1].spec_hash, "expctl.attempt": "1", "expctl.job": points[1].name})
-    fresh = MlflowStore(sqlite_store.tracking_uri, "local")
-    view = fresh.view()
-    assert {r.name for r in view.records} == {points[0].name, points[1].name}
-
     calls: list[str] = []
-    real = fresh.client
 
     class Counting:
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
         def __getattr__(self, name: str) -> Any:
             calls.append(name)
-            return getattr(real, name)
+            return getattr(self.real, name)
 
-    fresh._client = Counting()
+    class CountingStore(MlflowStore):
+        """Every client method used, once ``counting`` is set."""
+
+        counting = False
+
+        @property
+        def client(self) -> Any:
+            real = super().client
+            return Counting(real) if self.counting else real
+
+    fresh = CountingStore(sqlite_store.tracking_uri, "local")
+    view = fresh.view()
+    assert {r.name for r in view.records} == {points[0].name, points[1].name}
+    fresh.counting = True
     assert fresh.ensure_run(points[0], 1, AUTHOR, view) == first
     assert calls == [], "a run in the view costs no request"
     resumed = fresh.ensure_run(points[1], 1, AUTHOR, view)

@@ -15,7 +15,7 @@ from expctl.core import audit
 from expctl.core.errors import TrackingError
 from expctl.core.model import Action, Change, ObservedRun, Phase, Plan, Reason
 from expctl.tracking.base import TrackerUnavailable
-from expctl.tracking.mlflow import store as mlflow_store
+from expctl.tracking.mlflow import session as mlflow_session
 from expctl.tracking.mlflow.rest_search import usable
 from expctl.tracking.mlflow.store import MlflowStore
 from tests.support.factories import make_spec
@@ -56,14 +56,22 @@ def _runs(view: Any) -> dict[str, tuple[Any, ...]]:
                             dict(r.data.tags), dict(r.data.params), dict(r.data.metrics)) for r in view.index.raw}
 
 
+class ClientlessStore(MlflowStore):
+    """A store whose view must not make an MLflow client (nor import ``mlflow``)."""
+
+    @property
+    def client(self) -> Any:
+        raise AssertionError("the view needs no MLflow client")
+
+
 def test_rest_view_equals_the_clients_page_by_page(seeded: tuple[str, str],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     uri, backend = seeded
-    monkeypatch.setattr(mlflow_store, "_PAGE", 2)  # several pages of runs
-    rest = MlflowStore(uri, backend)
-    assert usable(uri) and rest._rest is not None
+    monkeypatch.setattr(mlflow_session, "PAGE", 2)  # several pages of runs
+    rest = ClientlessStore(uri, backend)
+    assert usable(uri) and rest.rest is not None
     by_client = MlflowStore(uri, backend)
-    by_client._rest = None  # the reference: MLflow's own client and entities
+    by_client.rest = None  # the reference: MLflow's own client and entities
     got, want = rest.view(), by_client.view()
 
     assert got.records == want.records and len(got.records) == RUNS
@@ -71,12 +79,11 @@ def test_rest_view_equals_the_clients_page_by_page(seeded: tuple[str, str],
     assert got.index.runs == want.index.runs and got.index.parents == want.index.parents
     assert _runs(got) == _runs(want)
     assert {r.phase for r in got.records} >= {Phase.SUCCEEDED, Phase.FAILED}
-    assert rest._seen_tags == by_client._seen_tags
-    assert rest._experiments.items() >= by_client._experiments.items()
-    assert rest._client is None, "the view needs no MLflow client"
+    assert rest.seen_tags == by_client.seen_tags
+    assert rest.experiments.items() >= by_client.experiments.items()
     # pages of 2 of every managed run: the sweep's points, its parent, the open audit (the experiments search is
     # paged too: the session's server holds other tests' experiments)
-    assert rest._rest.requests["runs/search"] == math.ceil((RUNS + 2) / 2)
+    assert rest.rest.requests["runs/search"] == math.ceil((RUNS + 2) / 2)
 
 
 @pytest.fixture
@@ -141,7 +148,7 @@ def test_a_failing_search_is_one_line(seeded: tuple[str, str], faulty: FaultProx
 def test_a_server_gone_between_pages_is_unavailable(seeded: tuple[str, str], faulty: FaultProxy,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     _, backend = seeded
-    monkeypatch.setattr(mlflow_store, "_PAGE", 2)
+    monkeypatch.setattr(mlflow_session, "PAGE", 2)
     faulty.add(Rule("POST", "runs/search", "delay", times=1), Rule("POST", "runs/search", "die", times=1))
     with pytest.raises(TrackerUnavailable) as caught:
         MlflowStore(faulty.url, backend).view()

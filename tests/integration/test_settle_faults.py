@@ -181,20 +181,20 @@ def test_a_batch_appended_to_a_ledger_another_apply_just_replaced_flips_nothing(
 
     first = MlflowStore(uri, "local", embedded=True)
     view = first.view()  # A's view: the ledger is fine
-    assert first._ledger is not None and not first._ledger.damaged and first._ledger.ledger_ids
-    ready = [run for run in mlflow_ledger.candidates(view.index.raw, [], [], set(), first._from_ledger)
+    assert first.last_ledger is not None and not first.last_ledger.damaged and first.last_ledger.ledger_ids
+    ready = [run for run in mlflow_ledger.candidates(view.index.raw, [], [], set(), first.from_ledger)
              if run.data.tags.get("expctl.parent") != "true"]
     assert len(ready) == 2
-    old = first._ledger.ledger_ids[0]
+    old = first.last_ledger.ledger_ids[0]
     part = next(key for key in first.client.get_run(old).data.tags if key.endswith(".0000"))
     first.client.set_tag(old, part, "edited by hand")
     second = MlflowStore(uri, "local", embedded=True)
     second.view()
-    assert second._ledger is not None and second._ledger.damaged
-    assert mlflow_ledger.settle(second, second._ledger, [], lambda: False) == 0  # B rebuilds it
+    assert second.last_ledger is not None and second.last_ledger.damaged
+    assert mlflow_ledger.settle(second, second.last_ledger, [], lambda: False) == 0  # B rebuilds it
     assert first.client.get_run(old).data.tags["expctl.ledger"] == "replaced"
 
-    assert mlflow_ledger.settle(first, first._ledger, ready, lambda: False) == 0  # A's batch: no flip
+    assert mlflow_ledger.settle(first, first.last_ledger, ready, lambda: False) == 0  # A's batch: no flip
     assert {r.data.tags["expctl.managed"] for r in e2e.mlflow_runs(uri, [exp])} == {"settled", "true"}
     seen = {(r.run_key, r.attempt) for r in MlflowStore(uri, "local", embedded=True).view().records
             if r.experiment == exp}

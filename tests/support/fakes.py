@@ -64,6 +64,9 @@ class FakeBackend:
 
 
 class FakeTracker:
+    """The tracker seam in memory: what ``ensure_run`` created and ``sync`` followed is what ``view`` returns
+    (it passes ``tests/contract/tracker_suite.py``)."""
+
     def __init__(self) -> None:
         self.runs: dict[tuple[str, str, int], str] = {}
         self.remembered: list[ObservedRun] = []
@@ -88,15 +91,34 @@ class FakeTracker:
         key = (spec.run_key, spec.spec_hash, attempt)
         if key not in self.runs:
             self.requests.append("create")
-        run_id = self.runs.setdefault(key, f"run{len(self.runs):04d}")
-        return TrackingRef("memory://", run_id, spec.experiment)
+            self.runs[key] = f"run{len(self.runs):04d}"
+            self.remembered.append(ObservedRun(
+                run_key=spec.run_key, name=spec.name_for(attempt), experiment=spec.experiment, attempt=attempt,
+                spec_hash=spec.spec_hash, phase=Phase.PENDING, backend="fake", kind=spec.job.kind.value,
+                mlflow_run_id=self.runs[key], overrides=spec.overrides, commit=spec.commit, user=applied_by,
+                live=False))
+        return TrackingRef("memory://", self.runs[key], spec.experiment)
+
+    def _update(self, run_id: str, **changes: Any) -> None:
+        self.remembered = [replace(r, **changes) if r.mlflow_run_id == run_id else r for r in self.remembered]
 
     def sync(self, observed: Sequence[ObservedRun], desired: Sequence[RunSpec],
              view: TrackerView | None = None) -> None:
-        return None
+        """A run's phase follows its job's (never back from finished), with its failure and cancellation."""
+        known = {r.mlflow_run_id: r for r in self.remembered}
+        for obs in observed:
+            run = known.get(obs.mlflow_run_id)
+            if not obs.live or run is None or run.phase.finished or obs.phase is Phase.PENDING:
+                continue
+            self._update(run.mlflow_run_id or "", phase=obs.phase, failure=obs.failure, message=obs.message,
+                         finished_at=obs.finished_at if obs.phase.finished else None,
+                         cancelled=run.cancelled or obs.cancelled)
 
     def mark_killed(self, run_id: str, by: str = "") -> None:
         self.killed.append(run_id)
+        run = next((r for r in self.remembered if r.mlflow_run_id == run_id), None)
+        if run is not None:
+            self._update(run_id, phase=run.phase if run.phase.finished else Phase.CANCELLED, cancelled=True)
 
     def begin_audit(self, record: AuditRecord) -> AuditRecord:
         stored = replace(record, record_id=f"audit{len(self.records_by_id)}")
@@ -115,7 +137,7 @@ class FakeTracker:
 
 
 class FakeCheckpointTracker(FakeTracker):
-    """A tracker that also knows attempts' checkpoints (``expctl.resume.CheckpointRecords``)."""
+    """A tracker that also knows attempts' checkpoints (``tracking.base.CheckpointRecords``)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -130,7 +152,7 @@ class FakeCheckpointTracker(FakeTracker):
 
 
 class FakeLogTracker(FakeTracker):
-    """A tracker that keeps logs (``expctl.runlogs.LogStore``), in memory."""
+    """A tracker that keeps logs (``tracking.base.LogStore``), in memory."""
 
     def __init__(self, tail_bytes: int = 1024) -> None:
         super().__init__()

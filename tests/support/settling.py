@@ -32,9 +32,9 @@ def finished(repo: GitRepo, points: int, state: str = "Succeeded") -> None:
 def apply_between_pages(store: Any, monkeypatch: pytest.MonkeyPatch, repo: GitRepo, uri: str | None) -> list[Any]:
     """Make ``store``'s searches 2 runs a page, and run ``expctl apply`` of ``repo`` between the first page and
     the next (another expctl settling runs while this view pages); the pages, as they are read."""
-    from expctl.tracking.mlflow import store as mlflow_store
+    from expctl.tracking.mlflow import session as mlflow_session
 
-    monkeypatch.setattr(mlflow_store, "_PAGE", 2)
+    monkeypatch.setattr(mlflow_session, "PAGE", 2)
     search, pages = store.client.search_runs, []
 
     def paging(*args: Any, **kwargs: Any) -> Any:

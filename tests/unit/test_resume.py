@@ -21,7 +21,7 @@ from expctl.core.model import (
 )
 from expctl.engine.resume import choose, resume_point, resumes
 from expctl.engine.writes import apply_change
-from expctl.tracking.mlflow.checkpoints import checkpoint_in, resume_tags, resumed_from
+from expctl.tracking.mlflow.tags import checkpoint_in, resume_tags, resumed_from
 from tests.support.factories import make_job, make_launch, make_spec
 from tests.support.fakes import FakeBackend, FakeCheckpointTracker, FakeTracker
 

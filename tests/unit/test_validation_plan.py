@@ -7,9 +7,9 @@ from dataclasses import replace
 import pytest
 
 from expctl.core.desired import DEFAULT_EVALUATOR, validation_spec
+from expctl.core.gate import evaluate, promotion
 from expctl.core.model import Action, FailureClass, JobKind, ObservedRun, Phase, RetryPolicy, ValidationGate
 from expctl.core.plan_rules import make_plan
-from expctl.tracking.mlflow.tags import evaluate, promotion
 from tests.support.factories import make_job, make_spec
 
 GATE = ValidationGate(metric="accuracy", threshold=0.5, split="test", register_as="m", promote_alias="champion")

@@ -35,3 +35,10 @@ class Backend(Protocol):
     def logs(self, name: str, replica: str | None = None, follow: bool = False) -> Iterator[str]:
         """Lines of the object's logs (one replica, or all with a prefix)."""
         ...
+
+
+@runtime_checkable
+class ReplicaNames(Protocol):
+    """An optional capability: a backend that names a run's replicas (what ``logs(name, replica=...)`` accepts)."""
+
+    def replicas(self, name: str) -> list[str]: ...

@@ -16,14 +16,9 @@ from expctl.cli.common import echo_json, workspace
 @click.pass_context
 def lineage(ctx: click.Context, ref: str, output: str) -> None:
     """Model version → run → commit → config → datasets → batches → manifest digests (MODEL@ALIAS or MODEL/N)."""
-    from expctl.engine.operate import settings_at_head
-    from expctl.tracking.mlflow.lineage import lineage as read_lineage
-    from expctl.tracking.mlflow.store import MlflowStore
+    from expctl.engine.operate import model_lineage
 
-    ws = workspace(ctx)
-    settings = settings_at_head(ws)
-    store = MlflowStore(ws.resolve_tracking_uri(settings), ws.backend_name(settings, None))
-    data = read_lineage(store, ref)
+    data = model_lineage(workspace(ctx), ref)
     if output == "json":
         echo_json(data)
         return

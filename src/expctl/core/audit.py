@@ -1,6 +1,6 @@
 """The audit record of one apply: who applied which changes of which plan, and what became of each.
 
-Pure: values and their JSON form; the tracker stores them (``tracking/mlflow_audit.py``). An apply writes its
+Pure: values and their JSON form; the tracker stores them (``tracking/mlflow/audit.py``). An apply writes its
 record as an *intent* (every change ``pending``) before its first write and *completes* it after its last one.
 A record still open when the next apply starts belongs to an apply that was killed: ``recover`` completes it
 from what is observed, so ``expctl history`` never loses a change that was applied. A record names the *scope*

@@ -74,7 +74,7 @@ def job_env(launch: Launch, *, config_file: str | None = None,
     )
     if config_file is not None:
         env[CONFIG_FILE] = config_file
-    else:  # the config travels with the job: no artifact upload per run (see tracking/mlflow_runs.py)
+    else:  # the config travels with the job: no artifact upload per run (see tracking/mlflow/runs.py)
         env[CONFIG] = canonical_json(dict(spec.config))
     env.update(tracking_env(launch.tracking))
     env.update(checkpoint_env(launch))  # EXPCTL_CHECKPOINT_DIR, EXPCTL_RESUME_* (engine.resume)

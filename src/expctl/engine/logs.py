@@ -14,38 +14,16 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
-from typing import Protocol, runtime_checkable
 
-from expctl.backends.base import Backend
+from expctl.backends.base import Backend, ReplicaNames
 from expctl.core.errors import ExpctlError
 from expctl.core.model import ObservedRun
+from expctl.tracking.base import LogStore, Tracker
 
 log = logging.getLogger(__name__)
 
 _KEEPERS = 4  # runs whose logs are read and stored at once
 COMBINED = "all"  # the artifact name when a backend cannot name its replicas: every line, as logs() gives them
-
-
-@runtime_checkable
-class LogStore(Protocol):
-    """A tracker that keeps logs (MlflowStore does, in ``tracking/mlflow_logs``)."""
-
-    log_tail_bytes: int
-
-    def logs_kept(self, run_id: str) -> bool: ...
-
-    def keep_logs(self, run_id: str, logs: dict[str, str] | None, why_not: str = "") -> None: ...
-
-    def kept_logs(self, run_id: str) -> dict[str, str] | None: ...
-
-    def records(self) -> list[ObservedRun]: ...
-
-
-@runtime_checkable
-class ReplicaNames(Protocol):
-    """A backend that names a run's replicas (what ``logs(name, replica=...)`` accepts)."""
-
-    def replicas(self, name: str) -> list[str]: ...
 
 
 def tail(lines: Iterable[str], max_bytes: int) -> str:
@@ -78,7 +56,7 @@ def read_tails(backend: Backend, name: str, max_bytes: int) -> dict[str, str]:
     return {replica: tail(backend.logs(name, replica=replica), max_bytes) for replica in names}
 
 
-def keep_finished(backend: Backend, tracker: object, observed: Sequence[ObservedRun]) -> list[str]:
+def keep_finished(backend: Backend, tracker: Tracker, observed: Sequence[ObservedRun]) -> list[str]:
     """Store the logs of every finished live run that has none kept yet (a few at once: a sweep that just
     finished has thousands); the names of the runs kept."""
     if not isinstance(tracker, LogStore):
@@ -106,7 +84,7 @@ def keep_finished(backend: Backend, tracker: object, observed: Sequence[Observed
         return [name for name in pool.map(keep, finished) if name is not None]
 
 
-def live_or_kept(backend: Backend, tracker: Callable[[], object], name: str, replica: str | None,
+def live_or_kept(backend: Backend, tracker: Callable[[], Tracker], name: str, replica: str | None,
                  follow: bool) -> tuple[str, Iterator[str]]:
     """Where the lines come from (for the user), and the lines: live from the backend while it has them, else
     from the logs the tracker kept (``tracker`` is opened only then)."""
@@ -123,7 +101,7 @@ def live_or_kept(backend: Backend, tracker: Callable[[], object], name: str, rep
     return f"live from the {backend.name} backend", chain(() if first is None else (first,), lines)
 
 
-def _kept(tracker: object, name: str) -> tuple[str, dict[str, str]] | None:
+def _kept(tracker: Tracker, name: str) -> tuple[str, dict[str, str]] | None:
     if not isinstance(tracker, LogStore):
         return None
     runs = sorted((r for r in tracker.records() if r.name == name and r.mlflow_run_id),

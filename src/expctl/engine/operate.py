@@ -218,12 +218,12 @@ def ui_links(ws: Workspace, port: int, experiment: str | None = None) -> UiLinks
     """The addresses ``expctl ui`` prints (the training-runs view, not MLflow's GenAI overview)."""
     from expctl.core.errors import TrackingError
     from expctl.tracking.mlflow import links
-    from expctl.tracking.mlflow.store import MlflowStore, ui_server_command
+    from expctl.tracking.mlflow.locations import ui_server_command
 
-    uri = ws.resolve_tracking_uri(settings_at_head(ws))
-    command, env, base = ui_server_command(uri, port)
+    settings = settings_at_head(ws)
+    store = ws.open_store(settings)
+    command, env, base = ui_server_command(store.tracking_uri, port)
     base = shown_uri(base)  # links to show: a server's URI may hold credentials (a browser asks for them)
-    store = MlflowStore(uri, backend_name="")
     warning = ""
     try:
         store.check()
@@ -233,8 +233,8 @@ def ui_links(ws: Workspace, port: int, experiment: str | None = None) -> UiLinks
             raise
         found, warning = {}, f"{exc} (showing the start page)"
     if experiment and experiment not in found:
-        raise ExpctlError(f"--experiment {experiment}: MLflow at {shown_uri(uri)} has no such experiment of "
-                          "expctl's (see `expctl status --all`)")
+        raise ExpctlError(f"--experiment {experiment}: MLflow at {shown_uri(store.tracking_uri)} has no such "
+                          "experiment of expctl's (see `expctl status --all`)")
     # An experiment whose runs predate expctl's saved view opens without it (MLflow refuses an unknown view).
     urls = {name: links.experiment_url(base, eid, view=has_view) for name, (eid, has_view) in found.items()}
     ids = [eid for eid, _ in found.values()]
@@ -257,11 +257,16 @@ def _experiments_at_head(ws: Workspace) -> list[str]:
 def run_links(ws: Workspace, settings: Settings, run_id: str, port: int = 5000) -> dict[str, str]:
     """Deep links to a run and its experiment in the MLflow UI (the store's server, or ``expctl ui``)."""
     from expctl.tracking.mlflow import links
-    from expctl.tracking.mlflow.store import MlflowStore
 
-    uri = ws.resolve_tracking_uri(settings)
-    base = shown_uri(links.ui_address(uri, f"http://127.0.0.1:{port}"))
-    experiment_id = MlflowStore(uri, backend_name="").experiment_of_run(run_id)
+    store = ws.open_store(settings)
+    base = shown_uri(links.ui_address(store.tracking_uri, f"http://127.0.0.1:{port}"))
+    experiment_id = store.experiment_of_run(run_id)
     return {"mlflow_ui_run": links.run_url(base, experiment_id, run_id),
             "mlflow_ui_experiment": links.experiment_url(base, experiment_id, view=False)}
 
+
+def model_lineage(ws: Workspace, ref: str) -> dict[str, Any]:
+    """Where the registered model version ``ref`` (``MODEL@ALIAS`` or ``MODEL/VERSION``) came from, read from
+    MLflow only: run, commit, config, datasets, batches, manifest digests."""
+    settings = settings_at_head(ws)
+    return ws.open_store(settings, ws.backend_name(settings, None)).lineage(ref)

@@ -10,22 +10,8 @@ what it resumed from. Backends hand the result to the job as ``EXPCTL_RESUME_FRO
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
-
 from expctl.core.model import Action, Change, Checkpoint, FailureClass, ObservedRun, Phase, ResumeFrom
-
-
-@runtime_checkable
-class CheckpointRecords(Protocol):
-    """A tracker that knows attempts' checkpoints (MlflowStore does; a tracker without it never resumes)."""
-
-    def checkpoint_of(self, run_id: str) -> Checkpoint | None:
-        """The latest checkpoint the attempt logged (or the one it resumed from), if any."""
-        ...
-
-    def record_resume(self, run_id: str, resume: ResumeFrom) -> None:
-        """Tag the new attempt's run with what it resumed from (idempotent)."""
-        ...
+from expctl.tracking.base import CheckpointRecords, Tracker
 
 
 def resumes(change: Change) -> ObservedRun | None:
@@ -51,7 +37,7 @@ def choose(previous: ObservedRun, found: Checkpoint | None, checkpoint_dir: str 
     return None
 
 
-def resume_point(change: Change, tracker: object, new_run_id: str) -> ResumeFrom | None:
+def resume_point(change: Change, tracker: Tracker, new_run_id: str) -> ResumeFrom | None:
     """The checkpoint a retry resumes from (None: start from scratch), recorded on the new run ``new_run_id``."""
     previous = resumes(change)
     if previous is None or change.desired is None:

@@ -1,7 +1,10 @@
 """Where expctl works: the repository, its state directory, and the backend and tracker it opens.
 
-Backends and trackers are imported only when opened, so commands that do not need them stay fast.
-Tests inject fakes by subclassing Workspace and overriding ``open_backend`` / ``open_tracker``.
+The composition root: the only place that builds a backend (``open_backend``) or the MLflow store
+(``open_tracker`` for a backend's runs, ``open_store`` for the reads that need no backend), and that decides
+the tracking URI (``resolve_tracking_uri``: ``--tracking-uri`` > ``MLFLOW_TRACKING_URI`` > ``expctl.yaml`` >
+the embedded store). Backends and trackers are imported only when opened, so commands that do not need them
+stay fast. Tests inject fakes by subclassing Workspace and overriding ``open_backend`` / ``open_tracker``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from expctl.backends.base import Backend
 from expctl.config.schema import Settings
@@ -19,6 +23,9 @@ from expctl.core.errors import ConfigError, ConfigErrors, ExpctlError
 from expctl.core.model import RunSpec
 from expctl.core.sanitize import uri_credentials
 from expctl.tracking.base import Tracker
+
+if TYPE_CHECKING:
+    from expctl.tracking.mlflow.store import MlflowStore
 
 
 def check_runnable(backend: str, runs: Iterable[RunSpec]) -> None:
@@ -147,3 +154,10 @@ class Workspace:
                             repo_url=public_repo_url(remote), embedded=uri == self.embedded_uri)
         store.log_tail_bytes = settings.logs.tail_bytes
         return store
+
+    def open_store(self, settings: Settings, backend_name: str = "") -> MlflowStore:
+        """The MLflow store on the resolved tracking URI, for reads that need no backend's runs: the UI's
+        addresses, a registered model's lineage."""
+        from expctl.tracking.mlflow.store import MlflowStore
+
+        return MlflowStore(self.resolve_tracking_uri(settings), backend_name)

@@ -1,5 +1,15 @@
 """The tracker seam: remember runs (read in one go), find-or-create a run before its job starts, follow job
-phases, and keep the audit trail (one record per apply)."""
+phases, and keep the audit trail (one record per apply).
+
+``Tracker`` is what every tracker does. A tracker may also have optional capabilities, each a Protocol here
+(callers probe them with ``isinstance``; a tracker without one simply goes without the feature):
+
+* ``Settles``: it takes runs nothing will change any more out of its view's search (plans cost the open runs);
+* ``LogStore``: it keeps finished runs' logs, read once their jobs are gone (``engine/logs``);
+* ``CheckpointRecords``: it knows attempts' checkpoints, so a retry resumes (``engine/resume``).
+
+``MlflowStore`` has all three. ``tests/contract/tracker_suite.py`` is what a tracker must pass.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from expctl.core.audit import AuditRecord
 from expctl.core.errors import TrackingError
-from expctl.core.model import ObservedRun, RunSpec, TrackingRef
+from expctl.core.model import Checkpoint, ObservedRun, ResumeFrom, RunSpec, TrackingRef
 
 
 class TrackerUnavailable(TrackingError):
@@ -76,9 +86,44 @@ class Tracker(Protocol):
 @runtime_checkable
 class Settles(Protocol):
     """A tracker that takes runs nothing will change any more out of its view's search (MlflowStore does:
-    ``tracking/mlflow_ledger``), so that a plan's cost follows the open runs, not every run ever launched."""
+    ``tracking/mlflow/ledger``), so that a plan's cost follows the open runs, not every run ever launched."""
 
     def settle(self, observed: Sequence[ObservedRun], desired: Sequence[RunSpec], view: TrackerView,
                stop: Callable[[], bool] = ...) -> int:
         """Settle what ``view`` shows settled (written under the apply lock, after the apply's writes)."""
+        ...
+
+
+@runtime_checkable
+class LogStore(Protocol):
+    """A tracker that keeps logs (MlflowStore does, in ``tracking/mlflow/logs``): the tail of each replica's log
+    of a finished run, at most ``log_tail_bytes`` each."""
+
+    log_tail_bytes: int
+
+    def logs_kept(self, run_id: str) -> bool:
+        """Whether the run's logs were kept (or found unavailable) already."""
+        ...
+
+    def keep_logs(self, run_id: str, logs: dict[str, str] | None, why_not: str = "") -> None:
+        """Keep ``{replica: text}`` (None: record ``why_not`` there were none to keep)."""
+        ...
+
+    def kept_logs(self, run_id: str) -> dict[str, str] | None:
+        """The kept logs of the run, or None when none were kept."""
+        ...
+
+    def records(self) -> list[ObservedRun]: ...
+
+
+@runtime_checkable
+class CheckpointRecords(Protocol):
+    """A tracker that knows attempts' checkpoints (MlflowStore does; a tracker without it never resumes)."""
+
+    def checkpoint_of(self, run_id: str) -> Checkpoint | None:
+        """The latest checkpoint the attempt logged (or the one it resumed from), if any."""
+        ...
+
+    def record_resume(self, run_id: str, resume: ResumeFrom) -> None:
+        """Tag the new attempt's run with what it resumed from (idempotent)."""
         ...

@@ -15,20 +15,17 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from expctl.core import audit as a
 from expctl.core import safe_json
 from expctl.tracking.mlflow import tags as g
-
-if TYPE_CHECKING:
-    from expctl.tracking.mlflow.store import MlflowStore
+from expctl.tracking.mlflow.session import MlflowSession
 
 log = logging.getLogger(__name__)
 
-AUDIT_EXPERIMENT = "expctl-audit"
-STATE, HEADER, CHANGES, RESULTS = "expctl.audit.state", "expctl.audit.header", "expctl.audit.changes", \
-    "expctl.audit.results"
+AUDIT_EXPERIMENT, STATE = g.AUDIT_EXPERIMENT, g.AUDIT_STATE
+HEADER, CHANGES, RESULTS = "expctl.audit.header", "expctl.audit.changes", "expctl.audit.results"
 _CHUNK = g.MAX_TAG_VALUE
 _PAGE = 1000
 
@@ -43,42 +40,42 @@ def _joined(tags: dict[str, str], prefix: str) -> str | None:
     return "".join(tags[k] for k in keys) if keys else None
 
 
-def _batches(store: MlflowStore, run_id: str, tags: dict[str, str]) -> None:
+def _batches(session: MlflowSession, run_id: str, tags: dict[str, str]) -> None:
     from mlflow.entities import RunTag
 
     items = [RunTag(k, v) for k, v in tags.items()]
     for start in range(0, len(items), g.MAX_PER_BATCH):
-        with store._calling("write the audit record"):
-            store.client.log_batch(run_id, tags=items[start : start + g.MAX_PER_BATCH])
+        with session.calling("write the audit record"):
+            session.client.log_batch(run_id, tags=items[start : start + g.MAX_PER_BATCH])
 
 
-def begin(store: MlflowStore, record: a.AuditRecord) -> a.AuditRecord:
+def begin(session: MlflowSession, record: a.AuditRecord) -> a.AuditRecord:
     """Store the intent (every change pending) as an open audit run; returns the record with its run id."""
-    experiment_id = store._experiment_id(AUDIT_EXPERIMENT, managed=False)
+    experiment_id = session.experiment_id(AUDIT_EXPERIMENT, managed=False)
     tags = {STATE: a.INTENT, HEADER: json.dumps(record.header(), sort_keys=True), "expctl.managed": "true",
-            "expctl.backend": store.backend_name, "mlflow.runName": f"apply-{record.apply_id}",
+            "expctl.backend": session.backend_name, "mlflow.runName": f"apply-{record.apply_id}",
             "mlflow.user": record.who[:250], **_chunks(CHANGES, record.changes_json())}
     first = dict(list(tags.items())[: g.MAX_PER_BATCH])
     rest = dict(list(tags.items())[g.MAX_PER_BATCH :])
-    with store._calling("write the audit record"):
-        run = store.client.create_run(experiment_id, start_time=int(record.started * 1000), tags=first)
+    with session.calling("write the audit record"):
+        run = session.client.create_run(experiment_id, start_time=int(record.started * 1000), tags=first)
     if rest:
-        _batches(store, run.info.run_id, rest)
+        _batches(session, run.info.run_id, rest)
     return replace(record, record_id=run.info.run_id)
 
 
-def complete(store: MlflowStore, record: a.AuditRecord) -> None:
+def complete(session: MlflowSession, record: a.AuditRecord) -> None:
     """Store each change's result and close the record (it is no longer a managed, open run)."""
     assert record.record_id is not None
     tags = {STATE: record.state, HEADER: json.dumps(record.header(), sort_keys=True), "expctl.managed": "false",
             **_chunks(RESULTS, record.results_json())}
-    _batches(store, record.record_id, tags)
-    with store._calling("close the audit record"):
-        store.client.set_terminated(record.record_id, status="FINISHED",
-                                    end_time=int((record.finished or time.time()) * 1000))
+    _batches(session, record.record_id, tags)
+    with session.calling("close the audit record"):
+        session.client.set_terminated(record.record_id, status="FINISHED",
+                                      end_time=int((record.finished or time.time()) * 1000))
 
 
-def record_entry(store: MlflowStore, entry: dict[str, Any]) -> None:
+def record_entry(session: MlflowSession, entry: dict[str, Any]) -> None:
     """One completed single-change record (an operator's cancel), in the same shape as an apply's."""
     change = a.AuditChange(str(entry.get("action", "")), str(entry.get("run", "")),
                            str(entry.get("experiment", "")), str(entry.get("run_key", "")),
@@ -87,14 +84,14 @@ def record_entry(store: MlflowStore, entry: dict[str, Any]) -> None:
     now = float(entry.get("time") or time.time())
     record = a.AuditRecord(a.new_id(), str(entry.get("who", "")), str(entry.get("actor", "")),
                            str(entry.get("commit", "")), str(entry.get("fingerprint", "")),
-                           str(entry.get("backend", store.backend_name)), now, (change,), a.COMPLETE, now)
-    experiment_id = store._experiment_id(AUDIT_EXPERIMENT, managed=False)
+                           str(entry.get("backend", session.backend_name)), now, (change,), a.COMPLETE, now)
+    experiment_id = session.experiment_id(AUDIT_EXPERIMENT, managed=False)
     tags = {STATE: a.COMPLETE, HEADER: json.dumps(record.header(), sort_keys=True),
             "mlflow.runName": f"{change.action}-{change.run}"[:250], **_chunks(CHANGES, record.changes_json()),
             **_chunks(RESULTS, record.results_json())}
-    with store._calling("record audit entry"):
-        run = store.client.create_run(experiment_id, start_time=int(now * 1000), tags=tags)
-        store.client.set_terminated(run.info.run_id, status="FINISHED", end_time=int(now * 1000))
+    with session.calling("record audit entry"):
+        run = session.client.create_run(experiment_id, start_time=int(now * 1000), tags=tags)
+        session.client.set_terminated(run.info.run_id, status="FINISHED", end_time=int(now * 1000))
 
 
 def _decode(run: Any) -> a.AuditRecord | None:
@@ -124,15 +121,15 @@ def open_records(runs: Iterable[Any]) -> list[a.AuditRecord]:
     return sorted((r for r in found if r is not None), key=lambda r: r.started)
 
 
-def entries(store: MlflowStore, experiment: str | None, limit: int) -> list[dict[str, Any]]:
+def entries(session: MlflowSession, experiment: str | None, limit: int) -> list[dict[str, Any]]:
     """Applied changes, newest first (of one experiment, or all)."""
-    experiment_id = store._experiment_id(AUDIT_EXPERIMENT, managed=False)
+    experiment_id = session.experiment_id(AUDIT_EXPERIMENT, managed=False)
     found: list[dict[str, Any]] = []
     token: str | None = None
-    with store._calling("read the audit trail"):
+    with session.calling("read the audit trail"):
         while len(found) < limit:
-            page = store.client.search_runs([experiment_id], max_results=_PAGE,
-                                            order_by=["attributes.start_time DESC"], page_token=token)
+            page = session.client.search_runs([experiment_id], max_results=_PAGE,
+                                              order_by=["attributes.start_time DESC"], page_token=token)
             for run in page:
                 if "expctl.audit.entry" in run.data.tags:  # an older expctl: one run per change
                     rows = [_old_entry(run.data.tags["expctl.audit.entry"])]

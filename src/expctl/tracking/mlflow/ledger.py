@@ -14,8 +14,8 @@ among them.
   after) the last of its points; audit records and runs of older expctl versions never settle. An apply
   settles its own repository's runs only (``candidates``).
 * **Reopened on write**: expctl's next write to a settled run (a retry's new attempt changes its sweep's parent,
-  a cancel tags a finished run …) carries ``expctl.managed=true`` (``reopening``), in the same request or just
-  before, so the search, not the ledger's older copy, shows it again; it settles again later.
+  a cancel tags a finished run …) carries ``expctl.managed=true`` (``MlflowSession.reopening``), in the same
+  request or just before, so the search, not the ledger's older copy, shows it again; it settles again later.
 * **Cost**: the ledger run is itself one of the open runs, so the view's one search reads it; only when that
   search took several pages is it read again (one request) after them. (MLflow's page tokens are offsets: a
   search paging through more than 1,000 open runs while another apply flips runs it already read may skip an
@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from expctl.core.errors import TrackingError
 from expctl.core.model import ObservedRun, RunSpec
@@ -45,11 +45,7 @@ from expctl.crash import crash_point
 from expctl.tracking.base import TrackerUnavailable
 from expctl.tracking.mlflow import ledger_codec as codec
 from expctl.tracking.mlflow import tags as g
-from expctl.tracking.mlflow.audit import AUDIT_EXPERIMENT, STATE
-from expctl.tracking.mlflow.logs import TAG as LOGS_TAG
-
-if TYPE_CHECKING:
-    from expctl.tracking.mlflow.store import MlflowStore
+from expctl.tracking.mlflow.session import MlflowSession
 
 log = logging.getLogger(__name__)
 
@@ -70,19 +66,19 @@ class Ledger:
     reread: bool = False  # the search took several pages and an open run of them is in the ledger too
 
 
-def read(store: MlflowStore, searched: Sequence[Any], experiment_ids: Sequence[str], paged: bool) -> Ledger:
-    """The settled runs of ``store``'s backend. The ledger run is one of the open runs ``searched`` (no extra
+def read(session: MlflowSession, searched: Sequence[Any], experiment_ids: Sequence[str], paged: bool) -> Ledger:
+    """The settled runs of ``session``'s backend. The ledger run is one of the open runs ``searched`` (no extra
     request); when that search took several requests it is read again after them (a run settled between two
     pages is in this later copy), and a damaged or missing ledger costs a search of every settled run."""
-    backend = store.backend_name
-    audit_id = store._experiments.get(AUDIT_EXPERIMENT)
-    named = store._experiment_tags.get(AUDIT_EXPERIMENT, {}).get(experiment_tag(backend))
+    backend = session.backend_name
+    audit_id = session.experiments.get(g.AUDIT_EXPERIMENT)
+    named = session.experiment_tags.get(g.AUDIT_EXPERIMENT, {}).get(experiment_tag(backend))
     found = [run for run in searched if run.data.tags.get(codec.MARK) == "true"]
     if not named and not found:
         return Ledger()  # nothing of this backend was ever settled
     if (paged or not found) and audit_id is not None:
-        found = store._search_runs([audit_id], f"tags.`{codec.MARK}` = 'true' and tags.`expctl.backend` = "
-                                               f"{g.quoted(backend)}")
+        found = session.search_runs([audit_id], f"tags.`{codec.MARK}` = 'true' and tags.`expctl.backend` = "
+                                                f"{g.quoted(backend)}")
     decoded = codec.decode(run.data.tags for run in found)
     # the run the experiment names must be among them: another (an unnamed leftover) does not stand in for it
     missing = named is not None and named not in {run.info.run_id for run in found}
@@ -91,8 +87,8 @@ def read(store: MlflowStore, searched: Sequence[Any], experiment_ids: Sequence[s
     if damaged:
         log.warning("the ledger of settled %s runs in MLflow is damaged (%s): reading every settled run instead "
                     "(slower); the next apply rebuilds it", backend, damaged)
-        runs = store._search_runs(list(experiment_ids), f"tags.`expctl.managed` = '{codec.SETTLED}' and "
-                                                        f"tags.`expctl.backend` = {g.quoted(backend)}")
+        runs = session.search_runs(list(experiment_ids), f"tags.`expctl.managed` = '{codec.SETTLED}' and "
+                                                         f"tags.`expctl.backend` = {g.quoted(backend)}")
     open_ids = {run.info.run_id for run in searched if codec.MARK not in run.data.tags}
     # an open run of the pages in the ledger may have been flipped while the search paged on, which moved the
     # later pages' offsets: the view searches again (``MlflowStore.view``)
@@ -107,12 +103,12 @@ def settleable(run: Any, live: ObservedRun | None, gated: bool, touched: bool) -
     tags = run.data.tags
     if touched or tags.get("expctl.managed") != "true" or not tags.get("expctl.run_key"):
         return False
-    if tags.get("expctl.parent") == "true" or STATE in tags or tags.get("expctl.ready") != "true":
+    if tags.get("expctl.parent") == "true" or g.AUDIT_STATE in tags or tags.get("expctl.ready") != "true":
         return False
     status = run.info.status
     if status not in g.TERMINAL_STATUSES:
         return False
-    if live is not None and not (live.phase.finished and LOGS_TAG in tags):
+    if live is not None and not (live.phase.finished and g.LOGS in tags):
         return False
     return not (status == "FINISHED" and (gated or tags.get("expctl.validates")) and "expctl.gate" not in tags)
 
@@ -149,82 +145,73 @@ def candidates(runs: Sequence[Any], live: Sequence[ObservedRun], desired: Sequen
         run, run.info.run_id in touched, points.get(run.info.run_id, []), settled)]
 
 
-def reopening(store: MlflowStore, run_id: str) -> dict[str, str]:
-    """The tag that takes a settled run (read from the ledger) back into the search: for expctl's next write to
-    it, in the same request. Empty for an open run."""
-    return {"expctl.managed": "true"} if run_id in store._from_ledger else {}
-
-
-def _create(store: MlflowStore) -> str:
-    """A new ledger run for the store's backend, named by the audit experiment's tag."""
-    backend = store.backend_name
-    audit_id = store._experiment_id(AUDIT_EXPERIMENT, managed=False)
+def _create(session: MlflowSession) -> str:
+    """A new ledger run for the session's backend, named by the audit experiment's tag."""
+    backend = session.backend_name
+    audit_id = session.experiment_id(g.AUDIT_EXPERIMENT, managed=False)
     # managed: the view's one search of open runs reads it too
     tags = {codec.MARK: "true", "expctl.managed": "true", "expctl.backend": backend,
             "mlflow.runName": f"expctl-ledger-{backend}",
             "mlflow.note.content": "expctl's ledger of settled runs (expctl reads and writes it: do not edit or "
                                    "delete it)"}
-    with store._calling("create the ledger of settled runs"):
-        run = store.client.create_run(audit_id, start_time=int(time.time() * 1000), tags=tags,
-                                      run_name=tags["mlflow.runName"])
+    what = "create the ledger of settled runs"
+    with session.calling(what):
+        run = session.client.create_run(audit_id, start_time=int(time.time() * 1000), tags=tags,
+                                        run_name=tags["mlflow.runName"])
         run_id = str(run.info.run_id)
-        store.client.set_terminated(run_id, status="FINISHED")
-        store.client.set_experiment_tag(audit_id, experiment_tag(backend), run_id)
-    store._experiment_tags.setdefault(AUDIT_EXPERIMENT, {})[experiment_tag(backend)] = run_id
+        session.client.set_terminated(run_id, status="FINISHED")
+    session.set_experiment_tag(g.AUDIT_EXPERIMENT, experiment_tag(backend), run_id, what)
     return run_id
 
 
-def _named_first(store: MlflowStore, ledger_ids: Sequence[str]) -> str:
+def _named_first(session: MlflowSession, ledger_ids: Sequence[str]) -> str:
     """The ledger run to append to: the one the audit experiment names; when it names none of them (a crash
     between creating a ledger and naming it), the first, named now — a ledger no tag names could be deleted
     without anyone noticing."""
-    key = experiment_tag(store.backend_name)
-    named = store._experiment_tags.get(AUDIT_EXPERIMENT, {}).get(key)
+    key = experiment_tag(session.backend_name)
+    named = session.experiment_tags.get(g.AUDIT_EXPERIMENT, {}).get(key)
     if named in ledger_ids:
         return str(named)
     target = ledger_ids[0]
-    audit_id = store._experiment_id(AUDIT_EXPERIMENT, managed=False)
-    with store._calling("name the ledger of settled runs"):
-        store.client.set_experiment_tag(audit_id, key, target)
-    store._experiment_tags.setdefault(AUDIT_EXPERIMENT, {})[key] = target
+    session.set_experiment_tag(g.AUDIT_EXPERIMENT, key, target, "name the ledger of settled runs")
     return target
 
 
-def settle(store: MlflowStore, ledger: Ledger, runs: Sequence[Any], stop: Callable[[], bool]) -> int:
+def settle(session: MlflowSession, ledger: Ledger, runs: Sequence[Any], stop: Callable[[], bool]) -> int:
     """Copy ``runs`` into the ledger, then take them out of the search; the number taken out. A damaged
     ledger is rebuilt first (a new run holding every settled run; the old ones marked ``replaced``)."""
     if not runs and not ledger.damaged:
         return 0
     if ledger.damaged or not ledger.ledger_ids:
-        target, seq, batch = _create(store), 0, [*ledger.runs, *runs]
+        target, seq, batch = _create(session), 0, [*ledger.runs, *runs]
     else:
-        target, seq, batch = _named_first(store, ledger.ledger_ids), ledger.next_seq, list(runs)
+        target, seq, batch = _named_first(session, ledger.ledger_ids), ledger.next_seq, list(runs)
     # the header last: the batch is whole from here on; named by this apply (another may append at once)
-    store.set_run_tags(target, codec.encode(seq, batch, secrets.token_hex(4)))
+    session.set_run_tags(target, codec.encode(seq, batch, secrets.token_hex(4)))
     crash_point("after-ledger-batch")
     if ledger.damaged:
         for old in ledger.ledger_ids:
-            store.set_run_tags(old, {codec.MARK: "replaced", "expctl.managed": "replaced"})  # out of the search
+            session.set_run_tags(old, {codec.MARK: "replaced", "expctl.managed": "replaced"})  # out of the search
         ledger.damaged, ledger.ledger_ids = "", [target]
     ledger.next_seq = seq + 1
-    if not _still_read(store, target):
+    if not _still_read(session, target):
         return 0
-    return _flip(store, [run.info.run_id for run in runs], stop)
+    return _flip(session, [run.info.run_id for run in runs], stop)
 
 
-def _still_read(store: MlflowStore, target: str) -> bool:
+def _still_read(session: MlflowSession, target: str) -> bool:
     """Whether plans still read the ledger the batch went to: another apply (another project's, under its own
     lock) may have rebuilt the ledger since this view, marking this one ``replaced``. Runs flipped then would
     be in no ledger read: they stay open (the next apply settles them into the new one)."""
-    with store._calling("read the ledger of settled runs"):
-        mark = store.client.get_run(target).data.tags.get(codec.MARK)
+    with session.calling("read the ledger of settled runs"):
+        mark = session.client.get_run(target).data.tags.get(codec.MARK)
     if mark != "true":
         log.warning("the ledger of settled %s runs was replaced meanwhile: these runs settle at the next apply",
-                    store.backend_name)
+                    session.backend_name)
     return bool(mark == "true")
 
 
-def _flip(store: MlflowStore, run_ids: Sequence[str], stop: Callable[[], bool]) -> int:
+def _flip(session: MlflowSession, run_ids: Sequence[str], stop: Callable[[], bool]) -> int:
     """``expctl.managed=settled`` on each run (one request each; a few at once on a tracking server)."""
     gone: list[str] = []  # the server cannot be reached: stop flipping (the next apply goes on)
 
@@ -232,7 +219,7 @@ def _flip(store: MlflowStore, run_ids: Sequence[str], stop: Callable[[], bool]) 
         if stop() or gone:
             return False
         try:
-            store.set_run_tags(run_id, {"expctl.managed": codec.SETTLED})
+            session.set_run_tags(run_id, {"expctl.managed": codec.SETTLED})
         except TrackerUnavailable as exc:
             gone.append(str(exc))
             return False
@@ -241,7 +228,7 @@ def _flip(store: MlflowStore, run_ids: Sequence[str], stop: Callable[[], bool]) 
             return False
         return True
 
-    with ThreadPoolExecutor(max_workers=store.writers) as pool:
+    with ThreadPoolExecutor(max_workers=session.writers) as pool:
         flipped = sum(pool.map(one, run_ids))
     if gone:
         log.warning("settling stopped: %s", gone[0])
@@ -250,5 +237,4 @@ def _flip(store: MlflowStore, run_ids: Sequence[str], stop: Callable[[], bool]) 
 
 MARK = codec.MARK
 
-__all__ = ["MARK", "Ledger", "candidates", "experiment_tag", "parent_settleable", "read", "reopening", "settle",
-           "settleable"]
+__all__ = ["MARK", "Ledger", "candidates", "experiment_tag", "parent_settleable", "read", "settle", "settleable"]

@@ -3,7 +3,7 @@
 A *settled* run is one nothing will write to again (finished, its logs kept, its gate decided): expctl copies
 what the plan and ``sync`` read of it (status, times, tags but the description, latest metrics) into the
 ledger and takes it out of the one search of every managed run, so that a no-op plan no longer reads every run
-ever launched. The ledger is one MLflow run (``tracking/mlflow_ledger``); each settling appends one *batch*:
+ever launched. The ledger is one MLflow run (``tracking/mlflow/ledger``); each settling appends one *batch*:
 its records as JSON, compressed (zlib) and base64-encoded, split over tags ``expctl.ledger.<batch>.<part>`` of
 at most 8,000 characters (MLflow's limit), then a header tag ``expctl.ledger.<batch>`` with the number of parts
 and the SHA-256 of the text. A batch is named ``<seq>-<writer>``: its number, then 8 random hex digits of the

@@ -13,7 +13,7 @@ from typing import Any
 from expctl.core import safe_json
 from expctl.core.errors import ExpctlError, TrackingError
 from expctl.core.model import DATASET_ARTIFACT_DIR, VALIDATION_PREFIX
-from expctl.tracking.mlflow.store import MlflowStore
+from expctl.tracking.mlflow.session import MlflowSession
 
 
 def parse_ref(ref: str) -> tuple[str, str | None, str | None]:
@@ -47,16 +47,16 @@ def _manifest(text: str | None) -> dict[str, Any]:
     return manifest if isinstance(manifest, dict) else {}
 
 
-def lineage(store: MlflowStore, ref: str) -> dict[str, Any]:
+def lineage(session: MlflowSession, ref: str) -> dict[str, Any]:
     """Everything a registered version came from, as one JSON-ready dict."""
     name, alias, number = parse_ref(ref)
-    client = store.client
+    client = session.client
     try:
         version = (client.get_model_version_by_alias(name, alias) if alias
                    else client.get_model_version(name, number))
     except Exception as exc:
-        raise TrackingError(f"{ref}: no such registered model version in {store.shown_uri}") from exc
-    with store._calling(f"read the lineage of {ref}"):
+        raise TrackingError(f"{ref}: no such registered model version in {session.shown_uri}") from exc
+    with session.calling(f"read the lineage of {ref}"):
         run = client.get_run(version.run_id)
         aliases = sorted(a for a, v in (client.get_registered_model(name).aliases or {}).items()
                          if str(v) == str(version.version))

@@ -1,21 +1,13 @@
-"""Where MLflow data lives: the tracking URI to use, an embedded store's artifact root, the UI command.
+"""Where MLflow data lives: an embedded store's artifact root, and the command that serves the UI on a store.
 
-Pure string and path rules; no ``mlflow`` import (``expctl ui`` and ``--help`` stay fast).
+Pure string and path rules; no ``mlflow`` import (``expctl ui`` and ``--help`` stay fast). Which tracking URI to
+use is the workspace's decision (``engine/workspace.resolve_tracking_uri``).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-
-
-def default_tracking_uri(
-    state_dir: Path, explicit: str | None = None, settings_uri: str | None = None
-) -> str:
-    """The tracking URI to use: explicit argument > ``MLFLOW_TRACKING_URI`` > settings > embedded sqlite."""
-    chosen = explicit or os.environ.get("MLFLOW_TRACKING_URI") or settings_uri
-    return chosen or f"sqlite:///{(Path(state_dir) / 'mlflow.db').resolve()}"
 
 
 def default_artifact_root(tracking_uri: str) -> str | None:

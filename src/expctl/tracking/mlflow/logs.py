@@ -1,20 +1,22 @@
 """Logs kept in MLflow: the tail of each replica's log, stored as artifacts of the run when it finishes.
 
-Artifacts ``expctl/logs/<replica>.log`` (each capped by ``expctl.runlogs.tail``) and the tag ``expctl.logs``
+Artifacts ``expctl/logs/<replica>.log`` (each capped by ``engine.logs.tail``) and the tag ``expctl.logs``
 (``kept``, or ``unavailable: <why>`` when the backend had no logs left to read), so each run is stored once.
-The functions take an ``MlflowClient``; ``KeptLogs`` puts them on ``MlflowStore``.
+The functions take an ``MlflowClient``; ``KeptLogs`` puts the capability on ``MlflowStore``.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from expctl.tracking.mlflow import tags as g
+from expctl.tracking.mlflow.session import MlflowSession
+
 LOGS_DIR = "expctl/logs"
-TAG = "expctl.logs"
+TAG = g.LOGS
 DEFAULT_TAIL_BYTES = 1_000_000
 
 
@@ -37,35 +39,30 @@ def load(client: Any, run_id: str) -> dict[str, str] | None:
     return out
 
 
-class KeptLogs:
-    """``MlflowStore``'s side of ``expctl.runlogs.LogStore`` (a mixin: it uses the store's client and the tags
-    its last search of managed runs saw, so checking which finished runs still need their logs kept is free)."""
+class KeptLogs(MlflowSession):
+    """The store's side of ``tracking.base.LogStore``: it uses the tags its last view saw (``seen_tags``), so
+    checking which finished runs still need their logs kept is free."""
 
-    client: Any
-    _calling: Callable[[str], AbstractContextManager[None]]
-    _seen_tags: dict[str, dict[str, str]]
-    _touched: set[str]
-    set_run_tags: Callable[[str, dict[str, str]], None]  # takes a settled run back into the search too
     log_tail_bytes: int = DEFAULT_TAIL_BYTES
 
     def logs_kept(self, run_id: str) -> bool:
         """Whether the run's logs were stored (or found unavailable) already."""
-        tags = self._seen_tags.get(run_id)
+        tags = self.seen_tags.get(run_id)
         if tags is None:
-            with self._calling(f"read run {run_id}"):
+            with self.calling(f"read run {run_id}"):
                 tags = dict(self.client.get_run(run_id).data.tags)
         return TAG in tags
 
     def keep_logs(self, run_id: str, logs: dict[str, str] | None, why_not: str = "") -> None:
         """Store ``logs`` (None: record why there were none to keep)."""
-        self._touched.add(run_id)
+        self.touch(run_id)
         if logs is not None:
-            with self._calling(f"keep the logs of run {run_id}"):
+            with self.calling(f"keep the logs of run {run_id}"):
                 store(self.client, run_id, logs)
         value = "kept" if logs is not None else f"unavailable: {why_not}"[:500]
-        self.set_run_tags(run_id, {TAG: value})
-        self._seen_tags.setdefault(run_id, {})[TAG] = value
+        self.set_run_tags(run_id, {TAG: value})  # takes a settled run back into the search too
+        self.seen_tags.setdefault(run_id, {})[TAG] = value
 
     def kept_logs(self, run_id: str) -> dict[str, str] | None:
-        with self._calling(f"read the kept logs of run {run_id}"):
+        with self.calling(f"read the kept logs of run {run_id}"):
             return load(self.client, run_id)

@@ -5,7 +5,8 @@ decide the training run's gate. ``promote``: ``promote: {alias, when: better_tha
 only when the new version beats the version holding it on the gate metric (a tie keeps the holder); the
 comparison is recorded on both versions either way. ``version_lineage_tags``: what a registered version
 carries besides commit and spec hash — its datasets' digests and its validation metrics. ``apply_gate``: a
-run's gate verdict, registering a passing model (once per run) in the Model Registry.
+run's gate verdict, registering a passing model (once per run) in the Model Registry. The verdicts themselves
+are policy (``core/gate``): here they are read from MLflow and recorded in it.
 """
 
 from __future__ import annotations
@@ -13,22 +14,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from expctl.core.gate import FAILED, GateResult, Promotion, evaluate, promotion
 from expctl.core.model import VALIDATION_PREFIX, ValidationGate
 from expctl.tracking.mlflow import tags as g
+from expctl.tracking.mlflow.session import MlflowSession
 
 
-def apply_validated_gate(store: Any, run: Any, gate: ValidationGate) -> None:
+def apply_validated_gate(session: MlflowSession, run: Any, gate: ValidationGate) -> None:
     """``run`` is a succeeded validation job: its own metrics (as ``validation.<name>``) decide the gate of the
     training run it validated — whatever the training run logged itself, even under the same names."""
     target = run.data.tags.get("expctl.validates_run_id")
     if not target:
-        store.set_run_tags(run.info.run_id, {"expctl.gate": g.FAILED,
-                                             "expctl.gate_reason": "no training run recorded to validate"})
+        session.set_run_tags(run.info.run_id, {"expctl.gate": FAILED,
+                                               "expctl.gate_reason": "no training run recorded to validate"})
         return
     measured = {VALIDATION_PREFIX + k: v for k, v in run.data.metrics.items() if not k.startswith("system/")}
-    result = store.apply_gate(target, gate, measured)
-    store.set_run_tags(run.info.run_id, {"expctl.gate": result.outcome,
-                                         "expctl.gate_reason": f"training run {target}: {result.reason}"})
+    result = apply_gate(session, target, gate, measured)
+    session.set_run_tags(run.info.run_id, {"expctl.gate": result.outcome,
+                                           "expctl.gate_reason": f"training run {target}: {result.reason}"})
 
 
 def version_lineage_tags(run: Any, metrics: Mapping[str, float]) -> dict[str, str]:
@@ -63,16 +66,16 @@ def _value(client: Any, version: Any, metric: str) -> float | None:
     return None
 
 
-def promote(client: Any, name: str, version: str, value: float | None, gate: ValidationGate) -> g.Promotion:
+def promote(client: Any, name: str, version: str, value: float | None, gate: ValidationGate) -> Promotion:
     """Apply the promotion rule to a newly registered, gate-passing version; record the comparison."""
     alias = str(gate.promote_alias)
     mine = client.get_model_version(name, version)
     if (mine.tags or {}).get("expctl.promotion"):  # decided already (a rerun after a crash): never decide twice
-        return g.Promotion(False, mine.tags["expctl.promotion"])
+        return Promotion(False, mine.tags["expctl.promotion"])
     holder = _holder(client, name, alias)
     holder_version = str(holder.version) if holder is not None else None
     holder_value = _value(client, holder, gate.gate_metric) if holder is not None else None
-    verdict = g.promotion(gate, version, value, holder_version, holder_value)
+    verdict = promotion(gate, version, value, holder_version, holder_value)
     if verdict.moves:
         client.set_registered_model_alias(name, alias, version)
     client.set_model_version_tag(name, version, "expctl.promotion", verdict.reason)
@@ -84,46 +87,45 @@ def promote(client: Any, name: str, version: str, value: float | None, gate: Val
     return verdict
 
 
-def apply_gate(store: Any, run_id: str, gate: ValidationGate,
-               metrics: Mapping[str, float] | None = None) -> g.GateResult:
+def apply_gate(session: MlflowSession, run_id: str, gate: ValidationGate,
+               metrics: Mapping[str, float] | None = None) -> GateResult:
     """Evaluate the gate on the run's latest metrics (or on ``metrics``: the platform's validation job's);
     register a passing model; record the verdict."""
-    with store._calling(f"read run {run_id}"):
-        run = store.client.get_run(run_id)
+    with session.calling(f"read run {run_id}"):
+        run = session.client.get_run(run_id)
     metrics = run.data.metrics if metrics is None else metrics
-    result = g.evaluate(gate, metrics)
+    result = evaluate(gate, metrics)
     tags = {"expctl.gate": result.outcome, "expctl.gate_reason": result.reason}
     if result.passed and gate.register_as:
-        version = _register(store, run, gate, metrics, result.value)
+        version = _register(session, run, gate, metrics, result.value)
         if version is None:
-            result = g.GateResult(g.FAILED, f"{result.reason}, but the run logged no model to register",
-                                  result.value)
+            result = GateResult(FAILED, f"{result.reason}, but the run logged no model to register", result.value)
             tags = {"expctl.gate": result.outcome, "expctl.gate_reason": result.reason}
         else:
             alias = f" (alias {gate.alias})" if gate.alias else ""
             tags["expctl.gate_reason"] += f"; registered {gate.register_as} version {version}{alias}"
             tags["expctl.model_version"] = f"{gate.register_as}/{version}"
-    store.set_run_tags(run_id, tags)
+    session.set_run_tags(run_id, tags)
     return result
 
 
-def _register(store: Any, run: Any, gate: ValidationGate, metrics: Mapping[str, float],
+def _register(session: MlflowSession, run: Any, gate: ValidationGate, metrics: Mapping[str, float],
               value: float | None) -> str | None:
     """Register the run's logged model as a new version of ``gate.register_as`` (once per run)."""
     name, run_id, tags = str(gate.register_as), run.info.run_id, run.data.tags
-    with store._calling(f"register {name}"):
-        existing = store.client.search_model_versions(
+    with session.calling(f"register {name}"):
+        existing = session.client.search_model_versions(
             f"name = {g.quoted(name)} and run_id = {g.quoted(run_id)}")
         if existing:
             version = str(existing[0].version)
         else:
-            models = store.client.search_logged_models(
+            models = session.client.search_logged_models(
                 [run.info.experiment_id], filter_string=f"source_run_id = {g.quoted(run_id)}")
             if not models:
                 return None
             model = max(models, key=lambda m: (m.name == "model", m.creation_timestamp))
             try:
-                store.client.create_registered_model(name)
+                session.client.create_registered_model(name)
             except Exception as exc:
                 if "ALREADY_EXISTS" not in str(getattr(exc, "error_code", "")):
                     raise
@@ -138,30 +140,30 @@ def _register(store: Any, run: Any, gate: ValidationGate, metrics: Mapping[str, 
             }
             # An embedded registry would resolve "models:/<id>" through the process-global tracking
             # URI (an MLflow TODO), not this client's: hand it the model's storage location instead.
-            remote = store.tracking_uri.startswith(("http://", "https://"))
+            remote = session.tracking_uri.startswith(("http://", "https://"))
             source = f"models:/{model.model_id}" if remote else model.artifact_location
-            created = store.client.create_model_version(
+            created = session.client.create_model_version(
                 name, source=source, run_id=run_id, tags=version_tags, model_id=model.model_id)
             version = str(created.version)
         if gate.alias:
-            store.client.set_registered_model_alias(name, gate.alias, version)
+            session.client.set_registered_model_alias(name, gate.alias, version)
         if gate.promote_alias:
-            promote(store.client, name, version, value, gate)
+            promote(session.client, name, version, value, gate)
     return version
 
 
-def registered_versions(store: Any, page: int) -> list[dict[str, Any]]:
+def registered_versions(session: MlflowSession, page: int) -> list[dict[str, Any]]:
     """Every version expctl registered (tag ``expctl.run_key``), with its aliases and its run's metrics."""
     rows: list[dict[str, Any]] = []
-    with store._calling("read the Model Registry"):
-        for model in store.client.search_registered_models(max_results=page):
+    with session.calling("read the Model Registry"):
+        for model in session.client.search_registered_models(max_results=page):
             aliases: dict[str, list[str]] = {}
             for alias, version in (getattr(model, "aliases", None) or {}).items():
                 aliases.setdefault(str(version), []).append(alias)
-            for version in store.client.search_model_versions(f"name = {g.quoted(model.name)}"):
+            for version in session.client.search_model_versions(f"name = {g.quoted(model.name)}"):
                 if "expctl.run_key" not in (version.tags or {}):
                     continue
-                metrics = store.client.get_run(version.run_id).data.metrics if version.run_id else {}
+                metrics = session.client.get_run(version.run_id).data.metrics if version.run_id else {}
                 rows.append({"name": model.name, "version": str(version.version),
                              "aliases": sorted(aliases.get(str(version.version), [])),
                              "run_id": version.run_id or "", "job": version.tags.get("expctl.job", ""),

@@ -13,21 +13,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from expctl.core.errors import TrackingError
 from expctl.core.model import RunSpec, TrackingRef
 from expctl.tracking.base import TrackerUnavailable, TrackerView
 from expctl.tracking.mlflow import tags as g
+from expctl.tracking.mlflow import ui
 from expctl.tracking.mlflow.datasets import log_datasets
 from expctl.tracking.mlflow.links import run_route
 from expctl.tracking.mlflow.run_index import KnownRun, RunIndex
-
-if TYPE_CHECKING:
-    from expctl.tracking.mlflow.store import MlflowStore
+from expctl.tracking.mlflow.session import MlflowSession
 
 
-def ensure_run(store: MlflowStore, spec: RunSpec, attempt: int, applied_by: str,
+def ensure_run(session: MlflowSession, spec: RunSpec, attempt: int, applied_by: str,
                view: TrackerView | None = None) -> TrackingRef:
     """The run tagged (run key, spec hash, attempt): found in ``view`` (no request), else created with all
     its tags (one request); its params then go in one ``log_batch`` (per 100) that also sets
@@ -35,20 +34,20 @@ def ensure_run(store: MlflowStore, spec: RunSpec, attempt: int, applied_by: str,
 
     Without a view (no apply lock held) it searches before and after creating, and keeps the oldest run
     if a concurrent expctl created one too."""
-    experiment_id = store.experiment_for(spec)
-    parent_id = _parent_run(store, experiment_id, spec, view) if spec.overrides else None
+    experiment_id = experiment_for(session, spec)
+    parent_id = _parent_run(session, experiment_id, spec, view) if spec.overrides else None
     sweep = (g.parent_name(spec), run_route(experiment_id, parent_id)) if parent_id else None
-    tags = g.run_tags(spec, attempt, applied_by, store.backend_name, parent_id, repository=store.repository,
-                      repo_url=store.repo_url, sweep=sweep)
+    tags = g.run_tags(spec, attempt, applied_by, session.backend_name, parent_id, repository=session.repository,
+                      repo_url=session.repo_url, sweep=sweep)
 
     def create() -> Any:
-        with store._calling("create run"):
-            return store.client.create_run(experiment_id, start_time=int(time.time() * 1000), tags=tags,
-                                          run_name=tags["mlflow.runName"])
+        with session.calling("create run"):
+            return session.client.create_run(experiment_id, start_time=int(time.time() * 1000), tags=tags,
+                                            run_name=tags["mlflow.runName"])
 
     if view is None:
         identity = ("expctl.run_key", "expctl.spec_hash", "expctl.attempt")
-        found = _find_or_create(store, experiment_id, " and ".join(
+        found = _find_or_create(session, experiment_id, " and ".join(
             f"tags.`{key}` = {g.quoted(tags[key])}" for key in identity), create)
         run_id, ready = found.info.run_id, found.data.tags.get("expctl.ready") == "true"
     else:
@@ -63,38 +62,51 @@ def ensure_run(store: MlflowStore, spec: RunSpec, attempt: int, applied_by: str,
         else:
             run_id, ready = known.run_id, known.ready
     if not ready:
-        _record(store, run_id, spec)
+        _record(session, run_id, spec)
         if view is not None:
             with view.index.lock:
                 view.index.runs[(spec.run_key, spec.spec_hash, str(attempt))] = KnownRun(run_id, True)
-    return TrackingRef(store.tracking_uri, run_id, spec.experiment)
+    return TrackingRef(session.tracking_uri, run_id, spec.experiment)
 
-def _find_or_create(store: MlflowStore, experiment_id: str, filter_string: str, create: Callable[[], Any]) -> Any:
+def experiment_for(session: MlflowSession, spec: RunSpec) -> str:
+    """The experiment of a spec's runs: created with MLflow's model-training kind and expctl's saved view
+    (no extra request); an existing one gets them when missing or changed, checked once per session against
+    the tags already read."""
+    experiment_id = session.experiment_id(spec.experiment, extra_tags=ui.experiment_tags(spec))
+    tags = session.first_look(spec.experiment)
+    if tags is None:
+        return experiment_id
+    with session.calling(f"experiment {spec.experiment}"):
+        ui.ensure_experiment_tags(session.client, experiment_id, tags, spec)
+    return experiment_id
+
+
+def _find_or_create(session: MlflowSession, experiment_id: str, filter_string: str, create: Callable[[], Any]) -> Any:
     """The oldest run matching ``filter_string``; create one if none — and if a concurrent expctl created
     one too, keep the oldest and delete ours, so a race converges to exactly one run."""
-    found = store._search([experiment_id], filter_string)
+    found = session.search([experiment_id], filter_string)
     if found:
         return found[0]
     mine = create()
-    found = store._search([experiment_id], filter_string)
+    found = session.search([experiment_id], filter_string)
     keep = min(found, key=lambda r: (r.info.start_time, r.info.run_id)) if found else mine
     if keep.info.run_id != mine.info.run_id:
-        with store._calling("delete duplicate run"):
-            store.client.delete_run(mine.info.run_id)
+        with session.calling("delete duplicate run"):
+            session.client.delete_run(mine.info.run_id)
     return keep
 
-def _parent_run(store: MlflowStore, experiment_id: str, spec: RunSpec, view: TrackerView | None) -> str:
+def _parent_run(session: MlflowSession, experiment_id: str, spec: RunSpec, view: TrackerView | None) -> str:
     """The sweep's parent run for (experiment, commit): from the view, else found or created."""
-    tags = g.parent_tags(spec, store.backend_name, repository=store.repository, repo_url=store.repo_url)
+    tags = g.parent_tags(spec, session.backend_name, repository=session.repository, repo_url=session.repo_url)
 
     def create() -> Any:
-        with store._calling("create sweep run"):
-            return store.client.create_run(experiment_id, tags=tags, run_name=tags["mlflow.runName"])
+        with session.calling("create sweep run"):
+            return session.client.create_run(experiment_id, tags=tags, run_name=tags["mlflow.runName"])
 
     if view is None:
         filter_string = (f"tags.`expctl.parent` = 'true' and tags.`expctl.commit` = {g.quoted(spec.commit)}"
-                         f" and tags.`expctl.backend` = {g.quoted(store.backend_name)}")
-        return str(_find_or_create(store, experiment_id, filter_string, create).info.run_id)
+                         f" and tags.`expctl.backend` = {g.quoted(session.backend_name)}")
+        return str(_find_or_create(session, experiment_id, filter_string, create).info.run_id)
     index: RunIndex = view.index
     with index.lock:
         key = (spec.experiment, spec.commit)
@@ -102,14 +114,14 @@ def _parent_run(store: MlflowStore, experiment_id: str, spec: RunSpec, view: Tra
             index.parents[key] = str(create().info.run_id)
         return index.parents[key]
 
-def _record(store: MlflowStore, run_id: str, spec: RunSpec) -> None:
+def _record(session: MlflowSession, run_id: str, spec: RunSpec) -> None:
     """Params (batches of 100), the last batch also tagging ``expctl.ready``; idempotent. A run that uses datasets
     first gets their manifests (an artifact and an MLflow dataset input each: two requests per dataset)."""
     from mlflow.entities import Param, RunTag
 
     if spec.datasets:
-        with store._calling(f"record the datasets of run {run_id}"):
-            log_datasets(store.client, run_id, spec)
+        with session.calling(f"record the datasets of run {run_id}"):
+            log_datasets(session.client, run_id, spec)
 
     params = sorted(g.run_params(spec).items())
     starts = list(range(0, len(params), g.MAX_PER_BATCH)) or [0]
@@ -117,15 +129,15 @@ def _record(store: MlflowStore, run_id: str, spec: RunSpec) -> None:
         batch = [Param(k, v) for k, v in params[start : start + g.MAX_PER_BATCH]]
         ready = [RunTag("expctl.ready", "true")] if start == starts[-1] else []
         try:
-            with store._calling(f"record run {run_id}"):
-                store.client.log_batch(run_id, params=batch, tags=ready)
+            with session.calling(f"record run {run_id}"):
+                session.client.log_batch(run_id, params=batch, tags=ready)
         except TrackerUnavailable:
             raise
         except TrackingError:
             # a concurrent expctl recording the same run may have logged them first (params are immutable)
-            with store._calling(f"record run {run_id}"):
-                logged = store.client.get_run(run_id).data.params
+            with session.calling(f"record run {run_id}"):
+                logged = session.client.get_run(run_id).data.params
                 if any(logged.get(p.key) != p.value for p in batch):
                     raise
                 if ready:
-                    store.client.log_batch(run_id, tags=ready)
+                    session.client.log_batch(run_id, tags=ready)

@@ -2,8 +2,8 @@
 
 Reads only the apply's view (no search of its own): a run's status follows its job's phase (never back from
 finished), failures and cancellations are tagged, a succeeded run is judged by its gate (registering passing
-models), and a sweep's parent run follows the latest attempts of its points. Every run written is remembered in
-the store's ``_touched`` (a run written by this apply settles at the next one: ``mlflow_ledger``).
+models), and a sweep's parent run follows the latest attempts of its points. Every run written is remembered by
+the session (``MlflowSession.touch``: a run written by this apply settles at the next one, ``ledger``).
 """
 
 from __future__ import annotations
@@ -11,22 +11,20 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from expctl.core import safe_json
 from expctl.core.errors import truncate
 from expctl.core.model import ObservedRun, Phase, RunSpec, ValidationGate
 from expctl.tracking.base import TrackerView
-from expctl.tracking.mlflow import ledger, ui
 from expctl.tracking.mlflow import tags as g
-from expctl.tracking.mlflow.promote import apply_validated_gate
-
-if TYPE_CHECKING:
-    from expctl.tracking.mlflow.store import MlflowStore
-
+from expctl.tracking.mlflow import ui
+from expctl.tracking.mlflow.promote import apply_gate, apply_validated_gate
+from expctl.tracking.mlflow.session import MlflowSession
 
 
-def sync(store: MlflowStore, observed: Sequence[ObservedRun], desired: Sequence[RunSpec], view: TrackerView) -> None:
+def sync(session: MlflowSession, observed: Sequence[ObservedRun], desired: Sequence[RunSpec],
+         view: TrackerView) -> None:
     live = [o for o in observed if o.live and o.mlflow_run_id]
     if not live:
         return
@@ -35,8 +33,8 @@ def sync(store: MlflowStore, observed: Sequence[ObservedRun], desired: Sequence[
     specs = {(s.run_key, s.spec_hash): s for s in desired}
     pairs = [(obs, current[obs.mlflow_run_id]) for obs in live if obs.mlflow_run_id in current]
     # statuses and tags: one run's writes at a time, a few runs at once (a sweep finishing: thousands)
-    with ThreadPoolExecutor(max_workers=store.writers) as pool:
-        for run_id, status in pool.map(lambda pair: (pair[1].info.run_id, _sync_status(store, pair[1], pair[0])),
+    with ThreadPoolExecutor(max_workers=session.writers) as pool:
+        for run_id, status in pool.map(lambda pair: (pair[1].info.run_id, _sync_status(session, pair[1], pair[0])),
                                        pairs):
             statuses[run_id] = status
     for obs, run in pairs:  # gates one after another: promotions compare with the version holding an alias
@@ -45,14 +43,14 @@ def sync(store: MlflowStore, observed: Sequence[ObservedRun], desired: Sequence[
         if obs.phase is Phase.SUCCEEDED and gate is not None and "expctl.gate" not in run.data.tags:
             assert spec is not None
             if spec.validates:  # the platform's validation job decides the training run's gate
-                apply_validated_gate(store, run, gate)
+                apply_validated_gate(session, run, gate)
             elif not gate.by_platform:
-                store.apply_gate(run.info.run_id, gate)
+                apply_gate(session, run.info.run_id, gate)
     gates = {s.experiment: s.job.validation for s in desired if s.job.validation is not None}
-    _sync_parents(store, current, statuses, gates)
+    _sync_parents(session, current, statuses, gates)
 
 
-def _sync_status(store: MlflowStore, run: Any, obs: ObservedRun) -> str:
+def _sync_status(session: MlflowSession, run: Any, obs: ObservedRun) -> str:
     """Set the run's status from the job's phase when it changed (never back from finished)."""
     run_id, status = run.info.run_id, run.info.status
     target = g.STATUS_OF_PHASE.get(obs.phase)
@@ -63,23 +61,23 @@ def _sync_status(store: MlflowStore, run: Any, obs: ObservedRun) -> str:
     if obs.cancelled and run.data.tags.get("expctl.cancelled") != "true":
         tags["expctl.cancelled"] = "true"
     if (target == "RUNNING" and status == "SCHEDULED") or (target in g.TERMINAL_STATUSES and status != target):
-        store.set_run_tags(run_id, {})  # a settled run back into the search first (no request if it is open)
-    with store._calling(f"sync run {run_id}"):
+        session.set_run_tags(run_id, {})  # a settled run back into the search first (no request if it is open)
+    with session.calling(f"sync run {run_id}"):
         if target == "RUNNING" and status == "SCHEDULED":  # runs made by an older expctl
-            store._touched.add(run_id)
-            store.client.update_run(run_id, status=target)
+            session.touch(run_id)
+            session.client.update_run(run_id, status=target)
             status = target
         elif target in g.TERMINAL_STATUSES and status != target:
-            store._touched.add(run_id)
+            session.touch(run_id)
             end = int((obs.finished_at or time.time()) * 1000)
-            store.client.set_terminated(run_id, status=target, end_time=end)
+            session.client.set_terminated(run_id, status=target, end_time=end)
             status = target
     if tags:
-        store.set_run_tags(run_id, tags)
+        session.set_run_tags(run_id, tags)
     return str(status)
 
 
-def _sync_parents(store: MlflowStore, current: dict[str, Any], statuses: dict[str, str],
+def _sync_parents(session: MlflowSession, current: dict[str, Any], statuses: dict[str, str],
                   gates: dict[str, ValidationGate]) -> None:
     """A sweep's parent run follows the latest attempts of its points: RUNNING until all finished; its
     counts per state and best gate value are written on it (metric, tags, description) when changed."""
@@ -92,17 +90,16 @@ def _sync_parents(store: MlflowStore, current: dict[str, Any], statuses: dict[st
             if attempt >= points.get(key, (0, "", ""))[0]:
                 points[key] = (attempt, statuses[run_id], run_id)
     for parent_id, points in latest.items():
-        with store._calling(f"summarise sweep run {parent_id}"):
-            if ui.summarise_sweep(store.client, current[parent_id], [current[run_id] for _, _, run_id in
-                                  points.values()], statuses, gates, ledger.reopening(store, parent_id)):
-                store._touched.add(parent_id)
-                store._from_ledger.discard(parent_id)
+        with session.calling(f"summarise sweep run {parent_id}"):
+            if ui.summarise_sweep(session.client, current[parent_id], [current[run_id] for _, _, run_id in
+                                  points.values()], statuses, gates, session.reopening(parent_id)):
+                session.reopened(parent_id)
         target = g.parent_status([status for _, status, _ in points.values()])
         if statuses[parent_id] == target:
             continue
-        store.set_run_tags(parent_id, {})  # a settled parent back into the search first (no request if open)
-        with store._calling(f"sync sweep run {parent_id}"):
+        session.set_run_tags(parent_id, {})  # a settled parent back into the search first (no request if open)
+        with session.calling(f"sync sweep run {parent_id}"):
             if target in g.TERMINAL_STATUSES:
-                store.client.set_terminated(parent_id, status=target)
+                session.client.set_terminated(parent_id, status=target)
             else:
-                store.client.update_run(parent_id, status=target)
+                session.client.update_run(parent_id, status=target)

@@ -1,29 +1,23 @@
-"""The validation gate's decision, and the pure translations between expctl and MLflow run values.
+"""The pure translations between expctl's values and MLflow's: params, tags, statuses (the codec of a run).
 
-Pure: no MLflow import, no I/O. ``evaluate`` says whether a succeeded run's metric passes its experiment's
-gate and why; ``flatten_params`` / ``run_params`` turn a resolved config and a sweep point's overrides into
-MLflow params; ``run_tags`` (with ``provenance``'s source tags and description), ``parent_tags`` and
-``observed_from_run`` write and read a run's identity; the status maps translate between backend phases
-and MLflow run statuses.
+Pure: no MLflow import, no I/O. ``flatten_params`` / ``run_params`` turn a resolved config and a sweep point's
+overrides into MLflow params; ``run_tags`` (with ``provenance``'s source tags and description), ``parent_tags``
+and ``observed_from_run`` write and read a run's identity; ``checkpoint_in``, ``resume_tags`` and
+``resumed_from`` write and read its checkpoint tags; the status maps translate between backend phases and
+MLflow run statuses; ``quoted`` writes a search filter's literal. The gate's decision is policy: it lives in
+``core/gate``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from expctl.core import safe_json
-from expctl.core.model import FailureClass, ObservedRun, Phase, RunSpec, ValidationGate
+from expctl.core.model import Checkpoint, FailureClass, ObservedRun, Phase, ResumeFrom, RunSpec
 from expctl.core.naming import slug
 from expctl.tracking.mlflow import provenance
-from expctl.tracking.mlflow.checkpoints import resumed_from
-
-PASSED = "passed"
-FAILED = "failed"
-MISSING_METRIC = "missing-metric"
 
 # MLflow's limits (mlflow.utils.validation): parameter values, keys and entries per log_batch call.
 MAX_PARAM_VALUE = 6000
@@ -46,69 +40,20 @@ PHASE_OF_STATUS = {
 }
 TERMINAL_STATUSES = frozenset({"FINISHED", "FAILED", "KILLED"})
 
+# The experiment of the audit trail (and the ledger runs), an audit record's state, a run's kept logs.
+AUDIT_EXPERIMENT = "expctl-audit"
+AUDIT_STATE = "expctl.audit.state"
+LOGS = "expctl.logs"
 
-@dataclass(frozen=True)
-class GateResult:
-    """The gate's verdict on one run: ``passed``, ``failed`` or ``missing-metric``, with a reason."""
-
-    outcome: str
-    reason: str
-    value: float | None = None
-
-    @property
-    def passed(self) -> bool:
-        return self.outcome == PASSED
+# A run's checkpoint (a convention of the training code, docs/tracking.md) and what a resumed attempt started from.
+CHECKPOINT = "expctl.checkpoint"
+CHECKPOINT_EPOCH = "expctl.checkpoint_epoch"
+RESUMED_FROM = "expctl.resumed_from"  # prefix: .uri .attempt .run_id .epoch
 
 
 def quoted(value: str) -> str:
     """``value`` as a string literal of an MLflow search filter (quotes dropped: they cannot be escaped)."""
     return "'" + value.replace("'", "") + "'"
-
-
-def evaluate(gate: ValidationGate, metrics: Mapping[str, float]) -> GateResult:
-    """Whether the run's latest gate metric passes ``gate.threshold`` (mode max: >=, min: <=). When the platform
-    validates, the gate metric is the validation job's ``validation.<metric>``, never the training's own."""
-    metric = gate.gate_metric
-    if metric not in metrics:
-        known = ", ".join(sorted(metrics)[:10]) or "none"
-        return GateResult(MISSING_METRIC, f"the run logged no metric {metric!r} (logged: {known})")
-    value = float(metrics[metric])
-    op = ">=" if gate.mode == "max" else "<="
-    if math.isnan(value):
-        return GateResult(FAILED, f"{metric} is NaN", value)
-    if gate.passes(value):
-        return GateResult(PASSED, f"{metric}={value:.6g} {op} {gate.threshold:g}", value)
-    return GateResult(FAILED, f"{metric}={value:.6g} is not {op} {gate.threshold:g}", value)
-
-
-@dataclass(frozen=True)
-class Promotion:
-    """A promotion rule's verdict: whether the alias moves to the new version, and the comparison made."""
-
-    moves: bool
-    reason: str
-
-
-def promotion(gate: ValidationGate, version: str, value: float | None, holder: str | None,
-              holder_value: float | None) -> Promotion:
-    """``promote: {alias, when}``: with ``better_than_current`` the alias moves only when the new version is
-    strictly better than the version holding it on the gate metric (a tie keeps the holder)."""
-    alias, metric = gate.promote_alias, gate.gate_metric
-    if holder == version:
-        return Promotion(False, f"version {version} already holds {alias}")
-    if holder is None:
-        return Promotion(True, f"promoted to {alias}: no version held it")
-    if gate.promote_when == "always":
-        return Promotion(True, f"promoted to {alias} (when: always), replacing version {holder}")
-    if value is None or math.isnan(value):
-        return Promotion(False, f"not promoted to {alias}: no {metric} to compare")
-    if holder_value is None or math.isnan(holder_value):
-        return Promotion(True, f"promoted to {alias}: version {holder} has no {metric}")
-    op = ">" if gate.mode == "max" else "<"
-    if gate.better(value, holder_value):
-        return Promotion(True, f"promoted to {alias}: {metric} {value:.6g} {op} {holder_value:.6g} of version {holder}")
-    return Promotion(False, f"not promoted to {alias}: {metric} {value:.6g} is not {op} {holder_value:.6g} of "
-                            f"version {holder}, which keeps it")
 
 
 def parent_status(points: list[str]) -> str:
@@ -217,6 +162,39 @@ def observed_from_run(info: Any, tags: Mapping[str, str], backend: str) -> Obser
         cancelled=tags.get("expctl.cancelled") == "true", mlflow_run_id=info.run_id,
         overrides=safe_json.string_list(tags.get("expctl.overrides")), commit=tags.get("expctl.commit"),
         replicas=safe_json.integer(tags.get("expctl.replicas"), 1), gpus=safe_json.integer(tags.get("expctl.gpus"), 0),
-        user=tags.get("expctl.author") or None, live=False, resumed_from=resumed_from(dict(tags)),
+        user=tags.get("expctl.author") or None, live=False, resumed_from=resumed_from(tags),
         data_digest=tags.get("expctl.data_digest"),
     )
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def checkpoint_in(tags: Mapping[str, str]) -> Checkpoint | None:
+    """The latest checkpoint a run's tags name: its own, else the one it resumed from."""
+    if tags.get(CHECKPOINT):
+        return Checkpoint(tags[CHECKPOINT], _int(tags.get(CHECKPOINT_EPOCH)))
+    if tags.get(f"{RESUMED_FROM}.uri"):
+        return Checkpoint(tags[f"{RESUMED_FROM}.uri"], _int(tags.get(f"{RESUMED_FROM}.epoch")))
+    return None
+
+
+def resume_tags(resume: ResumeFrom) -> dict[str, str]:
+    """The tags of an attempt's run that say what it resumed from."""
+    tags = {f"{RESUMED_FROM}.uri": resume.uri, f"{RESUMED_FROM}.attempt": str(resume.attempt),
+            f"{RESUMED_FROM}.run_id": resume.run_id}
+    if resume.epoch is not None:
+        tags[f"{RESUMED_FROM}.epoch"] = str(resume.epoch)
+    return tags
+
+
+def resumed_from(tags: Mapping[str, str]) -> ResumeFrom | None:
+    """What a run's tags say it resumed from."""
+    uri, attempt = tags.get(f"{RESUMED_FROM}.uri"), _int(tags.get(f"{RESUMED_FROM}.attempt"))
+    if not uri or attempt is None:
+        return None
+    return ResumeFrom(uri, attempt, tags.get(f"{RESUMED_FROM}.run_id", ""), _int(tags.get(f"{RESUMED_FROM}.epoch")))

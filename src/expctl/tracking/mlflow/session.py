@@ -1,0 +1,330 @@
+"""The plumbing of the MLflow adapter: one tracking URI, its client, and the requests every feature makes.
+
+``MlflowSession`` is what the feature modules (``runs``, ``audit``, ``ledger``, ``sync``, ``promote``, ``logs``,
+``checkpoints``, ``lineage``) take and type against; ``store.MlflowStore`` is the facade built on it. It owns:
+
+* the ``client`` (``MlflowClient``, made on first use: importing ``mlflow`` costs over a second) and ``calling``,
+  which turns any MLflow or transport failure into one ``TrackingError`` line (``TrackerUnavailable`` when the
+  server cannot be reached at all) and serialises writes to an embedded (sqlite) store;
+* experiments by name (``experiment_id``: created when missing; ``experiments`` and ``experiment_tags`` as last
+  read or written) and the searches (``search`` through the client, ``search_runs`` and ``managed_runs`` through
+  plain REST on a tracking server, ``rest_search``);
+* the bookkeeping of the last view that the ledger of settled runs needs: the runs written since (``touched``:
+  they do not settle yet), the runs read from the ledger (``from_ledger``: expctl's next write to one carries
+  ``reopening``'s tag) and the tags the view saw (``seen_tags``). Features read them; only this module's
+  ``remember_view``, ``touch``, ``reopened`` and ``set_run_tags`` change ``touched`` and ``from_ledger``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from expctl.core.errors import TrackingError, truncate
+from expctl.core.naming import slug
+from expctl.core.sanitize import redact, uri_secrets
+from expctl.tracking.base import TrackerUnavailable
+from expctl.tracking.mlflow import tags as g
+from expctl.tracking.mlflow.http_bounds import bound_http_retries, check_environment, transport_reason
+from expctl.tracking.mlflow.locations import default_artifact_root
+from expctl.tracking.mlflow.rest_search import RestSearch, usable
+
+PAGE = 1000  # runs or experiments per search request (MLflow's most)
+MANAGED = "tags.`expctl.managed` = 'true'"
+CHECK_TIMEOUT_SECONDS = 5.0
+_UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establish a new connection",
+                "Read timed out", "Connection aborted", "RemoteDisconnected")
+
+
+def health_request(tracking_uri: str) -> urllib.request.Request:
+    """``GET <server>/health``: addressed without the URI's user information (urllib cannot open a URL that
+    holds one), which goes as HTTP Basic auth instead, on this request only (never to a redirect's target)."""
+    parts = urllib.parse.urlsplit(tracking_uri)
+    netloc = parts.netloc.rpartition("@")[2]
+    url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
+    request = urllib.request.Request(url)
+    if parts.username is not None:
+        pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        request.add_unredirected_header("Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
+    return request
+
+
+def _error_code(exc: Exception) -> str:
+    return str(getattr(exc, "error_code", ""))
+
+
+class MlflowSession:
+    """One MLflow tracking URI, for the runs of one backend: its client, its experiments, its searches."""
+
+    def __init__(self, tracking_uri: str, backend_name: str, artifact_root: str | Path | None = None,
+                 repository: str | None = None, repo_url: str | None = None, embedded: bool = False) -> None:
+        self.tracking_uri = tracking_uri
+        # what messages quote: the URI without its credentials (a database URI or a server's may hold them)
+        self._secrets = uri_secrets(tracking_uri)
+        self.shown_uri = self.hide(tracking_uri)
+        # expctl's own sqlite file (``.expctl/mlflow.db``): opened with a write-ahead log (``sqlite``)
+        self.embedded = embedded and tracking_uri.startswith("sqlite:///")
+        # What runs name as their source: the repository (public remote URL or directory name) and remote.
+        self.repository, self.repo_url = repository, repo_url
+        self.backend_name = backend_name
+        # Artifacts of an embedded store go under ``artifact_root``; a tracking server decides for itself.
+        self.artifact_root = default_artifact_root(tracking_uri)
+        if artifact_root is not None and self.artifact_root is not None:
+            root = artifact_root
+            self.artifact_root = Path(root).resolve().as_uri() if isinstance(root, Path) else root
+        self._client: Any = None
+        # the one search of every managed run goes through plain REST when it can (no MLflow import, no
+        # protobuf entities); everything else through MLflow's client (``rest`` None: that one search too)
+        self.rest = RestSearch(tracking_uri) if usable(tracking_uri) else None
+        self.checked = False  # the server answered /health (http(s) URIs: checked once per session)
+        self.experiments: dict[str, str] = {}  # name → id, of the experiments read or created
+        self.experiment_tags: dict[str, dict[str, str]] = {}  # name → tags, as last read or written
+        self._experiment_lock = threading.RLock()
+        self._listed = False  # every managed experiment is in ``experiments`` (after a search)
+        self._looked_at: set[str] = set()  # experiments handed out by ``first_look``
+        self.seen_tags: dict[str, dict[str, str]] = {}  # run id → tags, from the last view
+        self.touched: set[str] = set()  # runs written since the last view (they do not settle yet)
+        self.from_ledger: set[str] = set()  # the runs the last view read from the ledger (settled)
+        # an embedded (sqlite) store is written by one thread at a time: concurrent writers would hit
+        # "database is locked"; a tracking server takes concurrent requests
+        self._serial: AbstractContextManager[Any] = (threading.RLock() if tracking_uri.startswith("sqlite:")
+                                                     else nullcontext())
+
+    @property
+    def writers(self) -> int:
+        """Threads that may write at once (sync, settling): one on an embedded store."""
+        return 1 if self.tracking_uri.startswith("sqlite:") else 4
+
+    # -- the client and its failures -------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            if self.tracking_uri.startswith("sqlite:///"):
+                Path(self.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+            # expctl's stdout is data (plans, tables, JSON): MLflow must not print "View run" URLs into it
+            os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+            bound_http_retries()
+            if self.tracking_uri.startswith(("http://", "https://")):
+                check_environment()  # a variable MLflow cannot parse: one line, not a traceback mid-request
+                self._check_once()  # fail in seconds, in one line, before MLflow's retry loop gets a chance
+            if not os.environ.get("EXPCTL_DEBUG"):  # the embedded store's schema migrations are not news
+                for noisy in ("mlflow.store.db.utils", "alembic"):
+                    logging.getLogger(noisy).setLevel(logging.WARNING)
+            with self.calling("connect"):
+                self._client = self._connect()
+        return self._client
+
+    def _connect(self) -> Any:
+        from mlflow import MlflowClient
+
+        from expctl.tracking.mlflow import sqlite as mlflow_sqlite
+
+        if not self.tracking_uri.startswith("sqlite:///"):
+            return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        db = Path(self.tracking_uri[len("sqlite:///") :])
+        mlflow_sqlite.check_file(db)
+        if self.embedded:
+            mlflow_sqlite.tune(db)
+        # Two processes opening a new embedded store at once would both create its tables (one fails: "table
+        # runs already exists"): creating the client, which creates them, is serialised. An interrupted
+        # migration breaks the store for good: ^C waits until it is done.
+        from filelock import FileLock
+
+        with FileLock(str(db) + ".lock", timeout=120), mlflow_sqlite.signals_deferred():
+            return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def hide(self, text: str) -> str:
+        """``text`` (a message quoting the URI or MLflow's error about it) without the URI's credentials."""
+        return redact(text, self._secrets)
+
+    def _check_once(self) -> None:
+        if not self.checked:
+            self.check()
+            self.checked = True
+
+    @contextmanager
+    def calling(self, what: str) -> Iterator[None]:
+        """Turn any MLflow/transport failure into one line; MLflow's client already retried transients."""
+        try:
+            with self._serial:
+                yield
+        except TrackingError:
+            raise
+        except Exception as exc:
+            text = self.hide(str(exc))
+            if any(marker in text for marker in _UNREACHABLE):
+                raise TrackerUnavailable(f"MLflow at {self.shown_uri} is unreachable: {what} failed: "
+                                         f"{transport_reason(text)}") from exc
+            raise TrackingError(f"MLflow at {self.shown_uri}: {what} failed: {transport_reason(text)}") from exc
+
+    def check(self) -> None:
+        """Fail fast, in one line, when the store is down or the URI is wrong (short timeout, no retries)."""
+        uri = self.shown_uri
+        if self.tracking_uri.startswith(("http://", "https://")):
+            try:
+                with urllib.request.urlopen(health_request(self.tracking_uri), timeout=CHECK_TIMEOUT_SECONDS) as resp:
+                    status = resp.status
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                reason = getattr(exc, "reason", exc)
+                raise TrackingError(f"MLflow at {uri} is unreachable: {truncate(self.hide(str(reason)))}") from exc
+            if status != 200:
+                raise TrackingError(f"MLflow at {uri} is unhealthy: /health answered HTTP {status}")
+            return
+        try:
+            self.client.search_experiments(max_results=1)
+        except Exception as exc:
+            cause = exc.__cause__ if isinstance(exc, TrackingError) and exc.__cause__ else exc
+            raise TrackingError(f"MLflow at {uri} is unusable: {truncate(self.hide(str(cause)))}") from exc
+
+    # -- experiments -----------------------------------------------------------------------------------
+
+    def experiment_id(self, name: str, managed: bool = True, extra_tags: dict[str, str] | None = None) -> str:
+        """The id of an experiment, created when missing (with ``extra_tags``). After a search listed every
+        managed experiment a missing one is created straight away (one request); ALREADY_EXISTS means it exists
+        untagged."""
+        with self._experiment_lock:
+            if name in self.experiments:
+                return self.experiments[name]
+            tags = {"expctl.managed": "true", **({} if managed else {"expctl.audit": "true"}), **(extra_tags or {})}
+            location = f"{self.artifact_root}/{slug(name)}" if self.artifact_root else None
+            with self.calling(f"experiment {name}"):
+                exp = None if self._listed else self.client.get_experiment_by_name(name)
+                if exp is None:
+                    try:
+                        self.experiments[name] = str(
+                            self.client.create_experiment(name, artifact_location=location, tags=tags))
+                        self.experiment_tags[name] = tags
+                        return self.experiments[name]
+                    except Exception as exc:
+                        if "ALREADY_EXISTS" not in _error_code(exc):
+                            raise
+                    exp = self.client.get_experiment_by_name(name)
+                if exp.lifecycle_stage == "deleted":
+                    self.client.restore_experiment(exp.experiment_id)
+                if exp.tags.get("expctl.managed") != "true":  # made by an older expctl: a view must find it
+                    self.client.set_experiment_tag(exp.experiment_id, "expctl.managed", "true")
+            self.experiments[name] = str(exp.experiment_id)
+            self.experiment_tags[name] = dict(exp.tags or {})
+            return self.experiments[name]
+
+    def first_look(self, name: str) -> dict[str, str] | None:
+        """The tags of experiment ``name`` as last read or written, the first time it is asked for in this
+        session (None after): what a feature that checks an experiment's tags once per session asks."""
+        with self._experiment_lock:
+            if name in self._looked_at:
+                return None
+            self._looked_at.add(name)
+            return dict(self.experiment_tags.get(name, {}))
+
+    def set_experiment_tag(self, name: str, key: str, value: str, what: str) -> None:
+        """Tag the experiment ``name`` (created when missing, as an audit experiment) and remember the tag;
+        ``what`` is the step a failure names."""
+        experiment_id = self.experiment_id(name, managed=False)
+        with self.calling(what):
+            self.client.set_experiment_tag(experiment_id, key, value)
+        with self._experiment_lock:
+            self.experiment_tags.setdefault(name, {})[key] = value
+
+    # -- searches --------------------------------------------------------------------------------------
+
+    def search(self, experiment_ids: list[str], filter_string: str, order: str = "ASC") -> list[Any]:
+        """Every active run matching, oldest first, page by page (MLflow's client)."""
+        runs: list[Any] = []
+        token: str | None = None
+        with self.calling("search runs"):
+            while True:
+                page = self.client.search_runs(
+                    experiment_ids, filter_string=filter_string, max_results=PAGE,
+                    order_by=[f"attributes.start_time {order}"], page_token=token,
+                )
+                runs.extend(page)
+                token = page.token
+                if not token:
+                    return runs
+
+    def search_runs(self, experiment_ids: Sequence[str], filter_string: str) -> list[Any]:
+        """Every active run of these experiments matching, oldest first: plain REST on a tracking server
+        (``rest_search``), MLflow's client otherwise; 100 experiments per search."""
+        ids, runs = list(experiment_ids), []
+        for start in range(0, len(ids), 100):
+            if self.rest is not None:
+                runs.extend(self.rest.search_runs(ids[start : start + 100], filter_string,
+                                                   ["attributes.start_time ASC"], PAGE))
+            else:
+                runs.extend(self.search(ids[start : start + 100], filter_string))
+        return runs
+
+    def _managed_experiments(self) -> list[Any]:
+        """Every managed experiment: one paginated search."""
+        if self.rest is not None:
+            self._check_once()
+            return self.rest.search_experiments(MANAGED, PAGE)
+        found: list[Any] = []
+        token: str | None = None
+        with self.calling("search experiments"):
+            while True:
+                page = self.client.search_experiments(filter_string=MANAGED, max_results=PAGE, page_token=token)
+                found.extend(page)
+                token = page.token
+                if not token:
+                    return found
+
+    def managed_runs(self) -> tuple[list[Any], list[str]]:
+        """Every open run expctl created for this backend, across expctl's experiments (whose ids come
+        second, each experiment remembered by name): one paginated search."""
+        experiments = self._managed_experiments()
+        ids = [str(e.experiment_id) for e in experiments]
+        with self._experiment_lock:
+            self.experiments.update({e.name: str(e.experiment_id) for e in experiments
+                                     if e.lifecycle_stage == "active"})
+            self.experiment_tags.update({e.name: dict(e.tags or {}) for e in experiments})
+        self._listed = True
+        return self.search_runs(ids, f"{MANAGED} and tags.`expctl.backend` = {g.quoted(self.backend_name)}"), ids
+
+    # -- writes to runs and the ledger's bookkeeping ---------------------------------------------------
+
+    def remember_view(self, runs: Iterable[Any], settled: set[str]) -> None:
+        """A view was read: ``runs`` (their tags seen), of which ``settled`` came from the ledger; nothing
+        written since."""
+        self.touched = set()
+        self.from_ledger = set(settled)
+        self.seen_tags = {run.info.run_id: dict(run.data.tags) for run in runs}
+
+    def touch(self, run_id: str) -> None:
+        """A run is written (or about to be): it does not settle at this apply."""
+        self.touched.add(run_id)
+
+    def reopening(self, run_id: str) -> dict[str, str]:
+        """The tag that takes a settled run (read from the ledger) back into the search: for expctl's next
+        write to it, in the same request. Empty for an open run."""
+        return {"expctl.managed": "true"} if run_id in self.from_ledger else {}
+
+    def reopened(self, run_id: str) -> None:
+        """A write carrying ``reopening``'s tag went through: the run is open again (written: it does not
+        settle at this apply)."""
+        self.touched.add(run_id)
+        self.from_ledger.discard(run_id)
+
+    def set_run_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        """Tag a run (100 tags per request), taking it back into the search if it was settled: no request
+        when ``tags`` is empty and the run is open."""
+        from mlflow.entities import RunTag
+
+        self.touch(run_id)
+        batch = [RunTag(k, str(v)[: g.MAX_TAG_VALUE]) for k, v in {**self.reopening(run_id), **tags}.items()]
+        with self.calling(f"tag run {run_id}"):
+            for start in range(0, len(batch), g.MAX_PER_BATCH):
+                self.client.log_batch(run_id, tags=batch[start : start + g.MAX_PER_BATCH])
+        self.reopened(run_id)
