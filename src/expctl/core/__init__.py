@@ -1,0 +1,14 @@
+"""The pure domain: standard library only, no I/O (an import-linter contract checks it).
+
+- ``model``: frozen values and enums — RunSpec, JobSpec, ObservedRun, Launch, Change, Plan, Action, Reason.
+- ``naming``: run keys, RFC 1035 names, canonical JSON; ``desired``: spec hash and RunSpec of a sweep point,
+  a training run's validation job; ``sweep``: expansion in Hydra's BasicSweeper order.
+- ``diff``: pair desired and observed runs by key; ``plan_rules``: **the plan rules** (policy lives only here);
+  ``gate``: the validation gate's decision and promotion rules.
+- ``audit``: the audit record of one apply; ``jobenv``: every variable a job gets, on every backend.
+- ``views``: human / JSON / Markdown renderings of a plan; ``planfile``: a saved plan read back.
+- ``errors``: the error hierarchy (one line each); ``sanitize``: values made safe to print, credentials
+  hidden; ``safe_json``: JSON expctl did not just write, read defensively.
+- ``backend_registry``: the table of backends — pure data with lazy ``"module:function"`` references, so every
+  layer can name a backend's factory, checks and settings without importing it.
+"""

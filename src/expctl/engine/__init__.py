@@ -1,0 +1,17 @@
+"""The use cases: what each command does, end to end, and the composition root that opens the edges.
+
+- ``workspace``: where expctl works (repository, state directory, tracking URI) and **the only constructor of
+  backends and of the MLflow store** (``open_backend``, ``open_tracker``, ``open_store``).
+- ``plan``: compute a plan end to end (``expctl plan``): desired runs from git, observed runs from a backend
+  joined with the tracker's view.
+- ``apply``: ``expctl apply`` and ``--wait``: lock → observe → plan → confirm → audit → writes → wait.
+- ``writes``: a plan's writes in a bounded pool (deletes first; find-or-create the MLflow run, then the job).
+- ``wait``: where each desired run stands while ``--wait`` polls, and when waiting is over.
+- ``resume``: which checkpoint a retried attempt starts from.
+- ``logs``: finished runs' log tails kept in the tracker; ``logs`` reads live or kept.
+- ``operate``: status, cancel, describe, history, UI links, lineage (the operator commands' library).
+- ``identity``: who acts (the commit author, the CI actor, the local user).
+- ``ui_server``: ``expctl ui``'s MLflow server child process.
+
+Imports everything below it (backends, tracking, config, data, core); the CLI is its only importer.
+"""

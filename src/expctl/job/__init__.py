@@ -1,0 +1,7 @@
+"""The in-job runtime: what runs inside a training or validation job (imports only ``core``).
+
+- ``reader``: exactly the items of a dataset manifest's split, as feature vectors and labels (public as
+  ``expctl.data.reader``, which users' training code imports).
+- ``evaluate``: the default validation job (run as ``python -m expctl.tracking.mlflow_evaluate``, a stable shim:
+  that command is in every validation job's spec hash).
+"""

@@ -1,0 +1,8 @@
+"""The Kubernetes backend: Kubeflow training jobs on a cluster; the only importer of the Kubernetes client.
+
+``backend`` (``KubernetesBackend``), ``manifests/`` (pure: a ``Launch`` → its job's manifest, one module per
+API family, plus the checks of desired runs), ``status`` (pure: a live object → ``ObservedRun``), ``lease``
+(the apply lock as a Lease), ``retry`` (throttling and retries; the only tenacity importer), ``pods`` and
+``logs`` (a job's pods and their logs), ``kubeconfig`` (why a kubeconfig could not be loaded), ``settings``
+(the ``kubernetes:`` block of ``expctl.yaml``).
+"""

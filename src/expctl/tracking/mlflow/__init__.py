@@ -1,0 +1,13 @@
+"""The MLflow tracker, in MLflow's own store shape: plumbing, features on it, a facade over them.
+
+- ``session``: the plumbing — the client, bounded calls, experiment ids, searches, tag writes, and the
+  ledger's bookkeeping (``touched``, ``from_ledger``), as a typed public API (``MlflowSession``).
+- Features, each taking a session and importing no other feature (except ``sync`` → ``promote``):
+  ``runs`` (find-or-create), ``audit``, ``ledger`` (settled runs), ``sync`` (phases → status, the gate),
+  ``promote`` (registry and aliases), ``lineage``, ``logs`` (kept logs), ``checkpoints``, ``datasets``
+  (dataset inputs), ``ui`` (what the UI shows).
+- ``store``: ``MlflowStore``, the facade: the ``Tracker`` methods, composed from the features.
+- Pure helpers: ``tags`` (the MLflow value codec: tags, params, statuses, limits), ``ledger_codec``,
+  ``provenance``, ``links``, ``run_index``; edges: ``rest_search`` (plain REST reads, no MLflow import),
+  ``http_bounds`` (MLflow's retry loop bounded), ``sqlite`` (the embedded store's settings), ``locations``.
+"""
