@@ -1,13 +1,11 @@
-"""Validation jobs and promotion rules, pure: the dependent step's plan rules and the promotion verdicts."""
+"""Validation jobs, pure: the dependent step's plan rules (the promotion verdicts: test_gate.py)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-import pytest
-
 from expctl.core.desired import DEFAULT_EVALUATOR, validation_spec
-from expctl.core.gate import evaluate, promotion
+from expctl.core.gate import evaluate
 from expctl.core.model import Action, FailureClass, JobKind, ObservedRun, Phase, RetryPolicy, ValidationGate
 from expctl.core.plan_rules import make_plan
 from tests.support.factories import make_job, make_spec
@@ -78,25 +76,3 @@ def test_the_gate_reads_the_validation_metric_not_the_training_one() -> None:
     assert evaluate(GATE, {"accuracy": 0.99, "validation.accuracy": 0.2}).outcome == "failed"
     assert evaluate(GATE, {"accuracy": 0.1, "validation.accuracy": 0.7}).passed
     assert evaluate(replace(GATE, split=None), {"accuracy": 0.99}).passed  # no platform validation: as before
-
-
-@pytest.mark.parametrize(("mode", "value", "holder", "holder_value", "moves", "reason"), [
-    ("max", 0.9, None, None, True, "promoted to champion: no version held it"),
-    ("max", 0.9, "1", 0.8, True, "promoted to champion: validation.accuracy 0.9 > 0.8 of version 1"),
-    ("max", 0.7, "1", 0.8, False, "not promoted to champion: validation.accuracy 0.7 is not > 0.8 of version 1, "
-                                  "which keeps it"),
-    ("max", 0.8, "1", 0.8, False, "not promoted to champion: validation.accuracy 0.8 is not > 0.8 of version 1, "
-                                  "which keeps it"),
-    ("min", 0.7, "1", 0.8, True, "promoted to champion: validation.accuracy 0.7 < 0.8 of version 1"),
-    ("max", 0.9, "2", 0.1, False, "version 2 already holds champion"),
-    ("max", 0.9, "1", None, True, "promoted to champion: version 1 has no validation.accuracy"),
-], ids=["no holder", "better", "worse", "tie keeps the holder", "min mode", "already holds", "holder unmeasured"])
-def test_promotion(mode: str, value: float, holder: str | None, holder_value: float | None, moves: bool,
-                   reason: str) -> None:
-    verdict = promotion(replace(GATE, mode=mode), "2", value, holder, holder_value)
-    assert (verdict.moves, verdict.reason) == (moves, reason)
-
-
-def test_promotion_when_always_moves_the_alias() -> None:
-    verdict = promotion(replace(GATE, promote_when="always"), "3", 0.1, "1", 0.9)
-    assert verdict.moves and verdict.reason == "promoted to champion (when: always), replacing version 1"

@@ -99,6 +99,8 @@ def _gate(v: ValidationIn) -> ValidationGate:
     split = v.split if v.split is not None else ("test" if v.command else None)
     return ValidationGate(
         metric=v.metric, threshold=v.threshold, mode=v.mode, register_as=v.register_as, alias=v.alias,
-        split=split, command=tuple(v.command or ()), promote_alias=v.promote.alias if v.promote else None,
+        alias_to=v.alias_to, split=split, command=tuple(v.command or ()),
+        promote_alias=v.promote.alias if v.promote else None,
         promote_when=v.promote.when if v.promote else "better_than_current",
+        promote_unmeasured=v.promote.if_holder_unmeasured if v.promote else "keep",
     )

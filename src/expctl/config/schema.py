@@ -69,6 +69,7 @@ class RetriesIn(Strict):
 class PromoteIn(Strict):
     alias: str = Field(min_length=1)
     when: Literal["better_than_current", "always"] = "better_than_current"
+    if_holder_unmeasured: Literal["keep", "replace"] = "keep"  # a holder with no metric to compare (docs/data.md)
 
 
 class ValidationIn(Strict):
@@ -77,6 +78,7 @@ class ValidationIn(Strict):
     mode: Literal["max", "min"] = "max"
     register_as: Text | None = None
     alias: Text | None = None
+    alias_to: Literal["best", "latest"] = "best"  # the best of the current points, or every passing version
     split: Literal["validation", "test"] | None = None  # validated by the platform, on this held-out split
     command: list[str] | None = None  # the evaluation command (default: expctl's evaluator)
     promote: PromoteIn | None = None

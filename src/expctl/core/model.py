@@ -79,12 +79,14 @@ class ValidationGate:
     threshold: float
     mode: str = "max"  # "max": higher passes (>=), "min": lower passes (<=)
     register_as: str | None = None
-    alias: str | None = None  # moved to every passing version
+    alias: str | None = None  # moved to the best passing version of the current points (``alias_to``)
+    alias_to: str = "best"  # "best": the best of the experiment's current points; "latest": every passing version
     # validation by the platform: a job of its own evaluates the logged model on a held-out split
     split: str | None = None
     command: tuple[str, ...] = ()  # the evaluation command (default: expctl's evaluator for pytorch/sklearn)
     promote_alias: str | None = None  # promotion rule: this alias moves only ...
     promote_when: str = "better_than_current"  # ... when the new version beats its holder ("always": it moves)
+    promote_unmeasured: str = "keep"  # a holder with no gate metric to compare keeps the alias ("replace")
 
     def passes(self, value: float) -> bool:
         return value >= self.threshold if self.mode == "max" else value <= self.threshold

@@ -29,11 +29,11 @@ from expctl.config.schema import Settings
 from expctl.core import audit
 from expctl.core.diff import join_observed
 from expctl.core.errors import BackendUnavailable, LockError, TrackingError
-from expctl.core.model import Action, Change, ObservedRun, Plan
+from expctl.core.model import Change, ObservedRun, Plan
 from expctl.core.planfile import SavedPlan, check_fresh
 from expctl.engine.logs import keep_finished
 from expctl.engine.plan import PlanOptions, make_plan_of, observe_alongside
-from expctl.engine.wait import WaitResult, finished, progress_bar, tally
+from expctl.engine.wait import Tried, WaitResult, finished, progress_bar, tally, unfinishable
 from expctl.engine.writes import ApplyResult, Progress, Stop, apply_changes, crash_point
 from expctl.tracking.base import Settles, Tracker, TrackerUnavailable, TrackerView
 
@@ -263,6 +263,9 @@ def _wait(desired: Desired, backend: Backend, tracker: Tracker, lock: ApplyLock,
     """Follow the desired runs until each is final, retrying due runs (audited) — under the lock."""
     deadline = time.monotonic() + options.wait_timeout
     counts: dict[str, int] = {}
+    tried = Tried()
+    for outcome in result.applied:
+        tried.note(outcome)
     outage: float | None = None  # since when the tracker or the backend cannot be reached
     with progress_bar(len(desired.runs), options.quiet) as update:
         while not stop.is_set():
@@ -284,16 +287,17 @@ def _wait(desired: Desired, backend: Backend, tracker: Tracker, lock: ApplyLock,
                 outage = None
             plan = make_plan_of(desired, join_observed(live, view.records), backend.name, options.plan)
             counts = tally(plan)
-            # due retries, and validation jobs whose training run just succeeded (dependent steps)
-            retries = [c for c in plan.changes if c.action is Action.RETRY
-                       or (c.action is Action.CREATE and c.desired is not None and c.desired.validates)]
-            if retries:
-                outcome = _apply_audited(plan, retries, backend, tracker, view, lock, options, hooks, stop, result)
+            # whatever the plan would write now: due retries, validation jobs whose training run just
+            # succeeded (create, or replace of the previous one), anything else that became due
+            due = tried.due(plan)
+            if due:
+                outcome = _apply_audited(plan, due, backend, tracker, view, lock, options, hooks, stop, result)
+                tried.note(outcome)
                 if outcome.stopped:
                     break
             _settle(tracker, live, desired, view, lock, stop, result)
             update(counts)
-            done = finished(counts, len(desired.runs))
+            done = finished(counts, len(desired.runs)) or unfinishable(counts, len(desired.runs), tried.failed(plan))
             if done is not None:
                 return done
             if time.monotonic() > deadline:

@@ -1,17 +1,23 @@
-"""``apply --wait``: where each desired run stands, and when waiting is over.
+"""``apply --wait``: where each desired run stands, which writes are due, and when waiting is over.
 
-The loop itself (observe, sync, retry under the lock) is the engine's (``expctl.engine``); this module
-counts states and draws the progress bar: a rich bar on stderr (quiet when stderr is not a terminal);
-stdout gets only the summary.
+The loop itself (observe, sync, apply what became due, under the lock) is the engine's (``engine/apply``);
+this module counts states, says which of a round's planned writes to apply (``Tried``: every write the plan
+asks for — a due retry, a validation job to create or replace — once; a write that failed is left to the next
+``expctl apply``), ends the wait when nothing can move any more (``unfinishable``), and draws the progress
+bar: a rich bar on stderr (quiet when stderr is not a terminal); stdout gets only the summary.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from expctl.core.model import Action, Change, Plan, Reason
+
+if TYPE_CHECKING:
+    from expctl.engine.writes import ApplyResult
 
 FINAL_STATES = ("succeeded", "gave-up", "cancelled", "blocked", "skipped")
 
@@ -21,16 +27,48 @@ class WaitResult:
     counts: dict[str, int]
     timed_out: bool
     interrupted: bool = False
+    unapplied: int = 0  # runs whose planned write failed: waiting could never finish them
 
     @property
     def ok(self) -> bool:
-        return not self.timed_out and not self.interrupted and self.counts.get("failed", 0) == 0
+        return (not self.timed_out and not self.interrupted and not self.unapplied
+                and self.counts.get("failed", 0) == 0)
 
     @property
     def summary(self) -> str:
         parts = ", ".join(f"{n} {state}" for state, n in sorted(self.counts.items()))
-        head = "Interrupted" if self.interrupted else "Timed out" if self.timed_out else "Finished"
-        return f"{head}: {parts}."
+        head = ("Interrupted" if self.interrupted else "Timed out" if self.timed_out
+                else "Stopped waiting" if self.unapplied else "Finished")
+        tail = ""
+        if self.unapplied:
+            plural = "s" * (self.unapplied != 1)
+            tail = f" {self.unapplied} planned change{plural} failed to apply: run `expctl apply` again."
+        return f"{head}: {parts}.{tail}"
+
+
+def _key(change: Change) -> tuple[str, str, str | None, int]:
+    return change.action.value, change.name, change.spec_hash, change.attempt
+
+
+@dataclass
+class Tried:
+    """The writes this apply made (or tried): ``due`` is what a round's plan asks for that is not among
+    them; a write that was done and shows again (an observation behind) is not repeated, one that failed
+    is not hammered every poll."""
+
+    done: set[tuple[str, str, str | None, int]] = field(default_factory=set)
+    failures: set[tuple[str, str, str | None, int]] = field(default_factory=set)
+
+    def note(self, outcome: ApplyResult) -> None:
+        self.done.update(_key(c) for c in outcome.done)
+        self.failures.update(_key(c) for c, _ in outcome.failed)
+
+    def due(self, plan: Plan) -> list[Change]:
+        return [c for c in plan.changes if c.action.writes and _key(c) not in self.done | self.failures]
+
+    def failed(self, plan: Plan) -> int:
+        """How many desired runs wait on a write that failed (and that waiting will not try again)."""
+        return sum(1 for c in plan.changes if c.desired is not None and _key(c) in self.failures)
 
 
 def state_of(change: Change) -> str:
@@ -57,6 +95,15 @@ def finished(counts: dict[str, int], total: int) -> WaitResult | None:
         return None
     failed = counts.get("gave-up", 0)
     return WaitResult({**counts, "failed": failed} if failed else counts, timed_out=False)
+
+
+def unfinishable(counts: dict[str, int], total: int, unapplied: int) -> WaitResult | None:
+    """The result when every desired run that is not final waits on a write that failed (else None): the
+    wait stops at once instead of idling until its timeout."""
+    final = sum(counts.get(s, 0) for s in FINAL_STATES)
+    if not unapplied or final + unapplied < total:
+        return None
+    return WaitResult(counts, timed_out=False, unapplied=unapplied)
 
 
 @contextlib.contextmanager

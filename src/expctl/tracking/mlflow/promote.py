@@ -1,26 +1,30 @@
-"""The platform's validation decides the gate, and promotion rules move registry aliases (MLflow side).
+"""The platform's validation decides the gate, and alias rules move registry aliases (MLflow side).
 
 ``apply_validated_gate``: a succeeded validation job's metrics (``validation.*``, logged into the training run)
 decide the training run's gate. ``promote``: ``promote: {alias, when: better_than_current}`` moves the alias
 only when the new version beats the version holding it on the gate metric (a tie keeps the holder); the
-comparison is recorded on both versions either way. ``version_lineage_tags``: what a registered version
-carries besides commit and spec hash — its datasets' digests and its validation metrics. ``apply_gate``: a
-run's gate verdict, registering a passing model (once per run) in the Model Registry. The verdicts themselves
-are policy (``core/gate``): here they are read from MLflow and recorded in it.
+comparison is recorded on both versions either way. ``move_alias``: ``alias`` goes to the best of the
+experiment's current points (``alias_to: best``). ``holder``: what the registry says about the version holding
+an alias — its exact gate metric (recorded exactly since ``expctl.metrics_exact``; an older version's rounded
+record is made exact from its validation run when it can be). ``version_lineage_tags``: what a registered
+version carries besides commit and spec hash — its datasets' digests and its validation metrics, exactly.
+``apply_gate``: a run's gate verdict, registering a passing model (once per run) in the Model Registry. The
+verdicts themselves are policy (``core/gate``): here they are read from MLflow and recorded in it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from expctl.core.gate import FAILED, GateResult, Promotion, evaluate, promotion
+from expctl.core.gate import FAILED, GateResult, Holder, Promotion, evaluate, promotion, sweep_alias
 from expctl.core.model import VALIDATION_PREFIX, ValidationGate
 from expctl.tracking.mlflow import tags as g
 from expctl.tracking.mlflow.session import MlflowSession
 
 
-def apply_validated_gate(session: MlflowSession, run: Any, gate: ValidationGate) -> None:
+def apply_validated_gate(session: MlflowSession, run: Any, gate: ValidationGate,
+                         points: Collection[tuple[str, str]] = ()) -> None:
     """``run`` is a succeeded validation job: its own metrics (as ``validation.<name>``) decide the gate of the
     training run it validated — whatever the training run logged itself, even under the same names."""
     target = run.data.tags.get("expctl.validates_run_id")
@@ -29,19 +33,22 @@ def apply_validated_gate(session: MlflowSession, run: Any, gate: ValidationGate)
                                                "expctl.gate_reason": "no training run recorded to validate"})
         return
     measured = {VALIDATION_PREFIX + k: v for k, v in run.data.metrics.items() if not k.startswith("system/")}
-    result = apply_gate(session, target, gate, measured)
+    result = apply_gate(session, target, gate, measured, points)
     session.set_run_tags(run.info.run_id, {"expctl.gate": result.outcome,
                                            "expctl.gate_reason": f"training run {target}: {result.reason}"})
 
 
+EXACT = "expctl.metrics_exact"  # a version's expctl.metric.* tags are exact (repr), not rounded to 6 digits
+
+
 def version_lineage_tags(run: Any, metrics: Mapping[str, float]) -> dict[str, str]:
-    tags, out = run.data.tags, {}
+    tags, out = run.data.tags, {EXACT: "true"}
     for key in ("expctl.data_digest", "expctl.datasets", "expctl.source_file", "expctl.experiment"):
         if tags.get(key):
             out[key] = tags[key]
     for key, value in sorted(metrics.items()):
         if key.startswith(VALIDATION_PREFIX):
-            out[f"expctl.metric.{key}"] = f"{value:.6g}"
+            out[f"expctl.metric.{key}"] = repr(float(value))  # round-trips: compared exactly
     return out
 
 
@@ -55,15 +62,36 @@ def _holder(client: Any, name: str, alias: str) -> Any:
         raise
 
 
-def _value(client: Any, version: Any, metric: str) -> float | None:
-    """A version's gate metric as recorded when it was registered (else its run's latest value)."""
-    recorded = (version.tags or {}).get(f"expctl.metric.{metric}")
-    if recorded is not None:
-        return float(recorded)
-    if version.run_id:
-        value = client.get_run(version.run_id).data.metrics.get(metric)
-        return None if value is None else float(value)
+def _validated_value(client: Any, run_id: str, metric: str, recorded: str) -> float | None:
+    """The exact value behind an older version's rounded record: the metric of the validation run of
+    ``run_id`` whose value rounds to ``recorded`` (None if there is none)."""
+    run = client.get_run(run_id)
+    own = metric[len(VALIDATION_PREFIX):]
+    found = client.search_runs([run.info.experiment_id], max_results=50,
+                               filter_string=f"tags.expctl.validates_run_id = {g.quoted(run_id)}")
+    for candidate in found:
+        value = candidate.data.metrics.get(own)
+        if value is not None and f"{float(value):.6g}" == f"{float(recorded):.6g}":
+            return float(value)
     return None
+
+
+def holder(client: Any, version: Any, metric: str, points: Collection[tuple[str, str]] = ()) -> Holder:
+    """The version holding an alias: its gate metric as recorded when it was registered (else its run's
+    latest value), whether that record is rounded, and whether it is one of the current ``points``."""
+    tags = version.tags or {}
+    key = (tags.get("expctl.run_key", ""), tags.get("expctl.spec_hash", ""))
+    current = key in set(points)
+    recorded = tags.get(f"expctl.metric.{metric}")
+    if recorded is not None:
+        if tags.get(EXACT) == "true":
+            return Holder(str(version.version), float(recorded), False, key[0], current)
+        exact = _validated_value(client, version.run_id, metric, recorded) if version.run_id else None
+        if exact is not None:
+            return Holder(str(version.version), exact, False, key[0], current)
+        return Holder(str(version.version), float(recorded), True, key[0], current)
+    value = client.get_run(version.run_id).data.metrics.get(metric) if version.run_id else None
+    return Holder(str(version.version), None if value is None else float(value), False, key[0], current)
 
 
 def promote(client: Any, name: str, version: str, value: float | None, gate: ValidationGate) -> Promotion:
@@ -72,37 +100,51 @@ def promote(client: Any, name: str, version: str, value: float | None, gate: Val
     mine = client.get_model_version(name, version)
     if (mine.tags or {}).get("expctl.promotion"):  # decided already (a rerun after a crash): never decide twice
         return Promotion(False, mine.tags["expctl.promotion"])
-    holder = _holder(client, name, alias)
-    holder_version = str(holder.version) if holder is not None else None
-    holder_value = _value(client, holder, gate.gate_metric) if holder is not None else None
-    verdict = promotion(gate, version, value, holder_version, holder_value)
+    current = _holder(client, name, alias)
+    held = holder(client, current, gate.gate_metric) if current is not None else None
+    verdict = promotion(gate, version, value, held)
     if verdict.moves:
         client.set_registered_model_alias(name, alias, version)
     client.set_model_version_tag(name, version, "expctl.promotion", verdict.reason)
     client.set_model_version_tag(name, version, "expctl.promotion.outcome", "promoted" if verdict.moves else "kept")
-    if holder_version is not None and holder_version != version:
+    if held is not None and held.version != version:
         outcome = f"lost {alias} to" if verdict.moves else f"kept {alias} against"
-        client.set_model_version_tag(name, holder_version, f"expctl.challenge.v{version}",
+        client.set_model_version_tag(name, held.version, f"expctl.challenge.v{version}",
                                      f"{outcome} version {version}: {verdict.reason}")
     return verdict
 
 
+def move_alias(client: Any, name: str, version: str, value: float | None, run_key: str, gate: ValidationGate,
+               points: Collection[tuple[str, str]]) -> Promotion:
+    """``alias``: move it to the new version if it is the best of the experiment's current ``points`` so far
+    (``core/gate.sweep_alias``); the verdict is recorded on the version (``expctl.alias``)."""
+    alias = str(gate.alias)
+    current = _holder(client, name, alias)
+    held = holder(client, current, gate.gate_metric, points) if current is not None else None
+    verdict = sweep_alias(gate, version, value, run_key, held)
+    if verdict.moves:
+        client.set_registered_model_alias(name, alias, version)
+    client.set_model_version_tag(name, version, "expctl.alias", verdict.reason)
+    return verdict
+
+
 def apply_gate(session: MlflowSession, run_id: str, gate: ValidationGate,
-               metrics: Mapping[str, float] | None = None) -> GateResult:
+               metrics: Mapping[str, float] | None = None, points: Collection[tuple[str, str]] = ()) -> GateResult:
     """Evaluate the gate on the run's latest metrics (or on ``metrics``: the platform's validation job's);
-    register a passing model; record the verdict."""
+    register a passing model; record the verdict. ``points``: the (run key, spec hash) of the experiment's
+    current points, among which ``alias`` goes to the best."""
     with session.calling(f"read run {run_id}"):
         run = session.client.get_run(run_id)
     metrics = run.data.metrics if metrics is None else metrics
     result = evaluate(gate, metrics)
     tags = {"expctl.gate": result.outcome, "expctl.gate_reason": result.reason}
     if result.passed and gate.register_as:
-        version = _register(session, run, gate, metrics, result.value)
+        version, moved = _register(session, run, gate, metrics, result.value, points)
         if version is None:
             result = GateResult(FAILED, f"{result.reason}, but the run logged no model to register", result.value)
             tags = {"expctl.gate": result.outcome, "expctl.gate_reason": result.reason}
         else:
-            alias = f" (alias {gate.alias})" if gate.alias else ""
+            alias = f" (alias {gate.alias})" if moved else ""
             tags["expctl.gate_reason"] += f"; registered {gate.register_as} version {version}{alias}"
             tags["expctl.model_version"] = f"{gate.register_as}/{version}"
     session.set_run_tags(run_id, tags)
@@ -110,8 +152,9 @@ def apply_gate(session: MlflowSession, run_id: str, gate: ValidationGate,
 
 
 def _register(session: MlflowSession, run: Any, gate: ValidationGate, metrics: Mapping[str, float],
-              value: float | None) -> str | None:
-    """Register the run's logged model as a new version of ``gate.register_as`` (once per run)."""
+              value: float | None, points: Collection[tuple[str, str]]) -> tuple[str | None, bool]:
+    """Register the run's logged model as a new version of ``gate.register_as`` (once per run); whether
+    ``alias`` moved to it."""
     name, run_id, tags = str(gate.register_as), run.info.run_id, run.data.tags
     with session.calling(f"register {name}"):
         existing = session.client.search_model_versions(
@@ -122,7 +165,7 @@ def _register(session: MlflowSession, run: Any, gate: ValidationGate, metrics: M
             models = session.client.search_logged_models(
                 [run.info.experiment_id], filter_string=f"source_run_id = {g.quoted(run_id)}")
             if not models:
-                return None
+                return None, False
             model = max(models, key=lambda m: (m.name == "model", m.creation_timestamp))
             try:
                 session.client.create_registered_model(name)
@@ -145,11 +188,13 @@ def _register(session: MlflowSession, run: Any, gate: ValidationGate, metrics: M
             created = session.client.create_model_version(
                 name, source=source, run_id=run_id, tags=version_tags, model_id=model.model_id)
             version = str(created.version)
+        moved = False
         if gate.alias:
-            session.client.set_registered_model_alias(name, gate.alias, version)
+            key = tags.get("expctl.run_key", "")
+            moved = move_alias(session.client, name, version, value, key, gate, points).moves
         if gate.promote_alias:
             promote(session.client, name, version, value, gate)
-    return version
+    return version, moved
 
 
 def registered_versions(session: MlflowSession, page: int) -> list[dict[str, Any]]:

@@ -37,15 +37,20 @@ def sync(session: MlflowSession, observed: Sequence[ObservedRun], desired: Seque
         for run_id, status in pool.map(lambda pair: (pair[1].info.run_id, _sync_status(session, pair[1], pair[0])),
                                        pairs):
             statuses[run_id] = status
+    points_of: dict[str, set[tuple[str, str]]] = {}  # each experiment's current points: its alias goes to the best
+    for s in desired:
+        if not s.validates:
+            points_of.setdefault(s.experiment, set()).add((s.run_key, s.spec_hash))
     for obs, run in pairs:  # gates one after another: promotions compare with the version holding an alias
         spec = specs.get((obs.run_key, obs.spec_hash))
         gate = spec.job.validation if spec is not None else None
         if obs.phase is Phase.SUCCEEDED and gate is not None and "expctl.gate" not in run.data.tags:
             assert spec is not None
+            points = points_of.get(spec.experiment, set())
             if spec.validates:  # the platform's validation job decides the training run's gate
-                apply_validated_gate(session, run, gate)
+                apply_validated_gate(session, run, gate, points)
             elif not gate.by_platform:
-                apply_gate(session, run.info.run_id, gate)
+                apply_gate(session, run.info.run_id, gate, points=points)
     gates = {s.experiment: s.job.validation for s in desired if s.job.validation is not None}
     _sync_parents(session, current, statuses, gates)
 
