@@ -92,7 +92,9 @@ def test_validation_decides_the_gate_and_promotion_moves_the_alias_only_to_a_bet
         assert champion(uri, model) == "1"
         first = versions(uri, model)["1"]
         assert first.tags["expctl.promotion"] == "promoted to champion: no version held it"
-        assert float(first.tags["expctl.metric.validation.accuracy"]) == measured
+        assert f'{float(first.tags["expctl.metric.validation.accuracy"]):.6g}' == f"{measured:.6g}"
+        measured = float(first.tags["expctl.metric.validation.accuracy"])  # recorded exactly on the version
+        assert first.tags["expctl.metrics_exact"] == "true"
         assert first.tags["expctl.data_digest"] and "points" in json.loads(first.tags["expctl.datasets"])
 
         # 2. a better model takes the alias from the holder; both versions say so
@@ -175,5 +177,73 @@ def test_the_example_pytorch_training_is_validated_by_the_default_evaluator(
         assert line["run"]["id"] == train_state["mlflow_run_id"] and line["datasets"][0]["digest"] == \
             manifest["digest"]
         assert set(line["validation"]) == {"validation.accuracy", "validation.loss", "validation.samples"}
+    finally:
+        e2e.stop_jobs(repo.path)
+
+
+def sweep(register_as: str, hold: Path, seed: int = 0) -> str:
+    """Two points, the better one (``good``) first: with the old rule, whichever finished last took the alias."""
+    return ("defaults:\n  - config\n  - data: points\n  - _self_\n"
+            f"seed: {seed}\nhold: {hold}\n"
+            "hydra:\n  sweeper:\n    params:\n      model: good,guess\n"
+            "expctl:\n  kind: local\n  command: [python, code/train_sk.py]\n  retries: {max_attempts: 1}\n"
+            f"  validation: {{metric: accuracy, threshold: 0.3, split: test, register_as: {register_as}, "
+            "alias: candidate}\n")
+
+
+def candidate(uri: str, name: str) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(uri, registry_uri=uri).get_model_version_by_alias(name, "candidate")
+
+
+def test_a_sweeps_alias_goes_to_its_best_point_and_wait_replaces_the_validation_after_a_config_change(
+        tmp_path: Path, mlflow_server: MlflowServer) -> None:
+    """The worse point (``guess``) is held until the better one is registered, over several applies, so it
+    finishes last: the alias stays on the best point. Then the training config changes (the README's data
+    flow): ``apply --wait`` replaces the training runs, then each validation job as its training run succeeds,
+    and finishes."""
+    uri, model, hold = mlflow_server.uri, "sweep-points", tmp_path / "release-guess"
+    repo = minimal_repo(tmp_path / "repo", {
+        "conf/data/points.yaml": DATA, "conf/model/good.yaml": "name: good\n", "conf/model/guess.yaml":
+        "name: guess\n", "code/train_sk.py": jobs.source("train_sk"), ".gitignore": ".expctl/\n/points/\n",
+        "expctl.yaml": "code_paths: [code]\nlocal:\n  parallelism: 2\n",
+        "experiments/pts.yaml": sweep(model, hold)})
+    write_points(repo.path)
+    try:
+        started = e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri)
+        assert started.returncode == 0, started.stdout + started.stderr
+        while not versions(uri, model):  # each apply observes, syncs and starts the validation when due
+            again = e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri)
+            assert again.returncode == 0, again.stdout + again.stderr
+        (best,) = versions(uri, model).values()
+        assert candidate(uri, model).version == best.version
+        hold.touch()  # now the worse point trains, is validated and registered last
+        done = e2e.expctl(repo.path, "apply", "-y", "--wait", "--timeout", "300", tracking_uri=uri)
+        assert done.returncode == 0 and "Finished: 4 succeeded." in done.stdout, done.stdout + done.stderr
+        both = versions(uri, model)
+        assert len(both) == 2
+        (worse,) = [v for v in both.values() if v.version != best.version]
+        best_value = float(best.tags["expctl.metric.validation.accuracy"])
+        worse_value = float(worse.tags["expctl.metric.validation.accuracy"])
+        assert worse_value < best_value and candidate(uri, model).version == best.version
+        assert worse.tags["expctl.alias"].startswith(f"candidate stays on version {best.version}: ")
+        assert best.tags["expctl.metric.validation.accuracy"] == repr(best_value)  # exact, not 6 digits
+
+        # the training config changes: every run is replaced, each validation job follows its training run
+        repo.write("experiments/pts.yaml", sweep(model, hold, seed=1))
+        repo.commit("seed 1")
+        changed = e2e.expctl(repo.path, "apply", "-y", "--wait", "--timeout", "300", tracking_uri=uri)
+        assert changed.returncode == 0 and "Finished: 4 succeeded." in changed.stdout, \
+            changed.stdout + changed.stderr
+        validations = [r for r in e2e.mlflow_runs(uri, ["pts"]) if "expctl.validates" in r.data.tags]
+        assert len(validations) == 4 and all(r.info.status == "FINISHED" for r in validations)
+        four = versions(uri, model)
+        assert len(four) == 4
+        new = {v.version for v in four.values() if v.version not in both}
+        holder = candidate(uri, model)
+        assert holder.version in new  # the old sweep's best is not one of the current points
+        assert float(holder.tags["expctl.metric.validation.accuracy"]) == max(
+            float(four[v].tags["expctl.metric.validation.accuracy"]) for v in new)
     finally:
         e2e.stop_jobs(repo.path)
