@@ -40,7 +40,7 @@ def test_a_full_block() -> None:
     (None, "data", "must be a mapping"),
     ({**MINIMAL, "format": "xlsx"}, "data.format", "'folders', 'csv', 'parquet' or 'jsonl'"),
     ({**MINIMAL, "batches": []}, "data.batches", "at least 1"),
-    ({**MINIMAL, "name": ""}, "data.name", "at least 1"),
+    ({**MINIMAL, "name": ""}, "data.name", "a name of letters, digits"),
     ({**MINIMAL, "extra": 1}, "data.extra", "unknown key (did you mean 'meta'?)"),
     ({**MINIMAL, "batches": [{"name": "b", "source": "s", "fraction": 0}]}, "data.batches.0.fraction",
      "greater than 0"),

@@ -21,9 +21,12 @@ from expctl.config.schema_types import (
     MAX_GPUS,
     PATTERN_HINTS,
     QUALIFIED,
+    Alias,
     BackendSettings,
     EnvValue,
     Label,
+    MetricName,
+    ModelName,
     Name,
     PositiveNumber,
     Quantity,
@@ -67,16 +70,16 @@ class RetriesIn(Strict):
 
 
 class PromoteIn(Strict):
-    alias: str = Field(min_length=1)
+    alias: Alias
     when: Literal["better_than_current", "always"] = "better_than_current"
 
 
 class ValidationIn(Strict):
-    metric: Text
+    metric: MetricName
     threshold: float
     mode: Literal["max", "min"] = "max"
-    register_as: Text | None = None
-    alias: Text | None = None
+    register_as: ModelName | None = None
+    alias: Alias | None = None
     split: Literal["validation", "test"] | None = None  # validated by the platform, on this held-out split
     command: list[str] | None = None  # the evaluation command (default: expctl's evaluator)
     promote: PromoteIn | None = None

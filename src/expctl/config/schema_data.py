@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from expctl.config.schema import scalar_text, validated
-from expctl.config.schema_types import Strict
+from expctl.config.schema_types import DataName, Strict
 from expctl.core.errors import ConfigError
 from expctl.data import declare
 
@@ -17,7 +17,7 @@ _Scalar = str | int | float | bool
 
 
 class BatchIn(Strict):
-    name: str = Field(min_length=1)
+    name: DataName
     source: str = Field(min_length=1, description="path or glob under the data root, absolute path, or URL")
     fraction: float = Field(1.0, gt=0, le=1)
     weight: float = Field(1.0, gt=0)
@@ -48,7 +48,7 @@ class SplitIn(Strict):
 class DataIn(Strict):
     """A dataset: batches from sources, combined by rules, split; materialized into a manifest."""
 
-    name: str = Field(min_length=1)
+    name: DataName
     format: Literal["folders", "csv", "parquet", "jsonl"]
     batches: list[BatchIn] = Field(min_length=1)
     combine: Literal["union"] = "union"
