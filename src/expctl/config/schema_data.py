@@ -3,6 +3,7 @@ batches from sources, filters, a seeded split — turned into ``expctl.data.decl
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -65,6 +66,18 @@ class DataIn(Strict):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"batch names must be unique (repeated: {', '.join(dup)})")
+        return self
+
+    @model_validator(mode="after")
+    def _filters_name_fields(self) -> DataIn:
+        """A filter on a field no item has would keep (``not_in``) or drop (``in``) everything, silently."""
+        fields = [*(["label"] if self.label is not None or self.format == "folders" else []), *self.meta]
+        for i, f in enumerate(self.filters):
+            if f.field not in fields:
+                close = difflib.get_close_matches(f.field, fields, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"filters.{i}.field: {f.field!r} is neither the label nor one of meta "
+                                 f"{fields}: no item has it{hint}")
         return self
 
 
