@@ -64,3 +64,46 @@ def test_markdown_helpers() -> None:
     assert md_text("a|b *c* <d>") == "a\\|b \\*c\\* &lt;d&gt;"
     assert md_code("a`b") == "`` a`b ``"
     assert md_code("plain") == "`plain`"
+
+
+@pytest.mark.parametrize(("line", "shown"), [
+    ("\x1b]0;owned\x07\x1b[2Jtext\n", "\\x1b]0;owned\\x07\\x1b[2Jtext\n"),
+    ("col1\tcol2\r\n", "col1\tcol2\n"),
+    ("progress\r50%\n", "progress\\r50%\n"),
+    ("no newline \u202e", "no newline \\u202e"),
+    ("a name \udcff", "a name \\udcff"),
+])
+def test_a_log_line_keeps_tabs_and_its_end_and_escapes_the_rest(line: str, shown: str) -> None:
+    from expctl.core.sanitize import log_line
+
+    assert log_line(line) == shown
+
+
+def test_a_lone_surrogate_is_escaped_and_printable() -> None:
+    shown = one_line("experiments/bad\udcff.yaml")
+    assert shown == "experiments/bad\\udcff.yaml"
+    shown.encode("utf-8")  # a lone surrogate would raise UnicodeEncodeError when printed
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_lineage_and_describe_print_one_line_per_field(value: str) -> None:
+    from expctl.cli.lineage import human
+    from expctl.cli.operate import _describe_human
+
+    data = {"model": value, "version": "1", "aliases": [value], "commit": value, "spec_hash": value,
+            "run": {"id": value, "job": value, "experiment": value, "attempt": 1, "status": value},
+            "config": {"file": value, "overrides": [value]},
+            "datasets": [{"name": value, "digest": value, "format": value, "items": 1, "splits": {value: 1},
+                          "batches": [{"name": value, "digest": value, "items": 1, "location": value}],
+                          "manifest": value}],
+            "validation": {}, "gate": value, "promotion": value, "challenges": {f"expctl.challenge.{value}": value}}
+    text = human(data)
+    assert len(text.splitlines()) == 10 and "\x1b" not in text and "\u2028" not in text
+    info = {"name": value, "experiment": value, "state": value, "overrides": [value], "config": {"k": value},
+            "attempts": [{"attempt": 1, "name": value, "state": value, "spec_hash": value, "created": value,
+                          "finished": value, "mlflow_run": value, "object": value, "message": value,
+                          "resumed_from": {"attempt": 1, "epoch": None, "mlflow_run": value, "checkpoint": value}}],
+            "phases": [{"time": value, "attempt": 1, "spec_hash": value, "phase": value, "detail": value}]}
+    shown = _describe_human(info)
+    assert "\x1b" not in shown and "\u2028" not in shown and "\r" not in shown
+    assert not any(ln.startswith(("+", "|", "  +")) for ln in shown.splitlines())

@@ -22,7 +22,7 @@ def test_a_minimal_block_gets_every_default() -> None:
 
 
 def test_a_full_block() -> None:
-    data = {**MINIMAL, "format": "csv", "label": None, "meta": ["site"], "dedupe": True, "seed": 3,
+    data = {**MINIMAL, "format": "csv", "label": "kind", "meta": ["site"], "dedupe": True, "seed": 3,
             "batches": [{"name": "b1", "source": "a/*.csv", "fraction": 0.5, "weight": 2},
                         {"name": "b2", "source": "s3://bucket/b2.csv"}],
             "filters": [{"field": "label", "in": ["cat", 1, True, 0.5]}, {"field": "site", "not_in": [False]}],
@@ -30,7 +30,7 @@ def test_a_full_block() -> None:
     dataset = parse_data(data, FILE)
     assert dataset.batches == (Batch("b1", "a/*.csv", 0.5, 2.0), Batch("b2", "s3://bucket/b2.csv"))
     assert dataset.filters == (Filter("label", ("cat", "1", "true", "0.5"), ()), Filter("site", None, ("false",)))
-    assert (dataset.format, dataset.label, dataset.meta, dataset.dedupe, dataset.seed) == ("csv", None, ("site",),
+    assert (dataset.format, dataset.label, dataset.meta, dataset.dedupe, dataset.seed) == ("csv", "kind", ("site",),
                                                                                           True, 3)
     assert dataset.split == Split(7, 0.6, 0.2, 0.2)
 
@@ -40,7 +40,12 @@ def test_a_full_block() -> None:
     (None, "data", "must be a mapping"),
     ({**MINIMAL, "format": "xlsx"}, "data.format", "'folders', 'csv', 'parquet' or 'jsonl'"),
     ({**MINIMAL, "batches": []}, "data.batches", "at least 1"),
-    ({**MINIMAL, "name": ""}, "data.name", "at least 1"),
+    ({**MINIMAL, "name": ""}, "data.name", "a name of letters, digits"),
+    ({**MINIMAL, "name": "../.."}, "data.name", "a name of letters, digits"),
+    ({**MINIMAL, "filters": [{"field": "lable", "not_in": ["cat"]}]}, "data",
+     "filters.0.field: 'lable' is neither the label nor one of meta ['label']: no item has it (did you mean 'label'?)"),
+    ({**MINIMAL, "format": "csv", "label": None, "filters": [{"field": "label", "in": ["cat"]}]}, "data",
+     "filters.0.field: 'label' is neither the label nor one of meta []"),
     ({**MINIMAL, "extra": 1}, "data.extra", "unknown key (did you mean 'meta'?)"),
     ({**MINIMAL, "batches": [{"name": "b", "source": "s", "fraction": 0}]}, "data.batches.0.fraction",
      "greater than 0"),

@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from expctl.core import safe_json
+from expctl.core import bounded, safe_json
+from expctl.core.errors import ExpctlError
 from expctl.core.sanitize import one_line
 
 
@@ -60,8 +61,8 @@ def read_exit(path: Path) -> dict[str, Any] | None:
     """The wrapper's record of how a replica ended: ``{"returncode": int, "finished_at": float}``; None when
     there is none or it is damaged (then the replica counts as vanished if it no longer runs)."""
     try:
-        data = safe_json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = safe_json.loads(bounded.read_text(path, 4096, "an exit record"))
+    except (OSError, ValueError, ExpctlError):
         return None
     if not isinstance(data, dict) or type(data.get("returncode")) is not int or \
             not isinstance(data.get("finished_at"), (int, float)) or isinstance(data.get("finished_at"), bool):

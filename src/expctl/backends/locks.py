@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from expctl.core.errors import BackendError, LockError
+from expctl.core import bounded
+from expctl.core.errors import BackendError, ExpctlError, LockError
 
 
 class ApplyLock(Protocol):
@@ -32,8 +33,8 @@ def _file_scope(path: Path) -> str:
     follows the directory wherever it is moved or mounted."""
     where = path.with_suffix(".scope")
     try:
-        text = where.read_text().strip()
-    except OSError:
+        text = bounded.read_text(where, 64, "a lock scope").strip()
+    except (OSError, ExpctlError):
         text = ""
     if re.fullmatch(r"[0-9a-f]{16}", text):
         return text

@@ -12,6 +12,7 @@ import click
 
 from expctl.cli import say
 from expctl.core.model import Change
+from expctl.core.sanitize import one_line
 from expctl.engine.workspace import Workspace
 
 
@@ -56,9 +57,9 @@ def warn_dirty(repo: Path) -> None:
 
     dirty = dirty_paths(repo)
     if dirty:
-        shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
-        click.echo(f"warning: uncommitted changes are not part of this plan: {shown} "
-                   "(commit them, or use --worktree to try them out)", err=True)
+        shown = ", ".join(one_line(p) for p in dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+        say(f"warning: uncommitted changes are not part of this plan: {shown} "
+            "(commit them, or use --worktree to try them out)")
 
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from expctl.cli.common import echo_json, workspace
+from expctl.core.sanitize import one_line
 
 
 @click.command()
@@ -54,4 +55,6 @@ def human(d: dict[str, Any]) -> str:
         lines.append(f"promotion {d['promotion']}")
     for key, text in d["challenges"].items():
         lines.append(f"  {key.removeprefix('expctl.challenge.')}: {text}")
-    return "\n".join(lines) + "\n"
+    # every field is an MLflow tag anyone with access can edit: each line is escaped whole, so no value can
+    # forge a line or send a terminal escape
+    return "\n".join(one_line(ln) for ln in lines) + "\n"

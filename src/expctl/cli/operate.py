@@ -15,7 +15,7 @@ from expctl.cli.common import echo_json, is_terminal, workspace
 from expctl.core import backend_registry
 from expctl.core.errors import ExpctlError
 from expctl.core.model import ObservedRun, Phase
-from expctl.core.sanitize import one_line
+from expctl.core.sanitize import log_line, one_line
 
 _backend = click.option("--backend", "backend_name", default=None, type=click.Choice(backend_registry.names()),
                         help="Where runs run (default: $EXPCTL_BACKEND, expctl.yaml, else local).")
@@ -115,7 +115,7 @@ def cancel(ctx: click.Context, runs: tuple[str, ...], experiment: str | None, ba
         result = cancel_runs(workspace(ctx), backend_name, runs, experiment,
                              progress=lambda run: bar.advance(task))
     for name in result.cancelled:
-        click.echo(f"cancelled {name}")
+        click.echo(f"cancelled {one_line(name)}")
     for name, why in result.skipped:
         say(f"{name}: {why}")
     if not result.cancelled and not result.skipped:
@@ -126,10 +126,12 @@ def cancel(ctx: click.Context, runs: tuple[str, ...], experiment: str | None, ba
 @click.argument("run")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
 @click.option("--replica", default=None, help="One replica, e.g. worker-1 (default: all, prefixed).")
+@click.option("--raw", is_flag=True, help="Pass terminal escape sequences (colours) through unescaped.")
 @_backend
 @click.pass_context
-def logs(ctx: click.Context, run: str, follow: bool, replica: str | None, backend_name: str | None) -> None:
-    """Print (or follow) a run's logs."""
+def logs(ctx: click.Context, run: str, follow: bool, replica: str | None, raw: bool,
+         backend_name: str | None) -> None:
+    """Print (or follow) a run's logs. Control characters are escaped (``\\x1b[2J``) unless ``--raw``."""
     from expctl.engine.logs import live_or_kept
     from expctl.engine.operate import open_for_operations
 
@@ -138,9 +140,10 @@ def logs(ctx: click.Context, run: str, follow: bool, replica: str | None, backen
     try:
         source, lines = live_or_kept(backend, lambda: ws.open_tracker(settings, backend.name), run, replica,
                                      follow)
-        click.echo(f"expctl: logs of {run} {source}", err=True)
+        click.echo(f"expctl: logs of {one_line(run)} {one_line(source)}", err=True)
         for line in lines:
-            click.echo(line, nl=not line.endswith("\n"))
+            shown = line if raw else log_line(line)
+            click.echo(shown, nl=not shown.endswith("\n"))
             sys.stdout.flush()
     except KeyboardInterrupt:
         ctx.exit(130)
@@ -188,10 +191,10 @@ def _describe_human(info: dict[str, Any]) -> str:
                      f"{e['phase']}{detail}")
     if config is not None:
         lines.append("config (composed at HEAD):")
-        lines.append("  " + yaml.safe_dump(config, sort_keys=False).rstrip().replace("\n", "\n  "))
+        lines.extend("  " + ln for ln in yaml.safe_dump(config, sort_keys=False).rstrip().split("\n"))
     else:
         lines.append("config: - (the experiment is no longer desired at HEAD)")
-    return "\n".join(lines)
+    return "\n".join(one_line(ln) for ln in lines)  # every value in a line is data: no line can forge another
 
 
 @click.command()
@@ -212,8 +215,8 @@ def history(ctx: click.Context, experiment: str | None, limit: int, output: str)
         click.echo("(no applied changes recorded)", err=True)
     for e in entries:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(e["time"])))
-        click.echo(f"{when}Z  {e['action']:<8} {e['run']:<30} {e['experiment']:<16} "
-                   f"commit {str(e['commit'])[:12]}  by {one_line(e['who'])}")
+        click.echo(f"{when}Z  {one_line(e['action']):<8} {one_line(e['run']):<30} {one_line(e['experiment']):<16} "
+                   f"commit {one_line(str(e['commit'])[:12])}  by {one_line(e['who'])}")
 
 
 @click.command()
@@ -231,12 +234,12 @@ def ui(ctx: click.Context, port: int, experiment: str | None, open_browser: bool
     if found.warning:
         say(f"warning: {found.warning}")
     target = found.experiments[experiment] if experiment else found.runs
-    click.echo(f"Training runs: {target}")
+    click.echo(f"Training runs: {one_line(target)}")
     if not experiment:
-        width = max((len(name) for name in found.experiments), default=0)
+        width = max((len(one_line(name)) for name in found.experiments), default=0)
         for name, url in found.experiments.items():
-            click.echo(f"  {name:<{width}}  {url}")
-        click.echo(f"Model registry: {found.models}")
+            click.echo(f"  {one_line(name):<{width}}  {one_line(url)}")
+        click.echo(f"Model registry: {one_line(found.models)}")
     if found.command is None:
         say(f"The tracking store is a server: {found.base}")
         if open_browser:
@@ -244,7 +247,7 @@ def ui(ctx: click.Context, port: int, experiment: str | None, open_browser: bool
         return
     from expctl.engine.ui_server import serve
 
-    click.echo(f"MLflow UI on {found.base} (Ctrl-C to stop)", err=True)
+    say(f"MLflow UI on {found.base} (Ctrl-C to stop)")
     sys.stdout.flush()
     on_ready = (lambda: webbrowser.open(target)) if open_browser else None
     ctx.exit(serve(found.command, {**os.environ, **found.env}, found.base, on_ready))

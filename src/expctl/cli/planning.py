@@ -22,6 +22,7 @@ from expctl.config.desired_state import Desired
 from expctl.core import backend_registry
 from expctl.core.errors import ExpctlError
 from expctl.core.model import Plan
+from expctl.core.sanitize import one_line
 from expctl.engine import identity
 from expctl.engine.plan import PlanOptions, compute_plan, desired_state
 from expctl.engine.workspace import Workspace, check_runnable
@@ -196,13 +197,13 @@ def report_apply(result: engine_types.EngineResult) -> None:
         for change, message in outcome.failed:
             say(f"error: {change.name}: {message}")
         for change in outcome.skipped:
-            click.echo(f"not applied: {change.name}", err=True)
+            say(f"not applied: {change.name}")
         if outcome.stopped:
             say(f"error: apply stopped: {outcome.stopped}; run `expctl apply` again to finish")
     for warning in result.warnings:
         say(f"warning: {warning}")
     if result.waited is not None:
-        click.echo(result.waited.summary)
+        click.echo(one_line(result.waited.summary))
 
 
 @click.command()

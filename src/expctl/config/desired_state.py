@@ -20,6 +20,7 @@ from expctl.core import backend_registry, naming, sweep
 from expctl.core.desired import run_spec, validation_spec
 from expctl.core.errors import ConfigError, ConfigErrors, ExpctlError
 from expctl.core.model import DatasetRef, JobSpec, RunSpec
+from expctl.core.sanitize import one_line
 from expctl.data.manifest import combined_digest
 from expctl.data.materialize import Materializer, data_root
 from expctl.data.scan import DataError
@@ -59,6 +60,10 @@ def experiment_files(files: dict[str, bytes]) -> dict[str, str]:
     return found
 
 
+def _surrogates(name: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in name)
+
+
 def load_settings(files: dict[str, bytes]) -> Settings:
     data = files.get("expctl.yaml")
     if data is None:
@@ -77,6 +82,10 @@ def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
         raise ConfigErrors([ConfigError("a git submodule: its files are in another repository, not in this commit "
                                         "(configs are read from one commit); commit the files themselves", file=p)
                             for p in gitlinks])
+    undecodable = sorted(p for p in files if _surrogates(p))
+    if undecodable:  # git keeps bytes; Hydra, YAML and MLflow need text: one line each, never a traceback
+        raise ConfigErrors([ConfigError("not a UTF-8 file name (git stores it as bytes): rename it", file=one_line(p))
+                            for p in undecodable])
     if not any(p.startswith("experiments/") for p in files):
         raise ConfigError("no experiments/ directory at this commit (nothing is desired)", file="experiments/")
     docs, errors = parse_configs({p: d for p, d in files.items() if p not in links})

@@ -21,9 +21,12 @@ from expctl.config.schema_types import (
     MAX_GPUS,
     PATTERN_HINTS,
     QUALIFIED,
+    Alias,
     BackendSettings,
     EnvValue,
     Label,
+    MetricName,
+    ModelName,
     Name,
     PositiveNumber,
     Quantity,
@@ -67,17 +70,17 @@ class RetriesIn(Strict):
 
 
 class PromoteIn(Strict):
-    alias: str = Field(min_length=1)
+    alias: Alias
     when: Literal["better_than_current", "always"] = "better_than_current"
     if_holder_unmeasured: Literal["keep", "replace"] = "keep"  # a holder with no metric to compare (docs/data.md)
 
 
 class ValidationIn(Strict):
-    metric: Text
+    metric: MetricName
     threshold: float
     mode: Literal["max", "min"] = "max"
-    register_as: Text | None = None
-    alias: Text | None = None
+    register_as: ModelName | None = None
+    alias: Alias | None = None
     alias_to: Literal["best", "latest"] = "best"  # the best of the current points, or every passing version
     split: Literal["validation", "test"] | None = None  # validated by the platform, on this held-out split
     command: list[str] | None = None  # the evaluation command (default: expctl's evaluator)

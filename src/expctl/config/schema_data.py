@@ -3,13 +3,14 @@ batches from sources, filters, a seeded split — turned into ``expctl.data.decl
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
 from expctl.config.schema import scalar_text, validated
-from expctl.config.schema_types import Strict
+from expctl.config.schema_types import DataName, Strict
 from expctl.core.errors import ConfigError
 from expctl.data import declare
 
@@ -17,7 +18,7 @@ _Scalar = str | int | float | bool
 
 
 class BatchIn(Strict):
-    name: str = Field(min_length=1)
+    name: DataName
     source: str = Field(min_length=1, description="path or glob under the data root, absolute path, or URL")
     fraction: float = Field(1.0, gt=0, le=1)
     weight: float = Field(1.0, gt=0)
@@ -48,7 +49,7 @@ class SplitIn(Strict):
 class DataIn(Strict):
     """A dataset: batches from sources, combined by rules, split; materialized into a manifest."""
 
-    name: str = Field(min_length=1)
+    name: DataName
     format: Literal["folders", "csv", "parquet", "jsonl"]
     batches: list[BatchIn] = Field(min_length=1)
     combine: Literal["union"] = "union"
@@ -65,6 +66,18 @@ class DataIn(Strict):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"batch names must be unique (repeated: {', '.join(dup)})")
+        return self
+
+    @model_validator(mode="after")
+    def _filters_name_fields(self) -> DataIn:
+        """A filter on a field no item has would keep (``not_in``) or drop (``in``) everything, silently."""
+        fields = [*(["label"] if self.label is not None or self.format == "folders" else []), *self.meta]
+        for i, f in enumerate(self.filters):
+            if f.field not in fields:
+                close = difflib.get_close_matches(f.field, fields, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"filters.{i}.field: {f.field!r} is neither the label nor one of meta "
+                                 f"{fields}: no item has it{hint}")
         return self
 
 

@@ -9,6 +9,8 @@ models from these, so that a key's error reads the same wherever it is declared.
 
 from __future__ import annotations
 
+import posixpath
+import re
 from typing import Annotated, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -44,6 +46,34 @@ def _inside_the_repository(path: str) -> str:
     return path
 
 
+def _mlflow_path_name(name: str) -> str:
+    """MLflow treats model, metric and artifact names as paths: one that normalizes to another is refused."""
+    norm = posixpath.normpath(name)
+    if norm != name or norm == "." or norm.startswith(("..", "/")):
+        raise ValueError(f"{name!r} would be read as the path {norm!r} (MLflow refuses such names)")
+    return name
+
+
+def _not_reserved_alias(alias: str) -> str:
+    if alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
+        raise ValueError(f"{alias!r} is reserved by MLflow's model registry ('latest', and v<N> for version N)")
+    return alias
+
+
+# a registered model's alias: MLflow's characters and length, not a reserved one (apply would register the
+# model version and then fail to set the alias, on every apply)
+ALIAS = r"^[\w-]+$"
+Alias = Annotated[str, Field(pattern=ALIAS, max_length=255), AfterValidator(_not_reserved_alias)]
+# a registered model's name: no '/' or ':', not blank, not a path that normalizes to another name
+MODEL_NAME = r"^[^/:\x00-\x1f\x7f]*[^/:\s][^/:\x00-\x1f\x7f]*$"
+ModelName = Annotated[str, Field(min_length=1, max_length=250, pattern=MODEL_NAME),
+                      AfterValidator(_mlflow_path_name)]
+# a metric's name, as MLflow accepts it (letters, digits, '_', '.', '-', ' ', ':', '/'), not a path to another
+METRIC = r"^[/\w.\- :]+$"
+MetricName = Annotated[str, Field(pattern=METRIC, max_length=250), AfterValidator(_mlflow_path_name)]
+# a dataset's or a batch's name: a file and artifact name (manifests, MLflow inputs), never a path
+DATA_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+DataName = Annotated[str, Field(pattern=DATA_NAME, max_length=128)]
 RepoPath = Annotated[str, Field(pattern=WORD), AfterValidator(_inside_the_repository)]  # code_paths
 EnvValue = Annotated[str, Field(pattern=r"^[^\x00]*$")] | int | float | bool
 PositiveNumber = Annotated[int, Field(gt=0)] | Annotated[float, Field(gt=0)]
@@ -80,4 +110,8 @@ PATTERN_HINTS = {
     QUALIFIED: "a Kubernetes label key such as example.com/gpu",
     WORD: "a non-empty string without whitespace or control characters",
     r"^[^\x00]*$": "a string without NUL characters",
+    MODEL_NAME: "an MLflow model name (not blank; no '/', ':' or control characters)",
+    ALIAS: "an MLflow alias (letters, digits, '_' and '-', at most 255 characters)",
+    METRIC: "an MLflow metric name (letters, digits, '_', '.', '-', ' ', ':' and '/')",
+    DATA_NAME: "a name of letters, digits, '.', '_' and '-' (starting with a letter or digit; no '/', at most 128)",
 }

@@ -45,7 +45,7 @@ def git(repo: Path, *args: str, input_bytes: bytes | None = None, env: dict[str,
 
 def repo_root(path: Path) -> Path:
     try:
-        return Path(git(path, "rev-parse", "--show-toplevel").decode().strip())
+        return Path(git(path, "rev-parse", "--show-toplevel").decode("utf-8", "surrogateescape").strip())
     except SourceError as exc:
         raise SourceError(f"{path}: not inside a git repository") from exc
 
@@ -70,15 +70,29 @@ def snapshot(repo: Path, rev: str = "HEAD", worktree: bool = False) -> Snapshot:
     return Snapshot(repo, tree, commit, worktree=True)
 
 
+def names(out: bytes) -> str:
+    """git's output of paths as text: a name that is not UTF-8 keeps its bytes as lone surrogates
+    (``surrogateescape``), for ``one_line`` to show as ``\\udcff`` and ``desired_state`` to refuse, never a crash."""
+    return out.decode("utf-8", "surrogateescape")
+
+
 def dirty_paths(repo: Path, paths: Sequence[str] = DESIRED_PATHS) -> list[str]:
-    """Files under ``paths`` whose working-tree content differs from HEAD (including untracked)."""
-    out = git(repo, "status", "--porcelain", "-z", "--untracked-files=all", "--", *paths).decode()
-    return sorted({entry[3:] for entry in out.split("\0") if len(entry) > 3})
+    """Files under ``paths`` whose working-tree content differs from HEAD (including untracked). A rename
+    (``R  new\\0old\\0``) names both files."""
+    out = names(git(repo, "status", "--porcelain", "-z", "--untracked-files=all", "--", *paths))
+    found: set[str] = set()
+    fields = iter(out.split("\0"))
+    for entry in fields:
+        if len(entry) > 3:
+            found.add(entry[3:])
+            if entry[0] in "RC" or entry[1] in "RC":  # the next field is the old name, whole
+                found.add(next(fields, ""))
+    return sorted(found - {""})
 
 
 def list_files(snap: Snapshot, paths: Sequence[str] = DESIRED_PATHS) -> dict[str, str]:
     """``{path: blob id}`` of every file under ``paths`` in the snapshot."""
-    out = git(snap.repo, "ls-tree", "-r", "-z", "--full-tree", snap.treeish, "--", *paths).decode()
+    out = names(git(snap.repo, "ls-tree", "-r", "-z", "--full-tree", snap.treeish, "--", *paths))
     files: dict[str, str] = {}
     for entry in filter(None, out.split("\0")):
         meta, path = entry.split("\t", 1)
@@ -92,7 +106,7 @@ def special_entries(snap: Snapshot, paths: Sequence[str] = DESIRED_PATHS) -> tup
     """Under ``paths``: config files (``.yaml``/``.yml``) and directories git stores as symbolic links (their
     blob is the link's target, not the file, so reading them as configs would be silently wrong), and git
     submodules (gitlinks: their files are in another repository, not in this commit). One ``ls-tree``."""
-    out = git(snap.repo, "ls-tree", "-r", "-z", "--full-tree", snap.treeish, "--", *paths).decode()
+    out = names(git(snap.repo, "ls-tree", "-r", "-z", "--full-tree", snap.treeish, "--", *paths))
     entries = [entry.split("\t", 1) for entry in filter(None, out.split("\0"))]
     links = [path for meta, path in entries if meta.startswith("120000 ")]
     gitlinks = [path for meta, path in entries if meta.startswith("160000 ")]
@@ -155,7 +169,7 @@ def code_digest(snap: Snapshot, code_paths: Sequence[str]) -> str:
                 raise MissingCodePath(path) from None
             lines.append(f"{path}\t{obj}")
     else:
-        out = git(snap.repo, "ls-tree", "--full-tree", snap.treeish).decode()
+        out = names(git(snap.repo, "ls-tree", "--full-tree", snap.treeish))
         lines = [ln for ln in out.splitlines() if not ln.endswith("\texperiments")]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:20]
 
@@ -170,4 +184,4 @@ def remote_url(repo: Path, remote: str = "origin") -> str | None:
 
 
 def commit_author(repo: Path, commit: str) -> str:
-    return git(repo, "log", "-1", "--format=%an <%ae>", commit).decode().strip()
+    return git(repo, "log", "-1", "--format=%an <%ae>", commit).decode("utf-8", "replace").strip()

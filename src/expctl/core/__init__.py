@@ -1,4 +1,5 @@
-"""The pure domain: standard library only, no I/O (an import-linter contract checks it).
+"""The pure domain: standard library only, no process, network or database (an import-linter contract checks it);
+reading files only through ``bounded`` and ``planfile``.
 
 - ``model``: frozen values and enums — RunSpec, JobSpec, ObservedRun, Launch, Change, Plan, Action, Reason.
 - ``naming``: run keys, RFC 1035 names, canonical JSON; ``desired``: spec hash and RunSpec of a sweep point,
@@ -8,7 +9,8 @@
 - ``audit``: the audit record of one apply; ``jobenv``: every variable a job gets, on every backend.
 - ``views``: human / JSON / Markdown renderings of a plan; ``planfile``: a saved plan read back.
 - ``errors``: the error hierarchy (one line each); ``sanitize``: values made safe to print, credentials
-  hidden; ``safe_json``: JSON expctl did not just write, read defensively.
+  hidden; ``safe_json``: JSON expctl did not just write, read defensively; ``bounded``: the one reader of a file
+  expctl did not just write (a regular file only, bounded in size, lines streamed).
 - ``backend_registry``: the table of backends — pure data with lazy ``"module:function"`` references, so every
   layer can name a backend's factory, checks and settings without importing it.
 """

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from expctl.core import safe_json
+from expctl.core import bounded, safe_json
 from expctl.core.errors import ExpctlError, StalePlanError
 from expctl.core.model import Action, Plan
 from expctl.core.views import SCHEMA_VERSION
 
+MAX_PLAN_BYTES = 64 * bounded.MiB  # a plan of 100,000 changes is ~20 MiB; /dev/zero never ends
 _COMMIT = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")  # SHA-1, or SHA-256 object ids
 
 
@@ -66,9 +67,11 @@ def _change(item: Any, index: int, path: Path) -> SavedChange:
 def load(path: Path) -> SavedPlan:
     """Read and validate a saved plan; ExpctlError (one line, file and key) when it is not a usable plan."""
     try:
-        data = safe_json.loads(path.read_text(encoding="utf-8"))
+        raw = bounded.read_bytes(path, MAX_PLAN_BYTES, "a saved plan")
     except OSError as exc:
         raise ExpctlError(f"cannot read saved plan: {exc.strerror or exc}", file=str(path)) from exc
+    try:
+        data = safe_json.loads(raw.decode("utf-8"))
     except ValueError as exc:
         raise ExpctlError(f"not valid JSON (truncated?): {exc}", file=str(path)) from exc
     if not isinstance(data, dict):

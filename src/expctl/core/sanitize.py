@@ -5,7 +5,8 @@ Unicode line separators or bidi overrides, Markdown and HTML. Printed raw, such 
 plan or of a PR comment. ``one_line`` escapes every control character visibly (``\\n``, ``\\x1b``, ``\\u202e``);
 ``md_code`` and ``md_text`` additionally neutralise Markdown and HTML. JSON output needs none of this (the
 JSON encoder escapes), so ``views.as_json`` stays raw and valid. ``redact`` hides credentials (a URL's user
-information, given secret values) in what the CLI prints and in the errors quoting a tracking URI.
+information, secret and signature query values, given secret values) in what the CLI prints and in the errors
+quoting a tracking URI.
 ``job_uri`` is the tracking URI a job is handed (no password in it), ``uri_credentials`` the environment
 variables that carry what it left out, ``uri_secrets`` the values to hide in a message about that URI,
 ``shown_uri`` the URI with them hidden.
@@ -30,8 +31,9 @@ def _escape(ch: str) -> str:
 
 def _unsafe(ch: str) -> bool:
     # Cc: C0/C1 controls (newline, ESC, ...); Cf: format characters (bidi overrides, zero-width joiners);
-    # Zl/Zp: Unicode line and paragraph separators
-    return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
+    # Zl/Zp: Unicode line and paragraph separators; Cs: a lone surrogate (a file name's undecodable byte, as
+    # ``surrogateescape`` reads it: no terminal can print it, and writing it raises UnicodeEncodeError)
+    return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs")
 
 
 def one_line(text: object, limit: int | None = None) -> str:
@@ -42,6 +44,18 @@ def one_line(text: object, limit: int | None = None) -> str:
     if limit is not None and len(value) > limit:
         value = value[: limit - 1] + "…"
     return value
+
+
+def log_line(text: str) -> str:
+    """A line of a job's log as expctl prints it (to a terminal or a pipe): every control and format character
+    escaped (a terminal escape sequence shows as ``\\x1b]0;…``, never retitles or clears a terminal) except
+    tabs and the line's final newline."""
+    body, newline = (text[:-1], "\n") if text.endswith("\n") else (text, "")
+    if body.endswith("\r"):  # a CRLF line's carriage return is part of its end, not a control to show
+        body, newline = body[:-1], newline and "\n"
+    if any(_unsafe(ch) and ch != "\t" for ch in body):
+        body = "".join(_escape(ch) if _unsafe(ch) and ch != "\t" else ch for ch in body)
+    return body + newline
 
 
 # scheme://userinfo@ — userinfo up to the authority's last '@' (an unencoded '@' in a password is still hidden)
@@ -60,7 +74,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     becomes ``***``. For messages that quote a tracking URI or a server's answer."""
     for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
         text = text.replace(secret, "***")
-    return _USERINFO.sub(r"\1***@", text)
+    return _SECRET_QUERY.sub(r"\1***", _USERINFO.sub(r"\1***@", text))
 
 
 # scheme://[userinfo@]rest — the parts of a URI ``job_uri`` reads (regex: the pure core imports no urllib)
@@ -68,6 +82,12 @@ _URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://(?:([^/?#\s]*)@)?(.*)$", re.DO
 # query parameters that hold a secret (``?password=…`` of a database URI, ``?token=…``)
 _SECRET_PARAMS = frozenset({"password", "passwd", "pwd", "pass", "token", "access_token", "auth_token", "secret",
                             "client_secret", "api_key", "apikey", "sslpassword"})
+# signed-URL query parameters: each holds (part of) a credential
+_SIGNATURES = frozenset({"sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token",
+                         "x-goog-signature", "x-goog-credential", "awsaccesskeyid"})
+# ``?token=VALUE`` / ``&X-Amz-Signature=VALUE`` anywhere in a text (a URL quoted by a library's error): the value
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:" + "|".join(re.escape(k) for k in sorted(_SECRET_PARAMS | _SIGNATURES))
+                           + r")=)[^&#\s'\"]*")
 _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
 
 
@@ -165,11 +185,6 @@ def uri_credentials(uri: str) -> dict[str, str] | None:
 
 # Azure's fsspec URLs name ``container@account``: a user part that is no credential
 _AZURE = frozenset({"abfs", "abfss", "az", "adl", "wasb", "wasbs"})
-# signed-URL query parameters: each holds (part of) a credential
-_SIGNATURES = frozenset({"sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token",
-                         "x-goog-signature", "x-goog-credential", "awsaccesskeyid"})
-
-
 def data_location(url: str) -> str:
     """A dataset's location as expctl records it (manifests, the hash cache): a URL without its user information
     (Azure's ``container@`` is kept) and without query values that hold a secret or a signature; anything that

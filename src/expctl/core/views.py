@@ -78,7 +78,7 @@ def human(plan: Plan) -> str:
     if shown:
         lines.append("")
     lines.append(summary_line(plan))
-    return "\n".join(lines) + "\n"
+    return "\n".join(one_line(ln) for ln in lines) + "\n"  # an orphan's name and experiment come from the store
 
 
 def change_dict(change: Change) -> dict[str, Any]:

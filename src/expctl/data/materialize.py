@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from expctl.core import bounded
+from expctl.core.errors import ExpctlError
 from expctl.core.model import DatasetRef
 from expctl.core.naming import canonical_json
 from expctl.core.sanitize import data_location
@@ -80,9 +82,17 @@ class Materializer:
             if path is None:
                 continue
             text = manifest.text()
-            if path.exists() and path.read_text() == text:
+            if path.exists() and _same(path, text):
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(text)
             os.replace(tmp, path)
+
+
+def _same(path: Path, text: str) -> bool:
+    """Whether the manifest file ``path`` already holds ``text`` (a special or oversized file does not)."""
+    try:
+        return bounded.read_text(path, len(text.encode()) + 1, "a dataset manifest") == text
+    except (OSError, ValueError, ExpctlError):
+        return False

@@ -7,26 +7,30 @@ and mtime (``cache``), so an unchanged file is stat'ed, not read. Every problem 
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import glob
 import hashlib
 import io
 import json
 import os
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
-from expctl.core import safe_json
+from expctl.core import bounded, safe_json
+from expctl.core.errors import ExpctlError
 from expctl.core.naming import canonical_json
-from expctl.core.sanitize import data_location
+from expctl.core.sanitize import data_location, one_line, redact
+from expctl.data import local_files
 from expctl.data.cache import HashCache
 from expctl.data.declare import Dataset
+from expctl.data.local_files import ListingError
 from expctl.data.manifest import Item
 
 _GLOB_CHARS = set("*?[")
 _SMALL = 1 << 20
+MAX_FILES = 1_000_000  # files in one source: more is a walk or a glob that went wrong
+LINE_LIMIT = 16 << 20  # bytes in one line of a jsonl file
 
 
 class DataError(Exception):
@@ -65,33 +69,6 @@ def _split_glob(location: str) -> tuple[str, str | None]:
     return location, None
 
 
-def _walk(base: str) -> Iterator[os.DirEntry[str]]:
-    stack = [(base, frozenset([_identity(os.stat(base))]))]  # each directory with those above it
-    while stack:
-        path, above = stack.pop()
-        with os.scandir(path) as it:
-            for entry in it:
-                if entry.name.startswith("."):
-                    continue
-                if entry.is_dir(follow_symlinks=True):
-                    if _identity(entry.stat()) in above:  # a link to a directory it is in: walked forever
-                        raise DataError(f"{entry.path}: a symbolic link loop (a link to a directory it is in)")
-                    stack.append((entry.path, above | {_identity(entry.stat())}))
-                else:
-                    yield entry
-
-
-def _identity(st: os.stat_result) -> tuple[int, int]:
-    return st.st_dev, st.st_ino
-
-
-def _regular(path: str, st: os.stat_result) -> tuple[str, os.stat_result]:
-    """A file to read: a FIFO would block the scan forever, a device (/dev/zero) never end."""
-    if not stat.S_ISREG(st.st_mode):
-        raise DataError(f"{path}: not a regular file (a FIFO, socket or device): a dataset is made of files")
-    return path, st
-
-
 def _relative(path: str, prefix: str) -> str:
     """``path`` relative to ``prefix`` (an absolute directory ending in a separator), '/'-separated."""
     absolute = path if os.path.isabs(path) else os.path.abspath(path)
@@ -102,28 +79,42 @@ def _relative(path: str, prefix: str) -> str:
 def _local_entries(location: str) -> tuple[str, list[Entry]]:
     try:
         return _listed(location)
+    except ListingError as exc:
+        raise DataError(one_line(str(exc))) from exc
     except OSError as exc:  # a dangling link, a directory that cannot be read: one line, as for a file
-        where = f"{exc.filename}: " if exc.filename and exc.filename != location else ""
-        raise DataError(f"{location}: cannot list: {where}{exc.strerror or exc}") from exc
+        where = f"{one_line(exc.filename)}: " if exc.filename and exc.filename != location else ""
+        raise DataError(f"{one_line(location)}: cannot list: {where}{exc.strerror or exc}") from exc
 
 
 def _listed(location: str) -> tuple[str, list[Entry]]:
     base, pattern = _split_glob(location)
     if pattern is not None:
-        paths = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
-        if not paths:
-            raise DataError(f"{location}: matches no files")
-        stats = [_regular(p, os.stat(p)) for p in paths]
+        stats = local_files.matching(base, pattern[len(base.rstrip("/")) + 1:])
+        if not stats:
+            raise DataError(f"{one_line(location)}: matches no files")
     elif os.path.isdir(location):
-        stats = [_regular(e.path, e.stat()) for e in _walk(location)]
+        stats = [local_files.regular(e.path, e.stat()) for e in local_files.walk(location)]
     elif os.path.exists(location):
         base = os.path.dirname(location)
-        stats = [_regular(location, os.stat(location))]
+        stats = [local_files.regular(location, os.stat(location))]
     else:
-        raise DataError(f"{location}: no such file or directory")
+        raise DataError(f"{one_line(location)}: no such file or directory")
+    if len(stats) > MAX_FILES:
+        raise DataError(f"{one_line(location)}: more than {MAX_FILES} files (a walk that should have ended?)")
     prefix = os.path.join(os.path.abspath(base), "")
     entries = [Entry(p, _relative(p, prefix), s.st_size, str(s.st_mtime_ns)) for p, s in stats]
     return base, sorted(entries, key=lambda e: e.rel)
+
+
+def _shown(location: str, text: str | None = None) -> str:
+    """``text`` (default: the location) as an error line may hold it: without the URL's credentials, one line."""
+    shown = data_location(location)
+    return one_line(redact((text or location).replace(location, shown)))
+
+
+def _bare(path: str) -> str:
+    """An http(s) path (a whole URL) without its query and fragment: a signed URL's token is no file name."""
+    return path.split("#", 1)[0].split("?", 1)[0] if "://" in path else path
 
 
 def _remote_entries(location: str) -> tuple[str, list[Entry]]:
@@ -132,7 +123,7 @@ def _remote_entries(location: str) -> tuple[str, list[Entry]]:
     try:
         fs, path = fsspec.core.url_to_fs(location)
     except (ImportError, ValueError) as exc:
-        raise DataError(f"{location}: no fsspec filesystem for it ({exc})") from exc
+        raise DataError(f"{_shown(location)}: no fsspec filesystem for it ({_shown(location, str(exc))})") from exc
     # what fsspec's paths lack of the URL: "s3://" (the bucket is in the path), "ftp://host" (the host is not),
     # "" for http (its paths are whole URLs)
     at = location.find(path)
@@ -144,19 +135,23 @@ def _remote_entries(location: str) -> tuple[str, list[Entry]]:
         elif fs.isdir(path):
             found = fs.find(path, detail=True)
         elif fs.exists(path):
-            base, found = path.rsplit("/", 1)[0], {path: fs.info(path)}
+            base, found = _bare(path).rsplit("/", 1)[0], {path: fs.info(path)}
         else:
-            raise DataError(f"{location}: no such file or directory")
+            raise DataError(f"{_shown(location)}: no such file or directory")
     except OSError as exc:
-        raise DataError(f"{location}: cannot list: {exc}") from exc
+        raise DataError(f"{_shown(location)}: cannot list: {_shown(location, str(exc))}") from exc
     files = {p: info for p, info in found.items() if info.get("type") == "file"}
     if not files:
-        raise DataError(f"{location}: matches no files")
+        raise DataError(f"{_shown(location)}: matches no files")
+    if len(files) > MAX_FILES:
+        raise DataError(f"{_shown(location)}: more than {MAX_FILES} files")
     entries = []
+    root = _bare(base).rstrip("/") + "/"
     for p, info in sorted(files.items()):
         stamp = next((str(info[k]) for k in ("mtime", "LastModified", "ETag", "etag", "md5Hash", "created")
                       if info.get(k) is not None), "")
-        rel = p[len(base.rstrip("/")) + 1:] if p.startswith(base.rstrip("/") + "/") else p.rsplit("/", 1)[-1]
+        bare = _bare(p)
+        rel = bare[len(root):] if bare.startswith(root) else bare.rsplit("/", 1)[-1]
         entries.append(Entry(_joined(prefix, p), rel, int(info.get("size") or 0), stamp))
     return _joined(prefix, base), entries
 
@@ -176,59 +171,70 @@ def list_entries(source: str, data_root: str) -> tuple[str, list[Entry]]:
     return _local_entries(location.removeprefix("file://"))
 
 
-def _read(entry: Entry) -> bytes:
+@contextlib.contextmanager
+def _opened(entry: Entry) -> Iterator[IO[bytes]]:
+    """The entry's file, open for binary reading: a local one only when it is (still) a regular file."""
     try:
         if is_url(entry.location):
             import fsspec
 
             with fsspec.open(entry.location, "rb") as fh:
-                data: bytes = fh.read()
-                return data
-        with open(entry.location, "rb") as fh:
-            return fh.read()
+                yield fh
+        else:
+            with bounded.open_regular(entry.location, None, "a data file") as fh:
+                yield fh
     except OSError as exc:
-        raise DataError(f"{entry.rel}: cannot read: {exc.strerror or exc}") from exc
+        raise DataError(f"{one_line(entry.rel)}: cannot read: {_shown(entry.location, exc.strerror or str(exc))}") \
+            from exc
+    except ExpctlError as exc:
+        raise DataError(f"{one_line(entry.rel)}: {exc.message}") from exc
 
 
 def _file_hash(entry: Entry) -> str:
-    if is_url(entry.location):
-        return hashlib.sha256(_read(entry)).hexdigest()
-    try:
-        with open(entry.location, "rb") as fh:
-            if entry.size <= _SMALL:  # one read: file_digest's 256 KiB buffer per call costs more than the file
-                return hashlib.sha256(fh.read()).hexdigest()
-            return hashlib.file_digest(fh, "sha256").hexdigest()
-    except OSError as exc:
-        raise DataError(f"{entry.rel}: cannot read: {exc.strerror or exc}") from exc
+    """The file's SHA-256, read in chunks (a small file in one read): never the whole of a big file at once."""
+    digest = hashlib.sha256()
+    with _opened(entry) as fh:
+        while chunk := fh.read(_SMALL):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
-def _records(fmt: str, entry: Entry) -> list[dict[str, Any]]:
-    data = _read(entry)
-    try:
-        if fmt == "csv":
-            return [dict(row) for row in csv.DictReader(io.StringIO(data.decode("utf-8")))]
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
+def _jsonl(fh: IO[bytes], rel: str) -> Iterator[dict[str, Any]]:
+    for number, raw in bounded.lines(fh, LINE_LIMIT, rel):
+        line = raw.decode("utf-8")
+        if not line.strip():
+            continue
+        try:
+            record = safe_json.loads(line)
+        except ValueError as exc:
+            raise DataError(f"{one_line(rel)}: cannot read: line {number} is not JSON ({exc})") from exc
+        if not isinstance(record, dict):
+            raise DataError(f"{one_line(rel)}: cannot read: line {number} is not a JSON object")
+        yield record
 
-            rows: list[dict[str, Any]] = pq.read_table(io.BytesIO(data)).to_pylist()
-            return rows
-        records = []
-        for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = safe_json.loads(line)
-            except ValueError as exc:
-                raise DataError(f"{entry.rel}: cannot read: line {number} is not JSON ({exc})") from exc
-            if not isinstance(record, dict):
-                raise DataError(f"{entry.rel}: cannot read: line {number} is not a JSON object")
-            records.append(record)
-        return records
-    except DataError:
-        raise
-    except Exception as exc:  # a corrupt file: csv, UTF-8 and pyarrow each have their own errors
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{entry.rel}: cannot read as {fmt}: {first}") from exc
+
+def _records(fmt: str, entry: Entry) -> Iterator[dict[str, Any]]:
+    """The file's records, streamed: only one row (a parquet row group) is in memory at a time."""
+    with _opened(entry) as fh:
+        try:
+            if fmt == "csv":
+                text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
+                for row in csv.DictReader(text):
+                    yield dict(row)
+            elif fmt == "parquet":
+                import pyarrow.parquet as pq
+
+                for batch in pq.ParquetFile(fh).iter_batches():
+                    yield from batch.to_pylist()
+            else:
+                yield from _jsonl(fh, entry.rel)
+        except DataError:
+            raise
+        except ExpctlError as exc:  # a line too long
+            raise DataError(f"{one_line(entry.rel)}: cannot read: {exc.message}") from exc
+        except Exception as exc:  # a corrupt file: csv, UTF-8 and pyarrow each have their own errors
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(f"{one_line(entry.rel)}: cannot read as {fmt}: {one_line(first)}") from exc
 
 
 def _row_items(decl: Dataset, batch: str, entry: Entry, cache: HashCache) -> list[Item]:

@@ -66,6 +66,18 @@ def _check_uri(uri: str, where: str) -> None:
                           "exits, so the next apply would launch them again: name a file (sqlite:///path/to/mlflow.db)")
 
 
+def _absolute(uri: str, base: Path) -> str:
+    """A ``sqlite:///relative/path`` store resolved against ``base`` (the repository root): MLflow would read it
+    against the current directory, so a command run from a subdirectory (or a job, in its worktree) would open
+    another store. Any other URI unchanged."""
+    scheme, sep, rest = uri.partition(":///")
+    path, query, params = rest.partition("?")
+    if sep and scheme.split("+")[0].lower() == "sqlite" and path and not path.startswith("/") \
+            and path != ":memory:":
+        return f"{scheme}:///{(base / path).resolve()}{query}{params}"
+    return uri
+
+
 @dataclass
 class Workspace:
     repo: Path
@@ -85,9 +97,11 @@ class Workspace:
 
     def _configured_uri(self, settings: Settings) -> tuple[str | None, str]:
         """The tracking URI set for this command (None: the embedded store) and where it was set."""
-        uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or settings.tracking_uri
-        return uri, ("MLFLOW_TRACKING_URI" if uri == os.environ.get("MLFLOW_TRACKING_URI") else
-                     "expctl.yaml: tracking_uri")
+        if self.tracking_uri:  # typed on the command line: relative to where it was typed
+            return _absolute(self.tracking_uri, Path.cwd()), "--tracking-uri"
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.tracking_uri
+        where = "MLFLOW_TRACKING_URI" if uri == os.environ.get("MLFLOW_TRACKING_URI") else "expctl.yaml: tracking_uri"
+        return (_absolute(uri, self.repo) if uri else uri), where
 
     def configured_tracking_uri(self, settings: Settings) -> str | None:
         """The tracking URI the jobs would get (checked), or None for the embedded store; creates nothing."""

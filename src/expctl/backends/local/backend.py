@@ -32,7 +32,7 @@ from expctl.backends.local.settings import local_settings
 from expctl.backends.local.state import Proc, RunState
 from expctl.backends.local.table import RunTable
 from expctl.backends.locks import state_lock
-from expctl.backends.worktrees import Worktrees
+from expctl.backends.worktrees import CheckoutError, Worktrees
 from expctl.core.errors import BackendError
 from expctl.core.jobenv import DATA_DIGEST_ENV, job_env, replica_names
 from expctl.core.model import FailureClass, JobKind, Launch, ObservedRun, Phase
@@ -298,9 +298,10 @@ class LocalBackend:
         run_dir = self.runs_dir / state.name
         try:
             checkout = self._checkout(state.commit)
-        except BackendError as exc:
+        except BackendError as exc:  # a full disk is the machine's failure (retried), a missing commit the run's
             state.status, state.phase = st.FINISHED, Phase.FAILED.value
-            state.failure = FailureClass.CODE.value
+            machine = isinstance(exc, CheckoutError) and exc.infrastructure
+            state.failure = (FailureClass.INFRASTRUCTURE if machine else FailureClass.CODE).value
             state.message, state.finished_at = exc.message, time.time()
             st.save(run_dir, state)
             return

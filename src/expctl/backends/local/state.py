@@ -23,8 +23,8 @@ from typing import Any
 
 from expctl.backends.files import stage_json, warn_once, write_json
 from expctl.backends.job_record import JobIdentity
-from expctl.core import safe_json
-from expctl.core.errors import BackendError
+from expctl.core import bounded, safe_json
+from expctl.core.errors import BackendError, ExpctlError
 from expctl.core.model import FailureClass, Phase
 from expctl.core.sanitize import job_uri
 
@@ -43,6 +43,7 @@ class Proc:
     boot_id: str | None
 
 
+STATE_LIMIT = 16 << 20  # a run state is a few KiB; more is not one (bounded reads refuse it)
 MAX_REPLICAS = 10_000  # expctl.replicas' bound (schema.JobIn): a state may not ask status to list a billion
 
 
@@ -136,7 +137,7 @@ def load(run_dir: Path) -> RunState | None:
     """The run's state; None when it has none; ``StateUnreadable`` (one line) when the file is damaged."""
     path = run_dir / "state.json"
     try:
-        state = RunState.from_json(safe_json.loads(path.read_text(encoding="utf-8")))
+        state = RunState.from_json(safe_json.loads(bounded.read_text(path, STATE_LIMIT, "a run state")))
         if state.name != run_dir.name:  # the directory is the run's name: commands find it, and write, there
             raise ValueError(f"the state of run {state.name!r:.80} in the directory of {run_dir.name}")
         return state
@@ -144,6 +145,8 @@ def load(run_dir: Path) -> RunState | None:
         return None
     except OSError as exc:
         raise StateUnreadable(f"{path}: cannot read run state: {exc.strerror or exc}") from exc
+    except ExpctlError as exc:  # a FIFO or a device in its place, or a file far too large to be one
+        raise StateUnreadable(f"{exc}; `expctl apply` rebuilds it") from exc
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors too
         raise StateUnreadable(f"{path}: damaged run state ({str(exc).splitlines()[0][:120]}); "
                               "`expctl apply` rebuilds it") from exc

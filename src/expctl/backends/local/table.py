@@ -17,6 +17,8 @@ from pathlib import Path
 
 from expctl.backends.local import state as st
 from expctl.backends.local.state import RunState
+from expctl.core import bounded
+from expctl.core.errors import ExpctlError
 
 
 def _order(state: RunState) -> tuple[float, str]:
@@ -39,8 +41,8 @@ class RunTable:
         """Call right after taking the state lock: the table stays valid only if no other table took the
         lock since this one last did (then ``local.epoch`` still holds this table's mark)."""
         try:
-            last = self._epoch_path.read_text(encoding="ascii")
-        except (OSError, ValueError):
+            last = bounded.read_text(self._epoch_path, 256, "a lock mark")
+        except (OSError, ValueError, ExpctlError):
             last = None
         if last == self._token and self._marked:
             return

@@ -34,8 +34,8 @@ from expctl.backends.locks import HeldFileLock, state_lock
 from expctl.backends.slurm import script as sc
 from expctl.backends.slurm.record import JobRecord, record_from_json
 from expctl.backends.worktrees import Worktrees
-from expctl.core import safe_json
-from expctl.core.errors import BackendError, BackendUnavailable, truncate
+from expctl.core import bounded, safe_json
+from expctl.core.errors import BackendError, BackendUnavailable, ExpctlError, truncate
 from expctl.core.jobenv import replica_names
 from expctl.core.model import FailureClass, Launch, ObservedRun, Phase
 from expctl.crash import crash_point
@@ -216,7 +216,7 @@ class SlurmBackend:
             return max(same)
         started = self.runs_dir / name / sc.STARTED_FILE
         if started.exists():  # it ran, and Slurm already forgot it
-            return int(started.read_text().strip())
+            return int(bounded.read_text(started, 64, "a job id file").strip())
         return None
 
     # -- observing -------------------------------------------------------------------------------------
@@ -342,10 +342,10 @@ class SlurmBackend:
         job in squeue by name (or submits it) and writes the record again."""
         path = self.runs_dir / name / "record.json"
         try:
-            return record_from_json(safe_json.loads(path.read_text(encoding="utf-8")))
+            return record_from_json(safe_json.loads(bounded.read_text(path, bounded.MiB, "a Slurm run record")))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:  # JSON, UTF-8 and shape errors are ValueErrors
+        except (OSError, ValueError, ExpctlError) as exc:  # JSON, UTF-8 and shape errors are ValueErrors
             files.warn_once(f"{path}: damaged Slurm run record ({truncate(str(exc), 120)}); skipping this run")
             return None
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from expctl.core import bounded
 from expctl.core.errors import TrackingError
 from expctl.core.model import DATASET_ARTIFACT_DIR, RunSpec
 
@@ -31,7 +32,8 @@ def log_datasets(client: Any, run_id: str, spec: RunSpec) -> None:
         if path is None or not path.is_file():
             raise TrackingError(f"the manifest of dataset {ref.name!r} ({ref.digest}) is missing here: "
                                 "run `expctl plan` again to rebuild it")
-        client.log_text(run_id, path.read_text(), f"{DATASET_ARTIFACT_DIR}/{ref.name}.json")
+        text = bounded.read_text(path, 1 << 30, "a dataset manifest")
+        client.log_text(run_id, text, f"{DATASET_ARTIFACT_DIR}/{ref.name}.json")
         profile = {"batches": [{"name": n, "digest": d, "items": c} for n, d, c in ref.batches],
                    "splits": dict(ref.splits), "digest": ref.digest}
         dataset = Dataset(name=ref.name, digest=ref.digest[:DIGEST_LIMIT], source_type=SOURCE_TYPE,

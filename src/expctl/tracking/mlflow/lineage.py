@@ -7,10 +7,9 @@ checkout, long after the jobs are gone.
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path
 from typing import Any
 
-from expctl.core import safe_json
+from expctl.core import bounded, safe_json
 from expctl.core.errors import ExpctlError, TrackingError
 from expctl.core.model import DATASET_ARTIFACT_DIR, VALIDATION_PREFIX
 from expctl.tracking.mlflow.session import MlflowSession
@@ -35,7 +34,10 @@ def _artifact(client: Any, run_id: str, path: str) -> str | None:
             local = client.download_artifacts(run_id, path, tmp)
         except Exception:
             return None
-        return Path(local).read_text()
+        try:
+            return bounded.read_text(local, 64 * bounded.MiB, "a lineage artifact")
+        except ExpctlError:
+            return None
 
 
 def _manifest(text: str | None) -> dict[str, Any]:

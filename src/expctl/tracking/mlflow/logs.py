@@ -12,12 +12,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from expctl.core import bounded
 from expctl.tracking.mlflow import tags as g
 from expctl.tracking.mlflow.session import MlflowSession
 
 LOGS_DIR = "expctl/logs"
 TAG = g.LOGS
 DEFAULT_TAIL_BYTES = 1_000_000
+KEPT_LOG_LIMIT = 256 << 20  # a downloaded artifact is read whole: bounded, as any file expctl did not write
 
 
 def store(client: Any, run_id: str, logs: Mapping[str, str]) -> None:
@@ -35,7 +37,8 @@ def load(client: Any, run_id: str) -> dict[str, str] | None:
     with tempfile.TemporaryDirectory() as tmp:
         for entry in entries:
             local = client.download_artifacts(run_id, entry.path, tmp)
-            out[Path(entry.path).name[: -len(".log")]] = Path(local).read_text(encoding="utf-8", errors="replace")
+            out[Path(entry.path).name[: -len(".log")]] = bounded.read_text(local, KEPT_LOG_LIMIT, "a kept log",
+                                                                              errors="replace")
     return out
 
 
