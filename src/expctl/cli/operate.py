@@ -114,12 +114,18 @@ def cancel(ctx: click.Context, runs: tuple[str, ...], experiment: str | None, ba
         task = bar.add_task("cancelling", total=None)
         result = cancel_runs(workspace(ctx), backend_name, runs, experiment,
                              progress=lambda run: bar.advance(task))
+    for warning in result.warnings:
+        say(f"warning: {warning}")
     for name in result.cancelled:
         click.echo(f"cancelled {name}")
     for name, why in result.skipped:
         say(f"{name}: {why}")
+    for name, why in result.unrecorded:
+        say(f"error: {name}: cancelled, but not yet recorded in MLflow (the next apply or cancel records it): {why}")
     if not result.cancelled and not result.skipped:
         click.echo("nothing to cancel: no unfinished run matched", err=True)
+    if result.unrecorded:
+        ctx.exit(3)
 
 
 @click.command()
