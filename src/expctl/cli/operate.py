@@ -234,6 +234,11 @@ def ui(ctx: click.Context, port: int, experiment: str | None, open_browser: bool
     from expctl.engine.operate import ui_links
 
     found = ui_links(workspace(ctx), port, experiment)
+    if found.command is not None:
+        from expctl.engine.ui_server import port_taken
+
+        if port_taken(port):  # its answers are not expctl's UI: no links to it
+            raise ExpctlError(f"127.0.0.1:{port} is in use by another program: choose another --port")
     if found.warning:
         say(f"warning: {found.warning}")
     target = found.experiments[experiment] if experiment else found.runs
