@@ -64,6 +64,7 @@ def check_environment() -> None:
         http_setting(name)
     for name in _BOOLEANS:
         flag(name)
+    retry_after_max()
     for name in _HEADER_VALUES:  # the value is a secret: never quoted
         if any(not ch.isprintable() for ch in os.environ.get(name, "")):
             raise ExpctlError(f"{name}: holds a control character (a trailing newline?), which no HTTP header "
