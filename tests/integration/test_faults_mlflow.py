@@ -168,3 +168,134 @@ def test_wait_outlives_a_short_tracking_outage(tmp_path: Path, proxy: FaultProxy
     assert runs.is_dir() and set(e2e.jobs_per_key(repo.path).values()) == {1}
     per_key = e2e.attempts_per_key(e2e.mlflow_runs(proxy.url, [name], deleted_too=True))
     assert len(per_key) == 4 and set(per_key.values()) == {1}
+
+
+# -- exactly once, also when an answer is lost: the request reaches the server, its answer never comes back --------
+
+def _history(repo: GitRepo, proxy: FaultProxy) -> list[dict[str, Any]]:
+    import json
+
+    code, out, err, _ = run(repo, proxy, "history", "--output", "json", "--limit", "1000")
+    assert code == 0, err
+    return [e for e in json.loads(out) if e["experiment"] == repo.experiment]  # type: ignore[attr-defined]
+
+
+def _all_runs(tracking_uri: str, name: str) -> list[Any]:
+    """Every run of the experiment, sweep parents and deleted runs too."""
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(name)
+    assert experiment is not None
+    return list(client.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL, max_results=1000))
+
+
+@pytest.mark.parametrize("nth", [1, 2, 3, 6], ids=["audit record", "sweep parent", "first point", "last point"])
+def test_a_lost_create_answer_makes_no_duplicate(repo: GitRepo, proxy: FaultProxy, mlflow_server: Any,
+                                                 nth: int) -> None:
+    """The n-th ``runs/create`` of an apply is applied by the server and its answer lost: one MLflow run per
+    (run key, attempt) all the same, none left RUNNING, one sweep parent, each create once in ``history``, also
+    after the next apply (which completes the audit records a killed apply left open)."""
+    rule = Rule("POST", r"/runs/create$", "reset-after", times=1, nth=nth)
+    proxy.add(rule)
+    code, out, err, _ = run(repo, proxy, "apply", "-y", "--wait", "--timeout", "120")
+    assert rule.hits == 1, proxy.seen
+    assert code == 0, out + err
+    name = repo.experiment  # type: ignore[attr-defined]
+    every = _all_runs(mlflow_server.uri, name)
+    per_key = e2e.attempts_per_key([r for r in every if "expctl.run_key" in r.data.tags])
+    assert len(per_key) == 4 and set(per_key.values()) == {1}, per_key
+    assert len([r for r in every if r.data.tags.get("expctl.parent") == "true"]) == 1
+    assert all(r.info.status == "FINISHED" for r in every), [(r.info.run_name, r.info.status) for r in every]
+    code, out, err, _ = run(repo, proxy, "apply", "-y")  # would complete a duplicate audit record left open
+    assert code == 0, out + err
+    creates = [e["run"] for e in _history(repo, proxy) if e["action"] == "create"]
+    assert len(creates) == 4 and len(set(creates)) == 4, creates
+
+
+def test_a_lost_create_answer_twice_in_a_row_is_still_one_run(repo: GitRepo, proxy: FaultProxy,
+                                                              mlflow_server: Any) -> None:
+    """Every create's answer is lost once (the audit record's, the parent's, each point's): still exactly once."""
+    rule = Rule("POST", r"/runs/create$", "reset-after", times=6)
+    proxy.add(rule)
+    code, out, err, _ = run(repo, proxy, "apply", "-y", "--wait", "--timeout", "120")
+    assert code == 0, out + err
+    assert rule.hits == 6
+    every = _all_runs(mlflow_server.uri, repo.experiment)  # type: ignore[attr-defined]
+    assert len(every) == 5 and all(r.info.status == "FINISHED" for r in every)
+    assert len([e for e in _history(repo, proxy) if e["action"] == "create"]) == 4
+
+
+def test_a_duplicate_left_by_an_older_expctl_is_closed(repo: GitRepo, proxy: FaultProxy, mlflow_server: Any) -> None:
+    """A run that an older expctl's blind resend left next to the real one (same identity, no params, no job):
+    the next apply keeps the one with the job and closes the orphan (KILLED, tagged, deleted), not the other way."""
+    from mlflow import MlflowClient
+
+    code, out, err, _ = run(repo, proxy, "apply", "-y", "--wait", "--timeout", "120")
+    assert code == 0, out + err
+    client = MlflowClient(tracking_uri=mlflow_server.uri)
+    real = next(r for r in _all_runs(mlflow_server.uri, repo.experiment)  # type: ignore[attr-defined]
+                if "expctl.run_key" in r.data.tags)
+    keep = ("expctl.run_key", "expctl.spec_hash", "expctl.attempt", "expctl.managed", "expctl.backend",
+            "expctl.experiment", "mlflow.source.name", "mlflow.runName")
+    orphan = client.create_run(real.info.experiment_id, start_time=(real.info.start_time or 0) - 1000,
+                               tags={k: real.data.tags[k] for k in keep if k in real.data.tags})
+    code, out, err, _ = run(repo, proxy, "apply", "-y")
+    assert code == 0, out + err
+    assert "0 to create" in out or "No changes" in out, out
+    closed = client.get_run(orphan.info.run_id)
+    assert closed.info.status == "KILLED" and closed.info.lifecycle_stage == "deleted"
+    assert closed.data.tags.get("expctl.duplicate_of") == real.info.run_id
+    assert client.get_run(real.info.run_id).info.lifecycle_stage == "active"
+
+
+def test_cancel_while_mlflow_fails_is_recorded_once_later(tmp_path: Path, proxy: FaultProxy) -> None:
+    """``cancel`` while MLflow answers 500: the job is stopped, the cancel says it is not recorded yet (exit 3),
+    and the next apply records it exactly once (run KILLED, one ``cancel`` in history)."""
+    name = f"cancel-{uuid.uuid4().hex[:8]}"
+    slow = EXPERIMENT.replace("[python, -c, pass]", "[python, -c, 'import time; time.sleep(600)']")
+    repo = minimal_repo(tmp_path / "repo", {f"experiments/{name}.yaml": slow, ".gitignore": ".expctl/\n"})
+    repo.experiment = name  # type: ignore[attr-defined]
+    try:
+        code, out, err, _ = run(repo, proxy, "apply", "-y")
+        assert code == 0, out + err
+        victims = sorted(e2e.run_states(repo.path))[:2]
+        proxy.add(Rule("*", r"/runs/(update|set-tag|log-batch|create|get)", "status", status=500, times=-1))
+        code, out, err, _ = run(repo, proxy, "cancel", *victims)
+        assert code == 3, out + err
+        assert "Traceback" not in err
+        assert all(f"cancelled {v}" in out for v in victims), out
+        assert sum("not yet recorded in MLflow" in ln for ln in err.splitlines()) == 2, err
+        assert all(e2e.run_states(repo.path)[v].get("cancelled") for v in victims)
+        proxy.clear()
+        code, out, err, _ = run(repo, proxy, "apply", "-y")
+        assert code == 0, out + err
+        code, out, err, _ = run(repo, proxy, "apply", "-y")  # a second replay has nothing left to record
+        assert code == 0, out + err
+        cancels = [e["run"] for e in _history(repo, proxy) if e["action"] == "cancel"]
+        assert sorted(cancels) == victims, cancels
+        runs = {r.data.tags["mlflow.runName"]: r for r in e2e.mlflow_runs(proxy.url, [name])}
+        assert all(runs[v].info.status == "KILLED" for v in victims)
+        assert not list((repo.path / ".expctl" / "pending-audit").glob("*.json"))
+    finally:
+        e2e.stop_jobs(repo.path)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_is_honoured(repo: GitRepo, proxy: FaultProxy, status: int) -> None:
+    """Three answers asking to come back in a second: waited for, the plan goes through."""
+    rule = Rule("POST", r"/runs/search$", "status", status=status, retry_after=1, times=3)
+    proxy.add(rule)
+    code, out, err, _ = run(repo, proxy, "plan")
+    assert code == 0, err
+    assert rule.hits == 3 and "4 to create" in out
+
+
+def test_a_retry_after_beyond_the_bound_is_rate_limited_not_unreachable(repo: GitRepo, proxy: FaultProxy) -> None:
+    proxy.add(Rule("POST", r"/runs/search$", "status", status=429, retry_after=3600, times=-1))
+    code, _, err, took = run(repo, proxy, "plan")
+    line = one_error(err)
+    assert code == 1 and "rate limiting expctl" in line and "Retry-After 3600 s" in line, err
+    assert "unreachable" not in line
+    assert took < 15

@@ -7,6 +7,8 @@ import contextlib
 import os
 import re
 import secrets
+import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -77,18 +79,46 @@ def file_lock(path: Path, timeout: float) -> Iterator[HeldFileLock]:
         lock.release()
 
 
+QUIET_WAIT_SECONDS = 0.5  # a state lock taken within this is not news; longer, the wait is announced
+
+
+def _holder(path: str) -> str:
+    """Who holds a state lock, as its holder noted it (``<lock>.holder``: pid and since when)."""
+    try:
+        text = Path(path + ".holder").read_text()[:200].split()
+        pid, since = int(text[0]), float(text[1])
+    except (OSError, ValueError, IndexError):
+        return "another expctl"
+    return f"pid {pid} (since {time.strftime('%H:%M:%S', time.localtime(since))})"
+
+
+def _note_holder(path: str) -> None:
+    try:
+        Path(path + ".holder").write_text(f"{os.getpid()} {time.time():.0f}\n")
+    except OSError:
+        pass  # a read-only directory: the lock still works, a waiter just cannot say who holds it
+
+
 @contextlib.contextmanager
 def state_lock(lock: Any, where: Path, what: str) -> Iterator[None]:
     """Hold a backend's state lock (a ``filelock.FileLock``) for the ``with`` block; a timeout or an OS error
-    (read-only or missing directory) is one ``BackendError`` line naming ``where``."""
+    (read-only or missing directory) is one ``BackendError`` line naming ``where``. Waiting for another process
+    (``status`` while an apply writes) is said in one warning line naming the holder, not done in silence."""
     from filelock import Timeout
 
     try:
-        lock.acquire()
+        try:
+            lock.acquire(timeout=QUIET_WAIT_SECONDS)
+        except Timeout:
+            warnings.warn(f"{where}: waiting up to {lock.timeout:g} s for the {what} lock, held by "
+                          f"{_holder(lock.lock_file)}", stacklevel=3)
+            lock.acquire()
     except Timeout as exc:
-        raise BackendError(f"{where}: another expctl holds the {what} lock") from exc
+        raise BackendError(f"{where}: another expctl holds the {what} lock ({_holder(lock.lock_file)})") from exc
     except OSError as exc:
         raise BackendError(f"{where}: cannot lock the {what} state: {exc.strerror or exc}") from exc
+    if getattr(lock, "lock_counter", 1) == 1:
+        _note_holder(lock.lock_file)
     try:
         yield
     finally:

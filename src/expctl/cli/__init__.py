@@ -11,7 +11,7 @@ import os
 import sys
 import traceback
 import warnings
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -38,6 +38,17 @@ def _hidden(text: str) -> str:
 
     secrets = [os.environ.get(name, "") for name in SECRET_ENV]
     return redact(text, [*secrets, *uri_secrets(os.environ.get("MLFLOW_TRACKING_URI", ""))])
+
+
+def _pipe_closed() -> NoReturn:
+    """The reader of stdout went away (``expctl history | head``): stop quietly, as a Unix tool killed by SIGPIPE
+    would (exit 141), with stdout pointed at /dev/null so that nothing complains when Python flushes it."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(141)
 
 
 def say(line: str) -> None:
@@ -99,6 +110,8 @@ class LazyGroup(click.Group):
         sys.excepthook = _excepthook
         try:
             code = base(*args, standalone_mode=False, **kwargs)
+        except BrokenPipeError:
+            _pipe_closed()
         except click.ClickException as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":  # plain `expctl`: the help, as click prints it
                 exc.show()
@@ -111,6 +124,10 @@ class LazyGroup(click.Group):
         except click.Abort:
             click.echo("error: aborted", err=True)
             sys.exit(1)
+        try:
+            sys.stdout.flush()  # what is still buffered meets a closed pipe here, not at the interpreter's exit
+        except BrokenPipeError:
+            _pipe_closed()
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -118,6 +135,8 @@ class LazyGroup(click.Group):
 
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:  # `expctl history | head`: the reader has what it wanted
+            _pipe_closed()
         except ExpctlError as exc:
             if os.environ.get("EXPCTL_DEBUG"):
                 _print_traceback(exc)

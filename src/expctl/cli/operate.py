@@ -114,12 +114,18 @@ def cancel(ctx: click.Context, runs: tuple[str, ...], experiment: str | None, ba
         task = bar.add_task("cancelling", total=None)
         result = cancel_runs(workspace(ctx), backend_name, runs, experiment,
                              progress=lambda run: bar.advance(task))
+    for warning in result.warnings:
+        say(f"warning: {warning}")
     for name in result.cancelled:
         click.echo(f"cancelled {one_line(name)}")
     for name, why in result.skipped:
         say(f"{name}: {why}")
+    for name, why in result.unrecorded:
+        say(f"error: {name}: cancelled, but not yet recorded in MLflow (the next apply or cancel records it): {why}")
     if not result.cancelled and not result.skipped:
         click.echo("nothing to cancel: no unfinished run matched", err=True)
+    if result.unrecorded:
+        ctx.exit(3)
 
 
 @click.command()
@@ -231,6 +237,11 @@ def ui(ctx: click.Context, port: int, experiment: str | None, open_browser: bool
     from expctl.engine.operate import ui_links
 
     found = ui_links(workspace(ctx), port, experiment)
+    if found.command is not None:
+        from expctl.engine.ui_server import port_taken
+
+        if port_taken(port):  # its answers are not expctl's UI: no links to it
+            raise ExpctlError(f"127.0.0.1:{port} is in use by another program: choose another --port")
     if found.warning:
         say(f"warning: {found.warning}")
     target = found.experiments[experiment] if experiment else found.runs

@@ -129,6 +129,7 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, rev: str, backend
     from expctl.core import planfile as saved_plans
     from expctl.core import views
     from expctl.engine import apply as engine
+    from expctl.engine import cancel_journal
     from expctl.engine.plan import options_of
 
     ws = workspace(ctx)
@@ -163,6 +164,8 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, rev: str, backend
     hooks = engine.Hooks(show_plan=lambda p: click.echo(views.human(p), nl=False), confirm=confirm,
                          progress=progress_printer(), notice=say)
     lock = engine.apply_lock(ws.state_dir, name, desired.settings, lock_timeout)
+    for warning in cancel_journal.replay(ws.state_dir, tracker):  # cancels MLflow did not take yet
+        say(f"warning: {warning}")
     result = engine.run_apply(desired, backend, tracker, lock, options, hooks)
     report_apply(result)
     ctx.exit(result.exit_code)

@@ -16,9 +16,10 @@ from expctl.config import source
 from expctl.config.desired_state import load_settings
 from expctl.config.schema import Settings
 from expctl.core.diff import join_observed
-from expctl.core.errors import ExpctlError
+from expctl.core.errors import ExpctlError, TrackingError
 from expctl.core.model import ObservedRun, Phase, ResumeFrom
 from expctl.core.sanitize import shown_uri
+from expctl.engine import cancel_journal
 from expctl.engine.identity import operator
 from expctl.engine.workspace import Workspace
 from expctl.tracking.base import Tracker
@@ -51,6 +52,8 @@ class CancelResult:
 
     cancelled: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    unrecorded: list[tuple[str, str]] = field(default_factory=list)  # cancelled, not yet in MLflow (with why)
+    warnings: list[str] = field(default_factory=list)
 
 
 def cancel_targets(ws: Workspace, backend_name: str | None, names: Sequence[str],
@@ -88,16 +91,23 @@ def cancel_runs(ws: Workspace, backend_name: str | None, names: Sequence[str], e
 
     Each run is stopped by its backend (which remembers the cancel on the run's object, so that apply does
     not relaunch it until its spec changes), its MLflow run is marked KILLED, and the cancel is appended to
-    the audit trail.
+    the audit trail. MLflow failing does not stop the others: the cancel stays in ``cancel_journal`` until
+    the next cancel or apply records it (``unrecorded`` says which).
     """
     backend, tracker, targets, result = cancel_targets(ws, backend_name, names, experiment)
     who = operator()
+    result.warnings.extend(cancel_journal.replay(ws.state_dir, tracker))
     for run in targets:
+        # journalled first: a cancel whose MLflow writes fail (the job is stopped all the same) is recorded by
+        # the next cancel or apply, exactly once
+        entry = cancel_journal.write(ws.state_dir, _entry("cancel", run, who, commit=run.commit or "",
+                                                          fingerprint=""), run.mlflow_run_id, who)
         backend.cancel(run.name, by=who)
-        if run.mlflow_run_id:
-            tracker.mark_killed(run.mlflow_run_id, by=who)
-        tracker.record_audit(_entry("cancel", run, who, commit=run.commit or "", fingerprint=""))
         result.cancelled.append(run.name)
+        try:
+            cancel_journal.record(tracker, entry)
+        except TrackingError as exc:
+            result.unrecorded.append((run.name, str(exc)))
         if progress is not None:
             progress(run)
     return result

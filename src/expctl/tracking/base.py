@@ -26,6 +26,11 @@ class TrackerUnavailable(TrackingError):
     """The tracking store cannot be reached at all (connection refused, timed out): stop launching."""
 
 
+class TrackerBusy(TrackerUnavailable):
+    """The tracking server rate-limits expctl (HTTP 429/503 with a ``Retry-After`` beyond what expctl waits):
+    stop launching, and say so (it is not down)."""
+
+
 @dataclass
 class TrackerView:
     """Everything the tracker knows, read once per apply: every managed run (``records``, live=False; runs

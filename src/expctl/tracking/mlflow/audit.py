@@ -5,7 +5,9 @@ completed after its last one (``complete``: one ``log_batch`` of results plus ``
 changes are JSON split over tags ``expctl.audit.changes.NNN`` (MLflow caps a tag value at 8,000 characters).
 While open, the record carries ``expctl.managed=true`` and the backend's tag, so the one search of every managed
 run (``MlflowStore.view``) also finds the records a killed apply left open; completing one flips the tag.
-Entries of older expctl versions (one run per change, tag ``expctl.audit.entry``) are still read.
+Entries of older expctl versions (one run per change, tag ``expctl.audit.entry``) are still read. Records are
+created exactly once (``MlflowSession.create_run``); should two records of one apply exist anyway (written by an
+older expctl), ``history`` lists the apply once.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ log = logging.getLogger(__name__)
 
 AUDIT_EXPERIMENT, STATE = g.AUDIT_EXPERIMENT, g.AUDIT_STATE
 HEADER, CHANGES, RESULTS = "expctl.audit.header", "expctl.audit.changes", "expctl.audit.results"
+APPLY_ID = "expctl.audit.apply_id"  # searchable: a replayed record is written once
 _CHUNK = g.MAX_TAG_VALUE
 _PAGE = 1000
+_RANK = {a.COMPLETE: 0, a.RECOVERED: 1, a.INTENT: 2}  # which of two records of one apply ``history`` keeps
 
 
 def _chunks(prefix: str, text: str) -> dict[str, str]:
@@ -52,13 +56,13 @@ def _batches(session: MlflowSession, run_id: str, tags: dict[str, str]) -> None:
 def begin(session: MlflowSession, record: a.AuditRecord) -> a.AuditRecord:
     """Store the intent (every change pending) as an open audit run; returns the record with its run id."""
     experiment_id = session.experiment_id(AUDIT_EXPERIMENT, managed=False)
-    tags = {STATE: a.INTENT, HEADER: json.dumps(record.header(), sort_keys=True), "expctl.managed": "true",
+    tags = {STATE: a.INTENT, HEADER: json.dumps(record.header(), sort_keys=True), APPLY_ID: record.apply_id,
+            "expctl.managed": "true",
             "expctl.backend": session.backend_name, "mlflow.runName": f"apply-{record.apply_id}",
             "mlflow.user": record.who[:250], **_chunks(CHANGES, record.changes_json())}
-    first = dict(list(tags.items())[: g.MAX_PER_BATCH])
-    rest = dict(list(tags.items())[g.MAX_PER_BATCH :])
-    with session.calling("write the audit record"):
-        run = session.client.create_run(experiment_id, start_time=int(record.started * 1000), tags=first)
+    first = dict(list(tags.items())[: g.MAX_PER_BATCH - 1])  # and the create's own key
+    rest = dict(list(tags.items())[g.MAX_PER_BATCH - 1 :])
+    run = session.create_run(experiment_id, first, "write the audit record", start_time=int(record.started * 1000))
     if rest:
         _batches(session, run.info.run_id, rest)
     return replace(record, record_id=run.info.run_id)
@@ -76,21 +80,26 @@ def complete(session: MlflowSession, record: a.AuditRecord) -> None:
 
 
 def record_entry(session: MlflowSession, entry: dict[str, Any]) -> None:
-    """One completed single-change record (an operator's cancel), in the same shape as an apply's."""
+    """One completed single-change record (an operator's cancel), in the same shape as an apply's. An entry
+    that names its ``apply`` id is written only if no record of that id exists (a replay is idempotent)."""
     change = a.AuditChange(str(entry.get("action", "")), str(entry.get("run", "")),
                            str(entry.get("experiment", "")), str(entry.get("run_key", "")),
                            int(entry.get("attempt") or 0), str(entry.get("reason", "")), str(entry.get("kind", "")),
                            str(entry.get("namespace") or ""), str(entry.get("spec_hash", "")), (), a.DONE)
     now = float(entry.get("time") or time.time())
-    record = a.AuditRecord(a.new_id(), str(entry.get("who", "")), str(entry.get("actor", "")),
+    apply_id = str(entry.get("apply") or "") or a.new_id()
+    record = a.AuditRecord(apply_id, str(entry.get("who", "")), str(entry.get("actor", "")),
                            str(entry.get("commit", "")), str(entry.get("fingerprint", "")),
                            str(entry.get("backend", session.backend_name)), now, (change,), a.COMPLETE, now)
     experiment_id = session.experiment_id(AUDIT_EXPERIMENT, managed=False)
-    tags = {STATE: a.COMPLETE, HEADER: json.dumps(record.header(), sort_keys=True),
+    # replayed (``engine/cancel_journal``): recorded once, whatever happened before
+    if entry.get("apply") and session.search([experiment_id], f"tags.`{APPLY_ID}` = {g.quoted(apply_id)}"):
+        return
+    tags = {STATE: a.COMPLETE, HEADER: json.dumps(record.header(), sort_keys=True), APPLY_ID: apply_id,
             "mlflow.runName": f"{change.action}-{change.run}"[:250], **_chunks(CHANGES, record.changes_json()),
             **_chunks(RESULTS, record.results_json())}
+    run = session.create_run(experiment_id, tags, "record audit entry", start_time=int(now * 1000))
     with session.calling("record audit entry"):
-        run = session.client.create_run(experiment_id, start_time=int(now * 1000), tags=tags)
         session.client.set_terminated(run.info.run_id, status="FINISHED", end_time=int(now * 1000))
 
 
@@ -124,20 +133,32 @@ def open_records(runs: Iterable[Any]) -> list[a.AuditRecord]:
 def entries(session: MlflowSession, experiment: str | None, limit: int) -> list[dict[str, Any]]:
     """Applied changes, newest first (of one experiment, or all)."""
     experiment_id = session.experiment_id(AUDIT_EXPERIMENT, managed=False)
-    found: list[dict[str, Any]] = []
+    found: list[list[dict[str, Any]]] = []
+    best: dict[str, tuple[int, int]] = {}  # apply id -> (rank of its best record, its place in ``found``)
     token: str | None = None
     with session.calling("read the audit trail"):
-        while len(found) < limit:
+        while sum(map(len, found)) < limit:
             page = session.client.search_runs([experiment_id], max_results=_PAGE,
                                               order_by=["attributes.start_time DESC"], page_token=token)
             for run in page:
                 if "expctl.audit.entry" in run.data.tags:  # an older expctl: one run per change
-                    rows = [_old_entry(run.data.tags["expctl.audit.entry"])]
-                else:
-                    record = _decode(run) if HEADER in run.data.tags else None
-                    rows = list(reversed(a.entries(record))) if record is not None else []
-                found += [r for r in rows if experiment in (None, r.get("experiment"))]
+                    found.append([_old_entry(run.data.tags["expctl.audit.entry"])])
+                    continue
+                record = _decode(run) if HEADER in run.data.tags else None
+                if record is None:
+                    continue
+                rows = [r for r in reversed(a.entries(record)) if experiment in (None, r.get("experiment"))]
+                # one apply, one record: a second one (a create whose answer was lost, then sent again) is
+                # not listed twice; the completed one is kept
+                rank = _RANK.get(record.state, len(_RANK))
+                kept = best.get(record.apply_id)
+                if kept is None:
+                    best[record.apply_id] = (rank, len(found))
+                    found.append(rows)
+                elif rank < kept[0]:
+                    best[record.apply_id] = (rank, kept[1])
+                    found[kept[1]] = rows
             token = page.token
             if not token:
                 break
-    return found[:limit]
+    return [row for rows in found for row in rows][:limit]

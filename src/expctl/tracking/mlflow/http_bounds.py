@@ -7,9 +7,11 @@ urllib3 reprs, into a few words without credentials.
 
 from __future__ import annotations
 
+import email.utils
 import math
 import os
 import re
+import time
 
 from expctl.core.errors import ExpctlError, truncate
 from expctl.core.sanitize import one_line, redact
@@ -62,10 +64,45 @@ def check_environment() -> None:
         http_setting(name)
     for name in _BOOLEANS:
         flag(name)
+    retry_after_max()
     for name in _HEADER_VALUES:  # the value is a secret: never quoted
         if any(not ch.isprintable() for ch in os.environ.get(name, "")):
             raise ExpctlError(f"{name}: holds a control character (a trailing newline?), which no HTTP header "
                               "can carry (the value is not shown)")
+
+
+# A 429 or 503 with ``Retry-After`` is honoured by expctl's own requests (``rest_search``): it waits as the
+# server asks, up to this many seconds per request in all, and says "rate limited" when the server asks more.
+RETRY_AFTER_MAX = "EXPCTL_HTTP_RETRY_AFTER_MAX"
+_RETRY_AFTER_DEFAULT = 60.0
+
+
+def retry_after_max() -> float:
+    """How long one request may wait in all for ``Retry-After`` (``EXPCTL_HTTP_RETRY_AFTER_MAX``, seconds)."""
+    raw = os.environ.get(RETRY_AFTER_MAX) or str(_RETRY_AFTER_DEFAULT)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ExpctlError(f"{RETRY_AFTER_MAX}: must be a number of seconds, 0 or more (got {one_line(raw, 40)!r})")
+    return value
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """The seconds a ``Retry-After`` header asks for (a number, or an HTTP date); None when absent or unreadable."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    if re.fullmatch(r"\d{1,10}", text):
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def bound_http_retries() -> None:
@@ -82,6 +119,8 @@ def transport_reason(text: str) -> str:
     if "Read timed out" in text or ("timed out" in text.lower() and "Max retries" in text):
         return "the server did not answer in time"
     match = re.search(r"too many (\d{3}) error responses", text)
+    if match and match.group(1) == "429":
+        return "the server kept answering HTTP 429 (rate limited)"
     if match:
         return f"the server kept answering HTTP {match.group(1)}"
     if "Connection aborted" in text or "Connection reset" in text or "RemoteDisconnected" in text:

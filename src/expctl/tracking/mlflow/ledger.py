@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -155,10 +154,8 @@ def _create(session: MlflowSession) -> str:
             "mlflow.note.content": "expctl's ledger of settled runs (expctl reads and writes it: do not edit or "
                                    "delete it)"}
     what = "create the ledger of settled runs"
+    run_id = str(session.create_run(audit_id, tags, what, run_name=tags["mlflow.runName"]).info.run_id)
     with session.calling(what):
-        run = session.client.create_run(audit_id, start_time=int(time.time() * 1000), tags=tags,
-                                        run_name=tags["mlflow.runName"])
-        run_id = str(run.info.run_id)
         session.client.set_terminated(run_id, status="FINISHED")
     session.set_experiment_tag(g.AUDIT_EXPERIMENT, experiment_tag(backend), run_id, what)
     return run_id

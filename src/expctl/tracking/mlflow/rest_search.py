@@ -10,6 +10,10 @@ same retries of 429/5xx and connection failures, the same timeout); every failur
 authentication it understands (none, ``MLFLOW_TRACKING_TOKEN``, ``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``,
 ``MLFLOW_TRACKING_INSECURE_TLS``, ``MLFLOW_TRACKING_SERVER_CERT_PATH``); otherwise ``usable`` says no and the
 store searches with ``MlflowClient``.
+
+One write goes through here too: ``create_run``. MLflow's client resends a POST whose answer was lost, and a
+create resent is a second run; here a create carries a client-chosen key (``expctl.create_id``), and a lost
+answer is followed by a search for that key, not by a blind resend.
 """
 
 from __future__ import annotations
@@ -24,19 +28,29 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from expctl.core import safe_json
 from expctl.core.errors import TrackingError, truncate
 from expctl.core.sanitize import redact, uri_secrets
-from expctl.tracking.base import TrackerUnavailable
-from expctl.tracking.mlflow.http_bounds import check_environment, flag, http_setting, transport_reason
+from expctl.tracking.base import TrackerBusy, TrackerUnavailable
+from expctl.tracking.mlflow.http_bounds import (
+    RETRY_AFTER_MAX,
+    check_environment,
+    flag,
+    http_setting,
+    retry_after,
+    retry_after_max,
+    transport_reason,
+)
 
 # Authentication only MLflow's client (or its plugins) knows how to do: searched with MlflowClient then.
 _CLIENT_ONLY_SETTINGS = ("MLFLOW_TRACKING_CLIENT_CERT_PATH", "MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_AWS_SIGV4")
 _RETRIED_STATUSES = (429, 500, 502, 503, 504)
+_MOST_WAITS = 20  # Retry-After waits per request (a server answering "Retry-After: 0" forever ends too)
+CREATE_ID = "expctl.create_id"  # the client-chosen key of a create: what a lost answer is searched by
 
 
 @dataclass(frozen=True)
@@ -110,7 +124,8 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 class RestSearch:
-    """``search_experiments`` and ``search_runs`` of one tracking server, every page, as plain JSON."""
+    """``search_experiments`` and ``search_runs`` of one tracking server, every page, as plain JSON; and
+    ``create_run``, the one write that goes through plain REST (so that a lost answer is never blindly resent)."""
 
     def __init__(self, tracking_uri: str) -> None:
         self.tracking_uri = tracking_uri
@@ -152,19 +167,27 @@ class RestSearch:
     def _failed(self, what: str, reason: str) -> TrackingError:
         return TrackingError(f"MLflow at {self.shown_uri}: {what} failed: {reason}")
 
-    def post(self, endpoint: str, body: Mapping[str, Any], what: str) -> dict[str, Any]:
+    def post(self, endpoint: str, body: Mapping[str, Any], what: str,
+             lost: Callable[[], bool] | None = None) -> dict[str, Any]:
         """POST ``body`` to ``endpoint``; its JSON answer. 429/5xx and connection failures are retried as
-        MLflow's client would (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, backoff), then one line."""
+        MLflow's client would (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, backoff), then one line. A 429/503 with
+        ``Retry-After`` waits as asked (up to ``EXPCTL_HTTP_RETRY_AFTER_MAX`` in all, not counted as a retry);
+        asked more, it fails at once with ``TrackerBusy``.
+
+        ``lost`` makes a write that is not idempotent safe to retry: called when the request may have reached
+        the server but its answer was lost (a reset, a timeout, a 5xx), it says whether the write is there
+        (then ``{}`` is returned, and the caller reads what ``lost`` found); only if not is it sent again."""
         check_environment()
         retries = int(http_setting("MLFLOW_HTTP_REQUEST_MAX_RETRIES"))
         backoff = http_setting("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR")
         jitter = http_setting("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER")
         timeout = http_setting("MLFLOW_HTTP_REQUEST_TIMEOUT")
         data = json.dumps(body).encode()
-        for attempt in range(retries + 1):
+        attempt, waited, waits = 0, 0.0, 0
+        while True:
             if attempt > 1:  # as urllib3's Retry: the first retry at once, then exponential backoff
                 time.sleep(backoff * 2 ** (attempt - 1) + random.uniform(0, jitter))
-            last = attempt == retries
+            last = attempt >= retries
             request = urllib.request.Request(self.base + endpoint, data=data, headers=self._headers(), method="POST")
             self.requests[endpoint] += 1
             try:
@@ -176,18 +199,35 @@ class RestSearch:
                     raise self._failed(what, f"the server redirected (HTTP {exc.code}{' to ' if where else ''}"
                                              f"{truncate(where, 80)}); set the tracking URI to where it "
                                              "answers") from exc
+                delay = retry_after(exc.headers.get("Retry-After") if exc.headers else None) \
+                    if exc.code in (429, 503) else None
+                if delay is not None and waits < _MOST_WAITS:
+                    budget = retry_after_max()
+                    if waited + delay > budget:
+                        raise TrackerBusy(f"MLflow at {self.shown_uri} is rate limiting expctl: {what} failed: "
+                                          f"HTTP {exc.code} with Retry-After {delay:.0f} s, beyond the "
+                                          f"{budget:.0f} s expctl waits (see {RETRY_AFTER_MAX})") from exc
+                    time.sleep(delay)
+                    waited, waits = waited + delay, waits + 1
+                    continue  # the server asked to wait: not a retry
                 if exc.code in _RETRIED_STATUSES:
+                    if lost is not None and exc.code not in (429, 503) and lost():
+                        return {}
                     if not last:
+                        attempt += 1
                         continue
                     # as MLflow's client ("Max retries exceeded"): the server is unavailable, stop launching
                     raise self._unreachable(what, f"the server kept answering HTTP {exc.code}") from exc
                 raise self._failed(what, self._http_reason(exc)) from exc
             except (urllib.error.URLError, OSError) as exc:  # refused, reset, timed out
+                reason = getattr(exc, "reason", exc)
+                if lost is not None and not isinstance(reason, ConnectionRefusedError) and lost():
+                    return {}
                 if not last:
+                    attempt += 1
                     continue
-                reason = str(getattr(exc, "reason", exc))
-                text = "the server did not answer in time" if "timed out" in reason.lower() else \
-                    transport_reason(reason)
+                text = "the server did not answer in time" if "timed out" in str(reason).lower() else \
+                    transport_reason(str(reason))
                 raise self._unreachable(what, text) from exc
             try:
                 answer = safe_json.loads(payload)
@@ -197,7 +237,31 @@ class RestSearch:
             if not isinstance(answer, dict):
                 raise self._failed(what, f"unexpected answer: {truncate(str(answer), 80)}")
             return answer
-        raise AssertionError("unreachable")  # pragma: no cover
+
+    def create_run(self, experiment_id: str, tags: Mapping[str, str], start_time: int, run_name: str | None,
+                   what: str) -> Run:
+        """``runs/create``, exactly once: ``tags`` carry the client-chosen ``expctl.create_id``; when the answer
+        is lost the run is searched by it, and created again only if it is not there."""
+        key = tags[CREATE_ID]
+        found: list[Run] = []
+
+        def lost() -> bool:
+            found[:] = self.search_runs([experiment_id], f"tags.`{CREATE_ID}` = '{key}'",
+                                        ["attributes.start_time ASC"])
+            return bool(found)
+
+        body: dict[str, Any] = {"experiment_id": experiment_id, "start_time": start_time,
+                                "user_id": tags.get("mlflow.user", "unknown"),
+                                "tags": [{"key": k, "value": v} for k, v in tags.items()]}
+        if run_name is not None:
+            body["run_name"] = run_name
+        answer = self.post("runs/create", body, what, lost=lost)
+        if found:
+            return found[0]
+        try:
+            return run_of(answer["run"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._failed(what, f"unexpected answer: {exc!r}") from exc
 
     @staticmethod
     def _http_reason(exc: urllib.error.HTTPError) -> str:

@@ -11,7 +11,6 @@ phase is synced. The composed config reaches the job through its environment (``
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -41,9 +40,7 @@ def ensure_run(session: MlflowSession, spec: RunSpec, attempt: int, applied_by: 
                       repo_url=session.repo_url, sweep=sweep)
 
     def create() -> Any:
-        with session.calling("create run"):
-            return session.client.create_run(experiment_id, start_time=int(time.time() * 1000), tags=tags,
-                                            run_name=tags["mlflow.runName"])
+        return session.create_run(experiment_id, tags, "create run", run_name=tags["mlflow.runName"])
 
     if view is None:
         identity = ("expctl.run_key", "expctl.spec_hash", "expctl.attempt")
@@ -100,8 +97,7 @@ def _parent_run(session: MlflowSession, experiment_id: str, spec: RunSpec, view:
     tags = g.parent_tags(spec, session.backend_name, repository=session.repository, repo_url=session.repo_url)
 
     def create() -> Any:
-        with session.calling("create sweep run"):
-            return session.client.create_run(experiment_id, tags=tags, run_name=tags["mlflow.runName"])
+        return session.create_run(experiment_id, tags, "create sweep run", run_name=tags["mlflow.runName"])
 
     if view is None:
         filter_string = (f"tags.`expctl.parent` = 'true' and tags.`expctl.commit` = {g.quoted(spec.commit)}"

@@ -7,8 +7,9 @@
   which turns any MLflow or transport failure into one ``TrackingError`` line (``TrackerUnavailable`` when the
   server cannot be reached at all) and serialises writes to an embedded (sqlite) store;
 * experiments by name (``experiment_id``: created when missing; ``experiments`` and ``experiment_tags`` as last
-  read or written) and the searches (``search`` through the client, ``search_runs`` and ``managed_runs`` through
-  plain REST on a tracking server, ``rest_search``);
+  read or written), ``create_run`` (exactly once, also when an answer is lost: a client-chosen key) and the
+  searches (``search`` through the client, ``search_runs`` and ``managed_runs`` through plain REST on a tracking
+  server, ``rest_search``);
 * the bookkeeping of the last view that the ledger of settled runs needs: the runs written since (``touched``:
   they do not settle yet), the runs read from the ledger (``from_ledger``: expctl's next write to one carries
   ``reopening``'s tag) and the tags the view saw (``seen_tags``). Features read them; only this module's
@@ -20,7 +21,9 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import secrets
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -32,11 +35,11 @@ from typing import Any
 from expctl.core.errors import TrackingError, truncate
 from expctl.core.naming import slug
 from expctl.core.sanitize import redact, uri_secrets
-from expctl.tracking.base import TrackerUnavailable
+from expctl.tracking.base import TrackerBusy, TrackerUnavailable
 from expctl.tracking.mlflow import tags as g
 from expctl.tracking.mlflow.http_bounds import bound_http_retries, check_environment, transport_reason
 from expctl.tracking.mlflow.locations import default_artifact_root
-from expctl.tracking.mlflow.rest_search import RestSearch, usable
+from expctl.tracking.mlflow.rest_search import CREATE_ID, RestSearch, usable
 
 PAGE = 1000  # runs or experiments per search request (MLflow's most)
 MANAGED = "tags.`expctl.managed` = 'true'"
@@ -162,6 +165,9 @@ class MlflowSession:
             raise
         except Exception as exc:
             text = self.hide(str(exc))
+            if "too many 429 error responses" in text:  # rate limited: busy, not down
+                raise TrackerBusy(f"MLflow at {self.shown_uri} is rate limiting expctl: {what} failed: "
+                                  f"{transport_reason(text)}") from exc
             if any(marker in text for marker in _UNREACHABLE):
                 raise TrackerUnavailable(f"MLflow at {self.shown_uri} is unreachable: {what} failed: "
                                          f"{transport_reason(text)}") from exc
@@ -316,6 +322,34 @@ class MlflowSession:
         settle at this apply)."""
         self.touched.add(run_id)
         self.from_ledger.discard(run_id)
+
+    def create_run(self, experiment_id: str, tags: dict[str, str], what: str, start_time: int | None = None,
+                   run_name: str | None = None) -> Any:
+        """Create a run exactly once, also when the answer is lost: it carries a client-chosen key
+        (``expctl.create_id``). On a tracking server the create goes through plain REST (``rest_search``), which
+        searches the key instead of resending blindly; through MLflow's client (which resends a POST whose answer
+        was lost) the key is searched after a failure, and duplicates its retries made are deleted."""
+        tags = {**tags, CREATE_ID: secrets.token_hex(16)}
+        start = int(time.time() * 1000) if start_time is None else start_time
+        if self.rest is not None:
+            self._check_once()
+            return self.rest.create_run(experiment_id, tags, start, run_name, what)
+        remote = self.tracking_uri.startswith(("http://", "https://"))
+        filter_string = f"tags.`{CREATE_ID}` = '{tags[CREATE_ID]}'"
+        try:
+            with self.calling(what):
+                run = self.client.create_run(experiment_id, start_time=start, tags=tags, run_name=run_name)
+        except TrackingError:
+            found = self.search([experiment_id], filter_string) if remote else []
+            if not found:
+                raise
+            run = found[0]
+        if remote:
+            for extra in self.search([experiment_id], filter_string):
+                if extra.info.run_id != run.info.run_id:
+                    with self.calling(f"delete duplicate run {extra.info.run_id}"):
+                        self.client.delete_run(extra.info.run_id)
+        return run
 
     def set_run_tags(self, run_id: str, tags: dict[str, str]) -> None:
         """Tag a run (100 tags per request), taking it back into the search if it was settled: no request

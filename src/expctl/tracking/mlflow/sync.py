@@ -25,6 +25,7 @@ from expctl.tracking.mlflow.session import MlflowSession
 
 def sync(session: MlflowSession, observed: Sequence[ObservedRun], desired: Sequence[RunSpec],
          view: TrackerView) -> None:
+    _close_duplicates(session, view)
     live = [o for o in observed if o.live and o.mlflow_run_id]
     if not live:
         return
@@ -53,6 +54,16 @@ def sync(session: MlflowSession, observed: Sequence[ObservedRun], desired: Seque
                 apply_gate(session, run.info.run_id, gate, points=points)
     gates = {s.experiment: s.job.validation for s in desired if s.job.validation is not None}
     _sync_parents(session, current, statuses, gates)
+
+
+def _close_duplicates(session: MlflowSession, view: TrackerView) -> None:
+    """Runs that duplicate another of the same identity (``RunIndex``: a create whose answer was lost, sent again
+    by an older expctl or by MLflow's retries) never get a job: killed, tagged with the run that won, deleted."""
+    for run_id, winner in sorted(getattr(view.index, "duplicates", {}).items()):
+        with session.calling(f"close duplicate run {run_id}"):
+            session.client.set_terminated(run_id, status="KILLED")
+            session.client.set_tag(run_id, "expctl.duplicate_of", winner)
+            session.client.delete_run(run_id)
 
 
 def _sync_status(session: MlflowSession, run: Any, obs: ObservedRun) -> str:
