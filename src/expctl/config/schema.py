@@ -106,6 +106,13 @@ class SlurmJobIn(Strict):
     qos: Word | None = None
 
 
+class ReportIn(Strict):
+    """``expctl.report``: what ``expctl report`` shows of the runs besides the gate metric."""
+
+    metrics: list[Annotated[str, Field(min_length=1, max_length=250, pattern=r"^[^\x00-\x1f\x7f]*$")]] = Field(
+        [], max_length=20)
+
+
 class ExpctlBlock(Strict):
     """The ``expctl`` block of an experiment's composed config: how to run it."""
 
@@ -133,6 +140,7 @@ class ExpctlBlock(Strict):
     operator_restarts: bool = False
     max_runs: int | None = Field(None, ge=1, le=MAX_RUNS)
     checkpoints: CheckpointsIn = CheckpointsIn()
+    report: ReportIn | None = None
     slurm: SlurmJobIn = SlurmJobIn()
 
 
@@ -159,6 +167,7 @@ class ProjectSettings(Strict):
     allow_resolvers: list[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.\-]*$")]] = []
     tenants: list[TenantIn] = []
     logs: LogsIn = LogsIn()
+    ui_url: Word | None = None  # the MLflow UI's address reviewers open (links in `expctl report`)
     data_root: Text | None = None  # where relative dataset sources are (relative to the repo, absolute, or a URL)
 
     def tenant_for(self, source_file: str) -> TenantIn | None:
