@@ -55,7 +55,7 @@ def _client(target: Target) -> Any:
     from github import Auth, Github
 
     return Github(auth=Auth.Token(target.token), base_url=target.api_url.rstrip("/"), timeout=TIMEOUT_SECONDS,
-                  retry=None, lazy=True, seconds_between_requests=None, seconds_between_writes=None)
+                  retry=None, lazy=False, seconds_between_requests=None, seconds_between_writes=None)
 
 
 def _why(exc: Exception, target: Target) -> str:
