@@ -81,3 +81,16 @@ def test_safe_url_only_http() -> None:
     assert render.safe_url("javascript:alert(1)") is None
     assert render.safe_url("https://a b") is None
     assert re.fullmatch(r"expctl: 0/0 succeeded", summary_line(Report("c", None, ())))
+
+
+def test_the_platform_validation_metrics_are_read_from_the_validation_job_run() -> None:
+    from expctl.core.report import TrackedRun, with_validation
+
+    trained = TrackedRun("t1", "1", metrics={"acc": 0.9, "validation.acc": 0.99})  # a liar
+    old = TrackedRun("v0", "1", attempt=1, start=1.0, metrics={"acc": 0.1}, validates_run_id="t1")
+    job = TrackedRun("v1", "1", attempt=2, start=2.0, metrics={"acc": 0.7, "system/cpu": 3.0},
+                     validates_run_id="t1")
+    other = TrackedRun("t2", "1", metrics={"acc": 0.5})
+    out = {r.run_id: r for r in with_validation([trained, old, job, other], "validation.")}
+    assert out["t1"].metrics == {"acc": 0.9, "validation.acc": 0.7}  # the latest validation job's value wins
+    assert out["t2"].metrics == {"acc": 0.5} and out["v1"] == job

@@ -27,7 +27,8 @@ def status_of(states: list[str]) -> str:
 @click.option("--output", "-o", "output", type=click.Choice(["markdown", "json", "html"]), default="markdown",
               show_default=True)
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="A directory for the plots (and report.<ext>); without it, no plots (HTML: inline ones).")
+              help="A directory for the plots (and report.<ext>); without it, no plots (HTML: inline ones; --publish: "
+              "logged to MLflow only).")
 @click.option("--all", "all_experiments", is_flag=True, help="Every experiment, not only those the commit changed.")
 @click.option("--backend", default=None, help="The backend whose runs to read (default: expctl.yaml's).")
 @click.option("--top", type=click.IntRange(1, 500), default=20, show_default=True, help="Runs per table.")
@@ -45,9 +46,10 @@ def report(ctx: click.Context, rev: str, output: str, out: Path | None, all_expe
 
     ws = workspace(ctx)
     with tempfile.TemporaryDirectory(prefix="expctl-report-") as scratch:
-        plots_dir = out if out is not None else (Path(scratch) if output == "html" else None)
+        publishing = publish or publish_pr is not None
+        plots_dir = out if out is not None else (Path(scratch) if output == "html" or publishing else None)
         built = build_report(ws, ReportOptions(rev=rev, all_experiments=all_experiments, backend=backend,
-                                               out=plots_dir, log_plots=out is not None))
+                                               out=plots_dir, log_plots=out is not None or publishing))
     for line in built.warnings:
         say(f"warning: {line}")
     rep = built.report

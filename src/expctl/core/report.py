@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 SCHEMA_VERSION = 1
 
@@ -214,3 +214,24 @@ class TrackedRun:
     gate: str = ""
     gate_reason: str = ""
     model_version: str = ""  # "name/version" when the gate registered its model
+    validates_run_id: str = ""  # a validation job's: the training run it validated
+    parent_run_id: str = ""  # a sweep point's: its sweep's parent run
+
+
+def with_validation(tracked: Sequence[TrackedRun], prefix: str) -> list[TrackedRun]:
+    """The training runs with the metrics of their latest validation job as ``<prefix><name>`` (where the
+    platform's gate reads them: a ``validation.command`` job logs into its own run). The validation job's values
+    win over what a training run logged under the same names, as they do in the gate."""
+    validated: dict[str, TrackedRun] = {}
+    for run in sorted(tracked, key=lambda r: (r.attempt, r.start or 0.0)):
+        if run.validates_run_id:
+            validated[run.validates_run_id] = run
+    out = []
+    for run in tracked:
+        job = validated.get(run.run_id)
+        if job is None or run.validates_run_id:
+            out.append(run)
+            continue
+        measured = {prefix + k: v for k, v in job.metrics.items() if not k.startswith("system/")}
+        out.append(replace(run, metrics={**run.metrics, **measured}))
+    return out

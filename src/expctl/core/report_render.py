@@ -104,6 +104,8 @@ def _judgements(exp: ExperimentReport) -> list[str]:
     if exp.best is not None:
         lines.append(f"- best: {_link(md_code(one_line(exp.best.name, 80)), exp.best.url)} "
                      f"{gate} = **{number(exp.best_value)}** ({'higher' if exp.mode == 'max' else 'lower'} is better)")
+    elif exp.gate_metric is None:
+        lines.append("- best: not judged (no gate metric: `expctl.validation` ranks runs)")
     else:
         lines.append(f"- best: none yet ({gate}: no succeeded run has a finite value)")
     passed = sum(r.gate == "passed" for r in exp.runs)
@@ -173,7 +175,8 @@ def _plots(exp: ExperimentReport) -> list[str]:
 def experiment_markdown(exp: ExperimentReport, top: int = TOP) -> list[str]:
     counts = " · ".join(f"{n} {md_text(state.lower())}" for state, n in exp.counts().items())
     title = md_text(one_line(exp.experiment, 100))
-    lines = [f"#### {_link(title, exp.url)}", "", f"{len(exp.runs):,} runs: {counts or 'none'}", ""]
+    many = "" if len(exp.runs) == 1 else "s"
+    lines = [f"#### {_link(title, exp.url)}", "", f"{len(exp.runs):,} run{many}: {counts or 'none'}", ""]
     lines += [*_judgements(exp), ""]
     if exp.runs:
         lines += [*_table(exp, top), ""]

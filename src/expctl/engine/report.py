@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 from expctl.config import source
 from expctl.config.desired_state import Desired, load_desired
 from expctl.core.errors import ExpctlError
-from expctl.core.model import ObservedRun, Phase, RunSpec
+from expctl.core.model import VALIDATION_PREFIX, ObservedRun, Phase, RunSpec, ValidationGate
 from expctl.core.report import (
     ExperimentReport,
     Plot,
@@ -31,6 +31,7 @@ from expctl.core.report import (
     experiment_report,
     finite,
     ranked,
+    with_validation,
 )
 from expctl.core.sanitize import uri_secrets
 from expctl.engine import report_plots
@@ -174,6 +175,8 @@ def _experiment(ws_ui: str | None, desired: Desired, parent: Desired | None, nam
         if specs and isinstance(specs[0].config.get("expctl"), dict) else []
     results = tracker if isinstance(tracker, ReportsResults) else None
     tracked_all = results.experiment_runs(name) if results else []
+    if gate is not None and gate.by_platform:
+        tracked_all = with_validation(tracked_all, VALIDATION_PREFIX)
     latest = _latest(tracked_all)
     rows = [_row(s, observed.get(s.run_key), latest.get((s.run_key, s.spec_hash)), ws_ui, now) for s in specs]
     by_id = {r.run_id: r for r in tracked_all}
@@ -189,20 +192,35 @@ def _experiment(ws_ui: str | None, desired: Desired, parent: Desired | None, nam
     exp_id = next((r.experiment_id for r in tracked_all), None)
     url = links.experiment_url(ws_ui, exp_id) if ws_ui and exp_id else None
     plots: list[Plot] = []
-    if opts.out is not None and results is not None and any(s.overrides for s in specs) and gate_metric:
-        plots = _plots(name, rows, gate_metric, mode, results, tracked_all, desired.snapshot.commit, ws_ui,
-                       opts, built)
+    if opts.out is not None and results is not None and any(s.overrides for s in specs) and gate is not None:
+        plots = _plots(name, rows, gate, results, tracked_all, desired.snapshot.commit, ws_ui, opts, built)
     return experiment_report(name, gate_metric, mode, extra, rows, champion=champion,
                              parent=_parent_reference(parent, name, latest, gate_metric, mode), url=url, plots=plots)
 
 
-def _plots(name: str, rows: list[RunResult], metric: str, mode: str, results: ReportsResults,
+def _sweep_parent(tracked: list[TrackedRun], rows: list[RunResult], commit: str) -> TrackedRun | None:
+    """The sweep's parent run of ``commit``; else (its points were launched at an earlier commit) the parent
+    run of the newest of its points."""
+    parents = {t.run_id: t for t in tracked if t.parent}
+    here = next((t for t in parents.values() if t.commit == commit), None)
+    if here is not None:
+        return here
+    ids = {r.run_id for r in rows if r.run_id}
+    points = sorted((t for t in tracked if t.run_id in ids and t.parent_run_id in parents),
+                    key=lambda t: t.start or 0.0)
+    return parents[points[-1].parent_run_id] if points else None
+
+
+def _plots(name: str, rows: list[RunResult], gate: ValidationGate, results: ReportsResults,
            tracked: list[TrackedRun], commit: str, ui: str | None, opts: ReportOptions, built: Built) -> list[Plot]:
+    """The sweep's plots: learning curves of the gate metric (of the training's own metric when the platform
+    validates: its validation is one value per run), and the gate metric against each swept parameter."""
     assert opts.out is not None
-    top = [r for r in ranked(rows, metric, mode) if r.run_id][:CURVES]
-    curves = {" ".join(r.overrides) or r.name: results.metric_history(str(r.run_id), metric) for r in top}
-    files = report_plots.experiment_plots(opts.out, name, metric, curves, rows)
-    parent = next((t for t in tracked if t.parent and t.commit == commit), None)
+    curve_metric = gate.metric.removeprefix(VALIDATION_PREFIX) if gate.by_platform else gate.gate_metric
+    top = [r for r in ranked(rows, gate.gate_metric, gate.mode) if r.run_id][:CURVES]
+    curves = {" ".join(r.overrides) or r.name: results.metric_history(str(r.run_id), curve_metric) for r in top}
+    files = report_plots.experiment_plots(opts.out, name, gate.gate_metric, curves, rows, curve_metric)
+    parent = _sweep_parent(tracked, rows, commit)
     plots = []
     for title, path in files:
         built.images[path.name] = path.read_bytes()

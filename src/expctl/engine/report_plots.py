@@ -114,12 +114,14 @@ def file_name(experiment: str, what: str) -> str:
 
 def experiment_plots(out: Path, experiment: str, metric_name: str,
                      curves: Mapping[str, Sequence[tuple[int, float]]],
-                     rows: Sequence[RunResult]) -> list[tuple[str, Path]]:
-    """Every plot of one sweep, written under ``out``: ``(title, path)``."""
+                     rows: Sequence[RunResult], curve_metric: str | None = None) -> list[tuple[str, Path]]:
+    """Every plot of one sweep, written under ``out``: ``(title, path)``. ``curves`` are histories of
+    ``curve_metric`` (default: ``metric_name``)."""
     made: list[tuple[str, Path]] = []
+    by_step = curve_metric or metric_name
     path = out / file_name(experiment, "learning-curves")
-    if learning_curves(path, metric_name, curves):
-        made.append((f"{metric_name} by step", path))
+    if learning_curves(path, by_step, curves):
+        made.append((f"{by_step} by step", path))
     for parameter in swept_parameters(rows)[:10]:
         path = out / file_name(experiment, f"vs-{parameter}")
         if metric_vs_parameter(path, metric_name, parameter, rows):

@@ -30,7 +30,8 @@ def _tracked(run: Any) -> TrackedRun:
         end=info.end_time / 1000 if info.end_time else None, metrics=metrics,
         gpus=safe_json.integer(tags.get("expctl.gpus"), 0), replicas=safe_json.integer(tags.get("expctl.replicas"), 1),
         parent=tags.get("expctl.parent") == "true", gate=tags.get("expctl.gate", ""),
-        gate_reason=tags.get("expctl.gate_reason", ""), model_version=tags.get("expctl.model_version", ""))
+        gate_reason=tags.get("expctl.gate_reason", ""), model_version=tags.get("expctl.model_version", ""),
+        validates_run_id=tags.get("expctl.validates_run_id", ""), parent_run_id=tags.get("mlflow.parentRunId", ""))
 
 
 def experiment_runs(session: MlflowSession, experiment: str) -> list[TrackedRun]:
