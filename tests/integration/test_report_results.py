@@ -5,7 +5,8 @@ Commit A has a sweep of two points; commit B adds a third (the best) and an expe
 A's). The sweep's jobs log their learning curves through MLflow's REST API, and the platform validates them
 (``validation.command``: a job of its own, whose metrics are the gate's ``validation.acc``). Commit C adds two
 GPU runs on a machine of one GPU: one holds it, the other waits. The report is read as JSON and Markdown, its
-plots are files and artifacts of the sweep's parent run, served by the MLflow UI at the links it gives.
+plots are files and artifacts of the sweep's parent run, served by the MLflow UI at the links it gives, and the
+``-o html`` page is opened in Debian's chromium (Playwright): its tables and inline plots render.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tests.support import e2e, jobs
 from tests.support.gitrepo import GitRepo
 from tests.support.mlflow_server import MlflowServer
 
+CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 JOB = "  kind: local\n  command: [python, -m, training.log_curve]\n  retries: {max_attempts: 1}\n"
@@ -57,6 +59,27 @@ def parent_run_artifacts(uri: str, run_id: str) -> list[str]:
     client = MlflowClient(uri)
     parent = client.get_run(run_id).data.tags["mlflow.parentRunId"]
     return sorted(Path(a.path).name for a in client.list_artifacts(parent, "expctl-report"))
+
+
+def open_in_chromium(page_file: Path) -> dict[str, Any]:
+    """What Debian's chromium shows of a report page (Playwright; no network: the page is self-contained)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:"))
+                       else route.abort())
+            page.goto(page_file.as_uri())
+            page.wait_for_function("[...document.images].every(i => i.complete)")
+            found: dict[str, Any] = page.evaluate("""() => ({
+                title: document.title, tables: document.querySelectorAll("table").length,
+                rows: document.querySelectorAll("tr").length, text: document.body.innerText,
+                images: [...document.images].map(i => [i.complete, i.naturalWidth, i.naturalHeight])})""")
+            return found
+        finally:
+            browser.close()
 
 
 def test_the_report_of_a_sweep_a_failed_and_a_waiting_run(tmp_path: Path, mlflow_server: MlflowServer,
@@ -119,6 +142,14 @@ def test_the_report_of_a_sweep_a_failed_and_a_waiting_run(tmp_path: Path, mlflow
     for _, url in images:  # the links a comment shows are served by the MLflow UI
         with urllib.request.urlopen(url, timeout=30) as answer:
             assert answer.read().startswith(b"\x89PNG")
+
+    page = tmp_path / "report.html"
+    page.write_text(report(repo, uri, "--rev", second, "-o", "html"))
+    shown = open_in_chromium(page)
+    assert shown["title"] == f"expctl report {second[:12]}"
+    assert shown["tables"] == 2 and shown["rows"] == 1 + 1 + 1 + 3  # headers and runs
+    assert shown["images"] == [[True, 576, 360], [True, 576, 360]]  # both plots inline, decoded
+    assert "RuntimeError: loss is NaN at step 3" in shown["text"] and "<b>" in shown["text"]  # escaped, shown
 
     repo.write("experiments/report-hog.yaml", waiting_on(gate))
     repo.write("experiments/report-queued.yaml", waiting_on(gate))
