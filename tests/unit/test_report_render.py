@@ -8,6 +8,8 @@ import json
 import math
 import re
 
+import pytest
+
 from expctl.core import report_render as render
 from expctl.core.report import Reference, Report, RunResult, experiment_report, summary_line
 
@@ -94,3 +96,20 @@ def test_the_platform_validation_metrics_are_read_from_the_validation_job_run() 
     out = {r.run_id: r for r in with_validation([trained, old, job, other], "validation.")}
     assert out["t1"].metrics == {"acc": 0.9, "validation.acc": 0.7}  # the latest validation job's value wins
     assert out["t2"].metrics == {"acc": 0.5} and out["v1"] == job
+
+
+@pytest.mark.parametrize(("value", "ok"), [("https://mlflow.example.com", True), ("http://10.0.0.5:5000/ui/", True),
+                                           ("javascript:alert(1)", False), ("mlflow.example.com", False),
+                                           ("https://bob:s3cret@mlflow.example.com", False)])
+def test_ui_url_is_an_http_address_without_credentials(value: str, ok: bool) -> None:
+    from expctl.config.schema import parse_settings
+    from expctl.core.errors import ConfigError
+
+    if ok:
+        assert parse_settings({"ui_url": value}).ui_url == value
+        return
+    with pytest.raises(ConfigError) as caught:
+        parse_settings({"ui_url": value})
+    message = str(caught.value)
+    assert message.startswith("expctl.yaml: ui_url: must be an http(s) address without credentials")
+    assert "s3cret" not in message

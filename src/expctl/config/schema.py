@@ -21,6 +21,7 @@ from expctl.config.schema_types import (
     MAX_GPUS,
     PATTERN_HINTS,
     QUALIFIED,
+    UI_URL,
     BackendSettings,
     EnvValue,
     Label,
@@ -167,7 +168,8 @@ class ProjectSettings(Strict):
     allow_resolvers: list[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.\-]*$")]] = []
     tenants: list[TenantIn] = []
     logs: LogsIn = LogsIn()
-    ui_url: Word | None = None  # the MLflow UI's address reviewers open (links in `expctl report`)
+    # the MLflow UI's address reviewers open (links in `expctl report`): http(s), no credentials in it
+    ui_url: Annotated[str, Field(pattern=UI_URL, max_length=2048)] | None = None
     data_root: Text | None = None  # where relative dataset sources are (relative to the repo, absolute, or a URL)
 
     def tenant_for(self, source_file: str) -> TenantIn | None:
