@@ -4,8 +4,9 @@ The plan job's and the apply job's steps that call expctl are read from ``.githu
 run with ``bash --noprofile --norc -eo pipefail`` (GitHub's ``shell: bash``), with ``GITHUB_OUTPUT``,
 ``GITHUB_ENV``, ``RUNNER_TEMP`` and ``GITHUB_ACTOR`` as the runner provides them, the workflow's unset secrets and
 variables as empty strings, against a temporary git repository with the embedded MLflow store. The apply job
-skips its Apply step on the local backend (a hosted runner would discard the runs); the replay runs the
-command that step would run, ignoring the step's ``if:``.
+skips its Apply and Results report steps on the local backend (a hosted runner would discard the runs); the
+replay runs the commands those steps would run, ignoring the steps' ``if:``. Without a token (the workflow's
+``${{ github.token }}`` is empty here, as a fork's pull request has none) the report goes to the step summary.
 
 commit → plan exits 2 → apply → plan exits 0 → edit one sweep value, commit → plan lists exactly that run →
 apply → ``expctl history`` shows both applies with their authors.
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 WORKFLOW = ROOT / ".github" / "workflows" / "reconcile.yml"
 EXPERIMENT = "replay-sweep"
-CALLS_EXPCTL = re.compile(r"(^|[\s(|&;])expctl (validate|plan|apply)\b", re.MULTILINE)
+CALLS_EXPCTL = re.compile(r"(^|[\s(|&;])expctl (validate|plan|apply|report)\b", re.MULTILINE)
 
 
 def expctl_steps(job: str) -> list[dict[str, Any]]:
@@ -108,8 +109,11 @@ def test_the_reconcile_workflow_replayed(repo: GitRepo, tmp_path: Path) -> None:
     assert "**Plan: 2 to create, 0 to retry, 0 to replace, 0 to delete. (0 unchanged)**" in pending["markdown"]
     assert [c["action"] for c in pending["plan"]["changes"]] == ["create", "create"]
 
-    # push to main: the apply job
+    # push to main: the apply job; its report has no token here (as a fork's), so it is the step summary
     assert runner.apply_job("ada-gh") == "local"
+    summary = (runner.tmp / "summary.md").read_text()
+    assert summary.startswith(f"<!-- expctl-report -->\n### expctl report for `{first_commit[:12]}`"), summary
+    assert "No experiments changed in this commit" in summary  # it only told git to ignore files
     assert len(e2e.run_states(repo.path)) == 2
     converged = runner.plan_job("ada-gh")
     assert converged["exit_code"] == 0
@@ -126,6 +130,9 @@ def test_the_reconcile_workflow_replayed(repo: GitRepo, tmp_path: Path) -> None:
     assert len(rows) == 1 and f"`{writes[0]['name']}`" in rows[0] and "`optimizer.lr=0.3`" in rows[0]
 
     assert runner.apply_job("bob-gh") == "local"
+    summary = (runner.tmp / "summary.md").read_text().split("<!-- expctl-report -->\n")[-1]
+    assert summary.startswith(f"### expctl report for `{second_commit[:12]}`") and "#### replay-sweep" in summary
+    assert "`optimizer.lr=0.3`" in summary and "`optimizer.lr=0.1`" in summary
     assert writes[0]["name"] in e2e.run_states(repo.path)
     assert runner.plan_job("bob-gh")["exit_code"] == 0
 

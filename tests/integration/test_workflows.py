@@ -6,7 +6,10 @@
 * the reconcile workflow's structure: triggers, permissions, concurrency, the commands each job runs;
 * the reconcile workflow's scripts, run as the runner runs them (``bash -eo pipefail``) against a fake
   ``expctl``: exit code 2 of ``plan --detailed-exitcode`` does not fail the job, ``--prune`` follows the input;
-* the PR-comment script, run on Node.js against a fake GitHub API: one comment, created then updated.
+* the PR-comment script, run on Node.js against a fake GitHub API: one comment, created then updated; a
+  failing API (a fork's 403, 404, 422, 5xx) is one warning, never a failed job;
+* the results report after apply (``expctl report --publish``): the write token reaches that step only, and a
+  failed report is one warning line, never a failed reconcile.
 
 Node.js and npm are required: when they (or the package) are missing, the tests fail with the reason.
 """
@@ -255,7 +258,8 @@ def test_reconcile_apply_job() -> None:
     workflow = reconcile()
     job = workflow["jobs"]["apply"]
     assert "github.event_name != 'pull_request'" in job["if"] and "refs/heads/main" in job["if"]
-    assert job_permissions(workflow, job) == {"contents": "read"}
+    # write only for the results: the commit comment (contents) and the commit status (statuses)
+    assert job_permissions(workflow, job) == {"contents": "write", "statuses": "write"}
     concurrency = job["concurrency"]
     assert concurrency["group"] == "expctl-apply-${{ github.repository }}"
     assert concurrency["cancel-in-progress"] is False
@@ -267,6 +271,12 @@ def test_reconcile_apply_job() -> None:
     assert env["MLFLOW_TRACKING_TOKEN"] == "${{ secrets.MLFLOW_TRACKING_TOKEN }}"
     assert step(job, "Cluster credentials")["env"]["KUBECONFIG_DATA"] == "${{ secrets.EXPCTL_KUBECONFIG }}"
     assert "GITHUB_ACTOR" not in env, "the runner sets GITHUB_ACTOR; overriding it would falsify the audit trail"
+    report = step(job, "Results report")
+    assert steps(job)[-1] is report and re.search(r"^\s*expctl report --publish\b", report["run"], re.M)
+    assert "!cancelled()" in report["if"] and "steps.backend.outputs.backend != 'local'" in report["if"]
+    # the write token reaches the report step only
+    assert report["env"] == {"GITHUB_TOKEN": "${{ github.token }}"}
+    assert "GITHUB_TOKEN" not in env and all("GITHUB_TOKEN" not in (s.get("env") or {}) for s in steps(job)[:-1])
 
 
 def test_reconcile_never_runs_untrusted_code_with_secrets() -> None:
@@ -299,6 +309,7 @@ case "$1" in
     if [ "${FAKE_PLAN:-0}" = 1 ]; then echo "error: the cluster is unreachable" >&2; fi
     exit "${FAKE_PLAN:-0}" ;;
   apply) echo "Applied 2 changes." ;;
+  report) echo "<!-- expctl-report -->"; exit "${FAKE_REPORT:-0}" ;;
 esac
 """
 
@@ -387,6 +398,18 @@ def test_apply_is_skipped_on_the_local_backend(tmp_path: Path, backend: str) -> 
     assert proc.returncode == 0, proc.stderr
     assert runner.outputs()["backend"] == backend
     assert step(job, "Apply")["if"] == "steps.backend.outputs.backend != 'local'"
+
+
+@pytest.mark.parametrize("code", [0, 1])
+def test_a_failed_report_never_fails_the_reconcile(tmp_path: Path, code: int) -> None:
+    runner = Runner(tmp_path)
+    proc = runner.run(step(reconcile()["jobs"]["apply"], "Results report"), FAKE_REPORT=str(code))
+    assert proc.returncode == 0, proc.stderr
+    assert runner.calls() == [f"report --publish --out {runner.temp}/expctl-report"]
+    assert (runner.temp / "expctl-report.md").read_text() == "<!-- expctl-report -->\n"
+    warnings = [line for line in proc.stdout.splitlines() if line.startswith("::warning::")]
+    assert warnings == ([f"::warning::expctl report failed (exit code {code}); the runs were applied"] if code
+                        else [])
 
 
 KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\n"
@@ -506,6 +529,10 @@ def test_pr_comment_fits_githubs_limit(tmp_path: Path) -> None:
     assert len(comment["body"]) < 65536 and "truncated" in comment["body"]
 
 
-def test_pr_comment_on_a_fork_warns_instead_of_failing(tmp_path: Path) -> None:
-    result = CommentScript(tmp_path).run("### expctl plan\n", [], fail_with=403)
+@pytest.mark.parametrize("status", [403, 404, 422, 502])
+def test_pr_comment_on_a_fork_or_a_failing_api_warns_instead_of_failing(tmp_path: Path, status: int) -> None:
+    result = CommentScript(tmp_path).run("### expctl plan\n", [], fail_with=status)
     assert [c[0] for c in result["calls"]] == ["list", "warning"]
+    (warning,) = [c[1] for c in result["calls"] if c[0] == "warning"]
+    assert f"HTTP {status} " in warning and "\n" not in warning and "step summary" in warning
+    assert ("from a fork" in warning) == (status == 403)

@@ -28,6 +28,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "history": ("expctl.cli.operate", "history", "The audit trail of applied changes."),
     "ui": ("expctl.cli.operate", "ui", "Serve the MLflow UI on the configured store."),
     "lineage": ("expctl.cli.lineage", "lineage", "Where a registered model came from: run, commit, config, data."),
+    "report": ("expctl.cli.report", "report", "The results of a commit's experiments: tables, plots, champion."),
 }
 
 

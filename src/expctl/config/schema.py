@@ -21,6 +21,7 @@ from expctl.config.schema_types import (
     MAX_GPUS,
     PATTERN_HINTS,
     QUALIFIED,
+    UI_URL,
     Alias,
     BackendSettings,
     EnvValue,
@@ -111,6 +112,13 @@ class SlurmJobIn(Strict):
     qos: Word | None = None
 
 
+class ReportIn(Strict):
+    """``expctl.report``: what ``expctl report`` shows of the runs besides the gate metric."""
+
+    metrics: list[Annotated[str, Field(min_length=1, max_length=250, pattern=r"^[^\x00-\x1f\x7f]*$")]] = Field(
+        [], max_length=20)
+
+
 class ExpctlBlock(Strict):
     """The ``expctl`` block of an experiment's composed config: how to run it."""
 
@@ -138,6 +146,7 @@ class ExpctlBlock(Strict):
     operator_restarts: bool = False
     max_runs: int | None = Field(None, ge=1, le=MAX_RUNS)
     checkpoints: CheckpointsIn = CheckpointsIn()
+    report: ReportIn | None = None
     slurm: SlurmJobIn = SlurmJobIn()
 
 
@@ -164,6 +173,8 @@ class ProjectSettings(Strict):
     allow_resolvers: list[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.\-]*$")]] = []
     tenants: list[TenantIn] = []
     logs: LogsIn = LogsIn()
+    # the MLflow UI's address reviewers open (links in `expctl report`): http(s), no credentials in it
+    ui_url: Annotated[str, Field(pattern=UI_URL, max_length=2048)] | None = None
     data_root: Text | None = None  # where relative dataset sources are (relative to the repo, absolute, or a URL)
 
     def tenant_for(self, source_file: str) -> TenantIn | None:

@@ -102,7 +102,10 @@ class BackendSettings(Strict):
 
 
 # what each pattern means, for the one-line error of a value that does not match it
+UI_URL = r"^https?://[^\s@/]+(/\S*)?$"  # a web address people open: http(s), no user:password@
+
 PATTERN_HINTS = {
+    UI_URL: "an http(s) address without credentials, such as https://mlflow.example.com",
     LABEL: "a lowercase RFC 1123 label (a-z, 0-9 and '-', at most 63 characters)",
     SUBDOMAIN: "a lowercase Kubernetes object name (a-z, 0-9, '-' and '.')",
     QUANTITY: "a Kubernetes quantity such as 500m, 2, 4Gi",

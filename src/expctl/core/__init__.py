@@ -8,6 +8,8 @@ reading files only through ``bounded`` and ``planfile``.
   ``gate``: the validation gate's decision and promotion rules.
 - ``audit``: the audit record of one apply; ``jobenv``: every variable a job gets, on every backend.
 - ``views``: human / JSON / Markdown renderings of a plan; ``planfile``: a saved plan read back.
+- ``report``: a commit's results as data and its judgements (best run, deltas); ``report_render``: them as
+  bounded, escaped Markdown, one HTML page, or JSON.
 - ``errors``: the error hierarchy (one line each); ``sanitize``: values made safe to print, credentials
   hidden; ``safe_json``: JSON expctl did not just write, read defensively; ``bounded``: the one reader of a file
   expctl did not just write (a regular file only, bounded in size, lines streamed).

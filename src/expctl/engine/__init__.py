@@ -14,6 +14,9 @@
   next cancel or apply: recorded exactly once.
 - ``identity``: who acts (the commit author, the CI actor, the local user).
 - ``ui_server``: ``expctl ui``'s MLflow server child process.
+- ``report``: ``expctl report``'s collection (desired runs at the commit and its parent ⋈ observed ⋈ tracked
+  metrics, champion, kept logs); ``report_plots``: its plots (the only matplotlib importer);
+  ``github_publish``: the report as a kept comment and a commit status (the only PyGithub importer).
 
 Imports everything below it (backends, tracking, config, data, core); the CLI is its only importer.
 """

@@ -6,20 +6,23 @@ phases, and keep the audit trail (one record per apply).
 
 * ``Settles``: it takes runs nothing will change any more out of its view's search (plans cost the open runs);
 * ``LogStore``: it keeps finished runs' logs, read once their jobs are gone (``engine/logs``);
-* ``CheckpointRecords``: it knows attempts' checkpoints, so a retry resumes (``engine/resume``).
+* ``CheckpointRecords``: it knows attempts' checkpoints, so a retry resumes (``engine/resume``);
+* ``ReportsResults``: it reads runs' metrics, histories and champions back (``engine/report``).
 
-``MlflowStore`` has all three. ``tests/contract/tracker_suite.py`` is what a tracker must pass.
+``MlflowStore`` has all four. ``tests/contract/tracker_suite.py`` is what a tracker must pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from expctl.core.audit import AuditRecord
 from expctl.core.errors import TrackingError
 from expctl.core.model import Checkpoint, ObservedRun, ResumeFrom, RunSpec, TrackingRef
+from expctl.core.report import Reference, TrackedRun
 
 
 class TrackerUnavailable(TrackingError):
@@ -131,4 +134,29 @@ class CheckpointRecords(Protocol):
 
     def record_resume(self, run_id: str, resume: ResumeFrom) -> None:
         """Tag the new attempt's run with what it resumed from (idempotent)."""
+        ...
+
+
+@runtime_checkable
+class ReportsResults(Protocol):
+    """A tracker that reads results back for ``expctl report`` (MlflowStore does: ``tracking/mlflow/results``)."""
+
+    def experiment_runs(self, experiment: str) -> list[TrackedRun]:
+        """Every run recorded for ``experiment`` (every commit, every attempt, sweep parents included)."""
+        ...
+
+    def metric_history(self, run_id: str, metric: str) -> list[tuple[int, float]]:
+        """``(step, value)`` of one metric of one run, finite values, in step order."""
+        ...
+
+    def champion(self, model: str, alias: str, metric: str) -> Reference | None:
+        """The holder of ``model@alias`` and its value of ``metric`` (None: no holder)."""
+        ...
+
+    def promotion(self, model_version: str) -> str:
+        """What promotion did with a registered version ``name/version``, in a few words."""
+        ...
+
+    def log_report_files(self, run_id: str, files: Sequence[Path], artifact_path: str = "expctl-report") -> None:
+        """Log the report's files (plots) as artifacts of a run."""
         ...

@@ -4,7 +4,8 @@
   ledger's bookkeeping (``touched``, ``from_ledger``), as a typed public API (``MlflowSession``).
 - Features, each taking a session and importing no other feature (except ``sync`` → ``promote``):
   ``runs`` (find-or-create), ``audit``, ``ledger`` (settled runs), ``sync`` (phases → status, the gate),
-  ``promote`` (registry and aliases), ``lineage``, ``logs`` (kept logs), ``checkpoints``, ``datasets``
+  ``promote`` (registry and aliases), ``lineage``, ``logs`` (kept logs), ``checkpoints``, ``results``
+  (what ``expctl report`` reads), ``datasets``
   (dataset inputs), ``ui`` (what the UI shows).
 - ``store``: ``MlflowStore``, the facade: the ``Tracker`` methods, composed from the features.
 - Pure helpers: ``tags`` (the MLflow value codec: tags, params, statuses, limits), ``ledger_codec``,

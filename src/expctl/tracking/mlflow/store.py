@@ -25,8 +25,9 @@ from typing import Any
 from expctl.core.audit import AuditRecord
 from expctl.core.gate import GateResult
 from expctl.core.model import ObservedRun, RunSpec, TrackingRef, ValidationGate
+from expctl.core.report import Reference, TrackedRun
 from expctl.tracking.base import TrackerView
-from expctl.tracking.mlflow import audit, ledger, promote, runs, session, ui
+from expctl.tracking.mlflow import audit, ledger, promote, results, runs, session, ui
 from expctl.tracking.mlflow import lineage as lineages
 from expctl.tracking.mlflow import sync as syncing
 from expctl.tracking.mlflow import tags as g
@@ -140,3 +141,20 @@ class MlflowStore(KeptLogs, Checkpoints, MlflowSession):
         """Everything the registered version ``ref`` (``MODEL@ALIAS`` or ``MODEL/VERSION``) came from
         (``lineage``)."""
         return lineages.lineage(self, ref)
+
+    # -- reads for ``expctl report`` (``results``) ---------------------------------------------------------
+
+    def experiment_runs(self, experiment: str) -> list[TrackedRun]:
+        return results.experiment_runs(self, experiment)
+
+    def metric_history(self, run_id: str, metric: str) -> list[tuple[int, float]]:
+        return results.history(self, run_id, metric)
+
+    def champion(self, model: str, alias: str, metric: str) -> Reference | None:
+        return results.champion(self, model, alias, metric)
+
+    def promotion(self, model_version: str) -> str:
+        return results.promotion(self, model_version)
+
+    def log_report_files(self, run_id: str, files: Sequence[Path], artifact_path: str = "expctl-report") -> None:
+        results.log_files(self, run_id, files, artifact_path)
