@@ -49,7 +49,8 @@ def run_state(name: str, **changes: object) -> local_state.RunState:
     return local_state.RunState(**fields)  # type: ignore[arg-type]
 
 
-LOCK_FILES = (".lock", "local.epoch")  # a lock, and the mark its last holder left (backends/local/table.py)
+# a lock, who holds it (backends/locks.py), the mark its last holder left (backends/local/table.py)
+LOCK_FILES = (".lock", ".lock.holder", "local.epoch")
 
 
 def tree(path: Path) -> dict[str, int]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from expctl.core import bounded
+from expctl.core.bounded import read_text
 from expctl.core.errors import BackendError, ExpctlError, LockError
 
 
@@ -85,9 +86,9 @@ QUIET_WAIT_SECONDS = 0.5  # a state lock taken within this is not news; longer, 
 def _holder(path: str) -> str:
     """Who holds a state lock, as its holder noted it (``<lock>.holder``: pid and since when)."""
     try:
-        text = Path(path + ".holder").read_text()[:200].split()
+        text = read_text(path + ".holder", 200, "lock holder", errors="replace").split()
         pid, since = int(text[0]), float(text[1])
-    except (OSError, ValueError, IndexError):
+    except (OSError, ExpctlError, ValueError, IndexError):
         return "another expctl"
     return f"pid {pid} (since {time.strftime('%H:%M:%S', time.localtime(since))})"
 
