@@ -7,11 +7,13 @@ A small scikit-learn training job (fast: no torch) trains on exactly its manifes
 model with ``mlflow.sklearn`` and lies about itself (``accuracy`` and even ``validation.accuracy`` of 0.999).
 expctl's validation job evaluates the logged model on the held-out ``test`` split and decides the gate; the
 promotion rule moves ``champion`` only to a strictly better version, and records both outcomes on the versions.
+``expctl report`` judges each change against the champion it challenged, as the registry recorded it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -245,5 +247,78 @@ def test_a_sweeps_alias_goes_to_its_best_point_and_wait_replaces_the_validation_
         assert holder.version in new  # the old sweep's best is not one of the current points
         assert float(holder.tags["expctl.metric.validation.accuracy"]) == max(
             float(four[v].tags["expctl.metric.validation.accuracy"]) for v in new)
+    finally:
+        e2e.stop_jobs(repo.path)
+
+
+def report(repo: GitRepo, uri: str, *args: str) -> str:
+    done = e2e.expctl(repo.path, "report", *args, tracking_uri=uri)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def vs_champion(text: str) -> tuple[str, str, str]:
+    """The Markdown's champion line: its label (a link to the model's page in the MLflow UI), value and delta."""
+    (line,) = [line for line in text.splitlines() if line.startswith("- vs champion: ")]
+    found = re.fullmatch(r"- vs champion: \[(.+)\]\((\S+)\) (\S+) → \*\*(\S+)\*\*", line)
+    assert found is not None, line
+    assert found[2].startswith("http://127.0.0.1:") and "/models/champ_%3Cb%3Epts%7C%2Av%2A?" in found[2], line
+    return found[1], found[3], found[4]
+
+
+def test_the_report_judges_a_change_against_the_champion_it_challenged(
+        tmp_path: Path, mlflow_server: MlflowServer) -> None:
+    """Issue 23's champion comparison on a real registry: a constant guess is the champion, a change to a better
+    model takes the alias (compared with the version it replaced, not with itself), a change back is kept out
+    (compared with the holder, a negative delta). The model's name carries Markdown and HTML: escaped."""
+    uri, model = mlflow_server.uri, "champ_<b>pts|*v*"
+    repo = minimal_repo(tmp_path / "repo", {
+        "conf/data/points.yaml": DATA, "conf/model/good.yaml": "name: good\n", "conf/model/guess.yaml":
+        "name: guess\n", "code/train_sk.py": jobs.source("train_sk"), ".gitignore": ".expctl/\n/points/\n",
+        "expctl.yaml": "code_paths: [code]\nlocal:\n  parallelism: 2\n"})
+    write_points(repo.path)
+    name, escaped = "champ-pts", r"champ\_&lt;b&gt;pts\|\*v\*"
+    try:
+        apply(repo, uri, "a guess", {f"experiments/{name}.yaml": experiment("guess", model, 0.3)})
+        assert champion(uri, model) == "1"
+        guess = float(versions(uri, model)["1"].tags["expctl.metric.validation.accuracy"])
+
+        # a better model: promoted, and judged against the champion it replaced
+        apply(repo, uri, "the better model", {f"experiments/{name}.yaml": experiment("good", model, 0.3)})
+        assert champion(uri, model) == "2"
+        two = versions(uri, model)["2"]
+        good = float(two.tags["expctl.metric.validation.accuracy"])
+        assert good > guess and two.tags["expctl.promotion.outcome"] == "promoted"
+        (exp,) = json.loads(report(repo, uri, "-o", "json"))["experiments"]
+        assert exp["experiment"] == name and exp["gate_metric"] == "validation.accuracy"
+        assert exp["best_value"] == good and exp["champion"]["value"] == guess
+        assert exp["champion"]["label"].startswith(f"{model}@champion (v1")
+        assert exp["delta_champion"] == pytest.approx(good - guess) and exp["delta_champion"] > 0
+        (run,) = exp["runs"]
+        assert run["gate"] == "passed" and run["mlflow_run_id"] == two.run_id
+        assert run["promotion"].startswith(f"{model} v2: promoted (promoted to champion: ")
+        text = report(repo, uri)
+        assert "- gate: 1 passed, 0 failed; " + escaped + " v2: promoted (promoted to champion: " in text
+        assert vs_champion(text) == (f"{escaped}@champion (v1, replaced by this commit's v2)", f"{guess:.3f}",
+                                     f"+{good - guess:.3f}")
+        assert "<b>" not in text and model not in text
+
+        # back to the guess: registered, kept out; judged against the holder
+        apply(repo, uri, "the guess again", {f"experiments/{name}.yaml": experiment("guess", model, 0.3, seed=1)})
+        assert champion(uri, model) == "2"
+        three = versions(uri, model)["3"]
+        assert three.tags["expctl.promotion.outcome"] == "kept"
+        worse = float(three.tags["expctl.metric.validation.accuracy"])
+        (exp,) = json.loads(report(repo, uri, "-o", "json"))["experiments"]
+        assert exp["champion"]["label"] == f"{model}@champion (v2)" and exp["champion"]["value"] == good
+        assert exp["best_value"] == worse and exp["delta_champion"] == pytest.approx(worse - good)
+        assert exp["delta_champion"] < 0
+        assert exp["parent"]["value"] == good and exp["delta_parent"] == pytest.approx(worse - good)
+        (run,) = exp["runs"]
+        assert run["gate"] == "passed" and run["promotion"].startswith(f"{model} v3: kept (not promoted to champion: ")
+        text = report(repo, uri)
+        assert vs_champion(text) == (f"{escaped}@champion (v2)", f"{good:.3f}", f"-{good - worse:.3f}")
+        assert "- gate: 1 passed, 0 failed; " + escaped + " v3: kept (not promoted to champion: " in text
+        assert "<b>" not in text and model not in text
     finally:
         e2e.stop_jobs(repo.path)

@@ -37,6 +37,17 @@ def test_best_run_deltas_and_status_line() -> None:
     assert values["c"] is None and values["d"] is None and data["experiments"][0]["best"] == "b"
 
 
+def test_a_champion_without_a_value_says_why() -> None:
+    why = "this commit's v1 holds it and replaced no version that held it"
+    exp = experiment_report("e", "val_accuracy", "max", [], [run("a", 0.8)],
+                            champion=Reference("m_*@champion (v1)", None, why_not=why + " <b>"))
+    text = render.markdown(Report("c" * 40, None, (exp,)))
+    assert f"- vs champion: m\\_\\*@champion (v1) — {why} &lt;b&gt;\n" in text
+    plain = render.markdown(Report("c" * 40, None, (experiment_report(
+        "e", "val_accuracy", "max", [], [run("a", 0.8)], champion=Reference("m@champion (v1)", None)),)))
+    assert "- vs champion: m@champion (v1) — no value of the gate metric\n" in plain
+
+
 def test_min_mode_and_no_metrics_at_all() -> None:
     exp = experiment_report("x", "loss", "min", [], [run("a", None), run("b", None)])
     assert exp.best is None

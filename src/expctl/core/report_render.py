@@ -94,7 +94,8 @@ def _reference(label: str, ref: Reference | None, best: float | None) -> str | N
         return f"{label}: {md_text(one_line(ref.label, CELL))} — {md_text(one_line(ref.why_not, CELL))}"
     shown = _link(md_text(one_line(ref.label, CELL)), ref.url)
     if ref.value is None:
-        return f"{label}: {shown} — no value of the gate metric"
+        why = md_text(one_line(ref.why_not, CELL)) if ref.why_not else "no value of the gate metric"
+        return f"{label}: {shown} — {why}"
     return f"{label}: {shown} {number(ref.value)} → **{signed(delta(best, ref))}**"
 
 

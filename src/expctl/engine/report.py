@@ -184,8 +184,9 @@ def _experiment(ws_ui: str | None, desired: Desired, parent: Desired | None, nam
         rows = _enrich(rows, results, by_id)
     champion = None
     if gate and gate.register_as and results is not None:
+        mine = {r.run_id for r in rows if r.run_id}  # holding the alias, one of these is compared with its forerunner
         champion = results.champion(gate.register_as, gate.promote_alias or gate.alias or "champion",
-                                    gate.gate_metric)
+                                    gate.gate_metric, mine)
         if champion is not None and ws_ui:
             champion = Reference(champion.label, champion.value, champion.readable, champion.why_not,
                                  links.model_url(ws_ui, gate.register_as))

@@ -14,7 +14,7 @@ phases, and keep the audit trail (one record per apply).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -149,8 +149,9 @@ class ReportsResults(Protocol):
         """``(step, value)`` of one metric of one run, finite values, in step order."""
         ...
 
-    def champion(self, model: str, alias: str, metric: str) -> Reference | None:
-        """The holder of ``model@alias`` and its value of ``metric`` (None: no holder)."""
+    def champion(self, model: str, alias: str, metric: str, mine: Collection[str] = ()) -> Reference | None:
+        """The holder of ``model@alias`` and its value of ``metric`` (None: no holder); when the holder's run is
+        one of ``mine`` (the commit's own runs), the version it took the alias from."""
         ...
 
     def promotion(self, model_version: str) -> str:

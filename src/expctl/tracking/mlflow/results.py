@@ -2,20 +2,24 @@
 champion of a model, and the report's plots logged as artifacts of a sweep's parent run.
 
 A feature on the session (imports no other feature). Reads are bounded: one paginated search per experiment,
-one request per history or registry read. A champion whose version or run cannot be read (another team's
-workspace, deleted, no permission) is a ``Reference`` that says so, never an error.
+one request per history or registry read (and one search of the newest versions when the commit's own version
+holds the alias: the report compares with the version it replaced). A champion whose version or run cannot be
+read (another team's workspace, deleted, no permission) is a ``Reference`` that says so, never an error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 from expctl.core import safe_json
 from expctl.core.errors import TrackingError
 from expctl.core.report import Reference, TrackedRun, finite
+from expctl.tracking.mlflow import tags as g
 from expctl.tracking.mlflow.session import MlflowSession
+
+CHALLENGERS = 200  # the newest versions of a model searched for the one this commit's version replaced
 
 
 def _tracked(run: Any) -> TrackedRun:
@@ -52,8 +56,11 @@ def history(session: MlflowSession, run_id: str, metric: str) -> list[tuple[int,
     return sorted(out)
 
 
-def champion(session: MlflowSession, model: str, alias: str, metric: str) -> Reference | None:
-    """The holder of ``model@alias`` and its gate metric; None when the alias has no holder."""
+def champion(session: MlflowSession, model: str, alias: str, metric: str,
+             mine: Collection[str] = ()) -> Reference | None:
+    """The holder of ``model@alias`` and its gate metric; None when the alias has no holder. When the holder's
+    run is one of ``mine`` (the commit's own runs: it was just promoted), the version it took the alias from
+    (its ``expctl.challenge.v<holder>`` tag says so): the champion the change challenged, not itself."""
     label = f"{model}@{alias}"
     try:
         with session.calling(f"read {label}"):
@@ -63,7 +70,32 @@ def champion(session: MlflowSession, model: str, alias: str, metric: str) -> Ref
         if "RESOURCE_DOES_NOT_EXIST" in text or "not found" in text.lower() or "INVALID_PARAMETER" in text:
             return None
         return Reference(label, None, readable=False, why_not="not readable from here (permission or workspace)")
-    label = f"{label} (v{version.version})"
+    if version.run_id and str(version.run_id) in set(mine):
+        return _replaced(session, label, str(version.version), metric)
+    return _value(session, f"{label} (v{version.version})", version, metric)
+
+
+def _replaced(session: MlflowSession, label: str, holder: str, metric: str) -> Reference:
+    """The version that held the alias before this commit's ``holder`` took it (newest versions read first)."""
+    key = f"expctl.challenge.v{holder}"
+    try:
+        with session.calling(f"read the versions of {label}"):
+            found = session.client.search_model_versions(
+                f"name = {g.quoted(label.rpartition('@')[0])}", max_results=CHALLENGERS,
+                order_by=["version_number DESC"])
+    except TrackingError:
+        return Reference(f"{label} (v{holder})", None, why_not=f"this commit's v{holder} holds it; the versions "
+                         "before it are not readable from here")
+    for version in found:
+        if (version.tags or {}).get(key, "").startswith("lost "):
+            return _value(session, f"{label} (v{version.version}, replaced by this commit's v{holder})", version,
+                          metric)
+    return Reference(f"{label} (v{holder})", None,
+                     why_not=f"this commit's v{holder} holds it and replaced no version that held it")
+
+
+def _value(session: MlflowSession, label: str, version: Any, metric: str) -> Reference:
+    """A version's gate metric as recorded when it was registered, else its run's."""
     recorded = (version.tags or {}).get(f"expctl.metric.{metric}")
     if recorded is not None:
         try:

@@ -18,7 +18,7 @@ imports this module.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,8 +150,8 @@ class MlflowStore(KeptLogs, Checkpoints, MlflowSession):
     def metric_history(self, run_id: str, metric: str) -> list[tuple[int, float]]:
         return results.history(self, run_id, metric)
 
-    def champion(self, model: str, alias: str, metric: str) -> Reference | None:
-        return results.champion(self, model, alias, metric)
+    def champion(self, model: str, alias: str, metric: str, mine: Collection[str] = ()) -> Reference | None:
+        return results.champion(self, model, alias, metric, mine)
 
     def promotion(self, model_version: str) -> str:
         return results.promotion(self, model_version)
