@@ -22,7 +22,8 @@ JOB = BASE + "expctl:\n  kind: PyTorchJob\n  command: [python, -c, pass]\n"
 @pytest.mark.parametrize("url", [f"https://ci:{SECRET}@git.example.com/acme/vision.git",
                                  f"https://{SECRET}@git.example.com/acme/vision.git",
                                  f"ssh://git:{SECRET}@git.example.com/acme/vision.git",
-                                 f"https://git.example.com/acme/vision.git?access_token={SECRET}"])
+                                 f"https://git.example.com/acme/vision.git?access_token={SECRET}"],
+                         ids=["user-and-token", "token-as-user", "ssh-password", "access-token-query"])
 def test_a_credential_in_the_clone_url_is_refused_and_never_shown(tmp_path: Path, url: str) -> None:
     """``kubernetes.repo_url: https://ci:<token>@host/repo.git`` went into every manifest (the git-sync init
     container's ``EXPCTL_GIT_REPO``, echoed in its log too): refused, one line, the token not quoted."""
