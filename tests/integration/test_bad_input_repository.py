@@ -62,6 +62,9 @@ def embedded_store(directory: bool) -> Callable[[GitRepo], None]:
 
 
 CASES = [
+    Case("expctl.yaml code path missing, several experiments",
+         {"expctl.yaml": "code_paths: [nosuch]\n", "experiments/a.yaml": BASE, "experiments/b.yaml": BASE},
+         expected="expctl.yaml: code_paths: 'nosuch' does not exist at commit"),
     Case("expctl.yaml absolute code path", {"expctl.yaml": "code_paths: [code, /etc]\n"},
          expected="expctl.yaml: code_paths.1: value error, must be a path inside the repository, relative to its "
                   "root (got '/etc')"),

@@ -115,8 +115,8 @@ def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
                 errors.append(exc)
     errors.extend(duplicate_names(desired.runs))
     errors.extend(backend_registry.run_errors(desired.runs, settings))
-    if errors:
-        raise ConfigErrors(errors)
+    if errors:  # a project-wide error (expctl.yaml's code_paths) is found once per experiment: say it once
+        raise ConfigErrors(list({str(e): e for e in errors}.values()))
     data.commit()  # manifests and the hash cache: written only when every declaration materialized
     desired.timings["compose"] = time.perf_counter() - t0
     return desired
