@@ -73,24 +73,25 @@ def _mine(comment: Any, marker: str) -> bool:
     return marker in (comment.body or "") and user is not None and user.type == "Bot"
 
 
-def upsert_pr_comment(target: Target, number: int, marker: str, body: str) -> str:
-    """The pull request's comment carrying ``marker``, edited to ``body`` (created when there is none)."""
-    issue = _client(target).get_repo(target.repository).get_issue(number)
-    for comment in issue.get_comments():
+def _upsert(comments: Any, create: Any, marker: str, body: str) -> str:
+    """The first of ``comments`` that is ours (``marker``, written by a bot) edited to ``body``, else a new one."""
+    for comment in comments:
         if _mine(comment, marker):
             comment.edit(body)
             return str(comment.html_url)
-    return str(issue.create_comment(body).html_url)
+    return str(create(body).html_url)
+
+
+def upsert_pr_comment(target: Target, number: int, marker: str, body: str) -> str:
+    """The pull request's comment carrying ``marker``, edited to ``body`` (created when there is none)."""
+    issue = _client(target).get_repo(target.repository).get_issue(number)
+    return _upsert(issue.get_comments(), issue.create_comment, marker, body)
 
 
 def upsert_commit_comment(target: Target, sha: str, marker: str, body: str) -> str:
     """The commit's comment carrying ``marker``, edited to ``body`` (created when there is none)."""
     commit = _client(target).get_repo(target.repository).get_commit(sha)
-    for comment in commit.get_comments():
-        if _mine(comment, marker):
-            comment.edit(body)
-            return str(comment.html_url)
-    return str(commit.create_comment(body).html_url)
+    return _upsert(commit.get_comments(), commit.create_comment, marker, body)
 
 
 def set_status(target: Target, sha: str, state: str, description: str, url: str | None = None) -> None:
