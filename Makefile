@@ -53,8 +53,10 @@ test: $(STAMP) kube-apiserver
 bench: $(STAMP)
 	$(BIN)/python benchmarks/plan_scale.py
 
+# `make bench-apply TRACKER=postgresql` (or sqlite, the default): the tracking server's store
+TRACKER ?= sqlite
 bench-apply: $(STAMP) kube-apiserver
-	$(BIN)/python benchmarks/apply_scale.py
+	$(BIN)/python benchmarks/apply_scale.py --tracker $(TRACKER)
 
 bench-data: $(STAMP)
 	$(BIN)/python benchmarks/dataset_manifest.py

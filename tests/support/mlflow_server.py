@@ -1,4 +1,5 @@
-"""Start and stop a real ``mlflow server`` (sqlite backend store, proxied artifacts) for tests."""
+"""Start and stop a real ``mlflow server`` (sqlite backend store by default, or any SQLAlchemy URI such as
+``tests/support/postgres.py``'s; proxied artifacts) for tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -23,8 +24,12 @@ def free_port() -> int:
 class MlflowServer:
     """``mlflow server`` on 127.0.0.1:<free port>, waited on through ``/health``."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, backend_store_uri: str | None = None, workers: int = 1,
+                 env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
+        self.backend_store_uri = backend_store_uri or f"sqlite:///{workdir / 'mlflow.db'}"
+        self.workers = workers
+        self.env = env or {}
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -36,12 +41,12 @@ class MlflowServer:
         artifacts.mkdir(parents=True, exist_ok=True)
         cmd = [
             str(mlflow_bin), "server",
-            "--backend-store-uri", f"sqlite:///{self.workdir / 'mlflow.db'}",
+            "--backend-store-uri", self.backend_store_uri,
             "--default-artifact-root", "mlflow-artifacts:/",
             "--artifacts-destination", str(artifacts),
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+            "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
         ]
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **self.env}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                          start_new_session=True)
