@@ -10,10 +10,28 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPCTL = [sys.executable, "-m", "expctl"]
+TIMES: dict[str, float] = {}  # the wall seconds of each phase, printed at the end
+
+
+def timed(phase: str, *args: str) -> int:
+    started = time.perf_counter()
+    code = step(*args)
+    TIMES[phase] = TIMES.get(phase, 0.0) + time.perf_counter() - started
+    return code
+
+
+def install_seconds() -> str:
+    """The seconds `make` spent installing (written into the venv's stamp), or why they are not known."""
+    stamp = Path(sys.prefix) / ".installed"
+    try:
+        return f"{int(stamp.read_text().strip())} s"
+    except (OSError, ValueError):
+        return "not recorded (installed before the stamp held it)"
 
 
 def step(title: str, *args: str, check: bool = True) -> int:
@@ -43,15 +61,22 @@ def registered_models() -> None:
 
 def main() -> None:
     os.environ.pop("MLFLOW_TRACKING_URI", None)  # the demo is the embedded default
-    step("compose every experiment", "validate")
-    step("what would happen, and why", "plan", "--detailed-exitcode")
-    step("launch, then follow the runs to the end", "apply", "-y", "--wait", "--timeout", "900")
+    started = time.perf_counter()
+    timed("validate and plan", "compose every experiment", "validate")
+    timed("validate and plan", "what would happen, and why", "plan", "--detailed-exitcode")
+    timed("first apply (launch)", "launch every run", "apply", "-y")
+    timed("training (apply --wait)", "follow the runs to the end", "apply", "-y", "--wait", "--timeout", "900")
     step("a squeue-like table", "status")
     step("nothing left to do", "plan")
     registered_models()
     import demo_data
 
+    data_started = time.perf_counter()
     demo_data.main()
+    TIMES["data flow (second part)"] = time.perf_counter() - data_started
+    print(f"\nWhere the time went: install {install_seconds()}; "
+          + "; ".join(f"{phase} {seconds:.1f} s" for phase, seconds in TIMES.items())
+          + f"; the demo in all {time.perf_counter() - started:.1f} s")
     print("\nOpen the MLflow UI to compare runs:  .venv/bin/expctl ui --open   (it prints the training-runs address)")
 
 
