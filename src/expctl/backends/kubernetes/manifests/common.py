@@ -74,8 +74,9 @@ def kube_settings(settings: Settings) -> KubeSettings:
 
 
 def namespaces(settings: Settings) -> list[str]:
-    """Every namespace a project may write to: the default one and each tenant's."""
-    return sorted({kubernetes_settings(settings).namespace, *(t.namespace for t in settings.tenants)})
+    """Every namespace a project may write to: the default one, each tenant's and each team's."""
+    teams = {t.kubernetes.namespace for t in settings.teams if t.kubernetes}
+    return sorted({kubernetes_settings(settings).namespace, *(t.namespace for t in settings.tenants), *teams})
 
 
 def namespace_of(launch: Launch, settings: KubeSettings) -> str:
