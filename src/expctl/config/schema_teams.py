@@ -68,6 +68,12 @@ def team_for(teams: Sequence[TeamIn], source_file: str) -> TeamIn | None:
     return next((t for t in teams if t.owns(source_file)), None)
 
 
+def team_of_experiment(teams: Sequence[TeamIn], experiment: str) -> str | None:
+    """The name of the team owning experiment ``experiment`` (its file ``experiments/<experiment>.yaml``)."""
+    found = team_for(teams, f"experiments/{experiment}.yaml") or team_for(teams, f"experiments/{experiment}.yml")
+    return found.name if found else None
+
+
 def check_teams(teams: Sequence[TeamIn], file: str, *, tenants: bool) -> None:
     """The checks across teams; raises one ConfigError naming ``file`` and the key.
 

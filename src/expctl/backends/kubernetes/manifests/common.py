@@ -25,6 +25,7 @@ MANAGED_BY = "expctl.io/managed-by"
 MANAGER = "expctl"
 EXPERIMENT = "expctl.io/experiment"
 RUN_KEY = "expctl.io/run-key"
+TEAM = "expctl.io/team"  # the team owning the run (expctl.yaml's teams:), set only when teams are declared
 SPEC_HASH = "expctl.io/spec-hash"
 GIT_COMMIT = "expctl.io/git-commit"
 OVERRIDES = "expctl.io/overrides"
@@ -97,6 +98,8 @@ def identity_labels(launch: Launch, settings: KubeSettings) -> dict[str, str]:
             RUN_KEY: launch.spec.run_key[:63],
         }
     )
+    if launch.spec.job.team:
+        out[TEAM] = launch.spec.job.team
     if launch.spec.job.scheduling.queue:
         out[KUEUE_QUEUE] = launch.spec.job.scheduling.queue
     return out
