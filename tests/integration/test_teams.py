@@ -102,3 +102,25 @@ def test_status_history_and_cancel_by_team(project: tuple[GitRepo, Path]) -> Non
     assert {r["state"] for r in status("--team", "vision")} == {"Cancelled"}
     latest = json.loads(expctl(repo, "history", "--team", "vision", "--limit", "3", "-o", "json").stdout)
     assert [(e["action"], e["team"]) for e in latest] == [("cancel", "vision")] * 3
+
+
+def test_codeowners_follow_the_teams_and_validate_refuses_a_hand_edit(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    for rel, text in {".gitignore": ".expctl/\n", "expctl.yaml": TEAMS.replace('["@alice"]', '["@alice", "@org/cv"]'),
+                      "code/job.py": "", "conf/config.yaml": CONFIG,
+                      "experiments/vision/resnet.yaml": "defaults:\n  - config\n  - _self_\n",
+                      "experiments/nlp/bert.yaml": "defaults:\n  - config\n  - _self_\n"}.items():
+        repo.write(rel, text)
+    repo.commit("two teams")
+    assert expctl(repo, "teams", "codeowners").stdout == "wrote .github/CODEOWNERS: commit it with expctl.yaml\n"
+    written = (repo.path / ".github/CODEOWNERS").read_text()
+    assert written.splitlines()[1:] == ["# team vision", "/experiments/vision/ @alice @org/cv", "# team nlp",
+                                        "/experiments/nlp/ @bob"]
+    assert expctl(repo, "teams", "codeowners").stdout == ".github/CODEOWNERS is up to date\n"
+    repo.commit("CODEOWNERS from the teams")
+    expctl(repo, "validate")
+    repo.write(".github/CODEOWNERS", written + "/experiments/nlp/ @mallory\n")
+    repo.commit("a hand edit")
+    refused = expctl(repo, "validate", code=1)
+    assert refused.stderr == ("error: .github/CODEOWNERS: does not match expctl.yaml's teams (edited by hand, or the "
+                              "teams changed): run `expctl teams codeowners` and commit it\n")
