@@ -1,5 +1,5 @@
 """The backend seam seen from the CLI: a kind the selected backend cannot run, an unknown backend, Slurm
-tenancy — one line naming file and key, exit 1, nothing written (real git, a real ``expctl`` process)."""
+teams — one line naming file and key, exit 1, nothing written (real git, a real ``expctl`` process)."""
 
 from __future__ import annotations
 
@@ -29,10 +29,10 @@ CASES: list[tuple[str, dict[str, str], list[str], str]] = [
      "experiments/e.yaml: expctl.kind: kind 'local' does not run on the kubernetes backend"),
     ("unknown backend in expctl.yaml", {"expctl.yaml": "backend: slrum\n"}, [],
      "expctl.yaml: backend: input should be 'local', 'kubernetes' or 'slurm' (got 'slrum')"),
-    ("account outside the Slurm tenant",
-     {"expctl.yaml": "slurm:\n  tenants:\n    - {path: experiments/team-a, account: team-a}\n",
+    ("account of another team",
+     {"expctl.yaml": "teams:\n  - {name: a, paths: [experiments], slurm: {account: team-a}}\n",
       "experiments/team-a/e.yaml": BASE + "expctl:\n  slurm:\n    account: team-b\n"}, [],
-     "experiments/team-a/e.yaml: expctl.slurm.account: account 'team-b' is outside this tenant's account 'team-a'"),
+     "experiments/team-a/e.yaml: expctl.slurm.account: account 'team-b' is not team a's account 'team-a'"),
 ]
 
 

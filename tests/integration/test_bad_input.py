@@ -304,10 +304,12 @@ CASES = [
          expected="experiments/e.yaml: expctl.namespace: must be a lowercase RFC 1123 label"),
     Case("namespace not allowed", {"experiments/e.yaml": block("  namespace: elsewhere\n")},
          expected="experiments/e.yaml: expctl.namespace: namespace 'elsewhere' is not one expctl may write to"),
-    Case("namespace outside the tenant",
-         {"expctl.yaml": "code_paths: [code]\ntenants:\n  - {path: experiments/team-a, namespace: team-a}\n",
+    Case("namespace of another team",
+         {"expctl.yaml": "code_paths: [code]\nteams:\n  - {name: a, paths: [experiments/team-a], kubernetes: "
+                         "{namespace: team-a}}\n  - {name: b, paths: [experiments/good.yaml, experiments/e.yaml], "
+                         "kubernetes: {namespace: team-b}}\n",
           "experiments/team-a/e.yaml": block("  namespace: team-b\n")},
-         expected="experiments/team-a/e.yaml: expctl.namespace: namespace 'team-b' is outside this tenant's"),
+         expected="experiments/team-a/e.yaml: expctl.namespace: namespace 'team-b' is not team a's namespace"),
     Case("float timeout", {"experiments/e.yaml": block("  timeout: 1.5\n")},
          expected="experiments/e.yaml: expctl.timeout: input should be a valid integer (got 1.5)"),
     Case("timeout past int32", {"experiments/e.yaml": block("  timeout: 100000000000000000000\n")},

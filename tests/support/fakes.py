@@ -132,8 +132,10 @@ class FakeTracker:
     def record_audit(self, entry: dict[str, Any]) -> None:
         self.audit.append(entry)
 
-    def audit_entries(self, experiment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        return [e for e in reversed(self.audit) if experiment in (None, e["experiment"])][:limit]
+    def audit_entries(self, experiment: str | None = None, limit: int = 50,
+                      team: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in reversed(self.audit) if experiment in (None, e["experiment"])
+                and team in (None, e.get("team"))][:limit]
 
 
 class FakeCheckpointTracker(FakeTracker):

@@ -29,6 +29,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "ui": ("expctl.cli.operate", "ui", "Serve the MLflow UI on the configured store."),
     "lineage": ("expctl.cli.lineage", "lineage", "Where a registered model came from: run, commit, config, data."),
     "report": ("expctl.cli.report", "report", "The results of a commit's experiments: tables, plots, champion."),
+    "teams": ("expctl.cli.teams", "teams", "Teams of expctl.yaml: CODEOWNERS from their paths and members."),
 }
 
 

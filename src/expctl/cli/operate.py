@@ -19,6 +19,7 @@ from expctl.core.sanitize import log_line, one_line
 
 _backend = click.option("--backend", "backend_name", default=None, type=click.Choice(backend_registry.names()),
                         help="Where runs run (default: $EXPCTL_BACKEND, expctl.yaml, else local).")
+_team = click.option("--team", default=None, help="Only the runs of this team's experiments (expctl.yaml's teams:).")
 _json = click.option("--output", "-o", "output", type=click.Choice(["human", "json"]), default="human",
                      show_default=True)
 
@@ -74,15 +75,16 @@ def _table(rows: list[dict[str, object]]) -> list[str]:
               help="Only runs in this state.")
 @click.option("--user", default=None, help="Only runs applied by this user (substring match).")
 @click.option("--all", "show_all", is_flag=True, help="Include runs whose objects are gone (from MLflow).")
+@_team
 @_backend
 @_json
 @click.pass_context
 def status(ctx: click.Context, experiment: str | None, state: str | None, user: str | None, show_all: bool,
-           backend_name: str | None, output: str) -> None:
+           team: str | None, backend_name: str | None, output: str) -> None:
     """A squeue-like table of runs."""
     from expctl.engine.operate import observe_all
 
-    runs = observe_all(workspace(ctx), backend_name, include_gone=show_all)
+    runs = observe_all(workspace(ctx), backend_name, include_gone=show_all, team=team)
     rows = [_row(r) for r in runs
             if experiment in (None, r.experiment)
             and (state is None or r.state.lower() == state.lower())
@@ -99,21 +101,23 @@ def status(ctx: click.Context, experiment: str | None, state: str | None, user: 
 @click.command()
 @click.argument("runs", nargs=-1)
 @click.option("--experiment", default=None, help="Cancel every unfinished run of this experiment (a whole sweep).")
+@_team
 @_backend
 @click.pass_context
-def cancel(ctx: click.Context, runs: tuple[str, ...], experiment: str | None, backend_name: str | None) -> None:
+def cancel(ctx: click.Context, runs: tuple[str, ...], experiment: str | None, team: str | None,
+           backend_name: str | None) -> None:
     """Stop runs; apply will not relaunch them until their spec changes."""
     from rich.console import Console
     from rich.progress import Progress
 
     from expctl.engine.operate import cancel_runs
 
-    if not runs and not experiment:
-        raise ExpctlError("name runs to cancel, or --experiment X")
+    if not runs and not experiment and not team:
+        raise ExpctlError("name runs to cancel, or --experiment X, or --team T")
     with Progress(console=Console(stderr=True), disable=not is_terminal(), transient=True) as bar:
         task = bar.add_task("cancelling", total=None)
         result = cancel_runs(workspace(ctx), backend_name, runs, experiment,
-                             progress=lambda run: bar.advance(task))
+                             progress=lambda run: bar.advance(task), team=team)
     for warning in result.warnings:
         say(f"warning: {warning}")
     for name in result.cancelled:
@@ -207,13 +211,14 @@ def _describe_human(info: dict[str, Any]) -> str:
 @click.option("--experiment", default=None, help="Only changes to this experiment.")
 @click.option("--limit", default=50, type=click.IntRange(min=1), show_default=True,
               help="At most this many entries (newest first).")
+@_team
 @_json
 @click.pass_context
-def history(ctx: click.Context, experiment: str | None, limit: int, output: str) -> None:
+def history(ctx: click.Context, experiment: str | None, limit: int, team: str | None, output: str) -> None:
     """The audit trail: who applied which change to which run, when, from which commit."""
     from expctl.engine.operate import audit_history
 
-    entries = audit_history(workspace(ctx), experiment, limit)
+    entries = audit_history(workspace(ctx), experiment, limit, team)
     if output == "json":
         echo_json(entries)
         return

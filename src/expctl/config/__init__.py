@@ -7,7 +7,10 @@
   a sweep's axes as data, a point's values set on a composition (pure).
 - ``schema``, ``schema_data``, ``schema_types``: strict pydantic models of the ``expctl`` block, the ``data:``
   block and ``expctl.yaml`` (with the backends' own settings blocks, found through the registry).
-- ``job_spec``: a validated block → the domain ``JobSpec``.
+- ``schema_teams``: the ``teams:`` block (paths, members, placement, GPU quota) and its checks across teams;
+  ``codeowners``: ``.github/CODEOWNERS`` from the teams (pure), and validate's check of the committed one.
+- ``job_spec``: a validated block → the domain ``JobSpec``; ``team_placement``: its team's binding placement and
+  GPU limits.
 - ``desired_state``: snapshot → settings → compose → sweep → RunSpecs, every error at once; a backend's own
   checks of the runs come through ``core.backend_registry`` (config imports no backend).
 """

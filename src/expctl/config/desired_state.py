@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from expctl.config import job_spec, safe_yaml, schema, schema_data, source
+from expctl.config import codeowners, job_spec, safe_yaml, schema, schema_data, source
 from expctl.config.compose import Composer
 from expctl.config.prescan import defaults_errors, parse_configs, resolver_errors, searchpath_errors
 from expctl.config.schema import Settings
@@ -96,6 +96,7 @@ def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
         raise ConfigErrors(errors)
     settings = load_settings(files)
     errors = resolver_errors(docs, settings.allow_resolvers) + searchpath_errors(docs) + defaults_errors(docs)
+    errors += codeowners.errors(files, settings.teams)
     if errors:
         raise ConfigErrors(errors)
     names = experiment_files(files)

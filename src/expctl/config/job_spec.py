@@ -1,11 +1,13 @@
-"""The domain ``JobSpec`` of a validated ``expctl`` block: the project's defaults (code paths), the tenant's
-namespace and queue, and Slurm placement (the experiment's, else its tenant's, else ``slurm:``'s)."""
+"""The domain ``JobSpec`` of a validated ``expctl`` block: the project's defaults (code paths), the team's
+placement (``team_placement``) or the (deprecated) tenant's namespace and queue, and Slurm placement (the
+team's, else the experiment's, else its tenant's, else ``slurm:``'s)."""
 
 from __future__ import annotations
 
 from typing import Any, Protocol, cast
 
 from expctl.config.schema import ExpctlBlock, Settings, ValidationIn, scalar_text
+from expctl.config.team_placement import placement
 from expctl.core.errors import ConfigError
 from expctl.core.model import (
     CheckpointPolicy,
@@ -26,6 +28,10 @@ def to_job_spec(block: ExpctlBlock, settings: Settings, source_file: str) -> Job
         raise ConfigError(f"namespace {block.namespace!r} is outside this tenant's namespace {tenant.namespace!r} "
                           f"(experiments under {tenant.path} run in {tenant.namespace})", file=source_file,
                           key="expctl.namespace")
+    team = placement(block, settings, source_file)
+    slurm = _slurm_placement(block, settings, source_file)
+    if team is not None:
+        slurm = {k: v or slurm[k] for k, v in team.slurm.items()}
     res = block.resources
     return JobSpec(
         kind=JobKind(block.kind),
@@ -38,13 +44,13 @@ def to_job_spec(block: ExpctlBlock, settings: Settings, source_file: str) -> Job
         ),
         env=tuple(sorted((k, scalar_text(v)) for k, v in block.env.items())),
         scheduling=Scheduling(
-            queue=block.queue or (tenant.queue if tenant else None),
-            priority_class=block.priority_class,
+            queue=team.queue if team else block.queue or (tenant.queue if tenant else None),
+            priority_class=team.priority_class if team else block.priority_class,
             volcano_queue=block.volcano.queue if block.volcano else None,
             min_available=block.volcano.min_available if block.volcano else None,
             node_selector=tuple(sorted(block.node_selector.items())),
             tolerations=tuple(t.model_dump(exclude_none=True) for t in block.tolerations),
-            **_slurm_placement(block, settings, source_file),
+            **slurm,
         ),
         retries=RetryPolicy(
             max_attempts=block.retries.max_attempts,
@@ -57,13 +63,14 @@ def to_job_spec(block: ExpctlBlock, settings: Settings, source_file: str) -> Job
         ttl_seconds_after_finished=block.ttl_seconds_after_finished,
         validation=_gate(block.validation) if block.validation else None,
         code_paths=tuple(block.code_paths if block.code_paths is not None else settings.code_paths),
-        namespace=block.namespace or (tenant.namespace if tenant else None),
+        namespace=team.namespace if team else block.namespace or (tenant.namespace if tenant else None),
         runtime=block.runtime,
         runtime_kind=block.runtime_kind,
         git_secret=block.git_secret,
         operator_restarts=block.operator_restarts,
         checkpoints=CheckpointPolicy(dir=block.checkpoints.dir,
                                      resume_on=tuple(FailureClass(x) for x in block.checkpoints.resume_on)),
+        team=team.team if team else None,
     )
 
 

@@ -9,11 +9,13 @@ block. Both are written in ``schema_types``' vocabulary, as is each backend's bl
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
+from expctl.config.schema_teams import TeamIn, check_teams, team_for
 from expctl.config.schema_types import (
     ENV_NAME,
     INT32,
@@ -171,7 +173,8 @@ class ProjectSettings(Strict):
     code_paths: list[RepoPath] = []
     max_runs_per_experiment: int = Field(10000, ge=1, le=MAX_RUNS)
     allow_resolvers: list[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.\-]*$")]] = []
-    tenants: list[TenantIn] = []
+    tenants: list[TenantIn] = []  # deprecated: teams (config.schema_teams)
+    teams: list[TeamIn] = []
     logs: LogsIn = LogsIn()
     # the MLflow UI's address reviewers open (links in `expctl report`): http(s), no credentials in it
     ui_url: Annotated[str, Field(pattern=UI_URL, max_length=2048)] | None = None
@@ -180,6 +183,10 @@ class ProjectSettings(Strict):
     def tenant_for(self, source_file: str) -> TenantIn | None:
         matches = [t for t in self.tenants if source_file.startswith(t.path.rstrip("/") + "/")]
         return max(matches, key=lambda t: len(t.path)) if matches else None
+
+    def team_for(self, source_file: str) -> TeamIn | None:
+        """The team owning the experiment file ``source_file`` (None: no team declares it)."""
+        return team_for(self.teams, source_file)
 
     def block(self, backend: str) -> BackendSettings | None:
         """The block of ``expctl.yaml`` that backend ``backend`` reads (None: the backend declares none)."""
@@ -333,6 +340,11 @@ def parse_settings(data: Any, file: str = "expctl.yaml") -> Settings:
             if first != i:
                 raise ConfigError(f"a second tenant for {path!r} (the first is {where}.{first})", file=file,
                                   key=f"{where}.{i}.path")
+    check_teams(settings.teams, file, tenants=any(paths.values()))
+    if any(paths.values()):
+        warnings.warn(f"{file}: tenants are deprecated: declare teams instead (each tenant's path, namespace/queue "
+                      "and slurm.tenants' partition/account/qos become one team's; docs/teams.md)",
+                      FutureWarning, stacklevel=2)
     return settings
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from expctl.core.errors import SourceError
 
-DESIRED_PATHS = ("conf", "experiments", "expctl.yaml")
+DESIRED_PATHS = ("conf", "experiments", "expctl.yaml", ".github/CODEOWNERS")
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ class AuditChange:
     spec_hash: str
     deletes: tuple[str, ...] = ()
     result: str = PENDING  # pending | done | not applied | failed: <message>
+    team: str = ""  # the team owning the run ("": no team declared, or a run no longer desired)
 
     @property
     def applied(self) -> bool:
@@ -66,7 +67,8 @@ class AuditRecord:
 
     def changes_json(self) -> str:
         return json.dumps([[c.action, c.run, c.experiment, c.run_key, c.attempt, c.reason, c.kind, c.namespace,
-                            c.spec_hash, list(c.deletes)] for c in self.changes], separators=(",", ":"))
+                            c.spec_hash, list(c.deletes), *([c.team] if c.team else [])] for c in self.changes],
+                          separators=(",", ":"))
 
     def results_json(self) -> str:
         return json.dumps([c.result for c in self.changes], separators=(",", ":"))
@@ -76,8 +78,9 @@ def audit_change(change: Change) -> AuditChange:
     run = change.observed
     kind = change.desired.job.kind.value if change.desired else (run.kind if run else "")
     namespace = (change.desired.job.namespace if change.desired else (run.namespace if run else None)) or ""
+    team = (change.desired.job.team if change.desired else None) or ""
     return AuditChange(change.action.value, change.name, change.experiment, change.run_key, change.attempt,
-                       change.reason.value, kind, namespace, change.spec_hash or "", change.deletes)
+                       change.reason.value, kind, namespace, change.spec_hash or "", change.deletes, team=team)
 
 
 def new_id() -> str:
@@ -131,14 +134,15 @@ def entries(record: AuditRecord) -> list[dict[str, Any]]:
              "attempt": c.attempt, "reason": c.reason, "kind": c.kind, "namespace": c.namespace,
              "who": record.who, "actor": record.actor, "commit": record.commit,
              "fingerprint": record.fingerprint, "time": when, "backend": record.backend,
-             "spec_hash": c.spec_hash, "apply": record.apply_id, "result": c.result}
+             "spec_hash": c.spec_hash, "apply": record.apply_id, "result": c.result, "team": c.team or None}
             for c in record.changes if c.applied]
 
 
 def decode(header: dict[str, Any], changes: list[list[Any]], results: list[str] | None) -> AuditRecord:
     """The record back from its JSON parts (``header()``, ``changes_json()``, ``results_json()``)."""
     parsed = tuple(AuditChange(str(a), str(r), str(e), str(k), int(n), str(why), str(kind), str(ns), str(h),
-                               tuple(str(d) for d in dels)) for a, r, e, k, n, why, kind, ns, h, dels in changes)
+                               tuple(str(d) for d in dels), team=str(team[0]) if team else "")
+                   for a, r, e, k, n, why, kind, ns, h, dels, *team in changes)  # team: since teams (11th)
     if results is not None and len(results) == len(parsed):
         parsed = tuple(replace(c, result=str(res)) for c, res in zip(parsed, results, strict=True))
     fields = {k: header[k] for k in ("apply_id", "who", "actor", "commit", "fingerprint", "backend")}

@@ -172,6 +172,7 @@ class JobSpec:
     git_secret: str | None = None
     operator_restarts: bool = False
     checkpoints: CheckpointPolicy = field(default_factory=CheckpointPolicy)
+    team: str | None = None  # the team owning the experiment (expctl.yaml's teams:), not in the spec hash
 
     def shape(self) -> dict[str, JSON]:
         """The parts of the job that change what it computes, as canonical JSON data."""

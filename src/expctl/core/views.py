@@ -63,22 +63,42 @@ def _label(change: Change) -> str:
     return f"{change.action.value}" if change.action is not Action.NOOP else change.reason.value
 
 
+def team_of(change: Change) -> str | None:
+    """The team owning the change's run (expctl.yaml's ``teams:``; None: no team, or a run no longer desired)."""
+    return change.desired.job.team if change.desired is not None else None
+
+
+def by_team(changes: list[Change]) -> list[tuple[str | None, list[Change]]]:
+    """Changes grouped by team, teams in name order (runs of no team last), each group in plan order."""
+    groups: dict[str | None, list[Change]] = {}
+    for c in changes:
+        groups.setdefault(team_of(c), []).append(c)
+    return sorted(groups.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))
+
+
 def human(plan: Plan) -> str:
     where = "working tree (uncommitted)" if plan.worktree else plan.commit[:12]
     lines = [f"expctl plan · {where} · backend {plan.backend}", ""]
     shown = [c for c in plan.changes if _shown(c)]
     width = max((len(c.name) for c in shown), default=0)
     exp_width = max((len(c.experiment) for c in shown), default=0)
-    for c in shown:
-        point = " ".join(one_line(o) for o in c.overrides) or "-"
-        why = c.reason.value if c.action is not Action.NOOP else ""
-        detail = one_line("; ".join(p for p in (why, c.detail) if p))
-        lines.append(f"  {_SYMBOL[c.action]:>3} {_label(c):<11} {c.name:<{width}}  {c.experiment:<{exp_width}}  "
-                     f"{point}" + (f"  ({detail})" if detail else ""))
+    groups = by_team(shown)
+    for team, changes in groups:
+        if len(groups) > 1 or team is not None:
+            lines.append(f"  team {team}" if team is not None else "  no team")
+        lines.extend(_human_line(c, width, exp_width) for c in changes)
     if shown:
         lines.append("")
     lines.append(summary_line(plan))
     return "\n".join(one_line(ln) for ln in lines) + "\n"  # an orphan's name and experiment come from the store
+
+
+def _human_line(c: Change, width: int, exp_width: int) -> str:
+    point = " ".join(one_line(o) for o in c.overrides) or "-"
+    why = c.reason.value if c.action is not Action.NOOP else ""
+    detail = one_line("; ".join(p for p in (why, c.detail) if p))
+    return (f"  {_SYMBOL[c.action]:>3} {_label(c):<11} {c.name:<{width}}  {c.experiment:<{exp_width}}  "
+            f"{point}" + (f"  ({detail})" if detail else ""))
 
 
 def change_dict(change: Change) -> dict[str, Any]:
@@ -93,6 +113,7 @@ def change_dict(change: Change) -> dict[str, Any]:
         "overrides": list(change.overrides),
         "spec_hash": change.spec_hash,
         "deletes": list(change.deletes),
+        "team": team_of(change),
     }
 
 
@@ -118,9 +139,12 @@ def markdown(plan: Plan) -> str:
     where = "the working tree" if plan.worktree else f"`{plan.commit[:12]}`"
     lines = [f"### expctl plan for {where} on `{plan.backend}`", "", f"**{summary_line(plan)}**", ""]
     shown = [c for c in plan.changes if _shown(c)]
-    if shown:
+    groups = by_team(shown)
+    for team, changes in groups:
+        if len(groups) > 1 or team is not None:
+            lines += [""] * (lines[-1] != "") + [f"#### team {md_text(team)}" if team else "#### no team", ""]
         lines += ["| | action | run | experiment | overrides | reason |", "|---|---|---|---|---|---|"]
-        for c in shown:
+        for c in changes:
             point = ", ".join(md_code(o) for o in c.overrides) or "—"
             reason = md_text("; ".join(p for p in (c.reason.value, c.detail) if p))
             lines.append(f"| {_SYMBOL[c.action]} | {_label(c)} | {md_code(c.name)} | {md_text(c.experiment)} | "

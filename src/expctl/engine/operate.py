@@ -15,6 +15,7 @@ from expctl.backends.base import Backend
 from expctl.config import source
 from expctl.config.desired_state import load_settings
 from expctl.config.schema import Settings
+from expctl.config.schema_teams import team_of_experiment
 from expctl.core.diff import join_observed
 from expctl.core.errors import ExpctlError, TrackingError
 from expctl.core.model import ObservedRun, Phase, ResumeFrom
@@ -38,12 +39,27 @@ def open_for_operations(ws: Workspace, backend_name: str | None,
     return backend, (ws.open_tracker(settings, name) if tracker else None), settings
 
 
-def observe_all(ws: Workspace, backend_name: str | None, include_gone: bool = False) -> list[ObservedRun]:
-    backend, tracker, _ = open_for_operations(ws, backend_name, tracker=include_gone)
-    live = backend.observe()
+def observe_all(ws: Workspace, backend_name: str | None, include_gone: bool = False,
+                team: str | None = None) -> list[ObservedRun]:
+    """Every run the backend sees (and, with ``include_gone``, those only MLflow remembers); of one team's
+    experiments with ``team`` (the team owning each experiment's file at HEAD)."""
+    backend, tracker, settings = open_for_operations(ws, backend_name, tracker=include_gone)
+    live = [r for r in backend.observe() if in_team(settings, team, r.experiment)]
     if not include_gone or tracker is None:
         return sorted(live, key=lambda r: (r.experiment, r.name))
-    return sorted(join_observed(live, tracker.records()), key=lambda r: (r.experiment, r.name))
+    gone = [r for r in tracker.records() if in_team(settings, team, r.experiment)]
+    return sorted(join_observed(live, gone), key=lambda r: (r.experiment, r.name))
+
+
+def in_team(settings: Settings, team: str | None, experiment: str) -> bool:
+    """Whether ``experiment`` is ``team``'s (any experiment when ``team`` is None); an undeclared team is an
+    error naming the declared ones."""
+    if team is None:
+        return True
+    if team not in (t.name for t in settings.teams):
+        declared = ", ".join(t.name for t in settings.teams) or "none"
+        raise ExpctlError(f"--team {team}: no such team in expctl.yaml (teams: {declared})")
+    return team_of_experiment(settings.teams, experiment) == team
 
 
 @dataclass(frozen=True)
@@ -56,10 +72,11 @@ class CancelResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def cancel_targets(ws: Workspace, backend_name: str | None, names: Sequence[str],
-                   experiment: str | None) -> tuple[Backend, Tracker, list[ObservedRun], CancelResult]:
-    """Which runs a cancel would stop: the named ones and every unfinished run of ``experiment``."""
-    backend, tracker, _ = open_for_operations(ws, backend_name)
+def cancel_targets(ws: Workspace, backend_name: str | None, names: Sequence[str], experiment: str | None,
+                   team: str | None = None) -> tuple[Backend, Tracker, list[ObservedRun], CancelResult]:
+    """Which runs a cancel would stop: the named ones and every unfinished run of ``experiment`` (of
+    ``team``'s experiments)."""
+    backend, tracker, settings = open_for_operations(ws, backend_name)
     assert tracker is not None
     live = {r.name: r for r in backend.observe()}
     unknown = [n for n in names if n not in live]
@@ -82,11 +99,15 @@ def cancel_targets(ws: Workspace, backend_name: str | None, names: Sequence[str]
         chosen = {r.name for r in targets}
         targets += [r for r in sorted(matching, key=lambda r: r.name)
                     if not r.phase.finished and not r.cancelled and r.name not in chosen]
+    if team:
+        chosen = {r.name for r in targets}
+        targets += [r for r in sorted(live.values(), key=lambda r: r.name) if in_team(settings, team, r.experiment)
+                    and not r.phase.finished and not r.cancelled and r.name not in chosen]
     return backend, tracker, targets, CancelResult(skipped=skipped)
 
 
 def cancel_runs(ws: Workspace, backend_name: str | None, names: Sequence[str], experiment: str | None,
-                progress: Callable[[ObservedRun], None] | None = None) -> CancelResult:
+                progress: Callable[[ObservedRun], None] | None = None, team: str | None = None) -> CancelResult:
     """Cancel the named runs (or every unfinished run of an experiment): durable, tracked and audited.
 
     Each run is stopped by its backend (which remembers the cancel on the run's object, so that apply does
@@ -94,14 +115,17 @@ def cancel_runs(ws: Workspace, backend_name: str | None, names: Sequence[str], e
     the audit trail. MLflow failing does not stop the others: the cancel stays in ``cancel_journal`` until
     the next cancel or apply records it (``unrecorded`` says which).
     """
-    backend, tracker, targets, result = cancel_targets(ws, backend_name, names, experiment)
+    backend, tracker, targets, result = cancel_targets(ws, backend_name, names, experiment, team)
+    teams = settings_at_head(ws).teams
     who = operator()
     result.warnings.extend(cancel_journal.replay(ws.state_dir, tracker))
     for run in targets:
         # journalled first: a cancel whose MLflow writes fail (the job is stopped all the same) is recorded by
         # the next cancel or apply, exactly once
         entry = cancel_journal.write(ws.state_dir, _entry("cancel", run, who, commit=run.commit or "",
-                                                          fingerprint=""), run.mlflow_run_id, who)
+                                                          fingerprint="",
+                                                          team=team_of_experiment(teams, run.experiment)),
+                                     run.mlflow_run_id, who)
         backend.cancel(run.name, by=who)
         result.cancelled.append(run.name)
         try:
@@ -192,17 +216,21 @@ def _phase_history(attempts: Sequence[ObservedRun]) -> list[dict[str, Any]]:
 
 
 
-def audit_history(ws: Workspace, experiment: str | None, limit: int) -> list[dict[str, Any]]:
+def audit_history(ws: Workspace, experiment: str | None, limit: int,
+                  team: str | None = None) -> list[dict[str, Any]]:
+    """The audit trail, newest first: of one experiment, or of the runs recorded as one team's."""
     settings = settings_at_head(ws)
+    in_team(settings, team, "")  # an undeclared team is an error
     tracker = ws.open_tracker(settings, ws.backend_name(settings, None))
-    return tracker.audit_entries(experiment=experiment, limit=limit)
+    return tracker.audit_entries(experiment=experiment, limit=limit, team=team)
 
 
-def _entry(action: str, run: ObservedRun, who: str, commit: str, fingerprint: str) -> dict[str, Any]:
+def _entry(action: str, run: ObservedRun, who: str, commit: str, fingerprint: str,
+           team: str | None = None) -> dict[str, Any]:
     return {"action": action, "run": run.name, "experiment": run.experiment, "run_key": run.run_key,
             "attempt": run.attempt, "reason": "operator", "kind": run.kind, "namespace": run.namespace or "",
             "who": who, "commit": commit, "fingerprint": fingerprint, "time": time.time(),
-            "backend": run.backend, "spec_hash": run.spec_hash}
+            "backend": run.backend, "spec_hash": run.spec_hash, "team": team}
 
 
 

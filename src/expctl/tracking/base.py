@@ -86,8 +86,9 @@ class Tracker(Protocol):
         """Append one completed single-change entry (an operator's cancel) to the audit trail."""
         ...
 
-    def audit_entries(self, experiment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """The applied changes of the audit trail, newest first."""
+    def audit_entries(self, experiment: str | None = None, limit: int = 50,
+                      team: str | None = None) -> list[dict[str, Any]]:
+        """The applied changes of the audit trail (of one experiment, or of one team's runs), newest first."""
         ...
 
 

@@ -85,7 +85,8 @@ def record_entry(session: MlflowSession, entry: dict[str, Any]) -> None:
     change = a.AuditChange(str(entry.get("action", "")), str(entry.get("run", "")),
                            str(entry.get("experiment", "")), str(entry.get("run_key", "")),
                            int(entry.get("attempt") or 0), str(entry.get("reason", "")), str(entry.get("kind", "")),
-                           str(entry.get("namespace") or ""), str(entry.get("spec_hash", "")), (), a.DONE)
+                           str(entry.get("namespace") or ""), str(entry.get("spec_hash", "")), (), a.DONE,
+                           team=str(entry.get("team") or ""))
     now = float(entry.get("time") or time.time())
     apply_id = str(entry.get("apply") or "") or a.new_id()
     record = a.AuditRecord(apply_id, str(entry.get("who", "")), str(entry.get("actor", "")),
@@ -130,8 +131,9 @@ def open_records(runs: Iterable[Any]) -> list[a.AuditRecord]:
     return sorted((r for r in found if r is not None), key=lambda r: r.started)
 
 
-def entries(session: MlflowSession, experiment: str | None, limit: int) -> list[dict[str, Any]]:
-    """Applied changes, newest first (of one experiment, or all)."""
+def entries(session: MlflowSession, experiment: str | None, limit: int,
+            team: str | None = None) -> list[dict[str, Any]]:
+    """Applied changes, newest first (of one experiment, of one team's runs, or all)."""
     experiment_id = session.experiment_id(AUDIT_EXPERIMENT, managed=False)
     found: list[list[dict[str, Any]]] = []
     best: dict[str, tuple[int, int]] = {}  # apply id -> (rank of its best record, its place in ``found``)
@@ -141,13 +143,14 @@ def entries(session: MlflowSession, experiment: str | None, limit: int) -> list[
             page = session.client.search_runs([experiment_id], max_results=_PAGE,
                                               order_by=["attributes.start_time DESC"], page_token=token)
             for run in page:
-                if "expctl.audit.entry" in run.data.tags:  # an older expctl: one run per change
+                if "expctl.audit.entry" in run.data.tags and team is None:  # an older expctl: one run per change
                     found.append([_old_entry(run.data.tags["expctl.audit.entry"])])
                     continue
                 record = _decode(run) if HEADER in run.data.tags else None
                 if record is None:
                     continue
-                rows = [r for r in reversed(a.entries(record)) if experiment in (None, r.get("experiment"))]
+                rows = [r for r in reversed(a.entries(record)) if experiment in (None, r.get("experiment"))
+                        and team in (None, r.get("team"))]
                 # one apply, one record: a second one (a create whose answer was lost, then sent again) is
                 # not listed twice; the completed one is kept
                 rank = _RANK.get(record.state, len(_RANK))

@@ -118,8 +118,9 @@ class MlflowStore(KeptLogs, Checkpoints, MlflowSession):
     def record_audit(self, entry: dict[str, Any]) -> None:
         audit.record_entry(self, entry)
 
-    def audit_entries(self, experiment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        return audit.entries(self, experiment, limit)
+    def audit_entries(self, experiment: str | None = None, limit: int = 50,
+                      team: str | None = None) -> list[dict[str, Any]]:
+        return audit.entries(self, experiment, limit, team)
 
     # -- reads for the operator: the UI's addresses, the Model Registry, lineage ---------------------------
 

@@ -111,6 +111,8 @@ def run_tags(
         **provenance.source_tags(spec, repository, repo_url),
         provenance.NOTE_TAG: provenance.launch_note(spec, attempt, backend, sweep if parent_id else None),
     }
+    if spec.job.team:
+        tags["expctl.team"] = spec.job.team
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
     if spec.validates:  # a validation job: which training run's model it evaluates

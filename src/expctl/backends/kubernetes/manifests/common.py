@@ -25,6 +25,7 @@ MANAGED_BY = "expctl.io/managed-by"
 MANAGER = "expctl"
 EXPERIMENT = "expctl.io/experiment"
 RUN_KEY = "expctl.io/run-key"
+TEAM = "expctl.io/team"  # the team owning the run (expctl.yaml's teams:), set only when teams are declared
 SPEC_HASH = "expctl.io/spec-hash"
 GIT_COMMIT = "expctl.io/git-commit"
 OVERRIDES = "expctl.io/overrides"
@@ -74,8 +75,9 @@ def kube_settings(settings: Settings) -> KubeSettings:
 
 
 def namespaces(settings: Settings) -> list[str]:
-    """Every namespace a project may write to: the default one and each tenant's."""
-    return sorted({kubernetes_settings(settings).namespace, *(t.namespace for t in settings.tenants)})
+    """Every namespace a project may write to: the default one, each tenant's and each team's."""
+    teams = {t.kubernetes.namespace for t in settings.teams if t.kubernetes}
+    return sorted({kubernetes_settings(settings).namespace, *(t.namespace for t in settings.tenants), *teams})
 
 
 def namespace_of(launch: Launch, settings: KubeSettings) -> str:
@@ -96,6 +98,8 @@ def identity_labels(launch: Launch, settings: KubeSettings) -> dict[str, str]:
             RUN_KEY: launch.spec.run_key[:63],
         }
     )
+    if launch.spec.job.team:
+        out[TEAM] = launch.spec.job.team
     if launch.spec.job.scheduling.queue:
         out[KUEUE_QUEUE] = launch.spec.job.scheduling.queue
     return out
