@@ -2,6 +2,8 @@
 
 * a file over ``MAX_BYTES`` is refused before it is parsed;
 * a mapping with the same key twice is an error naming both lines (PyYAML silently keeps the last one);
+* nesting is bounded (``MAX_DEPTH`` levels), counted while composing: a document of 5,000 ``[`` is refused
+  at level 101, not by whatever stack depth Python's recursion limit meets first;
 * aliases are bounded (``MAX_ALIASES``) and so is the size of the document *with aliases expanded*
   (``MAX_NODES``): an alias bomb ("billion laughs") is refused in milliseconds instead of being expanded by
   Hydra/OmegaConf for minutes.
@@ -21,6 +23,7 @@ from expctl.core.errors import ConfigError
 MAX_BYTES = 1 << 20  # 1 MiB: configs are a few KB; a bigger file is a mistake (or an attack)
 MAX_ALIASES = 1000
 MAX_NODES = 200_000  # nodes after expanding aliases
+MAX_DEPTH = 100  # nested mappings and sequences: configs have a handful of levels
 
 
 def _line(node: yaml.Node) -> int:
@@ -33,6 +36,7 @@ class _Loader(yaml.SafeLoader):
     def __init__(self, stream: Any) -> None:
         super().__init__(stream)
         self.aliases = 0
+        self.depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(yaml.ScalarEvent):
@@ -45,7 +49,16 @@ class _Loader(yaml.SafeLoader):
             if self.aliases > MAX_ALIASES:
                 event = self.peek_event()  # type: ignore[no-untyped-call]
                 raise _Refused(event.start_mark.line + 1, f"more than {MAX_ALIASES} YAML aliases")
-        return super().compose_node(parent, index)
+        if not (self.check_event(yaml.SequenceStartEvent) or self.check_event(yaml.MappingStartEvent)):
+            return super().compose_node(parent, index)
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise _Refused(event.start_mark.line + 1, f"YAML nesting is too deep (more than {MAX_DEPTH} levels)")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
