@@ -59,6 +59,16 @@ def run(repo: GitRepo, proxy: FaultProxy, *args: str) -> tuple[int, str, str, fl
     return result.exit_code, result.stdout, result.stderr, time.monotonic() - started
 
 
+def attempts_bounded(proxy: FaultProxy) -> None:
+    """A command failed or got through fast because its attempts are bounded, not because the machine was quick:
+    no MLflow endpoint was sent more than the first try and the two retries expctl allows
+    (``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` 2, ``tracking/mlflow/http_bounds.py``) — a command that waited out
+    MLflow's own retries (7, with backoff up to 2 minutes) would show more. The test's timeout (pytest-timeout)
+    is the guard against a hang."""
+    counts = proxy.take()
+    assert max(counts.values(), default=0) <= 3, counts
+
+
 def one_error(err: str) -> str:
     errors = [ln for ln in err.strip().splitlines() if ln.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in err, err
@@ -73,17 +83,17 @@ def one_error(err: str) -> str:
 ], ids=["two 503s", "429 with Retry-After", "a 502", "slow answers"])
 def test_transient_faults_are_absorbed(repo: GitRepo, proxy: FaultProxy, rule: Rule) -> None:
     proxy.add(rule)
-    code, out, err, took = run(repo, proxy, "plan")
+    code, out, err, _ = run(repo, proxy, "plan")
     assert code == 0, err
     assert "4 to create" in out
     assert rule.hits == rule.times if rule.times > 0 else rule.hits >= 1
-    assert took < 15
+    attempts_bounded(proxy)  # slow answers too: waited for, not resent
 
 
 def test_a_connection_reset_is_one_line_or_retried(repo: GitRepo, proxy: FaultProxy) -> None:
     proxy.add(Rule("*", API, "reset-before", times=1))
-    code, _, err, took = run(repo, proxy, "plan")
-    assert took < 15
+    code, _, err, _ = run(repo, proxy, "plan")
+    attempts_bounded(proxy)
     assert code == 0 or "MLflow at" in one_error(err), err
 
 
@@ -95,18 +105,17 @@ def test_a_failing_server_fails_every_command_fast_in_one_line(repo: GitRepo, pr
                                                                expected: str) -> None:
     proxy.add(rule)
     for args in (("plan",), ("apply", "-y"), ("status", "--all"), ("history",)):
-        code, _, err, took = run(repo, proxy, *args)
+        code, _, err, _ = run(repo, proxy, *args)
         assert code == 1, (args, err)
         assert expected in one_error(err), (args, err)
-        assert took < 15, (args, took)
+        attempts_bounded(proxy)
     assert not (repo.path / ".expctl" / "runs").exists() or not list((repo.path / ".expctl" / "runs").iterdir())
 
 
 def test_a_dead_server_fails_fast(repo: GitRepo, proxy: FaultProxy) -> None:
     proxy.stop()
-    code, _, err, took = run(repo, proxy, "plan")
+    code, _, err, _ = run(repo, proxy, "plan")
     assert code == 1 and "is unreachable" in one_error(err)
-    assert took < 15
 
 
 @pytest.mark.parametrize("nth", [3])
@@ -293,9 +302,13 @@ def test_retry_after_is_honoured(repo: GitRepo, proxy: FaultProxy, status: int) 
 
 
 def test_a_retry_after_beyond_the_bound_is_rate_limited_not_unreachable(repo: GitRepo, proxy: FaultProxy) -> None:
+    # its experiment exists, so the plan searches runs (on a server with no managed experiment it would not:
+    # the test passed or failed by which tests the shared server had seen before)
+    assert run(repo, proxy, "apply", "-y")[0] == 0
+    proxy.take()
     proxy.add(Rule("POST", r"/runs/search$", "status", status=429, retry_after=3600, times=-1))
-    code, _, err, took = run(repo, proxy, "plan")
+    code, _, err, _ = run(repo, proxy, "plan")
     line = one_error(err)
     assert code == 1 and "rate limiting expctl" in line and "Retry-After 3600 s" in line, err
     assert "unreachable" not in line
-    assert took < 15
+    assert proxy.take()["runs/search"] == 1  # it did not wait out the hour: one answer was enough to stop
