@@ -36,7 +36,8 @@ from typing import Any
 
 from expctl.tracking.mlflow.rest_search import Experiment, Run, RunData, RunInfo
 
-# ``alembic_version`` of the MLflow releases whose tables this module was checked against (and is tested with)
+# ``alembic_version`` of the MLflow releases whose tables this module was checked against: 3.18.0 is the lock
+# (tested); 3.17.2's migrations and models give the same columns for the six tables read here
 KNOWN_REVISIONS = {"f4a9b2c7d1e6": "3.18.0", "dc11669786a5": "3.17.2"}
 _CHUNK = 500  # run ids per ``IN (...)`` (well under sqlite's limit of bound parameters)
 _BUSY_SECONDS = 10.0  # a reader waits only while a writer checkpoints or recovers the log
