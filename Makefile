@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 LOCK   := constraints.txt
 TORCH  := torch==2.13.0
 
-.PHONY: demo test lint typecheck unit integration kube-apiserver bench bench-apply bench-data clean lock
+.PHONY: demo test lint typecheck unit integration kube-apiserver bench bench-apply bench-cli bench-data clean lock
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,9 @@ bench: $(STAMP)
 TRACKER ?= sqlite
 bench-apply: $(STAMP) kube-apiserver
 	$(BIN)/python benchmarks/apply_scale.py --tracker $(TRACKER)
+
+bench-cli: $(STAMP)
+	$(BIN)/python benchmarks/cli_reads.py
 
 bench-data: $(STAMP)
 	$(BIN)/python benchmarks/dataset_manifest.py

@@ -35,6 +35,9 @@ def apply_between_pages(store: Any, monkeypatch: pytest.MonkeyPatch, repo: GitRe
     from expctl.tracking.mlflow import session as mlflow_session
 
     monkeypatch.setattr(mlflow_session, "PAGE", 2)
+    # pages through MLflow's client: the embedded store's file is read in one snapshot (``sqlite_search``),
+    # where no apply can come between two pages; the client is what it falls back to
+    store.local = None
     search, pages = store.client.search_runs, []
 
     def paging(*args: Any, **kwargs: Any) -> Any:

@@ -174,4 +174,5 @@ class Workspace:
         addresses, a registered model's lineage."""
         from expctl.tracking.mlflow.store import MlflowStore
 
-        return MlflowStore(self.resolve_tracking_uri(settings), backend_name)
+        uri = self.resolve_tracking_uri(settings)
+        return MlflowStore(uri, backend_name, embedded=uri == self.embedded_uri)

@@ -10,5 +10,6 @@
 - ``store``: ``MlflowStore``, the facade: the ``Tracker`` methods, composed from the features.
 - Pure helpers: ``tags`` (the MLflow value codec: tags, params, statuses, limits), ``ledger_codec``,
   ``provenance``, ``links``, ``run_index``; edges: ``rest_search`` (plain REST reads, no MLflow import),
+  ``sqlite_search`` (the embedded store's searches read from its file, no MLflow import),
   ``http_bounds`` (MLflow's retry loop bounded), ``sqlite`` (the embedded store's settings), ``locations``.
 """

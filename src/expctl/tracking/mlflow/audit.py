@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable
+from contextlib import closing
 from dataclasses import replace
 from typing import Any
 
@@ -30,7 +31,6 @@ AUDIT_EXPERIMENT, STATE = g.AUDIT_EXPERIMENT, g.AUDIT_STATE
 HEADER, CHANGES, RESULTS = "expctl.audit.header", "expctl.audit.changes", "expctl.audit.results"
 APPLY_ID = "expctl.audit.apply_id"  # searchable: a replayed record is written once
 _CHUNK = g.MAX_TAG_VALUE
-_PAGE = 1000
 _RANK = {a.COMPLETE: 0, a.RECOVERED: 1, a.INTENT: 2}  # which of two records of one apply ``history`` keeps
 
 
@@ -134,14 +134,13 @@ def open_records(runs: Iterable[Any]) -> list[a.AuditRecord]:
 def entries(session: MlflowSession, experiment: str | None, limit: int,
             team: str | None = None) -> list[dict[str, Any]]:
     """Applied changes, newest first (of one experiment, of one team's runs, or all)."""
-    experiment_id = session.experiment_id(AUDIT_EXPERIMENT, managed=False)
+    experiment_id = session.existing_experiment_id(AUDIT_EXPERIMENT) if limit > 0 else None
+    if experiment_id is None:
+        return []  # nothing was ever applied
     found: list[list[dict[str, Any]]] = []
     best: dict[str, tuple[int, int]] = {}  # apply id -> (rank of its best record, its place in ``found``)
-    token: str | None = None
-    with session.calling("read the audit trail"):
-        while sum(map(len, found)) < limit:
-            page = session.client.search_runs([experiment_id], max_results=_PAGE,
-                                              order_by=["attributes.start_time DESC"], page_token=token)
+    with closing(session.run_pages([experiment_id], "", order="DESC")) as pages:
+        for page in pages:
             for run in page:
                 if "expctl.audit.entry" in run.data.tags and team is None:  # an older expctl: one run per change
                     found.append([_old_entry(run.data.tags["expctl.audit.entry"])])
@@ -161,7 +160,6 @@ def entries(session: MlflowSession, experiment: str | None, limit: int,
                 elif rank < kept[0]:
                     best[record.apply_id] = (rank, kept[1])
                     found[kept[1]] = rows
-            token = page.token
-            if not token:
+            if sum(map(len, found)) >= limit:
                 break
     return [row for rows in found for row in rows][:limit]

@@ -8,8 +8,9 @@
   server cannot be reached at all) and serialises writes to an embedded (sqlite) store;
 * experiments by name (``experiment_id``: created when missing; ``experiments`` and ``experiment_tags`` as last
   read or written), ``create_run`` (exactly once, also when an answer is lost: a client-chosen key) and the
-  searches (``search`` through the client, ``search_runs`` and ``managed_runs`` through plain REST on a tracking
-  server, ``rest_search``);
+  searches (``search``, ``run_pages``, ``search_runs`` and ``managed_runs``: through plain REST on a tracking
+  server, ``rest_search``; read from the embedded store's file, ``sqlite_search``; through MLflow's client
+  otherwise, and whenever those cannot answer exactly) — so a command that only reads never imports ``mlflow``;
 * the bookkeeping of the last view that the ledger of settled runs needs: the runs written since (``touched``:
   they do not settle yet), the runs read from the ledger (``from_ledger``: expctl's next write to one carries
   ``reopening``'s tag) and the tags the view saw (``seen_tags``). Features read them; only this module's
@@ -22,28 +23,33 @@ import base64
 import logging
 import os
 import secrets
+import sqlite3
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from expctl.core.errors import TrackingError, truncate
 from expctl.core.naming import slug
 from expctl.core.sanitize import redact, uri_secrets
 from expctl.tracking.base import TrackerBusy, TrackerUnavailable
+from expctl.tracking.mlflow import sqlite_search
 from expctl.tracking.mlflow import tags as g
 from expctl.tracking.mlflow.http_bounds import bound_http_retries, check_environment, transport_reason
 from expctl.tracking.mlflow.locations import default_artifact_root
 from expctl.tracking.mlflow.rest_search import CREATE_ID, RestSearch, usable
+from expctl.tracking.mlflow.sqlite_search import SqliteSearch, UnknownSchema, Unsupported
 
+_T = TypeVar("_T")
 PAGE = 1000  # runs or experiments per search request (MLflow's most)
 MANAGED = "tags.`expctl.managed` = 'true'"
 CHECK_TIMEOUT_SECONDS = 5.0
+log = logging.getLogger(__name__)
 _UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establish a new connection",
                 "Read timed out", "Connection aborted", "RemoteDisconnected")
 
@@ -88,6 +94,10 @@ class MlflowSession:
         # the one search of every managed run goes through plain REST when it can (no MLflow import, no
         # protobuf entities); everything else through MLflow's client (``rest`` None: that one search too)
         self.rest = RestSearch(tracking_uri) if usable(tracking_uri) else None
+        # the embedded store's searches are read from its file (``sqlite_search``: no MLflow import either);
+        # a search it does not read exactly, or a schema it does not know, goes to MLflow's client
+        self.local = SqliteSearch(Path(tracking_uri[len("sqlite:///") :])) \
+            if self.rest is None and sqlite_search.usable(tracking_uri, self.embedded) else None
         self.checked = False  # the server answered /health (http(s) URIs: checked once per session)
         self.experiments: dict[str, str] = {}  # name → id, of the experiments read or created
         self.experiment_tags: dict[str, dict[str, str]] = {}  # name → tags, as last read or written
@@ -246,30 +256,69 @@ class MlflowSession:
     # -- searches --------------------------------------------------------------------------------------
 
     def search(self, experiment_ids: list[str], filter_string: str, order: str = "ASC") -> list[Any]:
-        """Every active run matching, oldest first, page by page (MLflow's client)."""
-        runs: list[Any] = []
+        """Every active run matching, oldest first (``run_pages``: the embedded store's file or MLflow's client)."""
+        return [run for page in self.run_pages(experiment_ids, filter_string, order) for run in page]
+
+    def _read_failed(self, exc: Exception) -> None:
+        """The embedded store's file could not answer a search (``sqlite_search``): MLflow's client will. A
+        schema it does not know stays unknown for the rest of the session."""
+        log.debug("searching %s with MLflow's client: %s", self.shown_uri, exc)
+        if isinstance(exc, UnknownSchema):
+            self.local = None
+
+    def read_local(self, read: Callable[[SqliteSearch], _T | None]) -> _T | None:
+        """What ``read`` finds in the embedded store's file; None when it finds nothing or cannot read it (then
+        the caller asks MLflow's client, which also says why in one line)."""
+        if self.local is None:
+            return None
+        try:
+            return read(self.local)
+        except (Unsupported, sqlite3.Error) as exc:
+            self._read_failed(exc)
+            return None
+
+    def run_pages(self, experiment_ids: Sequence[str], filter_string: str, order: str = "ASC"
+                  ) -> Generator[list[Any], None, None]:
+        """Every active run of these experiments matching, by start time (``order``), page by page: read from
+        the embedded store's file when it can (one snapshot), else through MLflow's client."""
+        order_by = [f"attributes.start_time {order}"]
+        if self.local is not None:
+            try:
+                pages = self.local.run_pages(experiment_ids, filter_string, order_by, PAGE)
+                first = next(pages, None)
+            except (Unsupported, sqlite3.Error) as exc:
+                self._read_failed(exc)
+            else:
+                with closing(pages):
+                    if first is not None:
+                        yield first
+                        try:
+                            yield from pages
+                        except sqlite3.Error as exc:
+                            raise TrackingError(f"MLflow at {self.shown_uri}: search runs failed: {exc}") from exc
+                return
         token: str | None = None
-        with self.calling("search runs"):
-            while True:
-                page = self.client.search_runs(
-                    experiment_ids, filter_string=filter_string, max_results=PAGE,
-                    order_by=[f"attributes.start_time {order}"], page_token=token,
-                )
-                runs.extend(page)
-                token = page.token
-                if not token:
-                    return runs
+        while True:
+            with self.calling("search runs"):
+                page = self.client.search_runs(list(experiment_ids), filter_string=filter_string, max_results=PAGE,
+                                               order_by=order_by, page_token=token)
+            yield list(page)
+            token = page.token
+            if not token:
+                return
 
     def search_runs(self, experiment_ids: Sequence[str], filter_string: str) -> list[Any]:
         """Every active run of these experiments matching, oldest first: plain REST on a tracking server
-        (``rest_search``), MLflow's client otherwise; 100 experiments per search."""
+        (``rest_search``), the embedded store's file (``sqlite_search``) or MLflow's client; 100 experiments
+        per search."""
         ids, runs = list(experiment_ids), []
         for start in range(0, len(ids), 100):
             if self.rest is not None:
                 runs.extend(self.rest.search_runs(ids[start : start + 100], filter_string,
                                                    ["attributes.start_time ASC"], PAGE))
             else:
-                runs.extend(self.search(ids[start : start + 100], filter_string))
+                for page in self.run_pages(ids[start : start + 100], filter_string):
+                    runs.extend(page)
         return runs
 
     def _managed_experiments(self) -> list[Any]:
@@ -277,6 +326,9 @@ class MlflowSession:
         if self.rest is not None:
             self._check_once()
             return self.rest.search_experiments(MANAGED, PAGE)
+        listed = self.read_local(lambda local: local.search_experiments(MANAGED))
+        if listed is not None:
+            return list(listed)
         found: list[Any] = []
         token: str | None = None
         with self.calling("search experiments"):
@@ -286,6 +338,28 @@ class MlflowSession:
                 token = page.token
                 if not token:
                     return found
+
+    def existing_experiment_id(self, name: str) -> str | None:
+        """The id of experiment ``name``, for a read: None when the embedded store's file says it does not exist
+        (a read creates nothing); elsewhere as ``experiment_id`` (found, or created as an audit experiment)."""
+        with self._experiment_lock:
+            if name in self.experiments:
+                return self.experiments[name]
+        if self.local is not None:
+            try:
+                found = self.local.experiment_by_name(name)
+            except (Unsupported, sqlite3.Error) as exc:
+                self._read_failed(exc)
+            else:
+                if found is None:
+                    return None
+                if found.lifecycle_stage == "active":
+                    if found.tags.get("expctl.managed") == "true":  # else ``experiment_id`` tags it on a write
+                        with self._experiment_lock:
+                            self.experiments[name] = found.experiment_id
+                            self.experiment_tags[name] = dict(found.tags)
+                    return found.experiment_id
+        return self.experiment_id(name, managed=False)
 
     def managed_runs(self) -> tuple[list[Any], list[str]]:
         """Every open run expctl created for this backend, across expctl's experiments (whose ids come

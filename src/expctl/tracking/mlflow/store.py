@@ -131,6 +131,9 @@ class MlflowStore(KeptLogs, Checkpoints, MlflowSession):
             return ui.managed_experiments(self.client, names)
 
     def experiment_of_run(self, run_id: str) -> str:
+        found = self.read_local(lambda local: local.experiment_of_run(run_id))
+        if found is not None:
+            return found
         with self.calling(f"read run {run_id}"):
             return ui.experiment_of_run(self.client, run_id)
 

@@ -1,0 +1,129 @@
+"""The daily commands as whole processes, at 3 and at 1,000 finished runs, next to baselines of the same run.
+
+    python benchmarks/cli_reads.py [--runs 3,1000] [--repeat 5]
+
+For each size: a real git repository with one sweep of N trivial runs (``command: [python, -c, pass]``) on the
+embedded default (local backend, MLflow store ``.expctl/mlflow.db``), applied with ``expctl apply -y --wait``
+and applied once more (the finished runs synced into MLflow and settled into the ledger), exactly as a user
+gets there. Then each read command (``status``, ``describe RUN``, ``history``, ``logs RUN``), the no-op
+``plan`` and ``--help`` are timed as whole processes (``python -m expctl``, the median of ``--repeat``), with
+the baselines measured in the same run: ``python -c pass`` (the interpreter's start), ``git log`` of the same
+repository, and ``squeue`` / ``kubectl get pods`` when they are installed and answer. Ratios are to the
+interpreter's start and to the targets of issue 24 (reads 0.5 s, no-op plan 1.5 s, ``--help`` 0.3 s).
+``lineage`` needs a registered model, which trivial runs do not make: it is listed as not measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.gitrepo import GitRepo  # noqa: E402
+
+SWEEP = ("defaults:\n  - config\n  - _self_\nhydra:\n  sweeper:\n    params:\n      seed: range(0,{n})\n"
+         "expctl:\n  command: [python, -c, pass]\n")
+TARGETS = {"plan": 1.5, "--help": 0.3}
+READ_TARGET = 0.5
+
+
+def env() -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "EXPCTL_BACKEND", "CI")}
+    out["PYTHONPATH"] = str(ROOT / "src")
+    return out
+
+
+def expctl(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "expctl", *args], cwd=repo, capture_output=True, text=True,
+                          env=env(), check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"expctl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n"
+                         f"{proc.stderr[-2000:]}")
+    return proc
+
+
+def timed(command: list[str], cwd: Path, repeat: int) -> float:
+    """The median wall time of ``command`` as a whole process (output discarded; a failure stops the run)."""
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        proc = subprocess.run(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env(),
+                              check=False)
+        times.append(time.perf_counter() - started)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}): {proc.stderr[-1000:]!r}")
+    return statistics.median(times)
+
+
+def make_repo(path: Path, runs: int) -> tuple[Path, str]:
+    """A repository whose N-run sweep finished and was synced; (its path, one run's name)."""
+    repo = GitRepo(path)
+    repo.write("conf/config.yaml", "seed: 0\noptimizer:\n  lr: 0.1\n")
+    repo.write("code/train.py", "print('train')\n")
+    repo.write("expctl.yaml", f"backend: local\ncode_paths: [code]\nlocal:\n  parallelism: {min(runs, 16)}\n")
+    repo.write("experiments/sweep.yaml", SWEEP.format(n=runs))
+    repo.write(".gitignore", ".expctl/\n")
+    repo.commit("a sweep")
+    started = time.perf_counter()
+    expctl(repo.path, "apply", "-y", "--wait", "--timeout", "3600")
+    expctl(repo.path, "apply", "-y")  # the finished runs synced (and settled into the ledger)
+    print(f"  (set-up: {runs} runs applied and finished in {time.perf_counter() - started:.0f} s)")
+    status = json.loads(expctl(repo.path, "status", "--output", "json").stdout)
+    assert len(status) == runs and all(r["state"] == "Succeeded" for r in status), status[:3]
+    assert "No changes." in expctl(repo.path, "plan").stdout
+    return repo.path, str(status[0]["run"])
+
+
+def baselines(repo: Path, repeat: int) -> dict[str, float]:
+    found = {"python -c pass": timed([sys.executable, "-c", "pass"], repo, repeat),
+             "git log": timed(["git", "log", "--oneline"], repo, repeat)}
+    for name, command in (("squeue", ["squeue"]), ("kubectl get pods", ["kubectl", "get", "pods"])):
+        if shutil.which(command[0]) is None:
+            continue
+        try:
+            found[name] = timed(command, repo, repeat)
+        except SystemExit:  # installed but no cluster to answer
+            continue
+    return found
+
+
+def measure(runs: int, tmp: Path, repeat: int) -> None:
+    repo, run = make_repo(tmp / f"repo-{runs}", runs)
+    base = baselines(repo, repeat)
+    commands = {"status": ["status"], "describe RUN": ["describe", run], "history": ["history"],
+                "logs RUN": ["logs", run], "plan (no changes)": ["plan"], "--help": ["--help"]}
+    print(f"{runs} finished runs, embedded MLflow store, median of {repeat} whole processes "
+          f"(load average {os.getloadavg()[0]:.1f}):")
+    start = base["python -c pass"]
+    for name, args in commands.items():
+        seconds = timed([sys.executable, "-m", "expctl", *args], repo, repeat)
+        target = TARGETS.get(args[0], READ_TARGET)
+        print(f"  expctl {name:<18} {seconds:6.2f} s   {seconds / start:5.1f}x python start   "
+              f"target {target:.1f} s: {'met' if seconds <= target else 'MISSED'}")
+    print("  expctl lineage MODEL@ALIAS    not measured (trivial runs register no model)")
+    for name, seconds in base.items():
+        print(f"  baseline {name:<16} {seconds:6.3f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", default="3,1000", help="comma-separated sizes (default 3,1000)")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
+        for runs in (int(n) for n in args.runs.split(",")):
+            measure(runs, Path(tmp), max(args.repeat, 1))
+
+
+if __name__ == "__main__":
+    main()
