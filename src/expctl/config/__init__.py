@@ -5,8 +5,9 @@
   resolvers that are not allow-listed refused with file and key.
 - ``compose``: Hydra's Compose API and override parser (the only Hydra/OmegaConf importer); ``sweep_axes``:
   a sweep's axes as data, a point's values set on a composition (pure).
-- ``schema``, ``schema_data``, ``schema_types``: strict pydantic models of the ``expctl`` block, the ``data:``
-  block and ``expctl.yaml`` (with the backends' own settings blocks, found through the registry).
+- ``schema``, ``schema_data``, ``schema_inputs``, ``schema_types``: strict pydantic models of the ``expctl``
+  block, its ``data:`` and ``inputs:`` blocks and ``expctl.yaml`` (with the backends' own settings blocks,
+  found through the registry).
 - ``job_spec``: a validated block → the domain ``JobSpec``.
 - ``desired_state``: snapshot → settings → compose → sweep → RunSpecs, every error at once; a backend's own
   checks of the runs come through ``core.backend_registry`` (config imports no backend).
