@@ -148,6 +148,14 @@ def test_a_model_input_waits_for_its_alias_and_a_moved_alias_replaces_the_consum
         assert fine.data.tags["expctl.input.base.spec_hash"] == first.data.tags["expctl.spec_hash"]
         assert job_env(repo, fine)["EXPCTL_INPUT_BASE_URI"] == f"models:/{model}/{v1}"
         assert plan(repo, uri)["alias-fine"][0][:2] == ("noop", "unchanged")
+        register(uri, "pipeline-fine", fine.info.run_id)  # lineage walks the chain: fine → its base → its run
+        shown = e2e.expctl(repo.path, "lineage", "pipeline-fine@champion", "-o", "json", tracking_uri=uri)
+        (base,) = json.loads(shown.stdout)["inputs"]
+        assert (base["name"], base["model"], base["version"]) == ("base", model, v1)
+        assert base["lineage"]["run"]["id"] == first.info.run_id
+        assert base["lineage"]["commit"] == first.data.tags["expctl.commit"]
+        human = e2e.expctl(repo.path, "lineage", "pipeline-fine@champion", tracking_uri=uri).stdout
+        assert f"input     base: {model} version {v1}  models:/{model}/{v1}" in human, human
 
         v2 = register(uri, model, second.info.run_id)  # the champion moves
         assert plan(repo, uri)["alias-fine"] == [
