@@ -16,7 +16,8 @@ from expctl.core.sanitize import one_line
               show_default=True)
 @click.pass_context
 def lineage(ctx: click.Context, ref: str, output: str) -> None:
-    """Model version → run → commit → config → datasets → batches → manifest digests (MODEL@ALIAS or MODEL/N)."""
+    """Model version → run → commit → config → datasets → batches → manifest digests, and up the chain of its
+    inputs (MODEL@ALIAS or MODEL/N)."""
     from expctl.engine.operate import model_lineage
 
     data = model_lineage(workspace(ctx), ref)
@@ -24,6 +25,25 @@ def lineage(ctx: click.Context, ref: str, output: str) -> None:
         echo_json(data)
         return
     click.echo(human(data), nl=False)
+
+
+def _inputs(inputs: list[dict[str, Any]], indent: str) -> list[str]:
+    """The chain up: each input, and a model input's own run, commit and inputs, indented a step per link."""
+    lines: list[str] = []
+    for item in inputs:
+        what = f"{item.get('model')} version {item.get('version')}" if item.get("model") else \
+            f"experiment {item.get('experiment', '')}"
+        lines.append(f"{indent}input     {item['name']}: {what}  {item.get('uri', '')}")
+        up = item.get("lineage")
+        if up:
+            run = up["run"]
+            lines.append(f"{indent}  run     {run['id']}  {run['job']} (experiment {run['experiment']})")
+            lines.append(f"{indent}  commit  {up['commit']}  spec hash {up['spec_hash']}")
+            lines.extend(_inputs(up.get("inputs") or [], indent + "  "))
+        elif item.get("run_id"):
+            lines.append(f"{indent}  run     {item['run_id']}  {item.get('upstream_job', '')}")
+            lines.append(f"{indent}  commit  {item.get('commit', '')}  spec hash {item.get('spec_hash', '')}")
+    return lines
 
 
 def human(d: dict[str, Any]) -> str:
@@ -55,6 +75,7 @@ def human(d: dict[str, Any]) -> str:
         lines.append(f"promotion {d['promotion']}")
     for key, text in d["challenges"].items():
         lines.append(f"  {key.removeprefix('expctl.challenge.')}: {text}")
+    lines.extend(_inputs(d.get("inputs") or [], ""))
     # every field is an MLflow tag anyone with access can edit: each line is escaped whole, so no value can
     # forge a line or send a terminal escape
     return "\n".join(one_line(ln) for ln in lines) + "\n"

@@ -5,8 +5,9 @@
   resolvers that are not allow-listed refused with file and key.
 - ``compose``: Hydra's Compose API and override parser (the only Hydra/OmegaConf importer); ``sweep_axes``:
   a sweep's axes as data, a point's values set on a composition (pure).
-- ``schema``, ``schema_data``, ``schema_types``: strict pydantic models of the ``expctl`` block, the ``data:``
-  block and ``expctl.yaml`` (with the backends' own settings blocks, found through the registry).
+- ``schema``, ``schema_data``, ``schema_inputs``, ``schema_types``: strict pydantic models of the ``expctl``
+  block, its ``data:`` and ``inputs:`` blocks and ``expctl.yaml`` (with the backends' own settings blocks,
+  found through the registry).
 - ``schema_teams``: the ``teams:`` block (paths, members, placement, GPU quota) and its checks across teams;
   ``codeowners``: ``.github/CODEOWNERS`` from the teams (pure), and validate's check of the committed one.
 - ``job_spec``: a validated block → the domain ``JobSpec``; ``team_placement``: its team's binding placement and

@@ -16,9 +16,10 @@ from expctl.config import codeowners, job_spec, safe_yaml, schema, schema_data, 
 from expctl.config.compose import Composer
 from expctl.config.prescan import defaults_errors, parse_configs, resolver_errors, searchpath_errors
 from expctl.config.schema import Settings
-from expctl.core import backend_registry, naming, sweep
+from expctl.core import backend_registry, naming, pipeline, sweep
 from expctl.core.desired import run_spec, validation_spec
 from expctl.core.errors import ConfigError, ConfigErrors, ExpctlError
+from expctl.core.inputs import InputDecl
 from expctl.core.model import DatasetRef, JobSpec, RunSpec
 from expctl.core.sanitize import one_line
 from expctl.data.manifest import combined_digest
@@ -114,6 +115,9 @@ def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
                 errors.extend(exc.errors)
             except ConfigError as exc:
                 errors.append(exc)
+    if not errors:
+        desired.runs, graph = _pipelines(desired.runs, names)
+        errors.extend(graph)
     errors.extend(duplicate_names(desired.runs))
     errors.extend(backend_registry.run_errors(desired.runs, settings))
     if errors:  # a project-wide error (expctl.yaml's code_paths) is found once per experiment: say it once
@@ -121,6 +125,26 @@ def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
     data.commit()  # manifests and the hash cache: written only when every declaration materialized
     desired.timings["compose"] = time.perf_counter() - t0
     return desired
+
+
+def _pipelines(runs: list[RunSpec], files: dict[str, str]) -> tuple[list[RunSpec], list[ConfigError]]:
+    """The runs in dependency order (an upstream experiment's before its consumers'), ``each`` inputs
+    expanded, and the errors of the inputs checked against each other (``core.pipeline.graph_errors``)."""
+    inputs: dict[str, tuple[InputDecl, ...]] = {}
+    points: dict[str, int] = {}
+    for run in runs:
+        if not run.validates:
+            points[run.experiment] = points.get(run.experiment, 0) + 1
+            if run.job.inputs:
+                inputs.setdefault(run.experiment, run.job.inputs)
+    if not inputs:  # no pipelines: the runs as they were
+        return runs, []
+    errors = pipeline.graph_errors(inputs, files, points)
+    if errors:
+        return runs, errors
+    ranked = {name: i for i, name in enumerate(pipeline.order(list(files), pipeline.edges_of(inputs)))}
+    ordered = sorted(runs, key=lambda r: ranked.get(r.experiment, len(ranked)))  # stable: sweep order kept
+    return pipeline.expand_each(ordered), []
 
 
 def duplicate_names(runs: Sequence[RunSpec]) -> list[ConfigError]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Protocol, cast
 
 from expctl.config.schema import ExpctlBlock, Settings, ValidationIn, scalar_text
+from expctl.config.schema_inputs import to_decls
 from expctl.config.team_placement import placement
 from expctl.core.errors import ConfigError
 from expctl.core.model import (
@@ -71,6 +72,7 @@ def to_job_spec(block: ExpctlBlock, settings: Settings, source_file: str) -> Job
         checkpoints=CheckpointPolicy(dir=block.checkpoints.dir,
                                      resume_on=tuple(FailureClass(x) for x in block.checkpoints.resume_on)),
         team=team.team if team else None,
+        inputs=to_decls(block.inputs),
     )
 
 

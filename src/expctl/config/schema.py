@@ -2,8 +2,9 @@
 
 Unknown keys are errors with a "did you mean" hint; every error names the file and the key. ``job_spec`` turns
 a validated block into the frozen domain values of ``expctl.model``; ``schema_data`` validates the ``data:``
-block. Both are written in ``schema_types``' vocabulary, as is each backend's block of ``expctl.yaml`` (its own
-``backends/<name>/settings.py``, which ``Settings`` reaches through ``core.backend_registry``).
+block, ``schema_inputs`` its ``inputs:``. All are written in ``schema_types``' vocabulary, as is each backend's
+block of ``expctl.yaml`` (its own ``backends/<name>/settings.py``, which ``Settings`` reaches through
+``core.backend_registry``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
+from expctl.config.schema_inputs import InputIn, InputName
 from expctl.config.schema_teams import TeamIn, check_teams, team_for
 from expctl.config.schema_types import (
     ENV_NAME,
@@ -150,6 +152,7 @@ class ExpctlBlock(Strict):
     checkpoints: CheckpointsIn = CheckpointsIn()
     report: ReportIn | None = None
     slurm: SlurmJobIn = SlurmJobIn()
+    inputs: dict[InputName, InputIn] = {}  # what it consumes (schema_inputs, docs/pipelines.md)
 
 
 class TenantIn(Strict):

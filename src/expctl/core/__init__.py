@@ -6,6 +6,9 @@ reading files only through ``bounded`` and ``planfile``.
   a training run's validation job; ``sweep``: expansion in Hydra's BasicSweeper order.
 - ``diff``: pair desired and observed runs by key; ``plan_rules``: **the plan rules** (policy lives only here);
   ``gate``: the validation gate's decision and promotion rules.
+- ``inputs``: what an experiment consumes (``expctl.inputs``) and what that resolved to; ``pipeline``: the
+  dependency graph of experiments (order, cycles, checks), ``each`` expansion, and the resolution of inputs
+  against what is observed (a resolved upstream is part of the spec hash; an unresolvable one holds the run).
 - ``audit``: the audit record of one apply; ``jobenv``: every variable a job gets, on every backend.
 - ``views``: human / JSON / Markdown renderings of a plan; ``planfile``: a saved plan read back.
 - ``report``: a commit's results as data and its judgements (best run, deltas); ``report_render``: them as

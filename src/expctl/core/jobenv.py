@@ -6,7 +6,8 @@ Pure: builds ``dict[str, str]`` from a ``Launch``; no I/O, no clock. Two parts:
   (``EXPCTL_*``) and the MLflow run the job logs into (``MLFLOW_TRACKING_URI``, ``MLFLOW_RUN_ID``,
   ``MLFLOW_EXPERIMENT_NAME``), where to checkpoint and what to resume from (``checkpoint_env``:
   ``EXPCTL_CHECKPOINT_DIR``, ``EXPCTL_RESUME_FROM`` …), and the run's datasets (``EXPCTL_DATASET_*``,
-  ``dataset_env``). **Precedence**: the experiment's ``env`` comes first and expctl's variables win — an
+  ``dataset_env``) and its inputs (``EXPCTL_INPUT_<NAME>_URI``, ``EXPCTL_INPUTS``: ``input_env``).
+  **Precedence**: the experiment's ``env`` comes first and expctl's variables win — an
   experiment cannot point its job at another MLflow run or lie about its identity. Any other variable
   (``MLFLOW_SYSTEM_METRICS_*``, ``NCCL_*``, …) is the experiment's to set.
 - ``replica_env(...)`` — what differs per replica, as a Kubeflow operator sets it: ``MASTER_ADDR``,
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
+from expctl.core.inputs import env_name
 from expctl.core.model import DATASET_ARTIFACT_DIR, JobKind, Launch, ResumeFrom, RunSpec, TrackingRef
 from expctl.core.naming import canonical_json
 from expctl.core.sanitize import job_uri
@@ -49,6 +51,7 @@ TOPOLOGY = (MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, LOCAL_RANK, REPLICA)
 
 # the run's datasets (docs/data.md) and, for a validation job, what it validates
 DATA_DIGEST_ENV = "EXPCTL_DATA_DIGEST"
+INPUTS_ENV = "EXPCTL_INPUTS"  # {input name: label}: what a backend's own record says it was launched with
 
 
 def job_env(launch: Launch, *, config_file: str | None = None,
@@ -81,6 +84,7 @@ def job_env(launch: Launch, *, config_file: str | None = None,
     # the datasets' manifests: a backend that hands the job local files (config_file) hands it this
     # machine's copy of the manifest too; every job can read it from MLflow
     env.update(dataset_env(launch, local=config_file is not None))
+    env.update(input_env(spec))
     if extra:
         env.update(extra)
     return env
@@ -189,3 +193,24 @@ def dataset_env(launch: Launch, local: bool) -> dict[str, str]:
     if "manifest" in first:
         env["EXPCTL_DATASET_MANIFEST"] = first["manifest"]
     return env
+
+
+def input_env(spec: RunSpec) -> dict[str, str]:
+    """``EXPCTL_INPUT_<NAME>_URI`` per resolved input (``models:/NAME/VERSION`` or ``runs:/RUN_ID``), and
+    ``EXPCTL_INPUTS``: every input's name and label (JSON)."""
+    if not spec.inputs:
+        return {}
+    env = {env_name(r.name): r.uri for r in spec.inputs}
+    env[INPUTS_ENV] = json.dumps({r.name: r.label for r in spec.inputs}, sort_keys=True)
+    return env
+
+
+def inputs_in(env: Mapping[str, str]) -> tuple[tuple[str, str], ...] | None:
+    """(input name, label) a job's environment records (None: launched without inputs, or unreadable)."""
+    try:
+        value = json.loads(env.get(INPUTS_ENV) or "null")
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        return None
+    return tuple(sorted(value.items()))

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from expctl.core.inputs import InputDecl, ResolvedInput
+
 JSON = Any  # a value that json.dumps accepts
 
 
@@ -173,6 +175,7 @@ class JobSpec:
     operator_restarts: bool = False
     checkpoints: CheckpointPolicy = field(default_factory=CheckpointPolicy)
     team: str | None = None  # the team owning the experiment (expctl.yaml's teams:), not in the spec hash
+    inputs: tuple[InputDecl, ...] = ()  # what it consumes (core.pipeline); their resolution is in the spec hash
 
     def shape(self) -> dict[str, JSON]:
         """The parts of the job that change what it computes, as canonical JSON data."""
@@ -215,6 +218,8 @@ class RunSpec:
     data_digest: str = ""  # one digest of all its datasets' manifests ("" when it declares none)
     validates: str = ""  # a validation job: the run key of the training run it evaluates
     target_run_id: str = ""  # ... and that run's MLflow run id, once it succeeded (set by the plan)
+    upstream: tuple[tuple[str, str], ...] = ()  # an ``each`` input: (input name, the upstream point's run key)
+    inputs: tuple[ResolvedInput, ...] = ()  # its inputs, resolved (set by the plan: core.pipeline)
 
     def name_for(self, attempt: int) -> str:
         from expctl.core.naming import attempt_name
@@ -250,6 +255,7 @@ class ObservedRun:
     live: bool = True  # False when only the tracker remembers it (object garbage-collected)
     resumed_from: ResumeFrom | None = None  # known from the tracker's records
     data_digest: str | None = None  # the datasets' digest it was launched with (None: unknown)
+    inputs: tuple[tuple[str, str], ...] | None = None  # (input name, label) it was launched with (None: unknown)
 
     @property
     def state(self) -> str:
@@ -277,7 +283,9 @@ class Reason(enum.StrEnum):
     MISSING = "missing"  # desired, nothing observed: create
     SPEC_CHANGED = "spec-changed"  # replace (or blocked while pending/running)
     DATA_CHANGED = "data-changed"  # replace: the digest of the run's datasets' manifests changed
-    WAITING = "waiting"  # a validation job whose training run has not succeeded yet
+    WAITING = "waiting"  # a validation job whose training run has not succeeded yet, or an input not resolvable
+    UPSTREAM_CHANGED = "upstream-changed"  # replace: an input resolves to another upstream (core.pipeline)
+    UPSTREAM_FAILED = "upstream-failed"  # blocked: an input's upstream run failed for good
     SKIPPED = "skipped"  # a validation job whose training run finished without succeeding
     FAILED = "failed"  # the latest attempt failed and a retry is due
     BACKOFF = "backoff"  # failed, retry not due yet

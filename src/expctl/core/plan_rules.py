@@ -5,10 +5,12 @@ Pure: the clock comes in as ``now``; nothing here performs I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
+from expctl.core import pipeline
 from expctl.core.diff import Pair, pair_runs
+from expctl.core.inputs import ModelVersion
 from expctl.core.model import Action, Change, FailureClass, ObservedRun, Phase, Plan, Reason, RunSpec
 from expctl.core.naming import attempt_name, canonical_json, sha256_hex
 
@@ -58,8 +60,14 @@ def _decide_failed(pair: Pair, spec: RunSpec, cur: ObservedRun, now: float) -> C
 
 
 def changed_reason(spec: RunSpec, cur: ObservedRun) -> tuple[Reason, str]:
-    """Why a run's spec hash changed: "data-changed" when the digest of its datasets' manifests changed
-    (whatever else changed with it), else "spec-changed"; with a detail naming the digests."""
+    """Why a run's spec hash changed: "upstream-changed" when an input resolves to another upstream, else
+    "data-changed" when the digest of its datasets' manifests changed (whatever else changed with it), else
+    "spec-changed"; with a detail naming old → new."""
+    if cur.inputs is not None and spec.inputs and cur.inputs != pipeline.labels(spec):
+        old = dict(cur.inputs)
+        moved = [f"{name}: {old.get(name, 'none')} → {label}" for name, label in pipeline.labels(spec)
+                 if old.get(name) != label]
+        return Reason.UPSTREAM_CHANGED, "; ".join(moved) or "inputs changed"
     if cur.data_digest is not None and cur.data_digest != spec.data_digest and (cur.data_digest or spec.data_digest):
         names = ", ".join(d.name for d in spec.datasets) or "datasets"
         return Reason.DATA_CHANGED, f"{names}: {cur.data_digest[:12] or 'none'} → {spec.data_digest[:12] or 'none'}"
@@ -119,13 +127,7 @@ def dependents(desired: Sequence[RunSpec],
     return out, held
 
 
-def _gave_up(run: ObservedRun, spec: RunSpec) -> bool:
-    """A finished training run that will not be retried: cancelled, or failed with no retry left."""
-    if run.cancelled or run.phase is Phase.CANCELLED:
-        return True
-    policy = spec.job.retries
-    return run.phase is Phase.FAILED and ((run.failure or FailureClass.CODE) not in policy.on
-                                          or run.attempt >= policy.max_attempts)
+_gave_up = pipeline.final_failure
 
 
 def _held(pair: Pair, held: dict[str, Reason]) -> Change | None:
@@ -138,10 +140,19 @@ def _held(pair: Pair, held: dict[str, Reason]) -> Change | None:
     return _change(Action.NOOP, why, pair, cur.attempt if cur else 1, detail)
 
 
+def _waiting(pair: Pair, holds: dict[str, pipeline.Hold]) -> Change | None:
+    hold = holds.get(pair.run_key)
+    if hold is None or pair.desired is None:
+        return None
+    cur = pair.current
+    return _change(hold.action, hold.reason, pair, cur.attempt if cur else 1, hold.detail)
+
+
 def make_plan(
     desired: Sequence[RunSpec],
     observed: Sequence[ObservedRun],
     *,
+    models: Mapping[str, ModelVersion | None] | None = None,
     commit: str,
     backend: str,
     now: float,
@@ -150,15 +161,19 @@ def make_plan(
     force_prune: bool = False,
     worktree: bool = False,
 ) -> Plan:
-    """Diff desired against observed and order the changes as apply performs them: deletes first."""
+    """Diff desired against observed and order the changes as apply performs them: deletes first, then the
+    rest in the order of ``desired`` (dependency order). ``models``: the registry's answer for each model
+    input (``pipeline.model_inputs``); an input not resolvable yet holds its run."""
     if prune and not desired and any(r.managed and r.live for r in observed) and not force_prune:
         raise PlanRefused(
             "refusing to prune: no runs are desired (an empty or broken checkout?) — pass --force-prune "
             "to delete every managed run"
         )
+    desired, holds = pipeline.resolve(desired, observed, models or {})
     desired, held = dependents(desired, observed)
     changes = [c for pair in pair_runs(desired, observed)
-               if (c := _held(pair, held) or decide(pair, now, prune, replace_running)) is not None]
+               if (c := _waiting(pair, holds) or _held(pair, held) or decide(pair, now, prune, replace_running))
+               is not None]
     changes.sort(key=lambda c: 0 if c.action is Action.DELETE else 1)
     return Plan(commit=commit, backend=backend, changes=tuple(changes), fingerprint=fingerprint(observed),
                 worktree=worktree, prune=prune, replace_running=replace_running)

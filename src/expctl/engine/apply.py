@@ -29,15 +29,18 @@ from expctl.config.schema import Settings
 from expctl.core import audit
 from expctl.core.diff import join_observed
 from expctl.core.errors import BackendUnavailable, LockError, TrackingError
+from expctl.core.inputs import ModelVersion
 from expctl.core.model import Change, ObservedRun, Plan
 from expctl.core.planfile import SavedPlan, check_fresh
 from expctl.engine.logs import keep_finished
-from expctl.engine.plan import PlanOptions, make_plan_of, observe_alongside
+from expctl.engine.plan import PlanOptions, make_plan_of, model_versions, observe_alongside, resolved_runs
 from expctl.engine.wait import Tried, WaitResult, finished, progress_bar, tally, unfinishable
 from expctl.engine.writes import ApplyResult, Progress, Stop, apply_changes, crash_point
 from expctl.tracking.base import Settles, Tracker, TrackerUnavailable, TrackerView
 
 log = logging.getLogger(__name__)
+
+Models = dict[str, ModelVersion | None]  # what each model input names in the registry (engine.plan)
 
 
 @dataclass(frozen=True)
@@ -165,12 +168,16 @@ def noted(stop: Stop) -> Iterator[None]:
             signal.signal(signal.SIGINT, previous)
 
 
-def _observe(backend: Backend, tracker: Tracker, desired: Desired) -> tuple[list[ObservedRun], TrackerView]:
-    """One observation: the backend's objects and the tracker's view; the tracker follows the phases."""
+def _observe(backend: Backend, tracker: Tracker, desired: Desired) -> tuple[list[ObservedRun], TrackerView, Models]:
+    """One observation: the backend's objects, the tracker's view and what model inputs name in its registry;
+    the tracker follows the phases (of the runs as their inputs resolve)."""
     live, view = observe_alongside(backend, tracker.view)
-    tracker.sync(live, desired.runs, view)
+    models = model_versions(tracker, desired.runs)
+    runs = resolved_runs(desired.runs, join_observed(live, view.records), models) if models or any(
+        r.job.inputs for r in desired.runs) else desired.runs
+    tracker.sync(live, runs, view)
     keep_finished(backend, tracker, live)  # finished runs' logs outlive their jobs, in MLflow
-    return live, view
+    return live, view, models
 
 
 def _settle(tracker: Tracker, live: list[ObservedRun], desired: Desired, view: TrackerView, lock: ApplyLock,
@@ -230,10 +237,10 @@ def run_apply(desired: Desired, backend: Backend, tracker: Tracker, lock: Abstra
     stop = Stop()
     with lock as held:
         with noted(stop):
-            live, view = _observe(backend, tracker, desired)
+            live, view, models = _observe(backend, tracker, desired)
             observed = join_observed(live, view.records)
             _recover_audits(tracker, view, observed, held, result)
-            plan = make_plan_of(desired, observed, backend.name, options.plan)
+            plan = make_plan_of(desired, observed, backend.name, options.plan, models=models)
             result.plan = plan
             if options.saved is not None:
                 check_fresh(options.saved, plan)
@@ -271,7 +278,7 @@ def _wait(desired: Desired, backend: Backend, tracker: Tracker, lock: ApplyLock,
         while not stop.is_set():
             lock.check()
             try:
-                live, view = _observe(backend, tracker, desired)
+                live, view, models = _observe(backend, tracker, desired)
             except (TrackerUnavailable, BackendUnavailable) as exc:
                 # a server restarting must not end hours of waiting: keep polling for a while, saying so once
                 now = time.monotonic()
@@ -285,7 +292,7 @@ def _wait(desired: Desired, backend: Backend, tracker: Tracker, lock: ApplyLock,
             if outage is not None:
                 hooks.notice("reachable again; waiting goes on")
                 outage = None
-            plan = make_plan_of(desired, join_observed(live, view.records), backend.name, options.plan)
+            plan = make_plan_of(desired, join_observed(live, view.records), backend.name, options.plan, models=models)
             counts = tally(plan)
             # whatever the plan would write now: due retries, validation jobs whose training run just
             # succeeded (create, or replace of the previous one), anything else that became due

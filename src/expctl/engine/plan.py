@@ -6,7 +6,7 @@ I/O at the edge: it reads git, asks the backend and the tracker, then hands valu
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +15,14 @@ from typing import TypeVar
 from expctl.backends.base import Backend
 from expctl.config import source
 from expctl.config.desired_state import Desired, load_desired
+from expctl.core import pipeline
 from expctl.core.diff import join_observed
 from expctl.core.errors import ExpctlError
-from expctl.core.model import ObservedRun, Plan
+from expctl.core.inputs import ModelVersion
+from expctl.core.model import ObservedRun, Plan, RunSpec
 from expctl.core.plan_rules import PlanRefused, make_plan
 from expctl.core.planfile import SavedPlan
-from expctl.tracking.base import Tracker
+from expctl.tracking.base import ResolvesModels, Tracker
 
 T = TypeVar("T")
 
@@ -52,11 +54,26 @@ def observe(backend: Backend, tracker: Tracker | None) -> list[ObservedRun]:
     return join_observed(live, records)
 
 
+def model_versions(tracker: Tracker | None, runs: Sequence[RunSpec]) -> dict[str, ModelVersion | None]:
+    """What each model input of the runs names in the registry now: one lookup per distinct input (none
+    without a tracker with a registry: those inputs wait)."""
+    decls = pipeline.model_inputs(runs)
+    if not isinstance(tracker, ResolvesModels):
+        return {d.wanted: None for d in decls}
+    return {d.wanted: tracker.model_version(d) for d in decls}
+
+
+def resolved_runs(runs: Sequence[RunSpec], observed: Sequence[ObservedRun],
+                  models: Mapping[str, ModelVersion | None]) -> list[RunSpec]:
+    """The desired runs with their inputs resolved (the identities the tracker's sync must match)."""
+    return pipeline.resolve(runs, observed, models)[0]
+
+
 def make_plan_of(desired: Desired, observed: list[ObservedRun], backend: str, opts: PlanOptions,
-                 now: float | None = None) -> Plan:
+                 now: float | None = None, models: Mapping[str, ModelVersion | None] | None = None) -> Plan:
     try:
         return make_plan(
-            desired.runs, observed, commit=desired.snapshot.commit, backend=backend,
+            desired.runs, observed, models=models, commit=desired.snapshot.commit, backend=backend,
             now=time.time() if now is None else now, prune=opts.prune,
             replace_running=opts.replace_running, force_prune=opts.force_prune, worktree=opts.worktree,
         )
@@ -67,7 +84,8 @@ def make_plan_of(desired: Desired, observed: list[ObservedRun], backend: str, op
 def compute_plan(desired: Desired, backend: Backend, tracker: Tracker | None, opts: PlanOptions,
                  now: float | None = None) -> tuple[Plan, list[ObservedRun]]:
     observed = observe(backend, tracker)
-    return make_plan_of(desired, observed, backend.name, opts, now), observed
+    models = model_versions(tracker, desired.runs)
+    return make_plan_of(desired, observed, backend.name, opts, now, models), observed
 
 
 def desired_state(repo: Path, opts: PlanOptions) -> Desired:

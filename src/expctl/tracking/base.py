@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from expctl.core.audit import AuditRecord
 from expctl.core.errors import TrackingError
+from expctl.core.inputs import InputDecl, ModelVersion
 from expctl.core.model import Checkpoint, ObservedRun, ResumeFrom, RunSpec, TrackingRef
 from expctl.core.report import Reference, TrackedRun
 
@@ -100,6 +101,16 @@ class Settles(Protocol):
     def settle(self, observed: Sequence[ObservedRun], desired: Sequence[RunSpec], view: TrackerView,
                stop: Callable[[], bool] = ...) -> int:
         """Settle what ``view`` shows settled (written under the apply lock, after the apply's writes)."""
+        ...
+
+
+@runtime_checkable
+class ResolvesModels(Protocol):
+    """A tracker with a model registry: which version a model input names now (``core.pipeline`` resolves the
+    inputs of a plan with it; a tracker without one leaves model inputs waiting)."""
+
+    def model_version(self, decl: InputDecl) -> ModelVersion | None:
+        """The version ``decl`` names (by alias or number) and its run's spec hash; None when none does yet."""
         ...
 
 

@@ -34,7 +34,7 @@ from expctl.backends.local.table import RunTable
 from expctl.backends.locks import state_lock
 from expctl.backends.worktrees import CheckoutError, Worktrees
 from expctl.core.errors import BackendError
-from expctl.core.jobenv import DATA_DIGEST_ENV, job_env, replica_names
+from expctl.core.jobenv import DATA_DIGEST_ENV, inputs_in, job_env, replica_names
 from expctl.core.model import FailureClass, JobKind, Launch, ObservedRun, Phase
 from expctl.crash import crash_point
 
@@ -358,4 +358,4 @@ class LocalBackend:
         return ObservedRun(**observed_identity(state), phase=phase, backend=self.name,
                            failure=FailureClass(state.failure) if state.failure else None, message=message,
                            finished_at=state.finished_at, cancelled=state.cancelled, live=True,
-                           data_digest=state.env.get(DATA_DIGEST_ENV))
+                           data_digest=state.env.get(DATA_DIGEST_ENV), inputs=inputs_in(state.env))

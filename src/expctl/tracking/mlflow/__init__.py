@@ -2,11 +2,12 @@
 
 - ``session``: the plumbing — the client, bounded calls, experiment ids, searches, tag writes, and the
   ledger's bookkeeping (``touched``, ``from_ledger``), as a typed public API (``MlflowSession``).
-- Features, each taking a session and importing no other feature (except ``sync`` → ``promote``):
+- Features, each taking a session and importing no other feature (except ``sync`` and ``inputs`` → ``promote``):
   ``runs`` (find-or-create), ``audit``, ``ledger`` (settled runs), ``sync`` (phases → status, the gate),
   ``promote`` (registry and aliases), ``lineage``, ``logs`` (kept logs), ``checkpoints``, ``results``
   (what ``expctl report`` reads), ``datasets``
-  (dataset inputs), ``ui`` (what the UI shows).
+  (dataset inputs), ``inputs`` (which registered version a pipeline's model input names), ``ui`` (what the UI
+  shows).
 - ``store``: ``MlflowStore``, the facade: the ``Tracker`` methods, composed from the features.
 - Pure helpers: ``tags`` (the MLflow value codec: tags, params, statuses, limits), ``ledger_codec``,
   ``provenance``, ``links``, ``run_index``; edges: ``rest_search`` (plain REST reads, no MLflow import),

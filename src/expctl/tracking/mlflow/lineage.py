@@ -1,4 +1,5 @@
-"""``expctl lineage MODEL@ALIAS``: model version → run → commit → config → datasets → batches → manifest digests.
+"""``expctl lineage MODEL@ALIAS``: model version → run → commit → config → datasets → batches → manifest digests,
+and up a pipeline: the run's inputs → the model versions and runs they were → their lineage.
 
 Read from MLflow only (the registry version's tags, its run's tags, params and artifacts): it works from any
 checkout, long after the jobs are gone.
@@ -13,6 +14,7 @@ from expctl.core import bounded, safe_json
 from expctl.core.errors import ExpctlError, TrackingError
 from expctl.core.model import DATASET_ARTIFACT_DIR, VALIDATION_PREFIX
 from expctl.tracking.mlflow.session import MlflowSession
+from expctl.tracking.mlflow.tags import INPUT_PREFIX
 
 
 def parse_ref(ref: str) -> tuple[str, str | None, str | None]:
@@ -49,8 +51,33 @@ def _manifest(text: str | None) -> dict[str, Any]:
     return manifest if isinstance(manifest, dict) else {}
 
 
-def lineage(session: MlflowSession, ref: str) -> dict[str, Any]:
-    """Everything a registered version came from, as one JSON-ready dict."""
+def _inputs(session: MlflowSession, tags: dict[str, str], depth: int) -> list[dict[str, Any]]:
+    """A run's inputs (``expctl.input.<name>.*`` tags), each with its upstream run's commit and spec hash; a
+    model input with that version's own lineage (up to ``depth`` more links of the chain)."""
+    names = sorted({k[len(INPUT_PREFIX):].rsplit(".", 1)[0] for k in tags if k.startswith(INPUT_PREFIX)})
+    out: list[dict[str, Any]] = []
+    for name in names:
+        at = f"{INPUT_PREFIX}{name}."
+        item: dict[str, Any] = {"name": name, **{k[len(at):]: v for k, v in sorted(tags.items()) if k.startswith(at)}}
+        if item.get("model") and item.get("version") and depth > 0:
+            try:
+                item["lineage"] = lineage(session, f"{item['model']}/{item['version']}", depth - 1)
+            except TrackingError:
+                item["lineage"] = None  # the version was deleted: the tags still say what it was
+        elif item.get("run_id"):
+            try:
+                up = session.client.get_run(item["run_id"]).data.tags
+                item["commit"] = up.get("expctl.commit", "")
+                item["upstream_job"] = up.get("expctl.job", "")
+            except Exception:
+                item["commit"] = ""
+        out.append(item)
+    return out
+
+
+def lineage(session: MlflowSession, ref: str, depth: int = 4) -> dict[str, Any]:
+    """Everything a registered version came from, as one JSON-ready dict (its inputs' lineage too, ``depth``
+    links up the chain)."""
     name, alias, number = parse_ref(ref)
     client = session.client
     try:
@@ -92,4 +119,5 @@ def lineage(session: MlflowSession, ref: str) -> dict[str, Any]:
         "gate": tags.get("expctl.gate_reason", ""),
         "promotion": vtags.get("expctl.promotion", ""),
         "challenges": {k: v for k, v in sorted(vtags.items()) if k.startswith("expctl.challenge.")},
+        "inputs": _inputs(session, dict(tags), depth),
     }

@@ -11,9 +11,9 @@ one-line ``TrackingError`` (``TrackerUnavailable`` when the server cannot be rea
 
 The adapter is three layers, and only this module sees all of them: the plumbing (``session.MlflowSession``:
 client, failures, experiments, searches, the ledger's bookkeeping), the features written on it (``runs``,
-``audit``, ``ledger``, ``sync``, ``promote``, ``ui``, ``lineage``, and the capabilities ``logs.KeptLogs`` and
-``checkpoints.Checkpoints``), and this facade, which composes them into the ``Tracker`` methods. No feature
-imports this module.
+``audit``, ``ledger``, ``sync``, ``promote``, ``ui``, ``lineage``, ``inputs``, and the capabilities
+``logs.KeptLogs`` and ``checkpoints.Checkpoints``), and this facade, which composes them into the ``Tracker``
+methods. No feature imports this module.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from typing import Any
 
 from expctl.core.audit import AuditRecord
 from expctl.core.gate import GateResult
+from expctl.core.inputs import InputDecl, ModelVersion
 from expctl.core.model import ObservedRun, RunSpec, TrackingRef, ValidationGate
 from expctl.core.report import Reference, TrackedRun
 from expctl.tracking.base import TrackerView
-from expctl.tracking.mlflow import audit, ledger, promote, results, runs, session, ui
+from expctl.tracking.mlflow import audit, inputs, ledger, promote, results, runs, session, ui
 from expctl.tracking.mlflow import lineage as lineages
 from expctl.tracking.mlflow import sync as syncing
 from expctl.tracking.mlflow import tags as g
@@ -140,6 +141,9 @@ class MlflowStore(KeptLogs, Checkpoints, MlflowSession):
     def registered_models(self) -> list[dict[str, Any]]:
         """Every version expctl registered, with its aliases and its run's metrics (``make demo`` lists them)."""
         return promote.registered_versions(self, session.PAGE)
+
+    def model_version(self, decl: InputDecl) -> ModelVersion | None:
+        return inputs.model_version(self, decl)
 
     def lineage(self, ref: str) -> dict[str, Any]:
         """Everything the registered version ``ref`` (``MODEL@ALIAS`` or ``MODEL/VERSION``) came from

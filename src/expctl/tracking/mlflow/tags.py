@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from expctl.core import safe_json
+from expctl.core.inputs import MODEL
 from expctl.core.model import Checkpoint, FailureClass, ObservedRun, Phase, ResumeFrom, RunSpec
 from expctl.core.naming import slug
 from expctl.tracking.mlflow import provenance
@@ -118,6 +119,7 @@ def run_tags(
     if spec.validates:  # a validation job: which training run's model it evaluates
         tags["expctl.validates"] = spec.validates
         tags["expctl.validates_run_id"] = spec.target_run_id
+    tags.update(input_tags(spec))  # what it consumed (the plan says "upstream-changed" when it moves)
     if spec.data_digest:  # which data it trains on (the plan says "data-changed" when this moves)
         tags["expctl.data_digest"] = spec.data_digest
         tags["expctl.datasets"] = json.dumps({d.name: d.digest for d in spec.datasets}, sort_keys=True)
@@ -165,7 +167,7 @@ def observed_from_run(info: Any, tags: Mapping[str, str], backend: str) -> Obser
         overrides=safe_json.string_list(tags.get("expctl.overrides")), commit=tags.get("expctl.commit"),
         replicas=safe_json.integer(tags.get("expctl.replicas"), 1), gpus=safe_json.integer(tags.get("expctl.gpus"), 0),
         user=tags.get("expctl.author") or None, live=False, resumed_from=resumed_from(tags),
-        data_digest=tags.get("expctl.data_digest"),
+        data_digest=tags.get("expctl.data_digest"), inputs=inputs_of(tags),
     )
 
 
@@ -200,3 +202,28 @@ def resumed_from(tags: Mapping[str, str]) -> ResumeFrom | None:
     if not uri or attempt is None:
         return None
     return ResumeFrom(uri, attempt, tags.get(f"{RESUMED_FROM}.run_id", ""), _int(tags.get(f"{RESUMED_FROM}.epoch")))
+
+
+INPUTS_TAG = "expctl.inputs"  # {input name: label} of the inputs it was launched with
+INPUT_PREFIX = "expctl.input."
+
+
+def input_tags(spec: RunSpec) -> dict[str, str]:
+    """The tags of a run that say what it consumed: per input its URI, source, version, run and spec hash."""
+    if not spec.inputs:
+        return {}
+    tags = {INPUTS_TAG: json.dumps({r.name: r.label for r in spec.inputs}, sort_keys=True)}
+    for r in spec.inputs:
+        at = f"{INPUT_PREFIX}{r.name}."
+        tags.update({at + "uri": r.uri, at + r.kind: r.source, at + "run_id": r.run_id, at + "spec_hash": r.spec_hash})
+        if r.kind == MODEL:
+            tags[at + "version"] = r.version
+    return tags
+
+
+def inputs_of(tags: Mapping[str, str]) -> tuple[tuple[str, str], ...] | None:
+    """(input name, label) a run's tags record (None: the run records none: it was launched without inputs)."""
+    text = tags.get(INPUTS_TAG)
+    if not text:
+        return None
+    return tuple(sorted(safe_json.string_map(text).items()))

@@ -1,0 +1,70 @@
+"""The ``inputs:`` of an experiment's ``expctl`` block (pydantic): what it consumes, each input named.
+
+    inputs:
+      base: {model: pretrain-classifier@champion}   # a registered model version by alias
+      teacher: {model: pretrain-classifier, version: 3}
+      points: {experiment: pretrain-sweep, each: true}   # one run per point of a sweep upstream
+
+What one block can say is checked here; what needs the other experiments (an unknown one, ``each`` on an
+upstream that is not a sweep, a cycle) is checked by ``core.pipeline.graph_errors`` once all are composed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+
+from expctl.config.schema_types import ALIAS, MODEL_NAME, Strict, _not_reserved_alias
+from expctl.core.inputs import InputDecl
+
+INPUT_NAME = r"^[A-Za-z][A-Za-z0-9_]{0,62}$"  # EXPCTL_INPUT_<NAME>_URI: a name an environment variable can hold
+InputName = Annotated[str, Field(pattern=INPUT_NAME)]
+
+
+class InputIn(Strict):
+    model: str | None = Field(None, max_length=512, description="NAME@ALIAS, or NAME with version")
+    version: int | None = Field(None, ge=1, le=2**31 - 1)
+    experiment: Annotated[str, Field(max_length=255, pattern=r"^[a-z][a-z0-9/-]*$")] | None = None
+    each: bool = False
+
+    @field_validator("model")
+    @classmethod
+    def _model_ref(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        name, _, alias = value.rpartition("@") if "@" in value else (value, "", "")
+        if not re.match(MODEL_NAME, name):
+            raise ValueError(f"{value!r}: expected NAME@ALIAS (e.g. pretrain-classifier@champion), or NAME with "
+                             "version: N")
+        if "@" in value:
+            if not re.match(ALIAS, alias):
+                raise ValueError(f"{value!r}: the alias after '@' must be letters, digits, '_' and '-'")
+            _not_reserved_alias(alias)
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InputIn:
+        if (self.model is None) == (self.experiment is None):
+            raise ValueError("an input is either {model: NAME@ALIAS} (or {model: NAME, version: N}) or "
+                             "{experiment: NAME}")
+        if self.model is not None and ("@" in self.model) == (self.version is not None):
+            raise ValueError("a model input names an alias (NAME@ALIAS) or a version, exactly one of them")
+        if self.experiment is not None and self.version is not None:
+            raise ValueError("version is for model inputs")
+        if self.model is not None and self.each:
+            raise ValueError("each is for experiment inputs (one run per point of a sweep upstream)")
+        return self
+
+
+def to_decls(inputs: dict[str, InputIn]) -> tuple[InputDecl, ...]:
+    """The domain declarations of validated inputs, by name."""
+    out = []
+    for name, item in sorted(inputs.items()):
+        model, alias = None, None
+        if item.model is not None:
+            model, _, alias = item.model.rpartition("@") if "@" in item.model else (item.model, "", "")
+        out.append(InputDecl(name=name, model=model, alias=alias or None, version=item.version,
+                             experiment=item.experiment, each=item.each))
+    return tuple(out)

@@ -1,0 +1,73 @@
+"""An experiment's inputs: what it declares it consumes (``expctl.inputs``) and what that resolved to.
+
+Pure values: no I/O. ``core.pipeline`` orders experiments by them and resolves them against what is observed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MODEL = "model"
+EXPERIMENT = "experiment"
+
+
+@dataclass(frozen=True)
+class InputDecl:
+    """One named input of an experiment: a registered model version (by alias or number), or the successful
+    run of another experiment (``each``: one downstream run per point of a sweep upstream)."""
+
+    name: str
+    model: str | None = None
+    alias: str | None = None
+    version: int | None = None
+    experiment: str | None = None
+    each: bool = False
+
+    @property
+    def wanted(self) -> str:
+        """What it asks for, as people write it: ``pretrain-classifier@champion``, ``NAME/3``, ``pretrain``."""
+        if self.model is not None:
+            return f"{self.model}@{self.alias}" if self.alias else f"{self.model}/{self.version}"
+        return f"{self.experiment}"
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A registered model version an input resolved to, and the spec hash of the run that made it ("" when a
+    run expctl did not launch made it)."""
+
+    model: str
+    version: str
+    run_id: str
+    spec_hash: str = ""
+
+
+@dataclass(frozen=True)
+class ResolvedInput:
+    """An input as the job gets it: ``uri`` (``models:/NAME/VERSION`` or ``runs:/RUN_ID``) and what it is."""
+
+    name: str
+    kind: str  # MODEL or EXPERIMENT
+    source: str  # the model's or the upstream experiment's name
+    uri: str
+    run_id: str
+    spec_hash: str  # the upstream run's spec hash (a model version's: the run that logged it)
+    version: str = ""  # a model input's version
+
+    @property
+    def label(self) -> str:
+        """What the plan shows of it (``upstream-changed``: old → new): ``NAME v3`` or ``pretrain@<spec>``."""
+        if self.kind == MODEL:
+            return f"{self.source} v{self.version}"
+        return f"{self.source}@{self.spec_hash[:12]}"
+
+    def identity(self) -> dict[str, str]:
+        """What of it is part of the downstream's spec hash: which upstream computed it, not where it is."""
+        if self.kind == MODEL:
+            return {"model": self.source, "version": self.version, "spec": self.spec_hash}
+        return {"experiment": self.source, "spec": self.spec_hash}
+
+
+def env_name(input_name: str) -> str:
+    """``EXPCTL_INPUT_<NAME>_URI``: the input's name upper-cased, ``-`` as ``_``."""
+    return f"EXPCTL_INPUT_{input_name.upper().replace('-', '_')}_URI"

@@ -1,0 +1,239 @@
+"""Pipelines: experiments that consume other experiments' runs and registered models (``expctl.inputs``).
+
+Pure. The dependency graph of experiments (its order, its cycles, the checks of the declarations against it),
+the expansion of ``each`` inputs into one downstream run per upstream point, and the resolution of every input
+against what is observed: a resolved input becomes part of the downstream run's spec hash; an input not
+resolvable yet holds the run (``waiting``), an upstream that failed for good blocks it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from expctl.core.desired import validation_spec
+from expctl.core.errors import ConfigError
+from expctl.core.inputs import EXPERIMENT, MODEL, InputDecl, ModelVersion, ResolvedInput
+from expctl.core.model import Action, FailureClass, ObservedRun, Phase, Reason, RunSpec
+from expctl.core.naming import canonical_json, run_name, sha256_hex
+
+
+def edges_of(inputs: Mapping[str, Sequence[InputDecl]]) -> dict[str, list[str]]:
+    """``{experiment: the experiments it consumes}`` (model inputs are not edges: a registry sits between)."""
+    return {name: sorted({d.experiment for d in decls if d.experiment is not None})
+            for name, decls in inputs.items()}
+
+
+def find_cycle(edges: Mapping[str, Sequence[str]]) -> list[str] | None:
+    """A cycle of the graph as a path that ends where it starts (``[a, b, a]``), or None."""
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in edges.get(node, ()):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state and (found := visit(nxt, path)) is not None:
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(edges):
+        if start not in state and (found := visit(start, [])) is not None:
+            return found
+    return None
+
+
+def order(names: Sequence[str], edges: Mapping[str, Sequence[str]]) -> list[str]:
+    """``names`` in dependency order (an upstream before its consumers), otherwise in their given order: with
+    no edges the order is unchanged. The graph must be acyclic (``find_cycle``)."""
+    position = {n: i for i, n in enumerate(names)}
+    done: set[str] = set()
+    out: list[str] = []
+
+    def place(node: str) -> None:
+        if node in done:
+            return
+        done.add(node)
+        for up in sorted(edges.get(node, ()), key=lambda n: position.get(n, len(position))):
+            if up in position:
+                place(up)
+        out.append(node)
+
+    for name in names:
+        place(name)
+    return out
+
+
+def graph_errors(inputs: Mapping[str, Sequence[InputDecl]], files: Mapping[str, str],
+                 points: Mapping[str, int]) -> list[ConfigError]:
+    """The declarations checked against each other: an unknown upstream experiment, an experiment input on a
+    sweep without ``each``, ``each`` on an upstream that is not a sweep, a cycle. ``files``: every experiment's
+    file; ``points``: the number of training runs of each experiment that was expanded."""
+    errors: list[ConfigError] = []
+    for name, decls in inputs.items():
+        for d in decls:
+            if d.experiment is None:
+                continue
+            key = f"expctl.inputs.{d.name}.experiment"
+            if d.experiment not in files:
+                errors.append(ConfigError(f"no experiment named {d.experiment!r} (experiments/{d.experiment}.yaml "
+                                          "does not exist)", file=files[name], key=key))
+                continue
+            count = points.get(d.experiment)
+            if count is None:
+                continue
+            if d.each and count < 2:
+                errors.append(ConfigError(f"each: {d.experiment!r} is not a sweep (it has one run): drop each",
+                                          file=files[name], key=f"expctl.inputs.{d.name}.each"))
+            elif not d.each and count > 1:
+                errors.append(ConfigError(f"{d.experiment!r} is a sweep of {count} runs: say which, with each: true "
+                                          "(one run per point)", file=files[name], key=key))
+    cycle = find_cycle({n: [u for u in ups if u in files] for n, ups in edges_of(inputs).items()})
+    if cycle:
+        first = next(d for d in inputs[cycle[0]] if d.experiment == cycle[1])
+        errors.append(ConfigError(f"a cycle of inputs: {' → '.join(cycle)}", file=files[cycle[0]],
+                                  key=f"expctl.inputs.{first.name}.experiment"))
+    return errors
+
+
+def _trains(runs: Sequence[RunSpec], experiment: str) -> list[RunSpec]:
+    return [r for r in runs if r.experiment == experiment and not r.validates]
+
+
+def expand_each(runs: Sequence[RunSpec]) -> list[RunSpec]:
+    """Each run with an ``each`` input becomes one run per point of that upstream sweep (the run key and name
+    say which point); the validation job of such a run follows it. Runs without one are kept as they are."""
+    out: list[RunSpec] = []
+    for spec in runs:
+        each = [d for d in spec.job.inputs if d.each and d.experiment is not None]
+        if not each or spec.validates:
+            if not spec.validates or not any(d.each for d in spec.job.inputs):
+                out.append(spec)
+            continue
+        variants = [spec]
+        for decl in each:
+            ups = _trains(runs, decl.experiment or "")
+            if not ups:  # its upstream was not composed (``load_desired(only=...)``): it waits, unexpanded
+                continue
+            variants = [_for_point(v, decl.name, up.run_key) for v in variants for up in ups]
+        for variant in variants:
+            out.append(variant)
+            validation = validation_spec(variant)
+            if validation is not None:
+                out.append(validation)
+    return out
+
+
+def _for_point(spec: RunSpec, input_name: str, upstream_key: str) -> RunSpec:
+    key = sha256_hex(f"{spec.run_key}:{input_name}:{upstream_key}")[:32]
+    return replace(spec, run_key=key, name=run_name(spec.experiment, key),
+                   upstream=(*spec.upstream, (input_name, upstream_key)))
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Why a run cannot start: an action that writes nothing (``noop``/waiting, ``blocked``/upstream-failed)."""
+
+    action: Action
+    reason: Reason
+    detail: str
+
+
+def final_failure(run: ObservedRun, spec: RunSpec) -> bool:
+    """A finished run that will not be retried: cancelled, or failed with no retry left."""
+    if run.cancelled or run.phase is Phase.CANCELLED:
+        return True
+    policy = spec.job.retries
+    return run.phase is Phase.FAILED and ((run.failure or FailureClass.CODE) not in policy.on
+                                          or run.attempt >= policy.max_attempts)
+
+
+def _latest(observed: Sequence[ObservedRun]) -> dict[tuple[str, str], ObservedRun]:
+    """The newest attempt of each (run key, spec hash)."""
+    latest: dict[tuple[str, str], ObservedRun] = {}
+    for run in observed:
+        have = latest.get((run.run_key, run.spec_hash))
+        if have is None or (run.attempt, run.created_at or 0.0) > (have.attempt, have.created_at or 0.0):
+            latest[(run.run_key, run.spec_hash)] = run
+    return latest
+
+
+def resolve(desired: Sequence[RunSpec], observed: Sequence[ObservedRun],
+            models: Mapping[str, ModelVersion | None]) -> tuple[list[RunSpec], dict[str, Hold]]:
+    """Resolve every run's inputs, in dependency order (``desired`` is): a run whose inputs all resolved gets
+    them and a spec hash that includes them (and its validation job follows); the others are held.
+    ``models``: each model input's ``wanted`` → the version it names now (None: none yet). Runs without inputs
+    are returned unchanged."""
+    latest = _latest(observed)
+    by_key: dict[str, RunSpec] = {}
+    held: dict[str, Hold] = {}
+    out: list[RunSpec] = []
+    for given in desired:
+        spec = given
+        if given.validates and given.validates in by_key and by_key[given.validates].inputs:
+            spec = validation_spec(by_key[given.validates]) or given
+        elif given.job.inputs and not given.validates:
+            got = [_resolve_one(given, d, desired, by_key, held, latest, models) for d in given.job.inputs]
+            holds = [g for g in got if isinstance(g, Hold)]
+            if holds:  # a failed upstream says more than one still running
+                held[given.run_key] = next((h for h in holds if h.action is Action.BLOCKED), holds[0])
+            else:
+                spec = with_inputs(given, [g for g in got if isinstance(g, ResolvedInput)])
+        if not spec.validates:
+            by_key[spec.run_key] = spec
+        out.append(spec)
+    return out, held
+
+
+def with_inputs(spec: RunSpec, resolved: Sequence[ResolvedInput]) -> RunSpec:
+    """The run with its resolved inputs, and a spec hash that includes which upstream each one is."""
+    identity = {r.name: r.identity() for r in resolved}
+    digest = sha256_hex(canonical_json({"spec": spec.spec_hash, "inputs": identity}))[:20]
+    return replace(spec, inputs=tuple(sorted(resolved, key=lambda r: r.name)), spec_hash=digest)
+
+
+def _resolve_one(spec: RunSpec, decl: InputDecl, desired: Sequence[RunSpec], by_key: Mapping[str, RunSpec],
+                 held: Mapping[str, Hold], latest: Mapping[tuple[str, str], ObservedRun],
+                 models: Mapping[str, ModelVersion | None]) -> ResolvedInput | Hold:
+    if decl.model is not None:
+        version = models.get(decl.wanted)
+        if version is None:
+            return Hold(Action.NOOP, Reason.WAITING, f"needs {decl.wanted}")
+        return ResolvedInput(decl.name, MODEL, version.model, f"models:/{version.model}/{version.version}",
+                             version.run_id, version.spec_hash, version.version)
+    point = dict(spec.upstream).get(decl.name)
+    ups = [by_key[r.run_key] for r in _trains(desired, decl.experiment or "") if r.run_key in by_key
+           and (point is None or r.run_key == point)]
+    if len(ups) != 1:
+        return Hold(Action.NOOP, Reason.WAITING, f"needs {decl.wanted} (not among the desired runs)")
+    up = ups[0]
+    if up.run_key in held:
+        return Hold(Action.NOOP, Reason.WAITING, f"needs {up.name}, which waits too")
+    run = latest.get((up.run_key, up.spec_hash))
+    if run is not None and run.phase is Phase.SUCCEEDED and not run.cancelled and run.mlflow_run_id:
+        return ResolvedInput(decl.name, EXPERIMENT, up.experiment, f"runs:/{run.mlflow_run_id}",
+                             run.mlflow_run_id, up.spec_hash)
+    if run is not None and final_failure(run, up):
+        why = "was cancelled" if run.cancelled or run.phase is Phase.CANCELLED else "failed"
+        return Hold(Action.BLOCKED, Reason.UPSTREAM_FAILED,
+                    f"upstream {run.name} {why}: {run.message}".rstrip(": "))
+    state = "not started" if run is None else run.phase.value.lower()
+    return Hold(Action.NOOP, Reason.WAITING, f"needs {up.name} ({state})")
+
+
+def labels(spec: RunSpec) -> tuple[tuple[str, str], ...]:
+    """(input name, label) of a run's resolved inputs: what the run records, and ``upstream-changed`` compares."""
+    return tuple((r.name, r.label) for r in spec.inputs)
+
+
+def model_inputs(desired: Sequence[RunSpec]) -> list[InputDecl]:
+    """The distinct model inputs the desired runs declare (each is looked up once in the registry)."""
+    found: dict[str, InputDecl] = {}
+    for spec in desired:
+        for decl in spec.job.inputs:
+            if decl.model is not None:
+                found.setdefault(decl.wanted, decl)
+    return list(found.values())

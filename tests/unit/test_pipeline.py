@@ -1,0 +1,138 @@
+"""Pipelines, pure: the dependency graph (order, cycles, checks), ``each`` expansion, and input resolution."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from expctl.core import pipeline
+from expctl.core.inputs import InputDecl, ModelVersion, env_name
+from expctl.core.model import Action, FailureClass, ObservedRun, Phase, Reason, RetryPolicy, RunSpec
+from expctl.core.plan_rules import make_plan
+from tests.support.factories import make_job, make_spec
+
+BASE = InputDecl("base", model="pretrain-classifier", alias="champion")
+UP = InputDecl("up", experiment="pretrain")
+EACH = InputDecl("up", experiment="pretrain", each=True)
+NO_RETRY = RetryPolicy(max_attempts=1, on=())
+
+
+def spec(experiment: str, *inputs: InputDecl, overrides: tuple[str, ...] = ()) -> RunSpec:
+    return make_spec(experiment, overrides=overrides, job=make_job(inputs=inputs, retries=NO_RETRY))
+
+
+def ran(s: RunSpec, phase: Phase, run_id: str = "up-run", message: str = "") -> ObservedRun:
+    return ObservedRun(run_key=s.run_key, name=s.name, experiment=s.experiment, attempt=1, spec_hash=s.spec_hash,
+                       phase=phase, backend="fake", mlflow_run_id=run_id, message=message, finished_at=1.0,
+                       failure=FailureClass.CODE if phase is Phase.FAILED else None)
+
+
+def test_order_puts_upstreams_first_and_keeps_the_order_of_the_rest() -> None:
+    names = ["a", "distil", "evaluate", "finetune", "pretrain", "z"]
+    edges = {"finetune": ["pretrain"], "distil": ["finetune"], "evaluate": ["distil", "pretrain"]}
+    assert pipeline.order(names, edges) == ["a", "pretrain", "finetune", "distil", "evaluate", "z"]
+    assert pipeline.order(names, {}) == names  # no inputs: nothing moves
+
+
+def test_a_cycle_is_found_and_named() -> None:
+    assert pipeline.find_cycle({"a": ["b"], "b": ["c"], "c": ["a"]}) == ["a", "b", "c", "a"]
+    assert pipeline.find_cycle({"a": ["a"]}) == ["a", "a"]
+    assert pipeline.find_cycle({"a": ["b"], "b": [], "c": ["a", "b"]}) is None
+
+
+FILES = {"pretrain": "experiments/pretrain.yaml", "finetune": "experiments/finetune.yaml"}
+
+
+@pytest.mark.parametrize(("inputs", "points", "key", "says"), [
+    ({"finetune": (InputDecl("up", experiment="nope"),)}, {}, "expctl.inputs.up.experiment", "no experiment named"),
+    ({"finetune": (EACH,)}, {"pretrain": 1}, "expctl.inputs.up.each", "is not a sweep"),
+    ({"finetune": (UP,)}, {"pretrain": 3}, "expctl.inputs.up.experiment", "sweep of 3 runs"),
+    ({"finetune": (UP,), "pretrain": (InputDecl("back", experiment="finetune"),)}, {"pretrain": 1, "finetune": 1},
+     "expctl.inputs.up.experiment", "a cycle of inputs: finetune → pretrain → finetune"),
+])
+def test_graph_errors_name_file_and_key(inputs: dict[str, tuple[InputDecl, ...]], points: dict[str, int],
+                                        key: str, says: str) -> None:
+    errors = pipeline.graph_errors(inputs, FILES, points)
+    assert len(errors) == 1 and errors[0].key == key and says in str(errors[0])
+    assert errors[0].file in FILES.values()
+
+
+def test_each_makes_one_run_per_upstream_point_with_stable_distinct_keys() -> None:
+    points = [spec("pretrain", overrides=(f"lr={lr}",)) for lr in (0.1, 0.2, 0.3)]
+    down = spec("evaluate", EACH)
+    runs = pipeline.expand_each([*points, down])
+    evals = [r for r in runs if r.experiment == "evaluate"]
+    assert len(evals) == 3 and len({r.run_key for r in evals}) == 3 and len({r.name for r in evals}) == 3
+    assert [dict(r.upstream)["up"] for r in evals] == [p.run_key for p in points]
+    assert [r.run_key for r in pipeline.expand_each([*points, down])] == [r.run_key for r in runs]
+
+
+def test_runs_without_inputs_keep_their_identity() -> None:
+    runs = [spec("a"), spec("b", overrides=("x=1",))]
+    assert pipeline.expand_each(runs) == runs
+    resolved, held = pipeline.resolve(runs, [], {})
+    assert resolved == runs and held == {}
+
+
+def test_a_model_input_waits_for_its_alias_then_its_version_is_in_the_spec_hash() -> None:
+    down = spec("finetune", BASE)
+    plan = make_plan([down], [], commit="c", backend="fake", now=0.0)
+    assert [(c.action, c.reason, c.detail) for c in plan.changes] == [
+        (Action.NOOP, Reason.WAITING, "needs pretrain-classifier@champion")]
+    v3 = ModelVersion("pretrain-classifier", "3", "run-3", "spec3")
+    (resolved,), _ = pipeline.resolve([down], [], {BASE.wanted: v3})
+    assert resolved.inputs[0].uri == "models:/pretrain-classifier/3" and resolved.spec_hash != down.spec_hash
+    (v4,), _ = pipeline.resolve([down], [], {BASE.wanted: replace(v3, version="4", run_id="run-4")})
+    assert v4.spec_hash != resolved.spec_hash  # the alias moved: a new identity
+    (same,), _ = pipeline.resolve([down], [], {BASE.wanted: replace(v3, run_id="elsewhere")})
+    assert same.spec_hash == resolved.spec_hash  # where it is is not what it is
+
+
+def test_the_alias_moving_replaces_the_downstream_naming_old_and_new() -> None:
+    down = spec("finetune", BASE)
+    v3 = ModelVersion("pretrain-classifier", "3", "run-3", "spec3")
+    (first,), _ = pipeline.resolve([down], [], {BASE.wanted: v3})
+    done = replace(ran(first, Phase.SUCCEEDED), inputs=pipeline.labels(first))
+    same = make_plan([down], [done], models={BASE.wanted: v3}, commit="c", backend="fake", now=0.0)
+    assert [(c.action, c.reason) for c in same.changes] == [(Action.NOOP, Reason.UNCHANGED)]
+    moved = make_plan([down], [done], models={BASE.wanted: replace(v3, version="4")}, commit="c",
+                      backend="fake", now=0.0)
+    assert [(c.action, c.reason, c.detail) for c in moved.changes] == [
+        (Action.REPLACE, Reason.UPSTREAM_CHANGED, "base: pretrain-classifier v3 → pretrain-classifier v4")]
+
+
+def test_an_experiment_input_waits_runs_and_blocks_with_its_upstream() -> None:
+    up, down = spec("pretrain"), spec("finetune", UP)
+
+    def line(*observed: ObservedRun) -> tuple[Action, Reason, str]:
+        changes = make_plan([up, down], list(observed), commit="c", backend="fake", now=0.0).changes
+        c = next(c for c in changes if c.experiment == "finetune")
+        return c.action, c.reason, c.detail
+
+    assert line() == (Action.NOOP, Reason.WAITING, f"needs {up.name} (not started)")
+    assert line(ran(up, Phase.RUNNING)) == (Action.NOOP, Reason.WAITING, f"needs {up.name} (running)")
+    assert line(ran(up, Phase.FAILED, message="exit 1")) == (
+        Action.BLOCKED, Reason.UPSTREAM_FAILED, f"upstream {up.name} failed: exit 1")
+    assert line(ran(up, Phase.SUCCEEDED))[:2] == (Action.CREATE, Reason.MISSING)
+    (_, resolved), _ = pipeline.resolve([up, down], [ran(up, Phase.SUCCEEDED)], {})
+    assert resolved.inputs[0].uri == "runs:/up-run" and resolved.inputs[0].spec_hash == up.spec_hash
+
+
+def test_a_chain_resolves_in_order_and_an_unrelated_upstream_change_keeps_downstream_identity() -> None:
+    up, mid = spec("pretrain"), spec("finetune", UP)
+    last = spec("distil", InputDecl("teacher", experiment="finetune"))
+    (_, mid_r, _), held = pipeline.resolve([up, mid, last], [ran(up, Phase.SUCCEEDED)], {})
+    assert held[last.run_key].detail == f"needs {mid.name} (not started)"
+    observed = [ran(up, Phase.SUCCEEDED), ran(mid_r, Phase.SUCCEEDED, run_id="mid-run")]
+    (_, _, last_r), held = pipeline.resolve([up, mid, last], observed, {})
+    assert not held and last_r.inputs[0].uri == "runs:/mid-run"
+    # the upstream's MLflow run id differs (a rerun elsewhere), its spec is the same: nothing downstream moves
+    again = [ran(up, Phase.SUCCEEDED, run_id="other"), ran(mid_r, Phase.SUCCEEDED, run_id="mid-2")]
+    assert [r.spec_hash for r in pipeline.resolve([up, mid, last], again, {})[0]] == \
+        [up.spec_hash, mid_r.spec_hash, last_r.spec_hash]
+
+
+def test_model_inputs_are_looked_up_once_and_env_names_are_upper_case() -> None:
+    assert pipeline.model_inputs([spec("a", BASE), spec("b", BASE, UP)]) == [BASE]
+    assert env_name("base") == "EXPCTL_INPUT_BASE_URI" and env_name("Teacher_2") == "EXPCTL_INPUT_TEACHER_2_URI"
