@@ -1,7 +1,8 @@
 """Teams on a real Slurm cluster with accounting (slurmdbd on a private MariaDB, ``slurm_accounting_cluster``):
 ``apply_slurm_teams`` creates each team's account, QOS (``GrpTRES=gres/gpu=N``) and association, a second apply
 changes nothing, a new quota modifies the QOS; a job over the QOS's GPUs waits with Slurm's reason
-``QOSGrpGRES``, seen in ``squeue`` and in ``expctl status``; ``sacctmgr`` failing (slurmdbd stopped) is one line.
+``QOSGrpGRES``, seen in ``squeue`` and in ``expctl status``; ``sacctmgr`` failing (slurmdbd stopped, or an
+account with running jobs to delete) is one line saying how many changes were made before it.
 On the session's cluster, which has no accounting, only partitions are checked, and the report says so.
 """
 
@@ -53,8 +54,7 @@ def test_reconcile_creates_then_is_a_no_op_then_modifies(slurm_accounting_cluste
     assert sorted(show(cluster, "assoc", "account,user,qos,defaultqos", "account=vision")) == [
         ["vision", "", "vision-gpu", "vision-gpu"], ["vision", "root", "vision-gpu", "vision-gpu"]]
 
-    assert plan_slurm_teams([team], env=env).changes == ()  # converged
-    assert apply_slurm_teams([team], env=env).changes == ()
+    assert apply_slurm_teams([team], env=env).changes == ()  # converged: a second apply does nothing
 
     bigger = SlurmTeam("vision", account="vision", partition="main", qos="vision-gpu", gpus=3, max_gpus_per_run=2)
     (change,) = apply_slurm_teams([bigger], env=env).changes
@@ -116,10 +116,19 @@ def test_a_job_over_the_teams_gpu_quota_waits_with_qosgrpgres(slurm_accounting_c
         assert proc.returncode == 0, proc.stderr
         (row,) = json.loads(proc.stdout)
         assert row["state"] == "Pending" and row["reason"] == "Pending: QOSGrpGRES", row
+
+        # a failure half-way: the new team's QOS is made, then Slurm refuses to delete an account with jobs
+        with pytest.raises(BackendError) as err:
+            apply_slurm_teams([SlurmTeam("cv", qos="cv-gpu", gpus=1)], prune=True, env=env)
+        assert str(err.value) == ("sacctmgr failed to delete account nlp: no team declares it: Error with request: "
+                                  "Job(s) active, cancel job(s) before remove (1 of 3 changes made before it; "
+                                  "rerun to finish)")
+        assert show(cluster, "qos", "name", "name=cv-gpu") == [["cv-gpu"]]
+        assert show(cluster, "account", "account", "name=nlp") == [["nlp"]]
     finally:
         cluster.run("scancel", "-A", "nlp")
     wait_until("nlp's jobs to end", lambda: cluster.run("squeue", "-h", "-A", "nlp", "-t", "PD,R,CG") == "")
-    apply_slurm_teams([], prune=True, env=env)
+    assert [c.kind for c in apply_slurm_teams([], prune=True, env=env).changes] == ["account", "qos", "qos"]
 
 
 def test_sacctmgr_failing_is_one_line_and_nothing_reported_done(slurm_accounting_cluster: SlurmCluster) -> None:

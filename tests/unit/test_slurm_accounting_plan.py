@@ -107,3 +107,9 @@ def test_undeclared_teams_are_deleted_account_before_qos_with_prune_only() -> No
 
 def test_a_team_without_account_or_qos_needs_nothing() -> None:
     assert plan_accounting([SlurmTeam("nlp", partition="main")], LiveAccounting(), {"nlp": ["ci"]}).changes == ()
+
+
+def test_names_are_compared_as_slurm_stores_them_in_lower_case() -> None:
+    live = LiveAccounting({"vision-gpu": OUR_QOS}, {"vision": OURS})
+    loud = SlurmTeam("vision", account="Vision", qos="Vision-GPU", gpus=8, max_gpus_per_run=4)
+    assert plan_accounting([loud], live, {"vision": ["ci"]}, prune=True).changes == ()

@@ -11,13 +11,14 @@ description ``expctl team NAME``; a QOS it creates has that description. Only th
 note. Per team with an account: the account (parent root) with its QOS as the only allowed and default QOS, and
 one user association per user (the caller passes the Unix users present). Per team with a QOS: its GPU limits,
 ``GrpTRES=gres/gpu=N`` (the team's ``gpus``: GPUs in use at once) and ``MaxTRESPerJob=gres/gpu=M`` (its
-``max_gpus_per_run``); no limit is ``-1``, Slurm's "unset".
+``max_gpus_per_run``); no limit is ``-1``, Slurm's "unset". Account and QOS names are lower case (Slurm
+lowers them: ``Vision`` is ``vision``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 MARK_ORG = "expctl"
 GPU_TRES = "gres/gpu"
@@ -207,7 +208,8 @@ def plan_accounting(teams: Sequence[SlurmTeam], live: LiveAccounting, users: Map
     """The changes that make ``live`` hold ``teams``: QOS first (accounts name them), then accounts and their
     user associations, then deletes of expctl's own objects no team declares any more (accounts before the
     QOS they use). ``users[team]`` are the users to associate (present on this machine: the caller checks).
-    Without ``prune`` deletes are returned as ``kept``."""
+    Without ``prune`` deletes are returned as ``kept``. Names are compared in lower case: Slurm stores them so."""
+    teams = [replace(t, account=t.account and t.account.lower(), qos=t.qos and t.qos.lower()) for t in teams]
     notes: list[str] = []
     qos_changes: list[Change] = []
     account_changes: list[Change] = []
