@@ -2,12 +2,18 @@
 # A throwaway Slurm cluster on this machine for expctl's tests: munged + slurmctld + N slurmd "nodes" on
 # 127.0.0.1, each with fake GPUs (character devices aliasing /dev/null, which Slurm's gres/gpu accepts).
 #
-#   usage: scripts/start-slurm.sh RUNDIR [NODES=2] [GPUS_PER_NODE=2] [CTLD_PORT=16817] [CPUS_PER_NODE=4]
+#   usage: scripts/start-slurm.sh [--accounting] RUNDIR [NODES=2] [GPUS_PER_NODE=2] [CTLD_PORT=16817] [CPUS_PER_NODE=4]
+#
+# --accounting adds slurmdbd with a private MariaDB (scripts/start-slurmdbd.sh; ports CTLD_PORT+2 and +3) and
+# turns on accounting with enforcement: associations, limits and QOS (a job over its QOS's GrpTRES gres/gpu
+# waits with reason QOSGrpGRES). slurmctld registers the cluster; accounts, users and QOS are the tests' to make.
 #
 # Prints `export SLURM_CONF=RUNDIR/slurm.conf` as its last line; stop with scripts/stop-slurm.sh RUNDIR.
 # Needs Debian's slurm-wlm and munge (scripts/test-prereqs.sh installs them) and root (slurmd runs jobs as
 # their submitter). Node NAME's slurmd can be restarted with: slurmd -N NAME -f RUNDIR/slurm.conf
 set -euo pipefail
+ACCOUNTING=0
+[ "${1:-}" = --accounting ] && { ACCOUNTING=1; shift; }
 RUN=$(realpath -m "${1:?usage: start-slurm.sh RUNDIR [NODES] [GPUS_PER_NODE] [CTLD_PORT] [CPUS_PER_NODE]}")
 NODES=${2:-2}; GPUS=${3:-2}; PORT=${4:-16817}; CPUS=${5:-4}
 for tool in munged slurmctld slurmd sinfo; do
@@ -22,6 +28,7 @@ fi
 munged -f --key-file="$RUN/munge/etc/munge.key" --socket="$RUN/munge/run/munge.socket" \
   --pid-file="$RUN/munge/run/munged.pid" --log-file="$RUN/munge/log/munged.log" \
   --seed-file="$RUN/munge/lib/munged.seed"
+HERE=$(dirname "$(realpath "$0")")
 for i in $(seq 0 $((NODES * GPUS - 1))); do
   [ -e "$RUN/dev/gpu$i" ] || mknod "$RUN/dev/gpu$i" c 1 3
 done
@@ -60,6 +67,17 @@ KillWait=3
 InactiveLimit=0
 SlurmdParameters=config_overrides
 CONF
+if [ "$ACCOUNTING" -eq 1 ]; then
+  cat >> "$RUN/slurm.conf" <<CONF
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=127.0.0.1
+AccountingStoragePort=$((PORT + 2))
+AccountingStoragePass=$RUN/munge/run/munge.socket
+AccountingStorageEnforce=associations,limits,qos
+AccountingStorageTRES=gres/gpu
+CONF
+  bash "$HERE/start-slurmdbd.sh" "$RUN" $((PORT + 2)) $((PORT + 3))
+fi
 : > "$RUN/gres.conf"
 names=()
 for n in $(seq 1 "$NODES"); do

@@ -2,7 +2,8 @@
 # Stop what scripts/start-slurm.sh RUNDIR started, by the pid files it wrote (nothing else is touched).
 RUN=$(realpath -m "${1:?usage: stop-slurm.sh RUNDIR}")
 pids=()
-for f in "$RUN"/run/slurmd-*.pid "$RUN"/run/slurmctld.pid "$RUN"/munge/run/munged.pid; do
+for f in "$RUN"/run/slurmd-*.pid "$RUN"/run/slurmctld.pid "$RUN"/run/slurmdbd.pid "$RUN"/run/mariadbd.pid \
+    "$RUN"/munge/run/munged.pid; do
   [ -f "$f" ] && pids+=("$(cat "$f")")
 done
 [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null
@@ -21,5 +22,6 @@ for p in $(pgrep -x slurmstepd); do
     kill -9 $(descendants "$p") "$p" 2>/dev/null
   fi
 done
-rm -f "$RUN"/run/slurmd-*.pid "$RUN"/run/slurmctld.pid "$RUN"/munge/run/munged.pid
+rm -f "$RUN"/run/slurmd-*.pid "$RUN"/run/slurmctld.pid "$RUN"/run/slurmdbd.pid "$RUN"/run/mariadbd.pid \
+  "$RUN"/munge/run/munged.pid
 exit 0

@@ -54,3 +54,11 @@ def private_slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """A cluster for one test alone (it may stop and restart its controller); the session's is untouched."""
     with running_cluster(tmp_path_factory.mktemp("private-slurm")) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="module")
+def slurm_accounting_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    """A cluster with accounting (slurmdbd on a private MariaDB; associations, limits and QOS enforced) for the
+    tests of one module; commands reach it through ``env``. The session's cluster is untouched."""
+    with running_cluster(tmp_path_factory.mktemp("slurm-accounting"), accounting=True) as cluster:
+        yield cluster

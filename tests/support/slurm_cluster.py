@@ -6,9 +6,11 @@ state, spool and log directories, ports), so several run side by side. The sessi
 (``tests/integration/conftest.py``) exports ``SLURM_CONF`` (and puts this interpreter first on PATH, so that
 jobs' ``python`` is the test's) for the session and restores both at the end. ``private_slurm_cluster`` is one
 test's own cluster, for tests that stop its controller: commands reach it through ``env`` (``SLURM_CONF``),
-never through the process environment.
+never through the process environment. ``slurm_accounting_cluster`` (module scope) is a cluster with accounting:
+slurmdbd on a private MariaDB (``start-slurm.sh --accounting``, ``scripts/start-slurmdbd.sh``; a few seconds
+more), enforcing associations, limits and QOS — only for the tests of Slurm accounting.
 When Slurm is not installed the tests fail loudly, never skip: ``scripts/test-prereqs.sh`` installs
-``slurm-wlm`` and ``munge``.
+``slurm-wlm`` and ``munge`` (and ``slurmdbd``, ``mariadb-server`` for accounting).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ GPUS_PER_NODE = 2
 class SlurmCluster:
     rundir: Path
     conf: Path
+    accounting: bool = False
 
     @property
     def env(self) -> dict[str, str]:
@@ -73,6 +76,27 @@ class SlurmCluster:
                 raise AssertionError("slurmctld did not answer within 60 s of its restart")
             time.sleep(0.2)
 
+    def stop_accounting(self) -> None:
+        """Stop slurmdbd (SIGTERM, waiting until it is gone): ``sacctmgr`` fails until ``start_accounting``."""
+        pid_file = self.rundir / "run" / "slurmdbd.pid"
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while _alive(pid):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"slurmdbd ({pid}) still running 30 s after SIGTERM")
+            time.sleep(0.1)
+
+    def start_accounting(self) -> None:
+        """Start slurmdbd again (it reads slurmdbd.conf beside slurm.conf) and wait until ``sacctmgr`` answers."""
+        subprocess.run(["slurmdbd"], check=True, timeout=60, env={**os.environ, **self.env})
+        deadline = time.monotonic() + 60
+        while subprocess.run(["sacctmgr", "-n", "show", "cluster"], capture_output=True, timeout=60, check=False,
+                             env={**os.environ, **self.env}).returncode != 0:
+            if time.monotonic() > deadline:
+                raise AssertionError("slurmdbd did not answer within 60 s of its restart")
+            time.sleep(0.2)
+
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Until every node is idle again (after a test killed or drained one)."""
         deadline = time.monotonic() + timeout
@@ -95,7 +119,8 @@ def _alive(pid: int) -> bool:
 
 
 def _free_port_block(size: int = 16) -> int:
-    """A port p such that p and p+10..p+10+NODES look free on 127.0.0.1 (slurmctld + slurmd ports)."""
+    """A port p such that p, p+2, p+3 and p+11..p+10+NODES look free on 127.0.0.1 (slurmctld, slurmdbd,
+    MariaDB, slurmd ports)."""
     for _ in range(50):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -103,7 +128,7 @@ def _free_port_block(size: int = 16) -> int:
         if port + size > 65535:
             continue
         try:
-            for p in (port, *range(port + 11, port + 11 + NODES)):
+            for p in (port, port + 2, port + 3, *range(port + 11, port + 11 + NODES)):
                 with socket.socket() as s:
                     s.bind(("127.0.0.1", p))
         except OSError:
@@ -113,18 +138,21 @@ def _free_port_block(size: int = 16) -> int:
 
 
 @contextlib.contextmanager
-def running_cluster(rundir: Path) -> Iterator[SlurmCluster]:
-    """A cluster of its own in ``rundir`` for the ``with`` block; stopped (by its pid files) at the end."""
-    missing = [t for t in ("munged", "slurmctld", "slurmd", "sbatch") if shutil.which(t) is None]
+def running_cluster(rundir: Path, *, accounting: bool = False) -> Iterator[SlurmCluster]:
+    """A cluster of its own in ``rundir`` for the ``with`` block; stopped (by its pid files) at the end. With
+    ``accounting``: slurmdbd and its MariaDB too, enforcing associations, limits and QOS."""
+    tools = ("munged", "slurmctld", "slurmd", "sbatch", *(("slurmdbd", "mariadbd") if accounting else ()))
+    missing = [t for t in tools if shutil.which(t) is None and shutil.which(f"/usr/sbin/{t}") is None]
     if missing:
         pytest.fail(f"Slurm is not installed ({', '.join(missing)} missing): run scripts/test-prereqs.sh",
                     pytrace=False)
     try:
-        proc = subprocess.run(["bash", str(ROOT / "scripts" / "start-slurm.sh"), str(rundir), str(NODES),
+        flags = ["--accounting"] if accounting else []
+        proc = subprocess.run(["bash", str(ROOT / "scripts" / "start-slurm.sh"), *flags, str(rundir), str(NODES),
                                str(GPUS_PER_NODE), str(_free_port_block())],
                               capture_output=True, text=True, timeout=120, check=False)
         if proc.returncode != 0:
             pytest.fail(f"scripts/start-slurm.sh failed: {proc.stderr.strip()}", pytrace=False)
-        yield SlurmCluster(rundir, rundir / "slurm.conf")
+        yield SlurmCluster(rundir, rundir / "slurm.conf", accounting)
     finally:
         subprocess.run(["bash", str(ROOT / "scripts" / "stop-slurm.sh"), str(rundir)], timeout=60, check=False)

@@ -1,5 +1,7 @@
 """The Slurm backend: one ``sbatch`` job per attempt, ``srun`` one task per node, GPUs by ``--gres``.
 
 ``backend`` (``SlurmBackend``: Slurm's CLIs), ``script`` (pure: sbatch options, the batch script, the state
-map of ``squeue --json``), ``record`` (the durable record of each job), ``settings`` (the ``slurm:`` block).
+map of ``squeue --json``), ``record`` (the durable record of each job), ``settings`` (the ``slurm:`` block),
+``accounting`` (teams on Slurm: partitions checked, accounts/QOS/associations reconciled with ``sacctmgr``) and
+``accounting_plan`` (pure: those ``sacctmgr`` changes from desired teams and what Slurm lists).
 """
