@@ -18,10 +18,11 @@ from expctl.config.schema import Settings
 from expctl.config.schema_teams import team_of_experiment
 from expctl.core.diff import join_observed
 from expctl.core.errors import ExpctlError, TrackingError
-from expctl.core.model import ObservedRun, Phase, ResumeFrom
+from expctl.core.model import ObservedRun, Phase, Reason, ResumeFrom
 from expctl.core.sanitize import shown_uri
 from expctl.engine import cancel_journal
 from expctl.engine.identity import operator
+from expctl.engine.pipeline_view import declares_inputs, describe_inputs, held_runs
 from expctl.engine.workspace import Workspace
 from expctl.tracking.base import Tracker
 
@@ -60,6 +61,24 @@ def in_team(settings: Settings, team: str | None, experiment: str) -> bool:
         declared = ", ".join(t.name for t in settings.teams) or "none"
         raise ExpctlError(f"--team {team}: no such team in expctl.yaml (teams: {declared})")
     return team_of_experiment(settings.teams, experiment) == team
+
+
+def held_rows(ws: Workspace, backend_name: str | None, team: str | None = None) -> list[dict[str, Any]]:
+    """``status`` rows of the runs a pipeline holds (no object yet): state ``Waiting`` with what it waits for,
+    or ``Blocked`` naming the failed upstream (``pipeline_view.held_runs``; none without pipelines)."""
+    if not declares_inputs(ws):
+        return []
+    backend, tracker, settings = open_for_operations(ws, backend_name)
+    rows = []
+    for c in held_runs(ws, backend, tracker):
+        if (c.observed is not None and c.observed.live) or not in_team(settings, team, c.experiment):
+            continue  # a submitted run shows as its object does
+        rows.append({"run": c.name, "experiment": c.experiment, "run_key": c.run_key, "kind": "-", "replicas": 0,
+                     "gpus": 0, "state": "Waiting" if c.reason is Reason.WAITING else "Blocked",
+                     "attempt": c.attempt, "age": "-", "user": "-", "applied_by": None, "mlflow_run": "-",
+                     "live": False, "reason": c.detail, "spec_hash": c.spec_hash, "namespace": None,
+                     "created": None, "finished": None})
+    return rows
 
 
 @dataclass(frozen=True)
@@ -182,6 +201,8 @@ def describe_run(ws: Workspace, backend_name: str | None, name: str) -> dict[str
         ],
         "phases": _phase_history(attempts),
         "config": dict(spec.config) if spec else None,
+        **describe_inputs(ws, current.experiment, current.run_key, backend.name, tracker,
+                          join_observed(live, remembered)),
     }
 
 
