@@ -108,23 +108,37 @@ def status(ctx: click.Context, experiment: str | None, state: str | None, user: 
 @click.command()
 @click.argument("runs", nargs=-1)
 @click.option("--experiment", default=None, help="Cancel every unfinished run of this experiment (a whole sweep).")
+@click.option("--cascade", is_flag=True,
+              help="With --experiment: cancel the unfinished runs of the experiments that consume it too.")
 @_team
 @_backend
 @click.pass_context
-def cancel(ctx: click.Context, runs: tuple[str, ...], experiment: str | None, team: str | None,
+def cancel(ctx: click.Context, runs: tuple[str, ...], experiment: str | None, cascade: bool, team: str | None,
            backend_name: str | None) -> None:
     """Stop runs; apply will not relaunch them until their spec changes."""
     from rich.console import Console
     from rich.progress import Progress
 
-    from expctl.engine.operate import cancel_runs
+    from expctl.engine.operate import cancel_runs, unfinished_dependents
 
     if not runs and not experiment and not team:
         raise ExpctlError("name runs to cancel, or --experiment X, or --team T")
+    if cascade and not experiment:
+        raise ExpctlError("--cascade goes with --experiment X (the experiments that consume X)")
+    also: list[str] = []
+    downstream = unfinished_dependents(workspace(ctx), backend_name, experiment) if experiment else {}
+    if downstream:
+        listed = ", ".join(f"{name} ({n} unfinished)" for name, n in downstream.items())
+        if not cascade:
+            if not sys.stdin.isatty():
+                raise ExpctlError(f"--experiment {experiment}: {listed} consume it; pass --cascade to cancel "
+                                  "them too (without it they are blocked once it is cancelled)")
+            cascade = click.confirm(f"{listed} consume {experiment}. Cancel them too?", default=False)
+        also = list(downstream) if cascade else []
     with Progress(console=Console(stderr=True), disable=not is_terminal(), transient=True) as bar:
         task = bar.add_task("cancelling", total=None)
         result = cancel_runs(workspace(ctx), backend_name, runs, experiment,
-                             progress=lambda run: bar.advance(task), team=team)
+                             progress=lambda run: bar.advance(task), team=team, also=also)
     for warning in result.warnings:
         say(f"warning: {warning}")
     for name in result.cancelled:
