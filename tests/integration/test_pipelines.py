@@ -70,6 +70,9 @@ def test_a_chain_waits_runs_in_order_and_replans_only_when_its_upstream_changes(
         assert lines["chain-fine"] == [("noop", "waiting", lines["chain-fine"][0][2])]
         assert lines["chain-fine"][0][2].startswith("needs chain-pre-") and "(not started)" in lines["chain-fine"][0][2]
         assert [a for a, _, _ in lines["chain-eval"]] == ["noop", "noop"]  # one per upstream point
+        shown = e2e.expctl(repo.path, "status", "-o", "json", tracking_uri=uri)
+        held = [(r["experiment"], r["state"], r["reason"]) for r in json.loads(shown.stdout)]
+        assert ("chain-fine", "Waiting", lines["chain-fine"][0][2]) in held, held
 
         out = apply(repo, uri)  # the --wait loop launches each consumer once its upstream succeeded
         assert "Finished: 6 succeeded." in out, out
@@ -78,6 +81,11 @@ def test_a_chain_waits_runs_in_order_and_replans_only_when_its_upstream_changes(
         assert fine.data.tags["expctl.input.up.spec_hash"] == pre.data.tags["expctl.spec_hash"]
         assert job_env(repo, fine)["EXPCTL_INPUT_UP_URI"] == f"runs:/{pre.info.run_id}"
         assert fine.info.start_time >= pre.info.end_time
+        described = e2e.expctl(repo.path, "describe", fine.data.tags["expctl.job"], "-o", "json", tracking_uri=uri)
+        (up,) = json.loads(described.stdout)["inputs"]
+        assert (up["name"], up["wants"], up["resolved"]["uri"]) == ("up", "chain-pre", f"runs:/{pre.info.run_id}")
+        human = e2e.expctl(repo.path, "describe", pre.data.tags["expctl.job"], tracking_uri=uri).stdout
+        assert "dependents:        chain-fine" in human, human
         points = {r.info.run_id for r in runs_of(uri, "chain-sweep")}
         evals = runs_of(uri, "chain-eval")
         assert {job_env(repo, r)["EXPCTL_INPUT_POINTS_URI"] for r in evals} == {f"runs:/{p}" for p in points}

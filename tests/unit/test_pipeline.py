@@ -8,7 +8,7 @@ import pytest
 
 from expctl.core import pipeline
 from expctl.core.inputs import InputDecl, ModelVersion, env_name
-from expctl.core.model import Action, FailureClass, ObservedRun, Phase, Reason, RetryPolicy, RunSpec
+from expctl.core.model import Action, Change, FailureClass, ObservedRun, Phase, Reason, RetryPolicy, RunSpec
 from expctl.core.plan_rules import make_plan
 from tests.support.factories import make_job, make_spec
 
@@ -136,3 +136,42 @@ def test_a_chain_resolves_in_order_and_an_unrelated_upstream_change_keeps_downst
 def test_model_inputs_are_looked_up_once_and_env_names_are_upper_case() -> None:
     assert pipeline.model_inputs([spec("a", BASE), spec("b", BASE, UP)]) == [BASE]
     assert env_name("base") == "EXPCTL_INPUT_BASE_URI" and env_name("Teacher_2") == "EXPCTL_INPUT_TEACHER_2_URI"
+
+
+def test_on_a_gated_backend_a_consumer_is_submitted_after_its_live_upstream_with_the_same_identity() -> None:
+    up, down = spec("pretrain"), spec("finetune", UP)
+
+    def line(*observed: ObservedRun) -> Change:
+        changes = make_plan([up, down], list(observed), commit="c", backend="slurm", now=0.0).changes
+        return next(c for c in changes if c.experiment == "finetune")
+
+    assert line().reason is Reason.WAITING  # not submitted yet: nothing to wait on
+    pending = line(ran(up, Phase.PENDING))
+    assert (pending.action, pending.detail) == (Action.CREATE, f"starts after {up.name} succeeds")
+    assert pending.desired is not None and pipeline.after(pending.desired) == [up.name]
+    assert pending.desired.inputs[0].uri == "runs:/up-run"
+    done = line(ran(up, Phase.SUCCEEDED))
+    assert done.desired is not None and pipeline.after(done.desired) == [] and done.detail == ""
+    assert done.spec_hash == pending.spec_hash  # submitted early or late: one identity
+    # the upstream failed for good: the consumer Slurm never starts is the upstream's fault
+    stuck = replace(ran(pending.desired, Phase.PENDING, run_id="down-run"), after_failed=True)
+    blocked = line(ran(up, Phase.FAILED, message="exit 1"), stuck)
+    assert (blocked.action, blocked.reason) == (Action.BLOCKED, Reason.UPSTREAM_FAILED)
+
+
+def test_a_consumer_whose_upstream_attempt_failed_is_submitted_again_after_the_retry() -> None:
+    retry = RetryPolicy(max_attempts=2, on=(FailureClass.CODE,), backoff_seconds=0)
+    up = replace(spec("pretrain"), job=replace(spec("pretrain").job, retries=retry))
+    down = spec("finetune", UP)
+    first = ran(up, Phase.FAILED, message="exit 1")
+    (_, early), _ = pipeline.resolve([up, down], [replace(first, phase=Phase.PENDING)], {}, gated=True)
+    stuck = replace(ran(early, Phase.PENDING, run_id="down-run"), after_failed=True)
+    # the retry is not submitted yet: the consumer waits
+    waiting = make_plan([up, down], [first, stuck], commit="c", backend="slurm", now=10.0).changes
+    assert [(c.experiment, c.action) for c in waiting] == [("pretrain", Action.RETRY), ("finetune", Action.NOOP)]
+    second = replace(ran(up, Phase.PENDING, run_id="up-run-2"), attempt=2, name=f"{up.name}-r2")
+    again = make_plan([up, down], [first, second, stuck], commit="c", backend="slurm", now=10.0).changes
+    c = next(c for c in again if c.experiment == "finetune")
+    assert (c.action, c.reason, c.attempt, c.deletes) == (Action.REPLACE, Reason.UPSTREAM_CHANGED, 2, (stuck.name,))
+    assert c.desired is not None and pipeline.after(c.desired) == [f"{up.name}-r2"]
+    assert c.desired.inputs[0].uri == "runs:/up-run-2"

@@ -58,6 +58,8 @@ _COLUMNS = ("run", "experiment", "kind", "replicas", "gpus", "state", "attempt",
 
 def _pending_reason(row: dict[str, object]) -> str:
     """Why a pending run waits (like squeue's REASON): the scheduler's reason or the local queue; else blank."""
+    if row["state"] in ("Waiting", "Blocked"):  # held by a pipeline: what it waits for, or whose failure
+        return " ".join(str(row["reason"]).split())[:80]
     return " ".join(str(row["reason"]).split())[:60] if row["state"] == "Pending" else ""
 
 
@@ -71,7 +73,8 @@ def _table(rows: list[dict[str, object]]) -> list[str]:
 
 @click.command()
 @click.option("--experiment", default=None, help="Only runs of this experiment.")
-@click.option("--state", default=None, type=click.Choice([p.value for p in Phase], case_sensitive=False),
+@click.option("--state", default=None, type=click.Choice([*(p.value for p in Phase), "Waiting", "Blocked"],
+                                                          case_sensitive=False),
               help="Only runs in this state.")
 @click.option("--user", default=None, help="Only runs applied by this user (substring match).")
 @click.option("--all", "show_all", is_flag=True, help="Include runs whose objects are gone (from MLflow).")
@@ -82,13 +85,17 @@ def _table(rows: list[dict[str, object]]) -> list[str]:
 def status(ctx: click.Context, experiment: str | None, state: str | None, user: str | None, show_all: bool,
            team: str | None, backend_name: str | None, output: str) -> None:
     """A squeue-like table of runs."""
-    from expctl.engine.operate import observe_all
+    from expctl.engine.operate import held_rows, observe_all
 
-    runs = observe_all(workspace(ctx), backend_name, include_gone=show_all, team=team)
+    ws = workspace(ctx)
+    runs = observe_all(ws, backend_name, include_gone=show_all, team=team)
     rows = [_row(r) for r in runs
             if experiment in (None, r.experiment)
             and (state is None or r.state.lower() == state.lower())
             and (user is None or user.lower() in (r.user or "").lower())]
+    if user is None:  # a held run was applied by nobody yet
+        rows += [r for r in held_rows(ws, backend_name, team) if experiment in (None, r["experiment"])
+                 and (state is None or str(r["state"]).lower() == state.lower())]
     if output == "json":
         echo_json(rows)
         return
@@ -101,23 +108,37 @@ def status(ctx: click.Context, experiment: str | None, state: str | None, user: 
 @click.command()
 @click.argument("runs", nargs=-1)
 @click.option("--experiment", default=None, help="Cancel every unfinished run of this experiment (a whole sweep).")
+@click.option("--cascade", is_flag=True,
+              help="With --experiment: cancel the unfinished runs of the experiments that consume it too.")
 @_team
 @_backend
 @click.pass_context
-def cancel(ctx: click.Context, runs: tuple[str, ...], experiment: str | None, team: str | None,
+def cancel(ctx: click.Context, runs: tuple[str, ...], experiment: str | None, cascade: bool, team: str | None,
            backend_name: str | None) -> None:
     """Stop runs; apply will not relaunch them until their spec changes."""
     from rich.console import Console
     from rich.progress import Progress
 
-    from expctl.engine.operate import cancel_runs
+    from expctl.engine.operate import cancel_runs, unfinished_dependents
 
     if not runs and not experiment and not team:
         raise ExpctlError("name runs to cancel, or --experiment X, or --team T")
+    if cascade and not experiment:
+        raise ExpctlError("--cascade goes with --experiment X (the experiments that consume X)")
+    also: list[str] = []
+    downstream = unfinished_dependents(workspace(ctx), backend_name, experiment) if experiment else {}
+    if downstream:
+        listed = ", ".join(f"{name} ({n} unfinished)" for name, n in downstream.items())
+        if not cascade:
+            if not sys.stdin.isatty():
+                raise ExpctlError(f"--experiment {experiment}: {listed} consume it; pass --cascade to cancel "
+                                  "them too (without it they are blocked once it is cancelled)")
+            cascade = click.confirm(f"{listed} consume {experiment}. Cancel them too?", default=False)
+        also = list(downstream) if cascade else []
     with Progress(console=Console(stderr=True), disable=not is_terminal(), transient=True) as bar:
         task = bar.add_task("cancelling", total=None)
         result = cancel_runs(workspace(ctx), backend_name, runs, experiment,
-                             progress=lambda run: bar.advance(task), team=team)
+                             progress=lambda run: bar.advance(task), team=team, also=also)
     for warning in result.warnings:
         say(f"warning: {warning}")
     for name in result.cancelled:
@@ -180,6 +201,7 @@ def _describe_human(info: dict[str, Any]) -> str:
 
     info = dict(info)
     config, attempts, phases = info.pop("config", None), info.pop("attempts"), info.pop("phases")
+    inputs, dependents = info.pop("inputs", []), info.pop("dependents", [])
     lines = [f"{key + ':':<19}{'-' if value is None else one_line(value)}" for key, value in info.items()
              if key != "overrides"]
     lines.insert(3, f"{'overrides:':<19}{' '.join(one_line(o) for o in info['overrides']) or '-'}")
@@ -194,6 +216,12 @@ def _describe_human(info: dict[str, Any]) -> str:
             at = f" at epoch {r['epoch']}" if r["epoch"] is not None else ""
             lines.append(f"     ↳ resumed from attempt {r['attempt']}{at} (mlflow {r['mlflow_run'] or '-'}): "
                          f"{r['checkpoint']}")
+    for i in inputs:
+        got = i["resolved"]
+        now = f"{got['label']}  {got['uri']}" if got else "not resolvable yet (waiting)"
+        lines.append(f"input {i['name']}: {i['wants']}{' (each)' if i['each'] else ''} → {now}")
+    if dependents:
+        lines.append(f"{'dependents:':<19}{', '.join(dependents)}")
     lines.append("phase history:")
     for e in phases:
         detail = f"  {one_line(e['detail'])}" if e.get("detail") else ""

@@ -48,6 +48,9 @@ class BackendInfo:
     from (``workspace`` warns while it is unset and the tracking URI holds a password).
     ``inherits_env``: its jobs are processes that inherit expctl's own environment (the tracking URI's
     password reaches them through it, never through a file: ``workspace``).
+    ``gates_inputs``: its scheduler holds a job until the upstream runs it consumes succeeded (Slurm's
+    ``--dependency=afterok``): a consumer is submitted as soon as its upstream is, not once it succeeded
+    (``core.pipeline.resolve``).
     """
 
     name: str
@@ -61,6 +64,7 @@ class BackendInfo:
     settings: str | None = None
     credentials_key: str | None = None
     inherits_env: bool = False
+    gates_inputs: bool = False
 
     def runs(self, kind: JobKind) -> bool:
         return kind in self.kinds
@@ -93,9 +97,16 @@ BACKENDS: dict[str, BackendInfo] = {
                     "expctl.backends.slurm.backend:open_slurm", frozenset({JobKind.PYTORCH, JobKind.LOCAL}),
                     lock="expctl.backends.slurm.backend:slurm_lock", render="expctl.backends.slurm.script:render_jobs",
                     settings="expctl.backends.slurm.settings:SlurmIn",
-                    settings_check="expctl.backends.slurm.script:workdir_of", inherits_env=True),
+                    settings_check="expctl.backends.slurm.script:workdir_of", inherits_env=True,
+                    gates_inputs=True),
     )
 }
+
+
+def gates_inputs(name: str) -> bool:
+    """Whether backend ``name``'s scheduler holds a consumer until its upstream succeeded (``BackendInfo``)."""
+    info = BACKENDS.get(name)
+    return info is not None and info.gates_inputs
 
 
 def names() -> list[str]:

@@ -53,6 +53,7 @@ class ResolvedInput:
     run_id: str
     spec_hash: str  # the upstream run's spec hash (a model version's: the run that logged it)
     version: str = ""  # a model input's version
+    after: str = ""  # the upstream attempt (object name) the scheduler must see succeed first ("": succeeded)
 
     @property
     def label(self) -> str:

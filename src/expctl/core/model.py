@@ -256,6 +256,7 @@ class ObservedRun:
     resumed_from: ResumeFrom | None = None  # known from the tracker's records
     data_digest: str | None = None  # the datasets' digest it was launched with (None: unknown)
     inputs: tuple[tuple[str, str], ...] | None = None  # (input name, label) it was launched with (None: unknown)
+    after_failed: bool = False  # never started: the upstream attempt its scheduler waited on failed (Slurm afterok)
 
     @property
     def state(self) -> str:

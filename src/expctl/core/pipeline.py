@@ -162,11 +162,13 @@ def _latest(observed: Sequence[ObservedRun]) -> dict[tuple[str, str], ObservedRu
 
 
 def resolve(desired: Sequence[RunSpec], observed: Sequence[ObservedRun],
-            models: Mapping[str, ModelVersion | None]) -> tuple[list[RunSpec], dict[str, Hold]]:
+            models: Mapping[str, ModelVersion | None], gated: bool = False) -> tuple[list[RunSpec], dict[str, Hold]]:
     """Resolve every run's inputs, in dependency order (``desired`` is): a run whose inputs all resolved gets
     them and a spec hash that includes them (and its validation job follows); the others are held.
-    ``models``: each model input's ``wanted`` → the version it names now (None: none yet). Runs without inputs
-    are returned unchanged."""
+    ``models``: each model input's ``wanted`` → the version it names now (None: none yet). ``gated``: the
+    backend's scheduler holds a job until its upstream succeeded (``backend_registry.gates_inputs``), so an
+    experiment input resolves as soon as its upstream attempt is submitted and has its MLflow run (the
+    input's ``after`` names that attempt). Runs without inputs are returned unchanged."""
     latest = _latest(observed)
     by_key: dict[str, RunSpec] = {}
     held: dict[str, Hold] = {}
@@ -176,7 +178,7 @@ def resolve(desired: Sequence[RunSpec], observed: Sequence[ObservedRun],
         if given.validates and given.validates in by_key and by_key[given.validates].inputs:
             spec = validation_spec(by_key[given.validates]) or given
         elif given.job.inputs and not given.validates:
-            got = [_resolve_one(given, d, desired, by_key, held, latest, models) for d in given.job.inputs]
+            got = [_resolve_one(given, d, desired, by_key, held, latest, models, gated) for d in given.job.inputs]
             holds = [g for g in got if isinstance(g, Hold)]
             if holds:  # a failed upstream says more than one still running
                 held[given.run_key] = next((h for h in holds if h.action is Action.BLOCKED), holds[0])
@@ -197,7 +199,7 @@ def with_inputs(spec: RunSpec, resolved: Sequence[ResolvedInput]) -> RunSpec:
 
 def _resolve_one(spec: RunSpec, decl: InputDecl, desired: Sequence[RunSpec], by_key: Mapping[str, RunSpec],
                  held: Mapping[str, Hold], latest: Mapping[tuple[str, str], ObservedRun],
-                 models: Mapping[str, ModelVersion | None]) -> ResolvedInput | Hold:
+                 models: Mapping[str, ModelVersion | None], gated: bool) -> ResolvedInput | Hold:
     if decl.model is not None:
         version = models.get(decl.wanted)
         if version is None:
@@ -220,8 +222,17 @@ def _resolve_one(spec: RunSpec, decl: InputDecl, desired: Sequence[RunSpec], by_
         why = "was cancelled" if run.cancelled or run.phase is Phase.CANCELLED else "failed"
         return Hold(Action.BLOCKED, Reason.UPSTREAM_FAILED,
                     f"upstream {run.name} {why}: {run.message}".rstrip(": "))
+    if (gated and run is not None and run.live and run.mlflow_run_id and not run.cancelled
+            and run.phase in (Phase.PENDING, Phase.RUNNING)):
+        return ResolvedInput(decl.name, EXPERIMENT, up.experiment, f"runs:/{run.mlflow_run_id}",
+                             run.mlflow_run_id, up.spec_hash, after=run.name)
     state = "not started" if run is None else run.phase.value.lower()
     return Hold(Action.NOOP, Reason.WAITING, f"needs {up.name} ({state})")
+
+
+def after(spec: RunSpec) -> list[str]:
+    """The upstream attempts (object names) a gated backend's scheduler must see succeed before the run starts."""
+    return sorted({r.after for r in spec.inputs if r.after})
 
 
 def labels(spec: RunSpec) -> tuple[tuple[str, str], ...]:

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from expctl.core import pipeline
+from expctl.core.backend_registry import gates_inputs
 from expctl.core.diff import Pair, pair_runs
 from expctl.core.inputs import ModelVersion
 from expctl.core.model import Action, Change, FailureClass, ObservedRun, Phase, Plan, Reason, RunSpec
@@ -148,6 +149,26 @@ def _waiting(pair: Pair, holds: dict[str, pipeline.Hold]) -> Change | None:
     return _change(hold.action, hold.reason, pair, cur.attempt if cur else 1, hold.detail)
 
 
+def _rewait(pair: Pair) -> Change | None:
+    """A consumer its scheduler will never start (the upstream attempt it waited on failed) whose upstream
+    runs again (a retry): its attempt is closed and the next one submitted, after the upstream's new attempt."""
+    spec, cur = pair.desired, pair.current
+    if spec is None or cur is None or not cur.after_failed or cur.spec_hash != spec.spec_hash or cur.cancelled:
+        return None
+    return _change(Action.REPLACE, Reason.UPSTREAM_CHANGED, pair, cur.attempt + 1,
+                   f"attempt {cur.attempt} never started: the upstream attempt it waited on failed",
+                   deletes=_live_names(pair))
+
+
+def _with_after(change: Change) -> Change:
+    """A launch on a gated backend says which upstream attempts its scheduler waits on."""
+    names = pipeline.after(change.desired) if change.desired is not None and change.action.writes else []
+    if not names:
+        return change
+    note = f"starts after {', '.join(names)} succeeds"
+    return replace(change, detail=f"{change.detail}; {note}" if change.detail else note)
+
+
 def make_plan(
     desired: Sequence[RunSpec],
     observed: Sequence[ObservedRun],
@@ -169,11 +190,11 @@ def make_plan(
             "refusing to prune: no runs are desired (an empty or broken checkout?) — pass --force-prune "
             "to delete every managed run"
         )
-    desired, holds = pipeline.resolve(desired, observed, models or {})
+    desired, holds = pipeline.resolve(desired, observed, models or {}, gates_inputs(backend))
     desired, held = dependents(desired, observed)
-    changes = [c for pair in pair_runs(desired, observed)
-               if (c := _waiting(pair, holds) or _held(pair, held) or decide(pair, now, prune, replace_running))
-               is not None]
+    changes = [_with_after(c) for pair in pair_runs(desired, observed)
+               if (c := _waiting(pair, holds) or _held(pair, held) or _rewait(pair)
+                   or decide(pair, now, prune, replace_running)) is not None]
     changes.sort(key=lambda c: 0 if c.action is Action.DELETE else 1)
     return Plan(commit=commit, backend=backend, changes=tuple(changes), fingerprint=fingerprint(observed),
                 worktree=worktree, prune=prune, replace_running=replace_running)

@@ -10,6 +10,8 @@
 - ``resume``: which checkpoint a retried attempt starts from.
 - ``logs``: finished runs' log tails kept in the tracker; ``logs`` reads live or kept.
 - ``operate``: status, cancel, describe, history, UI links, lineage (the operator commands' library).
+- ``pipeline_view``: what the operator commands show of pipelines: held runs (``status``), a run's inputs and
+  dependents (``describe``), an experiment's dependents (``cancel --cascade``).
 - ``cancel_journal``: cancels MLflow does not know yet (it failed after the job was stopped), replayed by the
   next cancel or apply: recorded exactly once.
 - ``identity``: who acts (the commit author, the CI actor, the local user).

@@ -27,10 +27,11 @@ from expctl.backends.locks import ApplyLock, file_lock, scope_of
 from expctl.config.desired_state import Desired
 from expctl.config.schema import Settings
 from expctl.core import audit
+from expctl.core.backend_registry import gates_inputs
 from expctl.core.diff import join_observed
 from expctl.core.errors import BackendUnavailable, LockError, TrackingError
 from expctl.core.inputs import ModelVersion
-from expctl.core.model import Change, ObservedRun, Plan
+from expctl.core.model import Change, ObservedRun, Plan, Reason
 from expctl.core.planfile import SavedPlan, check_fresh
 from expctl.engine.logs import keep_finished
 from expctl.engine.plan import PlanOptions, make_plan_of, model_versions, observe_alongside, resolved_runs
@@ -173,7 +174,7 @@ def _observe(backend: Backend, tracker: Tracker, desired: Desired) -> tuple[list
     the tracker follows the phases (of the runs as their inputs resolve)."""
     live, view = observe_alongside(backend, tracker.view)
     models = model_versions(tracker, desired.runs)
-    runs = resolved_runs(desired.runs, join_observed(live, view.records), models) if models or any(
+    runs = resolved_runs(desired.runs, join_observed(live, view.records), models, backend.name) if models or any(
         r.job.inputs for r in desired.runs) else desired.runs
     tracker.sync(live, runs, view)
     keep_finished(backend, tracker, live)  # finished runs' logs outlive their jobs, in MLflow
@@ -229,6 +230,27 @@ def _apply_audited(plan: Plan, changes: list[Change], backend: Backend, tracker:
     return outcome
 
 
+def _gated_waves(plan: Plan, desired: Desired, backend: Backend, tracker: Tracker, lock: ApplyLock,
+                 options: ApplyOptions, hooks: Hooks, stop: Stop, result: EngineResult) -> None:
+    """On a backend whose scheduler holds a consumer until its upstream succeeded (Slurm's afterok): the
+    consumers that waited for an upstream this apply just submitted are submitted now, each after it — one
+    more observation and audited write per level of the chain. A crash between two waves loses nothing: the
+    next apply sees the upstream submitted and submits its consumers (once: creates are idempotent)."""
+    waiting = {c.run_key for c in plan.changes if c.reason is Reason.WAITING and c.desired is not None
+               and c.desired.job.inputs}
+    if not gates_inputs(backend.name):
+        return
+    while waiting and result.applied and result.applied[-1].done and not stop.is_set():
+        live, view, models = _observe(backend, tracker, desired)
+        wave = make_plan_of(desired, join_observed(live, view.records), backend.name, options.plan, models=models)
+        due = [c for c in wave.changes if c.action.writes and c.run_key in waiting]
+        if not due:
+            return
+        hooks.notice(f"submitting {len(due)} consumer(s) after their upstream runs (the scheduler holds them)")
+        outcome = _apply_audited(wave, due, backend, tracker, view, lock, options, hooks, stop, result)
+        waiting -= {c.run_key for c in outcome.done}
+
+
 def run_apply(desired: Desired, backend: Backend, tracker: Tracker, lock: AbstractContextManager[ApplyLock],
               options: ApplyOptions, hooks: Hooks) -> EngineResult:
     """Apply the desired state (see the module docstring); never raises for one change's failure."""
@@ -256,6 +278,7 @@ def run_apply(desired: Desired, backend: Backend, tracker: Tracker, lock: Abstra
             with interruptible(stop, hooks.notice):
                 _apply_audited(plan, list(plan.changes), backend, tracker, view, held, options, hooks, stop,
                                result)
+                _gated_waves(plan, desired, backend, tracker, held, options, hooks, stop, result)
         with interruptible(stop, hooks.notice):
             _settle(tracker, live, desired, view, held, stop, result)
         if options.wait and not stop.is_set():

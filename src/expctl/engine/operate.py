@@ -18,10 +18,11 @@ from expctl.config.schema import Settings
 from expctl.config.schema_teams import team_of_experiment
 from expctl.core.diff import join_observed
 from expctl.core.errors import ExpctlError, TrackingError
-from expctl.core.model import ObservedRun, Phase, ResumeFrom
+from expctl.core.model import ObservedRun, Phase, Reason, ResumeFrom
 from expctl.core.sanitize import shown_uri
 from expctl.engine import cancel_journal
 from expctl.engine.identity import operator
+from expctl.engine.pipeline_view import declares_inputs, dependents_of, describe_inputs, held_runs
 from expctl.engine.workspace import Workspace
 from expctl.tracking.base import Tracker
 
@@ -62,6 +63,24 @@ def in_team(settings: Settings, team: str | None, experiment: str) -> bool:
     return team_of_experiment(settings.teams, experiment) == team
 
 
+def held_rows(ws: Workspace, backend_name: str | None, team: str | None = None) -> list[dict[str, Any]]:
+    """``status`` rows of the runs a pipeline holds (no object yet): state ``Waiting`` with what it waits for,
+    or ``Blocked`` naming the failed upstream (``pipeline_view.held_runs``; none without pipelines)."""
+    if not declares_inputs(ws):
+        return []
+    backend, tracker, settings = open_for_operations(ws, backend_name)
+    rows = []
+    for c in held_runs(ws, backend, tracker):
+        if (c.observed is not None and c.observed.live) or not in_team(settings, team, c.experiment):
+            continue  # a submitted run shows as its object does
+        rows.append({"run": c.name, "experiment": c.experiment, "run_key": c.run_key, "kind": "-", "replicas": 0,
+                     "gpus": 0, "state": "Waiting" if c.reason is Reason.WAITING else "Blocked",
+                     "attempt": c.attempt, "age": "-", "user": "-", "applied_by": None, "mlflow_run": "-",
+                     "live": False, "reason": c.detail, "spec_hash": c.spec_hash, "namespace": None,
+                     "created": None, "finished": None})
+    return rows
+
+
 @dataclass(frozen=True)
 class CancelResult:
     """What ``cancel`` did: the runs it stopped, and the named runs it left alone (with why)."""
@@ -73,9 +92,10 @@ class CancelResult:
 
 
 def cancel_targets(ws: Workspace, backend_name: str | None, names: Sequence[str], experiment: str | None,
-                   team: str | None = None) -> tuple[Backend, Tracker, list[ObservedRun], CancelResult]:
+                   team: str | None = None,
+                   also: Sequence[str] = ()) -> tuple[Backend, Tracker, list[ObservedRun], CancelResult]:
     """Which runs a cancel would stop: the named ones and every unfinished run of ``experiment`` (of
-    ``team``'s experiments)."""
+    ``team``'s experiments, of the experiments ``also`` names)."""
     backend, tracker, settings = open_for_operations(ws, backend_name)
     assert tracker is not None
     live = {r.name: r for r in backend.observe()}
@@ -99,6 +119,10 @@ def cancel_targets(ws: Workspace, backend_name: str | None, names: Sequence[str]
         chosen = {r.name for r in targets}
         targets += [r for r in sorted(matching, key=lambda r: r.name)
                     if not r.phase.finished and not r.cancelled and r.name not in chosen]
+    for downstream in also:  # --cascade: the experiments that consume it, down the chain
+        chosen = {r.name for r in targets}
+        targets += [r for r in sorted(live.values(), key=lambda r: r.name) if r.experiment == downstream
+                    and not r.phase.finished and not r.cancelled and r.name not in chosen]
     if team:
         chosen = {r.name for r in targets}
         targets += [r for r in sorted(live.values(), key=lambda r: r.name) if in_team(settings, team, r.experiment)
@@ -106,8 +130,23 @@ def cancel_targets(ws: Workspace, backend_name: str | None, names: Sequence[str]
     return backend, tracker, targets, CancelResult(skipped=skipped)
 
 
+def unfinished_dependents(ws: Workspace, backend_name: str | None, experiment: str) -> dict[str, int]:
+    """``{experiment downstream of experiment: its unfinished runs}`` — what cancelling ``experiment`` leaves
+    without its upstream (``cancel`` asks, or takes ``--cascade``); empty without pipelines."""
+    if not declares_inputs(ws):
+        return {}
+    from expctl.config.desired_state import load_desired
+
+    downstream = dependents_of(load_desired(source.snapshot(ws.repo, "HEAD")), [experiment])
+    backend, _, _ = open_for_operations(ws, backend_name, tracker=False)
+    live = [r for r in backend.observe() if not r.phase.finished and not r.cancelled]
+    found = {name: sum(1 for r in live if r.experiment == name) for name in downstream}
+    return {name: n for name, n in found.items() if n}
+
+
 def cancel_runs(ws: Workspace, backend_name: str | None, names: Sequence[str], experiment: str | None,
-                progress: Callable[[ObservedRun], None] | None = None, team: str | None = None) -> CancelResult:
+                progress: Callable[[ObservedRun], None] | None = None, team: str | None = None,
+                also: Sequence[str] = ()) -> CancelResult:
     """Cancel the named runs (or every unfinished run of an experiment): durable, tracked and audited.
 
     Each run is stopped by its backend (which remembers the cancel on the run's object, so that apply does
@@ -115,7 +154,7 @@ def cancel_runs(ws: Workspace, backend_name: str | None, names: Sequence[str], e
     the audit trail. MLflow failing does not stop the others: the cancel stays in ``cancel_journal`` until
     the next cancel or apply records it (``unrecorded`` says which).
     """
-    backend, tracker, targets, result = cancel_targets(ws, backend_name, names, experiment, team)
+    backend, tracker, targets, result = cancel_targets(ws, backend_name, names, experiment, team, also)
     teams = settings_at_head(ws).teams
     who = operator()
     result.warnings.extend(cancel_journal.replay(ws.state_dir, tracker))
@@ -182,6 +221,8 @@ def describe_run(ws: Workspace, backend_name: str | None, name: str) -> dict[str
         ],
         "phases": _phase_history(attempts),
         "config": dict(spec.config) if spec else None,
+        **describe_inputs(ws, current.experiment, current.run_key, backend.name, tracker,
+                          join_observed(live, remembered)),
     }
 
 

@@ -16,6 +16,7 @@ from expctl.backends.base import Backend
 from expctl.config import source
 from expctl.config.desired_state import Desired, load_desired
 from expctl.core import pipeline
+from expctl.core.backend_registry import gates_inputs
 from expctl.core.diff import join_observed
 from expctl.core.errors import ExpctlError
 from expctl.core.inputs import ModelVersion
@@ -64,9 +65,9 @@ def model_versions(tracker: Tracker | None, runs: Sequence[RunSpec]) -> dict[str
 
 
 def resolved_runs(runs: Sequence[RunSpec], observed: Sequence[ObservedRun],
-                  models: Mapping[str, ModelVersion | None]) -> list[RunSpec]:
+                  models: Mapping[str, ModelVersion | None], backend: str) -> list[RunSpec]:
     """The desired runs with their inputs resolved (the identities the tracker's sync must match)."""
-    return pipeline.resolve(runs, observed, models)[0]
+    return pipeline.resolve(runs, observed, models, gates_inputs(backend))[0]
 
 
 def make_plan_of(desired: Desired, observed: list[ObservedRun], backend: str, opts: PlanOptions,

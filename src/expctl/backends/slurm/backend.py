@@ -10,6 +10,12 @@ Slurm forgets a job ``MinJobAge`` after it ends, so expctl keeps its own durable
 ``job.sh``, the batch script's ``started`` and ``exit.json`` markers, and one ``task-<rank>.log`` per task.
 A job that left Slurm without any record of how it ended is an infrastructure failure ("vanished").
 
+Pipelines: a run that consumes another run still pending or running is submitted with
+``--dependency=afterok:<its job id>`` (``core.pipeline.after``): Slurm holds it (reason ``Dependency``) and starts
+it once the upstream succeeded. If the upstream fails, Slurm never starts it (``DependencyNeverSatisfied``, or
+cancels it under ``kill_invalid_depend``): it is observed with ``after_failed``, which the plan reports as the
+upstream's failure, never as a failure of its own.
+
 Idempotent: before submitting, ``create`` looks the name up (its record, then ``squeue``), so a crash between
 ``sbatch`` and recording never submits a second job for one (run key, attempt). Only jobs carrying expctl's
 ``--comment`` and a record under the workdir are ever cancelled or deleted.
@@ -34,7 +40,7 @@ from expctl.backends.locks import HeldFileLock, state_lock
 from expctl.backends.slurm import script as sc
 from expctl.backends.slurm.record import JobRecord, record_from_json
 from expctl.backends.worktrees import Worktrees
-from expctl.core import bounded, safe_json
+from expctl.core import bounded, pipeline, safe_json
 from expctl.core.errors import BackendError, BackendUnavailable, ExpctlError, truncate
 from expctl.core.jobenv import replica_names
 from expctl.core.model import FailureClass, Launch, ObservedRun, Phase
@@ -177,6 +183,10 @@ class SlurmBackend:
             args = sc.sbatch_args(launch, str(run_dir), sc.Placement(sched.partition, sched.account, sched.qos))
         except ValueError as exc:
             raise BackendError(f"{launch.name}: {exc}") from exc
+        after = self._after(launch)
+        if after:
+            args.append(f"--dependency=afterok:{':'.join(str(i) for i in after.values())}")
+            record.extra["after"] = after
         files.write_json(run_dir / "config.json", dict(launch.spec.config))
         self._save(record)  # the checkout of this commit is now needed: collect keeps it
         try:
@@ -195,6 +205,22 @@ class SlurmBackend:
         _crash_hook("after-sbatch")
         record.job_id = int(out.strip().split(";")[0])
         self._save(record)
+
+    def _after(self, launch: Launch) -> dict[str, int]:
+        """The Slurm job ids of the upstream attempts the run consumes and Slurm must see succeed first
+        (``--dependency=afterok``); an upstream that already succeeded is not waited on."""
+        found: dict[str, int] = {}
+        for name in pipeline.after(launch.spec):
+            record = self._load(name)
+            if record is None or record.job_id is None:
+                raise BackendError(f"{launch.name}: its upstream {name} has no Slurm job to wait on")
+            if record.phase == Phase.SUCCEEDED.value:
+                continue
+            if record.phase is not None:
+                raise BackendError(f"{launch.name}: its upstream {name} ended ({record.message}) before it was "
+                                   "submitted; the next apply decides")
+            found[name] = record.job_id
+        return found
 
     def _mine(self, name: str, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The jobs this workdir submitted under ``name`` (expctl's comment, and the run's directory)."""
@@ -236,7 +262,10 @@ class SlurmBackend:
             verdict = sc.verdict(job)
             if not verdict.phase.finished:
                 return record
-            if verdict.phase is Phase.CANCELLED and not record.cancelled:
+            if verdict.phase is Phase.CANCELLED and sc.dependency_failed(job):
+                record.extra["after_failed"] = True  # Slurm's kill_invalid_depend: it never ran
+                verdict = sc.Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE, sc.DEPENDENCY_FAILED)
+            elif verdict.phase is Phase.CANCELLED and not record.cancelled:
                 verdict = sc.Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE,
                                      f"{verdict.message}: cancelled outside expctl")
             elif verdict.failure is FailureClass.CODE and not (self.runs_dir / record.name / "task-0.log").exists():
@@ -264,16 +293,19 @@ class SlurmBackend:
         return sc.Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE, why), time.time()
 
     def _observed(self, record: JobRecord, jobs: list[dict[str, Any]]) -> ObservedRun:
+        after_failed = bool(record.extra.get("after_failed"))
         if record.phase is not None:
             phase, message = Phase(record.phase), record.message
         else:
             job = self._job_of(record, jobs) or {}
             verdict = sc.verdict(job) if job else sc.Verdict(Phase.PENDING, None, "submitted")
             phase, message = verdict.phase, verdict.message
+            if job and sc.dependency_failed(job):  # pending for good (no kill_invalid_depend)
+                after_failed, message = True, sc.DEPENDENCY_FAILED
         return ObservedRun(
             **observed_identity(record), phase=phase, backend=self.name,
             failure=FailureClass(record.failure) if record.failure else None, message=message,
-            finished_at=record.finished_at, cancelled=record.cancelled, live=True,
+            finished_at=record.finished_at, cancelled=record.cancelled, live=True, after_failed=after_failed,
         )
 
     # -- logs ------------------------------------------------------------------------------------------

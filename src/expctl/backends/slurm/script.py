@@ -213,6 +213,14 @@ def wait_status(job: Mapping[str, Any]) -> int:
     return int(code or 0)
 
 
+DEPENDENCY_FAILED = "never started: the upstream job it waited on did not succeed (DependencyNeverSatisfied)"
+
+
+def dependency_failed(job: Mapping[str, Any]) -> bool:
+    """Whether Slurm will never start the job (or cancelled it) because an ``afterok`` upstream did not succeed."""
+    return str(job.get("state_reason") or "") == "DependencyNeverSatisfied"
+
+
 def verdict(job: Mapping[str, Any]) -> Verdict:
     """expctl's view of one ``squeue --json`` job: PENDING (with Slurm's reason), RUNNING, or how it ended.
 
