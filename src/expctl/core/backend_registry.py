@@ -48,6 +48,8 @@ class BackendInfo:
     from (``workspace`` warns while it is unset and the tracking URI holds a password).
     ``inherits_env``: its jobs are processes that inherit expctl's own environment (the tracking URI's
     password reaches them through it, never through a file: ``workspace``).
+    ``team_quota``: expctl decides who starts by the teams' GPU quotas (nothing on the backend enforces them;
+    ``core.quota``); False where the cluster does (Kueue on Kubernetes).
     """
 
     name: str
@@ -61,6 +63,7 @@ class BackendInfo:
     settings: str | None = None
     credentials_key: str | None = None
     inherits_env: bool = False
+    team_quota: bool = False
 
     def runs(self, kind: JobKind) -> bool:
         return kind in self.kinds
@@ -81,7 +84,7 @@ BACKENDS: dict[str, BackendInfo] = {
         BackendInfo("local", "subprocesses on this machine, in a checkout of the pinned commit",
                     "expctl.backends.local.backend:open_local", _ALL_KINDS, inherits_env=True,
                     settings="expctl.backends.local.settings:LocalIn",
-                    settings_check="expctl.backends.local.gpus:check_settings"),
+                    settings_check="expctl.backends.local.gpus:check_settings", team_quota=True),
         BackendInfo("kubernetes", "Kubeflow training jobs (PyTorchJob, TFJob, MPIJob, TrainJob)",
                     "expctl.backends.kubernetes.backend:open_kubernetes",
                     frozenset({JobKind.PYTORCH, JobKind.TF, JobKind.MPI, JobKind.TRAIN}),
@@ -93,7 +96,8 @@ BACKENDS: dict[str, BackendInfo] = {
                     "expctl.backends.slurm.backend:open_slurm", frozenset({JobKind.PYTORCH, JobKind.LOCAL}),
                     lock="expctl.backends.slurm.backend:slurm_lock", render="expctl.backends.slurm.script:render_jobs",
                     settings="expctl.backends.slurm.settings:SlurmIn",
-                    settings_check="expctl.backends.slurm.script:workdir_of", inherits_env=True),
+                    settings_check="expctl.backends.slurm.script:workdir_of", inherits_env=True,
+                    team_quota=True),  # until accounting (a QOS with GrpTRES) enforces them
     )
 }
 

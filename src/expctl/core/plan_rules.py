@@ -11,6 +11,7 @@ from dataclasses import replace
 from expctl.core.diff import Pair, pair_runs
 from expctl.core.model import Action, Change, FailureClass, ObservedRun, Phase, Plan, Reason, RunSpec
 from expctl.core.naming import attempt_name, canonical_json, sha256_hex
+from expctl.core.quota import Quotas, hold_over_quota
 
 
 class PlanRefused(Exception):
@@ -149,8 +150,10 @@ def make_plan(
     replace_running: bool = False,
     force_prune: bool = False,
     worktree: bool = False,
+    quotas: Quotas | None = None,
 ) -> Plan:
-    """Diff desired against observed and order the changes as apply performs them: deletes first."""
+    """Diff desired against observed and order the changes as apply performs them: deletes first. With
+    ``quotas`` (expctl decides who starts), starts beyond a team's GPU quota wait (``core.quota``)."""
     if prune and not desired and any(r.managed and r.live for r in observed) and not force_prune:
         raise PlanRefused(
             "refusing to prune: no runs are desired (an empty or broken checkout?) — pass --force-prune "
@@ -159,6 +162,8 @@ def make_plan(
     desired, held = dependents(desired, observed)
     changes = [c for pair in pair_runs(desired, observed)
                if (c := _held(pair, held) or decide(pair, now, prune, replace_running)) is not None]
+    if quotas is not None:
+        changes = hold_over_quota(changes, observed, quotas)
     changes.sort(key=lambda c: 0 if c.action is Action.DELETE else 1)
     return Plan(commit=commit, backend=backend, changes=tuple(changes), fingerprint=fingerprint(observed),
                 worktree=worktree, prune=prune, replace_running=replace_running)
