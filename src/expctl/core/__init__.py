@@ -5,7 +5,8 @@ reading files only through ``bounded`` and ``planfile``.
 - ``naming``: run keys, RFC 1035 names, canonical JSON; ``desired``: spec hash and RunSpec of a sweep point,
   a training run's validation job; ``sweep``: expansion in Hydra's BasicSweeper order.
 - ``diff``: pair desired and observed runs by key; ``plan_rules``: **the plan rules** (policy lives only here);
-  ``quota``: starts beyond a team's GPU quota wait (where expctl decides who starts);
+  ``quota``: starts beyond a team's GPU quota wait (where expctl decides who starts); ``team_platform``: the
+  teams as plain data and the diff of their platform objects (``teams plan``);
   ``gate``: the validation gate's decision and promotion rules.
 - ``audit``: the audit record of one apply; ``jobenv``: every variable a job gets, on every backend.
 - ``views``: human / JSON / Markdown renderings of a plan; ``planfile``: a saved plan read back.
