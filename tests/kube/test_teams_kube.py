@@ -2,6 +2,8 @@
 each team's Namespace, ServiceAccount, Role + RoleBinding, ResourceQuota and Kueue queues are created once
 (a second apply is a no-op), team A's identity cannot create training jobs in team B's namespace (expctl's
 message names the team and namespace), and ``--prune`` never deletes a namespace holding others' objects.
+A team's run lands in its namespace with its team label and queue; the test plays Kueue (a Workload whose
+``QuotaReserved`` is False) and ``status`` shows Kueue's reason.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import pytest
 from kubernetes import client
 
 from expctl.backends.kubernetes.backend import KubernetesBackend
+from expctl.backends.kubernetes.manifests import KINDS
 from expctl.core.errors import BackendError
+from expctl.core.model import JobKind
 from tests.support.factories import make_job, make_launch, make_spec
 from tests.support.gitrepo import GitRepo
 from tests.support.kube_cli import invoke, ok
-from tests.support.kube_cluster import RESTRICTED_TOKEN, RESTRICTED_USER, TEAM_B_USER, Cluster
+from tests.support.kube_cluster import RESTRICTED_TOKEN, RESTRICTED_USER, TEAM_B_USER, Cluster, create_namespace
 from tests.support.kube_driver import make_backend
 
 pytestmark = pytest.mark.kube
@@ -135,3 +139,46 @@ def test_teams_plan_names_a_backend_it_cannot_reconcile_yet(kube_env: None, tmp_
     refused = invoke(repo, "teams", "plan")
     assert refused.exit_code == 1
     assert "nothing to reconcile on backend local yet" in refused.output
+
+
+@pytest.mark.timeout(600)
+def test_a_teams_run_lands_in_its_namespace_and_status_shows_why_kueue_holds_it(
+        kube_cluster: Cluster, kube_env: None, tmp_path: Path) -> None:
+    team = f"vision-{uuid.uuid4().hex[:6]}"
+    namespace = create_namespace(kube_cluster.api_client(), team)  # its admin made it (no teams apply here)
+    repo = GitRepo(tmp_path / "repo")
+    yaml = teams_yaml(team, None).replace(f"namespace: {team}", f"namespace: {namespace}")
+    for rel, text in {".gitignore": ".expctl/\n", "expctl.yaml": yaml, "train/__main__.py": "",
+                      "conf/config.yaml": "expctl:\n  kind: PyTorchJob\n  command: [python, -m, train]\n"
+                                          "  resources: {gpus: 2}\n",
+                      "experiments/a/resnet.yaml": "defaults:\n  - config\n  - _self_\n"}.items():
+        repo.write(rel, text)
+    repo.commit("one team on Kueue")
+    ok(repo, "apply", "-y")
+
+    custom = client.CustomObjectsApi(kube_cluster.api_client())
+    info = KINDS[JobKind.PYTORCH]
+    jobs = custom.list_namespaced_custom_object(info.group, info.version, namespace, info.plural)["items"]
+    assert len(jobs) == 1
+    labels = jobs[0]["metadata"]["labels"]
+    assert (labels["expctl.io/team"], labels["kueue.x-k8s.io/queue-name"]) == (team, team)
+
+    # play Kueue: the job's Workload is not admitted, for lack of quota in the team's ClusterQueue
+    name = jobs[0]["metadata"]["name"]
+    why = ("couldn't assign flavors to pod set master: insufficient unused quota for nvidia.com/gpu in flavor "
+           "expctl-default, 2 more needed")
+    owner = {"apiVersion": f"{info.group}/{info.version}", "kind": "PyTorchJob", "name": name,
+             "uid": jobs[0]["metadata"]["uid"], "controller": True}
+    workload = {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "Workload",
+                "metadata": {"name": f"pytorchjob-{name}", "ownerReferences": [owner]},
+                "spec": {"queueName": team, "podSets": [{"name": "master", "count": 1, "template": {
+                    "spec": {"containers": [{"name": "pytorch", "image": "python:3.11-slim"}]}}}]}}
+    custom.create_namespaced_custom_object(*KUEUE, namespace, "workloads", workload)
+    condition = {"type": "QuotaReserved", "status": "False", "reason": "Pending", "message": why,
+                 "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}
+    custom.patch_namespaced_custom_object_status(*KUEUE, namespace, "workloads", f"pytorchjob-{name}",
+                                                 {"status": {"conditions": [condition]}})
+
+    rows = json.loads(ok(repo, "status", "-o", "json"))
+    assert [(r["run"], r["team"], r["state"], r["reason"]) for r in rows] == [(name, team, "Pending", f"queued: {why}")]
+    assert "queued: couldn't assign flavors" in ok(repo, "status")
