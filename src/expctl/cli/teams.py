@@ -68,10 +68,11 @@ _prune = click.option("--prune", is_flag=True, help="Delete the objects of teams
 def _plan_text(plan: Any) -> str:
     shown = [c for c in plan.changes if c.action.value != "unchanged"]
     lines = [f"expctl teams plan · {plan.commit[:12]} · backend {plan.backend}", ""]
+    width = max((len(c.obj.shown) for c in shown), default=0)
     for c in shown:
-        team = f"  team {c.obj.team}" if c.obj.team else ""
+        team = f"team {c.obj.team}" if c.obj.team else "shared"
         detail = f"  ({c.detail})" if c.detail else ""
-        lines.append(f"  {_SYMBOL[c.action.value]:>1} {c.action.value:<11} {c.obj.shown}{team}{detail}")
+        lines.append(f"  {_SYMBOL[c.action.value]:>1} {c.action.value:<11} {c.obj.shown:<{width}}  {team}{detail}")
     counts = {a: sum(1 for c in plan.changes if c.action.value == a) for a in _SYMBOL}
     lines += [""] if shown else []
     head = (f"Plan: {counts['create']} to create, {counts['update']} to update, {counts['delete']} to delete."
