@@ -73,6 +73,10 @@ def test_teams_apply_creates_each_teams_objects_once_and_keeps_teams_apart(
         repo.write(rel, text)
     repo.commit("two teams")
 
+    admin: KubernetesBackend = make_backend(kube_cluster, [a, b])
+    with pytest.raises(BackendError, match=f"team {a}'s namespace {a} does not exist yet: run `expctl teams apply`"):
+        admin.create(launch_in(a, a))  # before teams apply ran
+
     first = plan(repo)
     for team in (a, b):
         for kind, where in (("Namespace", f"/{team}"), ("ServiceAccount", f"{team}/expctl-jobs"),

@@ -123,6 +123,8 @@ def apply_cmd(ctx: click.Context, yes: bool, backend_name: str | None, prune: bo
         return click.confirm("Apply these changes?", default=False)
 
     result = teams_apply(workspace(ctx), backend_name, prune, confirm, lock_timeout)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if not result.plan.writes:
         click.echo(_plan_text(result.plan), nl=False)
         return

@@ -1,6 +1,8 @@
 """``expctl teams plan`` / ``teams apply``: the teams' platform objects reconciled as desired state, with the
 semantics of runs — under the apply lock, each write audited (action ``team-<create|update|delete>``, the
-object as the run, the team), ``--prune`` needed to delete, never deleting what expctl did not create.
+object as the run, the team; journalled before the write like a cancel, ``engine/cancel_journal``, so that a
+crash or an MLflow failure never loses an entry), ``--prune`` needed to delete, never deleting what expctl did
+not create.
 
 The seam: ``RECONCILERS`` names each backend's reconciler (``"module:function"``, called with the settings, and
 returning an object with ``backend_name``, ``order``, ``desired(teams)``, ``observe(desired)`` and
@@ -17,7 +19,7 @@ from typing import Any, Protocol
 
 from expctl.config.schema import Settings
 from expctl.core.backend_registry import load
-from expctl.core.errors import BackendError, ExpctlError
+from expctl.core.errors import BackendError, ExpctlError, TrackingError
 from expctl.core.naming import canonical_json, sha256_hex
 from expctl.core.team_platform import (
     PlatformChange,
@@ -26,6 +28,7 @@ from expctl.core.team_platform import (
     Team,
     plan_platform,
 )
+from expctl.engine import cancel_journal
 from expctl.engine.apply import apply_lock
 from expctl.engine.identity import operator
 from expctl.engine.operate import settings_at_head
@@ -107,6 +110,7 @@ class TeamsApplied:
     done: list[PlatformChange] = field(default_factory=list)
     failed: list[tuple[PlatformChange, str]] = field(default_factory=list)
     declined: bool = False
+    warnings: list[str] = field(default_factory=list)
 
 
 def teams_apply(ws: Workspace, backend_name: str | None, prune: bool, confirm: Callable[[TeamsPlan], bool],
@@ -121,9 +125,10 @@ def teams_apply(ws: Workspace, backend_name: str | None, prune: bool, confirm: C
     reconciler = open_reconciler(backend, settings)
     tracker = ws.open_tracker(settings, backend)
     tracker.check()
+    warnings = cancel_journal.replay(ws.state_dir, tracker)
     with apply_lock(ws.state_dir, backend, settings, lock_timeout) as lock:
         plan = make_teams_plan(reconciler, teams_of_settings(settings), commit, prune)
-        result = TeamsApplied(plan)
+        result = TeamsApplied(plan, warnings=warnings)
         if not plan.writes:
             return result
         if not confirm(plan):
@@ -132,13 +137,20 @@ def teams_apply(ws: Workspace, backend_name: str | None, prune: bool, confirm: C
         who = operator()
         for change in plan.writes:
             lock.check()
+            # journalled first (as a cancel is): a crash or an MLflow failure after the write never loses it
+            journal = cancel_journal.write(ws.state_dir, _entry(change, who, plan), None, who)
             try:
                 reconciler.write(change)
             except BackendError as exc:
+                journal.unlink(missing_ok=True)
                 result.failed.append((change, str(exc)))
                 continue
-            tracker.record_audit(_entry(change, who, plan))
             result.done.append(change)
+            try:
+                cancel_journal.record(tracker, journal)
+            except TrackingError as exc:
+                result.warnings.append(f"{change.obj.shown}: not yet in the audit trail (the next apply, "
+                                       f"teams apply or cancel records it): {exc}")
     return result
 
 

@@ -272,9 +272,13 @@ class KubernetesBackend:
                 launch.name,
             )
         except ApiError as exc:
-            if exc.status == 403 and launch.spec.job.team:  # name whose namespace it is: the fix is in the team
-                raise BackendError(f"{exc}: namespace {namespace} is team {launch.spec.job.team}'s (its users and "
+            team = launch.spec.job.team
+            if exc.status == 403 and team:  # name whose namespace it is: the fix is in the team
+                raise BackendError(f"{exc}: namespace {namespace} is team {team}'s (its users and "
                                    "groups in expctl.yaml are granted it by `expctl teams apply`)") from exc
+            if exc.status == 404 and team:
+                raise BackendError(f"{exc}: team {team}'s namespace {namespace} does not exist yet: run "
+                                   "`expctl teams apply` (or have the cluster's admin create it)") from exc
             if exc.status != 409:
                 raise
             existing = self._get(info, namespace, launch.name)
