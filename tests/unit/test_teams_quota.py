@@ -71,8 +71,11 @@ def test_a_replace_frees_the_gpus_of_the_run_it_replaces() -> None:
 def test_the_human_plan_says_waiting_and_why() -> None:
     runs = [spec("vision/a", 8, seed=1), spec("vision/a", 8, seed=2)]
     p = make_plan(runs, [], commit="c" * 40, backend="local", now=0.0, quotas=QUOTAS)
-    held = [ln for ln in views.human(p).splitlines() if "waiting" in ln]
+    held = [ln for ln in views.human(p).splitlines() if ln.strip().startswith("waiting")]
     assert len(held) == 1 and held[0].endswith("(quota: vision 8/8 GPUs)"), held
+    assert views.summary_line(p) == ("Plan: 1 to create, 0 to retry, 0 to replace, 0 to delete. (0 unchanged, "
+                                     "1 waiting for their team's GPU quota)")
+    assert views.summary(p)["waiting_quota"] == 1
     assert [c.reason for c in p.changes] == [Reason.MISSING, Reason.WAITING]
 
 
