@@ -87,12 +87,14 @@ for n in $(seq 1 "$NODES"); do
   echo "NodeName=$name Name=gpu File=$RUN/dev/gpu[$first-$last]" >> "$RUN/gres.conf"
 done
 echo "PartitionName=main Nodes=$(IFS=,; echo "${names[*]}") Default=YES MaxTime=INFINITE State=UP" >> "$RUN/slurm.conf"
+# a second partition on the same nodes: a team's runs land in its own (tests/integration/test_teams_placement.py)
+echo "PartitionName=gpu Nodes=$(IFS=,; echo "${names[*]}") Default=NO MaxTime=INFINITE State=UP" >> "$RUN/slurm.conf"
 export SLURM_CONF=$RUN/slurm.conf
 slurmctld -f "$RUN/slurm.conf"  # daemonizes; needs the absolute path
 for name in "${names[@]}"; do slurmd -N "$name" -f "$RUN/slurm.conf"; done
 idle=0
 for _ in $(seq 150); do
-  idle=$(sinfo -h -N -o '%N %t' 2>/dev/null | awk '$2=="idle"' | wc -l)
+  idle=$(sinfo -h -N -o '%N %t' 2>/dev/null | awk '$2=="idle" {print $1}' | sort -u | wc -l)
   [ "$idle" -eq "$NODES" ] && break; sleep 0.2
 done
 [ "$idle" -eq "$NODES" ] || { echo "start-slurm.sh: nodes not idle: $(sinfo -N 2>&1)" >&2; exit 1; }

@@ -8,9 +8,6 @@ Every command is its own ``expctl`` process, as an operator types it. The jobs h
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +16,10 @@ import pytest
 
 from tests.support import jobs
 from tests.support.gitrepo import GitRepo
+from tests.support.teams_project import expctl
 
 pytestmark = pytest.mark.integration
 
-EXPCTL = str(Path(sys.executable).with_name("expctl"))
 CONFIG = "seed: 0\nlines: 1\nrelease: \"\"\nexpctl:\n  kind: PyTorchJob\n  command: [python, code/job.py]\n"
 TEAMS = """\
 code_paths: [code]
@@ -37,14 +34,6 @@ teams:
     paths: [experiments/nlp]
     members: ["@bob"]
 """
-
-
-def expctl(repo: GitRepo, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "EXPCTL_BACKEND", "CI")}
-    proc = subprocess.run([EXPCTL, *args], cwd=repo.path, env={**env, "USER": "olga"}, capture_output=True,
-                          text=True, timeout=120, check=False)
-    assert proc.returncode == code, f"expctl {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}"
-    return proc
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ Provisioning, in order: ``$KUBEBUILDER_ASSETS/kube-apiserver`` (etcd from there 
 PATH); else ``${XDG_CACHE_HOME:-~/.cache}/expctl/kube-v1.20.2/``; else ``scripts/build-kube-apiserver.sh``
 builds it there (about 4 minutes on 2 cores). ``scripts/start-kube-apiserver.sh`` starts the servers in a
 temporary directory on free ports; the CRDs come from ``$EXPCTL_KUBEFLOW_CRDS`` (default
-``<repo>/../shared/kubeflow-crds``). When any of this fails the tests fail loudly: they never skip.
+``<repo>/../shared/kubeflow-crds``) and Kueue's from ``$EXPCTL_KUEUE_CRDS`` (default
+``<repo>/../shared/kueue-crds``). When any of this fails the tests fail loudly: they never skip.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 RESTRICTED_USER = "team-a-ci"
 RESTRICTED_TOKEN = "team-a-ci-token"
+TEAM_B_USER = "team-b-ci"  # a second team's identity (tests of team isolation)
+TEAM_B_TOKEN = "team-b-ci-token"
 START_TIMEOUT = 120
 
 
@@ -80,6 +83,16 @@ def find_crds() -> Path:
     crds = Path(configured) if configured else REPO.parent / "shared" / "kubeflow-crds"
     if not crds.is_dir() or not list(crds.glob("*.yaml")):
         pytest.fail(f"no Kubeflow CRDs in {crds} (set EXPCTL_KUBEFLOW_CRDS)", pytrace=False)
+    return crds
+
+
+def find_kueue_crds() -> Path:
+    """The directory of Kueue's CRDs ($EXPCTL_KUEUE_CRDS, else ../shared/kueue-crds): ClusterQueue, LocalQueue,
+    ResourceFlavor, Cohort, Workload (no Kueue controller runs: tests write what it would write)."""
+    configured = os.environ.get("EXPCTL_KUEUE_CRDS")
+    crds = Path(configured) if configured else REPO.parent / "shared" / "kueue-crds"
+    if not crds.is_dir() or not list(crds.glob("*.yaml")):
+        pytest.fail(f"no Kueue CRDs in {crds} (set EXPCTL_KUEUE_CRDS)", pytrace=False)
     return crds
 
 
@@ -201,13 +214,16 @@ def start_cluster(run_dir: Path) -> Cluster:
     fails with the servers' logs when it cannot start."""
     bin_dir = provision_binaries()
     crds = find_crds()
+    kueue = find_kueue_crds()
     (run_dir / "tokens.csv").write_text(
         f"admintoken,admin,admin-uid,system:masters\n{RESTRICTED_TOKEN},{RESTRICTED_USER},{RESTRICTED_USER}-uid,team-a\n"
+        f"{TEAM_B_TOKEN},{TEAM_B_USER},{TEAM_B_USER}-uid,team-b\n"
     )
     cluster = Cluster(bin_dir, run_dir, free_port(), free_port(pair=True), run_dir / "kubeconfig")
     try:
         cluster.start()
         install_crds(cluster.api_client(), crds)
+        install_crds(cluster.api_client(), kueue)
     except Exception as exc:
         cluster.stop()
         logs = "".join(f"\n--- {log.name} ---\n{log.read_text()[-2000:]}" for log in sorted(run_dir.glob("*.log")))

@@ -102,7 +102,7 @@ class SlurmCluster:
         deadline = time.monotonic() + timeout
         while True:
             states = self.run("sinfo", "-h", "-N", "-o", "%N %t").split("\n")
-            if sum(1 for s in states if s.endswith(" idle")) == NODES:
+            if len({s.split()[0] for s in states if s.endswith(" idle")}) == NODES:  # a node per partition
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"Slurm nodes not idle: {states}")

@@ -34,9 +34,9 @@ def _age(created: float | None) -> str:
     return f"{seconds}s"
 
 
-def _row(run: ObservedRun) -> dict[str, object]:
+def _row(run: ObservedRun, team: str | None = None) -> dict[str, object]:
     return {
-        "run": run.name, "experiment": run.experiment, "run_key": run.run_key, "kind": run.kind or "-",
+        "run": run.name, "experiment": run.experiment, "team": team, "run_key": run.run_key, "kind": run.kind or "-",
         "replicas": run.replicas,
         "gpus": run.gpus, "state": run.state, "attempt": run.attempt, "age": _age(run.created_at),
         "user": (run.user or "-").split(" <")[0], "applied_by": run.user, "mlflow_run": run.mlflow_run_id or "-",
@@ -85,16 +85,18 @@ def _table(rows: list[dict[str, object]]) -> list[str]:
 def status(ctx: click.Context, experiment: str | None, state: str | None, user: str | None, show_all: bool,
            team: str | None, backend_name: str | None, output: str) -> None:
     """A squeue-like table of runs."""
-    from expctl.engine.operate import held_rows, observe_all
+    from expctl.engine.operate import held_rows, observe_all, team_owner
 
     ws = workspace(ctx)
     runs = observe_all(ws, backend_name, include_gone=show_all, team=team)
-    rows = [_row(r) for r in runs
+    owner = team_owner(ws)
+    rows = [_row(r, owner(r.experiment)) for r in runs
             if experiment in (None, r.experiment)
             and (state is None or r.state.lower() == state.lower())
             and (user is None or user.lower() in (r.user or "").lower())]
     if user is None:  # a held run was applied by nobody yet
-        rows += [r for r in held_rows(ws, backend_name, team) if experiment in (None, r["experiment"])
+        rows += [{**r, "team": owner(str(r["experiment"]))} for r in held_rows(ws, backend_name, team)
+                 if experiment in (None, r["experiment"])
                  and (state is None or str(r["state"]).lower() == state.lower())]
     if output == "json":
         echo_json(rows)

@@ -22,11 +22,17 @@ Owner = Annotated[str, Field(pattern=OWNER, max_length=256)]
 
 
 class TeamKubernetesIn(Strict):
-    """Where a team's runs go on Kubernetes: its namespace, its Kueue LocalQueue, its priority class."""
+    """Where a team's runs go on Kubernetes: its namespace, its Kueue LocalQueue, its priority class; and what
+    ``expctl teams apply`` grants there: the users and groups (members, CI identity, as the cluster names them)
+    who manage its training jobs, the most training objects at once, whether its ClusterQueue may borrow."""
 
     namespace: Label
     queue: Name | None = None
     priority_class: Name | None = None
+    users: list[Word] = Field([], max_length=1000)
+    groups: list[Word] = Field([], max_length=1000)
+    max_jobs: int | None = Field(None, ge=1, le=MAX_TEAM_GPUS)  # training objects in its namespace at once
+    borrow: bool = False  # its ClusterQueue joins the cohort "expctl" (borrows from and lends to other teams)
 
 
 class TeamSlurmIn(Strict):

@@ -5,6 +5,8 @@ reading files only through ``bounded`` and ``planfile``.
 - ``naming``: run keys, RFC 1035 names, canonical JSON; ``desired``: spec hash and RunSpec of a sweep point,
   a training run's validation job; ``sweep``: expansion in Hydra's BasicSweeper order.
 - ``diff``: pair desired and observed runs by key; ``plan_rules``: **the plan rules** (policy lives only here);
+  ``quota``: starts beyond a team's GPU quota wait (where expctl decides who starts); ``team_platform``: the
+  teams as plain data and the diff of their platform objects (``teams plan``);
   ``gate``: the validation gate's decision and promotion rules.
 - ``inputs``: what an experiment consumes (``expctl.inputs``) and what that resolved to; ``pipeline``: the
   dependency graph of experiments (order, cycles, checks), ``each`` expansion, and the resolution of inputs

@@ -51,6 +51,8 @@ class BackendInfo:
     ``gates_inputs``: its scheduler holds a job until the upstream runs it consumes succeeded (Slurm's
     ``--dependency=afterok``): a consumer is submitted as soon as its upstream is, not once it succeeded
     (``core.pipeline.resolve``).
+    ``team_quota``: expctl decides who starts by the teams' GPU quotas (nothing on the backend enforces them;
+    ``core.quota``); False where the cluster does (Kueue on Kubernetes).
     """
 
     name: str
@@ -65,6 +67,7 @@ class BackendInfo:
     credentials_key: str | None = None
     inherits_env: bool = False
     gates_inputs: bool = False
+    team_quota: bool = False
 
     def runs(self, kind: JobKind) -> bool:
         return kind in self.kinds
@@ -85,7 +88,7 @@ BACKENDS: dict[str, BackendInfo] = {
         BackendInfo("local", "subprocesses on this machine, in a checkout of the pinned commit",
                     "expctl.backends.local.backend:open_local", _ALL_KINDS, inherits_env=True,
                     settings="expctl.backends.local.settings:LocalIn",
-                    settings_check="expctl.backends.local.gpus:check_settings"),
+                    settings_check="expctl.backends.local.gpus:check_settings", team_quota=True),
         BackendInfo("kubernetes", "Kubeflow training jobs (PyTorchJob, TFJob, MPIJob, TrainJob)",
                     "expctl.backends.kubernetes.backend:open_kubernetes",
                     frozenset({JobKind.PYTORCH, JobKind.TF, JobKind.MPI, JobKind.TRAIN}),
@@ -98,7 +101,8 @@ BACKENDS: dict[str, BackendInfo] = {
                     lock="expctl.backends.slurm.backend:slurm_lock", render="expctl.backends.slurm.script:render_jobs",
                     settings="expctl.backends.slurm.settings:SlurmIn",
                     settings_check="expctl.backends.slurm.script:workdir_of", inherits_env=True,
-                    gates_inputs=True),
+                    gates_inputs=True,
+                    team_quota=True),  # until accounting (a QOS with GrpTRES) enforces them
     )
 }
 

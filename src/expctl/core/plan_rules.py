@@ -14,6 +14,7 @@ from expctl.core.diff import Pair, pair_runs
 from expctl.core.inputs import ModelVersion
 from expctl.core.model import Action, Change, FailureClass, ObservedRun, Phase, Plan, Reason, RunSpec
 from expctl.core.naming import attempt_name, canonical_json, sha256_hex
+from expctl.core.quota import Quotas, hold_over_quota
 
 
 class PlanRefused(Exception):
@@ -181,10 +182,12 @@ def make_plan(
     replace_running: bool = False,
     force_prune: bool = False,
     worktree: bool = False,
+    quotas: Quotas | None = None,
 ) -> Plan:
     """Diff desired against observed and order the changes as apply performs them: deletes first, then the
     rest in the order of ``desired`` (dependency order). ``models``: the registry's answer for each model
-    input (``pipeline.model_inputs``); an input not resolvable yet holds its run."""
+    input (``pipeline.model_inputs``); an input not resolvable yet holds its run. With ``quotas`` (expctl
+    decides who starts), starts beyond a team's GPU quota wait (``core.quota``)."""
     if prune and not desired and any(r.managed and r.live for r in observed) and not force_prune:
         raise PlanRefused(
             "refusing to prune: no runs are desired (an empty or broken checkout?) — pass --force-prune "
@@ -195,6 +198,8 @@ def make_plan(
     changes = [_with_after(c) for pair in pair_runs(desired, observed)
                if (c := _waiting(pair, holds) or _held(pair, held) or _rewait(pair)
                    or decide(pair, now, prune, replace_running)) is not None]
+    if quotas is not None:
+        changes = hold_over_quota(changes, observed, quotas)
     changes.sort(key=lambda c: 0 if c.action is Action.DELETE else 1)
     return Plan(commit=commit, backend=backend, changes=tuple(changes), fingerprint=fingerprint(observed),
                 worktree=worktree, prune=prune, replace_running=replace_running)

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from expctl.core.model import Action, Change, Plan, Reason
+from expctl.core.quota import waits_for_quota
 from expctl.core.sanitize import md_code, md_text, one_line
 
 SCHEMA_VERSION = 1
@@ -37,6 +38,7 @@ def summary(plan: Plan) -> dict[str, int]:
         "waiting": sum(1 for c in noops if c.reason is Reason.BACKOFF),
         "cancelled": sum(1 for c in noops if c.reason is Reason.CANCELLED),
         "would_prune": sum(1 for c in noops if c.reason is Reason.WOULD_PRUNE),
+        "waiting_quota": sum(1 for c in noops if waits_for_quota(c)),
     }
 
 
@@ -49,6 +51,7 @@ def summary_line(plan: Plan) -> str:
                 f"{s['delete']} to delete.")
     extras = [f"{s['unchanged']} unchanged"]
     for key, label in (("blocked", "blocked"), ("gave_up", "gave up"), ("waiting", "waiting to retry"),
+                       ("waiting_quota", "waiting for their team's GPU quota"),
                        ("cancelled", "cancelled"), ("would_prune", "would prune")):
         if s[key]:
             extras.append(f"{s[key]} {label}")

@@ -5,7 +5,8 @@ the cancel to the audit trail. When MLflow fails in between (a 500, an outage), 
 does not know yet: each cancel is written here first (``.expctl/pending-audit/<id>.json``, atomically), and
 removed once MLflow has it. The next ``cancel`` or ``apply`` replays what is left (``replay``); replaying is
 idempotent, because the audit record carries the journal entry's id (``expctl.audit.apply_id``), which is
-searched before it is written.
+searched before it is written. ``teams apply`` journals each of its writes the same way (an entry without an
+MLflow run).
 """
 
 from __future__ import annotations

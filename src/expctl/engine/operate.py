@@ -52,6 +52,12 @@ def observe_all(ws: Workspace, backend_name: str | None, include_gone: bool = Fa
     return sorted(join_observed(live, gone), key=lambda r: (r.experiment, r.name))
 
 
+def team_owner(ws: Workspace) -> Callable[[str], str | None]:
+    """``owner(experiment)``: the team owning an experiment at HEAD (None: no team)."""
+    teams = settings_at_head(ws).teams
+    return lambda experiment: team_of_experiment(teams, experiment)
+
+
 def in_team(settings: Settings, team: str | None, experiment: str) -> bool:
     """Whether ``experiment`` is ``team``'s (any experiment when ``team`` is None); an undeclared team is an
     error naming the declared ones."""

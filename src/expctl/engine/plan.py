@@ -6,7 +6,7 @@ I/O at the edge: it reads git, asks the backend and the tracker, then hands valu
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,14 +15,16 @@ from typing import TypeVar
 from expctl.backends.base import Backend
 from expctl.config import source
 from expctl.config.desired_state import Desired, load_desired
+from expctl.config.schema_teams import team_of_experiment
 from expctl.core import pipeline
-from expctl.core.backend_registry import gates_inputs
+from expctl.core.backend_registry import BACKENDS, gates_inputs
 from expctl.core.diff import join_observed
 from expctl.core.errors import ExpctlError
 from expctl.core.inputs import ModelVersion
 from expctl.core.model import ObservedRun, Plan, RunSpec
 from expctl.core.plan_rules import PlanRefused, make_plan
 from expctl.core.planfile import SavedPlan
+from expctl.core.quota import Quotas
 from expctl.tracking.base import ResolvesModels, Tracker
 
 T = TypeVar("T")
@@ -77,9 +79,30 @@ def make_plan_of(desired: Desired, observed: list[ObservedRun], backend: str, op
             desired.runs, observed, models=models, commit=desired.snapshot.commit, backend=backend,
             now=time.time() if now is None else now, prune=opts.prune,
             replace_running=opts.replace_running, force_prune=opts.force_prune, worktree=opts.worktree,
+            quotas=quotas_of(desired, observed, backend),
         )
     except PlanRefused as exc:
         raise ExpctlError(str(exc)) from exc
+
+
+def quotas_of(desired: Desired, observed: list[ObservedRun], backend: str) -> Quotas | None:
+    """The teams' GPU quotas when expctl decides who starts on ``backend`` (None: no team has a quota, or the
+    backend's scheduler enforces them), with the team of each desired and observed experiment."""
+    info = BACKENDS.get(backend)
+    gpus = {t.name: t.gpus for t in desired.settings.teams if t.gpus is not None}
+    if info is None or not info.team_quota or not gpus:
+        return None
+    return Quotas(gpus, teams_of(desired, (r.experiment for r in observed)))
+
+
+def teams_of(desired: Desired, experiments: Iterable[str]) -> dict[str, str]:
+    """``{experiment: team}`` for the desired runs and ``experiments`` (by expctl.yaml's teams at the commit)."""
+    found = {s.experiment: s.job.team for s in desired.runs if s.job.team is not None}
+    for name in set(experiments) - found.keys():
+        team = team_of_experiment(desired.settings.teams, name)
+        if team is not None:
+            found[name] = team
+    return found
 
 
 def compute_plan(desired: Desired, backend: Backend, tracker: Tracker | None, opts: PlanOptions,

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from expctl.backends.kubernetes import kueue
 from expctl.backends.kubernetes.kubeconfig import load_errors, load_problem
 from expctl.backends.kubernetes.lease import ApiLeaseStore, LeaseLock
 from expctl.backends.kubernetes.logs import PodReader
@@ -48,7 +49,7 @@ from expctl.backends.kubernetes.retry import (
 from expctl.backends.kubernetes.settings import kubernetes_settings
 from expctl.backends.kubernetes.status import observed_from
 from expctl.core.errors import BackendError, ExpctlError, truncate
-from expctl.core.model import JobKind, Launch, ObservedRun
+from expctl.core.model import JobKind, Launch, ObservedRun, Phase
 
 if TYPE_CHECKING:
     from expctl.config.schema import Settings
@@ -221,6 +222,7 @@ class KubernetesBackend:
 
     def observe(self) -> list[ObservedRun]:
         runs: list[ObservedRun] = []
+        queued: set[str] = set()  # namespaces with a pending job of a Kueue queue: Kueue says why
         for namespace in self.namespaces:
             for info in KINDS.values():
                 try:
@@ -234,7 +236,21 @@ class KubernetesBackend:
                     run = observed_from(obj, self.name)
                     self._where[run.name] = (info, namespace)
                     runs.append(run)
-        return sorted(runs, key=lambda r: (r.namespace or "", r.name))
+                    queued.update({namespace} if run.phase is Phase.PENDING and KUEUE_QUEUE in
+                                  ((obj.get("metadata") or {}).get("labels") or {}) else set())
+        reasons = {k: v for ns in sorted(queued) for k, v in self._queue_reasons(ns).items()}
+        return sorted((kueue.explained(r, reasons) for r in runs), key=lambda r: (r.namespace or "", r.name))
+
+    def _queue_reasons(self, namespace: str) -> dict[tuple[str, str], str]:
+        """Kueue's reasons for the jobs it holds in ``namespace`` (none when Kueue or the right is missing)."""
+        try:
+            found = self.request("list", "workloads", namespace, lambda: self._custom.list_namespaced_custom_object(
+                *kueue.WORKLOADS[:2], namespace, kueue.WORKLOADS[2], _request_timeout=self._timeout))
+        except ApiError as exc:
+            if exc.status in (403, 404):
+                return {}
+            raise
+        return kueue.pending_reasons(found.get("items") or [])
 
     def create(self, launch: Launch) -> None:
         info = KINDS.get(launch.spec.job.kind)
@@ -256,6 +272,13 @@ class KubernetesBackend:
                 launch.name,
             )
         except ApiError as exc:
+            team = launch.spec.job.team
+            if exc.status == 403 and team:  # name whose namespace it is: the fix is in the team
+                raise BackendError(f"{exc}: namespace {namespace} is team {team}'s (its users and "
+                                   "groups in expctl.yaml are granted it by `expctl teams apply`)") from exc
+            if exc.status == 404 and team:
+                raise BackendError(f"{exc}: team {team}'s namespace {namespace} does not exist yet: run "
+                                   "`expctl teams apply` (or have the cluster's admin create it)") from exc
             if exc.status != 409:
                 raise
             existing = self._get(info, namespace, launch.name)

@@ -1,0 +1,162 @@
+"""``expctl teams plan`` / ``teams apply``: the teams' platform objects reconciled as desired state, with the
+semantics of runs — under the apply lock, each write audited (action ``team-<create|update|delete>``, the
+object as the run, the team; journalled before the write like a cancel, ``engine/cancel_journal``, so that a
+crash or an MLflow failure never loses an entry), ``--prune`` needed to delete, never deleting what expctl did
+not create.
+
+The seam: ``RECONCILERS`` names each backend's reconciler (``"module:function"``, called with the settings, and
+returning an object with ``backend_name``, ``order``, ``desired(teams)``, ``observe(desired)`` and
+``write(change)``) — Kubernetes' today; Slurm accounting (``sacctmgr``) plugs in here with the same plain
+``core.team_platform.Team`` values.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from expctl.config.schema import Settings
+from expctl.core.backend_registry import load
+from expctl.core.errors import BackendError, ExpctlError, TrackingError
+from expctl.core.naming import canonical_json, sha256_hex
+from expctl.core.team_platform import (
+    PlatformChange,
+    PlatformObject,
+    PruneRefused,
+    Team,
+    plan_platform,
+)
+from expctl.engine import cancel_journal
+from expctl.engine.apply import apply_lock
+from expctl.engine.identity import operator
+from expctl.engine.operate import settings_at_head
+from expctl.engine.workspace import Workspace
+
+RECONCILERS = {"kubernetes": "expctl.backends.kubernetes.team_reconcile:open_teams"}
+
+
+class Reconciler(Protocol):
+    backend_name: str
+    order: Sequence[str]
+
+    def desired(self, teams: Sequence[Team]) -> list[PlatformObject]: ...
+
+    def observe(self, desired: Sequence[PlatformObject]) -> tuple[list[PlatformObject],
+                                                                   dict[tuple[str, str, str], str]]: ...
+
+    def write(self, change: PlatformChange) -> None: ...
+
+
+def teams_of_settings(settings: Settings) -> list[Team]:
+    """expctl.yaml's teams as plain data (what every backend's reconciler gets)."""
+    out = []
+    for t in settings.teams:
+        kube, slurm = t.kubernetes, t.slurm
+        out.append(Team(
+            t.name, tuple(t.members), kube.namespace if kube else None, kube.queue if kube else None,
+            kube.priority_class if kube else None, tuple(kube.users) if kube else (),
+            tuple(kube.groups) if kube else (), kube.max_jobs if kube else None, bool(kube and kube.borrow),
+            slurm.partition if slurm else None, slurm.account if slurm else None, slurm.qos if slurm else None,
+            t.gpus, t.max_gpus_per_run))
+    return out
+
+
+def open_reconciler(backend: str, settings: Settings) -> Reconciler:
+    where = RECONCILERS.get(backend)
+    if where is None:
+        raise ExpctlError(f"expctl teams plan/apply: nothing to reconcile on backend {backend} yet (kubernetes: "
+                          "namespaces, RBAC, quotas and Kueue queues; docs/teams.md)")
+    reconciler: Reconciler = load(where)(settings)
+    return reconciler
+
+
+@dataclass
+class TeamsPlan:
+    backend: str
+    commit: str
+    changes: list[PlatformChange]
+    fingerprint: str
+
+    @property
+    def writes(self) -> list[PlatformChange]:
+        return [c for c in self.changes if c.action.writes]
+
+
+def make_teams_plan(reconciler: Reconciler, teams: Sequence[Team], commit: str, prune: bool) -> TeamsPlan:
+    desired = reconciler.desired(teams)
+    observed, unmanaged = reconciler.observe(desired)
+    try:
+        changes = plan_platform(desired, observed, prune=prune, unmanaged=unmanaged, order=reconciler.order)
+    except PruneRefused as exc:
+        raise ExpctlError(str(exc)) from exc
+    rows = sorted((o.kind, o.namespace, o.name, o.digest) for o in observed)
+    return TeamsPlan(reconciler.backend_name, commit, changes, sha256_hex(canonical_json(rows))[:16])
+
+
+def teams_plan(ws: Workspace, backend_name: str | None, prune: bool) -> TeamsPlan:
+    settings = settings_at_head(ws)
+    backend = ws.backend_name(settings, backend_name)
+    from expctl.config import source
+
+    commit = source.snapshot(ws.repo, "HEAD").commit
+    return make_teams_plan(open_reconciler(backend, settings), teams_of_settings(settings), commit, prune)
+
+
+@dataclass
+class TeamsApplied:
+    plan: TeamsPlan
+    done: list[PlatformChange] = field(default_factory=list)
+    failed: list[tuple[PlatformChange, str]] = field(default_factory=list)
+    declined: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def teams_apply(ws: Workspace, backend_name: str | None, prune: bool, confirm: Callable[[TeamsPlan], bool],
+                lock_timeout: float = 600.0) -> TeamsApplied:
+    """Plan and apply under the backend's apply lock; each write audited as it is done (a failing write is
+    reported and the others still run, as for runs)."""
+    settings = settings_at_head(ws)
+    backend = ws.backend_name(settings, backend_name)
+    from expctl.config import source
+
+    commit = source.snapshot(ws.repo, "HEAD").commit
+    reconciler = open_reconciler(backend, settings)
+    tracker = ws.open_tracker(settings, backend)
+    tracker.check()
+    warnings = cancel_journal.replay(ws.state_dir, tracker)
+    with apply_lock(ws.state_dir, backend, settings, lock_timeout) as lock:
+        plan = make_teams_plan(reconciler, teams_of_settings(settings), commit, prune)
+        result = TeamsApplied(plan, warnings=warnings)
+        if not plan.writes:
+            return result
+        if not confirm(plan):
+            result.declined = True
+            return result
+        who = operator()
+        for change in plan.writes:
+            lock.check()
+            # journalled first (as a cancel is): a crash or an MLflow failure after the write never loses it
+            journal = cancel_journal.write(ws.state_dir, _entry(change, who, plan), None, who)
+            try:
+                reconciler.write(change)
+            except BackendError as exc:
+                journal.unlink(missing_ok=True)
+                result.failed.append((change, str(exc)))
+                continue
+            result.done.append(change)
+            try:
+                cancel_journal.record(tracker, journal)
+            except TrackingError as exc:
+                result.warnings.append(f"{change.obj.shown}: not yet in the audit trail (the next apply, "
+                                       f"teams apply or cancel records it): {exc}")
+    return result
+
+
+def _entry(change: PlatformChange, who: str, plan: TeamsPlan) -> dict[str, Any]:
+    obj = change.obj
+    return {"action": f"team-{change.action.value}", "run": obj.shown, "experiment": "", "run_key": "",
+            "attempt": 0, "reason": "teams apply", "kind": obj.kind, "namespace": obj.namespace, "who": who,
+            "commit": plan.commit, "fingerprint": plan.fingerprint, "time": time.time(), "backend": plan.backend,
+            "spec_hash": obj.digest, "team": obj.team or None}
