@@ -163,3 +163,46 @@ def test_a_missing_slurm_client_is_one_line(tmp_path: Path) -> None:
     """No Slurm client on PATH: one line, not a traceback."""
     with pytest.raises(BackendError, match="sinfo not found"):
         plan_slurm_teams([SlurmTeam("a", partition="p")], env={"PATH": str(tmp_path)})
+
+
+def _teams_project(tmp_path: Path, gpus: int) -> Any:
+    repo = e2e.make_project(tmp_path / "repo", {"speech/a": e2e.experiment(quick=True)})
+    repo.write("expctl.yaml", f"backend: slurm\ncode_paths: [training]\nslurm:\n  workdir: {tmp_path / 'shared'}\n"
+                              "teams:\n  - name: speech\n    paths: [experiments/speech]\n    members: ['@carol']\n"
+                              f"    slurm: {{partition: main, account: speech, qos: speech-gpu}}\n    gpus: {gpus}\n")
+    repo.commit(f"speech: {gpus} GPUs")
+    return repo
+
+
+def test_expctl_teams_plan_and_apply_reconcile_slurm_accounting(slurm_accounting_cluster: SlurmCluster,
+                                                                 mlflow_server: MlflowServer,
+                                                                 tmp_path: Path) -> None:
+    """The CLI route: ``expctl teams plan`` lists the sacctmgr changes, ``teams apply -y`` makes them (each one
+    audited, under the apply lock), a second plan has nothing to do, a new quota is one update."""
+    cluster, env, uri = slurm_accounting_cluster, slurm_accounting_cluster.env, mlflow_server.uri
+    repo = _teams_project(tmp_path, 2)
+    planned = e2e.expctl(repo.path, "teams", "plan", tracking_uri=uri, **env)
+    assert planned.returncode == 0, planned.stderr
+    assert [ln.split()[1:3] for ln in planned.stdout.splitlines() if ln.startswith("  +")] == [
+        ["create", "QOS/speech-gpu"], ["create", "Account/speech"], ["create", "Association/speech/root"]]
+    applied = e2e.expctl(repo.path, "teams", "apply", "-y", tracking_uri=uri, **env)
+    assert applied.returncode == 0 and "Applied: 3 of 3 changes." in applied.stdout, applied.stdout + applied.stderr
+    assert show(cluster, "qos", "name,grptres", "name=speech-gpu") == [["speech-gpu", "gres/gpu=2"]]
+    again = e2e.expctl(repo.path, "teams", "plan", tracking_uri=uri, **env)
+    assert again.returncode == 0 and "No changes." in again.stdout, again.stdout + again.stderr
+    history = e2e.expctl(repo.path, "history", "--team", "speech", "-o", "json", tracking_uri=uri, **env)
+    assert sorted(e["action"] for e in json.loads(history.stdout)) == ["team-create"] * 3, history.stdout
+
+    repo = _teams_project(tmp_path / "more", 3)
+    raised = e2e.expctl(repo.path, "teams", "apply", "-y", tracking_uri=uri, **env)
+    assert "Applied: 1 of 1 changes." in raised.stdout, raised.stdout + raised.stderr
+    assert show(cluster, "qos", "name,grptres", "name=speech-gpu") == [["speech-gpu", "gres/gpu=3"]]
+    apply_slurm_teams([], prune=True, env=env)  # leave the shared accounting cluster as it was
+
+
+def test_expctl_teams_plan_without_accounting_says_so(slurm_cluster: SlurmCluster, mlflow_server: MlflowServer,
+                                                      tmp_path: Path) -> None:
+    repo = _teams_project(tmp_path, 2)
+    planned = e2e.expctl(repo.path, "teams", "plan", tracking_uri=mlflow_server.uri, **slurm_cluster.env)
+    assert planned.returncode == 0, planned.stderr
+    assert "No changes." in planned.stdout and f"note: {NO_ACCOUNTING_NOTE}" in planned.stdout, planned.stdout

@@ -80,6 +80,7 @@ def _plan_text(plan: Any) -> str:
     extras = [f"{counts['unchanged']} unchanged"] + [f"{counts[k]} {k}" for k in ("blocked", "would-prune")
                                                      if counts[k]]
     lines.append(f"{head} ({', '.join(extras)})")
+    lines += [f"note: {n}" for n in getattr(plan, "notes", ())]
     return "\n".join(one_line(ln) for ln in lines) + "\n"
 
 
@@ -100,6 +101,8 @@ def plan_cmd(ctx: click.Context, backend_name: str | None, prune: bool, output: 
     plan = teams_plan(workspace(ctx), backend_name, prune)
     if output == "json":
         echo_json(_plan_json(plan))
+        for note in plan.notes:
+            click.echo(one_line(f"note: {note}"), err=True)
     else:
         click.echo(_plan_text(plan), nl=False)
 

@@ -6,8 +6,9 @@ not create.
 
 The seam: ``RECONCILERS`` names each backend's reconciler (``"module:function"``, called with the settings, and
 returning an object with ``backend_name``, ``order``, ``desired(teams)``, ``observe(desired)`` and
-``write(change)``) — Kubernetes' today; Slurm accounting (``sacctmgr``) plugs in here with the same plain
-``core.team_platform.Team`` values.
+``write(change)``, and optionally ``notes``: lines the plan prints) — Kubernetes' (namespaces, RBAC, quotas,
+Kueue queues) and Slurm's (``sacctmgr``: QOS with the GPU limits, accounts, associations), both fed the same
+plain ``core.team_platform.Team`` values.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from expctl.engine.identity import operator
 from expctl.engine.operate import settings_at_head
 from expctl.engine.workspace import Workspace
 
-RECONCILERS = {"kubernetes": "expctl.backends.kubernetes.team_reconcile:open_teams"}
+RECONCILERS = {"kubernetes": "expctl.backends.kubernetes.team_reconcile:open_teams",
+               "slurm": "expctl.backends.slurm.team_reconcile:open_teams"}
 
 
 class Reconciler(Protocol):
@@ -66,8 +68,9 @@ def teams_of_settings(settings: Settings) -> list[Team]:
 def open_reconciler(backend: str, settings: Settings) -> Reconciler:
     where = RECONCILERS.get(backend)
     if where is None:
-        raise ExpctlError(f"expctl teams plan/apply: nothing to reconcile on backend {backend} yet (kubernetes: "
-                          "namespaces, RBAC, quotas and Kueue queues; docs/teams.md)")
+        raise ExpctlError(f"expctl teams plan/apply: nothing to reconcile on backend {backend} (kubernetes: "
+                          "namespaces, RBAC, quotas and Kueue queues; slurm: accounts, QOS, associations; "
+                          "docs/teams.md)")
     reconciler: Reconciler = load(where)(settings)
     return reconciler
 
@@ -78,6 +81,7 @@ class TeamsPlan:
     commit: str
     changes: list[PlatformChange]
     fingerprint: str
+    notes: list[str] = field(default_factory=list)
 
     @property
     def writes(self) -> list[PlatformChange]:
@@ -92,7 +96,8 @@ def make_teams_plan(reconciler: Reconciler, teams: Sequence[Team], commit: str, 
     except PruneRefused as exc:
         raise ExpctlError(str(exc)) from exc
     rows = sorted((o.kind, o.namespace, o.name, o.digest) for o in observed)
-    return TeamsPlan(reconciler.backend_name, commit, changes, sha256_hex(canonical_json(rows))[:16])
+    return TeamsPlan(reconciler.backend_name, commit, changes, sha256_hex(canonical_json(rows))[:16],
+                     list(getattr(reconciler, "notes", [])))
 
 
 def teams_plan(ws: Workspace, backend_name: str | None, prune: bool) -> TeamsPlan:
