@@ -3,6 +3,7 @@
 ``backend`` (``KubernetesBackend``), ``manifests/`` (pure: a ``Launch`` → its job's manifest, one module per
 API family, plus the checks of desired runs), ``status`` (pure: a live object → ``ObservedRun``), ``lease``
 (the apply lock as a Lease), ``retry`` (throttling and retries; the only tenacity importer), ``pods`` and
-``logs`` (a job's pods and their logs), ``kubeconfig`` (why a kubeconfig could not be loaded), ``settings``
+``logs`` (a job's pods and their logs), ``gate`` (pure: a pipeline's consumer held until its upstream succeeded, and
+its release), ``kubeconfig`` (why a kubeconfig could not be loaded), ``settings``
 (the ``kubernetes:`` block of ``expctl.yaml``).
 """
