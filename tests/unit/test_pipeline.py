@@ -175,3 +175,19 @@ def test_a_consumer_whose_upstream_attempt_failed_is_submitted_again_after_the_r
     assert (c.action, c.reason, c.attempt, c.deletes) == (Action.REPLACE, Reason.UPSTREAM_CHANGED, 2, (stuck.name,))
     assert c.desired is not None and pipeline.after(c.desired) == [f"{up.name}-r2"]
     assert c.desired.inputs[0].uri == "runs:/up-run-2"
+
+
+def test_a_held_consumer_is_released_after_its_upstream_succeeded_and_never_after_it_failed() -> None:
+    up, down = spec("pretrain"), spec("finetune", UP)
+    waiting = replace(ran(down, Phase.PENDING, run_id="down-run"), held_by=(up.name,))
+    assert pipeline.releasable(pipeline.held_outcome([ran(up, Phase.RUNNING), waiting])) == []
+    assert pipeline.releasable(pipeline.held_outcome([ran(up, Phase.SUCCEEDED), waiting])) == [down.name]
+    assert pipeline.releasable([ran(up, Phase.SUCCEEDED), replace(waiting, cancelled=True)]) == []
+    failed = pipeline.held_outcome([ran(up, Phase.FAILED), waiting])[1]
+    assert failed.after_failed and failed.message == f"never started: upstream {up.name} failed"
+    assert pipeline.releasable([ran(up, Phase.SUCCEEDED), failed]) == []
+    # a held consumer never started: a change upstream replaces it without --replace-running
+    solo = spec("solo")
+    held = replace(ran(solo, Phase.PENDING), held_by=(up.name,))
+    plan = make_plan([replace(solo, spec_hash="other")], [held], commit=solo.commit, backend="fake", now=1e12)
+    assert [c.action for c in plan.changes] == [Action.REPLACE]

@@ -42,3 +42,11 @@ class ReplicaNames(Protocol):
     """An optional capability: a backend that names a run's replicas (what ``logs(name, replica=...)`` accepts)."""
 
     def replicas(self, name: str) -> list[str]: ...
+
+
+@runtime_checkable
+class Releases(Protocol):
+    """An optional capability: a backend that holds a pipeline's consumer until its upstream succeeded
+    (``ObservedRun.held_by``) and releases it when asked (False: not held any more)."""
+
+    def release(self, name: str) -> bool: ...

@@ -49,7 +49,8 @@ class BackendInfo:
     ``inherits_env``: its jobs are processes that inherit expctl's own environment (the tracking URI's
     password reaches them through it, never through a file: ``workspace``).
     ``gates_inputs``: its scheduler holds a job until the upstream runs it consumes succeeded (Slurm's
-    ``--dependency=afterok``): a consumer is submitted as soon as its upstream is, not once it succeeded
+    ``--dependency=afterok``; Kubernetes: created suspended or Kueue-gated, released by the apply that sees the
+    upstream succeed): a consumer is submitted as soon as its upstream is, not once it succeeded
     (``core.pipeline.resolve``).
     ``team_quota``: expctl decides who starts by the teams' GPU quotas (nothing on the backend enforces them;
     ``core.quota``); False where the cluster does (Kueue on Kubernetes).
@@ -95,7 +96,8 @@ BACKENDS: dict[str, BackendInfo] = {
                     lock="expctl.backends.kubernetes.backend:lease_lock",
                     render="expctl.backends.kubernetes.manifests:render_all",
                     run_checks="expctl.backends.kubernetes.manifests.checks:render_errors",
-                    settings="expctl.backends.kubernetes.settings:KubernetesIn", credentials_key="tracking_secret"),
+                    settings="expctl.backends.kubernetes.settings:KubernetesIn", credentials_key="tracking_secret",
+                    gates_inputs=True),
         BackendInfo("slurm", "one sbatch job per attempt on a Slurm cluster, srun one task per node",
                     "expctl.backends.slurm.backend:open_slurm", frozenset({JobKind.PYTORCH, JobKind.LOCAL}),
                     lock="expctl.backends.slurm.backend:slurm_lock", render="expctl.backends.slurm.script:render_jobs",

@@ -257,6 +257,7 @@ class ObservedRun:
     data_digest: str | None = None  # the datasets' digest it was launched with (None: unknown)
     inputs: tuple[tuple[str, str], ...] | None = None  # (input name, label) it was launched with (None: unknown)
     after_failed: bool = False  # never started: the upstream attempt its scheduler waited on failed (Slurm afterok)
+    held_by: tuple[str, ...] = ()  # upstream attempts a gate holds it for, not started yet (Kubernetes suspension)
 
     @property
     def state(self) -> str:

@@ -230,6 +230,29 @@ def _resolve_one(spec: RunSpec, decl: InputDecl, desired: Sequence[RunSpec], by_
     return Hold(Action.NOOP, Reason.WAITING, f"needs {up.name} ({state})")
 
 
+def held_outcome(observed: Sequence[ObservedRun]) -> list[ObservedRun]:
+    """A run a gate holds (``held_by``: Kubernetes suspension) for an upstream attempt that failed or was
+    cancelled never starts: it is observed ``after_failed``, the upstream's failure and not its own (the plan
+    says ``blocked``, or replaces it after the upstream's retry: ``plan_rules``)."""
+    by_name = {r.name: r for r in observed}
+    out: list[ObservedRun] = []
+    for run in observed:
+        ups = [by_name[n] for n in run.held_by if n in by_name]
+        bad = next((u for u in ups if u.cancelled or u.phase in (Phase.FAILED, Phase.CANCELLED)), None)
+        failed = bad is not None and not run.after_failed
+        out.append(replace(run, after_failed=True, message=f"never started: upstream {bad.name} "
+                           f"{bad.phase.value.lower()}") if failed and bad is not None else run)
+    return out
+
+
+def releasable(observed: Sequence[ObservedRun]) -> list[str]:
+    """The runs a gate holds whose upstream attempts all succeeded: the apply that sees it releases them."""
+    done = {r.name for r in observed if r.phase is Phase.SUCCEEDED and not r.cancelled}
+    return [r.name for r in observed
+            if r.held_by and not r.after_failed and not r.cancelled and not r.phase.finished
+            and all(n in done for n in r.held_by)]
+
+
 def after(spec: RunSpec) -> list[str]:
     """The upstream attempts (object names) a gated backend's scheduler must see succeed before the run starts."""
     return sorted({r.after for r in spec.inputs if r.after})

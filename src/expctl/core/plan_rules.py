@@ -89,7 +89,7 @@ def decide(pair: Pair, now: float, prune: bool = False, replace_running: bool = 
         return _change(Action.CREATE, Reason.MISSING, pair, 1)
     if cur.spec_hash != spec.spec_hash:
         why, data = changed_reason(spec, cur)
-        if cur.phase.finished:
+        if cur.phase.finished or cur.after_failed or cur.held_by:  # held by a gate: it never started
             return _change(Action.REPLACE, why, pair, 1, data, deletes=_live_names(pair))
         if replace_running:
             return _change(Action.REPLACE, why, pair, 1,

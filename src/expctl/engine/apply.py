@@ -19,14 +19,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from expctl.backends.base import Backend
+from expctl.backends.base import Backend, Releases
 from expctl.backends.locks import ApplyLock, file_lock, scope_of
 from expctl.config.desired_state import Desired
 from expctl.config.schema import Settings
-from expctl.core import audit
+from expctl.core import audit, pipeline
 from expctl.core.backend_registry import gates_inputs
 from expctl.core.diff import join_observed
 from expctl.core.errors import BackendUnavailable, LockError, TrackingError
@@ -173,12 +173,23 @@ def _observe(backend: Backend, tracker: Tracker, desired: Desired) -> tuple[list
     """One observation: the backend's objects, the tracker's view and what model inputs name in its registry;
     the tracker follows the phases (of the runs as their inputs resolve)."""
     live, view = observe_alongside(backend, tracker.view)
+    live = _release(backend, live)
     models = model_versions(tracker, desired.runs)
     runs = resolved_runs(desired.runs, join_observed(live, view.records), models, backend.name) if models or any(
         r.job.inputs for r in desired.runs) else desired.runs
     tracker.sync(live, runs, view)
     keep_finished(backend, tracker, live)  # finished runs' logs outlive their jobs, in MLflow
     return live, view, models
+
+
+def _release(backend: Backend, live: list[ObservedRun]) -> list[ObservedRun]:
+    """The consumers a backend holds for their upstream (Kubernetes suspension) whose upstream this observation
+    sees succeeded are released now (idempotent: a crash before it leaves it to the next apply)."""
+    if not isinstance(backend, Releases):
+        return live
+    freed = {name for name in pipeline.releasable(live) if backend.release(name)}
+    return [replace(r, held_by=(), message="released: its upstream succeeded") if r.name in freed else r
+            for r in live]
 
 
 def _settle(tracker: Tracker, live: list[ObservedRun], desired: Desired, view: TrackerView, lock: ApplyLock,

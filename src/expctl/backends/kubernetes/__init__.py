@@ -3,8 +3,9 @@
 ``backend`` (``KubernetesBackend``), ``manifests/`` (pure: a ``Launch`` → its job's manifest, one module per
 API family, plus the checks of desired runs), ``status`` (pure: a live object → ``ObservedRun``), ``lease``
 (the apply lock as a Lease), ``retry`` (throttling and retries; the only tenacity importer), ``pods`` and
-``logs`` (a job's pods and their logs), ``kubeconfig`` (why a kubeconfig could not be loaded), ``settings``
-(the ``kubernetes:`` block of ``expctl.yaml``), ``team_objects`` (pure: the teams' Namespace, ServiceAccount,
-RBAC, ResourceQuota and Kueue queues as objects), ``team_reconcile`` (``expctl teams apply``'s observe and
-write), ``kueue`` (pure: why Kueue holds a pending job, from its Workload's ``QuotaReserved`` condition).
+``logs`` (a job's pods and their logs), ``gate`` (pure: a pipeline's consumer held until its upstream succeeded,
+and its release), ``kubeconfig`` (why a kubeconfig could not be loaded), ``settings`` (the ``kubernetes:``
+block of ``expctl.yaml``), ``team_objects`` (pure: the teams' Namespace, ServiceAccount, RBAC, ResourceQuota
+and Kueue queues as objects), ``team_reconcile`` (``expctl teams apply``'s observe and write), ``kueue`` (pure:
+why Kueue holds a pending job, from its Workload's ``QuotaReserved`` condition).
 """

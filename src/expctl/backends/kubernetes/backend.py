@@ -5,7 +5,8 @@ observe = one paginated LIST per kind and namespace with the managed-by label se
 cancel = record ``expctl.io/cancelled-by``/``-at`` on the object (which is kept, so apply does not relaunch
 the run), suspend it when Kueue does not own ``suspend``, and delete its pods. Every request goes through a
 token bucket and the retrier (``kube_retry``); failures become one-line ``BackendError``s. Pods and logs are
-read by ``kube_logs``, the apply Lease is ``kube_lock``: both through this module's client objects.
+read by ``kube_logs``, the apply Lease is ``kube_lock``: both through this module's client objects. A consumer
+created before its upstream succeeded is held, and released by the apply that sees it succeed (``gate``).
 The client library is imported lazily, so importing this module (and ``expctl --help``) stays fast.
 """
 
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from expctl.backends.kubernetes import kueue
+from expctl.backends.kubernetes import gate, kueue
 from expctl.backends.kubernetes.kubeconfig import load_errors, load_problem
 from expctl.backends.kubernetes.lease import ApiLeaseStore, LeaseLock
 from expctl.backends.kubernetes.logs import PodReader
@@ -48,6 +49,7 @@ from expctl.backends.kubernetes.retry import (
 )
 from expctl.backends.kubernetes.settings import kubernetes_settings
 from expctl.backends.kubernetes.status import observed_from
+from expctl.core import pipeline
 from expctl.core.errors import BackendError, ExpctlError, truncate
 from expctl.core.model import JobKind, Launch, ObservedRun, Phase
 
@@ -239,7 +241,8 @@ class KubernetesBackend:
                     queued.update({namespace} if run.phase is Phase.PENDING and KUEUE_QUEUE in
                                   ((obj.get("metadata") or {}).get("labels") or {}) else set())
         reasons = {k: v for ns in sorted(queued) for k, v in self._queue_reasons(ns).items()}
-        return sorted((kueue.explained(r, reasons) for r in runs), key=lambda r: (r.namespace or "", r.name))
+        return pipeline.held_outcome(sorted((kueue.explained(r, reasons) for r in runs),
+                                            key=lambda r: (r.namespace or "", r.name)))
 
     def _queue_reasons(self, namespace: str) -> dict[tuple[str, str], str]:
         """Kueue's reasons for the jobs it holds in ``namespace`` (none when Kueue or the right is missing)."""
@@ -256,7 +259,7 @@ class KubernetesBackend:
         info = KINDS.get(launch.spec.job.kind)
         if info is None:
             raise BackendError(f"{launch.name}: job kind {launch.spec.job.kind.value} does not run on Kubernetes")
-        manifest = render_manifest(launch, self.settings)
+        manifest = gate.hold(render_manifest(launch, self.settings), pipeline.after(launch.spec))
         namespace = manifest["metadata"]["namespace"]
         if namespace not in self.namespaces:
             allowed = ", ".join(f'"{n}"' for n in self.namespaces)
@@ -334,22 +337,7 @@ class KubernetesBackend:
         if KUEUE_QUEUE not in ((obj.get("metadata") or {}).get("labels") or {}) and not run.phase.finished:
             suspend = {"suspend": True}
             patch["spec"] = suspend if info.kind is JobKind.TRAIN else {"runPolicy": suspend}
-        self.request(
-            "patch",
-            info.plural,
-            namespace,
-            lambda: self._custom.patch_namespaced_custom_object(
-                info.group,
-                info.version,
-                namespace,
-                info.plural,
-                name,
-                patch,
-                _content_type="application/merge-patch+json",
-                _request_timeout=self._timeout,
-            ),
-            name,
-        )
+        self._patch(info, namespace, name, patch)
         self.request(
             "deletecollection",
             "pods",
@@ -358,6 +346,26 @@ class KubernetesBackend:
                 namespace, label_selector=f"{info.pod_selector_label}={name}", _request_timeout=self._timeout
             ),
         )
+
+    def _patch(self, info: KindInfo, namespace: str, name: str, patch: Obj) -> None:
+        self.request("patch", info.plural, namespace, lambda: self._custom.patch_namespaced_custom_object(
+            info.group, info.version, namespace, info.plural, name, patch,
+            _content_type="application/merge-patch+json", _request_timeout=self._timeout), name)
+
+    def release(self, name: str) -> bool:
+        """Release a consumer held for its upstream (``gate``): False when it is not held any more, or
+        changed since it was read (cancelled, say: the next observation decides again)."""
+        found = self._find(name)
+        patch = gate.release_patch(found[2]) if found is not None else None
+        if found is None or patch is None:
+            return False
+        try:
+            self._patch(found[0], found[1], name, patch)
+        except ApiError as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        return True
 
     def _place(self, name: str) -> tuple[KindInfo, str] | None:
         """Where ``name`` is, as the last observe saw it (no request: its pods tell if it is there), else found."""

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from expctl.backends.kubernetes.gate import held_by
 from expctl.backends.kubernetes.manifests.common import (
     APPLIED_BY,
     ATTEMPT,
@@ -148,6 +149,9 @@ def observed_from(obj: Mapping[str, Any], backend: str = "kubernetes") -> Observ
         phase = Phase.CANCELLED
         finished_at = parse_time(ann.get(CANCELLED_AT))
         message = f"cancelled by {ann[CANCELLED_BY]}"
+    held = held_by(obj) if not phase.finished else ()
+    if held:
+        message = f"held until {', '.join(held)} succeeds"
     overrides = safe_json.string_list(ann.get(OVERRIDES))  # annotations can be edited by anyone: never fail
     attempt = safe_json.integer(ann.get(ATTEMPT), 1)
     replicas, gpus = _replicas_and_gpus(kind, obj.get("spec") or {})
@@ -175,4 +179,5 @@ def observed_from(obj: Mapping[str, Any], backend: str = "kubernetes") -> Observ
         user=ann.get(APPLIED_BY) or None,
         live=True,
         data_digest=ann.get(DATA_DIGEST),
+        held_by=held,
     )

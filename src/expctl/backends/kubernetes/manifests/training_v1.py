@@ -2,8 +2,8 @@
 
 Pure: a ``Launch`` and ``KubeSettings`` in, a dict out. Shapes follow the v1.9 CRDs: ``<kind>ReplicaSpecs``
 keyed by role, each with ``replicas``, ``restartPolicy`` and a pod ``template``; ``runPolicy`` carries the
-backoff limit, deadline, TTL, clean-pod policy and Volcano's ``schedulingPolicy``. ``suspend`` is never set:
-Kueue owns it.
+backoff limit, deadline, TTL, clean-pod policy and Volcano's ``schedulingPolicy``. ``suspend`` is never set here:
+Kueue owns it (``gate`` sets it on a pipeline's consumer held without Kueue).
 """
 
 from __future__ import annotations
