@@ -135,14 +135,14 @@ def test_teams_apply_creates_each_teams_objects_once_and_keeps_teams_apart(
     assert plan(repo, "--prune")[("Namespace", f"/{b}")] == "blocked"
 
 
-def test_teams_plan_names_a_backend_it_cannot_reconcile_yet(kube_env: None, tmp_path: Path) -> None:
+def test_teams_plan_names_a_backend_it_cannot_reconcile(kube_env: None, tmp_path: Path) -> None:
     repo = GitRepo(tmp_path / "repo")
     repo.write(".gitignore", ".expctl/\n")
     repo.write("expctl.yaml", "backend: local\n")
     repo.commit("no teams")
     refused = invoke(repo, "teams", "plan")
     assert refused.exit_code == 1
-    assert "nothing to reconcile on backend local yet" in refused.output
+    assert "nothing to reconcile on backend local (kubernetes:" in refused.output
 
 
 @pytest.mark.timeout(600)
