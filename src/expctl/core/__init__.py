@@ -6,7 +6,8 @@ reading files only through ``bounded`` and ``planfile``.
   a training run's validation job; ``sweep``: expansion in Hydra's BasicSweeper order.
 - ``diff``: pair desired and observed runs by key; ``plan_rules``: **the plan rules** (policy lives only here);
   ``gate``: the validation gate's decision and promotion rules.
-- ``audit``: the audit record of one apply; ``jobenv``: every variable a job gets, on every backend.
+- ``audit``: the audit record of one apply; ``jobenv``: every variable a job gets, on every backend;
+  ``project``: which repository's project a tracked run belongs to.
 - ``views``: human / JSON / Markdown renderings of a plan; ``planfile``: a saved plan read back.
 - ``report``: a commit's results as data and its judgements (best run, deltas); ``report_render``: them as
   bounded, escaped Markdown, one HTML page, or JSON.

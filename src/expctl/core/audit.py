@@ -59,6 +59,7 @@ class AuditRecord:
     finished: float | None = None
     note: str = ""  # e.g. "interrupted by SIGINT", "completed by the next apply"
     scope: str = ""  # the apply lock's scope ("": unknown, an older expctl's: any apply completes it)
+    project: str = ""  # whose apply (``core.project``; "": an older expctl's, every project's history lists it)
     record_id: str | None = field(default=None, compare=False)  # the tracker's id of the stored record
 
     def header(self) -> dict[str, Any]:
@@ -90,6 +91,12 @@ def new_record(plan: Plan, changes: Sequence[Change], who: str, actor: str,
     return AuditRecord(new_id(), who, actor, plan.commit, plan.fingerprint, plan.backend,
                        time.time() if now is None else now,
                        tuple(audit_change(c) for c in changes if c.action.writes), scope=scope)
+
+
+def of_project(record: AuditRecord, project: str | None) -> bool:
+    """Whether ``record`` is ``project``'s (None: a reader of every project's): its own, and an older
+    expctl's, which names none."""
+    return project is None or record.project in ("", project)
 
 
 def recovers(record: AuditRecord, scope: str) -> bool:
@@ -145,4 +152,5 @@ def decode(header: dict[str, Any], changes: list[list[Any]], results: list[str] 
     return AuditRecord(**{k: str(v) for k, v in fields.items()}, started=float(header["started"]),
                        changes=parsed, state=str(header.get("state", INTENT)),
                        finished=float(header["finished"]) if header.get("finished") else None,
-                       note=str(header.get("note", "")), scope=str(header.get("scope", "")))
+                       note=str(header.get("note", "")), scope=str(header.get("scope", "")),
+                       project=str(header.get("project", "")))

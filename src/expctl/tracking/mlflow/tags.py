@@ -17,6 +17,7 @@ from typing import Any
 from expctl.core import safe_json
 from expctl.core.model import Checkpoint, FailureClass, ObservedRun, Phase, ResumeFrom, RunSpec
 from expctl.core.naming import slug
+from expctl.core.project import TAG as PROJECT
 from expctl.tracking.mlflow import provenance
 
 # MLflow's limits (mlflow.utils.validation): parameter values, keys and entries per log_batch call.
@@ -86,6 +87,7 @@ def run_params(spec: RunSpec) -> dict[str, str]:
 def run_tags(
     spec: RunSpec, attempt: int, applied_by: str, backend: str, parent_id: str | None, *,
     repository: str | None = None, repo_url: str | None = None, sweep: tuple[str, str] | None = None,
+    project: str | None = None,
 ) -> dict[str, str]:
     """The tags that identify a run (what ``ensure_run`` searches by) and link it to its commit and job;
     MLflow's source tags and a one-line description (linking the sweep's parent run ``sweep``: name, route)
@@ -111,6 +113,8 @@ def run_tags(
         **provenance.source_tags(spec, repository, repo_url),
         provenance.NOTE_TAG: provenance.launch_note(spec, attempt, backend, sweep if parent_id else None),
     }
+    if project is not None:  # whose run it is (``core.project``)
+        tags[PROJECT] = project
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
     if spec.validates:  # a validation job: which training run's model it evaluates
@@ -128,9 +132,11 @@ def parent_name(spec: RunSpec) -> str:
 
 
 def parent_tags(spec: RunSpec, backend: str, *, repository: str | None = None,
-                repo_url: str | None = None) -> dict[str, str]:
-    """The tags of a sweep's parent run (what finds it: ``expctl.parent``, commit, backend) and its source."""
+                repo_url: str | None = None, project: str | None = None) -> dict[str, str]:
+    """The tags of a sweep's parent run (what finds it: ``expctl.parent``, commit, backend, project) and its
+    source."""
     return {
+        **({PROJECT: project} if project is not None else {}),
         "expctl.parent": "true",
         "expctl.managed": "true",
         "expctl.backend": backend,
