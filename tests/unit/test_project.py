@@ -18,6 +18,7 @@ SOURCE_A, SOURCE_B = {"mlflow.source.name": f"{A}#experiments/e.yaml"}, {"mlflow
     ({"expctl.project": A, **SOURCE_A}, A, True),  # a derived project
     (SOURCE_A, A, True),  # an older expctl's run, derived project: the source names the label
     (SOURCE_A, "vision", True),  # ... and a project declared later keeps it
+    ({"expctl.project": A, **SOURCE_A}, "vision", True),  # ... and the runs tagged before it was declared
     (SOURCE_B, "vision", False),  # another repository's older run
     ({"mlflow.source.name": f"{A}-2#e.yaml"}, A, False),  # a label that only starts like this one
     ({"mlflow.source.name": "experiments/e.yaml"}, "vision", True),  # no repository named: everyone's, as before
