@@ -157,7 +157,7 @@ class Workspace:
 
     def open_tracker(self, settings: Settings, backend_name: str) -> Tracker:
         from expctl.config import source
-        from expctl.tracking.mlflow.provenance import public_repo_url, repository_label
+        from expctl.config.source import public_repo_url, repository_label
         from expctl.tracking.mlflow.store import MlflowStore
 
         remote = source.remote_url(self.repo)  # runs name their source: the public remote, else the directory
