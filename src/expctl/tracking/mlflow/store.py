@@ -92,7 +92,8 @@ class MlflowStore(KeptLogs, Checkpoints, MlflowSession):
         (``ledger``); how many. Called by applies only, after their writes."""
         if self.last_ledger is None:
             return 0
-        found = ledger.candidates(view.index.raw, observed, desired, self.touched, self.from_ledger, self.owns)
+        found = ledger.candidates(view.index.raw, observed, desired, self.touched, self.from_ledger,
+                                  self.owns if self.project is not None else None)
         return ledger.settle(self, self.last_ledger, found, stop)
 
     def apply_gate(self, run_id: str, gate: ValidationGate,
