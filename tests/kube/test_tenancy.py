@@ -134,3 +134,7 @@ def test_two_projects_in_one_namespace_never_take_each_others_jobs(kube_cluster:
     with pytest.raises(BackendError, match="no run named"):
         speech.cancel(theirs.name, "bob")  # nor cancelled by the other
     vision.create(theirs)  # its own: a 409 with the same spec hash is success
+    # the first repository declares its project later: its objects, labelled with the derived one, stay its own
+    declared = make_backend(kube_cluster, [namespace], project="team-vision", derived_project="vision")
+    assert sorted(r.name for r in declared.observe()) == sorted([theirs.name, unlabelled.name])
+    declared.create(theirs)

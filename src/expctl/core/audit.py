@@ -93,12 +93,6 @@ def new_record(plan: Plan, changes: Sequence[Change], who: str, actor: str,
                        tuple(audit_change(c) for c in changes if c.action.writes), scope=scope)
 
 
-def of_project(record: AuditRecord, project: str | None) -> bool:
-    """Whether ``record`` is ``project``'s (None: a reader of every project's): its own, and an older
-    expctl's, which names none."""
-    return project is None or record.project in ("", project)
-
-
 def recovers(record: AuditRecord, scope: str) -> bool:
     """Whether an apply under the lock of ``scope`` completes ``record``, left open: its own lock's records,
     and those of unknown scope."""

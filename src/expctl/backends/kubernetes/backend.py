@@ -215,7 +215,7 @@ class KubernetesBackend:
         places += [(i, ns) for ns in self.namespaces for i in KINDS.values() if (i, ns) not in places]
         for info, ns in places:
             obj = self._get(info, ns, name)
-            if obj is not None and owned_object(obj, self.settings.project):  # another project's: not ours
+            if obj is not None and owned_object(obj, self.settings):  # another project's: not ours
                 self._where[name] = (info, ns)
                 return info, ns, obj
         return None
@@ -234,7 +234,7 @@ class KubernetesBackend:
                         continue
                     raise
                 for obj in objects:
-                    if not owned_object(obj, self.settings.project):  # another project's in a shared namespace
+                    if not owned_object(obj, self.settings):  # another project's in a shared namespace
                         continue
                     run = observed_from(obj, self.name)
                     self._where[run.name] = (info, namespace)
@@ -270,7 +270,7 @@ class KubernetesBackend:
                 raise BackendError(
                     f"{info.plural}/{launch.name} in {namespace} exists and is not managed by expctl"
                 ) from exc
-            if existing is not None and not owned_object(existing, self.settings.project):
+            if existing is not None and not owned_object(existing, self.settings):
                 raise BackendError(
                     f"{info.plural}/{launch.name} in namespace {namespace} belongs to project {project_of(existing)}, "
                     f"not {self.settings.project}: two projects share a namespace and an experiment name (give one "
@@ -389,9 +389,9 @@ class KubernetesBackend:
 def open_kubernetes(settings: Settings, repo: Path | None = None, state_dir: Path | None = None) -> KubernetesBackend:
     """The backend an ``expctl.yaml`` describes: its context, namespaces (default + tenants), QPS and burst."""
     kube = kubernetes_settings(settings)
-    project = source.project(repo, settings.project) if repo is not None else None
+    derived = source.project(repo, None) if repo is not None else None
     backend = KubernetesBackend.from_kubeconfig(None, kube.context, namespaces(settings),
-                                                kube_settings(settings, project),
+                                                kube_settings(settings, derived),
                                                 qps=kube.qps, burst=kube.burst,
                                                 write_concurrency=kube.write_concurrency)
     backend.check()

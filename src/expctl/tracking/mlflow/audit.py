@@ -63,6 +63,11 @@ def _project_tag(record: a.AuditRecord) -> dict[str, str]:
     return {PROJECT: record.project} if record.project else {}
 
 
+def _mine(session: MlflowSession, record: a.AuditRecord) -> bool:
+    """Whether a record is the session's project's (``core.project.owned``): an older expctl's names none."""
+    return session.owns(_project_tag(record))
+
+
 def begin(session: MlflowSession, record: a.AuditRecord) -> a.AuditRecord:
     """Store the intent (every change pending) as an open audit run; returns the record with its run id."""
     experiment_id = session.experiment_id(AUDIT_EXPERIMENT, managed=False)
@@ -137,11 +142,11 @@ def _old_entry(text: str) -> dict[str, Any]:
     return entry if isinstance(entry, dict) else {}
 
 
-def open_records(runs: Iterable[Any], project: str | None = None) -> list[a.AuditRecord]:
-    """The records a killed apply of ``project`` (or of an older expctl) left open, among the searched managed
-    runs."""
+def open_records(session: MlflowSession, runs: Iterable[Any]) -> list[a.AuditRecord]:
+    """The records a killed apply of the session's project (or of an older expctl) left open, among the
+    searched managed runs."""
     found = (_decode(r) for r in runs if r.data.tags.get(STATE) == a.INTENT)
-    return sorted((r for r in found if r is not None and a.of_project(r, project)), key=lambda r: r.started)
+    return sorted((r for r in found if r is not None and _mine(session, r)), key=lambda r: r.started)
 
 
 def entries(session: MlflowSession, experiment: str | None, limit: int) -> list[dict[str, Any]]:
@@ -160,7 +165,7 @@ def entries(session: MlflowSession, experiment: str | None, limit: int) -> list[
                     found.append([_old_entry(run.data.tags["expctl.audit.entry"])])
                     continue
                 record = _decode(run) if HEADER in run.data.tags else None
-                if record is None or not a.of_project(record, session.project):
+                if record is None or not _mine(session, record):
                     continue
                 rows = [r for r in reversed(a.entries(record)) if experiment in (None, r.get("experiment"))]
                 # one apply, one record: a second one (a create whose answer was lost, then sent again) is

@@ -93,7 +93,7 @@ def render_all(runs: Iterable[RunSpec], settings: Settings, repo: Path | None = 
     The MLflow run id is only known at apply time, so it shows as ``<assigned-at-apply>``. ``repo`` names the
     project the objects are labelled with; the clone URL comes from ``kubernetes.repo_url``.
     """
-    ks = kube_settings(settings, source.project(repo, settings.project) if repo is not None else None)
+    ks = kube_settings(settings, source.project(repo, None) if repo is not None else None)
     manifests = []
     for run in runs:
         if run.job.kind not in KINDS:

@@ -58,17 +58,18 @@ class KubeSettings:
     code_dir: str = "/workspace/code"
     labels: tuple[tuple[str, str], ...] = ()  # extra labels on every object
     project: str | None = None  # whose objects (``core.project``; None: unlabelled, as an older expctl's)
+    derived_project: str | None = None  # the repository's derived project: a project declared later keeps its objects
     clean_pod_policy: str = "Running"  # v1 runPolicy: finished jobs keep their pods' logs
     trainjob_step: str = "node"  # TrainJob: the runtime's replicated job and container that train
     trainjob_git_sync: str = "git-sync"  # TrainJob: the runtime's init container that clones
 
 
-def kube_settings(settings: Settings, project: str | None = None) -> KubeSettings:
-    """The rendering settings of a project's ``expctl.yaml`` (its ``kubernetes:`` block), for ``project``
-    (``config.source.project``; None: only a declared one)."""
+def kube_settings(settings: Settings, derived_project: str | None = None) -> KubeSettings:
+    """The rendering settings of a project's ``expctl.yaml`` (its ``kubernetes:`` block), for the repository
+    whose derived project is ``derived_project`` (``config.source.project``; None: only a declared one)."""
     kube = kubernetes_settings(settings)
     return KubeSettings(
-        project=project or settings.project,
+        project=settings.project or derived_project, derived_project=derived_project,
         namespace=kube.namespace,
         repo_url=kube.repo_url,
         git_secret=kube.git_secret,
@@ -116,10 +117,12 @@ def project_of(obj: Manifest) -> str | None:
     return None if label is None else str((meta.get("annotations") or {}).get(PROJECT) or label)
 
 
-def owned_object(obj: Manifest, project: str | None) -> bool:
-    """Whether an object is ``project``'s (None: every object is): its label names it, or it has none."""
+def owned_object(obj: Manifest, settings: KubeSettings) -> bool:
+    """Whether an object is the settings' project's (no project: every object is): its label names it (or the
+    repository's derived project, labelled before ``project:`` was declared), or it has none."""
     label = ((obj.get("metadata") or {}).get("labels") or {}).get(PROJECT)
-    return project is None or label is None or label == label_value(project)
+    mine = {label_value(p) for p in (settings.project, settings.derived_project) if p is not None}
+    return settings.project is None or label is None or label in mine
 
 
 def identity_annotations(launch: Launch) -> dict[str, str]:
