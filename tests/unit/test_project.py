@@ -50,3 +50,19 @@ def test_a_bad_project_is_one_line_naming_the_file_and_key(value: str) -> None:
 
 def test_no_project_declared_is_none() -> None:
     assert load_settings({"expctl.yaml": b"backend: local\n"}).project is None
+
+
+def test_kubernetes_objects_name_their_project_and_are_owned_by_it() -> None:
+    from expctl.backends.kubernetes.manifests.common import PROJECT, KubeSettings, metadata, owned_object
+    from tests.support.factories import make_launch, make_spec
+
+    launch = make_launch(make_spec("resnet"))
+    vision = KubeSettings(project=A, derived_project=A)
+    meta = metadata(launch, vision)
+    assert meta["labels"][PROJECT] == label_value(A) and meta["annotations"][PROJECT] == A
+    older = metadata(launch, KubeSettings())  # no project: nothing added (what an older expctl rendered)
+    assert PROJECT not in older["labels"] and PROJECT not in older["annotations"]
+    speech, declared = KubeSettings(project="speech"), KubeSettings(project="vision", derived_project=A)
+    ours, unlabelled = {"metadata": meta}, {"metadata": older}
+    assert owned_object(ours, vision) and owned_object(ours, declared) and not owned_object(ours, speech)
+    assert all(owned_object(unlabelled, s) for s in (vision, speech, declared, KubeSettings()))
