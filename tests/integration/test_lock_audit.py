@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,9 +91,10 @@ def _history(repo: Path, uri: str, *args: str) -> list[dict[str, object]]:
 
 def test_audit_trail_lives_in_mlflow_with_who_what_when(tmp_path: Path, mlflow_server: MlflowServer) -> None:
     uri = mlflow_server.uri
+    # declared: the clone below (whose origin is this directory) is the same project (docs/tracking.md)
     repo = e2e.make_project(tmp_path / "repo", {
         "audit-sweep": e2e.experiment(quick=True, sweep={"optimizer.lr": "0.1,0.2"}),
-    }, author=e2e.ADA)
+    }, author=e2e.ADA, settings=f"project: audit-{uuid.uuid4().hex[:8]}\n")
     try:
         first = e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri)
         assert first.returncode == 0, first.stderr

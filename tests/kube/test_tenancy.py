@@ -114,3 +114,27 @@ def test_create_conflicting_spec_hash_is_an_error(kube_cluster: Cluster, namespa
     changed = replace(launch, spec=replace(launch.spec, spec_hash="0" * 20))
     with pytest.raises(BackendError, match="already exists with spec hash"):
         backend.create(changed)
+
+
+def test_two_projects_in_one_namespace_never_take_each_others_jobs(kube_cluster: Cluster, namespace: str) -> None:
+    """Two repositories with an experiment of the same name, applied to one namespace: each observes its own jobs
+    (and those of an older expctl, unlabelled); a create that meets the other's object fails in one line."""
+    vision, speech = (make_backend(kube_cluster, [namespace], project=p) for p in ("vision", "github.com/org/speech"))
+    older = make_backend(kube_cluster, [namespace])  # an older expctl: no project label
+    theirs, unlabelled = launch_in(namespace), launch_in(namespace, "team-a/older")
+    vision.create(theirs)
+    older.create(unlabelled)
+    assert sorted(r.name for r in vision.observe()) == sorted([theirs.name, unlabelled.name])
+    assert [r.name for r in speech.observe()] == [unlabelled.name]
+    with pytest.raises(BackendError) as err:
+        speech.create(theirs)  # same experiment, same run key: same object name
+    assert str(err.value) == (
+        f"pytorchjobs/{theirs.name} in namespace {namespace} belongs to project vision, not github.com/org/speech: "
+        "two projects share a namespace and an experiment name (give one of them its own namespace)")
+    with pytest.raises(BackendError, match="no run named"):
+        speech.cancel(theirs.name, "bob")  # nor cancelled by the other
+    vision.create(theirs)  # its own: a 409 with the same spec hash is success
+    # the first repository declares its project later: its objects, labelled with the derived one, stay its own
+    declared = make_backend(kube_cluster, [namespace], project="team-vision", derived_project="vision")
+    assert sorted(r.name for r in declared.observe()) == sorted([theirs.name, unlabelled.name])
+    declared.create(theirs)

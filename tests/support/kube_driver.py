@@ -20,8 +20,10 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def make_backend(cluster: Cluster, namespaces: list[str], kubeconfig: str | None = None, **kw: Any) -> Any:
-    settings = KubeSettings(namespace=namespaces[0], repo_url="https://git.example.com/team/repo.git")
+def make_backend(cluster: Cluster, namespaces: list[str], kubeconfig: str | None = None, project: str | None = None,
+                 derived_project: str | None = None, **kw: Any) -> Any:
+    settings = KubeSettings(namespace=namespaces[0], repo_url="https://git.example.com/team/repo.git", project=project,
+                            derived_project=derived_project)
     kw.setdefault("retry", FAST_RETRY)
     kw.setdefault("qps", 100.0)
     kw.setdefault("burst", 100)

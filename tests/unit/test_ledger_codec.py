@@ -4,12 +4,14 @@ and which runs settle."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import zlib
 
 import pytest
 
 from expctl.core.model import ObservedRun, Phase, ValidationGate
+from expctl.core.project import owned
 from expctl.tracking.mlflow import ledger_codec as codec
 from expctl.tracking.mlflow.ledger import candidates, settleable
 from expctl.tracking.mlflow.rest_search import Run, RunData, RunInfo
@@ -192,6 +194,12 @@ def test_an_apply_settles_the_runs_of_its_own_repository_only() -> None:
     theirs = run("b", **{"mlflow.source.name": "github.com/org/speech#experiments/a.yaml"})
     elsewhere = run("c", **{"mlflow.source.name": "github.com/org/vision-2#experiments/a.yaml"})
     top = parent("p", **{"mlflow.source.name": "github.com/org/vision#experiments/a.yaml"})
-    chosen = candidates([mine, theirs, elsewhere, top], [], [], set(), set(), "github.com/org/vision")
+    vision = functools.partial(owned, project="github.com/org/vision", legacy_label="github.com/org/vision")
+    chosen = candidates([mine, theirs, elsewhere, top], [], [], set(), set(), vision)
     assert sorted(r.info.run_id for r in chosen) == ["a", "p"]
+    tagged = run("d", **{"expctl.project": "vision", "mlflow.source.name": "github.com/org/vision#a.yaml"})
+    other = run("e", **{"expctl.project": "speech", "mlflow.source.name": "github.com/org/vision#a.yaml"})
+    declared = functools.partial(owned, project="vision", legacy_label="github.com/org/vision")
+    assert [r.info.run_id for r in candidates([mine, theirs, tagged, other], [], [], set(), set(), declared)] == \
+        ["a", "d"]
     assert len(candidates([mine, theirs, elsewhere], [], [], set(), set())) == 3  # no repository: every run

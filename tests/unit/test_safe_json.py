@@ -12,6 +12,7 @@ from expctl.backends.slurm.record import record_from_json
 from expctl.core import safe_json
 from expctl.core.model import Phase
 from expctl.tracking.mlflow import audit as mlflow_audit
+from expctl.tracking.mlflow.session import MlflowSession
 from expctl.tracking.mlflow.tags import observed_from_run
 
 DEEP = "[" * 100_000 + "]" * 100_000
@@ -80,7 +81,7 @@ def test_a_slurm_record_round_trips() -> None:
 def test_a_damaged_audit_record_is_skipped(header: str) -> None:
     run = SimpleNamespace(info=SimpleNamespace(run_id="r"),
                           data=SimpleNamespace(tags={mlflow_audit.HEADER: header, mlflow_audit.STATE: "intent"}))
-    assert mlflow_audit.open_records([run]) == []
+    assert mlflow_audit.open_records(MlflowSession("sqlite:///unused.db", "local"), [run]) == []
 
 
 @pytest.mark.parametrize("entry", [DEEP, "[1]", "{", '"text"'])

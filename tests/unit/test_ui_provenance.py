@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from expctl.config import source as project
 from expctl.core.model import ValidationGate
 from expctl.tracking.mlflow import links
 from expctl.tracking.mlflow import provenance as pv
@@ -28,8 +29,8 @@ SINGLE = make_spec("baseline", commit=COMMIT)
     (None, None),
 ])
 def test_a_remote_url_loses_its_credentials(remote: str | None, public: str | None) -> None:
-    assert pv.public_repo_url(remote) == public
-    assert pv.repository_label(remote, "checkout") == (public or "checkout")
+    assert project.public_repo_url(remote) == public
+    assert project.repository_label(remote, "checkout") == (public or "checkout")
 
 
 def test_source_tags_name_the_repository_and_file_and_pin_the_commit() -> None:

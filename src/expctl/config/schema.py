@@ -34,6 +34,7 @@ from expctl.config.schema_types import (
     ModelName,
     Name,
     PositiveNumber,
+    ProjectId,
     Quantity,
     RepoPath,
     Strict,
@@ -172,6 +173,8 @@ class ProjectSettings(Strict):
     folder and named by ``core.backend_registry`` (``BackendInfo.settings``); ``block`` reads one."""
 
     backend: BackendName = "local"
+    # the repository's identity on a shared tracking server (default: its remote URL, else its directory name)
+    project: ProjectId | None = None
     tracking_uri: Word | None = None
     code_paths: list[RepoPath] = []
     max_runs_per_experiment: int = Field(10000, ge=1, le=MAX_RUNS)

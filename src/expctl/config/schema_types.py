@@ -15,6 +15,8 @@ from typing import Annotated, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from expctl.core.project import PATTERN as PROJECT
+
 
 class Strict(BaseModel):
     # strict: no bool for an int, no "3" for a number, no number for a string — YAML typos stay errors
@@ -38,6 +40,7 @@ Quantity = Annotated[str, Field(pattern=QUANTITY)]
 WORD = r"^[^\s\x00-\x1f\x7f]+$"
 Word = Annotated[str, Field(pattern=WORD)]  # non-empty, no whitespace or control characters (images, URIs, paths)
 Text = Annotated[str, Field(min_length=1, pattern=r"^[^\x00-\x1f\x7f]*$")]  # one line, no control characters
+ProjectId = Annotated[str, Field(pattern=PROJECT)]  # expctl.yaml's project: a repository's identity
 
 
 def _inside_the_repository(path: str) -> str:
@@ -105,6 +108,7 @@ class BackendSettings(Strict):
 UI_URL = r"^https?://[^\s@/]+(/\S*)?$"  # a web address people open: http(s), no user:password@
 
 PATTERN_HINTS = {
+    PROJECT: "a project id: a-z, 0-9, '.', '_', '-' and '/', starting with a letter or digit, at most 100",
     UI_URL: "an http(s) address without credentials, such as https://mlflow.example.com",
     LABEL: "a lowercase RFC 1123 label (a-z, 0-9 and '-', at most 63 characters)",
     SUBDOMAIN: "a lowercase Kubernetes object name (a-z, 0-9, '-' and '.')",

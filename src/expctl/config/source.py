@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from expctl.core.errors import SourceError
 
@@ -181,6 +182,29 @@ def remote_url(repo: Path, remote: str = "origin") -> str | None:
     except SourceError:
         return None
     return url or None
+
+
+def public_repo_url(url: str | None) -> str | None:
+    """A remote URL fit to show: user, password or token (``https://x:tok@host/...``) and query removed."""
+    if not url or not url.strip():
+        return None
+    url = url.strip()
+    if "://" not in url:  # scp-like ``git@github.com:org/repo.git`` carries no secret but the user name
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def repository_label(remote: str | None, directory_name: str) -> str:
+    """How a run names its repository: the public remote URL, else the repository's directory name."""
+    return public_repo_url(remote) or directory_name
+
+
+def project(repo: Path, declared: str | None) -> str:
+    """The repository's project (``core.project``): ``declared`` (``expctl.yaml: project:``), else its label."""
+    return declared or repository_label(remote_url(repo), repo.resolve().name)
 
 
 def commit_author(repo: Path, commit: str) -> str:

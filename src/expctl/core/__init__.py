@@ -11,7 +11,8 @@ reading files only through ``bounded`` and ``planfile``.
 - ``inputs``: what an experiment consumes (``expctl.inputs``) and what that resolved to; ``pipeline``: the
   dependency graph of experiments (order, cycles, checks), ``each`` expansion, and the resolution of inputs
   against what is observed (a resolved upstream is part of the spec hash; an unresolvable one holds the run).
-- ``audit``: the audit record of one apply; ``jobenv``: every variable a job gets, on every backend.
+- ``audit``: the audit record of one apply; ``jobenv``: every variable a job gets, on every backend;
+  ``project``: which repository's project a tracked run belongs to.
 - ``views``: human / JSON / Markdown renderings of a plan; ``planfile``: a saved plan read back.
 - ``report``: a commit's results as data and its judgements (best run, deltas); ``report_render``: them as
   bounded, escaped Markdown, one HTML page, or JSON.

@@ -60,6 +60,7 @@ class AuditRecord:
     finished: float | None = None
     note: str = ""  # e.g. "interrupted by SIGINT", "completed by the next apply"
     scope: str = ""  # the apply lock's scope ("": unknown, an older expctl's: any apply completes it)
+    project: str = ""  # whose apply (``core.project``; "": an older expctl's, every project's history lists it)
     record_id: str | None = field(default=None, compare=False)  # the tracker's id of the stored record
 
     def header(self) -> dict[str, Any]:
@@ -149,4 +150,5 @@ def decode(header: dict[str, Any], changes: list[list[Any]], results: list[str] 
     return AuditRecord(**{k: str(v) for k, v in fields.items()}, started=float(header["started"]),
                        changes=parsed, state=str(header.get("state", INTENT)),
                        finished=float(header["finished"]) if header.get("finished") else None,
-                       note=str(header.get("note", "")), scope=str(header.get("scope", "")))
+                       note=str(header.get("note", "")), scope=str(header.get("scope", "")),
+                       project=str(header.get("project", "")))

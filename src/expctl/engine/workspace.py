@@ -157,15 +157,17 @@ class Workspace:
 
     def open_tracker(self, settings: Settings, backend_name: str) -> Tracker:
         from expctl.config import source
-        from expctl.tracking.mlflow.provenance import public_repo_url, repository_label
+        from expctl.config.source import public_repo_url, repository_label
         from expctl.tracking.mlflow.store import MlflowStore
 
         remote = source.remote_url(self.repo)  # runs name their source: the public remote, else the directory
         uri = self.resolve_tracking_uri(settings)
+        # whose runs: expctl.yaml's project, else the label the source names (``core.project``)
         store = MlflowStore(uri, backend_name,
                             artifact_root=self.state_dir / "mlartifacts",
                             repository=repository_label(remote, self.repo.resolve().name),
-                            repo_url=public_repo_url(remote), embedded=uri == self.embedded_uri)
+                            repo_url=public_repo_url(remote), embedded=uri == self.embedded_uri,
+                            project=settings.project)
         store.log_tail_bytes = settings.logs.tail_bytes
         return store
 

@@ -35,6 +35,8 @@ from expctl.backends.kubernetes.manifests.common import (
     MANAGER,
     kube_settings,
     namespaces,
+    owned_object,
+    project_of,
 )
 from expctl.backends.kubernetes.manifests.common import SPEC_HASH as SPEC_HASH_ANNOTATION
 from expctl.backends.kubernetes.manifests.training_v1 import SHAPES
@@ -49,6 +51,7 @@ from expctl.backends.kubernetes.retry import (
 )
 from expctl.backends.kubernetes.settings import kubernetes_settings
 from expctl.backends.kubernetes.status import observed_from
+from expctl.config import source
 from expctl.core import pipeline
 from expctl.core.errors import BackendError, ExpctlError, truncate
 from expctl.core.model import JobKind, Launch, ObservedRun, Phase
@@ -215,7 +218,7 @@ class KubernetesBackend:
         places += [(i, ns) for ns in self.namespaces for i in KINDS.values() if (i, ns) not in places]
         for info, ns in places:
             obj = self._get(info, ns, name)
-            if obj is not None:
+            if obj is not None and owned_object(obj, self.settings):  # another project's: not ours
                 self._where[name] = (info, ns)
                 return info, ns, obj
         return None
@@ -235,6 +238,8 @@ class KubernetesBackend:
                         continue
                     raise
                 for obj in objects:
+                    if not owned_object(obj, self.settings):  # another project's in a shared namespace
+                        continue
                     run = observed_from(obj, self.name)
                     self._where[run.name] = (info, namespace)
                     runs.append(run)
@@ -290,6 +295,12 @@ class KubernetesBackend:
             if (meta.get("labels") or {}).get(MANAGED_BY) != MANAGER:
                 raise BackendError(
                     f"{info.plural}/{launch.name} in {namespace} exists and is not managed by expctl"
+                ) from exc
+            if existing is not None and not owned_object(existing, self.settings):
+                raise BackendError(
+                    f"{info.plural}/{launch.name} in namespace {namespace} belongs to project {project_of(existing)}, "
+                    f"not {self.settings.project}: two projects share a namespace and an experiment name (give one "
+                    "of them its own namespace)"
                 ) from exc
             if have != launch.spec.spec_hash:
                 raise BackendError(
@@ -409,7 +420,9 @@ class KubernetesBackend:
 def open_kubernetes(settings: Settings, repo: Path | None = None, state_dir: Path | None = None) -> KubernetesBackend:
     """The backend an ``expctl.yaml`` describes: its context, namespaces (default + tenants), QPS and burst."""
     kube = kubernetes_settings(settings)
-    backend = KubernetesBackend.from_kubeconfig(None, kube.context, namespaces(settings), kube_settings(settings),
+    derived = source.project(repo, None) if repo is not None else None
+    backend = KubernetesBackend.from_kubeconfig(None, kube.context, namespaces(settings),
+                                                kube_settings(settings, derived),
                                                 qps=kube.qps, burst=kube.burst,
                                                 write_concurrency=kube.write_concurrency)
     backend.check()

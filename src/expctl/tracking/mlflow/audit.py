@@ -22,6 +22,7 @@ from typing import Any
 
 from expctl.core import audit as a
 from expctl.core import safe_json
+from expctl.core.project import TAG as PROJECT
 from expctl.tracking.mlflow import tags as g
 from expctl.tracking.mlflow.session import MlflowSession
 
@@ -53,11 +54,26 @@ def _batches(session: MlflowSession, run_id: str, tags: dict[str, str]) -> None:
             session.client.log_batch(run_id, tags=items[start : start + g.MAX_PER_BATCH])
 
 
+def _stamped(session: MlflowSession, record: a.AuditRecord) -> a.AuditRecord:
+    """The record naming the session's project (``core.project``), unless it names one already."""
+    return record if record.project or session.project is None else replace(record, project=session.project)
+
+
+def _project_tag(record: a.AuditRecord) -> dict[str, str]:
+    return {PROJECT: record.project} if record.project else {}
+
+
+def _mine(session: MlflowSession, record: a.AuditRecord) -> bool:
+    """Whether a record is the session's project's (``core.project.owned``): an older expctl's names none."""
+    return session.owns(_project_tag(record))
+
+
 def begin(session: MlflowSession, record: a.AuditRecord) -> a.AuditRecord:
     """Store the intent (every change pending) as an open audit run; returns the record with its run id."""
     experiment_id = session.experiment_id(AUDIT_EXPERIMENT, managed=False)
+    record = _stamped(session, record)
     tags = {STATE: a.INTENT, HEADER: json.dumps(record.header(), sort_keys=True), APPLY_ID: record.apply_id,
-            "expctl.managed": "true",
+            **_project_tag(record), "expctl.managed": "true",
             "expctl.backend": session.backend_name, "mlflow.runName": f"apply-{record.apply_id}",
             "mlflow.user": record.who[:250], **_chunks(CHANGES, record.changes_json())}
     first = dict(list(tags.items())[: g.MAX_PER_BATCH - 1])  # and the create's own key
@@ -92,11 +108,13 @@ def record_entry(session: MlflowSession, entry: dict[str, Any]) -> None:
     record = a.AuditRecord(apply_id, str(entry.get("who", "")), str(entry.get("actor", "")),
                            str(entry.get("commit", "")), str(entry.get("fingerprint", "")),
                            str(entry.get("backend", session.backend_name)), now, (change,), a.COMPLETE, now)
+    record = _stamped(session, record)
     experiment_id = session.experiment_id(AUDIT_EXPERIMENT, managed=False)
     # replayed (``engine/cancel_journal``): recorded once, whatever happened before
     if entry.get("apply") and session.search([experiment_id], f"tags.`{APPLY_ID}` = {g.quoted(apply_id)}"):
         return
     tags = {STATE: a.COMPLETE, HEADER: json.dumps(record.header(), sort_keys=True), APPLY_ID: apply_id,
+            **_project_tag(record),
             "mlflow.runName": f"{change.action}-{change.run}"[:250], **_chunks(CHANGES, record.changes_json()),
             **_chunks(RESULTS, record.results_json())}
     run = session.create_run(experiment_id, tags, "record audit entry", start_time=int(now * 1000))
@@ -125,15 +143,17 @@ def _old_entry(text: str) -> dict[str, Any]:
     return entry if isinstance(entry, dict) else {}
 
 
-def open_records(runs: Iterable[Any]) -> list[a.AuditRecord]:
-    """The records a killed apply left open, among the searched managed runs."""
+def open_records(session: MlflowSession, runs: Iterable[Any]) -> list[a.AuditRecord]:
+    """The records a killed apply of the session's project (or of an older expctl) left open, among the
+    searched managed runs."""
     found = (_decode(r) for r in runs if r.data.tags.get(STATE) == a.INTENT)
-    return sorted((r for r in found if r is not None), key=lambda r: r.started)
+    return sorted((r for r in found if r is not None and _mine(session, r)), key=lambda r: r.started)
 
 
 def entries(session: MlflowSession, experiment: str | None, limit: int,
             team: str | None = None) -> list[dict[str, Any]]:
-    """Applied changes, newest first (of one experiment, of one team's runs, or all)."""
+    """Applied changes of the session's project, newest first (of one experiment, of one team's runs, or all);
+    records of an older expctl, which name no project, are every project's."""
     experiment_id = session.existing_experiment_id(AUDIT_EXPERIMENT) if limit > 0 else None
     if experiment_id is None:
         return []  # nothing was ever applied
@@ -146,7 +166,7 @@ def entries(session: MlflowSession, experiment: str | None, limit: int,
                     found.append([_old_entry(run.data.tags["expctl.audit.entry"])])
                     continue
                 record = _decode(run) if HEADER in run.data.tags else None
-                if record is None:
+                if record is None or not _mine(session, record):
                     continue
                 rows = [r for r in reversed(a.entries(record)) if experiment in (None, r.get("experiment"))
                         and team in (None, r.get("team"))]

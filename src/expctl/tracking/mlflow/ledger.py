@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from expctl.core.errors import TrackingError
 from expctl.core.model import ObservedRun, RunSpec
+from expctl.core.project import TAG as PROJECT
 from expctl.crash import crash_point
 from expctl.tracking.base import TrackerUnavailable
 from expctl.tracking.mlflow import ledger_codec as codec
@@ -122,12 +123,15 @@ def parent_settleable(run: Any, touched: bool, points: Sequence[str], settled: s
 
 
 def candidates(runs: Sequence[Any], live: Sequence[ObservedRun], desired: Sequence[RunSpec],
-               touched: set[str], from_ledger: set[str], repository: str | None = None) -> list[Any]:
+               touched: set[str], from_ledger: set[str],
+               owns: Callable[[Mapping[str, str]], bool] | None = None) -> list[Any]:
     """The open runs of a view that settle now: runs, then the sweep parents all of whose points settled.
-    Only runs of ``repository`` (their ``mlflow.source.name`` is ``<repository>#<file>``) when it is given:
-    another project's runs are its own applies' to settle — only they see its jobs and know its gates."""
-    if repository is not None:
-        runs = [run for run in runs if run.data.tags.get("mlflow.source.name", "").startswith(f"{repository}#")]
+    Only runs of the project when ``owns`` is given (``core.project``; a run of an older expctl that names no
+    repository as its source is nobody's to settle): another project's runs are its own applies' to settle —
+    only they see its jobs and know its gates."""
+    if owns is not None:
+        runs = [run for run in runs if owns(run.data.tags) and (
+            PROJECT in run.data.tags or "#" in run.data.tags.get("mlflow.source.name", ""))]
     by_run = {o.mlflow_run_id: o for o in live if o.live and o.mlflow_run_id}
     # a gate judges the experiment's succeeded runs: from their own metrics, or (by the platform) from the
     # validation job's, whose verdict is written on the training run too (it waits open for it)

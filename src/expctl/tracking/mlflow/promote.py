@@ -43,7 +43,7 @@ EXACT = "expctl.metrics_exact"  # a version's expctl.metric.* tags are exact (re
 
 def version_lineage_tags(run: Any, metrics: Mapping[str, float]) -> dict[str, str]:
     tags, out = run.data.tags, {EXACT: "true"}
-    for key in ("expctl.data_digest", "expctl.datasets", "expctl.source_file", "expctl.experiment"):
+    for key in ("expctl.data_digest", "expctl.datasets", "expctl.source_file", "expctl.experiment", "expctl.project"):
         if tags.get(key):
             out[key] = tags[key]
     for key, value in sorted(metrics.items()):
@@ -198,7 +198,8 @@ def _register(session: MlflowSession, run: Any, gate: ValidationGate, metrics: M
 
 
 def registered_versions(session: MlflowSession, page: int) -> list[dict[str, Any]]:
-    """Every version expctl registered (tag ``expctl.run_key``), with its aliases and its run's metrics."""
+    """Every version expctl registered (tag ``expctl.run_key``) for the session's project (versions registered
+    by an older expctl name none: they are listed), with its aliases and its run's metrics."""
     rows: list[dict[str, Any]] = []
     with session.calling("read the Model Registry"):
         for model in session.client.search_registered_models(max_results=page):
@@ -206,7 +207,7 @@ def registered_versions(session: MlflowSession, page: int) -> list[dict[str, Any
             for alias, version in (getattr(model, "aliases", None) or {}).items():
                 aliases.setdefault(str(version), []).append(alias)
             for version in session.client.search_model_versions(f"name = {g.quoted(model.name)}"):
-                if "expctl.run_key" not in (version.tags or {}):
+                if "expctl.run_key" not in (version.tags or {}) or not session.owns(version.tags):
                     continue
                 metrics = session.client.get_run(version.run_id).data.metrics if version.run_id else {}
                 rows.append({"name": model.name, "version": str(version.version),

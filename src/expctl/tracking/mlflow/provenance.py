@@ -14,8 +14,8 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
+from expctl.config.source import public_repo_url
 from expctl.core import safe_json
 from expctl.core.model import RunSpec, ValidationGate
 
@@ -37,24 +37,6 @@ STATE_OF_STATUS = {"FINISHED": "succeeded", "FAILED": "failed", "KILLED": "cance
 STATES = ("succeeded", "failed", "cancelled", "running", "pending")
 
 _PARAM_KEY_UNSAFE = re.compile(r"[^\w\-. /]")
-
-
-def public_repo_url(url: str | None) -> str | None:
-    """A remote URL fit to show: user, password or token (``https://x:tok@host/...``) and query removed."""
-    if not url or not url.strip():
-        return None
-    url = url.strip()
-    if "://" not in url:  # scp-like ``git@github.com:org/repo.git`` carries no secret but the user name
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def repository_label(remote_url: str | None, directory_name: str) -> str:
-    """How a run names its repository: the public remote URL, else the repository's directory name."""
-    return public_repo_url(remote_url) or directory_name
 
 
 def source_tags(spec: RunSpec, repository: str | None, repo_url: str | None = None) -> dict[str, str]:

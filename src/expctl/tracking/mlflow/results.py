@@ -39,13 +39,14 @@ def _tracked(run: Any) -> TrackedRun:
 
 
 def experiment_runs(session: MlflowSession, experiment: str) -> list[TrackedRun]:
-    """Every run expctl recorded in the MLflow experiment of ``experiment`` (none when it has none yet)."""
+    """Every run expctl recorded for this project in the MLflow experiment of ``experiment`` (none when it has
+    none yet): another repository's experiment of the same name shares the MLflow experiment, not its runs."""
     with session.calling(f"read experiment {experiment}"):
         found = session.client.get_experiment_by_name(experiment)
     if found is None:
         return []
     runs = session.search_runs([str(found.experiment_id)], "")  # settled runs too (managed = 'settled')
-    return [_tracked(r) for r in runs]
+    return [_tracked(r) for r in runs if session.owns(r.data.tags)]
 
 
 def history(session: MlflowSession, run_id: str, metric: str) -> list[tuple[int, float]]:

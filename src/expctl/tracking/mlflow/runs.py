@@ -37,7 +37,7 @@ def ensure_run(session: MlflowSession, spec: RunSpec, attempt: int, applied_by: 
     parent_id = _parent_run(session, experiment_id, spec, view) if spec.overrides else None
     sweep = (g.parent_name(spec), run_route(experiment_id, parent_id)) if parent_id else None
     tags = g.run_tags(spec, attempt, applied_by, session.backend_name, parent_id, repository=session.repository,
-                      repo_url=session.repo_url, sweep=sweep)
+                      repo_url=session.repo_url, sweep=sweep, project=session.project)
 
     def create() -> Any:
         return session.create_run(experiment_id, tags, "create run", run_name=tags["mlflow.runName"])
@@ -79,13 +79,14 @@ def experiment_for(session: MlflowSession, spec: RunSpec) -> str:
 
 
 def _find_or_create(session: MlflowSession, experiment_id: str, filter_string: str, create: Callable[[], Any]) -> Any:
-    """The oldest run matching ``filter_string``; create one if none — and if a concurrent expctl created
-    one too, keep the oldest and delete ours, so a race converges to exactly one run."""
-    found = session.search([experiment_id], filter_string)
+    """The oldest run of the session's project matching ``filter_string``; create one if none — and if a
+    concurrent expctl created one too, keep the oldest and delete ours, so a race converges to exactly one run.
+    Another project's run of the same identity (same experiment name, same run key) is not ours."""
+    found = [run for run in session.search([experiment_id], filter_string) if session.owns(run.data.tags)]
     if found:
         return found[0]
     mine = create()
-    found = session.search([experiment_id], filter_string)
+    found = [run for run in session.search([experiment_id], filter_string) if session.owns(run.data.tags)]
     keep = min(found, key=lambda r: (r.info.start_time, r.info.run_id)) if found else mine
     if keep.info.run_id != mine.info.run_id:
         with session.calling("delete duplicate run"):
@@ -94,7 +95,8 @@ def _find_or_create(session: MlflowSession, experiment_id: str, filter_string: s
 
 def _parent_run(session: MlflowSession, experiment_id: str, spec: RunSpec, view: TrackerView | None) -> str:
     """The sweep's parent run for (experiment, commit): from the view, else found or created."""
-    tags = g.parent_tags(spec, session.backend_name, repository=session.repository, repo_url=session.repo_url)
+    tags = g.parent_tags(spec, session.backend_name, repository=session.repository, repo_url=session.repo_url,
+                         project=session.project)
 
     def create() -> Any:
         return session.create_run(experiment_id, tags, "create sweep run", run_name=tags["mlflow.runName"])

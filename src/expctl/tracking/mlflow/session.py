@@ -29,13 +29,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
 from expctl.core.errors import TrackingError, truncate
 from expctl.core.naming import slug
+from expctl.core.project import owned
 from expctl.core.sanitize import redact, uri_secrets
 from expctl.tracking.base import TrackerBusy, TrackerUnavailable
 from expctl.tracking.mlflow import sqlite_search
@@ -75,7 +76,8 @@ class MlflowSession:
     """One MLflow tracking URI, for the runs of one backend: its client, its experiments, its searches."""
 
     def __init__(self, tracking_uri: str, backend_name: str, artifact_root: str | Path | None = None,
-                 repository: str | None = None, repo_url: str | None = None, embedded: bool = False) -> None:
+                 repository: str | None = None, repo_url: str | None = None, embedded: bool = False,
+                 project: str | None = None) -> None:
         self.tracking_uri = tracking_uri
         # what messages quote: the URI without its credentials (a database URI or a server's may hold them)
         self._secrets = uri_secrets(tracking_uri)
@@ -84,6 +86,9 @@ class MlflowSession:
         self.embedded = embedded and tracking_uri.startswith("sqlite:///")
         # What runs name as their source: the repository (public remote URL or directory name) and remote.
         self.repository, self.repo_url = repository, repo_url
+        # Whose runs these are (``core.project``): the declared project, else the repository's label; None (a
+        # store opened for no repository) reads every project's runs and tags none.
+        self.project = project if project is not None else repository
         self.backend_name = backend_name
         # Artifacts of an embedded store go under ``artifact_root``; a tracking server decides for itself.
         self.artifact_root = default_artifact_root(tracking_uri)
@@ -111,6 +116,10 @@ class MlflowSession:
         # "database is locked"; a tracking server takes concurrent requests
         self._serial: AbstractContextManager[Any] = (threading.RLock() if tracking_uri.startswith("sqlite:")
                                                      else nullcontext())
+
+    def owns(self, tags: Mapping[str, str]) -> bool:
+        """Whether a run (its tags) is this session's project's (``core.project.owned``)."""
+        return owned(tags, self.project, self.repository)
 
     @property
     def writers(self) -> int:

@@ -45,28 +45,31 @@ class MlflowStore(KeptLogs, Checkpoints, MlflowSession):
     hands its work to a feature module, on this store's session)."""
 
     def __init__(self, tracking_uri: str, backend_name: str, artifact_root: str | Path | None = None,
-                 repository: str | None = None, repo_url: str | None = None, embedded: bool = False) -> None:
+                 repository: str | None = None, repo_url: str | None = None, embedded: bool = False,
+                 project: str | None = None) -> None:
         super().__init__(tracking_uri, backend_name, artifact_root=artifact_root, repository=repository,
-                         repo_url=repo_url, embedded=embedded)
+                         repo_url=repo_url, embedded=embedded, project=project)
         self.last_ledger: ledger.Ledger | None = None  # the settled runs, as the last view read them
 
     # -- what MLflow remembers -------------------------------------------------------------------------
 
     def view(self) -> TrackerView:
-        """Every managed run — the open ones searched, then the settled ones from the ledger — and every open
-        audit record of this backend: ⌈open runs/1000⌉ + 1 requests (+ 1 to read the ledger again after several
-        pages)."""
+        """Every managed run of this project — the open ones searched, then the settled ones from the ledger —
+        and every open audit record of this backend and project: ⌈open runs/1000⌉ + 1 requests (+ 1 to read the
+        ledger again after several pages). Another project's runs on the same server (an experiment of the same
+        name in another repository) are not in it (``core.project``)."""
         for again in (True, False):  # once more when a settle may have moved the pages (``ledger``)
             searched, ids = self.managed_runs()
             read = ledger.read(self, searched, ids, paged=len(searched) >= session.PAGE or len(ids) > 100)
             if not (again and read.reread):
                 break
         self.last_ledger = read
-        found = [*(r for r in searched if ledger.MARK not in r.data.tags), *read.runs]
+        found = [r for r in (*(r for r in searched if ledger.MARK not in r.data.tags), *read.runs)
+                 if self.owns(r.data.tags)]
         self.remember_view(found, {run.info.run_id for run in read.runs})
         index = RunIndex.of(found)
         records = (g.observed_from_run(run.info, run.data.tags, self.backend_name) for run in index.raw)
-        return TrackerView([r for r in records if r is not None], audit.open_records(index.raw), index)
+        return TrackerView([r for r in records if r is not None], audit.open_records(self, index.raw), index)
 
     def records(self) -> list[ObservedRun]:
         return self.view().records
@@ -91,7 +94,7 @@ class MlflowStore(KeptLogs, Checkpoints, MlflowSession):
         if self.last_ledger is None:
             return 0
         found = ledger.candidates(view.index.raw, observed, desired, self.touched, self.from_ledger,
-                                  self.repository)
+                                  self.owns if self.project is not None else None)
         return ledger.settle(self, self.last_ledger, found, stop)
 
     def apply_gate(self, run_id: str, gate: ValidationGate,

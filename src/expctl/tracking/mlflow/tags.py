@@ -18,6 +18,7 @@ from expctl.core import safe_json
 from expctl.core.inputs import MODEL
 from expctl.core.model import Checkpoint, FailureClass, ObservedRun, Phase, ResumeFrom, RunSpec
 from expctl.core.naming import slug
+from expctl.core.project import TAG as PROJECT
 from expctl.tracking.mlflow import provenance
 
 # MLflow's limits (mlflow.utils.validation): parameter values, keys and entries per log_batch call.
@@ -87,6 +88,7 @@ def run_params(spec: RunSpec) -> dict[str, str]:
 def run_tags(
     spec: RunSpec, attempt: int, applied_by: str, backend: str, parent_id: str | None, *,
     repository: str | None = None, repo_url: str | None = None, sweep: tuple[str, str] | None = None,
+    project: str | None = None,
 ) -> dict[str, str]:
     """The tags that identify a run (what ``ensure_run`` searches by) and link it to its commit and job;
     MLflow's source tags and a one-line description (linking the sweep's parent run ``sweep``: name, route)
@@ -114,6 +116,8 @@ def run_tags(
     }
     if spec.job.team:
         tags["expctl.team"] = spec.job.team
+    if project is not None:  # whose run it is (``core.project``)
+        tags[PROJECT] = project
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
     if spec.validates:  # a validation job: which training run's model it evaluates
@@ -132,9 +136,11 @@ def parent_name(spec: RunSpec) -> str:
 
 
 def parent_tags(spec: RunSpec, backend: str, *, repository: str | None = None,
-                repo_url: str | None = None) -> dict[str, str]:
-    """The tags of a sweep's parent run (what finds it: ``expctl.parent``, commit, backend) and its source."""
+                repo_url: str | None = None, project: str | None = None) -> dict[str, str]:
+    """The tags of a sweep's parent run (what finds it: ``expctl.parent``, commit, backend, project) and its
+    source."""
     return {
+        **({PROJECT: project} if project is not None else {}),
         "expctl.parent": "true",
         "expctl.managed": "true",
         "expctl.backend": backend,

@@ -17,6 +17,7 @@ import yaml
 from expctl.backends.kubernetes.manifests.common import KubeSettings, Manifest, kube_settings
 from expctl.backends.kubernetes.manifests.training_v1 import render_v1
 from expctl.backends.kubernetes.manifests.trainjob import render_trainjob
+from expctl.config import source
 from expctl.core.model import JobKind, Launch, RunSpec, TrackingRef
 
 if TYPE_CHECKING:
@@ -89,10 +90,10 @@ def to_yaml(manifests: Iterable[Manifest]) -> str:
 def render_all(runs: Iterable[RunSpec], settings: Settings, repo: Path | None = None) -> str:
     """``expctl render``: the first attempt of each run that runs on Kubernetes, as one YAML stream.
 
-    The MLflow run id is only known at apply time, so it shows as ``<assigned-at-apply>``. ``repo`` is
-    accepted for symmetry with the backend; the clone URL comes from ``kubernetes.repo_url``.
+    The MLflow run id is only known at apply time, so it shows as ``<assigned-at-apply>``. ``repo`` names the
+    project the objects are labelled with; the clone URL comes from ``kubernetes.repo_url``.
     """
-    ks = kube_settings(settings)
+    ks = kube_settings(settings, source.project(repo, None) if repo is not None else None)
     manifests = []
     for run in runs:
         if run.job.kind not in KINDS:

@@ -14,6 +14,7 @@ from expctl.backends.kubernetes.settings import kubernetes_settings
 from expctl.core.jobenv import job_env
 from expctl.core.model import JobSpec, Launch
 from expctl.core.naming import slug
+from expctl.core.project import label_value
 
 if TYPE_CHECKING:
     from expctl.config.schema import Settings
@@ -37,6 +38,7 @@ CANCELLED_BY = "expctl.io/cancelled-by"
 DATA_DIGEST = "expctl.io/data-digest"  # the digest of the datasets' manifests
 CANCELLED_AT = "expctl.io/cancelled-at"
 KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
+PROJECT = "expctl.io/project"  # label: the project's digest (``core.project.label_value``); annotation: the project
 MANAGED_SELECTOR = f"{MANAGED_BY}={MANAGER}"
 
 CODE_VOLUME = "expctl-code"
@@ -56,15 +58,19 @@ class KubeSettings:
     git_sync_image: str = "alpine/git:2.45.2"
     code_dir: str = "/workspace/code"
     labels: tuple[tuple[str, str], ...] = ()  # extra labels on every object
+    project: str | None = None  # whose objects (``core.project``; None: unlabelled, as an older expctl's)
+    derived_project: str | None = None  # the repository's derived project: a project declared later keeps its objects
     clean_pod_policy: str = "Running"  # v1 runPolicy: finished jobs keep their pods' logs
     trainjob_step: str = "node"  # TrainJob: the runtime's replicated job and container that train
     trainjob_git_sync: str = "git-sync"  # TrainJob: the runtime's init container that clones
 
 
-def kube_settings(settings: Settings) -> KubeSettings:
-    """The rendering settings of a project's ``expctl.yaml`` (its ``kubernetes:`` block)."""
+def kube_settings(settings: Settings, derived_project: str | None = None) -> KubeSettings:
+    """The rendering settings of a project's ``expctl.yaml`` (its ``kubernetes:`` block), for the repository
+    whose derived project is ``derived_project`` (``config.source.project``; None: only a declared one)."""
     kube = kubernetes_settings(settings)
     return KubeSettings(
+        project=settings.project or derived_project, derived_project=derived_project,
         namespace=kube.namespace,
         repo_url=kube.repo_url,
         git_secret=kube.git_secret,
@@ -102,7 +108,25 @@ def identity_labels(launch: Launch, settings: KubeSettings) -> dict[str, str]:
         out[TEAM] = launch.spec.job.team
     if launch.spec.job.scheduling.queue:
         out[KUEUE_QUEUE] = launch.spec.job.scheduling.queue
+    if settings.project is not None:
+        out[PROJECT] = label_value(settings.project)
     return out
+
+
+def project_of(obj: Manifest) -> str | None:
+    """The project an object names (its annotation; its label's digest when that is missing), None when it
+    names none (made by an older expctl)."""
+    meta = obj.get("metadata") or {}
+    label = (meta.get("labels") or {}).get(PROJECT)
+    return None if label is None else str((meta.get("annotations") or {}).get(PROJECT) or label)
+
+
+def owned_object(obj: Manifest, settings: KubeSettings) -> bool:
+    """Whether an object is the settings' project's (no project: every object is): its label names it (or the
+    repository's derived project, labelled before ``project:`` was declared), or it has none."""
+    label = ((obj.get("metadata") or {}).get("labels") or {}).get(PROJECT)
+    mine = {label_value(p) for p in (settings.project, settings.derived_project) if p is not None}
+    return settings.project is None or label is None or label in mine
 
 
 def identity_annotations(launch: Launch) -> dict[str, str]:
@@ -124,7 +148,8 @@ def metadata(launch: Launch, settings: KubeSettings) -> Manifest:
         "name": launch.name,
         "namespace": namespace_of(launch, settings),
         "labels": identity_labels(launch, settings),
-        "annotations": identity_annotations(launch),
+        "annotations": {**identity_annotations(launch),
+                        **({PROJECT: settings.project} if settings.project is not None else {})},
     }
 
 
