@@ -60,10 +60,10 @@ def load_config() -> dict[str, Any]:
         config: dict[str, Any] = json.loads(inline)
         return config
     path = os.environ.get("EXPCTL_CONFIG_FILE")
-    if path and os.path.exists(path):
-        with open(path, encoding="utf-8") as fh:
-            loaded: dict[str, Any] = json.load(fh)
-        return loaded
+    if path and os.path.lexists(path):
+        from expctl.data.reader import load_manifest_file
+
+        return load_manifest_file(path)  # bounded: a FIFO or a huge file is one line, not a hang
     run_id = os.environ.get("MLFLOW_RUN_ID")
     if run_id:
         text = mlflow.artifacts.load_text(f"runs:/{run_id}/expctl/config.json")
@@ -88,10 +88,10 @@ def setting(config: dict[str, Any], dotted: str) -> Any:
 def load_manifest() -> dict[str, Any] | None:
     """The manifest expctl handed over (a local copy first, else the run's artifact in MLflow), or None."""
     path = os.environ.get("EXPCTL_DATASET_MANIFEST")
-    if path and os.path.exists(path):
-        with open(path, encoding="utf-8") as fh:
-            loaded: dict[str, Any] = json.load(fh)
-        return loaded
+    if path and os.path.lexists(path):
+        from expctl.data.reader import load_manifest_file
+
+        return load_manifest_file(path)  # bounded: a FIFO or a huge file is one line, not a hang
     uri = os.environ.get("EXPCTL_DATASET_MANIFEST_URI")
     if uri:
         from_run: dict[str, Any] = json.loads(mlflow.artifacts.load_text(uri))
