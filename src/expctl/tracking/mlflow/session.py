@@ -32,6 +32,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from expctl.core import lock_wait
 from expctl.core.errors import TrackingError, truncate
 from expctl.core.naming import slug
 from expctl.core.sanitize import redact, uri_secrets
@@ -141,10 +142,19 @@ class MlflowSession:
         # Two processes opening a new embedded store at once would both create its tables (one fails: "table
         # runs already exists"): creating the client, which creates them, is serialised. An interrupted
         # migration breaks the store for good: ^C waits until it is done.
-        from filelock import FileLock
+        from filelock import FileLock, Timeout
 
-        with FileLock(str(db) + ".lock", timeout=120), mlflow_sqlite.signals_deferred():
-            return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        lock = FileLock(str(db) + ".lock", timeout=120)
+        try:  # another process creating it: the wait is announced (who holds it), as every lock wait is
+            lock_wait.acquire(lock, lock.lock_file, db, "MLflow store", None, Timeout)
+        except Timeout as exc:
+            raise TrackerUnavailable(f"{self.hide(str(db))}: another expctl holds the MLflow store lock "
+                                     f"({lock_wait.holder(lock.lock_file)}) for more than 120 s") from exc
+        try:
+            with mlflow_sqlite.signals_deferred():
+                return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        finally:
+            lock.release()
 
     def hide(self, text: str) -> str:
         """``text`` (a message quoting the URI or MLflow's error about it) without the URI's credentials."""
