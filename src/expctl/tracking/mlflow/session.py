@@ -114,7 +114,12 @@ class MlflowSession:
     def client(self) -> Any:
         if self._client is None:
             if self.tracking_uri.startswith("sqlite:///"):
-                Path(self.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+                where = Path(self.tracking_uri[len("sqlite:///") :]).parent
+                try:
+                    where.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:  # a file in the way, a read-only directory: one line naming the directory
+                    raise TrackerUnavailable(f"MLflow at {self.shown_uri}: cannot create the store's directory "
+                                             f"{self.hide(str(where))}: {exc.strerror or exc}") from exc
             # expctl's stdout is data (plans, tables, JSON): MLflow must not print "View run" URLs into it
             os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
             bound_http_retries()
