@@ -60,7 +60,7 @@ def load_config() -> dict[str, Any]:
         config: dict[str, Any] = json.loads(inline)
         return config
     path = os.environ.get("EXPCTL_CONFIG_FILE")
-    if path and os.path.lexists(path):
+    if path and os.path.exists(path):
         from expctl.data.reader import load_manifest_file
 
         return load_manifest_file(path)  # bounded: a FIFO or a huge file is one line, not a hang
@@ -88,7 +88,7 @@ def setting(config: dict[str, Any], dotted: str) -> Any:
 def load_manifest() -> dict[str, Any] | None:
     """The manifest expctl handed over (a local copy first, else the run's artifact in MLflow), or None."""
     path = os.environ.get("EXPCTL_DATASET_MANIFEST")
-    if path and os.path.lexists(path):
+    if path and os.path.exists(path):
         from expctl.data.reader import load_manifest_file
 
         return load_manifest_file(path)  # bounded: a FIFO or a huge file is one line, not a hang

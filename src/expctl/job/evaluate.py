@@ -29,7 +29,7 @@ def load_manifest(client: Any) -> dict[str, Any]:
     """The manifest handed over: this machine's copy, else the run's artifact downloaded (read bounded either way:
     a FIFO, a device or a huge file is one line, not a hang)."""
     path = os.environ.get("EXPCTL_DATASET_MANIFEST")
-    if path and os.path.lexists(path):
+    if path and os.path.exists(path):
         return load_manifest_file(path)
     uri = os.environ.get("EXPCTL_DATASET_MANIFEST_URI")
     if not uri:
