@@ -8,7 +8,8 @@ experiment's current points (``alias_to: best``). ``holder``: what the registry 
 an alias — its exact gate metric (recorded exactly since ``expctl.metrics_exact``; an older version's rounded
 record is made exact from its validation run when it can be). ``version_lineage_tags``: what a registered
 version carries besides commit and spec hash — its datasets' digests and its validation metrics, exactly.
-``apply_gate``: a run's gate verdict, registering a passing model (once per run) in the Model Registry. The
+``apply_gate``: a run's gate verdict, registering a passing model in the Model Registry once per run, also when
+an answer is lost or a create resent (``_create_version_once``: the lowest of the run's versions is kept). The
 verdicts themselves are policy (``core/gate``): here they are read from MLflow and recorded in it.
 """
 
