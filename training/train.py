@@ -61,9 +61,9 @@ def load_config() -> dict[str, Any]:
         return config
     path = os.environ.get("EXPCTL_CONFIG_FILE")
     if path and os.path.exists(path):
-        with open(path, encoding="utf-8") as fh:
-            loaded: dict[str, Any] = json.load(fh)
-        return loaded
+        from expctl.data.reader import load_manifest_file
+
+        return load_manifest_file(path)  # bounded: a FIFO or a huge file is one line, not a hang
     run_id = os.environ.get("MLFLOW_RUN_ID")
     if run_id:
         text = mlflow.artifacts.load_text(f"runs:/{run_id}/expctl/config.json")
@@ -89,9 +89,9 @@ def load_manifest() -> dict[str, Any] | None:
     """The manifest expctl handed over (a local copy first, else the run's artifact in MLflow), or None."""
     path = os.environ.get("EXPCTL_DATASET_MANIFEST")
     if path and os.path.exists(path):
-        with open(path, encoding="utf-8") as fh:
-            loaded: dict[str, Any] = json.load(fh)
-        return loaded
+        from expctl.data.reader import load_manifest_file
+
+        return load_manifest_file(path)  # bounded: a FIFO or a huge file is one line, not a hang
     uri = os.environ.get("EXPCTL_DATASET_MANIFEST_URI")
     if uri:
         from_run: dict[str, Any] = json.loads(mlflow.artifacts.load_text(uri))

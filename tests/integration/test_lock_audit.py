@@ -11,8 +11,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,7 +64,8 @@ def test_apply_waits_for_the_lock_and_times_out_with_one_line(project: GitRepo) 
     with file_lock(lock, timeout=5):
         timed_out = e2e.expctl(project.path, "apply", "-y", "--lock-timeout", "0.5")
         waiting = e2e.start_expctl(project.path, "apply", "-y")
-        time.sleep(15)  # long enough to compose, open the store and reach the lock
+        assert waiting.stderr is not None
+        said = waiting.stderr.readline()  # it reached the lock and says so: no sleep, no timing
         still_waiting = waiting.poll() is None
         created_meanwhile = e2e.run_states(project.path)
     out, err = waiting.communicate(timeout=600)
@@ -71,8 +73,10 @@ def test_apply_waits_for_the_lock_and_times_out_with_one_line(project: GitRepo) 
     assert timed_out.returncode == 1
     errors = timed_out.stderr.strip().splitlines()
     assert errors == [line for line in errors if line.startswith(("error:", "warning:"))]
-    assert [line for line in errors if line.startswith("error:")] == [
-        "error: another expctl apply holds apply.lock (waited 0.5s; see --lock-timeout)"]
+    [error] = [line for line in errors if line.startswith("error:")]
+    assert re.fullmatch(rf"error: another expctl apply holds apply\.lock: pid {os.getpid()} \(since [0-9:]+\) "
+                        r"\(waited 0\.5s; see --lock-timeout\)", error), error
+    assert said.startswith("warning: ") and "waiting up to 600 s for the apply lock, held by pid" in said, said
     assert "Applied" not in timed_out.stdout
 
     assert still_waiting, f"apply did not wait for the lock:\n{out}\n{err}"

@@ -8,6 +8,7 @@ real ``mlflow server`` behind the fault proxy.)
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -89,18 +90,46 @@ def test_ui_whose_server_dies_before_answering_fails_in_one_line(repo: GitRepo, 
     assert "Traceback" not in err and len(err.splitlines()) <= 3, err  # its log stays out of the terminal
 
 
+@pytest.mark.parametrize(("lock_name", "args", "said"), [
+    ("apply.lock", ("apply", "-y"), "for the apply lock"),
+    ("mlflow.db.lock", ("status", "--all"), "mlflow.db: waiting up to 120 s for the MLflow store lock"),
+], ids=["the apply lock", "the embedded store's lock"])
+def test_every_lock_wait_says_what_it_waits_for(repo: GitRepo, lock_name: str, args: tuple[str, ...],
+                                                said: str) -> None:
+    """Another process holds the apply lock, or the embedded store's (held while a client creates its tables):
+    the command says so in one line at once (which lock, who holds it), then goes on once it is free."""
+    from filelock import FileLock
+
+    from expctl.core.lock_wait import note_holder
+
+    lock_path = str(repo.path / ".expctl" / lock_name)
+    lock = FileLock(lock_path)
+    lock.acquire()
+    try:
+        note_holder(lock_path)
+        proc = e2e.start_expctl(repo.path, *args)
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # blocks until the first line: no sleep, no timing
+    finally:
+        lock.release()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, line + err
+    assert line.startswith("warning: ") and said in line and f"held by pid {os.getpid()} (since " in line, line
+    assert "Traceback" not in err
+
+
 def test_status_says_what_it_waits_for(repo: GitRepo) -> None:
     """Another process holds the local backend's state lock: ``status`` says so at once (who, how long at most),
     then goes on as soon as the lock is free."""
     from filelock import FileLock
 
-    from expctl.backends.locks import _note_holder
+    from expctl.core.lock_wait import note_holder
 
     lock_path = str(repo.path / ".expctl" / "local.lock")
     lock = FileLock(lock_path)
     lock.acquire()
     try:
-        _note_holder(lock_path)
+        note_holder(lock_path)
         proc = e2e.start_expctl(repo.path, "status", "--all")
         assert proc.stderr is not None
         line = proc.stderr.readline()  # blocks until the first line: no sleep, no timing

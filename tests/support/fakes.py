@@ -6,6 +6,7 @@ kube-apiserver.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -119,6 +120,10 @@ class FakeTracker:
         run = next((r for r in self.remembered if r.mlflow_run_id == run_id), None)
         if run is not None:
             self._update(run_id, phase=run.phase if run.phase.finished else Phase.CANCELLED, cancelled=True)
+
+    def fail_launch(self, run_id: str, reason: str) -> None:
+        self._update(run_id, phase=Phase.FAILED, failure=FailureClass.INFRASTRUCTURE,
+                     message=f"launch failed: {reason}", finished_at=time.time())
 
     def begin_audit(self, record: AuditRecord) -> AuditRecord:
         stored = replace(record, record_id=f"audit{len(self.records_by_id)}")

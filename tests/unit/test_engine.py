@@ -273,3 +273,31 @@ def test_observe_reads_backend_and_tracker_at_once_and_reports_the_backend_first
         observe_alongside(Broken(), broken_view)
     with pytest.raises(TrackerUnavailable, match="MLflow"):
         observe_alongside(backend, broken_view)
+
+
+def test_a_refused_launch_fails_its_run_so_the_next_plan_retries_it() -> None:
+    want = desired(2)
+    backend, tracker = SlowBackend(fail={want.runs[0].name}), FakeTracker()
+    result, _ = run(want, backend, tracker)
+    assert result.exit_code == 3
+    failed = {r.name: r for r in tracker.remembered if r.phase is Phase.FAILED}
+    assert list(failed) == [want.runs[0].name]
+    assert failed[want.runs[0].name].message == "launch failed: RuntimeError: connection reset by peer second line"
+    backend.fail.clear()
+    tracker.remembered = [replace(r, finished_at=0.0) for r in tracker.remembered]  # past the backoff
+    again, _ = run(want, backend, tracker)
+    assert again.exit_code == 0
+    assert [(c.action, c.attempt) for c in again.applied[0].done] == [(Action.RETRY, 2)]
+
+
+def test_a_failure_to_mark_the_run_is_reported_next_to_the_launchs_own_error() -> None:
+    want = desired(1)
+
+    class Unmarkable(FakeTracker):
+        def fail_launch(self, run_id: str, reason: str) -> None:
+            raise TrackerUnavailable("MLflow at http://127.0.0.1:1 is unreachable: mark run failed")
+
+    result, _ = run(want, SlowBackend(fail={want.runs[0].name}), Unmarkable())
+    (_, message), = result.applied[0].failed
+    assert message.startswith("RuntimeError: connection reset by peer second line; its MLflow run run0000 is left "
+                              "RUNNING: MLflow at http://127.0.0.1:1 is unreachable"), message

@@ -7,15 +7,13 @@ import contextlib
 import os
 import re
 import secrets
-import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from expctl.core import bounded
-from expctl.core.bounded import read_text
+from expctl.core import bounded, lock_wait
 from expctl.core.errors import BackendError, ExpctlError, LockError
+from expctl.core.lock_wait import holder
 
 
 class ApplyLock(Protocol):
@@ -69,35 +67,15 @@ def file_lock(path: Path, timeout: float) -> Iterator[HeldFileLock]:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path), thread_local=False)  # checked from the apply pool's threads
-    try:
-        lock.acquire(timeout=timeout)
+    try:  # a wait is announced (who holds it), as every lock wait is
+        lock_wait.acquire(lock, str(path), path.parent, "apply", timeout, Timeout, stacklevel=5)
     except Timeout as exc:
-        raise LockError(f"another expctl apply holds {path.name} (waited {timeout:g}s; see --lock-timeout)"
-                        ) from exc
+        raise LockError(f"another expctl apply holds {path.name}: {holder(str(path))} (waited {timeout:g}s; "
+                        "see --lock-timeout)") from exc
     try:
         yield HeldFileLock(lock, path)
     finally:
         lock.release()
-
-
-QUIET_WAIT_SECONDS = 0.5  # a state lock taken within this is not news; longer, the wait is announced
-
-
-def _holder(path: str) -> str:
-    """Who holds a state lock, as its holder noted it (``<lock>.holder``: pid and since when)."""
-    try:
-        text = read_text(path + ".holder", 200, "lock holder", errors="replace").split()
-        pid, since = int(text[0]), float(text[1])
-    except (OSError, ExpctlError, ValueError, IndexError):
-        return "another expctl"
-    return f"pid {pid} (since {time.strftime('%H:%M:%S', time.localtime(since))})"
-
-
-def _note_holder(path: str) -> None:
-    try:
-        Path(path + ".holder").write_text(f"{os.getpid()} {time.time():.0f}\n")
-    except OSError:
-        pass  # a read-only directory: the lock still works, a waiter just cannot say who holds it
 
 
 @contextlib.contextmanager
@@ -108,18 +86,11 @@ def state_lock(lock: Any, where: Path, what: str) -> Iterator[None]:
     from filelock import Timeout
 
     try:
-        try:
-            lock.acquire(timeout=QUIET_WAIT_SECONDS)
-        except Timeout:
-            warnings.warn(f"{where}: waiting up to {lock.timeout:g} s for the {what} lock, held by "
-                          f"{_holder(lock.lock_file)}", stacklevel=3)
-            lock.acquire()
+        lock_wait.acquire(lock, lock.lock_file, where, what, None, Timeout, stacklevel=4)
     except Timeout as exc:
-        raise BackendError(f"{where}: another expctl holds the {what} lock ({_holder(lock.lock_file)})") from exc
+        raise BackendError(f"{where}: another expctl holds the {what} lock ({holder(lock.lock_file)})") from exc
     except OSError as exc:
         raise BackendError(f"{where}: cannot lock the {what} state: {exc.strerror or exc}") from exc
-    if getattr(lock, "lock_counter", 1) == 1:
-        _note_holder(lock.lock_file)
     try:
         yield
     finally:

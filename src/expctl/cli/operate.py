@@ -176,7 +176,8 @@ def logs(ctx: click.Context, run: str, follow: bool, replica: str | None, raw: b
         click.echo(f"expctl: logs of {one_line(run)} {one_line(source)}", err=True)
         for line in lines:
             shown = line if raw else log_line(line)
-            click.echo(shown, nl=not shown.endswith("\n"))
+            # --raw means as the job wrote it: click would strip CSI sequences (colours, ESC[2J) on a pipe
+            click.echo(shown, nl=not shown.endswith("\n"), color=True if raw else None)
             sys.stdout.flush()
     except KeyboardInterrupt:
         ctx.exit(130)
@@ -254,10 +255,18 @@ def history(ctx: click.Context, experiment: str | None, limit: int, team: str | 
         return
     if not entries:
         click.echo("(no applied changes recorded)", err=True)
-    for e in entries:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(e["time"])))
-        click.echo(f"{when}Z  {one_line(e['action']):<8} {one_line(e['run']):<30} {one_line(e['experiment']):<16} "
-                   f"commit {one_line(str(e['commit'])[:12])}  by {one_line(e['who'])}")
+    for e in entries:  # anyone can write an audit entry into MLflow: every field is shown as data
+        field = {k: one_line(str(e.get(k, "?"))) for k in ("action", "run", "experiment", "commit", "who")}
+        click.echo(f"{_when(e.get('time'))}  {field['action']:<8} {field['run']:<30} {field['experiment']:<16} "
+                   f"commit {field['commit'][:12]}  by {field['who']}")
+
+
+def _when(value: object) -> str:
+    """An entry's time (seconds since the epoch) as UTC; a value that is not one is shown as it is, escaped."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(float(value)))  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError, OSError):
+        return one_line(str(value))[:20].ljust(20)
 
 
 @click.command()

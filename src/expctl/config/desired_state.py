@@ -6,10 +6,11 @@ every desired run or raises ConfigErrors listing every problem it found.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from expctl.config import codeowners, job_spec, safe_yaml, schema, schema_data, source
@@ -22,6 +23,7 @@ from expctl.core.errors import ConfigError, ConfigErrors, ExpctlError
 from expctl.core.inputs import InputDecl
 from expctl.core.model import DatasetRef, JobSpec, RunSpec
 from expctl.core.sanitize import one_line
+from expctl.data import scan
 from expctl.data.manifest import combined_digest
 from expctl.data.materialize import Materializer, data_root
 from expctl.data.scan import DataError
@@ -181,7 +183,7 @@ def _expand(composer: Composer, name: str, file: str, settings: Settings, snap: 
     key_axes = [a.sweep for a in exp.axes]
     for point in indices:
         config = composer.point_config(exp, point)
-        job = _job(config.get("expctl"), file, settings, jobs)
+        job = _job(config.get("expctl"), file, settings, jobs, snap.repo)
         if job.code_paths not in digests:
             digests[job.code_paths] = _code_digest(snap, job.code_paths, config.get("expctl"), file)
         overrides = sweep.point_overrides(elements, point)
@@ -238,12 +240,17 @@ def _datasets(block: Any, file: str, data: Materializer) -> tuple[DatasetRef, ..
     return (ref,)
 
 
-def _job(block: Any, file: str, settings: Settings, cache: dict[str, JobSpec]) -> JobSpec:
-    """Validate the expctl block once per distinct content (sweeps rarely touch it)."""
+def _job(block: Any, file: str, settings: Settings, cache: dict[str, JobSpec], repo: Path) -> JobSpec:
+    """Validate the expctl block once per distinct content (sweeps rarely touch it). A relative
+    ``checkpoints.dir`` means the repository's path (whatever directory expctl runs in, and not the job's
+    worktree); it is not part of the spec hash, so resolving it changes no run's identity."""
     key = naming.canonical_json(block)
     job = cache.get(key)
     if job is None:
         job = job_spec.to_job_spec(schema.parse_block(block, file), settings, file)
+        where = job.checkpoints.dir
+        if where and not scan.is_url(where) and not os.path.isabs(where):
+            job = replace(job, checkpoints=replace(job.checkpoints, dir=str((repo / where).resolve())))
         cache[key] = job
     return job
 

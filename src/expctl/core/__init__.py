@@ -18,7 +18,8 @@ reading files only through ``bounded`` and ``planfile``.
   bounded, escaped Markdown, one HTML page, or JSON.
 - ``errors``: the error hierarchy (one line each); ``sanitize``: values made safe to print, credentials
   hidden; ``safe_json``: JSON expctl did not just write, read defensively; ``bounded``: the one reader of a file
-  expctl did not just write (a regular file only, bounded in size, lines streamed).
+  expctl did not just write (a regular file only, bounded in size, lines streamed); ``lock_wait``: every
+  lock wait announced in one line naming the holder (the one file core writes: a lock's ``.holder`` note).
 - ``backend_registry``: the table of backends — pure data with lazy ``"module:function"`` references, so every
   layer can name a backend's factory, checks and settings without importing it.
 """

@@ -93,12 +93,29 @@ def apply_change(change: Change, backend: Backend, tracker: Tracker, applied_by:
         guard()
         ref = tracker.ensure_run(spec, change.attempt, applied_by, view)
         crash_point("after-ensure-run")
-        guard()
-        resume = resume_point(change, tracker, ref.run_id)  # a retry starts from the failed attempt's checkpoint
-        guard()
-        backend.create(Launch(spec=spec, attempt=change.attempt, name=change.name, tracking=ref,
-                              applied_by=applied_by, resume=resume))
+        try:
+            guard()
+            resume = resume_point(change, tracker, ref.run_id)  # a retry starts from the failed attempt's checkpoint
+            guard()
+            backend.create(Launch(spec=spec, attempt=change.attempt, name=change.name, tracking=ref,
+                                  applied_by=applied_by, resume=resume))
+        except (LockError, TrackerUnavailable, BackendUnavailable):
+            raise  # not this run's failure: the lock is lost, or a create may have reached the backend anyway
+        except Exception as exc:
+            fail_launch(tracker, ref.run_id, exc)
+            raise
         crash_point("after-create")
+
+
+def fail_launch(tracker: Tracker, run_id: str, exc: Exception) -> None:
+    """The job of ``run_id`` could not be launched (``exc``): its run, created already, would stay RUNNING with
+    no job. Mark it failed (an infrastructure failure: the next apply retries it by policy, as a failed
+    attempt). Best effort, once: a failure to mark it is added to ``exc``'s message, never raised instead."""
+    try:
+        tracker.fail_launch(run_id, _one_line(exc))
+    except Exception as marking:
+        log.debug("marking run %s failed failed", run_id, exc_info=True)
+        exc.add_note(f"its MLflow run {run_id} is left RUNNING: {_one_line(marking)}")
 
 
 class _InOrder:
@@ -121,8 +138,11 @@ class _InOrder:
 
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, ExpctlError):
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return truncate(f"{type(exc).__name__}: {exc}")
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    else:
+        text = truncate(f"{type(exc).__name__}: {exc}")
+    notes = [n for n in getattr(exc, "__notes__", []) if isinstance(n, str)]
+    return "; ".join([text, *notes]) if notes else text
 
 
 def apply_changes(changes: Sequence[Change], backend: Backend, tracker: Tracker, applied_by: str, *,

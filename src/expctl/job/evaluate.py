@@ -12,31 +12,32 @@ the validation job is retried by the experiment's retry policy.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
+import tempfile
 import time
 import traceback
 from typing import Any
 
+from expctl.core.errors import ExpctlError
 from expctl.core.model import VALIDATION_PREFIX
-from expctl.job.reader import Examples, label_names, read_split
+from expctl.job.reader import Examples, ManifestMismatch, label_names, load_manifest_file, read_split
 
 
 def load_manifest(client: Any) -> dict[str, Any]:
+    """The manifest handed over: this machine's copy, else the run's artifact downloaded (read bounded either way:
+    a FIFO, a device or a huge file is one line, not a hang)."""
     path = os.environ.get("EXPCTL_DATASET_MANIFEST")
     if path and os.path.exists(path):
-        with open(path, encoding="utf-8") as fh:
-            local: dict[str, Any] = json.load(fh)
-        return local
+        return load_manifest_file(path)
     uri = os.environ.get("EXPCTL_DATASET_MANIFEST_URI")
     if not uri:
         raise SystemExit("expctl evaluator: no dataset manifest (EXPCTL_DATASET_MANIFEST[_URI] is not set)")
     import mlflow.artifacts
 
-    remote: dict[str, Any] = json.loads(mlflow.artifacts.load_text(uri))
-    return remote
+    with tempfile.TemporaryDirectory(prefix="expctl-manifest-") as tmp:
+        return load_manifest_file(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
 
 
 def model_uri(client: Any, run_id: str) -> tuple[str, dict[str, Any]]:
@@ -109,6 +110,9 @@ def main() -> int:
         client.log_batch(target, metrics=[Metric(VALIDATION_PREFIX + k, v, now, 0) for k, v in sorted(metrics.items())])
     except SystemExit as exc:
         print(exc, file=sys.stderr, flush=True)
+        return 1
+    except (ExpctlError, ManifestMismatch) as exc:  # a file refused (a FIFO, too big) or changed: one line
+        print(f"expctl evaluator: {exc}", file=sys.stderr, flush=True)
         return 1
     except Exception:
         traceback.print_exc()

@@ -75,6 +75,11 @@ class Tracker(Protocol):
         """A cancelled run: status KILLED, tagged as cancelled."""
         ...
 
+    def fail_launch(self, run_id: str, reason: str) -> None:
+        """A run whose job could not be launched (it would stay RUNNING with no job): status FAILED, tagged
+        ``expctl.launch_failed`` with ``reason`` as an infrastructure failure (retried by policy)."""
+        ...
+
     def begin_audit(self, record: AuditRecord) -> AuditRecord:
         """Store the intent of an apply (before its first write); returns it with its ``record_id``."""
         ...

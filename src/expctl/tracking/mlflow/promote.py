@@ -8,7 +8,8 @@ experiment's current points (``alias_to: best``). ``holder``: what the registry 
 an alias — its exact gate metric (recorded exactly since ``expctl.metrics_exact``; an older version's rounded
 record is made exact from its validation run when it can be). ``version_lineage_tags``: what a registered
 version carries besides commit and spec hash — its datasets' digests and its validation metrics, exactly.
-``apply_gate``: a run's gate verdict, registering a passing model (once per run) in the Model Registry. The
+``apply_gate``: a run's gate verdict, registering a passing model in the Model Registry once per run, also when
+an answer is lost or a create resent (``_create_version_once``: the lowest of the run's versions is kept). The
 verdicts themselves are policy (``core/gate``): here they are read from MLflow and recorded in it.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from expctl.core.errors import TrackingError
 from expctl.core.gate import FAILED, GateResult, Holder, Promotion, evaluate, promotion, sweep_alias
 from expctl.core.model import VALIDATION_PREFIX, ValidationGate
 from expctl.tracking.mlflow import tags as g
@@ -157,11 +159,11 @@ def _register(session: MlflowSession, run: Any, gate: ValidationGate, metrics: M
     ``alias`` moved to it."""
     name, run_id, tags = str(gate.register_as), run.info.run_id, run.data.tags
     with session.calling(f"register {name}"):
-        existing = session.client.search_model_versions(
-            f"name = {g.quoted(name)} and run_id = {g.quoted(run_id)}")
-        if existing:
-            version = str(existing[0].version)
-        else:
+        existing = _versions_of(session, name, run_id)
+    if existing:
+        version = existing
+    else:
+        with session.calling(f"register {name}"):
             models = session.client.search_logged_models(
                 [run.info.experiment_id], filter_string=f"source_run_id = {g.quoted(run_id)}")
             if not models:
@@ -172,22 +174,21 @@ def _register(session: MlflowSession, run: Any, gate: ValidationGate, metrics: M
             except Exception as exc:
                 if "ALREADY_EXISTS" not in str(getattr(exc, "error_code", "")):
                     raise
-            version_tags = {
-                "expctl.run_key": tags.get("expctl.run_key", ""),
-                "expctl.spec_hash": tags.get("expctl.spec_hash", ""),
-                "expctl.commit": tags.get("expctl.commit", ""),
-                "mlflow.source.git.commit": tags.get("expctl.commit", ""),
-                "expctl.run_id": run_id,
-                "expctl.job": tags.get("expctl.job", ""),
-                **version_lineage_tags(run, metrics),  # dataset digests and validation metrics
-            }
-            # An embedded registry would resolve "models:/<id>" through the process-global tracking
-            # URI (an MLflow TODO), not this client's: hand it the model's storage location instead.
-            remote = session.tracking_uri.startswith(("http://", "https://"))
-            source = f"models:/{model.model_id}" if remote else model.artifact_location
-            created = session.client.create_model_version(
-                name, source=source, run_id=run_id, tags=version_tags, model_id=model.model_id)
-            version = str(created.version)
+        version_tags = {
+            "expctl.run_key": tags.get("expctl.run_key", ""),
+            "expctl.spec_hash": tags.get("expctl.spec_hash", ""),
+            "expctl.commit": tags.get("expctl.commit", ""),
+            "mlflow.source.git.commit": tags.get("expctl.commit", ""),
+            "expctl.run_id": run_id,
+            "expctl.job": tags.get("expctl.job", ""),
+            **version_lineage_tags(run, metrics),  # dataset digests and validation metrics
+        }
+        # An embedded registry would resolve "models:/<id>" through the process-global tracking
+        # URI (an MLflow TODO), not this client's: hand it the model's storage location instead.
+        remote = session.tracking_uri.startswith(("http://", "https://"))
+        source = f"models:/{model.model_id}" if remote else model.artifact_location
+        version = _create_version_once(session, name, run_id, source, version_tags, model.model_id)
+    with session.calling(f"register {name}"):
         moved = False
         if gate.alias:
             key = tags.get("expctl.run_key", "")
@@ -195,6 +196,49 @@ def _register(session: MlflowSession, run: Any, gate: ValidationGate, metrics: M
         if gate.promote_alias:
             promote(session.client, name, version, value, gate)
     return version, moved
+
+
+def _versions_of(session: MlflowSession, name: str, run_id: str) -> str | None:
+    """The version of ``name`` registered from ``run_id``: the lowest, when a resent create made more than one.
+    The others that expctl made from the same source are duplicates: deleted (nothing refers to them yet: the
+    alias and promotion are decided after the create), or, if an alias already points at one (an older expctl
+    moved it there), tagged ``expctl.duplicate_of`` and left. Deterministic: the lowest is the first created."""
+    found = session.client.search_model_versions(f"name = {g.quoted(name)} and run_id = {g.quoted(run_id)}")
+    if not found:
+        return None
+    # expctl's own versions of the run (tag expctl.run_id); a version registered by hand is never touched
+    ours = sorted((v for v in found if (v.tags or {}).get("expctl.run_id") == run_id), key=lambda v: int(v.version))
+    if not ours:
+        return str(min(int(v.version) for v in found))
+    keep, *extra = ours
+    for duplicate in (v for v in extra if v.source == keep.source):
+        if getattr(duplicate, "aliases", None):  # someone relies on it: leave it, say which one it repeats
+            session.client.set_model_version_tag(name, str(duplicate.version), "expctl.duplicate_of", str(keep.version))
+        else:
+            session.client.delete_model_version(name, str(duplicate.version))
+    return str(keep.version)
+
+
+def _create_version_once(session: MlflowSession, name: str, run_id: str, source: str, tags: dict[str, str],
+                         model_id: str) -> str:
+    """``create_model_version``, exactly once per run although MLflow's client resends a POST whose answer was
+    lost (each resend that reached the server is one more version): after the create, or after it failed, the
+    run's versions are searched; the lowest is kept (the first the server made) and the others are removed
+    (``_versions_of``). A create that failed and left nothing is the failure it was."""
+    try:
+        with session.calling(f"register {name}"):
+            session.client.create_model_version(name, source=source, run_id=run_id, tags=tags, model_id=model_id)
+    except TrackingError:
+        with session.calling(f"register {name}: look for the version a lost answer made"):
+            found = _versions_of(session, name, run_id)
+        if found is None:
+            raise
+        return found
+    with session.calling(f"register {name}: look for versions a resent request made"):
+        found = _versions_of(session, name, run_id)
+    if found is None:  # the server answered with a version it cannot find: not exactly once, say so
+        raise TrackingError(f"register {name}: the version created from run {run_id} is not found")
+    return found
 
 
 def registered_versions(session: MlflowSession, page: int) -> list[dict[str, Any]]:

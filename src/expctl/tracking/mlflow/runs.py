@@ -6,7 +6,9 @@ params (100 per batch) that also tags ``expctl.ready=true``. A run found without
 two) gets its params on the next apply. MLflow has no way to create a run in another status than RUNNING, and
 a third request per run to set SCHEDULED would cost half again: a launched run reads RUNNING until its job's
 phase is synced. The composed config reaches the job through its environment (``EXPCTL_CONFIG_FILE`` locally,
-``EXPCTL_CONFIG`` on Kubernetes), not through an artifact upload per run.
+``EXPCTL_CONFIG`` on Kubernetes), not through an artifact upload per run. A run whose job cannot be launched
+(its datasets or params cannot be recorded, or the backend refuses the job) is marked failed (``fail_launch``),
+never left RUNNING with no job.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from expctl.core.errors import TrackingError
-from expctl.core.model import RunSpec, TrackingRef
+from expctl.core.errors import TrackingError, truncate
+from expctl.core.model import FailureClass, RunSpec, TrackingRef
 from expctl.tracking.base import TrackerUnavailable, TrackerView
 from expctl.tracking.mlflow import tags as g
 from expctl.tracking.mlflow import ui
@@ -59,11 +61,31 @@ def ensure_run(session: MlflowSession, spec: RunSpec, attempt: int, applied_by: 
         else:
             run_id, ready = known.run_id, known.ready
     if not ready:
-        _record(session, run_id, spec)
+        try:
+            _record(session, run_id, spec)
+        except TrackerUnavailable:
+            raise  # nothing can be written now; the next apply records it (the run is found, not ready)
+        except Exception as exc:
+            try:
+                fail_launch(session, run_id, truncate(str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            except Exception as marking:
+                exc.add_note(f"its MLflow run {run_id} is left RUNNING: {str(marking).splitlines()[0]}")
+            raise
         if view is not None:
             with view.index.lock:
                 view.index.runs[(spec.run_key, spec.spec_hash, str(attempt))] = KnownRun(run_id, True)
     return TrackingRef(session.tracking_uri, run_id, spec.experiment)
+
+def fail_launch(session: MlflowSession, run_id: str, reason: str) -> None:
+    """A run whose job could not be launched: tagged first (``expctl.launch_failed``, and as an infrastructure
+    failure with ``reason``, one ``log_batch``), then FAILED (one ``runs/update``): the next plan sees a failed
+    attempt (retried by the retry policy), not a RUNNING run with no job. Each request is sent once; a failure
+    is raised to the caller, which reports it next to the launch's own error."""
+    session.set_run_tags(run_id, {"expctl.launch_failed": "true", "expctl.failure": FailureClass.INFRASTRUCTURE.value,
+                                  "expctl.failure_message": truncate(f"launch failed: {reason}", 1000)})
+    with session.calling(f"mark run {run_id} failed"):
+        session.client.set_terminated(run_id, status="FAILED")
+
 
 def experiment_for(session: MlflowSession, spec: RunSpec) -> str:
     """The experiment of a spec's runs: created with MLflow's model-training kind and expctl's saved view

@@ -34,6 +34,7 @@ from contextlib import AbstractContextManager, closing, contextmanager, nullcont
 from pathlib import Path
 from typing import Any, TypeVar
 
+from expctl.core import lock_wait
 from expctl.core.errors import TrackingError, truncate
 from expctl.core.naming import slug
 from expctl.core.project import owned
@@ -132,7 +133,12 @@ class MlflowSession:
     def client(self) -> Any:
         if self._client is None:
             if self.tracking_uri.startswith("sqlite:///"):
-                Path(self.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+                where = Path(self.tracking_uri[len("sqlite:///") :]).parent
+                try:
+                    where.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:  # a file in the way, a read-only directory: one line naming the directory
+                    raise TrackerUnavailable(f"MLflow at {self.shown_uri}: cannot create the store's directory "
+                                             f"{self.hide(str(where))}: {exc.strerror or exc}") from exc
             # expctl's stdout is data (plans, tables, JSON): MLflow must not print "View run" URLs into it
             os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
             bound_http_retries()
@@ -160,10 +166,19 @@ class MlflowSession:
         # Two processes opening a new embedded store at once would both create its tables (one fails: "table
         # runs already exists"): creating the client, which creates them, is serialised. An interrupted
         # migration breaks the store for good: ^C waits until it is done.
-        from filelock import FileLock
+        from filelock import FileLock, Timeout
 
-        with FileLock(str(db) + ".lock", timeout=120), mlflow_sqlite.signals_deferred():
-            return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        lock = FileLock(str(db) + ".lock", timeout=120)
+        try:  # another process creating it: the wait is announced (who holds it), as every lock wait is
+            lock_wait.acquire(lock, lock.lock_file, db, "MLflow store", None, Timeout)
+        except Timeout as exc:
+            raise TrackerUnavailable(f"{self.hide(str(db))}: another expctl holds the MLflow store lock "
+                                     f"({lock_wait.holder(lock.lock_file)}) for more than 120 s") from exc
+        try:
+            with mlflow_sqlite.signals_deferred():
+                return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        finally:
+            lock.release()
 
     def hide(self, text: str) -> str:
         """``text`` (a message quoting the URI or MLflow's error about it) without the URI's credentials."""

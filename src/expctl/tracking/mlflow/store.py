@@ -111,6 +111,9 @@ class MlflowStore(KeptLogs, Checkpoints, MlflowSession):
                 self.client.set_terminated(run_id, status="KILLED")
         self.set_run_tags(run_id, {"expctl.cancelled": "true", **({"expctl.cancelled_by": by} if by else {})})
 
+    def fail_launch(self, run_id: str, reason: str) -> None:
+        runs.fail_launch(self, run_id, reason)
+
     # -- the audit trail (``audit``): one record per apply in the experiment ``expctl-audit`` ----------------
 
     def begin_audit(self, record: AuditRecord) -> AuditRecord:
