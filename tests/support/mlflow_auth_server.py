@@ -33,7 +33,8 @@ class MlflowAuthServer(MlflowServer):
                        f"database_uri = sqlite:///{workdir / 'auth.db'}\n"
                        f"admin_username = {ADMIN}\n"
                        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-                       "grant_default_workspace_access = false\n")
+                       "grant_default_workspace_access = false\n"
+                       "auth_cache_ttl_seconds = 300\n")  # one PBKDF2 check per user, not per request
         super().__init__(workdir, args=("--app-name", "basic-auth", "--enable-workspaces"), env={
             "MLFLOW_AUTH_CONFIG_PATH": str(ini),
             "MLFLOW_AUTH_ADMIN_PASSWORD": self.admin_password,

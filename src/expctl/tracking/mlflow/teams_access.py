@@ -158,8 +158,8 @@ def read_live(api: _Api) -> LiveAccess:
     except RequestRefused as exc:
         raise TrackingError(f"MLflow server {api.uri}: reading workspaces, roles and users: {exc.message}") from None
     return LiveAccess(
-        workspaces={w["name"]: w.get("description", "") for w in workspaces},
-        roles=tuple(LiveRole(int(r["id"]), r["name"], r.get("workspace", ""), r.get("description", ""),
+        workspaces={w["name"]: w.get("description") or "" for w in workspaces},
+        roles=tuple(LiveRole(int(r["id"]), r["name"], r.get("workspace") or "", r.get("description") or "",
                              tuple((p["resource_type"], p["resource_pattern"], p["permission"], int(p["id"]))
                                    for p in r.get("permissions", [])))
                     for r in roles),
