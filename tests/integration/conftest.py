@@ -1,5 +1,5 @@
-"""Fixtures for integration tests: real git repositories in tmp_path and real Slurm clusters (the session's
-``mlflow server`` is in ``tests/conftest.py``)."""
+"""Fixtures for integration tests: real git repositories in tmp_path, real Slurm clusters and an MLflow server
+with basic auth and workspaces (the session's plain ``mlflow server`` is in ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from tests.support import e2e
 from tests.support.gitrepo import GitRepo
+from tests.support.mlflow_auth_server import MlflowAuthServer
 from tests.support.slurm_cluster import SlurmCluster, running_cluster
 
 
@@ -62,3 +63,15 @@ def slurm_accounting_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterat
     tests of one module; commands reach it through ``env``. The session's cluster is untouched."""
     with running_cluster(tmp_path_factory.mktemp("slurm-accounting"), accounting=True) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="module")
+def mlflow_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowAuthServer]:
+    """``mlflow server --app-name basic-auth --enable-workspaces`` for the tests of one module (its admin password
+    generated at start), stopped at the end."""
+    server = MlflowAuthServer(tmp_path_factory.mktemp("mlflow-auth-server"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

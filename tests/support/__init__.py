@@ -6,7 +6,8 @@ and tracker — the only fakes).
 
 Real things, driven: ``gitrepo`` (a git repository in a temporary directory), ``e2e`` (a project of this
 repository's conf/ and training/ and ``expctl`` run as a process), ``cli`` (``expctl`` run in-process),
-``mlflow_server``, ``slurm_cluster``, ``kube_cluster`` (a kube-apiserver + etcd with the Kubeflow CRDs),
+``mlflow_server``, ``mlflow_auth_server`` (basic auth and workspaces), ``slurm_cluster``,
+``kube_cluster`` (a kube-apiserver + etcd with the Kubeflow CRDs),
 ``kube_driver`` (playing the training operator), ``kube_project`` and ``kube_cli`` (projects on the Kubernetes
 backend), ``local_driver`` (the local backend's contract driver), ``proxy`` (the HTTP(S) proxy that counts
 requests and injects faults), ``forked_cli`` (the command line in a forked process, for crash trials).

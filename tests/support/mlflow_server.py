@@ -25,11 +25,12 @@ class MlflowServer:
     """``mlflow server`` on 127.0.0.1:<free port>, waited on through ``/health``."""
 
     def __init__(self, workdir: Path, backend_store_uri: str | None = None, workers: int = 1,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
         self.backend_store_uri = backend_store_uri or f"sqlite:///{workdir / 'mlflow.db'}"
         self.workers = workers
         self.env = env or {}
+        self.args = args
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -45,6 +46,7 @@ class MlflowServer:
             "--default-artifact-root", "mlflow-artifacts:/",
             "--artifacts-destination", str(artifacts),
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
+            *self.args,
         ]
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **self.env}
         with open(self.log_path, "ab") as log:

@@ -220,6 +220,8 @@ def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
     """Field names of the (nested) model that ``loc`` points into."""
     current: Any = model
     for part in loc:
+        if isinstance(part, int) or part.isdigit():  # an item of a list: the list's model
+            continue
         field = getattr(current, "model_fields", {}).get(part)
         if field is None:
             break

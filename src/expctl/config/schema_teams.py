@@ -43,6 +43,15 @@ class TeamSlurmIn(Strict):
     qos: Word | None = None
 
 
+class TeamMlflowIn(Strict):
+    """A team's MLflow side: its workspace (default: the team's name) and its members' MLflow user names
+    (default: the members' GitHub user names, ``@alice`` → ``alice``, and e-mail addresses; ``@org/team`` is no
+    MLflow user)."""
+
+    workspace: Label | None = None
+    users: list[Word] | None = Field(None, max_length=1000)
+
+
 class TeamIn(Strict):
     """One team: the experiment paths it owns, its members, its placement and its GPU quota."""
 
@@ -54,6 +63,7 @@ class TeamIn(Strict):
     slurm: TeamSlurmIn | None = None
     gpus: int | None = Field(None, ge=1, le=MAX_TEAM_GPUS)  # quota: GPUs in use at once (None: no quota)
     max_gpus_per_run: int | None = Field(None, ge=1, le=MAX_TEAM_GPUS)
+    mlflow: TeamMlflowIn | None = None
 
     def owns(self, source_file: str) -> bool:
         """Whether the experiment file ``source_file`` is under one of the team's paths."""
@@ -62,6 +72,16 @@ class TeamIn(Strict):
     def owners(self) -> list[str]:
         """Who reviews the team's paths: its reviewers, else its members."""
         return list(self.reviewers or self.members)
+
+    def mlflow_workspace(self) -> str:
+        """The team's MLflow workspace: ``mlflow.workspace``, else the team's name."""
+        return (self.mlflow.workspace if self.mlflow else None) or self.name
+
+    def mlflow_users(self) -> list[str]:
+        """The team's members as MLflow user names: ``mlflow.users``, else from ``members``."""
+        if self.mlflow is not None and self.mlflow.users is not None:
+            return list(dict.fromkeys(self.mlflow.users))
+        return list(dict.fromkeys(m.removeprefix("@") for m in self.members if "/" not in m))
 
 
 def _under(path: str, prefix: str) -> bool:
@@ -84,7 +104,8 @@ def check_teams(teams: Sequence[TeamIn], file: str, *, tenants: bool) -> None:
     """The checks across teams; raises one ConfigError naming ``file`` and the key.
 
     Refused: two teams with one name; a path claimed twice (by two teams, or one under another); two teams in
-    one namespace or Slurm account (their runs and quotas would mix); ``tenants:`` beside ``teams:``.
+    one namespace, Slurm account or MLflow workspace (their runs and quotas would mix); ``tenants:`` beside
+    ``teams:``.
     A member may belong to several teams (a lead reviewing for two): that is allowed.
     """
     if not teams:
@@ -113,6 +134,12 @@ def check_teams(teams: Sequence[TeamIn], file: str, *, tenants: bool) -> None:
                               "could never start)", file=file, key=f"teams.{i}.max_gpus_per_run")
     _unshared(teams, file, "kubernetes", "namespace")
     _unshared(teams, file, "slurm", "account")
+    workspaces: dict[str, int] = {}
+    for i, team in enumerate(teams):
+        first = workspaces.setdefault(team.mlflow_workspace(), i)
+        if first != i:
+            raise ConfigError(f"MLflow workspace {team.mlflow_workspace()!r} is team {teams[first].name}'s already: "
+                              "each team has its own", file=file, key=f"teams.{i}.mlflow.workspace")
 
 
 def _unshared(teams: Sequence[TeamIn], file: str, block: str, key: str) -> None:

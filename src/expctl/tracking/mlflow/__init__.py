@@ -13,4 +13,8 @@
   ``provenance``, ``links``, ``run_index``; edges: ``rest_search`` (plain REST reads, no MLflow import),
   ``sqlite_search`` (the embedded store's searches read from its file, no MLflow import),
   ``http_bounds`` (MLflow's retry loop bounded), ``sqlite`` (the embedded store's settings), ``locations``.
+- Teams in MLflow (``expctl teams plan/apply``; no MLflow import): ``teams_access_plan`` (pure: each team's
+  workspace, role, members and job identity against what the server holds), ``teams_access`` (the REST
+  reconciler, as the platform's admin), ``job_secrets`` (the job identities' secret store, and a job's
+  environment or Kubernetes Secret from it).
 """
