@@ -11,6 +11,11 @@ the baselines measured in the same run: ``python -c pass`` (the interpreter's st
 repository, and ``squeue`` / ``kubectl get pods`` when they are installed and answer. Ratios are to the
 interpreter's start and to the targets of issue 24 (reads 0.5 s, no-op plan 1.5 s, ``--help`` 0.3 s).
 ``lineage`` needs a registered model, which trivial runs do not make: it is listed as not measured.
+
+``--compare REV`` times the same commands, interleaved, with expctl's sources of another commit (``git archive``
+into a temporary directory) on the same repositories: before/after figures of one run, under one load. Every
+process may write its bytecode (``PYTHONDONTWRITEBYTECODE`` is dropped): an installed expctl has it, and
+without it each command compiled its ~70 modules again (a third of ``status`` at 3 runs).
 """
 
 from __future__ import annotations
@@ -37,9 +42,12 @@ TARGETS = {"plan": 1.5, "--help": 0.3}
 READ_TARGET = 0.5
 
 
-def env() -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "EXPCTL_BACKEND", "CI")}
-    out["PYTHONPATH"] = str(ROOT / "src")
+DROPPED = ("MLFLOW_TRACKING_URI", "EXPCTL_BACKEND", "CI", "PYTHONDONTWRITEBYTECODE")
+
+
+def env(src: Path = ROOT / "src") -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if k not in DROPPED}
+    out["PYTHONPATH"] = str(src)
     return out
 
 
@@ -52,12 +60,12 @@ def expctl(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def timed(command: list[str], cwd: Path, repeat: int) -> float:
+def timed(command: list[str], cwd: Path, repeat: int, src: Path = ROOT / "src") -> float:
     """The median wall time of ``command`` as a whole process (output discarded; a failure stops the run)."""
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
-        proc = subprocess.run(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env(),
+        proc = subprocess.run(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env(src),
                               check=False)
         times.append(time.perf_counter() - started)
         if proc.returncode != 0:
@@ -97,7 +105,16 @@ def baselines(repo: Path, repeat: int) -> dict[str, float]:
     return found
 
 
-def measure(runs: int, tmp: Path, repeat: int) -> None:
+def sources_of(rev: str, tmp: Path) -> Path:
+    """expctl's ``src`` at ``rev``, extracted (not checked out) under ``tmp``."""
+    target = tmp / f"src-{rev}"
+    target.mkdir()
+    archive = subprocess.run(["git", "archive", rev, "src"], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target / "src"
+
+
+def measure(runs: int, tmp: Path, repeat: int, before: Path | None) -> None:
     repo, run = make_repo(tmp / f"repo-{runs}", runs)
     base = baselines(repo, repeat)
     commands = {"status": ["status"], "describe RUN": ["describe", run], "history": ["history"],
@@ -106,10 +123,13 @@ def measure(runs: int, tmp: Path, repeat: int) -> None:
           f"(load average {os.getloadavg()[0]:.1f}):")
     start = base["python -c pass"]
     for name, args in commands.items():
+        if before is not None:  # interleaved with this tree's: the same load for both
+            old = timed([sys.executable, "-m", "expctl", *args], repo, repeat, before)
         seconds = timed([sys.executable, "-m", "expctl", *args], repo, repeat)
         target = TARGETS.get(args[0], READ_TARGET)
+        was = f"   (before: {old:6.2f} s)" if before is not None else ""
         print(f"  expctl {name:<18} {seconds:6.2f} s   {seconds / start:5.1f}x python start   "
-              f"target {target:.1f} s: {'met' if seconds <= target else 'MISSED'}")
+              f"target {target:.1f} s: {'met' if seconds <= target else 'MISSED'}{was}")
     print("  expctl lineage MODEL@ALIAS    not measured (trivial runs register no model)")
     for name, seconds in base.items():
         print(f"  baseline {name:<16} {seconds:6.3f} s")
@@ -119,10 +139,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="3,1000", help="comma-separated sizes (default 3,1000)")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--compare", metavar="REV", default=None,
+                        help="also time expctl's sources at REV (a commit of this repository), interleaved")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
+        before = sources_of(args.compare, Path(tmp)) if args.compare else None
+        if before is not None:
+            print(f"before: expctl's sources at {args.compare}")
         for runs in (int(n) for n in args.runs.split(",")):
-            measure(runs, Path(tmp), max(args.repeat, 1))
+            measure(runs, Path(tmp), max(args.repeat, 1), before)
 
 
 if __name__ == "__main__":
