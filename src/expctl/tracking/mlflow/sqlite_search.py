@@ -28,6 +28,8 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import urllib.parse
+import urllib.request
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -68,6 +70,17 @@ def usable(tracking_uri: str, embedded: bool) -> bool:
     """Whether searches of ``tracking_uri`` can be read here: expctl's own store, outside MLflow workspaces."""
     return (embedded and tracking_uri.startswith("sqlite:///")
             and not any(os.environ.get(name) for name in _WORKSPACE_SETTINGS))
+
+
+def local_path(uri: str) -> Path | None:
+    """The local path of an artifact URI (``file:///abs`` or ``/abs``), None for any other kind."""
+    if uri.startswith("/"):
+        return Path(uri)
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
+        return None
+    path = urllib.request.url2pathname(parts.path)
+    return Path(path) if path.startswith("/") else None
 
 
 @dataclass(frozen=True)
@@ -214,6 +227,18 @@ class SqliteSearch:
                 return None
             row = conn.execute("SELECT experiment_id FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
             return str(row[0]) if row else None
+
+    def artifact_dir(self, run_id: str) -> Path | None:
+        """The local directory of run ``run_id``'s artifacts (its ``artifact_uri``, a ``file:`` URI or an
+        absolute path, as the embedded store's artifact root gives); None when the run is not in the store or
+        its artifacts are elsewhere (a proxied or remote store: MLflow's client reads those)."""
+        with self._snapshot() as conn:
+            if conn is None:
+                return None
+            row = conn.execute("SELECT artifact_uri FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
+        if row is None or not isinstance(row[0], str):
+            return None
+        return local_path(row[0])
 
     def run_pages(self, experiment_ids: Sequence[str], filter_string: str, order_by: Sequence[str],
                   page: int = 1000) -> Generator[list[Run], None, None]:
