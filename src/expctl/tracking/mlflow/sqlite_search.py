@@ -30,7 +30,7 @@ import re
 import sqlite3
 import urllib.parse
 import urllib.request
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Collection, Generator, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,10 +166,13 @@ class SqliteSearch:
         self.db_path = db_path
         self.reads = 0  # searches answered (for tests: the client was not asked)
 
+    def _snapshot(self) -> Any:
+        return self.snapshot(KNOWN_REVISIONS)
+
     @contextmanager
-    def _snapshot(self) -> Iterator[sqlite3.Connection | None]:
+    def snapshot(self, revisions: Collection[str]) -> Iterator[sqlite3.Connection | None]:
         """One read transaction on the store (None: there is no store yet); ``UnknownSchema`` when the store
-        was written by an MLflow release this module was not checked against."""
+        was written by an MLflow release whose tables the reader was not checked against (``revisions``)."""
         if not self.db_path.is_file():
             yield None
             return
@@ -182,9 +185,9 @@ class SqliteSearch:
                     rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
                 except sqlite3.OperationalError as exc:  # no such table: being created (or not MLflow's)
                     raise UnknownSchema(f"no schema revision ({exc})") from exc
-                revisions = {str(row[0]) for row in rows}
-                if len(revisions) != 1 or not revisions <= KNOWN_REVISIONS.keys():
-                    raise UnknownSchema(f"schema revision {sorted(revisions)} is not one of {sorted(KNOWN_REVISIONS)}")
+                found = {str(row[0]) for row in rows}
+                if len(found) != 1 or not found <= set(revisions):
+                    raise UnknownSchema(f"schema revision {sorted(found)} is not one of {sorted(revisions)}")
                 self.reads += 1
                 yield conn
             finally:
@@ -227,6 +230,14 @@ class SqliteSearch:
                 return None
             row = conn.execute("SELECT experiment_id FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
             return str(row[0]) if row else None
+
+    def run_by_id(self, run_id: str) -> Run | None:
+        """Run ``run_id`` (deleted or not, as ``get_run``) with its tags, params and latest metrics, or None."""
+        with self._snapshot() as conn:
+            if conn is None:
+                return None
+            rows = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_uuid = ?", (run_id,)).fetchall()
+            return self._runs(conn, rows)[0] if rows else None
 
     def artifact_dir(self, run_id: str) -> Path | None:
         """The local directory of run ``run_id``'s artifacts (its ``artifact_uri``, a ``file:`` URI or an
