@@ -60,8 +60,9 @@ TRACKER ?= sqlite
 bench-apply: $(STAMP) kube-apiserver
 	$(BIN)/python benchmarks/apply_scale.py --tracker $(TRACKER)
 
+CLI_BENCH ?=
 bench-cli: $(STAMP)
-	$(BIN)/python benchmarks/cli_reads.py
+	$(BIN)/python benchmarks/cli_reads.py $(CLI_BENCH)
 
 bench-data: $(STAMP)
 	$(BIN)/python benchmarks/dataset_manifest.py

@@ -89,6 +89,11 @@ def test_interpolations_depending_on_swept_values_are_resolved_per_point(
     for run in runs:
         expected = _hydra_config(repo.path / "conf", repo.path / "experiments/interp.yaml", list(run.overrides))
         assert run.config == expected
+    # describe composes one point only (given its overrides in any order): the same run, and nothing else
+    for run in runs[:2]:
+        (alone,) = load_desired(source.snapshot(repo.path), only="interp", point=list(reversed(run.overrides))).runs
+        assert (alone.run_key, alone.spec_hash, alone.config) == (run.run_key, run.spec_hash, run.config)
+    assert load_desired(source.snapshot(repo.path), only="interp", point=["optimizer.lr=0.3"]).runs == []
 
 
 def test_changing_one_sweep_value_changes_exactly_that_points_hash(

@@ -37,8 +37,11 @@ def test_logs_of_a_finished_run_are_read_from_mlflow_once_its_files_are_gone(tmp
 
         shutil.rmtree(repo.path / ".expctl" / "runs")  # processes ended; run dirs and checkouts are gone
         shutil.rmtree(repo.path / ".expctl" / "worktrees", ignore_errors=True)
-        gone = e2e.expctl(repo.path, "logs", name)
+        gone = e2e.expctl(repo.path, "logs", name, PYTHONPROFILEIMPORTTIME="1")  # = python -X importtime
         assert gone.returncode == 0, gone.stderr
+        imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in gone.stderr.splitlines()
+                    if line.startswith("import time:")}
+        assert "click" in imported and not imported & {"mlflow", "sqlalchemy"}  # read from the artifact files
         assert f"from MLflow artifacts of run {run.info.run_id}" in gone.stderr
         lines = gone.stdout.splitlines()
         assert lines[0].startswith("[master-0] [expctl: ") and "earlier bytes not kept" in lines[0]

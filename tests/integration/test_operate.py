@@ -222,6 +222,7 @@ def test_describe_shows_identity_config_attempts_and_phases(ops: Ops) -> None:
     sweep_info = json.loads(ops.run("describe", point["run"], "-o", "json").stdout)
     assert len(sweep_info["overrides"]) == 1 and sweep_info["overrides"][0].startswith("seed=")
     assert sweep_info["config"]["seed"] == int(sweep_info["overrides"][0].split("=")[1])
+    assert sweep_info["in_sync"] is True and sweep_info["desired_spec_hash"] == point["spec_hash"]
 
     human = ops.run("describe", row["run"]).stdout
     for expected in (f"run:               {row['run']}", f"spec_hash:         {row['spec_hash']}",

@@ -188,13 +188,13 @@ def test_reads_are_one_snapshot_while_mlflow_writes(tmp_path: Path) -> None:
     thread = threading.Thread(target=write)
     thread.start()
     seen: list[int] = []
-    while True:
-        finished = done.is_set()  # before the search: a search begun after the last commit must see every run
+    while not done.is_set() or not seen or seen[-1] < total:
+        finished = done.is_set()  # before the search: a search that began earlier may miss the last run
         runs = search.search_runs([experiment_id], "tags.k = 'v'", ["attributes.start_time DESC"], page=3)
         numbers = [int(r.data.tags["seq"]) for r in runs]
         assert numbers == list(range(len(numbers)))[::-1], numbers  # the first n, newest first, each once
         seen.append(len(numbers))
-        if finished:
+        if finished and len(numbers) < total:
             break
     thread.join()
     assert not failures, failures

@@ -3,9 +3,11 @@ MLflow's client: pure parsing, no store."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from expctl.tracking.mlflow.sqlite_search import Unsupported, parse_filter, parse_order, usable
+from expctl.tracking.mlflow.sqlite_search import Unsupported, local_path, parse_filter, parse_order, usable
 
 
 def test_the_filters_expctl_sends_are_read() -> None:
@@ -49,3 +51,13 @@ def test_only_expctls_own_store_outside_workspaces(monkeypatch: pytest.MonkeyPat
     assert not usable("http://127.0.0.1:5000", embedded=True)
     monkeypatch.setenv("MLFLOW_ENABLE_WORKSPACES", "true")
     assert not usable("sqlite:///x/.expctl/mlflow.db", embedded=True)
+
+
+def test_only_local_artifact_uris_are_read_in_place() -> None:
+    assert local_path("file:///srv/repo/.expctl/mlartifacts/1/abc/artifacts") == Path(
+        "/srv/repo/.expctl/mlartifacts/1/abc/artifacts")
+    assert local_path("file://localhost/srv/a%20b") == Path("/srv/a b")
+    assert local_path("/srv/artifacts") == Path("/srv/artifacts")
+    for elsewhere in ("mlflow-artifacts:/1/abc/artifacts", "s3://bucket/1/abc", "file://host/srv/x",
+                      "relative/artifacts", "file:relative", "file:///srv/x?versionId=1", "http://127.0.0.1/x"):
+        assert local_path(elsewhere) is None, elsewhere

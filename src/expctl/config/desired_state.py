@@ -76,8 +76,10 @@ def load_settings(files: dict[str, bytes]) -> Settings:
     return schema.parse_settings(safe_yaml.load(data, "expctl.yaml"))
 
 
-def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
-    """Compose every experiment of the snapshot (or only ``only``) into desired runs, or raise all errors."""
+def load_desired(snap: source.Snapshot, only: str | None = None, point: Sequence[str] | None = None) -> Desired:
+    """Compose every experiment of the snapshot (or only ``only``) into desired runs, or raise all errors;
+    with ``point``, only the sweep points of those overrides are composed (``describe`` of one run: each point
+    is a composition of its own, a thousand of them most of its time)."""
     t0 = time.perf_counter()
     files = source.read_files(snap)
     links, gitlinks = source.special_entries(snap)
@@ -112,7 +114,8 @@ def load_desired(snap: source.Snapshot, only: str | None = None) -> Desired:
             if only is not None and name != only:
                 continue
             try:
-                desired.runs.extend(_expand(composer, name, file, settings, snap, digests, data))
+                desired.runs.extend(_expand(composer, name, file, settings, snap, digests, data,
+                                            None if point is None else tuple(sorted(point))))
             except ConfigErrors as exc:
                 errors.extend(exc.errors)
             except ConfigError as exc:
@@ -164,7 +167,8 @@ def duplicate_names(runs: Sequence[RunSpec]) -> list[ConfigError]:
 
 
 def _expand(composer: Composer, name: str, file: str, settings: Settings, snap: source.Snapshot,
-            digests: dict[tuple[str, ...], str], data: Materializer) -> Iterator[RunSpec]:
+            digests: dict[tuple[str, ...], str], data: Materializer,
+            point_wanted: tuple[str, ...] | None = None) -> Iterator[RunSpec]:
     exp = composer.load(name, file)
     combos = sweep.size([len(a.elements) for a in exp.axes if a.group])
     if combos > MAX_GROUP_COMBINATIONS:  # each one is a Hydra composition (~40 ms): bound the time up front
@@ -182,11 +186,13 @@ def _expand(composer: Composer, name: str, file: str, settings: Settings, snap: 
     elements = [a.elements for a in exp.axes]
     key_axes = [a.sweep for a in exp.axes]
     for point in indices:
+        overrides = sweep.point_overrides(elements, point)
+        if point_wanted is not None and tuple(sorted(overrides)) != point_wanted:  # as RunSpec keeps them
+            continue
         config = composer.point_config(exp, point)
         job = _job(config.get("expctl"), file, settings, jobs, snap.repo)
         if job.code_paths not in digests:
             digests[job.code_paths] = _code_digest(snap, job.code_paths, config.get("expctl"), file)
-        overrides = sweep.point_overrides(elements, point)
         datasets = _datasets(config.get("data"), file, data)
         spec = run_spec(
             experiment=name, source_file=file, overrides=overrides, config=config, job=job,

@@ -39,7 +39,8 @@ def _unsafe(ch: str) -> bool:
 def one_line(text: object, limit: int | None = None) -> str:
     """``text`` on one line with every control/format character escaped; optionally cut to ``limit``."""
     value = str(text)
-    if any(_unsafe(ch) for ch in value):
+    # isprintable() is False for every unsafe category (and for some safe ones): the common case, in C
+    if not value.isprintable() and any(_unsafe(ch) for ch in value):
         value = "".join(_escape(ch) if _unsafe(ch) else ch for ch in value)
     if limit is not None and len(value) > limit:
         value = value[: limit - 1] + "…"

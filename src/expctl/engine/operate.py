@@ -196,7 +196,7 @@ def describe_run(ws: Workspace, backend_name: str | None, name: str) -> dict[str
     attempts = _attempts(match.run_key, live, remembered)
     resumed = {r.mlflow_run_id: r.resumed_from for r in remembered if r.resumed_from and r.mlflow_run_id}
     current = attempts[-1]
-    desired = load_desired(source.snapshot(ws.repo, "HEAD"), only=match.experiment)
+    desired = load_desired(source.snapshot(ws.repo, "HEAD"), only=match.experiment, point=match.overrides)
     spec = next((s for s in desired.runs if s.run_key == match.run_key), None)
     return {
         "run": current.name,

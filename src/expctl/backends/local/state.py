@@ -17,6 +17,7 @@ import signal
 import time
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,9 +79,10 @@ class RunState(JobIdentity):
             state = cls(**data)
         except TypeError as exc:  # missing or unknown fields
             raise ValueError(str(exc).replace("__init__() ", "")) from exc
-        for obj in (state, *state.processes):
-            for name, hint in typing.get_type_hints(type(obj)).items():
-                if not _fits(getattr(obj, name), hint):  # every field: status, describe and logs compute on them
+        checked: list[tuple[object, Any]] = [(state, RunState), *((p, Proc) for p in state.processes)]
+        for obj, kind in checked:
+            for name, hint, fits in _hints(kind):
+                if not fits(getattr(obj, name)):  # every field: status, describe and logs compute on them
                     raise ValueError(f"{name}: not a {getattr(hint, '__name__', hint)} ({getattr(obj, name)!r:.40})")
         if state.status not in (QUEUED, STARTED, FINISHED) or not 1 <= state.replicas <= MAX_REPLICAS or \
                 state.gpus < 0:
@@ -94,20 +96,31 @@ class RunState(JobIdentity):
         return state
 
 
-def _fits(value: object, hint: Any) -> bool:
-    """``value`` (parsed JSON) is of the annotated type: int, float, str, bool, None, unions, lists, dicts, Proc."""
+@functools.cache
+def _hints(cls: Any) -> tuple[tuple[str, Any, Callable[[object], bool]], ...]:
+    """Each field's annotation and its check, made once per process (``get_type_hints`` compiles every string
+    annotation again at each call, and interpreting the hint for each value was most of reading a thousand
+    states)."""
+    return tuple((name, hint, _checker(hint)) for name, hint in typing.get_type_hints(cls).items())
+
+
+def _checker(hint: Any) -> Callable[[object], bool]:
+    """Whether a value (parsed JSON) is of the annotated type: int, float, str, bool, None, unions, lists, dicts."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (types.UnionType, typing.Union):
-        return any(_fits(value, arg) for arg in args)
+        alternatives = tuple(_checker(arg) for arg in args)
+        return lambda value: any(check(value) for check in alternatives)
     if origin is list:
-        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
+        item = _checker(args[0])
+        return lambda value: type(value) is list and all(item(v) for v in value)
     if origin is dict:
-        return isinstance(value, dict) and all(_fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items())
+        key, val = _checker(args[0]), _checker(args[1])
+        return lambda value: type(value) is dict and all(key(k) and val(v) for k, v in value.items())
     if hint is float:
-        return type(value) in (int, float)
+        return lambda value: type(value) in (int, float)
     if hint is type(None):
-        return value is None
-    return type(value) is hint  # int is not bool, bool is not int
+        return lambda value: value is None
+    return lambda value: type(value) is hint  # int is not bool, bool is not int
 
 
 def scrubbed(state: RunState) -> bool:

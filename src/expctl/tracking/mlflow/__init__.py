@@ -11,7 +11,8 @@
 - ``store``: ``MlflowStore``, the facade: the ``Tracker`` methods, composed from the features.
 - Pure helpers: ``tags`` (the MLflow value codec: tags, params, statuses, limits), ``ledger_codec``,
   ``provenance``, ``links``, ``run_index``; edges: ``rest_search`` (plain REST reads, no MLflow import),
-  ``sqlite_search`` (the embedded store's searches read from its file, no MLflow import),
+  ``sqlite_search`` (the embedded store's searches read from its file, no MLflow import), ``sqlite_registry``
+  (the registry and artifact reads of ``lineage`` from that file and the local artifact directory),
   ``http_bounds`` (MLflow's retry loop bounded), ``sqlite`` (the embedded store's settings), ``locations``.
 - Teams in MLflow (``expctl teams plan/apply``; no MLflow import): ``teams_access_plan`` (pure: each team's
   workspace, role, members and job identity against what the server holds), ``teams_access`` (the REST

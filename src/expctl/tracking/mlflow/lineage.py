@@ -14,6 +14,8 @@ from expctl.core import bounded, safe_json
 from expctl.core.errors import ExpctlError, TrackingError
 from expctl.core.model import DATASET_ARTIFACT_DIR, VALIDATION_PREFIX
 from expctl.tracking.mlflow.session import MlflowSession
+from expctl.tracking.mlflow.sqlite_registry import RegistryReader
+from expctl.tracking.mlflow.sqlite_search import Unsupported
 from expctl.tracking.mlflow.tags import INPUT_PREFIX
 
 
@@ -51,7 +53,7 @@ def _manifest(text: str | None) -> dict[str, Any]:
     return manifest if isinstance(manifest, dict) else {}
 
 
-def _inputs(session: MlflowSession, tags: dict[str, str], depth: int) -> list[dict[str, Any]]:
+def _inputs(session: MlflowSession, client: Any, tags: dict[str, str], depth: int) -> list[dict[str, Any]]:
     """A run's inputs (``expctl.input.<name>.*`` tags), each with its upstream run's commit and spec hash; a
     model input with that version's own lineage (up to ``depth`` more links of the chain)."""
     names = sorted({k[len(INPUT_PREFIX):].rsplit(".", 1)[0] for k in tags if k.startswith(INPUT_PREFIX)})
@@ -61,12 +63,12 @@ def _inputs(session: MlflowSession, tags: dict[str, str], depth: int) -> list[di
         item: dict[str, Any] = {"name": name, **{k[len(at):]: v for k, v in sorted(tags.items()) if k.startswith(at)}}
         if item.get("model") and item.get("version") and depth > 0:
             try:
-                item["lineage"] = lineage(session, f"{item['model']}/{item['version']}", depth - 1)
+                item["lineage"] = _lineage(session, client, f"{item['model']}/{item['version']}", depth - 1)
             except TrackingError:
                 item["lineage"] = None  # the version was deleted: the tags still say what it was
         elif item.get("run_id"):
             try:
-                up = session.client.get_run(item["run_id"]).data.tags
+                up = client.get_run(item["run_id"]).data.tags
                 item["commit"] = up.get("expctl.commit", "")
                 item["upstream_job"] = up.get("expctl.job", "")
             except Exception:
@@ -77,9 +79,22 @@ def _inputs(session: MlflowSession, tags: dict[str, str], depth: int) -> list[di
 
 def lineage(session: MlflowSession, ref: str, depth: int = 4) -> dict[str, Any]:
     """Everything a registered version came from, as one JSON-ready dict (its inputs' lineage too, ``depth``
-    links up the chain)."""
+    links up the chain). The embedded store's tables are read without MLflow (``sqlite_registry``) when their
+    schema is one checked; otherwise, and on any other store, through MLflow's client."""
+    parse_ref(ref)  # a malformed reference is refused before any read
+    if session.local is not None:
+        reader = RegistryReader(session.local, lambda: session.client)
+        try:
+            reader.check()
+        except Unsupported:
+            pass
+        else:
+            return _lineage(session, reader, ref, depth)
+    return _lineage(session, session.client, ref, depth)
+
+
+def _lineage(session: MlflowSession, client: Any, ref: str, depth: int) -> dict[str, Any]:
     name, alias, number = parse_ref(ref)
-    client = session.client
     try:
         version = (client.get_model_version_by_alias(name, alias) if alias
                    else client.get_model_version(name, number))
@@ -119,5 +134,5 @@ def lineage(session: MlflowSession, ref: str, depth: int = 4) -> dict[str, Any]:
         "gate": tags.get("expctl.gate_reason", ""),
         "promotion": vtags.get("expctl.promotion", ""),
         "challenges": {k: v for k, v in sorted(vtags.items()) if k.startswith("expctl.challenge.")},
-        "inputs": _inputs(session, dict(tags), depth),
+        "inputs": _inputs(session, client, dict(tags), depth),
     }

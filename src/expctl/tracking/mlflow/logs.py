@@ -2,7 +2,8 @@
 
 Artifacts ``expctl/logs/<replica>.log`` (each capped by ``engine.logs.tail``) and the tag ``expctl.logs``
 (``kept``, or ``unavailable: <why>`` when the backend had no logs left to read), so each run is stored once.
-The functions take an ``MlflowClient``; ``KeptLogs`` puts the capability on ``MlflowStore``.
+The functions take an ``MlflowClient`` (``load_local``: the embedded store's artifact directory, read without
+MLflow); ``KeptLogs`` puts the capability on ``MlflowStore``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from expctl.core import bounded
+from expctl.core.errors import TrackingError
 from expctl.tracking.mlflow import tags as g
 from expctl.tracking.mlflow.session import MlflowSession
+from expctl.tracking.mlflow.sqlite_search import Unsupported
 
 LOGS_DIR = "expctl/logs"
 TAG = g.LOGS
@@ -42,6 +45,21 @@ def load(client: Any, run_id: str) -> dict[str, str] | None:
     return out
 
 
+def load_local(artifacts: Path) -> dict[str, str] | None:
+    """``load`` from a run's artifact directory on this machine (the embedded store's): the files
+    ``client.list_artifacts`` lists and ``download_artifacts`` copies, read in place (no MLflow import)."""
+    try:
+        entries = sorted(p for p in (artifacts / LOGS_DIR).iterdir() if p.name.endswith(".log") and not p.is_dir())
+        if not entries:
+            return None
+        return {p.name[: -len(".log")]: bounded.read_text(p, KEPT_LOG_LIMIT, "a kept log", errors="replace")
+                for p in entries}
+    except (FileNotFoundError, NotADirectoryError):  # none were kept (as list_artifacts: nothing there)
+        return None
+    except OSError as exc:
+        raise TrackingError(f"{artifacts / LOGS_DIR}: cannot read the kept logs: {exc.strerror or exc}") from exc
+
+
 class KeptLogs(MlflowSession):
     """The store's side of ``tracking.base.LogStore``: it uses the tags its last view saw (``seen_tags``), so
     checking which finished runs still need their logs kept is free."""
@@ -67,5 +85,14 @@ class KeptLogs(MlflowSession):
         self.seen_tags.setdefault(run_id, {})[TAG] = value
 
     def kept_logs(self, run_id: str) -> dict[str, str] | None:
+        """The run's kept logs: read in place from the embedded store's artifact directory when the store's
+        file says where it is (``sqlite_search``), else through MLflow's client."""
+        if self.local is not None:
+            try:
+                artifacts = self.local.artifact_dir(run_id)
+            except Unsupported:
+                artifacts = None
+            if artifacts is not None:
+                return load_local(artifacts)
         with self.calling(f"read the kept logs of run {run_id}"):
             return load(self.client, run_id)

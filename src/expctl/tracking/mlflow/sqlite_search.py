@@ -28,7 +28,9 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from collections.abc import Generator, Iterator, Sequence
+import urllib.parse
+import urllib.request
+from collections.abc import Collection, Generator, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +70,17 @@ def usable(tracking_uri: str, embedded: bool) -> bool:
     """Whether searches of ``tracking_uri`` can be read here: expctl's own store, outside MLflow workspaces."""
     return (embedded and tracking_uri.startswith("sqlite:///")
             and not any(os.environ.get(name) for name in _WORKSPACE_SETTINGS))
+
+
+def local_path(uri: str) -> Path | None:
+    """The local path of an artifact URI (``file:///abs`` or ``/abs``), None for any other kind."""
+    if uri.startswith("/"):
+        return Path(uri)
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
+        return None
+    path = urllib.request.url2pathname(parts.path)
+    return Path(path) if path.startswith("/") else None
 
 
 @dataclass(frozen=True)
@@ -153,10 +166,13 @@ class SqliteSearch:
         self.db_path = db_path
         self.reads = 0  # searches answered (for tests: the client was not asked)
 
+    def _snapshot(self) -> Any:
+        return self.snapshot(KNOWN_REVISIONS)
+
     @contextmanager
-    def _snapshot(self) -> Iterator[sqlite3.Connection | None]:
+    def snapshot(self, revisions: Collection[str]) -> Iterator[sqlite3.Connection | None]:
         """One read transaction on the store (None: there is no store yet); ``UnknownSchema`` when the store
-        was written by an MLflow release this module was not checked against."""
+        was written by an MLflow release whose tables the reader was not checked against (``revisions``)."""
         if not self.db_path.is_file():
             yield None
             return
@@ -169,9 +185,9 @@ class SqliteSearch:
                     rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
                 except sqlite3.OperationalError as exc:  # no such table: being created (or not MLflow's)
                     raise UnknownSchema(f"no schema revision ({exc})") from exc
-                revisions = {str(row[0]) for row in rows}
-                if len(revisions) != 1 or not revisions <= KNOWN_REVISIONS.keys():
-                    raise UnknownSchema(f"schema revision {sorted(revisions)} is not one of {sorted(KNOWN_REVISIONS)}")
+                found = {str(row[0]) for row in rows}
+                if len(found) != 1 or not found <= set(revisions):
+                    raise UnknownSchema(f"schema revision {sorted(found)} is not one of {sorted(revisions)}")
                 self.reads += 1
                 yield conn
             finally:
@@ -214,6 +230,26 @@ class SqliteSearch:
                 return None
             row = conn.execute("SELECT experiment_id FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
             return str(row[0]) if row else None
+
+    def run_by_id(self, run_id: str) -> Run | None:
+        """Run ``run_id`` (deleted or not, as ``get_run``) with its tags, params and latest metrics, or None."""
+        with self._snapshot() as conn:
+            if conn is None:
+                return None
+            rows = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_uuid = ?", (run_id,)).fetchall()
+            return self._runs(conn, rows)[0] if rows else None
+
+    def artifact_dir(self, run_id: str) -> Path | None:
+        """The local directory of run ``run_id``'s artifacts (its ``artifact_uri``, a ``file:`` URI or an
+        absolute path, as the embedded store's artifact root gives); None when the run is not in the store or
+        its artifacts are elsewhere (a proxied or remote store: MLflow's client reads those)."""
+        with self._snapshot() as conn:
+            if conn is None:
+                return None
+            row = conn.execute("SELECT artifact_uri FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
+        if row is None or not isinstance(row[0], str):
+            return None
+        return local_path(row[0])
 
     def run_pages(self, experiment_ids: Sequence[str], filter_string: str, order_by: Sequence[str],
                   page: int = 1000) -> Generator[list[Run], None, None]:
