@@ -129,8 +129,11 @@ def test_server_dies_mid_apply_then_rerun_converges(repo: GitRepo, proxy: FaultP
     # one line per failed change (the progress line, then the error), nothing else
     assert all(ln.startswith(("error: ", "warning: ", "  ")) for ln in err.splitlines() if ln.strip()), err
     proxy.start()
-    code, out, err, _ = run(repo, proxy, "apply", "-y", "--wait", "--timeout", "120")
-    assert code == 0, out + err
+    # the rerun is a new process, as after a real crash: in this one MLflow's client keeps its pooled
+    # connections to the proxy that died (its HTTP session is per process), which a new process has not
+    rerun = e2e.expctl(repo.path, "apply", "-y", "--wait", "--timeout", "120", tracking_uri=proxy.url,
+                       EXPCTL_BACKEND="local")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     runs = e2e.mlflow_runs(mlflow_server.uri, [repo.experiment], deleted_too=True)  # type: ignore[attr-defined]
     per_key = e2e.attempts_per_key(runs)
     jobs = e2e.jobs_per_key(repo.path)
