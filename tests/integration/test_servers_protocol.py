@@ -92,11 +92,13 @@ def test_ui_whose_server_dies_before_answering_fails_in_one_line(repo: GitRepo, 
 
 @pytest.mark.parametrize(("lock_name", "args", "said"), [
     ("apply.lock", ("apply", "-y"), "for the apply lock"),
-    ("mlflow.db.lock", ("status", "--all"), "mlflow.db: waiting up to 120 s for the MLflow store lock"),
+    # a write: reads of the embedded store do not take its lock (plain sqlite reads, tracking/mlflow/sqlite_search)
+    ("mlflow.db.lock", ("apply", "-y"), "mlflow.db: waiting up to 120 s for the MLflow store lock"),
 ], ids=["the apply lock", "the embedded store's lock"])
 def test_every_lock_wait_says_what_it_waits_for(repo: GitRepo, lock_name: str, args: tuple[str, ...],
                                                 said: str) -> None:
-    """Another process holds the apply lock, or the embedded store's (held while a client creates its tables):
+    """Another process holds the apply lock, or the embedded store's (held while a client opens the store to
+    write):
     the command says so in one line at once (which lock, who holds it), then goes on once it is free."""
     from filelock import FileLock
 
@@ -116,6 +118,26 @@ def test_every_lock_wait_says_what_it_waits_for(repo: GitRepo, lock_name: str, a
     assert proc.returncode == 0, line + err
     assert line.startswith("warning: ") and said in line and f"held by pid {os.getpid()} (since " in line, line
     assert "Traceback" not in err
+
+
+def test_reads_do_not_wait_for_the_embedded_stores_lock(repo: GitRepo) -> None:
+    """A client holding the embedded store's lock (opening it to write) does not hold up the read commands: they
+    read the sqlite file directly, in one read transaction each, and say nothing about a lock."""
+    from filelock import FileLock
+
+    from expctl.core.lock_wait import note_holder
+
+    assert e2e.expctl(repo.path, "apply", "-y").returncode == 0  # a store with the repository's runs
+    lock_path = str(repo.path / ".expctl" / "mlflow.db.lock")
+    lock = FileLock(lock_path)
+    lock.acquire()
+    try:
+        note_holder(lock_path)
+        for args in (("status", "--all"), ("history",), ("plan",)):
+            done = e2e.expctl(repo.path, *args, timeout=120)
+            assert done.returncode == 0 and "lock" not in done.stderr, (args, done.stderr)
+    finally:
+        lock.release()
 
 
 def test_status_says_what_it_waits_for(repo: GitRepo) -> None:
