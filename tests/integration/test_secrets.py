@@ -158,7 +158,7 @@ def test_a_password_in_the_tracking_uri_reaches_the_job_and_nothing_expctl_write
 
 JOB_PASSWORD = f"job-pw-{uuid.uuid4().hex}"
 TEAM_SETTINGS = ("code_paths: [code]\nteams:\n  - name: speech\n    paths: [experiments/speech]\n"
-                 "    mlflow: {workspace: voice}\n")
+                 "    mlflow: {workspace: voice}\n    kubernetes: {namespace: speech}\n")
 
 
 def test_a_teams_job_identity_reaches_its_job_and_nothing_expctl_writes(
@@ -182,5 +182,6 @@ def test_a_teams_job_identity_reaches_its_job_and_nothing_expctl_writes(
         ("render", "--backend", "kubernetes"), ("render", "--backend", "slurm"))]
     assert all(code == 0 for code, _ in out), out
     assert json.loads(out[1][1])[0]["state"] == "Succeeded", out[1]  # the job had the team's identity
+    assert "- secretRef:\n" in out[3][1] and "name: expctl-mlflow-job\n" in out[3][1]  # Kubernetes: the team's Secret
     assert JOB_PASSWORD not in "\n".join(text for _, text in out)
     assert found_in([repo.path / ".expctl", mlflow_server.workdir], JOB_PASSWORD.encode()) == []

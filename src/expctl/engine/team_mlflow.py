@@ -17,7 +17,7 @@ from typing import Any
 from expctl.config.schema import Settings
 from expctl.core.naming import sha256_hex
 from expctl.engine.workspace import Workspace
-from expctl.tracking.mlflow.job_secrets import JobSecretStore, store_path
+from expctl.tracking.mlflow.job_secrets import JobSecretStore, job_environment, store_path
 from expctl.tracking.mlflow.teams_access import (
     MlflowTeam,
     MlflowTeamsReport,
@@ -51,6 +51,12 @@ def mlflow_side(ws: Workspace, settings: Settings) -> MlflowSide | None:
         return None
     uri = ws.configured_tracking_uri(settings) or ws.embedded_uri
     return MlflowSide(teams, uri, JobSecretStore(store_path(ws.repo)))
+
+
+def job_envs(side: MlflowSide) -> dict[str, dict[str, str]]:
+    """Each team's job identity whose password the secret store holds (for its Kubernetes Secret)."""
+    stored = side.store.read()
+    return {t.name: job_environment(t.name, t.workspace, side.store) for t in side.teams if t.job_user in stored}
 
 
 def plan_mlflow(side: MlflowSide, prune: bool, rotate: bool) -> MlflowTeamsReport:

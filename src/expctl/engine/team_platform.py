@@ -15,7 +15,7 @@ plain ``core.team_platform.Team`` values. When the teams declare ``mlflow:``, ML
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,7 +34,7 @@ from expctl.engine import cancel_journal
 from expctl.engine.apply import apply_lock
 from expctl.engine.identity import operator
 from expctl.engine.operate import settings_at_head
-from expctl.engine.team_mlflow import MlflowSide, apply_mlflow, mlflow_entry, mlflow_side, plan_mlflow
+from expctl.engine.team_mlflow import MlflowSide, apply_mlflow, job_envs, mlflow_entry, mlflow_side, plan_mlflow
 from expctl.engine.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -57,8 +57,9 @@ class Reconciler(Protocol):
     def write(self, change: PlatformChange) -> None: ...
 
 
-def teams_of_settings(settings: Settings) -> list[Team]:
-    """expctl.yaml's teams as plain data (what every backend's reconciler gets)."""
+def teams_of_settings(settings: Settings, job_envs: Mapping[str, Mapping[str, str]] | None = None) -> list[Team]:
+    """expctl.yaml's teams as plain data (what every backend's reconciler gets); ``job_envs``: each team's MLflow
+    job identity, for its Kubernetes Secret."""
     out = []
     for t in settings.teams:
         kube, slurm = t.kubernetes, t.slurm
@@ -67,7 +68,7 @@ def teams_of_settings(settings: Settings) -> list[Team]:
             kube.priority_class if kube else None, tuple(kube.users) if kube else (),
             tuple(kube.groups) if kube else (), kube.max_jobs if kube else None, bool(kube and kube.borrow),
             slurm.partition if slurm else None, slurm.account if slurm else None, slurm.qos if slurm else None,
-            t.gpus, t.max_gpus_per_run))
+            t.gpus, t.max_gpus_per_run, (job_envs or {}).get(t.name, {}) if kube and kube.namespace else {}))
     return out
 
 
@@ -113,10 +114,11 @@ def make_teams_plan(reconciler: Reconciler, teams: Sequence[Team], commit: str, 
 
 
 def _platform_plan(reconciler: Reconciler | None, backend: str, settings: Settings, commit: str,
-                   prune: bool) -> TeamsPlan:
+                   prune: bool, side: MlflowSide | None) -> TeamsPlan:
     if reconciler is None:
         return TeamsPlan(backend, commit, [], "")
-    return make_teams_plan(reconciler, teams_of_settings(settings), commit, prune)
+    envs = job_envs(side) if side is not None else {}
+    return make_teams_plan(reconciler, teams_of_settings(settings, envs), commit, prune)
 
 
 def _open(ws: Workspace, backend_name: str | None) -> tuple[Settings, str, str, Reconciler | None,
@@ -134,7 +136,7 @@ def _open(ws: Workspace, backend_name: str | None) -> tuple[Settings, str, str, 
 
 def teams_plan(ws: Workspace, backend_name: str | None, prune: bool, rotate: bool = False) -> TeamsPlan:
     settings, backend, commit, reconciler, side = _open(ws, backend_name)
-    plan = _platform_plan(reconciler, backend, settings, commit, prune)
+    plan = _platform_plan(reconciler, backend, settings, commit, prune, side)
     if side is not None:
         plan.mlflow = plan_mlflow(side, prune, rotate)
     return plan
@@ -163,13 +165,14 @@ class TeamsApplied:
 def teams_apply(ws: Workspace, backend_name: str | None, prune: bool, confirm: Callable[[TeamsPlan], bool],
                 lock_timeout: float = 600.0, rotate: bool = False) -> TeamsApplied:
     """Plan and apply under the backend's apply lock; each write audited as it is done (a failing write is
-    reported and the others still run, as for runs). The platform's objects first, then MLflow's."""
+    reported and the others still run, as for runs). MLflow's changes first (a job identity's password exists
+    before the team's Secret that carries it), then the platform's objects, planned again after them."""
     settings, backend, commit, reconciler, side = _open(ws, backend_name)
     tracker = ws.open_tracker(settings, backend)
     tracker.check()
     warnings = cancel_journal.replay(ws.state_dir, tracker)
     with apply_lock(ws.state_dir, backend, settings, lock_timeout) as lock:
-        plan = _platform_plan(reconciler, backend, settings, commit, prune)
+        plan = _platform_plan(reconciler, backend, settings, commit, prune, side)
         if side is not None:
             plan.mlflow = plan_mlflow(side, prune, rotate)
         result = TeamsApplied(plan, warnings=warnings)
@@ -179,23 +182,6 @@ def teams_apply(ws: Workspace, backend_name: str | None, prune: bool, confirm: C
             result.declined = True
             return result
         who = operator()
-        for change in plan.writes:
-            assert reconciler is not None  # only a reconciler plans platform writes
-            lock.check()
-            # journalled first (as a cancel is): a crash or an MLflow failure after the write never loses it
-            journal = cancel_journal.write(ws.state_dir, _entry(change, who, plan), None, who)
-            try:
-                reconciler.write(change)
-            except BackendError as exc:
-                journal.unlink(missing_ok=True)
-                result.failed.append((change, str(exc)))
-                continue
-            result.done.append(change)
-            try:
-                cancel_journal.record(tracker, journal)
-            except TrackingError as exc:
-                result.warnings.append(f"{change.obj.shown}: not yet in the audit trail (the next apply, "
-                                       f"teams apply or cancel records it): {exc}")
         if side is not None and plan.mlflow is not None and plan.mlflow.changes:
             def audited(change: Change) -> Callable[[str | None], None]:
                 lock.check()
@@ -214,6 +200,26 @@ def teams_apply(ws: Workspace, backend_name: str | None, prune: bool, confirm: C
                 return done
 
             result.mlflow = apply_mlflow(side, prune, rotate, audited)
+            if reconciler is not None:  # the job identities' Secrets now hold the passwords just made
+                fresh = _platform_plan(reconciler, backend, settings, commit, prune, side)
+                plan.changes, plan.fingerprint = fresh.changes, fresh.fingerprint
+        for change in plan.writes:
+            assert reconciler is not None  # only a reconciler plans platform writes
+            lock.check()
+            # journalled first (as a cancel is): a crash or an MLflow failure after the write never loses it
+            journal = cancel_journal.write(ws.state_dir, _entry(change, who, plan), None, who)
+            try:
+                reconciler.write(change)
+            except BackendError as exc:
+                journal.unlink(missing_ok=True)
+                result.failed.append((change, str(exc)))
+                continue
+            result.done.append(change)
+            try:
+                cancel_journal.record(tracker, journal)
+            except TrackingError as exc:
+                result.warnings.append(f"{change.obj.shown}: not yet in the audit trail (the next apply, "
+                                       f"teams apply or cancel records it): {exc}")
     return result
 
 
