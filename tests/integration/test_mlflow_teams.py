@@ -258,6 +258,9 @@ def test_expctl_teams_plan_and_apply_reconcile_mlflow(mlflow_auth_server: Mlflow
     assert planned.returncode == 0, planned.stderr
     assert "mlflow: create workspace voice: team speech's runs and models" in planned.stdout.splitlines()
     assert planned.stdout.splitlines()[-1] == "MLflow: 9 to change.", planned.stdout
+    rows = json.loads(e2e.expctl(repo.path, "teams", "plan", "-o", "json", **env).stdout)
+    assert {"action": "create", "kind": "mlflow-role", "name": "expctl-team-speech", "namespace": "voice",
+            "team": "speech", "detail": "in workspace voice"} in rows, rows
     applied = e2e.expctl(repo.path, "teams", "apply", "-y", **env)
     assert applied.returncode == 0 and "Applied: 9 of 9 changes." in applied.stdout, applied.stdout + applied.stderr
     again = e2e.expctl(repo.path, "teams", "apply", "-y", **env)
