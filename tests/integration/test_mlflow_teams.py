@@ -7,6 +7,7 @@ refused or answers nothing. No password reaches a report line, an error or the s
 
 from __future__ import annotations
 
+import json
 import stat
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from expctl.tracking.mlflow.teams_access import (
     apply_mlflow_teams,
     plan_mlflow_teams,
 )
+from tests.support import e2e
 from tests.support.mlflow_auth_server import MlflowAuthServer
 from tests.support.mlflow_server import MlflowServer
 
@@ -223,3 +225,69 @@ def test_one_line_errors_before_any_change(mlflow_auth_server: MlflowAuthServer,
             apply_mlflow_teams(TEAMS, uri, store, env=env)
         assert str(exc.value) == expected
     assert not store.path.exists()
+
+
+def _speech_project(tmp_path: Path, teams: str) -> Any:
+    repo = e2e.make_project(tmp_path / "repo", {"speech/a": e2e.experiment(quick=True)})
+    repo.write("expctl.yaml", f"backend: local\ncode_paths: [training]\nteams:\n{teams}")
+    repo.commit("teams")
+    return repo
+
+
+SPEECH = "  - name: speech\n    paths: [experiments/speech]\n    members: ['@carol']\n    mlflow: {workspace: voice}\n"
+AUDIO = "  - name: audio\n    paths: [experiments/audio]\n    mlflow: {}\n"
+
+
+def test_expctl_teams_plan_and_apply_reconcile_mlflow(mlflow_auth_server: MlflowAuthServer,
+                                                      mlflow_server: MlflowServer, tmp_path: Path) -> None:
+    """The CLI route on a local backend: a team declaring ``mlflow:`` makes ``teams plan`` list MLflow's changes
+    and ``teams apply -y`` make them, each audited; a second apply is a no-op; a change MLflow refuses fails alone
+    (exit 3) while the rest goes on; the one-line errors; no password in any output or audit record."""
+    env, uri = mlflow_auth_server.admin_env(), mlflow_auth_server.uri
+    repo = _speech_project(tmp_path, SPEECH)
+    no_admin = e2e.expctl(repo.path, "teams", "plan", tracking_uri=uri)
+    assert no_admin.returncode != 0 and no_admin.stderr.strip().splitlines() == [
+        "error: teams in MLflow need the platform's MLflow admin: set MLFLOW_TRACKING_USERNAME and "
+        "MLFLOW_TRACKING_PASSWORD (docs/teams.md#mlflow)"], no_admin.stderr
+    no_auth = e2e.expctl(repo.path, "teams", "plan", **{**env, "MLFLOW_TRACKING_URI": mlflow_server.uri})
+    assert no_auth.returncode != 0 and no_auth.stderr.strip().splitlines() == [
+        f"error: MLflow server {mlflow_server.uri} has no authentication: teams need its permissions (start it "
+        "with --app-name basic-auth, docs/teams.md#mlflow)"], no_auth.stderr
+
+    planned = e2e.expctl(repo.path, "teams", "plan", **env)
+    assert planned.returncode == 0, planned.stderr
+    assert "mlflow: create workspace voice: team speech's runs and models" in planned.stdout.splitlines()
+    assert planned.stdout.splitlines()[-1] == "MLflow: 9 to change.", planned.stdout
+    rows = json.loads(e2e.expctl(repo.path, "teams", "plan", "-o", "json", **env).stdout)
+    assert {"action": "create", "kind": "mlflow-role", "name": "expctl-team-speech", "namespace": "voice",
+            "team": "speech", "detail": "in workspace voice"} in rows, rows
+    applied = e2e.expctl(repo.path, "teams", "apply", "-y", **env)
+    assert applied.returncode == 0 and "Applied: 9 of 9 changes." in applied.stdout, applied.stdout + applied.stderr
+    again = e2e.expctl(repo.path, "teams", "apply", "-y", **env)
+    assert again.returncode == 0 and again.stdout.splitlines()[-1] == "MLflow: no changes.", again.stdout
+    history = e2e.expctl(repo.path, "history", "--team", "speech", "-o", "json", **env)
+    assert history.returncode == 0, history.stderr
+    entries = json.loads(history.stdout)
+    assert sorted(e["action"] for e in entries) == ["team-create"] * 4 + ["team-update"] * 5, history.stdout
+    assert {"mlflow workspace voice", "mlflow job-user expctl-job-speech"} <= {e["run"] for e in entries}
+    store = JobSecretStore(repo.path / ".expctl" / "secrets" / "mlflow-jobs.json")
+    assert list(store.read()) == ["expctl-job-speech"]
+
+    # speech's workspace holds an experiment: MLflow refuses to delete it; the role and job identity go
+    admin = ("admin", mlflow_auth_server.admin_password)
+    ok(mlflow_auth_server.rest("POST", "2.0/mlflow/experiments/create", admin, {"name": "speech/a"}, "voice"))
+    repo = _speech_project(tmp_path / "renamed", AUDIO)
+    pruned = e2e.expctl(repo.path, "teams", "apply", "-y", "--prune", **env)
+    assert pruned.returncode == 3, pruned.stdout + pruned.stderr
+    errors = [ln for ln in pruned.stderr.splitlines() if ln.startswith("error:")]
+    assert any(e.startswith("error: mlflow: delete workspace voice (team speech): 500 ") for e in errors), errors
+    assert "mlflow: delete role expctl-team-speech: no team speech is declared" in pruned.stdout.splitlines()
+    users = ok(mlflow_auth_server.rest("GET", "2.0/mlflow/users/list", admin))["users"]
+    assert "expctl-job-speech" not in {u["username"] for u in users} and "carol" in {u["username"] for u in users}
+    history = e2e.expctl(repo.path, "history", "-o", "json", **env)  # speech is no team of this expctl.yaml
+    assert history.returncode == 0, history.stderr
+    assert {"mlflow role expctl-team-speech", "mlflow job-user expctl-job-speech"} <= {
+        e["run"] for e in json.loads(history.stdout) if e["action"] == "team-delete" and e["team"] == "speech"}
+    outputs = "".join(r.stdout + r.stderr for r in (planned, applied, again, pruned, history))
+    for secret in (*store.read().values(), mlflow_auth_server.admin_password):
+        assert secret not in outputs and secret not in mlflow_auth_server.log_path.read_text()

@@ -154,3 +154,34 @@ def test_a_password_in_the_tracking_uri_reaches_the_job_and_nothing_expctl_write
     assert f"export MLFLOW_TRACKING_URI={mlflow_server.uri}" in out[3]
     assert PASSWORD not in "\n".join(out)
     assert found_in([repo.path / ".expctl", mlflow_server.workdir], PASSWORD.encode()) == []
+
+
+JOB_PASSWORD = f"job-pw-{uuid.uuid4().hex}"
+TEAM_SETTINGS = ("code_paths: [code]\nteams:\n  - name: speech\n    paths: [experiments/speech]\n"
+                 "    mlflow: {workspace: voice}\n    kubernetes: {namespace: speech}\n")
+
+
+def test_a_teams_job_identity_reaches_its_job_and_nothing_expctl_writes(
+        tmp_path: Path, mlflow_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A team that declares ``mlflow:``: its local job gets the team's job identity and workspace (from the
+    platform's secret store) through its process environment only; the password is in no file under
+    ``.expctl/`` (run state, logs), no MLflow value or audit record, no output, no rendered manifest or script."""
+    for name in CREDENTIALS:
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    store = tmp_path / "store" / "mlflow-jobs.json"
+    store.parent.mkdir()
+    store.write_text(json.dumps({"expctl-job-speech": JOB_PASSWORD}))
+    monkeypatch.setenv("EXPCTL_SECRET_STORE", str(store))
+    job = BASE + f"expctl:\n  kind: PyTorchJob\n  command: [python, {jobs.path('check_team_identity')}]\n"
+    settings = TEAM_SETTINGS + f"slurm: {{workdir: {tmp_path / 'slurm'}}}\n"
+    repo = minimal_repo(tmp_path / "repo", {"experiments/speech/who.yaml": job, ".gitignore": ".expctl/\n",
+                                             "expctl.yaml": settings})
+    out = [run(repo.path, *args, tracking=mlflow_server.uri) for args in (
+        ("apply", "-y", "--wait", "--timeout", "90"), ("status", "-o", "json"), ("history",),
+        ("render", "--backend", "kubernetes"), ("render", "--backend", "slurm"))]
+    assert all(code == 0 for code, _ in out), out
+    assert json.loads(out[1][1])[0]["state"] == "Succeeded", out[1]  # the job had the team's identity
+    assert "- secretRef:\n" in out[3][1] and "name: expctl-mlflow-job\n" in out[3][1]  # Kubernetes: the team's Secret
+    assert JOB_PASSWORD not in "\n".join(text for _, text in out)
+    assert found_in([repo.path / ".expctl", mlflow_server.workdir], JOB_PASSWORD.encode()) == []

@@ -6,6 +6,7 @@ processes, real git, the shared MLflow server; the jobs hold until the test rele
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +58,29 @@ def test_a_teams_run_lands_in_its_partition_and_account_within_its_quota(
         assert done.returncode == 0 and "Finished: 2 succeeded." in done.stdout, done.stdout + done.stderr
     finally:
         hold.touch()
+
+
+@pytest.mark.timeout(600)
+def test_a_teams_job_gets_its_mlflow_identity_through_sbatch_only(
+        slurm_cluster: SlurmCluster, mlflow_server: MlflowServer, tmp_path: Path) -> None:
+    """A team that declares ``mlflow:``: its Slurm job gets the team's job identity and workspace from sbatch's
+    environment; the password is in no batch script, record, log or output."""
+    workdir, password = tmp_path / "shared", f"job-pw-{uuid.uuid4().hex}"
+    store = tmp_path / "store" / "mlflow-jobs.json"
+    store.parent.mkdir()
+    store.write_text(json.dumps({"expctl-job-speech": password}))
+    repo = GitRepo(tmp_path / "repo")
+    teams = "teams:\n  - name: speech\n    paths: [experiments/speech]\n    mlflow: {workspace: voice}\n"
+    for rel, text in {".gitignore": ".expctl/\n", "code/job.py": jobs.source("check_team_identity"),
+                      "conf/config.yaml": "expctl:\n  kind: PyTorchJob\n  command: [python, code/job.py]\n",
+                      "expctl.yaml": f"backend: slurm\ncode_paths: [code]\nslurm:\n  workdir: {workdir}\n{teams}",
+                      "experiments/speech/who.yaml": "defaults:\n  - config\n  - _self_\n"}.items():
+        repo.write(rel, text)
+    repo.commit("speech on Slurm, with its MLflow job identity")
+    done = e2e.expctl(repo.path, "apply", "-y", "--wait", "--timeout", "300", tracking_uri=mlflow_server.uri,
+                      EXPCTL_SECRET_STORE=str(store), **slurm_cluster.env)
+    assert done.returncode == 0 and "Finished: 1 succeeded." in done.stdout, done.stdout + done.stderr
+    assert password not in done.stdout + done.stderr
+    leaked = [p for root in (workdir, repo.path / ".expctl") for p in root.rglob("*")
+              if p.is_file() and password.encode() in p.read_bytes()]
+    assert leaked == []

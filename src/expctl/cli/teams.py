@@ -63,6 +63,8 @@ def status(ctx: click.Context, backend_name: str | None, output: str) -> None:
 
 _SYMBOL = {"create": "+", "update": "~", "delete": "-", "blocked": "!", "would-prune": " ", "unchanged": " "}
 _prune = click.option("--prune", is_flag=True, help="Delete the objects of teams no longer declared.")
+_rotate = click.option("--rotate", is_flag=True,
+                       help="Give every team's MLflow job identity a new password (teams that declare mlflow:).")
 
 
 def _plan_text(plan: Any) -> str:
@@ -79,26 +81,38 @@ def _plan_text(plan: Any) -> str:
             if plan.writes else "No changes.")
     extras = [f"{counts['unchanged']} unchanged"] + [f"{counts[k]} {k}" for k in ("blocked", "would-prune")
                                                      if counts[k]]
-    lines.append(f"{head} ({', '.join(extras)})")
+    if plan.fingerprint or plan.mlflow is None:  # the backend's reconciler ran
+        lines.append(f"{head} ({', '.join(extras)})")
     lines += [f"note: {n}" for n in getattr(plan, "notes", ())]
+    if plan.mlflow is not None:
+        lines += plan.mlflow.lines()
+        n = len(plan.mlflow.changes)
+        lines.append(f"MLflow: {n} to change." if n else "MLflow: no changes.")
     return "\n".join(one_line(ln) for ln in lines) + "\n"
 
 
 def _plan_json(plan: Any) -> list[dict[str, Any]]:
-    return [{"action": c.action.value, "kind": c.obj.kind, "name": c.obj.name, "namespace": c.obj.namespace or None,
+    rows = [{"action": c.action.value, "kind": c.obj.kind, "name": c.obj.name, "namespace": c.obj.namespace or None,
              "team": c.obj.team or None, "detail": c.detail} for c in plan.changes]
+    mlflow = plan.mlflow.changes if plan.mlflow is not None else ()
+    kept = plan.mlflow.kept if plan.mlflow is not None else ()
+    return rows + [{"action": c.action if i < len(mlflow) else "kept", "kind": f"mlflow-{c.kind}", "name": c.name,
+                    "namespace": c.args.get("workspace") or None, "team": c.team or None, "detail": c.reason}
+                   for i, c in enumerate((*mlflow, *kept))]
 
 
 @teams.command("plan")
 @_backend
 @_prune
+@_rotate
 @_output
 @click.pass_context
-def plan_cmd(ctx: click.Context, backend_name: str | None, prune: bool, output: str) -> None:
-    """What `teams apply` would create, update or delete for the teams (namespaces, RBAC, quotas, queues)."""
+def plan_cmd(ctx: click.Context, backend_name: str | None, prune: bool, rotate: bool, output: str) -> None:
+    """What `teams apply` would create, update or delete for the teams (namespaces, RBAC, quotas, queues; MLflow
+    workspaces, roles, users when the teams declare mlflow:)."""
     from expctl.engine.team_platform import teams_plan
 
-    plan = teams_plan(workspace(ctx), backend_name, prune)
+    plan = teams_plan(workspace(ctx), backend_name, prune, rotate)
     if output == "json":
         echo_json(_plan_json(plan))
         for note in plan.notes:
@@ -111,9 +125,11 @@ def plan_cmd(ctx: click.Context, backend_name: str | None, prune: bool, output: 
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @_backend
 @_prune
+@_rotate
 @click.option("--lock-timeout", default=600.0, type=float, show_default=True, help="Seconds to wait for another apply.")
 @click.pass_context
-def apply_cmd(ctx: click.Context, yes: bool, backend_name: str | None, prune: bool, lock_timeout: float) -> None:
+def apply_cmd(ctx: click.Context, yes: bool, backend_name: str | None, prune: bool, rotate: bool,
+              lock_timeout: float) -> None:
     """Create and update the teams' platform objects (with --prune, delete those of teams no longer declared)."""
     from expctl.engine.team_platform import TeamsPlan, teams_apply
 
@@ -125,17 +141,17 @@ def apply_cmd(ctx: click.Context, yes: bool, backend_name: str | None, prune: bo
             raise ExpctlError("teams apply needs -y when stdin is not a terminal")
         return click.confirm("Apply these changes?", default=False)
 
-    result = teams_apply(workspace(ctx), backend_name, prune, confirm, lock_timeout)
+    result = teams_apply(workspace(ctx), backend_name, prune, confirm, lock_timeout, rotate)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
-    if not result.plan.writes:
+    if not result.plan.total_writes:
         click.echo(_plan_text(result.plan), nl=False)
         return
     if result.declined:
         click.echo("Nothing applied.")
         return
-    for change, why in result.failed:
-        click.echo(f"error: {change.action.value} {change.obj.shown}: {why}", err=True)
-    click.echo(f"Applied: {len(result.done)} of {len(result.plan.writes)} changes.")
-    if result.failed:
-        ctx.exit(1)
+    for line in result.failures:
+        click.echo(one_line(f"error: {line}"), err=True)
+    click.echo(f"Applied: {result.done_count} of {result.plan.total_writes} changes.")
+    if result.failures:
+        ctx.exit(3)  # as `expctl apply` when a write failed

@@ -15,6 +15,11 @@ Pure: builds ``dict[str, str]`` from a ``Launch``; no I/O, no clock. Two parts:
   ``TF_CONFIG``. The local backend calls it per process; on Kubernetes the operator sets these; on Slurm the
   batch script derives the same names from ``SLURM_*`` at run time (``TOPOLOGY`` lists them).
 
+- ``TeamEnv``: a team's job identity (``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``, ``MLFLOW_WORKSPACE``), which
+  the engine hands the local and Slurm backends (``team_env``) when the teams declare ``mlflow:``. It holds a
+  password: a backend puts it into the process environment of the job at spawn (``sbatch``'s) only, never into a
+  state file, a script or a manifest. On Kubernetes the team's Secret carries it instead.
+
 To hand jobs a new variable, add it here (``job_env`` for every replica, ``replica_env`` per replica): every
 backend picks it up.
 """
@@ -22,12 +27,14 @@ backend picks it up.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from expctl.core.inputs import env_name
 from expctl.core.model import DATASET_ARTIFACT_DIR, JobKind, Launch, ResumeFrom, RunSpec, TrackingRef
 from expctl.core.naming import canonical_json
 from expctl.core.sanitize import job_uri
+
+TeamEnv = Callable[[str], Mapping[str, str]]  # experiment → its team's job identity (spawn time only; {}: none)
 
 # expctl's identity of the attempt, the same names on every backend
 RUN_NAME = "EXPCTL_RUN_NAME"

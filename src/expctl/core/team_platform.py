@@ -33,6 +33,12 @@ class Team:
     qos: str | None = None
     gpus: int | None = None
     max_gpus_per_run: int | None = None
+    # its MLflow job identity (user, password, workspace) for its namespace's Secret JOB_SECRET: never shown
+    job_env: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+
+JOB_SECRET = "expctl-mlflow-job"  # a team's Secret in its namespace: its MLflow job identity (envFrom)
+JOB_SECRET_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_WORKSPACE")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@
 - ``cancel_journal``: cancels MLflow does not know yet (it failed after the job was stopped), replayed by the
   next cancel or apply: recorded exactly once.
 - ``teams``: ``teams codeowners`` and ``teams status``; ``team_platform``: ``teams plan`` / ``teams apply``
-  (lock, audit, ``--prune``) over each backend's reconciler of the teams' platform objects (the seam).
+  (lock, audit, ``--prune``) over each backend's reconciler of the teams' platform objects (the seam);
+  ``team_mlflow``: their MLflow side (workspaces, roles, job identities) when the teams declare ``mlflow:``.
 - ``identity``: who acts (the commit author, the CI actor, the local user).
 - ``ui_server``: ``expctl ui``'s MLflow server child process.
 - ``report``: ``expctl report``'s collection (desired runs at the commit and its parent ⋈ observed ⋈ tracked

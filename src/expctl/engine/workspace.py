@@ -20,6 +20,7 @@ from expctl.backends.base import Backend
 from expctl.config.schema import Settings
 from expctl.core import backend_registry
 from expctl.core.errors import ConfigError, ConfigErrors, ExpctlError
+from expctl.core.jobenv import TeamEnv
 from expctl.core.model import RunSpec
 from expctl.core.sanitize import uri_credentials
 from expctl.tracking.base import Tracker
@@ -135,7 +136,25 @@ class Workspace:
                               f"give them the credentials with {name}.{info.credentials_key}", UserWarning,
                               stacklevel=1)
         backend: Backend = info.open(settings, repo=self.repo, state_dir=self.state_dir)
+        if hasattr(backend, "team_env"):
+            backend.team_env = self.team_env(settings)
         return backend
+
+    def team_env(self, settings: Settings) -> TeamEnv | None:
+        """Each team's job identity for the local and Slurm backends (``core.jobenv.TeamEnv``), read from the
+        platform's secret store when a job starts; None when no team declares ``mlflow:``."""
+        if not any(t.mlflow is not None for t in settings.teams):
+            return None
+        from expctl.config.schema_teams import team_of_experiment
+        from expctl.tracking.mlflow.job_secrets import JobSecretStore, job_environment, store_path
+
+        teams = list(settings.teams)
+        store = JobSecretStore(store_path(self.repo))
+
+        def identity(experiment: str) -> dict[str, str]:
+            team = next((t for t in teams if t.name == team_of_experiment(teams, experiment)), None)
+            return job_environment(team.name, team.mlflow_workspace(), store) if team else {}
+        return identity
 
     def hand_credentials(self, settings: Settings, backend: str) -> None:
         """Jobs are handed the tracking URI without its password (``sanitize.job_uri``): their environment is

@@ -3,7 +3,9 @@ ServiceAccount for its jobs; a Role + RoleBinding letting its users and groups (
 training jobs in its namespace only; a ResourceQuota (GPU requests, count of training objects); and with a Kueue
 queue, a LocalQueue → the team's ClusterQueue with its GPU ``nominalQuota`` on the shared ResourceFlavor (in the
 cohort ``expctl``, with a Cohort object, when the team may borrow). Every object carries expctl's managed-by
-label, the team, and the digest of its body (``expctl.io/spec-hash``).
+label, the team, and the digest of its body (``expctl.io/spec-hash``). When the teams declare ``mlflow:``, a
+team's namespace also holds its MLflow job identity, the Secret ``JOB_SECRET`` its jobs read with ``envFrom``
+(its body holds a password: handed to the API only, never printed).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from expctl.backends.kubernetes.manifests.common import MANAGED_BY, MANAGER, SPEC_HASH
 from expctl.backends.kubernetes.manifests.common import TEAM as TEAM_LABEL
-from expctl.core.team_platform import PlatformObject, Team, digest_of
+from expctl.core.team_platform import JOB_SECRET, PlatformObject, Team, digest_of
 
 KUEUE = "kueue.x-k8s.io/v1beta2"
 RBAC = "rbac.authorization.k8s.io/v1"
@@ -23,12 +25,13 @@ COHORT = "expctl"
 JOBS_ACCOUNT = "expctl-jobs"  # the ServiceAccount of a team's jobs
 ROLE = "expctl-team"
 # creation order: what others refer to first (deletes go in reverse)
-ORDER = ("Namespace", "ResourceFlavor", "Cohort", "ClusterQueue", "ServiceAccount", "Role", "RoleBinding",
-         "ResourceQuota", "LocalQueue")
+ORDER = ("Namespace", "ResourceFlavor", "Cohort", "ClusterQueue", "ServiceAccount", "Secret", "Role",
+         "RoleBinding", "ResourceQuota", "LocalQueue")
 TRAINING = {"kubeflow.org": ("pytorchjobs", "tfjobs", "mpijobs"), "trainer.kubeflow.org": ("trainjobs",)}
 
-API_VERSION = {"Namespace": "v1", "ServiceAccount": "v1", "ResourceQuota": "v1", "Role": RBAC, "RoleBinding": RBAC,
-               "ResourceFlavor": KUEUE, "Cohort": KUEUE, "ClusterQueue": KUEUE, "LocalQueue": KUEUE}
+API_VERSION = {"Namespace": "v1", "ServiceAccount": "v1", "Secret": "v1", "ResourceQuota": "v1", "Role": RBAC,
+               "RoleBinding": RBAC, "ResourceFlavor": KUEUE, "Cohort": KUEUE, "ClusterQueue": KUEUE,
+               "LocalQueue": KUEUE}
 
 
 def render_teams(teams: Sequence[Team]) -> list[PlatformObject]:
@@ -68,6 +71,8 @@ def _team_objects(team: Team, ns: str) -> list[PlatformObject]:
            _obj("RoleBinding", ROLE, ns, team.name, {
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROLE},
                "subjects": subjects})]
+    if team.job_env:
+        out.append(_obj("Secret", JOB_SECRET, ns, team.name, {"type": "Opaque", "stringData": dict(team.job_env)}))
     if hard:
         out.append(_obj("ResourceQuota", "expctl-team", ns, team.name, {"spec": {"hard": hard}}))
     if team.queue and team.gpus:

@@ -15,13 +15,14 @@ from expctl.backends.kubernetes.manifests.common import TEAM as TEAM_LABEL
 from expctl.backends.kubernetes.retry import ApiError
 from expctl.backends.kubernetes.team_objects import ORDER, TRAINING, render_teams
 from expctl.core.errors import BackendError
-from expctl.core.team_platform import PlatformAction, PlatformChange, PlatformObject, Team
+from expctl.core.team_platform import JOB_SECRET, PlatformAction, PlatformChange, PlatformObject, Team
 
 Key = tuple[str, str, str]
 # kind → (API path prefix, plural, namespaced)
 PATHS = {
     "Namespace": ("/api/v1", "namespaces", False),
     "ServiceAccount": ("/api/v1", "serviceaccounts", True),
+    "Secret": ("/api/v1", "secrets", True),
     "ResourceQuota": ("/api/v1", "resourcequotas", True),
     "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
     "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
@@ -126,7 +127,8 @@ class KubeTeams:
             for item in (found or {}).get("items") or []:
                 meta = item.get("metadata") or {}
                 name = meta.get("name", "")
-                ours = (meta.get("labels") or {}).get(MANAGED_BY) == MANAGER and plural == "serviceaccounts"
+                ours = ((meta.get("labels") or {}).get(MANAGED_BY) == MANAGER
+                        and (plural == "serviceaccounts" or (plural, name) == ("secrets", JOB_SECRET)))
                 token = item.get("type") == "kubernetes.io/service-account-token"
                 if not ours and not token and (plural, name) not in _BUILT_IN:
                     held.append(f"{plural}/{name}")

@@ -33,8 +33,8 @@ from expctl.backends.local.state import Proc, RunState
 from expctl.backends.local.table import RunTable
 from expctl.backends.locks import state_lock
 from expctl.backends.worktrees import CheckoutError, Worktrees
-from expctl.core.errors import BackendError
-from expctl.core.jobenv import DATA_DIGEST_ENV, inputs_in, job_env, replica_names
+from expctl.core.errors import BackendError, ExpctlError
+from expctl.core.jobenv import DATA_DIGEST_ENV, TeamEnv, inputs_in, job_env, replica_names
 from expctl.core.model import FailureClass, JobKind, Launch, ObservedRun, Phase
 from expctl.crash import crash_point
 
@@ -65,6 +65,7 @@ class LocalBackend:
         self._thread_lock = threading.RLock()
         self._table = RunTable(self.state_dir / "local.epoch")  # what create() schedules from (local_table)
         self.gpus_declared = gpus  # ``local.gpus`` of expctl.yaml; EXPCTL_LOCAL_GPUS wins (see local_gpus)
+        self.team_env: TeamEnv | None = None  # set by the engine when the teams declare mlflow: (core.jobenv)
         gpu.declared(gpus)  # a bad declaration fails here, before an apply's first write (not at each create)
         self._gpu_inventory: tuple[str, ...] | None = None
         self._gpu_looked_up = False
@@ -305,6 +306,14 @@ class LocalBackend:
             state.message, state.finished_at = exc.message, time.time()
             st.save(run_dir, state)
             return
+        try:  # the team's job identity: into the processes' environment only, never into the state file
+            identity = dict(self.team_env(state.experiment)) if self.team_env else {}
+        except ExpctlError as exc:
+            state.status, state.phase = st.FINISHED, Phase.FAILED.value
+            state.failure = FailureClass.INFRASTRUCTURE.value
+            state.message, state.finished_at = exc.message, time.time()
+            st.save(run_dir, state)
+            return
         names = replica_names(state.kind, state.replicas)
         ports = procs.free_ports(1 + (len(names) if state.kind == JobKind.TF else 0))
         state.status, state.phase, state.started_at = st.STARTED, Phase.RUNNING.value, time.time()
@@ -318,7 +327,7 @@ class LocalBackend:
         command = procs.resolve_command(state.command)
         boot = st.boot_id()
         for index, replica in enumerate(names):
-            env = {**os.environ, **state.env, **procs.topology_env(state.kind, names, index, ports)}
+            env = {**os.environ, **state.env, **identity, **procs.topology_env(state.kind, names, index, ports)}
             if managed_gpus:  # exactly this replica's GPUs (none for a CPU-only run)
                 env.update(gpu.visible_devices(state.gpu_devices[index] if state.gpu_devices else []))
             try:

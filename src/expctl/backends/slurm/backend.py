@@ -24,10 +24,11 @@ Idempotent: before submitting, ``create`` looks the name up (its record, then ``
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from expctl.backends.slurm.record import JobRecord, record_from_json
 from expctl.backends.worktrees import Worktrees
 from expctl.core import bounded, pipeline, safe_json
 from expctl.core.errors import BackendError, BackendUnavailable, ExpctlError, truncate
-from expctl.core.jobenv import replica_names
+from expctl.core.jobenv import TeamEnv, replica_names
 from expctl.core.model import FailureClass, Launch, ObservedRun, Phase
 from expctl.crash import crash_point
 
@@ -95,6 +96,7 @@ class SlurmBackend:
         self.worktrees = Worktrees(self.repo, self.workdir / "checkouts")
         self._lock = FileLock(str(self.workdir / "slurm.lock"), timeout=120)
         self._seen: list[dict[str, Any]] | None = None  # the last squeue listing (creates reuse it)
+        self.team_env: TeamEnv | None = None  # set by the engine when the teams declare mlflow: (core.jobenv)
 
     # -- Backend protocol ------------------------------------------------------------------------------
 
@@ -183,6 +185,10 @@ class SlurmBackend:
             args = sc.sbatch_args(launch, str(run_dir), sc.Placement(sched.partition, sched.account, sched.qos))
         except ValueError as exc:
             raise BackendError(f"{launch.name}: {exc}") from exc
+        try:  # the team's job identity: sbatch hands its environment to the job (--export=ALL); never the script
+            identity = dict(self.team_env(launch.spec.experiment)) if self.team_env else None
+        except ExpctlError as exc:
+            raise BackendError(f"{launch.name}: {exc.message}") from exc
         after = self._after(launch)
         if after:
             args.append(f"--dependency=afterok:{':'.join(str(i) for i in after.values())}")
@@ -194,7 +200,7 @@ class SlurmBackend:
             script = sc.batch_script(launch, str(run_dir), str(checkout), launch.spec.job.command)
             (run_dir / "job.sh").write_text(script, encoding="utf-8")
             _crash_hook("before-sbatch")
-            out = self._run(["sbatch", *args, str(run_dir / "job.sh")])
+            out = self._run(["sbatch", *args, str(run_dir / "job.sh")], identity)
         except BackendUnavailable:
             # the controller may have taken the job before it went away: its files stay (the job may run from
             # them), and the next apply adopts the job, found by name in squeue, or submits it (see _submitted)
@@ -335,9 +341,10 @@ class SlurmBackend:
 
     # -- Slurm's CLIs and the records ------------------------------------------------------------------
 
-    def _run(self, argv: list[str]) -> str:
+    def _run(self, argv: list[str], extra_env: Mapping[str, str] | None = None) -> str:
+        env = {**os.environ, **extra_env} if extra_env else None
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+            proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120, env=env)
         except FileNotFoundError as exc:
             raise BackendError(f"{argv[0]} not found: the Slurm client commands must be on PATH") from exc
         except subprocess.TimeoutExpired as exc:

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from expctl.core.errors import TrackingError
+from expctl.core.team_platform import JOB_SECRET
 
 STORE_ENV = "EXPCTL_SECRET_STORE"
-SECRET_NAME = "expctl-mlflow-job"  # the team's Kubernetes Secret, in the team's namespace
+SECRET_NAME = JOB_SECRET  # the team's Kubernetes Secret, in the team's namespace
 
 
 def store_path(repo: Path | None, env: Mapping[str, str] | None = None) -> Path:

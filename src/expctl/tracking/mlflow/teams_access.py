@@ -25,7 +25,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,20 +208,29 @@ def plan_mlflow_teams(teams: Sequence[MlflowTeam], tracking_uri: str, store: Job
 
 
 def apply_mlflow_teams(teams: Sequence[MlflowTeam], tracking_uri: str, store: JobSecretStore, *,
-                       prune: bool = False, rotate: bool = False,
-                       env: Mapping[str, str] | None = None) -> MlflowTeamsReport:
-    """Make the server hold ``teams``; the report's ``changes`` are those made, ``failed`` those refused."""
+                       prune: bool = False, rotate: bool = False, env: Mapping[str, str] | None = None,
+                       journal: Callable[[Change], Callable[[str | None], None]] | None = None
+                       ) -> MlflowTeamsReport:
+    """Make the server hold ``teams``; the report's ``changes`` are those made, ``failed`` those refused.
+
+    ``journal``: called before each change is made (the caller audits it), and what it returns after, with
+    None when the change was made or the line saying why not."""
     api, live, plan = _plan(teams, tracking_uri, store, prune, rotate, env)
     role_ids = {(r.workspace, r.name): r.id for r in live.roles}
     made: list[Change] = []
     failed: list[str] = []
     for change in plan.changes:
+        done = journal(change) if journal is not None else None
         try:
             _make(api, change, role_ids, store)
         except RequestRefused as exc:
             failed.append(f"{change.action} {change.kind} {change.name} (team {change.team}): {exc.message}")
+            if done is not None:
+                done(failed[-1])
             continue
         made.append(change)
+        if done is not None:
+            done(None)
     return MlflowTeamsReport(tuple(made), plan.kept, tuple(failed), plan.notes)
 
 

@@ -15,6 +15,7 @@ from expctl.core.jobenv import job_env
 from expctl.core.model import JobSpec, Launch
 from expctl.core.naming import slug
 from expctl.core.project import label_value
+from expctl.core.team_platform import JOB_SECRET, JOB_SECRET_KEYS
 
 if TYPE_CHECKING:
     from expctl.config.schema import Settings
@@ -63,6 +64,7 @@ class KubeSettings:
     clean_pod_policy: str = "Running"  # v1 runPolicy: finished jobs keep their pods' logs
     trainjob_step: str = "node"  # TrainJob: the runtime's replicated job and container that train
     trainjob_git_sync: str = "git-sync"  # TrainJob: the runtime's init container that clones
+    mlflow_teams: tuple[str, ...] = ()  # teams whose namespace holds their MLflow job Secret (JOB_SECRET)
 
 
 def kube_settings(settings: Settings, derived_project: str | None = None) -> KubeSettings:
@@ -77,6 +79,8 @@ def kube_settings(settings: Settings, derived_project: str | None = None) -> Kub
         tracking_secret=kube.tracking_secret,
         default_image=kube.image,
         git_sync_image=kube.git_image,
+        mlflow_teams=tuple(t.name for t in settings.teams if t.kubernetes and t.kubernetes.namespace)
+        if any(t.mlflow is not None for t in settings.teams) else (),
     )
 
 
@@ -164,19 +168,29 @@ def env(launch: Launch) -> list[Manifest]:
 TRACKING_SECRET_KEYS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "PGPASSWORD")
 
 
-def tracking_env_from(settings: KubeSettings) -> list[Manifest]:
-    """``envFrom`` of a training container: every key of ``kubernetes.tracking_secret`` as a variable (the
-    MLflow credentials the job's URI does not hold); nothing when none is set."""
-    return [{"secretRef": {"name": settings.tracking_secret}}] if settings.tracking_secret else []
+def _secrets(settings: KubeSettings, team: str | None) -> list[str]:
+    """The Secrets a job's MLflow credentials come from, the last winning: ``kubernetes.tracking_secret``, then
+    its team's job identity (``teams apply`` keeps ``JOB_SECRET`` in the team's namespace)."""
+    own = [JOB_SECRET] if team and team in settings.mlflow_teams else []
+    return ([settings.tracking_secret] if settings.tracking_secret else []) + own
 
 
-def tracking_secret_env(settings: KubeSettings) -> list[Manifest]:
+def tracking_env_from(settings: KubeSettings, team: str | None = None) -> list[Manifest]:
+    """``envFrom`` of a training container: every key of ``kubernetes.tracking_secret`` and of the team's job
+    Secret as variables (the MLflow credentials the job's URI does not hold); nothing when none is set."""
+    return [{"secretRef": {"name": name}} for name in _secrets(settings, team)]
+
+
+def tracking_secret_env(settings: KubeSettings, team: str | None = None) -> list[Manifest]:
     """The same for an API whose container has ``env`` only: each of ``TRACKING_SECRET_KEYS`` from the Secret,
-    optional (a key the Secret lacks is simply unset)."""
-    if not settings.tracking_secret:
-        return []
-    return [{"name": key, "valueFrom": {"secretKeyRef": {"name": settings.tracking_secret, "key": key,
-                                                         "optional": True}}} for key in TRACKING_SECRET_KEYS]
+    optional (a key the Secret lacks is simply unset); the team's job Secret's keys after (they win)."""
+    out: dict[str, Manifest] = {}
+    for name in _secrets(settings, team):
+        keys = TRACKING_SECRET_KEYS if name != JOB_SECRET else JOB_SECRET_KEYS
+        out.update({key: {"name": key, "valueFrom": {"secretKeyRef": {"name": name, "key": key,
+                                                                      "optional": name != JOB_SECRET}}}
+                    for key in keys})
+    return list(out.values())
 
 
 def resources(job: JobSpec, with_gpus: bool = True) -> Manifest:
@@ -258,8 +272,9 @@ def pod_template(
     """One replica's pod template: the training container, git-sync, scheduling and placement."""
     job = launch.spec.job
     container: Manifest = {"name": container_name, "image": image_of(job, settings), "env": env(launch)}
-    if settings.tracking_secret:
-        container["envFrom"] = tracking_env_from(settings)
+    env_from = tracking_env_from(settings, job.team)
+    if env_from:
+        container["envFrom"] = env_from
     if command and job.command:
         container["command"] = list(job.command)
     res = resources(job, with_gpus=gpus)

@@ -76,7 +76,7 @@ def render_trainjob(launch: Launch, settings: KubeSettings) -> Manifest:
     trainer: Manifest = {
         "image": image_of(job, settings),
         "numNodes": max(job.replicas, 1),
-        "env": env(launch) + tracking_secret_env(settings),  # the trainer has no envFrom
+        "env": env(launch) + tracking_secret_env(settings, job.team),  # the trainer has no envFrom
     }
     if job.command:
         trainer["command"] = list(job.command)
