@@ -235,3 +235,14 @@ def test_a_live_run_gets_the_metrics_the_tracker_recorded() -> None:
     live = replace(ran(up, Phase.SUCCEEDED), metrics=())
     (joined,) = join_observed([live], [replace(live, live=False, metrics=(("val_accuracy", 0.9),))])
     assert joined.live and joined.metrics == (("val_accuracy", 0.9),)
+
+
+def test_an_input_from_another_teams_experiment_needs_that_team_to_share() -> None:
+    inputs = {"finetune": (UP,)}
+    teams = {"pretrain": "vision", "finetune": "nlp"}
+    (error,) = pipeline.graph_errors(inputs, FILES, {"pretrain": 1}, teams, shared=())
+    assert (error.file, error.key) == ("experiments/finetune.yaml", "expctl.inputs.up.experiment")
+    assert "team vision, which does not share its runs (share: true" in str(error) and "\n" not in str(error)
+    assert pipeline.graph_errors(inputs, FILES, {"pretrain": 1}, teams, shared={"vision"}) == []
+    assert pipeline.graph_errors(inputs, FILES, {"pretrain": 1}, {"pretrain": "nlp", "finetune": "nlp"}) == []
+    assert pipeline.graph_errors(inputs, FILES, {"pretrain": 1}) == []  # no teams declared

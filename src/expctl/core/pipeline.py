@@ -10,7 +10,7 @@ resolvable yet holds the run (``waiting``), an upstream that failed for good blo
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from expctl.core.desired import validation_spec
@@ -70,10 +70,14 @@ def order(names: Sequence[str], edges: Mapping[str, Sequence[str]]) -> list[str]
 
 
 def graph_errors(inputs: Mapping[str, Sequence[InputDecl]], files: Mapping[str, str],
-                 points: Mapping[str, int]) -> list[ConfigError]:
+                 points: Mapping[str, int], teams: Mapping[str, str | None] | None = None,
+                 shared: Collection[str] = ()) -> list[ConfigError]:
     """The declarations checked against each other: an unknown upstream experiment, an experiment input on a
     sweep without ``each`` or ``best``, ``each`` on an upstream that is not a sweep, a cycle. ``files``: every
-    experiment's file; ``points``: the number of training runs of each experiment that was expanded."""
+    experiment's file; ``points``: the number of training runs of each experiment that was expanded; ``teams``:
+    each experiment's team (when teams are declared), ``shared``: the teams that share their runs — an input
+    from another team's experiment is refused unless that team shares."""
+    team_of = teams or {}
     errors: list[ConfigError] = []
     for name, decls in inputs.items():
         for d in decls:
@@ -83,6 +87,12 @@ def graph_errors(inputs: Mapping[str, Sequence[InputDecl]], files: Mapping[str, 
             if d.experiment not in files:
                 errors.append(ConfigError(f"no experiment named {d.experiment!r} (experiments/{d.experiment}.yaml "
                                           "does not exist)", file=files[name], key=key))
+                continue
+            mine, theirs = team_of.get(name), team_of.get(d.experiment)
+            if theirs is not None and theirs != mine and theirs not in shared:
+                errors.append(ConfigError(f"{d.experiment!r} belongs to team {theirs}, which does not share its "
+                                          f"runs (share: true in its block of expctl.yaml's teams:)",
+                                          file=files[name], key=key))
                 continue
             count = points.get(d.experiment)
             if count is None:
