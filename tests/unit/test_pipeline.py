@@ -246,3 +246,11 @@ def test_an_input_from_another_teams_experiment_needs_that_team_to_share() -> No
     assert pipeline.graph_errors(inputs, FILES, {"pretrain": 1}, teams, shared={"vision"}) == []
     assert pipeline.graph_errors(inputs, FILES, {"pretrain": 1}, {"pretrain": "nlp", "finetune": "nlp"}) == []
     assert pipeline.graph_errors(inputs, FILES, {"pretrain": 1}) == []  # no teams declared
+
+
+def test_the_experiment_whose_gate_registers_a_consumed_model_is_ordered_first() -> None:
+    inputs = {"finetune": (BASE,)}
+    edges = pipeline.with_producers(pipeline.edges_of(inputs), inputs, {"pretrain-classifier": {"pretrain"}})
+    assert edges == {"finetune": ["pretrain"]}
+    assert pipeline.order(["finetune", "other", "pretrain"], edges) == ["pretrain", "finetune", "other"]
+    assert pipeline.with_producers({}, inputs, {}) == {"finetune": []}

@@ -137,8 +137,11 @@ def _pipelines(runs: list[RunSpec], files: dict[str, str],
     inputs: dict[str, tuple[InputDecl, ...]] = {}
     points: dict[str, int] = {}
     teams: dict[str, str | None] = {}
+    producers: dict[str, set[str]] = {}  # model name → the experiments whose gate registers it
     for run in runs:
         teams.setdefault(run.experiment, run.job.team)
+        if run.job.validation is not None and run.job.validation.register_as:
+            producers.setdefault(run.job.validation.register_as, set()).add(run.experiment)
         if not run.validates:
             points[run.experiment] = points.get(run.experiment, 0) + 1
             if run.job.inputs:
@@ -148,7 +151,8 @@ def _pipelines(runs: list[RunSpec], files: dict[str, str],
     errors = pipeline.graph_errors(inputs, files, points, teams, shared)
     if errors:
         return runs, errors
-    ranked = {name: i for i, name in enumerate(pipeline.order(list(files), pipeline.edges_of(inputs)))}
+    edges = pipeline.with_producers(pipeline.edges_of(inputs), inputs, producers)
+    ranked = {name: i for i, name in enumerate(pipeline.order(list(files), edges))}
     ordered = sorted(runs, key=lambda r: ranked.get(r.experiment, len(ranked)))  # stable: sweep order kept
     return pipeline.expand_each(ordered), []
 

@@ -26,6 +26,18 @@ def edges_of(inputs: Mapping[str, Sequence[InputDecl]]) -> dict[str, list[str]]:
             for name, decls in inputs.items()}
 
 
+def with_producers(edges: Mapping[str, Sequence[str]], inputs: Mapping[str, Sequence[InputDecl]],
+                   producers: Mapping[str, Collection[str]]) -> dict[str, list[str]]:
+    """``edges`` plus, for ordering only, the experiments whose gate registers a model an experiment consumes
+    (``producers``: model name → those experiments): the plan lists a pretrain before the finetune that waits for
+    its alias. Not checked for cycles: a registry sits between, nothing waits on the other experiment's run."""
+    out = {name: list(ups) for name, ups in edges.items()}
+    for name, decls in inputs.items():
+        extra = {p for d in decls if d.model is not None for p in producers.get(d.model, ()) if p != name}
+        out[name] = sorted({*out.get(name, []), *extra})
+    return out
+
+
 def find_cycle(edges: Mapping[str, Sequence[str]]) -> list[str] | None:
     """A cycle of the graph as a path that ends where it starts (``[a, b, a]``), or None."""
     state: dict[str, int] = {}  # 1: on the path, 2: done
