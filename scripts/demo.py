@@ -1,8 +1,10 @@
 """`make demo`: plan and apply this repository's own experiments on the embedded default.
 
 Local backend (processes in git worktrees at the commit) and the embedded MLflow store under .expctl/.
-Runs `expctl validate`, `plan`, `apply -y --wait` and `status`, then prints the registered models; then the
-data flow (scripts/demo_data.py): versioned datasets, validation by the platform, promotion, lineage.
+Runs `expctl validate`, `plan`, `apply -y --wait` and `status`, then prints the registered models and the
+lineage of the two-stage chain (experiments/pretrain.yaml → experiments/finetune.yaml: `apply --wait` launches
+the finetune in the round that sees the pretrain champion, and follows it to the end); then the data flow
+(scripts/demo_data.py): versioned datasets, validation by the platform, promotion, lineage.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ def main() -> None:
     step("a squeue-like table", "status")
     step("nothing left to do", "plan")
     registered_models()
+    step("the chain: finetune model → its run → the pretrain champion → its run", "lineage",
+         "blobs-finetuned@champion")
     import demo_data
 
     data_started = time.perf_counter()

@@ -14,6 +14,9 @@ Data: when expctl hands over a dataset (``EXPCTL_DATASET_MANIFEST`` — a local 
 ``val_*`` on its ``validation`` items (the ``test`` split is held out for the platform's validation job);
 otherwise it generates seeded Gaussian blobs from ``dataset.*``.
 
+Pipelines: with ``EXPCTL_INPUT_BASE_URI`` (an experiment's ``expctl.inputs.base``, e.g. ``models:/NAME/VERSION``)
+it starts from that model's weights (the same ``model.*``) and continues training it.
+
 Checkpoints: after every ``trainer.checkpoint_every`` epochs rank 0 saves model, optimizer and epoch — into
 ``EXPCTL_CHECKPOINT_DIR`` when expctl hands one (the experiment declared ``checkpoints.dir``), else as the
 artifact ``checkpoints/epoch-NNNN.pt`` of its MLflow run — and tags its run ``expctl.checkpoint`` (URI) and
@@ -134,6 +137,15 @@ def make_model(config: dict[str, Any], features: int, classes: int) -> nn.Module
     return nn.Sequential(*blocks)
 
 
+def load_base(net: nn.Module) -> None:
+    """Start from the weights of the model a pipeline hands over as the input ``base`` (``EXPCTL_INPUT_BASE_URI``,
+    e.g. the pretrain champion ``models:/blobs-pretrained/3``; the same ``model.*``), if any."""
+    uri = os.environ.get("EXPCTL_INPUT_BASE_URI")
+    if uri:
+        net.load_state_dict(mlflow.pytorch.load_model(uri, map_location="cpu").state_dict())
+        print(f"continuing to train {uri}", flush=True)
+
+
 def evaluate(model: nn.Module, points: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
     model.eval()
     with torch.no_grad():
@@ -228,6 +240,7 @@ def train(config: dict[str, Any]) -> None:
     n_val = len(val_x)
     shard_x, shard_y = train_x[rank::world], train_y[rank::world]  # each rank trains on its own shard
     net = make_model(config, features, classes)
+    load_base(net)
     model: nn.Module = DistributedDataParallel(net) if world > 1 else net
     optimizer = torch.optim.Adam(model.parameters(), lr=float(setting(config, "optimizer.lr")),
                                  weight_decay=float(setting(config, "optimizer.weight_decay")))

@@ -1,5 +1,6 @@
 """`make demo`, the README's first command, end to end on a clone of this repository: the embedded default
-(local backend, embedded MLflow store), every step of ``scripts/demo.py`` exits as it should."""
+(local backend, embedded MLflow store), every step of ``scripts/demo.py`` exits as it should, and the two-stage
+chain (pretrain → finetune from the pretrain champion) ends with the finetune done."""
 
 from __future__ import annotations
 
@@ -28,5 +29,8 @@ def test_the_demo_runs_on_a_clone_of_this_repository(tmp_path: Path) -> None:
         assert "Traceback" not in demo.stderr, demo.stderr[-3000:]
         assert "No changes." in demo.stdout and "Registered models (MLflow Model Registry):" in demo.stdout
         assert (clone / ".expctl" / "mlflow.db").is_file()
+        # the chain: the finetune ran in the --wait round that saw the pretrain champion, from that version
+        assert "Finished: 10 succeeded." in demo.stdout, demo.stdout[-3000:]
+        assert "input     base: blobs-pretrained version " in demo.stdout, demo.stdout[-3000:]
     finally:
         e2e.stop_jobs(clone)

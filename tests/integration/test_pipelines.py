@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import e2e
+from tests.support import e2e, jobs
 from tests.support.gitrepo import GitRepo, minimal_repo
 from tests.support.mlflow_server import MlflowServer
 
@@ -131,6 +131,37 @@ def register(uri: str, name: str, run_id: str) -> str:
     version = client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id)
     client.set_registered_model_alias(name, "champion", str(version.version))
     return str(version.version)
+
+
+def test_best_takes_the_sweep_point_with_the_best_final_metric_and_a_new_best_replaces_the_consumer(
+        tmp_path: Path, mlflow_server: MlflowServer) -> None:
+    uri = mlflow_server.uri
+    curve = "  kind: local\n  command: [python, code/log_curve.py]\n  retries: {max_attempts: 1}\n"
+    repo = minimal_repo(tmp_path / "repo", {
+        "experiments/best-sweep.yaml": experiment(sweep="optimizer.lr: 0.1,0.01,0.001").replace(JOB, curve),
+        "experiments/best-fine.yaml": experiment(
+            inputs="    top: {experiment: best-sweep, best: {metric: acc, mode: max}}\n"),
+        "code/log_curve.py": jobs.source("log_curve"), "code/train.py": "print('train')\n",
+        ".gitignore": ".expctl/\n"})
+    try:
+        assert "Finished: 4 succeeded." in apply(repo, uri)  # log_curve: lr 0.01 has the best acc
+        sweep, (fine,) = runs_of(uri, "best-sweep"), runs_of(uri, "best-fine")
+        (best,) = [r for r in sweep if "optimizer.lr=0.01" in json.loads(r.data.tags["expctl.overrides"])]
+        assert fine.data.tags["expctl.input.top.uri"] == f"runs:/{best.info.run_id}"
+        assert fine.data.tags["expctl.input.top.spec_hash"] == best.data.tags["expctl.spec_hash"]
+        assert fine.info.start_time >= max(r.info.end_time for r in sweep)  # after the whole sweep
+
+        repo.write("experiments/best-sweep.yaml",  # 0.01 is gone: 0.1 and 0.001 tie at 0.8 (lowest run key)
+                   experiment(sweep="optimizer.lr: 0.1,0.001").replace(JOB, curve))
+        repo.commit("drop the best point")
+        (line,) = plan(repo, uri)["best-fine"]  # the other points are unchanged: no run of them again
+        assert line[:2] == ("replace", "upstream-changed") and line[2].startswith("top: best-sweep@"), line
+        apply(repo, uri)
+        (new,) = [r for r in runs_of(uri, "best-fine") if r.info.run_id != fine.info.run_id]
+        assert new.data.tags["expctl.input.top.spec_hash"] != best.data.tags["expctl.spec_hash"]
+        assert new.data.tags["expctl.input.top.spec_hash"] in {r.data.tags["expctl.spec_hash"] for r in sweep}
+    finally:
+        e2e.stop_jobs(repo.path)
 
 
 def test_a_model_input_waits_for_its_alias_and_a_moved_alias_replaces_the_consumer(

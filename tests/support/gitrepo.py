@@ -58,14 +58,18 @@ class GitRepo:
                         ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
         return self.commit("add training code")
 
-    def copy_examples(self) -> None:
-        """This project's own conf/, experiments/, expctl.yaml and training code."""
+    def copy_examples(self, *, chain: bool = False) -> None:
+        """This project's own conf/, experiments/, expctl.yaml and training code; the demo's two-stage chain
+        (``CHAIN``: pretrain → finetune, which waits for a promotion) only with ``chain``."""
+        skipped = () if chain else CHAIN
         for name in ("conf", "experiments", "training"):
             if (ROOT / name).exists():
                 shutil.copytree(ROOT / name, self.path / name, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("__pycache__"))
+                                ignore=shutil.ignore_patterns("__pycache__", *skipped))
         shutil.copy(ROOT / "expctl.yaml", self.path / "expctl.yaml")
 
+
+CHAIN = ("pretrain.yaml", "finetune.yaml")  # experiments/: the demo's pipeline (docs/pipelines.md)
 
 MINIMAL_CONF = {
     "conf/config.yaml": "defaults:\n  - model: small\n  - _self_\nseed: 0\noptimizer:\n  lr: 0.1\n"

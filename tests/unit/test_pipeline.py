@@ -191,3 +191,66 @@ def test_a_held_consumer_is_released_after_its_upstream_succeeded_and_never_afte
     held = replace(ran(solo, Phase.PENDING), held_by=(up.name,))
     plan = make_plan([replace(solo, spec_hash="other")], [held], commit=solo.commit, backend="fake", now=1e12)
     assert [c.action for c in plan.changes] == [Action.REPLACE]
+
+
+BEST = InputDecl("top", experiment="pretrain", best="val_accuracy")
+
+
+def scored(s: RunSpec, value: float | None, phase: Phase = Phase.SUCCEEDED) -> ObservedRun:
+    return replace(ran(s, phase, run_id=f"run-{s.run_key[:6]}"),
+                   metrics=() if value is None else (("val_accuracy", value),))
+
+
+def test_best_picks_the_succeeded_point_with_the_best_final_metric_once_the_sweep_finished() -> None:
+    lo, hi, c = sorted((spec("pretrain", overrides=(f"optimizer.lr={lr}",)) for lr in ("0.1", "0.2", "0.3")),
+                       key=lambda s: s.run_key)
+    down = spec("finetune", BEST)
+    assert pipeline.graph_errors({"finetune": (BEST,)}, FILES, {"pretrain": 3}) == []  # best on a sweep: fine
+    _, held = pipeline.resolve([lo, hi, c, down], [scored(lo, 0.8), scored(hi, None, Phase.RUNNING)], {})
+    assert held[down.run_key].reason is Reason.WAITING and hi.name in held[down.run_key].detail
+    observed = [scored(lo, 0.8), scored(hi, 0.9), scored(c, 0.99, Phase.FAILED)]  # c failed for good: no pick
+    (*_, got), held = pipeline.resolve([lo, hi, c, down], observed, {})
+    assert not held and got.inputs[0].run_id == observed[1].mlflow_run_id and got.inputs[0].spec_hash == hi.spec_hash
+    mode_min = replace(down, job=make_job(inputs=(replace(BEST, mode="min"),)))
+    assert pipeline.resolve([lo, hi, c, mode_min], observed, {})[0][-1].inputs[0].spec_hash == lo.spec_hash
+    # a new best is a new identity (upstream-changed, old → new); a tie goes to the lowest run key
+    tie = [scored(lo, 0.95), scored(hi, 0.95), scored(c, 0.7, Phase.FAILED)]
+    (*_, moved), _ = pipeline.resolve([lo, hi, c, down], tie, {})
+    assert moved.spec_hash != got.spec_hash and moved.inputs[0].spec_hash == lo.spec_hash
+    assert pipeline.labels(got) != pipeline.labels(moved)
+
+
+def test_best_is_blocked_when_no_point_succeeded_with_the_metric() -> None:
+    a, b = (spec("pretrain", overrides=(f"optimizer.lr={lr}",)) for lr in ("0.1", "0.2"))
+    down = spec("finetune", BEST)
+    _, held = pipeline.resolve([a, b, down], [scored(a, None), scored(b, 0.9, Phase.FAILED)], {})
+    assert held[down.run_key].action is Action.BLOCKED and "no run succeeded with a val_accuracy" in \
+        held[down.run_key].detail
+
+
+def test_a_live_run_gets_the_metrics_the_tracker_recorded() -> None:
+    from expctl.core.diff import join_observed
+
+    up = spec("pretrain")
+    live = replace(ran(up, Phase.SUCCEEDED), metrics=())
+    (joined,) = join_observed([live], [replace(live, live=False, metrics=(("val_accuracy", 0.9),))])
+    assert joined.live and joined.metrics == (("val_accuracy", 0.9),)
+
+
+def test_an_input_from_another_teams_experiment_needs_that_team_to_share() -> None:
+    inputs = {"finetune": (UP,)}
+    teams = {"pretrain": "vision", "finetune": "nlp"}
+    (error,) = pipeline.graph_errors(inputs, FILES, {"pretrain": 1}, teams, shared=())
+    assert (error.file, error.key) == ("experiments/finetune.yaml", "expctl.inputs.up.experiment")
+    assert "team vision, which does not share its runs (share: true" in str(error) and "\n" not in str(error)
+    assert pipeline.graph_errors(inputs, FILES, {"pretrain": 1}, teams, shared={"vision"}) == []
+    assert pipeline.graph_errors(inputs, FILES, {"pretrain": 1}, {"pretrain": "nlp", "finetune": "nlp"}) == []
+    assert pipeline.graph_errors(inputs, FILES, {"pretrain": 1}) == []  # no teams declared
+
+
+def test_the_experiment_whose_gate_registers_a_consumed_model_is_ordered_first() -> None:
+    inputs = {"finetune": (BASE,)}
+    edges = pipeline.with_producers(pipeline.edges_of(inputs), inputs, {"pretrain-classifier": {"pretrain"}})
+    assert edges == {"finetune": ["pretrain"]}
+    assert pipeline.order(["finetune", "other", "pretrain"], edges) == ["pretrain", "finetune", "other"]
+    assert pipeline.with_producers({}, inputs, {}) == {"finetune": []}

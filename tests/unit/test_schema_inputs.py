@@ -24,6 +24,9 @@ def test_the_three_kinds_of_input_become_declarations() -> None:
         InputDecl("teacher", model="pretrain-classifier", version=3),
     )
     assert to_decls(parse_block({}, FILE).inputs) == ()
+    best = parse_block({"inputs": {"top": {"experiment": "sweep", "best": {"metric": "val_loss", "mode": "min"}}}},
+                       FILE)
+    assert to_decls(best.inputs) == (InputDecl("top", experiment="sweep", best="val_loss", mode="min"),)
 
 
 @pytest.mark.parametrize(("inputs", "key", "says"), [
@@ -37,7 +40,10 @@ def test_the_three_kinds_of_input_become_declarations() -> None:
     ({"base": {}}, "expctl.inputs.base", "either"),
     ({"base": {"model": "m@a", "each": True}}, "expctl.inputs.base", "each is for experiment inputs"),
     ({"base": {"experiment": "Pretrain"}}, "expctl.inputs.base.experiment", ""),
-    ({"base": {"experiment": "x", "best": {}}}, "expctl.inputs.base.best", "unknown key"),
+    ({"base": {"experiment": "x", "best": {}}}, "expctl.inputs.base.best.metric", ""),
+    ({"base": {"experiment": "x", "best": {"metric": "m", "mode": "up"}}}, "expctl.inputs.base.best.mode", ""),
+    ({"base": {"experiment": "x", "each": True, "best": {"metric": "m"}}}, "expctl.inputs.base", "say one of them"),
+    ({"base": {"model": "m@a", "best": {"metric": "m"}}}, "expctl.inputs.base", "best is for experiment inputs"),
     ({"my-base": {"experiment": "x"}}, "expctl.inputs.my-base", "invalid name"),
 ])
 def test_bad_inputs_are_one_line_naming_file_and_key(inputs: dict[str, Any], key: str, says: str) -> None:

@@ -38,6 +38,7 @@ def error_of(data: Any) -> str:
     (teams(name="Vision Team"), "expctl.yaml: teams.0.name: must be a lowercase RFC 1123 label"),
     (teams(members=["alice"]), "expctl.yaml: teams.0.members.0: must be one line"),
     (teams(gpu=8), "expctl.yaml: teams.0.gpu: unknown key (did you mean 'gpus'?)"),
+    (teams(share="everyone"), "expctl.yaml: teams.0.share: input should be a valid boolean"),
     (teams({**NLP, "paths": ["experiments/other"], "kubernetes": None, "slurm": None}),
      "expctl.yaml: teams.2.name: a second team named 'nlp' (the first is teams.1)"),
     (teams(paths=["experiments/vision", "experiments/nlp/bert"]),

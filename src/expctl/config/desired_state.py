@@ -121,7 +121,7 @@ def load_desired(snap: source.Snapshot, only: str | None = None, point: Sequence
             except ConfigError as exc:
                 errors.append(exc)
     if not errors:
-        desired.runs, graph = _pipelines(desired.runs, names)
+        desired.runs, graph = _pipelines(desired.runs, names, {t.name for t in settings.teams if t.share})
         errors.extend(graph)
     errors.extend(duplicate_names(desired.runs))
     errors.extend(backend_registry.run_errors(desired.runs, settings))
@@ -132,22 +132,30 @@ def load_desired(snap: source.Snapshot, only: str | None = None, point: Sequence
     return desired
 
 
-def _pipelines(runs: list[RunSpec], files: dict[str, str]) -> tuple[list[RunSpec], list[ConfigError]]:
+def _pipelines(runs: list[RunSpec], files: dict[str, str],
+               shared: set[str]) -> tuple[list[RunSpec], list[ConfigError]]:
     """The runs in dependency order (an upstream experiment's before its consumers'), ``each`` inputs
-    expanded, and the errors of the inputs checked against each other (``core.pipeline.graph_errors``)."""
+    expanded, and the errors of the inputs checked against each other and against the teams that share their
+    runs (``core.pipeline.graph_errors``)."""
     inputs: dict[str, tuple[InputDecl, ...]] = {}
     points: dict[str, int] = {}
+    teams: dict[str, str | None] = {}
+    producers: dict[str, set[str]] = {}  # model name → the experiments whose gate registers it
     for run in runs:
+        teams.setdefault(run.experiment, run.job.team)
+        if run.job.validation is not None and run.job.validation.register_as:
+            producers.setdefault(run.job.validation.register_as, set()).add(run.experiment)
         if not run.validates:
             points[run.experiment] = points.get(run.experiment, 0) + 1
             if run.job.inputs:
                 inputs.setdefault(run.experiment, run.job.inputs)
     if not inputs:  # no pipelines: the runs as they were
         return runs, []
-    errors = pipeline.graph_errors(inputs, files, points)
+    errors = pipeline.graph_errors(inputs, files, points, teams, shared)
     if errors:
         return runs, errors
-    ranked = {name: i for i, name in enumerate(pipeline.order(list(files), pipeline.edges_of(inputs)))}
+    edges = pipeline.with_producers(pipeline.edges_of(inputs), inputs, producers)
+    ranked = {name: i for i, name in enumerate(pipeline.order(list(files), edges))}
     ordered = sorted(runs, key=lambda r: ranked.get(r.experiment, len(ranked)))  # stable: sweep order kept
     return pipeline.expand_each(ordered), []
 

@@ -4,6 +4,7 @@
       base: {model: pretrain-classifier@champion}   # a registered model version by alias
       teacher: {model: pretrain-classifier, version: 3}
       points: {experiment: pretrain-sweep, each: true}   # one run per point of a sweep upstream
+      top: {experiment: pretrain-sweep, best: {metric: val_accuracy, mode: max}}   # its best succeeded point
 
 What one block can say is checked here; what needs the other experiments (an unknown one, ``each`` on an
 upstream that is not a sweep, a cycle) is checked by ``core.pipeline.graph_errors`` once all are composed.
@@ -12,7 +13,7 @@ upstream that is not a sweep, a cycle) is checked by ``core.pipeline.graph_error
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -23,11 +24,17 @@ INPUT_NAME = r"^[A-Za-z][A-Za-z0-9_]{0,62}$"  # EXPCTL_INPUT_<NAME>_URI: a name 
 InputName = Annotated[str, Field(pattern=INPUT_NAME)]
 
 
+class BestIn(Strict):
+    metric: str = Field(min_length=1, max_length=250, description="the metric whose final value picks the run")
+    mode: Literal["max", "min"] = "max"
+
+
 class InputIn(Strict):
     model: str | None = Field(None, max_length=512, description="NAME@ALIAS, or NAME with version")
     version: int | None = Field(None, ge=1, le=2**31 - 1)
     experiment: Annotated[str, Field(max_length=255, pattern=r"^[a-z][a-z0-9/-]*$")] | None = None
     each: bool = False
+    best: BestIn | None = None
 
     @field_validator("model")
     @classmethod
@@ -55,6 +62,10 @@ class InputIn(Strict):
             raise ValueError("version is for model inputs")
         if self.model is not None and self.each:
             raise ValueError("each is for experiment inputs (one run per point of a sweep upstream)")
+        if self.best is not None and self.model is not None:
+            raise ValueError("best is for experiment inputs (the best run of another experiment)")
+        if self.best is not None and self.each:
+            raise ValueError("best picks one run, each takes every run: say one of them")
         return self
 
 
@@ -66,5 +77,7 @@ def to_decls(inputs: dict[str, InputIn]) -> tuple[InputDecl, ...]:
         if item.model is not None:
             model, _, alias = item.model.rpartition("@") if "@" in item.model else (item.model, "", "")
         out.append(InputDecl(name=name, model=model, alias=alias or None, version=item.version,
-                             experiment=item.experiment, each=item.each))
+                             experiment=item.experiment, each=item.each,
+                             best=item.best.metric if item.best else None,
+                             mode=item.best.mode if item.best else "max"))
     return tuple(out)

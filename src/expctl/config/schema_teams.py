@@ -1,7 +1,8 @@
 """The ``teams:`` block of ``expctl.yaml`` (pydantic, at the user-input boundary): each team's experiment paths,
 members, placement per backend (Kubernetes namespace, Kueue queue, priority class; Slurm partition, account,
-qos) and GPU quota. ``check_teams`` holds the checks across teams (one line each, naming expctl.yaml and the key);
-``team_for`` finds the team owning an experiment file. See docs/teams.md.
+qos), GPU quota and whether other teams' experiments may consume its runs (``share``). ``check_teams`` holds
+the checks across teams (one line each, naming expctl.yaml and the key); ``team_for`` finds the team owning an
+experiment file. See docs/teams.md.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class TeamIn(Strict):
     gpus: int | None = Field(None, ge=1, le=MAX_TEAM_GPUS)  # quota: GPUs in use at once (None: no quota)
     max_gpus_per_run: int | None = Field(None, ge=1, le=MAX_TEAM_GPUS)
     mlflow: TeamMlflowIn | None = None
+    share: bool = False  # other teams' experiments may consume its runs (pipelines: inputs.X.experiment)
 
     def owns(self, source_file: str) -> bool:
         """Whether the experiment file ``source_file`` is under one of the team's paths."""

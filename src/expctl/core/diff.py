@@ -6,7 +6,7 @@ Pure: it only groups and orders values. What to do about each pair is plan.py's 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from expctl.core.model import ObservedRun, RunSpec
 
@@ -52,7 +52,10 @@ def join_observed(live: Iterable[ObservedRun], remembered: Iterable[ObservedRun]
     A finished job that Kubernetes garbage-collected is still converged when its tracked run finished with
     the same spec hash: it must never be relaunched.
     """
-    result = list(live)
+    remembered = list(remembered)
+    metrics = {(r.run_key, r.attempt, r.spec_hash): r.metrics for r in remembered if r.metrics}
+    result = [replace(r, metrics=metrics[k]) if not r.metrics and (k := (r.run_key, r.attempt, r.spec_hash))
+              in metrics else r for r in live]  # a live run's metrics are the tracker's (``best`` inputs)
     present = {(r.run_key, r.attempt, r.spec_hash) for r in result}
     present_names = {r.name for r in result}
     for rec in remembered:

@@ -14,7 +14,8 @@ EXPERIMENT = "experiment"
 @dataclass(frozen=True)
 class InputDecl:
     """One named input of an experiment: a registered model version (by alias or number), or the successful
-    run of another experiment (``each``: one downstream run per point of a sweep upstream)."""
+    run of another experiment (``each``: one downstream run per point of a sweep upstream; ``best``: the one
+    succeeded point whose final ``best`` metric is the highest, or lowest with ``mode: min``)."""
 
     name: str
     model: str | None = None
@@ -22,6 +23,8 @@ class InputDecl:
     version: int | None = None
     experiment: str | None = None
     each: bool = False
+    best: str | None = None  # pick the succeeded upstream run with the best final value of this metric
+    mode: str = "max"  # best: max or min
 
     @property
     def wanted(self) -> str:

@@ -258,6 +258,7 @@ class ObservedRun:
     inputs: tuple[tuple[str, str], ...] | None = None  # (input name, label) it was launched with (None: unknown)
     after_failed: bool = False  # never started: the upstream attempt its scheduler waited on failed (Slurm afterok)
     held_by: tuple[str, ...] = ()  # upstream attempts a gate holds it for, not started yet (Kubernetes suspension)
+    metrics: tuple[tuple[str, float], ...] = ()  # its latest metrics, from the tracker's records (inputs' best)
 
     @property
     def state(self) -> str:

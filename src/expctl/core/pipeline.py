@@ -2,13 +2,15 @@
 
 Pure. The dependency graph of experiments (its order, its cycles, the checks of the declarations against it),
 the expansion of ``each`` inputs into one downstream run per upstream point, and the resolution of every input
-against what is observed: a resolved input becomes part of the downstream run's spec hash; an input not
+against what is observed (a ``best`` input: the succeeded upstream run with the best final metric, from the
+observed runs' ``metrics``): a resolved input becomes part of the downstream run's spec hash; an input not
 resolvable yet holds the run (``waiting``), an upstream that failed for good blocks it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from expctl.core.desired import validation_spec
@@ -22,6 +24,18 @@ def edges_of(inputs: Mapping[str, Sequence[InputDecl]]) -> dict[str, list[str]]:
     """``{experiment: the experiments it consumes}`` (model inputs are not edges: a registry sits between)."""
     return {name: sorted({d.experiment for d in decls if d.experiment is not None})
             for name, decls in inputs.items()}
+
+
+def with_producers(edges: Mapping[str, Sequence[str]], inputs: Mapping[str, Sequence[InputDecl]],
+                   producers: Mapping[str, Collection[str]]) -> dict[str, list[str]]:
+    """``edges`` plus, for ordering only, the experiments whose gate registers a model an experiment consumes
+    (``producers``: model name → those experiments): the plan lists a pretrain before the finetune that waits for
+    its alias. Not checked for cycles: a registry sits between, nothing waits on the other experiment's run."""
+    out = {name: list(ups) for name, ups in edges.items()}
+    for name, decls in inputs.items():
+        extra = {p for d in decls if d.model is not None for p in producers.get(d.model, ()) if p != name}
+        out[name] = sorted({*out.get(name, []), *extra})
+    return out
 
 
 def find_cycle(edges: Mapping[str, Sequence[str]]) -> list[str] | None:
@@ -68,10 +82,14 @@ def order(names: Sequence[str], edges: Mapping[str, Sequence[str]]) -> list[str]
 
 
 def graph_errors(inputs: Mapping[str, Sequence[InputDecl]], files: Mapping[str, str],
-                 points: Mapping[str, int]) -> list[ConfigError]:
+                 points: Mapping[str, int], teams: Mapping[str, str | None] | None = None,
+                 shared: Collection[str] = ()) -> list[ConfigError]:
     """The declarations checked against each other: an unknown upstream experiment, an experiment input on a
-    sweep without ``each``, ``each`` on an upstream that is not a sweep, a cycle. ``files``: every experiment's
-    file; ``points``: the number of training runs of each experiment that was expanded."""
+    sweep without ``each`` or ``best``, ``each`` on an upstream that is not a sweep, a cycle. ``files``: every
+    experiment's file; ``points``: the number of training runs of each experiment that was expanded; ``teams``:
+    each experiment's team (when teams are declared), ``shared``: the teams that share their runs — an input
+    from another team's experiment is refused unless that team shares."""
+    team_of = teams or {}
     errors: list[ConfigError] = []
     for name, decls in inputs.items():
         for d in decls:
@@ -82,15 +100,22 @@ def graph_errors(inputs: Mapping[str, Sequence[InputDecl]], files: Mapping[str, 
                 errors.append(ConfigError(f"no experiment named {d.experiment!r} (experiments/{d.experiment}.yaml "
                                           "does not exist)", file=files[name], key=key))
                 continue
+            mine, theirs = team_of.get(name), team_of.get(d.experiment)
+            if theirs is not None and theirs != mine and theirs not in shared:
+                errors.append(ConfigError(f"{d.experiment!r} belongs to team {theirs}, which does not share its "
+                                          f"runs (share: true in its block of expctl.yaml's teams:)",
+                                          file=files[name], key=key))
+                continue
             count = points.get(d.experiment)
             if count is None:
                 continue
             if d.each and count < 2:
                 errors.append(ConfigError(f"each: {d.experiment!r} is not a sweep (it has one run): drop each",
                                           file=files[name], key=f"expctl.inputs.{d.name}.each"))
-            elif not d.each and count > 1:
+            elif not d.each and d.best is None and count > 1:
                 errors.append(ConfigError(f"{d.experiment!r} is a sweep of {count} runs: say which, with each: true "
-                                          "(one run per point)", file=files[name], key=key))
+                                          "(one run per point) or best: {metric: ..., mode: max}", file=files[name],
+                                          key=key))
     cycle = find_cycle({n: [u for u in ups if u in files] for n, ups in edges_of(inputs).items()})
     if cycle:
         first = next(d for d in inputs[cycle[0]] if d.experiment == cycle[1])
@@ -206,6 +231,8 @@ def _resolve_one(spec: RunSpec, decl: InputDecl, desired: Sequence[RunSpec], by_
             return Hold(Action.NOOP, Reason.WAITING, f"needs {decl.wanted}")
         return ResolvedInput(decl.name, MODEL, version.model, f"models:/{version.model}/{version.version}",
                              version.run_id, version.spec_hash, version.version)
+    if decl.best is not None:
+        return _resolve_best(decl, desired, by_key, held, latest)
     point = dict(spec.upstream).get(decl.name)
     ups = [by_key[r.run_key] for r in _trains(desired, decl.experiment or "") if r.run_key in by_key
            and (point is None or r.run_key == point)]
@@ -228,6 +255,33 @@ def _resolve_one(spec: RunSpec, decl: InputDecl, desired: Sequence[RunSpec], by_
                              run.mlflow_run_id, up.spec_hash, after=run.name)
     state = "not started" if run is None else run.phase.value.lower()
     return Hold(Action.NOOP, Reason.WAITING, f"needs {up.name} ({state})")
+
+
+def _resolve_best(decl: InputDecl, desired: Sequence[RunSpec], by_key: Mapping[str, RunSpec],
+                  held: Mapping[str, Hold], latest: Mapping[tuple[str, str], ObservedRun]) -> ResolvedInput | Hold:
+    """The succeeded upstream run whose final ``decl.best`` metric is best (ties: the lowest run key), once every
+    upstream run has finished (so the pick does not move while the sweep runs); blocked when none succeeded."""
+    ups = [by_key[r.run_key] for r in _trains(desired, decl.experiment or "") if r.run_key in by_key]
+    if not ups:
+        return Hold(Action.NOOP, Reason.WAITING, f"needs {decl.wanted} (not among the desired runs)")
+    scored: list[tuple[float, str, RunSpec, ObservedRun]] = []
+    for up in ups:
+        if up.run_key in held:
+            return Hold(Action.NOOP, Reason.WAITING, f"needs {up.name}, which waits too")
+        run = latest.get((up.run_key, up.spec_hash))
+        if run is not None and run.phase is Phase.SUCCEEDED and not run.cancelled and run.mlflow_run_id:
+            value = dict(run.metrics).get(decl.best or "")
+            if value is not None and not math.isnan(value):
+                scored.append((-value if decl.mode == "max" else value, up.run_key, up, run))
+        elif run is None or not final_failure(run, up):
+            state = "not started" if run is None else run.phase.value.lower()
+            return Hold(Action.NOOP, Reason.WAITING, f"needs {up.name} ({state})")
+    if not scored:
+        return Hold(Action.BLOCKED, Reason.UPSTREAM_FAILED,
+                    f"upstream {decl.wanted}: no run succeeded with a {decl.best} metric")
+    _, _, up, run = min(scored, key=lambda s: (s[0], s[1]))
+    return ResolvedInput(decl.name, EXPERIMENT, up.experiment, f"runs:/{run.mlflow_run_id}", run.mlflow_run_id or "",
+                         up.spec_hash)
 
 
 def held_outcome(observed: Sequence[ObservedRun]) -> list[ObservedRun]:

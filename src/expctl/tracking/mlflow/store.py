@@ -68,7 +68,8 @@ class MlflowStore(KeptLogs, Checkpoints, MlflowSession):
                  if self.owns(r.data.tags)]
         self.remember_view(found, {run.info.run_id for run in read.runs})
         index = RunIndex.of(found)
-        records = (g.observed_from_run(run.info, run.data.tags, self.backend_name) for run in index.raw)
+        records = (g.observed_from_run(run.info, run.data.tags, self.backend_name, run.data.metrics)
+                   for run in index.raw)
         return TrackerView([r for r in records if r is not None], audit.open_records(self, index.raw), index)
 
     def records(self) -> list[ObservedRun]:

@@ -153,8 +153,10 @@ def parent_tags(spec: RunSpec, backend: str, *, repository: str | None = None,
     }
 
 
-def observed_from_run(info: Any, tags: Mapping[str, str], backend: str) -> ObservedRun | None:
-    """What an MLflow run (its ``info`` and tags) says about a job; None for runs expctl did not tag."""
+def observed_from_run(info: Any, tags: Mapping[str, str], backend: str,
+                      metrics: Mapping[str, float] | None = None) -> ObservedRun | None:
+    """What an MLflow run (its ``info``, tags and latest metrics but ``system/*``) says about a job; None for
+    runs expctl did not tag."""
     try:
         attempt = int(tags["expctl.attempt"])
         key, spec_hash, name = tags["expctl.run_key"], tags["expctl.spec_hash"], tags["expctl.job"]
@@ -174,6 +176,7 @@ def observed_from_run(info: Any, tags: Mapping[str, str], backend: str) -> Obser
         replicas=safe_json.integer(tags.get("expctl.replicas"), 1), gpus=safe_json.integer(tags.get("expctl.gpus"), 0),
         user=tags.get("expctl.author") or None, live=False, resumed_from=resumed_from(tags),
         data_digest=tags.get("expctl.data_digest"), inputs=inputs_of(tags),
+        metrics=tuple(sorted((k, float(v)) for k, v in (metrics or {}).items() if not k.startswith("system/"))),
     )
 
 
