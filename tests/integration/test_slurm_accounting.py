@@ -154,7 +154,7 @@ def test_without_accounting_only_partitions_are_checked(slurm_cluster: SlurmClus
 
     lost = [SlurmTeam("nlp", account="nlp", partition="gpu-a100")]
     assert plan_slurm_teams(lost, env=slurm_cluster.env).problems == (
-        "partition gpu-a100 of team nlp does not exist (sinfo lists: main)",)
+        "partition gpu-a100 of team nlp does not exist (sinfo lists: gpu, main)",)
     with pytest.raises(BackendError, match=r"^slurm: partition gpu-a100 of team nlp does not exist"):
         apply_slurm_teams(lost, env=slurm_cluster.env)
 

@@ -78,6 +78,7 @@ class FaultProxy:
     _server: Any = None
     _handler: Any = None
     _thread: threading.Thread | None = None
+    _stopping: threading.Thread | None = None  # a "die" fault stopping the server (``start`` waits for it)
     _port: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _taken: int = 0  # how many of ``seen`` the last ``take()`` counted
@@ -119,6 +120,10 @@ class FaultProxy:
     # -- life cycle ---------------------------------------------------------------------------------------
 
     def start(self) -> FaultProxy:
+        """Listen (again: on the same port after ``stop()`` or a "die" fault, which is waited for first)."""
+        stopping, self._stopping = self._stopping, None
+        if stopping is not None:
+            stopping.join(timeout=30)  # else the old server still holds the port, and would stop the new one
         proxy = self
 
         class Handler(_Handler):
@@ -209,7 +214,9 @@ class _Handler(BaseHTTPRequestHandler):
         if rule and rule.fault in ("reset-before", "die"):
             self._reset()
             if rule.fault == "die":
-                threading.Thread(target=self.owner.stop, daemon=True).start()
+                stopping = threading.Thread(target=self.owner.stop, daemon=True)
+                self.owner._stopping = stopping
+                stopping.start()
             return
         conn = self.owner.upstream_connection()
         headers = {k: v for k, v in self.headers.items()

@@ -162,8 +162,10 @@ def entries(session: MlflowSession, experiment: str | None, limit: int,
     with closing(session.run_pages([experiment_id], "", order="DESC")) as pages:
         for page in pages:
             for run in page:
-                if "expctl.audit.entry" in run.data.tags and team is None:  # an older expctl: one run per change
-                    found.append([_old_entry(run.data.tags["expctl.audit.entry"])])
+                if "expctl.audit.entry" in run.data.tags:  # an older expctl: one run per change (no team)
+                    old = _old_entry(run.data.tags["expctl.audit.entry"])
+                    if team is None and experiment in (None, old.get("experiment")):
+                        found.append([old])
                     continue
                 record = _decode(run) if HEADER in run.data.tags else None
                 if record is None or not _mine(session, record):

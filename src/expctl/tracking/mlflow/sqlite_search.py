@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from expctl.tracking.mlflow.rest_search import Experiment, Run, RunData, RunInfo
+from expctl.tracking.mlflow.sqlite import check_file
 
 # ``alembic_version`` of the MLflow releases whose tables this module was checked against: 3.18.0 is the lock
 # (tested); 3.17.2's migrations and models give the same columns for the six tables read here
@@ -173,9 +174,10 @@ class SqliteSearch:
     def snapshot(self, revisions: Collection[str]) -> Iterator[sqlite3.Connection | None]:
         """One read transaction on the store (None: there is no store yet); ``UnknownSchema`` when the store
         was written by an MLflow release whose tables the reader was not checked against (``revisions``)."""
-        if not self.db_path.is_file():
+        if not self.db_path.exists() and not self.db_path.is_symlink():
             yield None
             return
+        check_file(self.db_path)  # a directory or another file under the store's name: one line, as on writes
         uri = self.db_path.resolve().as_uri() + "?mode=ro"
         with closing(sqlite3.connect(uri, uri=True, timeout=_BUSY_SECONDS, isolation_level=None,
                                      check_same_thread=False)) as conn:

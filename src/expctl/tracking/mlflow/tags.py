@@ -155,7 +155,7 @@ def parent_tags(spec: RunSpec, backend: str, *, repository: str | None = None,
 
 def observed_from_run(info: Any, tags: Mapping[str, str], backend: str,
                       metrics: Mapping[str, float] | None = None) -> ObservedRun | None:
-    """What an MLflow run (its ``info``, tags and latest metrics but ``system/*``) says about a job; None for
+    """What an MLflow run (its ``info``, tags and latest metrics but ``system/*`` and NaNs) says about a job; None for
     runs expctl did not tag."""
     try:
         attempt = int(tags["expctl.attempt"])
@@ -176,7 +176,8 @@ def observed_from_run(info: Any, tags: Mapping[str, str], backend: str,
         replicas=safe_json.integer(tags.get("expctl.replicas"), 1), gpus=safe_json.integer(tags.get("expctl.gpus"), 0),
         user=tags.get("expctl.author") or None, live=False, resumed_from=resumed_from(tags),
         data_digest=tags.get("expctl.data_digest"), inputs=inputs_of(tags),
-        metrics=tuple(sorted((k, float(v)) for k, v in (metrics or {}).items() if not k.startswith("system/"))),
+        metrics=tuple(sorted((k, float(v)) for k, v in (metrics or {}).items()
+                             if not k.startswith("system/") and float(v) == float(v))),  # a NaN measures nothing
     )
 
 
