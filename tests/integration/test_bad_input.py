@@ -436,7 +436,7 @@ CASES = [
          expected="Invalid value for '--timeout': '-5' is not a number of seconds", also_apply=False),
     Case("status of a state that does not exist", args=("status", "--state", "Sucess"), code=2,
          expected="Invalid value for '--state': 'Sucess' is not one of 'pending', 'running', 'succeeded', 'failed', "
-                  "'cancelled'.", also_apply=False),
+                  "'cancelled', 'waiting', 'blocked'.", also_apply=False),
     Case("history of no entries", args=("history", "--limit", "0"), code=2,
          expected="Invalid value for '--limit': 0 is not in the range x>=1.", also_apply=False),
     Case("UI on a port that does not exist", args=("ui", "--port", "70000"), code=2,

@@ -251,8 +251,10 @@ def test_a_duplicate_left_by_an_older_expctl_is_closed(repo: GitRepo, proxy: Fau
                 if "expctl.run_key" in r.data.tags)
     keep = ("expctl.run_key", "expctl.spec_hash", "expctl.attempt", "expctl.managed", "expctl.backend",
             "expctl.experiment", "mlflow.source.name", "mlflow.runName")
+    # as the older expctl left it: open (managed 'true'), whether or not the real run has settled since
     orphan = client.create_run(real.info.experiment_id, start_time=(real.info.start_time or 0) - 1000,
-                               tags={k: real.data.tags[k] for k in keep if k in real.data.tags})
+                               tags={**{k: real.data.tags[k] for k in keep if k in real.data.tags},
+                                     "expctl.managed": "true"})
     code, out, err, _ = run(repo, proxy, "apply", "-y")
     assert code == 0, out + err
     assert "0 to create" in out or "No changes" in out, out

@@ -42,7 +42,11 @@ def runs_of(server: MlflowServer, experiment: str, repo: GitRepo) -> dict[str, t
 def test_two_repositories_with_an_experiment_of_the_same_name_stay_apart(
         tmp_path: Path, mlflow_server: MlflowServer, repos: list[GitRepo]) -> None:
     name = f"shared-{secrets.token_hex(3)}"  # one MLflow experiment of the session's server, for both repositories
-    vision, speech = project(tmp_path / "vision", name, "0.1,0.2"), project(tmp_path / "speech", name, "0.3,0.2")
+    # directories of their own names: a project without a remote is named after its directory, and the
+    # session's server holds other tests' repositories too
+    tag = secrets.token_hex(3)
+    vision = project(tmp_path / f"vision-{tag}", name, "0.1,0.2")
+    speech = project(tmp_path / f"speech-{tag}", name, "0.3,0.2")
     repos += [vision, speech]
     assert "Finished: 2 succeeded." in cli(vision, mlflow_server, "apply", "-y", "--wait", "--timeout", "120")
     theirs = runs_of(mlflow_server, name, vision)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -165,9 +166,11 @@ def test_a_missing_slurm_client_is_one_line(tmp_path: Path) -> None:
         plan_slurm_teams([SlurmTeam("a", partition="p")], env={"PATH": str(tmp_path)})
 
 
-def _teams_project(tmp_path: Path, gpus: int) -> Any:
+def _teams_project(tmp_path: Path, gpus: int, project: str = "accounting") -> Any:
     repo = e2e.make_project(tmp_path / "repo", {"speech/a": e2e.experiment(quick=True)})
-    repo.write("expctl.yaml", f"backend: slurm\ncode_paths: [training]\nslurm:\n  workdir: {tmp_path / 'shared'}\n"
+    # a project of its own (declared): other tests' repositories on the session's server are named "repo" too
+    repo.write("expctl.yaml", f"project: {project}\nbackend: slurm\ncode_paths: [training]\n"
+                              f"slurm:\n  workdir: {tmp_path / 'shared'}\n"
                               "teams:\n  - name: speech\n    paths: [experiments/speech]\n    members: ['@carol']\n"
                               f"    slurm: {{partition: main, account: speech, qos: speech-gpu}}\n    gpus: {gpus}\n")
     repo.commit(f"speech: {gpus} GPUs")
@@ -180,7 +183,8 @@ def test_expctl_teams_plan_and_apply_reconcile_slurm_accounting(slurm_accounting
     """The CLI route: ``expctl teams plan`` lists the sacctmgr changes, ``teams apply -y`` makes them (each one
     audited, under the apply lock), a second plan has nothing to do, a new quota is one update."""
     cluster, env, uri = slurm_accounting_cluster, slurm_accounting_cluster.env, mlflow_server.uri
-    repo = _teams_project(tmp_path, 2)
+    project = f"accounting-{uuid.uuid4().hex[:8]}"
+    repo = _teams_project(tmp_path, 2, project)
     planned = e2e.expctl(repo.path, "teams", "plan", tracking_uri=uri, **env)
     assert planned.returncode == 0, planned.stderr
     assert [ln.split()[1:3] for ln in planned.stdout.splitlines() if ln.startswith("  +")] == [
@@ -193,7 +197,7 @@ def test_expctl_teams_plan_and_apply_reconcile_slurm_accounting(slurm_accounting
     history = e2e.expctl(repo.path, "history", "--team", "speech", "-o", "json", tracking_uri=uri, **env)
     assert sorted(e["action"] for e in json.loads(history.stdout)) == ["team-create"] * 3, history.stdout
 
-    repo = _teams_project(tmp_path / "more", 3)
+    repo = _teams_project(tmp_path / "more", 3, project)
     raised = e2e.expctl(repo.path, "teams", "apply", "-y", tracking_uri=uri, **env)
     assert "Applied: 1 of 1 changes." in raised.stdout, raised.stdout + raised.stderr
     assert show(cluster, "qos", "name,grptres", "name=speech-gpu") == [["speech-gpu", "gres/gpu=3"]]

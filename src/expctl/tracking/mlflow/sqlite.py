@@ -73,23 +73,31 @@ def signals_deferred() -> Iterator[None]:
             signal.raise_signal(signum)
 
 
-_HEADER = b"SQLite format 3\x00"
 
 
 def check_file(db_path: Path) -> None:
     """A sqlite store that is not one (a directory, a file of something else) is one line: MLflow would retry
-    opening it ten times with backoff, for about 100 s, printing each failure as a multi-line warning."""
+    opening it ten times with backoff, for about 100 s, printing each failure as a multi-line warning.
+
+    The file is read through SQLite itself, never opened by Python: closing any descriptor of a database file
+    drops every POSIX lock this process holds on it (SQLite's own connections in other threads — the plain
+    reads of ``sqlite_search`` — included), and another process could then checkpoint and remove the WAL under
+    them: a corrupt store. SQLite keeps its descriptors of one file together and closes them safely."""
     from expctl.core.errors import TrackingError
 
     if db_path.is_dir():
         raise TrackingError(f"{db_path}: a directory, not an SQLite database (the MLflow store)")
-    try:
-        with db_path.open("rb") as fh:
-            head = fh.read(len(_HEADER))
-    except FileNotFoundError:
+    if not db_path.exists():
         return  # a new store: MLflow creates it
-    except OSError as exc:
-        raise TrackingError(f"{db_path}: cannot read the MLflow store: {exc.strerror or exc}") from exc
-    if head and head != _HEADER:
-        raise TrackingError(f"{db_path}: not an SQLite database (the MLflow store is damaged, or another file "
-                            "has its name)")
+    try:
+        with contextlib.closing(sqlite3.connect(db_path.resolve().as_uri() + "?mode=ro", uri=True,
+                                                timeout=30)) as conn:
+            conn.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as exc:
+        text = str(exc)
+        if "not a database" in text or "malformed" in text:
+            raise TrackingError(f"{db_path}: not an SQLite database (the MLflow store is damaged, or another "
+                                "file has its name)") from exc
+        if "unable to open" in text:
+            raise TrackingError(f"{db_path}: cannot read the MLflow store: {text}") from exc
+        # busy or locked: another process writes it right now, which only a database can be

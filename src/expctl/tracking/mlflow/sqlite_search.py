@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from expctl.core.errors import TrackingError
 from expctl.tracking.mlflow.rest_search import Experiment, Run, RunData, RunInfo
-from expctl.tracking.mlflow.sqlite import check_file
 
 # ``alembic_version`` of the MLflow releases whose tables this module was checked against: 3.18.0 is the lock
 # (tested); 3.17.2's migrations and models give the same columns for the six tables read here
@@ -174,10 +174,12 @@ class SqliteSearch:
     def snapshot(self, revisions: Collection[str]) -> Iterator[sqlite3.Connection | None]:
         """One read transaction on the store (None: there is no store yet); ``UnknownSchema`` when the store
         was written by an MLflow release whose tables the reader was not checked against (``revisions``)."""
+        if self.db_path.is_dir():  # one line, as on writes (a stat: the file itself is never opened here, for
+            # closing any descriptor of it would drop the POSIX locks this process's sqlite connections hold)
+            raise TrackingError(f"{self.db_path}: a directory, not an SQLite database (the MLflow store)")
         if not self.db_path.exists() and not self.db_path.is_symlink():
             yield None
             return
-        check_file(self.db_path)  # a directory or another file under the store's name: one line, as on writes
         uri = self.db_path.resolve().as_uri() + "?mode=ro"
         with closing(sqlite3.connect(uri, uri=True, timeout=_BUSY_SECONDS, isolation_level=None,
                                      check_same_thread=False)) as conn:
