@@ -5,6 +5,7 @@ MLflow's client: versions, an alias, version tags, a deleted version, a dataset 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,17 @@ from expctl.core.errors import TrackingError
 from expctl.tracking.mlflow.store import MlflowStore
 from tests.support import e2e
 from tests.support.gitrepo import minimal_repo
+
+
+@pytest.fixture(autouse=True)
+def _a_reading_process() -> Iterator[None]:
+    """As in ``expctl plan/status/...``: the process only reads the store, so its searches read the file."""
+    from expctl.tracking.mlflow import sqlite_search
+
+    sqlite_search.reads_only(True)
+    yield
+    sqlite_search.reads_only(False)
+
 
 pytestmark = pytest.mark.integration
 

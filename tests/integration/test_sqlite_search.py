@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,17 @@ from expctl.tracking.mlflow.store import MlflowStore
 from tests.support import e2e
 from tests.support.factories import make_spec
 from tests.support.gitrepo import minimal_repo
+
+
+@pytest.fixture(autouse=True)
+def _a_reading_process() -> Iterator[None]:
+    """As in ``expctl plan/status/...``: the process only reads the store, so its searches read the file."""
+    from expctl.tracking.mlflow import sqlite_search
+
+    sqlite_search.reads_only(True)
+    yield
+    sqlite_search.reads_only(False)
+
 
 pytestmark = pytest.mark.integration
 

@@ -166,3 +166,6 @@ def main(ctx: click.Context, repo: str | None) -> None:
     ctx.ensure_object(dict)
     ctx.obj.setdefault("repo", repo)
     warnings.showwarning = _show_warning
+    plain_reads = sys.modules.get("expctl.tracking.mlflow.sqlite_search")
+    if plain_reads is not None:  # each command says again whether it only reads (in-process callers: tests)
+        plain_reads.reads_only(False)

@@ -18,6 +18,9 @@ from expctl.core.sanitize import one_line
 def lineage(ctx: click.Context, ref: str, output: str) -> None:
     """Model version → run → commit → config → datasets → batches → manifest digests, and up the chain of its
     inputs (MODEL@ALIAS or MODEL/N)."""
+    from expctl.tracking.mlflow.sqlite_search import reads_only
+
+    reads_only()  # this command never writes to the tracking store
     from expctl.engine.operate import model_lineage
 
     data = model_lineage(workspace(ctx), ref)

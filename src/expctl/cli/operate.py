@@ -85,6 +85,9 @@ def _table(rows: list[dict[str, object]]) -> list[str]:
 def status(ctx: click.Context, experiment: str | None, state: str | None, user: str | None, show_all: bool,
            team: str | None, backend_name: str | None, output: str) -> None:
     """A squeue-like table of runs."""
+    from expctl.tracking.mlflow.sqlite_search import reads_only
+
+    reads_only()  # this command never writes to the tracking store
     from expctl.engine.operate import held_rows, observe_all, team_owner
 
     ws = workspace(ctx)
@@ -165,6 +168,9 @@ def cancel(ctx: click.Context, runs: tuple[str, ...], experiment: str | None, ca
 def logs(ctx: click.Context, run: str, follow: bool, replica: str | None, raw: bool,
          backend_name: str | None) -> None:
     """Print (or follow) a run's logs. Control characters are escaped (``\\x1b[2J``) unless ``--raw``."""
+    from expctl.tracking.mlflow.sqlite_search import reads_only
+
+    reads_only()  # this command never writes to the tracking store
     from expctl.engine.logs import live_or_kept
     from expctl.engine.operate import open_for_operations
 
@@ -190,6 +196,9 @@ def logs(ctx: click.Context, run: str, follow: bool, replica: str | None, raw: b
 @click.pass_context
 def describe(ctx: click.Context, run: str, backend_name: str | None, output: str) -> None:
     """Everything about one run: config, overrides, hashes, commit, attempts, MLflow run."""
+    from expctl.tracking.mlflow.sqlite_search import reads_only
+
+    reads_only()  # this command never writes to the tracking store
     from expctl.engine.operate import describe_run
 
     info = describe_run(workspace(ctx), backend_name, run)
@@ -247,6 +256,9 @@ def _describe_human(info: dict[str, Any]) -> str:
 @click.pass_context
 def history(ctx: click.Context, experiment: str | None, limit: int, team: str | None, output: str) -> None:
     """The audit trail: who applied which change to which run, when, from which commit."""
+    from expctl.tracking.mlflow.sqlite_search import reads_only
+
+    reads_only()  # this command never writes to the tracking store
     from expctl.engine.operate import audit_history
 
     entries = audit_history(workspace(ctx), experiment, limit, team)

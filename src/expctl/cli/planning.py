@@ -87,6 +87,9 @@ def _connect(ws: Workspace, desired: Desired, requested: str | None) -> tuple[st
 def plan(ctx: click.Context, rev: str, worktree: bool, backend_name: str | None, output: str, prune: bool,
          replace_running: bool, detailed_exitcode: bool, out: str | None) -> None:
     """Show what apply would do, and why."""
+    from expctl.tracking.mlflow.sqlite_search import reads_only
+
+    reads_only()  # this command never writes to the tracking store
     from expctl.core import views
 
     if out == "":  # `--out "$PLAN"` with the variable unset: not silently "do not save"

@@ -67,9 +67,23 @@ class UnknownSchema(Unsupported):
     """The store's schema is not one of ``KNOWN_REVISIONS`` (nor is it likely to become one in this session)."""
 
 
+_READ_ONLY_PROCESS = False  # set by the commands that never write to the store (``reads_only``)
+
+
+def reads_only(only: bool = True) -> None:
+    """This process only reads the store (``plan``, ``status``, ``describe``, ``history``, ``logs``,
+    ``lineage``): its searches may be read from the file. A process that also writes through MLflow's client
+    (``apply``, ``cancel``, ...) keeps every request on the client: plain reads beside MLflow's writes in one
+    process corrupted the store under load (the demo's ``apply --wait``: "database disk image is malformed"),
+    and until that is understood they are not mixed."""
+    global _READ_ONLY_PROCESS
+    _READ_ONLY_PROCESS = only
+
+
 def usable(tracking_uri: str, embedded: bool) -> bool:
-    """Whether searches of ``tracking_uri`` can be read here: expctl's own store, outside MLflow workspaces."""
-    return (embedded and tracking_uri.startswith("sqlite:///")
+    """Whether searches of ``tracking_uri`` can be read here: expctl's own store, outside MLflow workspaces, in
+    a process that only reads it (``reads_only``)."""
+    return (_READ_ONLY_PROCESS and embedded and tracking_uri.startswith("sqlite:///")
             and not any(os.environ.get(name) for name in _WORKSPACE_SETTINGS))
 
 
