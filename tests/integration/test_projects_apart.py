@@ -79,7 +79,8 @@ def test_two_repositories_with_an_experiment_of_the_same_name_stay_apart(
     vision.write("expctl.yaml", "project: vision\ncode_paths: [code]\nlocal:\n  parallelism: 2\n")
     vision.commit("declare the project")
     assert e2e.writes(cli(vision, mlflow_server, "plan", "-o", "json")) == []
-    assert {row["mlflow_run"] for row in cli(vision, mlflow_server, "status", "--all", "-o", "json")} == set(theirs)
+    assert {row["mlflow_run"] for row in cli(vision, mlflow_server, "status", "--all", "-o", "json")
+            if row["experiment"] == name} == set(theirs)
     assert runs_of(mlflow_server, name, vision) == theirs
     history = cli(vision, mlflow_server, "history", "--experiment", name, "-o", "json")
     assert {entry["commit"] for entry in history} == {applied} and len(history) == 2
