@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from expctl.tracking.mlflow import sqlite_search
 from expctl.tracking.mlflow.sqlite_search import Unsupported, local_path, parse_filter, parse_order, usable
 
 
@@ -46,6 +47,8 @@ def test_the_order_is_mlflows() -> None:
 def test_only_expctls_own_store_outside_workspaces(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_ENABLE_WORKSPACES", raising=False)
     monkeypatch.delenv("MLFLOW_WORKSPACE", raising=False)
+    assert not usable("sqlite:///x/.expctl/mlflow.db", embedded=True)  # a process that may write: the client
+    monkeypatch.setattr(sqlite_search, "_READ_ONLY_PROCESS", True)  # a read command (``reads_only``)
     assert usable("sqlite:///x/.expctl/mlflow.db", embedded=True)
     assert not usable("sqlite:///x/other.db", embedded=False)
     assert not usable("http://127.0.0.1:5000", embedded=True)
