@@ -192,11 +192,7 @@ def teams_apply(ws: Workspace, backend_name: str | None, prune: bool, confirm: C
                     if failed is not None:
                         path.unlink(missing_ok=True)
                         return
-                    try:
-                        cancel_journal.record(tracker, path)
-                    except TrackingError as exc:
-                        result.warnings.append(f"mlflow {change.kind} {change.name}: not yet in the audit trail "
-                                               f"(the next apply, teams apply or cancel records it): {exc}")
+                    _record(tracker, path, f"mlflow {change.kind} {change.name}", result)
                 return done
 
             result.mlflow = apply_mlflow(side, prune, rotate, audited)
@@ -215,12 +211,17 @@ def teams_apply(ws: Workspace, backend_name: str | None, prune: bool, confirm: C
                 result.failed.append((change, str(exc)))
                 continue
             result.done.append(change)
-            try:
-                cancel_journal.record(tracker, journal)
-            except TrackingError as exc:
-                result.warnings.append(f"{change.obj.shown}: not yet in the audit trail (the next apply, "
-                                       f"teams apply or cancel records it): {exc}")
+            _record(tracker, journal, change.obj.shown, result)
     return result
+
+
+def _record(tracker: Any, journal: Any, shown: str, result: TeamsApplied) -> None:
+    """Record a journalled team write in the audit trail; when MLflow refuses, it stays journalled (a warning)."""
+    try:
+        cancel_journal.record(tracker, journal)
+    except TrackingError as exc:
+        result.warnings.append(f"{shown}: not yet in the audit trail (the next apply, teams apply or cancel "
+                               f"records it): {exc}")
 
 
 def _entry(change: PlatformChange, who: str, plan: TeamsPlan) -> dict[str, Any]:
