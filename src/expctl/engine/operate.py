@@ -304,6 +304,7 @@ def ui_links(ws: Workspace, port: int, experiment: str | None = None) -> UiLinks
     from expctl.core.errors import TrackingError
     from expctl.tracking.mlflow import links
     from expctl.tracking.mlflow.locations import ui_server_command
+    from expctl.tracking.mlflow.team_stores import TeamStores
 
     settings = settings_at_head(ws)
     store = ws.open_store(settings)
@@ -320,11 +321,17 @@ def ui_links(ws: Workspace, port: int, experiment: str | None = None) -> UiLinks
     if experiment and experiment not in found:
         raise ExpctlError(f"--experiment {experiment}: MLflow at {shown_uri(store.tracking_uri)} has no such "
                           "experiment of expctl's (see `expctl status --all`)")
-    # An experiment whose runs predate expctl's saved view opens without it (MLflow refuses an unknown view).
-    urls = {name: links.experiment_url(base, eid, view=has_view) for name, (eid, has_view) in found.items()}
+    # An experiment whose runs predate expctl's saved view opens without it (MLflow refuses an unknown view). A
+    # team's experiment opens in its team's workspace; one table compares the experiments of one workspace only.
+    where = store.ui_workspaces(list(found)) if isinstance(store, TeamStores) else {}
+    urls = {name: links.experiment_url(base, eid, view=has_view, workspace=where.get(name))
+            for name, (eid, has_view) in found.items()}
     ids = [eid for eid, _ in found.values()]
-    runs = next(iter(urls.values())) if len(urls) == 1 else links.experiments_url(base, ids)
-    return UiLinks(command, env, base, runs, urls, links.models_url(base), warning)
+    spaces = {where.get(name) for name in found}
+    one = next(iter(spaces)) if len(spaces) == 1 else None
+    runs = next(iter(urls.values())) if len(urls) == 1 else links.experiments_url(base, ids if len(spaces) < 2 else [],
+                                                                                   one)
+    return UiLinks(command, env, base, runs, urls, links.models_url(base, one), warning)
 
 
 def _experiments_at_head(ws: Workspace) -> list[str]:
@@ -342,12 +349,14 @@ def _experiments_at_head(ws: Workspace) -> list[str]:
 def run_links(ws: Workspace, settings: Settings, run_id: str, port: int = 5000) -> dict[str, str]:
     """Deep links to a run and its experiment in the MLflow UI (the store's server, or ``expctl ui``)."""
     from expctl.tracking.mlflow import links
+    from expctl.tracking.mlflow.team_stores import TeamStores
 
     store = ws.open_store(settings)
     base = shown_uri(links.ui_address(store.tracking_uri, f"http://127.0.0.1:{port}"))
     experiment_id = store.experiment_of_run(run_id)
-    return {"mlflow_ui_run": links.run_url(base, experiment_id, run_id),
-            "mlflow_ui_experiment": links.experiment_url(base, experiment_id, view=False)}
+    workspace = store.workspace_of_run(run_id) if isinstance(store, TeamStores) else None  # a team's run: its own
+    return {"mlflow_ui_run": links.run_url(base, experiment_id, run_id, workspace),
+            "mlflow_ui_experiment": links.experiment_url(base, experiment_id, view=False, workspace=workspace)}
 
 
 def model_lineage(ws: Workspace, ref: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +27,7 @@ from expctl.tracking.base import Tracker
 
 if TYPE_CHECKING:
     from expctl.tracking.mlflow.store import MlflowStore
+    from expctl.tracking.mlflow.team_stores import TeamStores
 
 
 def check_runnable(backend: str, runs: Iterable[RunSpec]) -> None:
@@ -181,19 +182,42 @@ class Workspace:
 
         remote = source.remote_url(self.repo)  # runs name their source: the public remote, else the directory
         uri = self.resolve_tracking_uri(settings)
-        # whose runs: expctl.yaml's project, else the label the source names (``core.project``)
-        store = MlflowStore(uri, backend_name,
-                            artifact_root=self.state_dir / "mlartifacts",
-                            repository=repository_label(remote, self.repo.resolve().name),
-                            repo_url=public_repo_url(remote), embedded=uri == self.embedded_uri,
-                            project=settings.project)
-        store.log_tail_bytes = settings.logs.tail_bytes
-        return store
 
-    def open_store(self, settings: Settings, backend_name: str = "") -> MlflowStore:
+        def store(workspace: str | None) -> MlflowStore:  # whose runs: expctl.yaml's project, else the source's
+            made = MlflowStore(uri, backend_name, artifact_root=self.state_dir / "mlartifacts",
+                               repository=repository_label(remote, self.repo.resolve().name),
+                               repo_url=public_repo_url(remote), embedded=uri == self.embedded_uri,
+                               project=settings.project, workspace=workspace)
+            made.log_tail_bytes = settings.logs.tail_bytes
+            return made
+        return self._in_team_workspaces(settings, uri, store) or store(None)
+
+    def _in_team_workspaces(self, settings: Settings, uri: str,
+                            store: Callable[[str | None], MlflowStore]) -> TeamStores | None:
+        """Each team's runs in its own MLflow workspace (``tracking.mlflow.team_stores``): when a team declares
+        ``mlflow:`` and the tracking server has workspaces (one request); else None (one store, as before)."""
+        if not any(t.mlflow is not None for t in settings.teams) or not uri.startswith(("http://", "https://")):
+            return None
+        from expctl.config.schema_teams import team_of_experiment
+        from expctl.tracking.mlflow.team_stores import TeamStores, has_workspaces
+
+        if not has_workspaces(uri):
+            return None
+        teams = list(settings.teams)
+        workspace = {t.name: t.mlflow_workspace() for t in teams}
+
+        def workspace_of(experiment: str) -> str | None:
+            team = team_of_experiment(teams, experiment)
+            return workspace[team] if team else None
+        return TeamStores(store, workspace.values(), workspace_of)
+
+    def open_store(self, settings: Settings, backend_name: str = "") -> MlflowStore | TeamStores:
         """The MLflow store on the resolved tracking URI, for reads that need no backend's runs: the UI's
-        addresses, a registered model's lineage."""
+        addresses, a registered model's lineage (every team's workspace, when runs are kept in them)."""
         from expctl.tracking.mlflow.store import MlflowStore
 
         uri = self.resolve_tracking_uri(settings)
-        return MlflowStore(uri, backend_name, embedded=uri == self.embedded_uri)
+
+        def store(workspace: str | None) -> MlflowStore:
+            return MlflowStore(uri, backend_name, embedded=uri == self.embedded_uri, workspace=workspace)
+        return self._in_team_workspaces(settings, uri, store) or store(None)

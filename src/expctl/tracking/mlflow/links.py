@@ -4,6 +4,9 @@ Pure string building. MLflow 3.17's UI opens an experiment in its GenAI workspac
 ``workflowType=machine_learning`` (its "Model training" switch; the experiment-kind tag alone no longer
 decides), so every address here carries it. Routes are the UI's hash routes: ``#/experiments/<id>/runs``,
 ``#/compare-experiments/s?experiments=[...]``, ``#/experiments/<id>/runs/<run>``, ``#/models/<name>``.
+
+On a server with workspaces, an address of a team's experiment, run or model names its workspace (``workspace``):
+the UI takes it from the page's query when it loads, and its routes carry it on.
 """
 
 from __future__ import annotations
@@ -17,24 +20,29 @@ from expctl.tracking.mlflow.provenance import VIEW_KEY
 TRAINING = {"workflowType": "machine_learning"}
 
 
-def _base(ui: str) -> str:
-    return ui.rstrip("/") + "/#"
+def _base(ui: str, workspace: str | None = None) -> str:
+    return ui.rstrip("/") + (f"/?{urlencode({'workspace': workspace})}#" if workspace else "/#")
 
 
-def experiments_url(ui: str, experiment_ids: Sequence[str]) -> str:
-    """The training runs of several experiments in one table (one experiment: its own runs page)."""
+def _query(params: dict[str, str], workspace: str | None) -> str:
+    return urlencode({**params, **({"workspace": workspace} if workspace else {})})
+
+
+def experiments_url(ui: str, experiment_ids: Sequence[str], workspace: str | None = None) -> str:
+    """The training runs of several experiments (of one workspace) in one table (one experiment: its own runs
+    page)."""
     if len(experiment_ids) == 1:
-        return experiment_url(ui, experiment_ids[0])
+        return experiment_url(ui, experiment_ids[0], workspace=workspace)
     if not experiment_ids:
-        return f"{_base(ui)}/experiments?{urlencode(TRAINING)}"
-    query = urlencode({"experiments": json.dumps(list(experiment_ids), separators=(",", ":")), **TRAINING})
-    return f"{_base(ui)}/compare-experiments/s?{query}"
+        return f"{_base(ui, workspace)}/experiments?{_query(TRAINING, workspace)}"
+    query = _query({"experiments": json.dumps(list(experiment_ids), separators=(",", ":")), **TRAINING}, workspace)
+    return f"{_base(ui, workspace)}/compare-experiments/s?{query}"
 
 
-def experiment_url(ui: str, experiment_id: str, view: bool = True) -> str:
+def experiment_url(ui: str, experiment_id: str, view: bool = True, workspace: str | None = None) -> str:
     """An experiment's training runs, in expctl's saved view (columns: source, overrides, gate metric)."""
     params = {"viewStateShareKey": VIEW_KEY, **TRAINING} if view else TRAINING
-    return f"{_base(ui)}/experiments/{quote(experiment_id, safe='')}/runs?{urlencode(params)}"
+    return f"{_base(ui, workspace)}/experiments/{quote(experiment_id, safe='')}/runs?{_query(params, workspace)}"
 
 
 def run_route(experiment_id: str, run_id: str) -> str:
@@ -42,18 +50,18 @@ def run_route(experiment_id: str, run_id: str) -> str:
     return f"#/experiments/{quote(experiment_id, safe='')}/runs/{quote(run_id, safe='')}"
 
 
-def run_url(ui: str, experiment_id: str, run_id: str) -> str:
-    return f"{ui.rstrip('/')}/{run_route(experiment_id, run_id)}?{urlencode(TRAINING)}"
+def run_url(ui: str, experiment_id: str, run_id: str, workspace: str | None = None) -> str:
+    return f"{_base(ui, workspace)[:-1]}{run_route(experiment_id, run_id)}?{_query(TRAINING, workspace)}"
 
 
-def models_url(ui: str) -> str:
-    """The Model Registry's list of models."""
-    return f"{_base(ui)}/models?{urlencode(TRAINING)}"
+def models_url(ui: str, workspace: str | None = None) -> str:
+    """The Model Registry's list of models (of one workspace)."""
+    return f"{_base(ui, workspace)}/models?{_query(TRAINING, workspace)}"
 
 
-def model_url(ui: str, name: str) -> str:
+def model_url(ui: str, name: str, workspace: str | None = None) -> str:
     """A registered model's page (its versions and aliases)."""
-    return f"{_base(ui)}/models/{quote(name, safe='')}?{urlencode(TRAINING)}"
+    return f"{_base(ui, workspace)}/models/{quote(name, safe='')}?{_query(TRAINING, workspace)}"
 
 
 def ui_address(tracking_uri: str, default: str) -> str:

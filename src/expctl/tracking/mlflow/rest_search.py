@@ -117,6 +117,9 @@ def experiment_of(obj: Mapping[str, Any]) -> Experiment:
                       _pairs(obj.get("tags")))
 
 
+WORKSPACE_HEADER = "X-MLFLOW-WORKSPACE"  # which workspace a request is for, on a server with workspaces
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
                          newurl: str) -> None:
@@ -127,8 +130,9 @@ class RestSearch:
     """``search_experiments`` and ``search_runs`` of one tracking server, every page, as plain JSON; and
     ``create_run``, the one write that goes through plain REST (so that a lost answer is never blindly resent)."""
 
-    def __init__(self, tracking_uri: str) -> None:
+    def __init__(self, tracking_uri: str, workspace: str | None = None) -> None:
         self.tracking_uri = tracking_uri
+        self.workspace = workspace  # the MLflow workspace every request is for (None: the server's default)
         self.shown_uri = redact(tracking_uri, uri_secrets(tracking_uri))  # what messages quote
         self.base = tracking_uri.rstrip("/") + "/api/2.0/mlflow/"
         self.requests: Counter[str] = Counter()  # endpoint → requests sent, retries included
@@ -143,6 +147,8 @@ class RestSearch:
             headers["Authorization"] = f"Bearer {token}"
         elif user and password:
             headers["Authorization"] = "Basic " + base64.standard_b64encode(f"{user}:{password}".encode()).decode()
+        if self.workspace:
+            headers[WORKSPACE_HEADER] = self.workspace
         return headers
 
     def _context(self) -> ssl.SSLContext | None:
@@ -161,10 +167,24 @@ class RestSearch:
             handlers.append(urllib.request.HTTPSHandler(context=context))
         return urllib.request.build_opener(*handlers)
 
+    def answers(self, path: str, timeout: float = 5.0) -> int:
+        """The HTTP status of one ``GET /api/<path>`` (0: no answer): what a probe of a feature asks."""
+        request = urllib.request.Request(self.tracking_uri.rstrip("/") + "/api/" + path, headers=self._headers())
+        try:
+            with self._opener().open(request, timeout=timeout) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except (urllib.error.URLError, OSError, ValueError):
+            return 0
+
     def _unreachable(self, what: str, reason: str) -> TrackerUnavailable:
         return TrackerUnavailable(f"MLflow at {self.shown_uri} is unreachable: {what} failed: {reason}")
 
     def _failed(self, what: str, reason: str) -> TrackingError:
+        if self.workspace and f"Workspace '{self.workspace}' not found" in reason:
+            return TrackingError(f"MLflow at {self.shown_uri} has no workspace {self.workspace!r}: {what} failed; "
+                                 "`expctl teams apply` makes each team's (docs/teams.md#mlflow)")
         return TrackingError(f"MLflow at {self.shown_uri}: {what} failed: {reason}")
 
     def post(self, endpoint: str, body: Mapping[str, Any], what: str,

@@ -69,6 +69,26 @@ def health_request(tracking_uri: str) -> urllib.request.Request:
     return request
 
 
+class InWorkspace:
+    """An ``MlflowClient`` whose every call is made in one MLflow workspace: MLflow's client takes the workspace
+    from a context variable (or the process-wide ``MLFLOW_WORKSPACE``), so two teams' stores in one process set
+    it around each call of theirs, in the calling thread, and never touch the environment."""
+
+    def __init__(self, client: Any, workspace: str) -> None:
+        self._client, self.workspace = client, workspace
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._client, name)
+        if not callable(found):
+            return found
+        from mlflow.utils.workspace_context import ServerWorkspaceContext
+
+        def in_workspace(*args: Any, **kwargs: Any) -> Any:
+            with ServerWorkspaceContext(self.workspace):
+                return found(*args, **kwargs)
+        return in_workspace
+
+
 def _error_code(exc: Exception) -> str:
     return str(getattr(exc, "error_code", ""))
 
@@ -78,8 +98,10 @@ class MlflowSession:
 
     def __init__(self, tracking_uri: str, backend_name: str, artifact_root: str | Path | None = None,
                  repository: str | None = None, repo_url: str | None = None, embedded: bool = False,
-                 project: str | None = None) -> None:
+                 project: str | None = None, workspace: str | None = None) -> None:
         self.tracking_uri = tracking_uri
+        # the MLflow workspace of every request (a team's, on a server with workspaces); None: the server's default
+        self.workspace = workspace
         # what messages quote: the URI without its credentials (a database URI or a server's may hold them)
         self._secrets = uri_secrets(tracking_uri)
         self.shown_uri = self.hide(tracking_uri)
@@ -99,7 +121,7 @@ class MlflowSession:
         self._client: Any = None
         # the one search of every managed run goes through plain REST when it can (no MLflow import, no
         # protobuf entities); everything else through MLflow's client (``rest`` None: that one search too)
-        self.rest = RestSearch(tracking_uri) if usable(tracking_uri) else None
+        self.rest = RestSearch(tracking_uri, workspace) if usable(tracking_uri) else None
         # the embedded store's searches are read from its file (``sqlite_search``: no MLflow import either);
         # a search it does not read exactly, or a schema it does not know, goes to MLflow's client
         self.local = SqliteSearch(Path(tracking_uri[len("sqlite:///") :])) \
@@ -158,7 +180,8 @@ class MlflowSession:
         from expctl.tracking.mlflow import sqlite as mlflow_sqlite
 
         if not self.tracking_uri.startswith("sqlite:///"):
-            return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            return InWorkspace(client, self.workspace) if self.workspace else client
         db = Path(self.tracking_uri[len("sqlite:///") :])
         mlflow_sqlite.check_file(db)
         if self.embedded:
@@ -205,6 +228,9 @@ class MlflowSession:
             if any(marker in text for marker in _UNREACHABLE):
                 raise TrackerUnavailable(f"MLflow at {self.shown_uri} is unreachable: {what} failed: "
                                          f"{transport_reason(text)}") from exc
+            if self.workspace and f"Workspace '{self.workspace}' not found" in text:
+                raise TrackingError(f"MLflow at {self.shown_uri} has no workspace {self.workspace!r}: {what} failed; "
+                                    "`expctl teams apply` makes each team's (docs/teams.md#mlflow)") from exc
             raise TrackingError(f"MLflow at {self.shown_uri}: {what} failed: {transport_reason(text)}") from exc
 
     def check(self) -> None:

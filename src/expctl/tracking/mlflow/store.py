@@ -46,9 +46,9 @@ class MlflowStore(KeptLogs, Checkpoints, MlflowSession):
 
     def __init__(self, tracking_uri: str, backend_name: str, artifact_root: str | Path | None = None,
                  repository: str | None = None, repo_url: str | None = None, embedded: bool = False,
-                 project: str | None = None) -> None:
+                 project: str | None = None, workspace: str | None = None) -> None:
         super().__init__(tracking_uri, backend_name, artifact_root=artifact_root, repository=repository,
-                         repo_url=repo_url, embedded=embedded, project=project)
+                         repo_url=repo_url, embedded=embedded, project=project, workspace=workspace)
         self.last_ledger: ledger.Ledger | None = None  # the settled runs, as the last view read them
 
     # -- what MLflow remembers -------------------------------------------------------------------------

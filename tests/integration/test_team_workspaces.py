@@ -1,0 +1,134 @@
+"""Each team's runs in its own MLflow workspace, end to end on a real ``mlflow server --app-name basic-auth
+--enable-workspaces`` (real git, real local jobs, every command its own ``expctl`` process as the platform's CI
+identity): ``teams apply`` makes the workspaces, ``apply`` creates each team's runs in its team's workspace, each
+job logs into its run as its team's job identity, the gate registers the model in the team's workspace, and
+plan, status, describe, history and lineage read every workspace. Checked through MLflow's own REST API: nothing
+of a team is in the default workspace or visible to the other team's member.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import jobs
+from tests.support.gitrepo import GitRepo
+from tests.support.mlflow_auth_server import ADMIN, MlflowAuthServer
+from tests.support.teams_project import expctl
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = """\
+code_paths: [code]
+teams:
+  - name: vision
+    paths: [experiments/vision]
+    members: ["@alice"]
+    mlflow: {}
+  - name: nlp
+    paths: [experiments/nlp]
+    members: ["@bob"]
+    mlflow: {workspace: language}
+"""
+JOB = "score: 0.9\nexpctl:\n  kind: PyTorchJob\n  command: [python, code/job.py]\n"
+GATED = JOB + ("  validation: {metric: val_accuracy, threshold: 0.5, mode: max, register_as: vision-clf, "
+               "alias: champion}\n")
+BOB = ("bob", "bob-team-nlp-Pw1")
+
+
+@pytest.fixture(scope="module")
+def applied(mlflow_auth_server: MlflowAuthServer, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[tuple[GitRepo, dict[str, str]]]:
+    base = tmp_path_factory.mktemp("team-workspaces")
+    env = {**mlflow_auth_server.admin_env(), "EXPCTL_SECRET_STORE": str(base / "store" / "mlflow-jobs.json")}
+    repo = GitRepo(base / "repo")
+    for rel, text in {".gitignore": ".expctl/\n", "expctl.yaml": SETTINGS, "code/job.py": jobs.source("log_as_team"),
+                      "experiments/vision/resnet.yaml": GATED, "experiments/nlp/bert.yaml": JOB}.items():
+        repo.write(rel, text)
+    repo.commit("two teams, each in its MLflow workspace")
+    expctl(repo, "teams", "apply", "-y", env=env)
+    admin = (ADMIN, mlflow_auth_server.admin_password)
+    status, _ = mlflow_auth_server.rest("PATCH", "2.0/mlflow/users/update-password", admin,
+                                        {"username": BOB[0], "password": BOB[1]})
+    assert status == 200
+    expctl(repo, "apply", "-y", "--wait", "--timeout", "120", env=env)
+    yield repo, env
+
+
+def runs_in(server: MlflowAuthServer, workspace: str | None, user: tuple[str, str] | None = None
+            ) -> dict[str, dict[str, Any]]:
+    """``{experiment name: its runs}`` of expctl's experiments in ``workspace``, as ``user`` (default: admin)."""
+    who = user or (ADMIN, server.admin_password)
+    status, found = server.rest("POST", "2.0/mlflow/experiments/search", who, {"max_results": 100},
+                                workspace=workspace)
+    if status != 200:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for exp in found.get("experiments", []):
+        status, runs = server.rest("POST", "2.0/mlflow/runs/search", who,
+                                   {"experiment_ids": [exp["experiment_id"]], "max_results": 100},
+                                   workspace=workspace)
+        out[exp["name"]] = runs.get("runs", []) if status == 200 else []
+    return out
+
+
+def test_each_teams_runs_are_in_its_workspace_and_logged_by_its_job(
+        applied: tuple[GitRepo, dict[str, str]], mlflow_auth_server: MlflowAuthServer) -> None:
+    vision, language = runs_in(mlflow_auth_server, "vision"), runs_in(mlflow_auth_server, "language")
+    assert [r["data"]["metrics"][0]["value"] for r in vision["vision/resnet"]] == [0.9]  # the job logged it
+    assert [r["data"]["metrics"][0]["value"] for r in language["nlp/bert"]] == [0.9]
+    assert "nlp/bert" not in vision and "vision/resnet" not in language
+    default = runs_in(mlflow_auth_server, None)
+    assert not {"vision/resnet", "nlp/bert"} & set(default), default  # the default workspace: the audit trail only
+    assert "vision/resnet" not in runs_in(mlflow_auth_server, "vision", BOB)  # nlp's member sees nothing of vision's
+
+
+def test_the_gate_registers_in_the_teams_workspace(applied: tuple[GitRepo, dict[str, str]],
+                                                  mlflow_auth_server: MlflowAuthServer) -> None:
+    admin = (ADMIN, mlflow_auth_server.admin_password)
+
+    def models(workspace: str | None) -> list[str]:
+        _, found = mlflow_auth_server.rest("GET", "2.0/mlflow/registered-models/search", admin, {"max_results": 100},
+                                           workspace=workspace)
+        return [m["name"] for m in found.get("registered_models", [])]
+
+    assert models("vision") == ["vision-clf"]
+    assert "vision-clf" not in models(None) and "vision-clf" not in models("language")
+    status, _ = mlflow_auth_server.rest("GET", "2.0/mlflow/registered-models/alias", BOB,
+                                        {"name": "vision-clf", "alias": "champion"}, workspace="vision")
+    assert status in (401, 403, 404)
+    repo, env = applied
+    lineage = json.loads(expctl(repo, "lineage", "vision-clf@champion", "-o", "json", env=env).stdout)
+    assert lineage["run"]["experiment"] == "vision/resnet", lineage
+
+
+def test_plan_status_describe_and_history_read_every_workspace(applied: tuple[GitRepo, dict[str, str]]) -> None:
+    repo, env = applied
+    plan = json.loads(expctl(repo, "plan", "-o", "json", env=env).stdout)
+    assert {c["action"] for c in plan["changes"]} == {"noop"}, plan  # a rerun finds both runs: nothing new
+    rows = json.loads(expctl(repo, "status", "-o", "json", env=env).stdout)
+    assert sorted((r["experiment"], r["state"]) for r in rows) == [("nlp/bert", "Succeeded"),
+                                                                   ("vision/resnet", "Succeeded")]
+    vision = next(r for r in rows if r["experiment"] == "vision/resnet")
+    described = expctl(repo, "describe", vision["run"], env=env).stdout
+    assert "workspace=vision" in described, described  # its links open the team's workspace
+    history = expctl(repo, "history", env=env).stdout
+    assert "vision/resnet" in history and "nlp/bert" in history, history
+    assert env["MLFLOW_TRACKING_PASSWORD"] not in described + history
+
+
+def test_a_workspace_not_made_yet_is_one_line(applied: tuple[GitRepo, dict[str, str]], tmp_path: Path) -> None:
+    repo, env = applied
+    repo.write("expctl.yaml", SETTINGS + "  - name: audio\n    paths: [experiments/audio]\n    mlflow: {}\n")
+    repo.write("experiments/audio/wav.yaml", JOB)
+    repo.commit("a third team, before teams apply")
+    try:
+        failed = expctl(repo, "apply", "-y", code=1, env=env)  # read before any write: nothing applied
+        lines = [ln for ln in failed.stderr.splitlines() if ln.startswith("error")]
+        assert len(lines) == 1 and "has no workspace 'audio'" in lines[0] and "teams apply" in lines[0], failed.stderr
+    finally:
+        repo.git("revert", "--no-edit", "HEAD")
