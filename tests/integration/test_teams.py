@@ -113,3 +113,7 @@ def test_codeowners_follow_the_teams_and_validate_refuses_a_hand_edit(tmp_path: 
     refused = expctl(repo, "validate", code=1)
     assert refused.stderr == ("error: .github/CODEOWNERS: does not match expctl.yaml's teams (edited by hand, or the "
                               "teams changed): run `expctl teams codeowners` and commit it\n")
+    # a team not declared is refused even where no run is there to filter (this repository has none)
+    for command in ("status", "cancel"):
+        wrong = expctl(repo, command, "--team", "speech", code=1)
+        assert wrong.stderr == "error: --team speech: no such team in expctl.yaml (teams: vision, nlp)\n"

@@ -40,6 +40,7 @@ def full_launch(kind: JobKind, namespace: str, **sched: Any) -> Launch:
         timeout_seconds=3600,
         runtime="torch-distributed" if kind is JobKind.TRAIN else None,
         git_secret="repo-credentials",
+        team="manifests",
     )
     spec = make_spec(f"manifests/{kind.value.lower()}", overrides=("lr=0.01", "model=resnet50"), job=job)
     return make_launch(spec, tracking_uri="http://mlflow.mlflow.svc:5000")
@@ -58,7 +59,8 @@ CASES = [
 
 def test_every_kind_is_accepted_unchanged_and_listed(kube_cluster: Cluster, namespace: str) -> None:
     backend: KubernetesBackend = make_backend(kube_cluster, [namespace])
-    backend.settings = replace(backend.settings, tracking_secret="mlflow-creds")  # envFrom / secretKeyRef too
+    # envFrom / secretKeyRef too, and the pods of a team's runs as its jobs' ServiceAccount
+    backend.settings = replace(backend.settings, tracking_secret="mlflow-creds", account_teams=("manifests",))
     custom = client.CustomObjectsApi(kube_cluster.api_client())
     created = []
     for i, (kind, sched) in enumerate(CASES):
@@ -73,6 +75,7 @@ def test_every_kind_is_accepted_unchanged_and_listed(kube_cluster: Cluster, name
         )
         rendered = render_manifest(launch, backend.settings)
         assert "hunter2" not in str(rendered)
+        assert "'serviceAccountName': 'expctl-jobs'" in str(rendered)
         backend.create(launch)  # a 422 (schema violation) would raise BackendError here
         info = KINDS[kind]
         stored = custom.get_namespaced_custom_object(info.group, info.version, namespace, info.plural, launch.name)

@@ -166,6 +166,8 @@ def test_a_teams_run_lands_in_its_namespace_and_status_shows_why_kueue_holds_it(
     assert len(jobs) == 1
     labels = jobs[0]["metadata"]["labels"]
     assert (labels["expctl.io/team"], labels["kueue.x-k8s.io/queue-name"]) == (team, team)
+    pod = jobs[0]["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "expctl-jobs"  # its team's, made by `teams apply`
 
     # play Kueue: the job's Workload is not admitted, for lack of quota in the team's ClusterQueue
     name = jobs[0]["metadata"]["name"]

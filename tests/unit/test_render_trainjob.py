@@ -124,3 +124,11 @@ def test_the_tracking_secret_reaches_the_trainer_key_by_key_and_no_password_does
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
     assert set(refs) == {"MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "PGPASSWORD"}
     assert all(r == {"name": "mlflow-creds", "key": k, "optional": True} for k, r in refs.items())
+
+
+def test_a_teams_trainjob_pods_run_as_its_jobs_service_account() -> None:
+    settings = replace(KubeSettings(), account_teams=("vision",))
+    assert patch_pod(render(settings, team="vision")) == {"serviceAccountName": "expctl-jobs"}
+    assert "runtimePatches" not in render(settings, team="nlp")["spec"]
+    with_repo = patch_pod(render(replace(SETTINGS, account_teams=("vision",)), team="vision"))
+    assert with_repo["serviceAccountName"] == "expctl-jobs" and with_repo["initContainers"]

@@ -248,3 +248,20 @@ def test_a_credentialed_tracking_uri_leaves_no_password_and_the_tracking_secret_
         assert container["envFrom"] == [{"secretRef": {"name": "mlflow-creds"}}]
         assert all("envFrom" not in init for init in pod["initContainers"])  # git-sync needs no MLflow credentials
     assert "envFrom" not in to_yaml([render(JobKind.PYTORCH)])  # only when configured
+
+
+def test_pods_of_a_team_with_a_namespace_run_as_its_jobs_service_account() -> None:
+    from expctl.backends.kubernetes.manifests import kube_settings
+    from expctl.config.schema import parse_settings
+
+    settings = kube_settings(parse_settings({"teams": [
+        {"name": "vision", "paths": ["experiments/vision"], "kubernetes": {"namespace": "vision"}},
+        {"name": "nlp", "paths": ["experiments/nlp"], "slurm": {"account": "nlp"}}]}))
+    assert settings.account_teams == ("vision",)
+    for kind in (JobKind.PYTORCH, JobKind.TF, JobKind.MPI):
+        def pods(team: str | None, kind: JobKind = kind) -> list[dict[str, Any]]:
+            spec = make_spec("vision/resnet", job=make_job(kind, 3, namespace="vision", team=team))
+            return [s["template"]["spec"] for s in replica_specs(render_manifest(make_launch(spec), settings)).values()]
+
+        assert [p["serviceAccountName"] for p in pods("vision")] == ["expctl-jobs"] * len(pods("vision"))
+        assert all("serviceAccountName" not in p for p in pods("nlp") + pods(None))  # no namespace: its default

@@ -45,6 +45,7 @@ def observe_all(ws: Workspace, backend_name: str | None, include_gone: bool = Fa
     """Every run the backend sees (and, with ``include_gone``, those only MLflow remembers); of one team's
     experiments with ``team`` (the team owning each experiment's file at HEAD)."""
     backend, tracker, settings = open_for_operations(ws, backend_name, tracker=include_gone)
+    in_team(settings, team, "")  # an undeclared team is an error, with no run to filter too
     live = [r for r in backend.observe() if in_team(settings, team, r.experiment)]
     if not include_gone or tracker is None:
         return sorted(live, key=lambda r: (r.experiment, r.name))
@@ -130,6 +131,7 @@ def cancel_targets(ws: Workspace, backend_name: str | None, names: Sequence[str]
         targets += [r for r in sorted(live.values(), key=lambda r: r.name) if r.experiment == downstream
                     and not r.phase.finished and not r.cancelled and r.name not in chosen]
     if team:
+        in_team(settings, team, "")  # an undeclared team is an error, with no run to cancel too
         chosen = {r.name for r in targets}
         targets += [r for r in sorted(live.values(), key=lambda r: r.name) if in_team(settings, team, r.experiment)
                     and not r.phase.finished and not r.cancelled and r.name not in chosen]

@@ -6,6 +6,7 @@ API family, plus the checks of desired runs), ``status`` (pure: a live object â†
 ``logs`` (a job's pods and their logs), ``gate`` (pure: a pipeline's consumer held until its upstream succeeded,
 and its release), ``kubeconfig`` (why a kubeconfig could not be loaded), ``settings`` (the ``kubernetes:``
 block of ``expctl.yaml``), ``team_objects`` (pure: the teams' Namespace, ServiceAccount, RBAC, ResourceQuota
-and Kueue queues as objects), ``team_reconcile`` (``expctl teams apply``'s observe and write), ``kueue`` (pure:
-why Kueue holds a pending job, from its Workload's ``QuotaReserved`` condition).
+and Kueue queues as objects), ``team_reconcile`` (``expctl teams apply``'s observe and write), ``kueue`` (why
+Kueue holds a pending job, read from its Workload's ``QuotaReserved`` condition), ``connect`` (the API client of a
+kubeconfig, and the apiserver's health check).
 """

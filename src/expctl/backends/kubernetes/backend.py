@@ -1,15 +1,16 @@
-"""The Kubernetes backend: Kubeflow training jobs on a cluster; the only module that imports ``kubernetes``.
+"""The Kubernetes backend: Kubeflow training jobs on a cluster; with ``connect`` (the client of a kubeconfig, the
+apiserver's health check), the only module that imports ``kubernetes``.
 
-observe = one paginated LIST per kind and namespace with the managed-by label selector; create = POST, where
-409 with the same spec hash counts as success; delete = DELETE (background propagation), 404 is success;
-cancel = record ``expctl.io/cancelled-by``/``-at`` on the object (which is kept, so apply does not relaunch
-the run), suspend it when Kueue does not own ``suspend``, and delete its pods. Every request goes through a
-token bucket and the retrier (``kube_retry``); failures become one-line ``BackendError``s. Pods and logs are
-read by ``kube_logs``, the apply Lease is ``kube_lock``: both through this module's client objects. A consumer
-created before its upstream succeeded is held, and released by the apply that sees it succeed (``gate``).
-The client library is imported lazily, so importing this module (and ``expctl --help``) stays fast.
+observe = one paginated LIST per kind and namespace with the managed-by label selector, a pending job Kueue
+holds explained by its Workload (``kueue``); create = POST, where 409 with the same spec hash counts as success;
+delete = DELETE (background propagation), 404 is success; cancel = record ``expctl.io/cancelled-by``/``-at`` on
+the object (which is kept, so apply does not relaunch the run), suspend it when Kueue does not own ``suspend``,
+and delete its pods. Every request goes through a token bucket and the retrier (``kube_retry``); failures become
+one-line ``BackendError``s. Pods and logs are read by ``kube_logs``, the apply Lease is ``kube_lock``: both
+through this module's client objects. A consumer created before its upstream succeeded is held, and released by
+the apply that sees it succeed (``gate``). The client library is imported lazily, so importing this module (and
+``expctl --help``) stays fast.
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -21,15 +22,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from expctl.backends.kubernetes import gate, kueue
-from expctl.backends.kubernetes.kubeconfig import load_errors, load_problem
+from expctl.backends.kubernetes import connect, gate, kueue
 from expctl.backends.kubernetes.lease import ApiLeaseStore, LeaseLock
 from expctl.backends.kubernetes.logs import PodReader
 from expctl.backends.kubernetes.manifests import KINDS, KindInfo, KubeSettings, render_manifest
 from expctl.backends.kubernetes.manifests.common import (
     CANCELLED_AT,
     CANCELLED_BY,
-    KUEUE_QUEUE,
     MANAGED_BY,
     MANAGED_SELECTOR,
     MANAGER,
@@ -53,7 +52,7 @@ from expctl.backends.kubernetes.settings import kubernetes_settings
 from expctl.backends.kubernetes.status import observed_from
 from expctl.config import source
 from expctl.core import pipeline
-from expctl.core.errors import BackendError, ExpctlError, truncate
+from expctl.core.errors import BackendError, ExpctlError
 from expctl.core.model import JobKind, Launch, ObservedRun, Phase
 
 if TYPE_CHECKING:
@@ -113,44 +112,13 @@ class KubernetesBackend:
         **kwargs: Any,
     ) -> KubernetesBackend:
         """A backend on the kubeconfig at ``path`` (default: $KUBECONFIG, ~/.kube/config, else in-cluster)."""
-        import os
-
-        from kubernetes import client, config
-
-        configuration = client.Configuration()
-        try:
-            # $KUBECONFIG is read now (the client reads it once, at import time); it may list several files
-            path = path or os.environ.get("KUBECONFIG") or None
-            if path or os.path.exists(os.path.expanduser("~/.kube/config")):
-                config.load_kube_config(  # type: ignore[no-untyped-call]
-                    config_file=path, context=context, client_configuration=configuration
-                )
-            else:
-                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except load_errors(config.ConfigException) as exc:  # one line naming the file, never a traceback
-            raise BackendError(f"cannot load Kubernetes credentials: {load_problem(exc, path)}") from exc
-        configuration.retries = False  # expctl's retrier decides, once (urllib3 would retry silently too)
-        return cls(client.ApiClient(configuration), namespaces, settings or KubeSettings(), **kwargs)
+        return cls(connect.api_client(path, context), namespaces, settings or KubeSettings(), **kwargs)
 
     # -- plumbing -------------------------------------------------------------------------------------------
 
     def check(self, timeout: tuple[float, float] = (3.0, 5.0)) -> None:
-        """Fail fast, in one line, when the apiserver is unreachable or unhealthy: one short ``GET /version``,
-        no retries (a dead server would otherwise cost every command the retrier's whole budget)."""
-        from kubernetes import client
-
-        host = self.api_client.configuration.host
-        try:
-            client.VersionApi(self.api_client).get_code(_request_timeout=timeout)
-        except client.ApiException as exc:
-            if exc.status is not None and exc.status < 500:  # forbidden or absent: the server answered
-                return
-            raise BackendError(f"Kubernetes API at {host} is unhealthy: /version answered HTTP {exc.status}") from exc
-        except Exception as exc:
-            if not _is_network(exc):
-                raise
-            reason = getattr(exc, "reason", exc)
-            raise BackendError(f"Kubernetes API at {host} is unreachable: {truncate(str(reason), 160)}") from exc
+        """Fail fast, in one line, when the apiserver is unreachable or unhealthy (``connect.check``)."""
+        connect.check(self.api_client, timeout)
 
     def request(self, verb: str, resource: str, namespace: str, fn: Callable[[], Any], name: str = "") -> Any:
         """Run one API call ``fn``: throttled, retried when transient, failures wrapped into ``ApiError``."""
@@ -168,7 +136,7 @@ class KubernetesBackend:
         except ApiError:
             raise
         except Exception as exc:
-            if status_of(exc) is None and not _is_network(exc):
+            if status_of(exc) is None and not connect.is_network(exc):
                 raise
             raise api_error(exc, verb, resource, namespace, name) from exc
 
@@ -243,22 +211,11 @@ class KubernetesBackend:
                     run = observed_from(obj, self.name)
                     self._where[run.name] = (info, namespace)
                     runs.append(run)
-                    queued.update({namespace} if run.phase is Phase.PENDING and KUEUE_QUEUE in
-                                  ((obj.get("metadata") or {}).get("labels") or {}) else set())
-        reasons = {k: v for ns in sorted(queued) for k, v in self._queue_reasons(ns).items()}
+                    if run.phase is Phase.PENDING and kueue.queued(obj):
+                        queued.add(namespace)
+        reasons = kueue.read_reasons(self.request, self._custom, sorted(queued), self._timeout)
         return pipeline.held_outcome(sorted((kueue.explained(r, reasons) for r in runs),
                                             key=lambda r: (r.namespace or "", r.name)))
-
-    def _queue_reasons(self, namespace: str) -> dict[tuple[str, str], str]:
-        """Kueue's reasons for the jobs it holds in ``namespace`` (none when Kueue or the right is missing)."""
-        try:
-            found = self.request("list", "workloads", namespace, lambda: self._custom.list_namespaced_custom_object(
-                *kueue.WORKLOADS[:2], namespace, kueue.WORKLOADS[2], _request_timeout=self._timeout))
-        except ApiError as exc:
-            if exc.status in (403, 404):
-                return {}
-            raise
-        return kueue.pending_reasons(found.get("items") or [])
 
     def create(self, launch: Launch) -> None:
         info = KINDS.get(launch.spec.job.kind)
@@ -345,7 +302,7 @@ class KubernetesBackend:
         info, namespace, obj = found
         patch: Obj = {"metadata": {"annotations": {CANCELLED_BY: by, CANCELLED_AT: _now()}}}
         run = observed_from(obj, self.name)
-        if KUEUE_QUEUE not in ((obj.get("metadata") or {}).get("labels") or {}) and not run.phase.finished:
+        if not kueue.queued(obj) and not run.phase.finished:
             suspend = {"suspend": True}
             patch["spec"] = suspend if info.kind is JobKind.TRAIN else {"runPolicy": suspend}
         self._patch(info, namespace, name, patch)
@@ -437,8 +394,3 @@ def lease_lock(settings: Settings, timeout: float, name: str = "expctl-apply") -
     with lock:
         yield lock
 
-
-def _is_network(exc: BaseException) -> bool:
-    import urllib3.exceptions
-
-    return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from expctl.backends.kubernetes.manifests.common import MANAGED_BY, MANAGER, SPEC_HASH
+from expctl.backends.kubernetes.manifests.common import JOBS_ACCOUNT, MANAGED_BY, MANAGER, SPEC_HASH
 from expctl.backends.kubernetes.manifests.common import TEAM as TEAM_LABEL
 from expctl.core.team_platform import JOB_SECRET, PlatformObject, Team, digest_of
 
@@ -22,7 +22,6 @@ RBAC = "rbac.authorization.k8s.io/v1"
 GPU = "nvidia.com/gpu"
 FLAVOR = "expctl-default"
 COHORT = "expctl"
-JOBS_ACCOUNT = "expctl-jobs"  # the ServiceAccount of a team's jobs
 ROLE = "expctl-team"
 # creation order: what others refer to first (deletes go in reverse)
 ORDER = ("Namespace", "ResourceFlavor", "Cohort", "ClusterQueue", "ServiceAccount", "Secret", "Role",

@@ -1,6 +1,8 @@
 """``expctl teams apply`` on Kubernetes: observe the teams' objects expctl manages (one LIST per kind, by the
 managed-by label), find what stands in the way (an object of a desired name expctl did not create; a namespace to
 delete that holds others' objects), and write one change (POST, PUT or merge-PATCH a Namespace, DELETE).
+A team's Kueue queue that expctl does not make (a team without ``gpus:``) is checked: a LocalQueue or its
+ClusterQueue that does not exist is a note of the plan (the team's runs would wait for ever).
 Requests go through the backend's throttled, retried ``request``; failures are one-line ``BackendError``s.
 """
 
@@ -46,6 +48,8 @@ class KubeTeams:
 
     def __init__(self, backend: KubernetesBackend) -> None:
         self.backend = backend
+        self.notes: list[str] = []
+        self._teams: Sequence[Team] = ()
 
     def _call(self, verb: str, kind: str, path: str, method: str, namespace: str = "", name: str = "",
               body: Any = None, query: Sequence[tuple[str, str]] = (), content_type: str = "application/json") -> Any:
@@ -68,18 +72,21 @@ class KubeTeams:
         return f"{prefix}{where}/{plural}" + (f"/{name}" if name else "")
 
     def desired(self, teams: Sequence[Team]) -> list[PlatformObject]:
+        self._teams = teams
         return render_teams(teams)
 
     def observe(self, desired: Sequence[PlatformObject]) -> tuple[list[PlatformObject], dict[Key, str]]:
         """The managed objects, and what stands in the way: ``{key: why}`` for desired names held by objects
         expctl did not create, and for managed namespaces that hold others' objects."""
         observed: list[PlatformObject] = []
+        served = set(PATHS)
         for kind, (prefix, plural, _) in PATHS.items():
             try:
                 found = self._call("list", kind, f"{prefix}/{plural}", "GET",
                                    query=[("labelSelector", MANAGED_SELECTOR)])
             except ApiError as exc:
                 if exc.status == 404 and not any(o.kind == kind for o in desired):
+                    served.discard(kind)
                     continue  # Kueue not installed, and not needed
                 if exc.status == 404:
                     raise BackendError(f"the cluster does not serve {plural} ({prefix[6:] or 'core'}): install "
@@ -103,16 +110,42 @@ class KubeTeams:
                 held = self.foreign_in(obj.name)
                 if held:
                     blocked[obj.key] = f"holds objects expctl did not create ({', '.join(held[:3])}): not deleted"
+        self.notes = self._queue_notes({(o.kind, o.namespace, o.name) for o in desired}, "LocalQueue" in served)
         return observed, blocked
 
-    def _exists(self, obj: PlatformObject) -> bool:
+    def _queue_notes(self, desired: set[Key], kueue: bool) -> list[str]:
+        """Why a team's runs would never be admitted: its LocalQueue, made by someone else (expctl makes it only
+        with the team's ``gpus``), or that queue's ClusterQueue does not exist."""
+        notes = []
+        for team in self._teams:
+            ns, queue = team.namespace, team.queue
+            if not ns or not queue or ("LocalQueue", ns, queue) in desired:
+                continue
+            where = f"team {team.name}: LocalQueue {ns}/{queue}"
+            if not kueue:
+                notes.append(f"{where}: the cluster does not serve Kueue's LocalQueues: its runs start unqueued")
+                continue
+            local = self._read("LocalQueue", ns, queue)
+            cluster_queue = str(((local or {}).get("spec") or {}).get("clusterQueue") or "")
+            if local is None:
+                notes.append(f"{where} does not exist: its runs would wait for ever (expctl makes it, with a "
+                             "ClusterQueue, for a team with gpus:; else the cluster's admin)")
+            elif cluster_queue and self._read("ClusterQueue", "", cluster_queue) is None:
+                notes.append(f"{where} points to ClusterQueue {cluster_queue}, which does not exist: its runs "
+                             "would wait for ever (the cluster's admin creates it)")
+        return notes
+
+    def _read(self, kind: str, namespace: str, name: str) -> Any:
+        """The object, or None when it does not exist."""
         try:
-            self._call("get", obj.kind, self._url(obj.kind, obj.namespace, obj.name), "GET", obj.namespace, obj.name)
+            return self._call("get", kind, self._url(kind, namespace, name), "GET", namespace, name) or {}
         except ApiError as exc:
             if exc.status == 404:
-                return False
+                return None
             raise
-        return True
+
+    def _exists(self, obj: PlatformObject) -> bool:
+        return self._read(obj.kind, obj.namespace, obj.name) is not None
 
     def foreign_in(self, namespace: str) -> list[str]:
         """``plural/name`` of the objects in ``namespace`` that expctl's teams apply did not create."""

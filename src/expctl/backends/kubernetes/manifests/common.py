@@ -45,6 +45,7 @@ MANAGED_SELECTOR = f"{MANAGED_BY}={MANAGER}"
 CODE_VOLUME = "expctl-code"
 SECRET_VOLUME = "expctl-git-secret"
 SECRET_MOUNT = "/etc/expctl/git-secret"
+JOBS_ACCOUNT = "expctl-jobs"  # the ServiceAccount of a team's jobs, in its namespace (``expctl teams apply``)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class KubeSettings:
     trainjob_step: str = "node"  # TrainJob: the runtime's replicated job and container that train
     trainjob_git_sync: str = "git-sync"  # TrainJob: the runtime's init container that clones
     mlflow_teams: tuple[str, ...] = ()  # teams whose namespace holds their MLflow job Secret (JOB_SECRET)
+    account_teams: tuple[str, ...] = ()  # teams whose pods run as JOBS_ACCOUNT (they have a namespace)
 
 
 def kube_settings(settings: Settings, derived_project: str | None = None) -> KubeSettings:
@@ -81,6 +83,7 @@ def kube_settings(settings: Settings, derived_project: str | None = None) -> Kub
         git_sync_image=kube.git_image,
         mlflow_teams=tuple(t.name for t in settings.teams if t.kubernetes and t.kubernetes.namespace)
         if any(t.mlflow is not None for t in settings.teams) else (),
+        account_teams=tuple(t.name for t in settings.teams if t.kubernetes and t.kubernetes.namespace),
     )
 
 
@@ -193,6 +196,12 @@ def tracking_secret_env(settings: KubeSettings, team: str | None = None) -> list
     return list(out.values())
 
 
+def service_account(job: JobSpec, settings: KubeSettings) -> str | None:
+    """The ServiceAccount a job's pods run as: its team's ``JOBS_ACCOUNT`` when the team has a namespace (its
+    runs are placed there, where ``teams apply`` creates the account), else the namespace's default (None)."""
+    return JOBS_ACCOUNT if job.team and job.team in settings.account_teams else None
+
+
 def resources(job: JobSpec, with_gpus: bool = True) -> Manifest:
     """Requests for cpu/memory, a memory limit, and GPUs as limits (extended resources are limits-only)."""
     res = job.resources
@@ -295,5 +304,8 @@ def pod_template(
         spec["priorityClassName"] = sched.priority_class
     if sched.volcano_queue:
         spec["schedulerName"] = "volcano"
+    account = service_account(job, settings)
+    if account:
+        spec["serviceAccountName"] = account
     pod_labels = {k: v for k, v in identity_labels(launch, settings).items() if k != KUEUE_QUEUE}
     return {"metadata": {"labels": pod_labels}, "spec": spec}

@@ -3,9 +3,10 @@
 Pure. A TrainJob names a (Cluster)TrainingRuntime (``runtimeRef``) that holds the JobSet template; the job
 itself sets the trainer (image, command, env, ``numNodes``, ``resourcesPerNode``) and, through
 ``runtimePatches`` (owned by manager ``expctl.io/expctl``), the pod-level fields the v2.3 API lets it patch:
-env and volume mounts of existing containers, volumes, nodeSelector and tolerations. A patch cannot add an
-init container, so the runtime must declare the git-sync init container; ``render_runtime`` renders one
-that does (priority class and Volcano gang scheduling likewise belong to the runtime).
+env and volume mounts of existing containers, volumes, nodeSelector, tolerations and the pods' ServiceAccount
+(a team's ``expctl-jobs``). A patch cannot add an init container, so the runtime must declare the git-sync init
+container; ``render_runtime`` renders one that does (priority class and Volcano gang scheduling likewise belong
+to the runtime).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from expctl.backends.kubernetes.manifests.common import (
     metadata,
     repo_url_of,
     resources,
+    service_account,
     tracking_secret_env,
 )
 from expctl.core.model import Launch
@@ -42,6 +44,9 @@ def _runtime_patch(launch: Launch, settings: KubeSettings) -> Manifest | None:
         pod["nodeSelector"] = dict(sched.node_selector)
     if sched.tolerations:
         pod["tolerations"] = [dict(t) for t in sched.tolerations]
+    account = service_account(launch.spec.job, settings)
+    if account:
+        pod["serviceAccountName"] = account
     if repo_url_of(launch, settings):
         pod["volumes"] = git_sync_volumes(launch, settings)
         pod["initContainers"] = [
