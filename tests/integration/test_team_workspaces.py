@@ -116,6 +116,8 @@ def test_plan_status_describe_and_history_read_every_workspace(applied: tuple[Gi
     vision = next(r for r in rows if r["experiment"] == "vision/resnet")
     described = expctl(repo, "describe", vision["run"], env=env).stdout
     assert "workspace=vision" in described, described  # its links open the team's workspace
+    usage = json.loads(expctl(repo, "teams", "status", "-o", "json", env=env).stdout)
+    assert [(u["team"], u["workspace"], u["runs"]) for u in usage] == [("vision", "vision", 1), ("nlp", "language", 1)]
     history = expctl(repo, "history", env=env).stdout
     assert "vision/resnet" in history and "nlp/bert" in history, history
     assert env["MLFLOW_TRACKING_PASSWORD"] not in described + history

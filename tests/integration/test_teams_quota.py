@@ -57,8 +57,10 @@ def test_runs_over_the_quota_wait_and_start_when_gpus_free_up(tmp_path: Path) ->
         assert waiting["name"] not in {r["run"] for r in rows}  # not started: the quota holds it
         usage = json.loads(expctl(repo, "teams", "status", "-o", "json", env=GPUS).stdout)
         assert usage == [
-            {"team": "vision", "quota_gpus": 2, "gpus_in_use": 2, "running": 1, "pending": 0, "waiting": 1},
-            {"team": "nlp", "quota_gpus": None, "gpus_in_use": 2, "running": 1, "pending": 0, "waiting": 0}]
+            {"team": "vision", "quota_gpus": 2, "gpus_in_use": 2, "running": 1, "pending": 0, "waiting": 1,
+             "workspace": None, "runs": 1},
+            {"team": "nlp", "quota_gpus": None, "gpus_in_use": 2, "running": 1, "pending": 0, "waiting": 0,
+             "workspace": None, "runs": 1}]
         table = expctl(repo, "teams", "status", env=GPUS).stdout.splitlines()
         assert table[0].split() == ["TEAM", "QUOTA", "GPUS", "IN", "USE", "RUNNING", "PENDING", "WAITING"]
         assert table[1].split() == ["vision", "2", "2", "1", "0", "1"] and table[2].split()[:2] == ["nlp", "-"]

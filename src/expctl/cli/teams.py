@@ -39,7 +39,8 @@ def codeowners(ctx: click.Context) -> None:
 @_output
 @click.pass_context
 def status(ctx: click.Context, backend_name: str | None, output: str) -> None:
-    """Per team: its GPU quota, the GPUs in use, runs running, pending and waiting for the quota."""
+    """Per team: its GPU quota, the GPUs in use, runs running, pending and waiting for the quota (and, when
+    teams declare mlflow:, its MLflow workspace and the runs tracked there)."""
     from expctl.engine.plan import PlanOptions, compute_plan, desired_state
     from expctl.engine.teams import team_usage
 
@@ -53,9 +54,12 @@ def status(ctx: click.Context, backend_name: str | None, output: str) -> None:
     if output == "json":
         echo_json(rows)
         return
-    headers = ("TEAM", "QUOTA", "GPUS IN USE", "RUNNING", "PENDING", "WAITING")
+    headers: tuple[str, ...] = ("TEAM", "QUOTA", "GPUS IN USE", "RUNNING", "PENDING", "WAITING")
     cells = [[str(r["team"]), "-" if r["quota_gpus"] is None else str(r["quota_gpus"]), str(r["gpus_in_use"]),
               str(r["running"]), str(r["pending"]), str(r["waiting"])] for r in rows]
+    if any(r["workspace"] for r in rows):  # teams in MLflow: each one's workspace and the runs tracked there
+        headers += ("MLFLOW WORKSPACE", "RUNS")
+        cells = [[*c, str(r["workspace"]), str(r["runs"])] for c, r in zip(cells, rows, strict=True)]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
     for line in (headers, *cells):
         click.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())

@@ -37,7 +37,9 @@ def write_codeowners(ws: Workspace) -> tuple[Path, bool]:
 @dataclass(frozen=True)
 class TeamUsage:
     """One team's line of ``expctl teams status``: its quota (None: none), the GPUs its running and queued runs
-    hold, its runs running, pending on the backend, and waiting for its quota in the plan (not started yet)."""
+    hold, its runs running, pending on the backend, and waiting for its quota in the plan (not started yet); when
+    teams declare ``mlflow:``, its MLflow workspace and how many runs of its are tracked (every attempt, finished
+    ones included: what its workspace holds of the committed experiments)."""
 
     team: str
     quota_gpus: int | None
@@ -45,6 +47,8 @@ class TeamUsage:
     running: int
     pending: int
     waiting: int
+    workspace: str | None = None
+    runs: int = 0
 
 
 def team_usage(desired: Desired, plan: Plan, observed: Sequence[ObservedRun]) -> list[TeamUsage]:
@@ -56,11 +60,14 @@ def team_usage(desired: Desired, plan: Plan, observed: Sequence[ObservedRun]) ->
     used = quota.in_use(observed, quota.Quotas({}, owner))
     live = [r for r in observed if r.live and not r.phase.finished and not r.cancelled]
     out = []
+    in_mlflow = any(t.mlflow is not None for t in teams)
     for team in teams:
         mine = [r for r in live if owner.get(r.experiment) == team.name]
+        tracked = sum(1 for r in observed if r.mlflow_run_id and owner.get(r.experiment) == team.name)
         waiting = sum(1 for c in plan.changes if quota.waits_for_quota(c) and c.desired is not None
                       and c.desired.job.team == team.name)
         out.append(TeamUsage(team.name, team.gpus, used.get(team.name, 0),
                              sum(1 for r in mine if r.phase is Phase.RUNNING),
-                             sum(1 for r in mine if r.phase is Phase.PENDING), waiting))
+                             sum(1 for r in mine if r.phase is Phase.PENDING), waiting,
+                             team.mlflow_workspace() if in_mlflow else None, tracked))
     return out
