@@ -51,3 +51,23 @@ def test_bad_inputs_are_one_line_naming_file_and_key(inputs: dict[str, Any], key
         parse_block({"inputs": inputs}, FILE)
     line = str(err.value)
     assert "\n" not in line and err.value.file == FILE and err.value.key == key and says in line
+
+
+def test_a_dataset_input_and_outputs_become_declarations() -> None:
+    block = parse_block({"inputs": {"raw": {"dataset": "blobs-raw"}}, "outputs": {"dataset": "features.v1"}}, FILE)
+    assert to_decls(block.inputs) == (InputDecl("raw", dataset="blobs-raw"),)
+    assert block.outputs is not None and block.outputs.dataset == "features.v1"
+
+
+@pytest.mark.parametrize(("block", "key", "says"), [
+    ({"outputs": {"dataset": "raw", "format": "csv"}}, "expctl.outputs.format", "unknown key (known keys: dataset)"),
+    ({"outputs": {}}, "expctl.outputs.dataset", ""),
+    ({"outputs": {"dataset": "../up"}}, "expctl.outputs.dataset", ""),
+    ({"inputs": {"raw": {"dataset": "a", "experiment": "x"}}}, "expctl.inputs.raw", "either"),
+    ({"inputs": {"raw": {"dataset": "a", "each": True}}}, "expctl.inputs.raw", "a dataset input takes no"),
+])
+def test_bad_outputs_and_dataset_inputs_are_one_line(block: dict[str, Any], key: str, says: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_block(block, FILE)
+    line = str(err.value)
+    assert "\n" not in line and err.value.file == FILE and err.value.key == key and says in line

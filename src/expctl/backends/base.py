@@ -50,3 +50,13 @@ class Releases(Protocol):
     (``ObservedRun.held_by``) and releases it when asked (False: not held any more)."""
 
     def release(self, name: str) -> bool: ...
+
+
+@runtime_checkable
+class ProducesOutputs(Protocol):
+    """An optional capability: a backend whose jobs write ``outputs:`` into a directory expctl can read (this
+    machine's, or a shared file system), so the apply that sees a run succeed records what it wrote."""
+
+    def output_dir(self, name: str) -> str | None:
+        """The output directory of the attempt ``name`` (None: none here)."""
+        ...

@@ -35,6 +35,7 @@ def _inputs(inputs: list[dict[str, Any]], indent: str) -> list[str]:
     lines: list[str] = []
     for item in inputs:
         what = f"{item.get('model')} version {item.get('version')}" if item.get("model") else \
+            f"dataset {item['dataset']} digest {item.get('digest', '')}" if item.get("dataset") else \
             f"experiment {item.get('experiment', '')}"
         lines.append(f"{indent}input     {item['name']}: {what}  {item.get('uri', '')}")
         up = item.get("lineage")
@@ -46,6 +47,8 @@ def _inputs(inputs: list[dict[str, Any]], indent: str) -> list[str]:
         elif item.get("run_id"):
             lines.append(f"{indent}  run     {item['run_id']}  {item.get('upstream_job', '')}")
             lines.append(f"{indent}  commit  {item.get('commit', '')}  spec hash {item.get('spec_hash', '')}")
+            if item.get("config"):
+                lines.append(f"{indent}  config  {item['config']}")
     return lines
 
 

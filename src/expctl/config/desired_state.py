@@ -141,20 +141,23 @@ def _pipelines(runs: list[RunSpec], files: dict[str, str],
     points: dict[str, int] = {}
     teams: dict[str, str | None] = {}
     producers: dict[str, set[str]] = {}  # model name → the experiments whose gate registers it
+    outputs: dict[str, str] = {}  # experiment → the dataset its outputs declare
     for run in runs:
         teams.setdefault(run.experiment, run.job.team)
+        if run.job.outputs and not run.validates:
+            outputs[run.experiment] = run.job.outputs
         if run.job.validation is not None and run.job.validation.register_as:
             producers.setdefault(run.job.validation.register_as, set()).add(run.experiment)
         if not run.validates:
             points[run.experiment] = points.get(run.experiment, 0) + 1
             if run.job.inputs:
                 inputs.setdefault(run.experiment, run.job.inputs)
-    if not inputs:  # no pipelines: the runs as they were
+    if not inputs and not outputs:  # no pipelines: the runs as they were
         return runs, []
-    errors = pipeline.graph_errors(inputs, files, points, teams, shared)
-    if errors:
+    errors = pipeline.graph_errors(inputs, files, points, teams, shared, outputs)
+    if errors or not inputs:
         return runs, errors
-    edges = pipeline.with_producers(pipeline.edges_of(inputs), inputs, producers)
+    edges = pipeline.with_producers(pipeline.edges_of(inputs, outputs), inputs, producers)
     ranked = {name: i for i, name in enumerate(pipeline.order(list(files), edges))}
     ordered = sorted(runs, key=lambda r: ranked.get(r.experiment, len(ranked)))  # stable: sweep order kept
     return pipeline.expand_each(ordered), []

@@ -73,6 +73,7 @@ def to_job_spec(block: ExpctlBlock, settings: Settings, source_file: str) -> Job
                                      resume_on=tuple(FailureClass(x) for x in block.checkpoints.resume_on)),
         team=team.team if team else None,
         inputs=to_decls(block.inputs),
+        outputs=block.outputs.dataset if block.outputs else None,
     )
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
-from expctl.config.schema_inputs import InputIn, InputName
+from expctl.config.schema_inputs import InputIn, InputName, OutputsIn
 from expctl.config.schema_teams import TeamIn, check_teams, team_for
 from expctl.config.schema_types import (
     ENV_NAME,
@@ -154,6 +154,7 @@ class ExpctlBlock(Strict):
     report: ReportIn | None = None
     slurm: SlurmJobIn = SlurmJobIn()
     inputs: dict[InputName, InputIn] = {}  # what it consumes (schema_inputs, docs/pipelines.md)
+    outputs: OutputsIn | None = None  # the dataset its job writes (schema_inputs, docs/pipelines.md)
 
 
 class TenantIn(Strict):

@@ -56,6 +56,9 @@ def join_observed(live: Iterable[ObservedRun], remembered: Iterable[ObservedRun]
     metrics = {(r.run_key, r.attempt, r.spec_hash): r.metrics for r in remembered if r.metrics}
     result = [replace(r, metrics=metrics[k]) if not r.metrics and (k := (r.run_key, r.attempt, r.spec_hash))
               in metrics else r for r in live]  # a live run's metrics are the tracker's (``best`` inputs)
+    made = {(r.run_key, r.attempt, r.spec_hash): r.output_digest for r in remembered if r.output_digest}
+    result = [replace(r, output_digest=made[k]) if not r.output_digest and (k := (r.run_key, r.attempt, r.spec_hash))
+              in made else r for r in result]  # ... and so is the digest of the dataset it produced
     present = {(r.run_key, r.attempt, r.spec_hash) for r in result}
     present_names = {r.name for r in result}
     for rec in remembered:

@@ -6,7 +6,8 @@ Pure: builds ``dict[str, str]`` from a ``Launch``; no I/O, no clock. Two parts:
   (``EXPCTL_*``) and the MLflow run the job logs into (``MLFLOW_TRACKING_URI``, ``MLFLOW_RUN_ID``,
   ``MLFLOW_EXPERIMENT_NAME``), where to checkpoint and what to resume from (``checkpoint_env``:
   ``EXPCTL_CHECKPOINT_DIR``, ``EXPCTL_RESUME_FROM`` …), and the run's datasets (``EXPCTL_DATASET_*``,
-  ``dataset_env``) and its inputs (``EXPCTL_INPUT_<NAME>_URI``, ``EXPCTL_INPUTS``: ``input_env``).
+  ``dataset_env``), its inputs (``EXPCTL_INPUT_<NAME>_URI``, ``EXPCTL_INPUTS``: ``input_env``) and, from a
+  backend that gives the job an output directory, where it writes what it produces (``output_env``).
   **Precedence**: the experiment's ``env`` comes first and expctl's variables win — an
   experiment cannot point its job at another MLflow run or lie about its identity. Any other variable
   (``MLFLOW_SYSTEM_METRICS_*``, ``NCCL_*``, …) is the experiment's to set.
@@ -59,6 +60,8 @@ TOPOLOGY = (MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, LOCAL_RANK, REPLICA)
 # the run's datasets (docs/data.md) and, for a validation job, what it validates
 DATA_DIGEST_ENV = "EXPCTL_DATA_DIGEST"
 INPUTS_ENV = "EXPCTL_INPUTS"  # {input name: label}: what a backend's own record says it was launched with
+OUTPUT_DIR = "EXPCTL_OUTPUT_DIR"  # outputs: where the job writes the dataset it produces
+OUTPUT_DATASET = "EXPCTL_OUTPUT_DATASET"  # ... and that dataset's name
 
 
 def job_env(launch: Launch, *, config_file: str | None = None,
@@ -210,6 +213,15 @@ def input_env(spec: RunSpec) -> dict[str, str]:
     env = {env_name(r.name): r.uri for r in spec.inputs}
     env[INPUTS_ENV] = json.dumps({r.name: r.label for r in spec.inputs}, sort_keys=True)
     return env
+
+
+def output_env(spec: RunSpec, directory: str) -> dict[str, str]:
+    """``EXPCTL_OUTPUT_DIR`` (where the backend put the attempt's output directory) and
+    ``EXPCTL_OUTPUT_DATASET``, for a run whose experiment declares ``outputs: {dataset: NAME}``; {} otherwise.
+    What the job writes there becomes that dataset when it succeeds (docs/pipelines.md)."""
+    if not spec.job.outputs:
+        return {}
+    return {OUTPUT_DIR: directory, OUTPUT_DATASET: spec.job.outputs}
 
 
 def inputs_in(env: Mapping[str, str]) -> tuple[tuple[str, str], ...] | None:

@@ -176,10 +176,11 @@ class JobSpec:
     checkpoints: CheckpointPolicy = field(default_factory=CheckpointPolicy)
     team: str | None = None  # the team owning the experiment (expctl.yaml's teams:), not in the spec hash
     inputs: tuple[InputDecl, ...] = ()  # what it consumes (core.pipeline); their resolution is in the spec hash
+    outputs: str | None = None  # the dataset its job's output directory becomes (``outputs: {dataset: NAME}``)
 
     def shape(self) -> dict[str, JSON]:
         """The parts of the job that change what it computes, as canonical JSON data."""
-        return {
+        shape: dict[str, JSON] = {
             "kind": self.kind.value,
             "replicas": self.replicas,
             "image": self.image,
@@ -187,6 +188,9 @@ class JobSpec:
             "gpus": self.resources.gpus,
             "env": [list(pair) for pair in self.env],
         }
+        if self.outputs:  # only when declared: every other run keeps its spec hash
+            shape["outputs"] = self.outputs
+        return shape
 
 
 @dataclass(frozen=True)
@@ -259,6 +263,7 @@ class ObservedRun:
     after_failed: bool = False  # never started: the upstream attempt its scheduler waited on failed (Slurm afterok)
     held_by: tuple[str, ...] = ()  # upstream attempts a gate holds it for, not started yet (Kubernetes suspension)
     metrics: tuple[tuple[str, float], ...] = ()  # its latest metrics, from the tracker's records (inputs' best)
+    output_digest: str | None = None  # the manifest digest of the dataset it produced, once recorded (tracker)
 
     @property
     def state(self) -> str:

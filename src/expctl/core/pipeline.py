@@ -1,4 +1,5 @@
-"""Pipelines: experiments that consume other experiments' runs and registered models (``expctl.inputs``).
+"""Pipelines: experiments that consume other experiments' runs, the datasets their runs produced
+(``outputs:``) and registered models (``expctl.inputs``).
 
 Pure. The dependency graph of experiments (its order, its cycles, the checks of the declarations against it),
 the expansion of ``each`` inputs into one downstream run per upstream point, and the resolution of every input
@@ -15,15 +16,27 @@ from dataclasses import dataclass, replace
 
 from expctl.core.desired import validation_spec
 from expctl.core.errors import ConfigError
-from expctl.core.inputs import EXPERIMENT, MODEL, InputDecl, ModelVersion, ResolvedInput
+from expctl.core.inputs import DATASET, EXPERIMENT, MODEL, InputDecl, ModelVersion, ResolvedInput, output_uri
 from expctl.core.model import Action, FailureClass, ObservedRun, Phase, Reason, RunSpec
 from expctl.core.naming import canonical_json, run_name, sha256_hex
 
 
-def edges_of(inputs: Mapping[str, Sequence[InputDecl]]) -> dict[str, list[str]]:
-    """``{experiment: the experiments it consumes}`` (model inputs are not edges: a registry sits between)."""
-    return {name: sorted({d.experiment for d in decls if d.experiment is not None})
+def edges_of(inputs: Mapping[str, Sequence[InputDecl]],
+             outputs: Mapping[str, str] | None = None) -> dict[str, list[str]]:
+    """``{experiment: the experiments it consumes}``, a produced dataset's producer included (``outputs``:
+    experiment → the dataset it declares); model inputs are not edges: a registry sits between."""
+    made = producers_of(outputs or {})
+    return {name: sorted({d.experiment for d in decls if d.experiment is not None}
+                         | {p for d in decls if d.dataset is not None for p in made.get(d.dataset, [])})
             for name, decls in inputs.items()}
+
+
+def producers_of(outputs: Mapping[str, str]) -> dict[str, list[str]]:
+    """``{dataset: the experiments whose outputs declare it}`` (more than one is an error: ``graph_errors``)."""
+    made: dict[str, list[str]] = {}
+    for experiment, dataset in sorted(outputs.items()):
+        made.setdefault(dataset, []).append(experiment)
+    return made
 
 
 def with_producers(edges: Mapping[str, Sequence[str]], inputs: Mapping[str, Sequence[InputDecl]],
@@ -83,16 +96,25 @@ def order(names: Sequence[str], edges: Mapping[str, Sequence[str]]) -> list[str]
 
 def graph_errors(inputs: Mapping[str, Sequence[InputDecl]], files: Mapping[str, str],
                  points: Mapping[str, int], teams: Mapping[str, str | None] | None = None,
-                 shared: Collection[str] = ()) -> list[ConfigError]:
+                 shared: Collection[str] = (), outputs: Mapping[str, str] | None = None) -> list[ConfigError]:
     """The declarations checked against each other: an unknown upstream experiment, an experiment input on a
-    sweep without ``each`` or ``best``, ``each`` on an upstream that is not a sweep, a cycle. ``files``: every
-    experiment's file; ``points``: the number of training runs of each experiment that was expanded; ``teams``:
-    each experiment's team (when teams are declared), ``shared``: the teams that share their runs — an input
-    from another team's experiment is refused unless that team shares."""
+    sweep without ``each`` or ``best``, ``each`` on an upstream that is not a sweep, a dataset no experiment (or
+    a sweep, or two experiments) produces, a cycle. ``files``: every experiment's file; ``points``: the number
+    of training runs of each experiment that was expanded; ``teams``: each experiment's team (when teams are
+    declared), ``shared``: the teams that share their runs — an input from another team's experiment is refused
+    unless that team shares; ``outputs``: experiment → the dataset its ``outputs`` declares."""
     team_of = teams or {}
+    made = producers_of(outputs or {})
     errors: list[ConfigError] = []
+    for dataset, experiments in made.items():
+        for other in experiments[1:]:
+            errors.append(ConfigError(f"dataset {dataset!r} is produced by {experiments[0]!r} too: a dataset "
+                                      "has one producer", file=files[other], key="expctl.outputs.dataset"))
     for name, decls in inputs.items():
         for d in decls:
+            if d.dataset is not None:
+                errors.extend(_dataset_errors(name, d, made, files, points, team_of, shared))
+                continue
             if d.experiment is None:
                 continue
             key = f"expctl.inputs.{d.name}.experiment"
@@ -116,12 +138,33 @@ def graph_errors(inputs: Mapping[str, Sequence[InputDecl]], files: Mapping[str, 
                 errors.append(ConfigError(f"{d.experiment!r} is a sweep of {count} runs: say which, with each: true "
                                           "(one run per point) or best: {metric: ..., mode: max}", file=files[name],
                                           key=key))
-    cycle = find_cycle({n: [u for u in ups if u in files] for n, ups in edges_of(inputs).items()})
+    cycle = find_cycle({n: [u for u in ups if u in files] for n, ups in edges_of(inputs, outputs).items()})
     if cycle:
-        first = next(d for d in inputs[cycle[0]] if d.experiment == cycle[1])
+        first = next(d for d in inputs[cycle[0]] if d.experiment == cycle[1]
+                     or (d.dataset is not None and cycle[1] in made.get(d.dataset, [])))
         errors.append(ConfigError(f"a cycle of inputs: {' → '.join(cycle)}", file=files[cycle[0]],
-                                  key=f"expctl.inputs.{first.name}.experiment"))
+                                  key=f"expctl.inputs.{first.name}.{'dataset' if first.dataset else 'experiment'}"))
     return errors
+
+
+def _dataset_errors(name: str, d: InputDecl, made: Mapping[str, Sequence[str]], files: Mapping[str, str],
+                    points: Mapping[str, int], team_of: Mapping[str, str | None],
+                    shared: Collection[str]) -> list[ConfigError]:
+    key = f"expctl.inputs.{d.name}.dataset"
+    producers = made.get(d.dataset or "", [])
+    if not producers:
+        return [ConfigError(f"no experiment produces dataset {d.dataset!r} (none declares outputs: "
+                            f"{{dataset: {d.dataset}}})", file=files[name], key=key)]
+    producer = producers[0]
+    mine, theirs = team_of.get(name), team_of.get(producer)
+    if theirs is not None and theirs != mine and theirs not in shared:
+        return [ConfigError(f"dataset {d.dataset!r} is produced by {producer!r} of team {theirs}, which does not "
+                            "share its runs (share: true in its block of expctl.yaml's teams:)",
+                            file=files[name], key=key)]
+    if points.get(producer, 1) > 1:
+        return [ConfigError(f"dataset {d.dataset!r} is produced by {producer!r}, a sweep of {points[producer]} "
+                            "runs: a produced dataset has one producer run", file=files[name], key=key)]
+    return []
 
 
 def _trains(runs: Sequence[RunSpec], experiment: str) -> list[RunSpec]:
@@ -233,6 +276,8 @@ def _resolve_one(spec: RunSpec, decl: InputDecl, desired: Sequence[RunSpec], by_
                              version.run_id, version.spec_hash, version.version)
     if decl.best is not None:
         return _resolve_best(decl, desired, by_key, held, latest)
+    if decl.dataset is not None:
+        return _resolve_dataset(decl, desired, by_key, held, latest)
     point = dict(spec.upstream).get(decl.name)
     ups = [by_key[r.run_key] for r in _trains(desired, decl.experiment or "") if r.run_key in by_key
            and (point is None or r.run_key == point)]
@@ -255,6 +300,31 @@ def _resolve_one(spec: RunSpec, decl: InputDecl, desired: Sequence[RunSpec], by_
                              run.mlflow_run_id, up.spec_hash, after=run.name)
     state = "not started" if run is None else run.phase.value.lower()
     return Hold(Action.NOOP, Reason.WAITING, f"needs {up.name} ({state})")
+
+
+def _resolve_dataset(decl: InputDecl, desired: Sequence[RunSpec], by_key: Mapping[str, RunSpec],
+                     held: Mapping[str, Hold], latest: Mapping[tuple[str, str], ObservedRun]) -> ResolvedInput | Hold:
+    """The dataset the producer's succeeded run wrote, once its manifest is recorded (its digest is the
+    input's identity). Not ahead on a gated scheduler: the digest is known only after the run."""
+    ups = [by_key[r.run_key] for r in desired if r.job.outputs == decl.dataset and not r.validates
+           and r.run_key in by_key]
+    if len(ups) != 1:
+        return Hold(Action.NOOP, Reason.WAITING, f"needs {decl.wanted} (its producer is not among the desired runs)")
+    up = ups[0]
+    if up.run_key in held:
+        return Hold(Action.NOOP, Reason.WAITING, f"needs {decl.wanted} from {up.name}, which waits too")
+    run = latest.get((up.run_key, up.spec_hash))
+    if run is not None and run.phase is Phase.SUCCEEDED and not run.cancelled and run.mlflow_run_id:
+        if not run.output_digest:
+            return Hold(Action.NOOP, Reason.WAITING, f"needs {decl.wanted} from {up.name} (not recorded yet)")
+        return ResolvedInput(decl.name, DATASET, decl.dataset or "", output_uri(run.mlflow_run_id, decl.dataset or ""),
+                             run.mlflow_run_id, up.spec_hash, digest=run.output_digest, producer=up.experiment)
+    if run is not None and final_failure(run, up):
+        why = "was cancelled" if run.cancelled or run.phase is Phase.CANCELLED else "failed"
+        return Hold(Action.BLOCKED, Reason.UPSTREAM_FAILED,
+                    f"upstream {run.name} {why}: {run.message}".rstrip(": "))
+    state = "not started" if run is None else run.phase.value.lower()
+    return Hold(Action.NOOP, Reason.WAITING, f"needs {decl.wanted} from {up.name} ({state})")
 
 
 def _resolve_best(decl: InputDecl, desired: Sequence[RunSpec], by_key: Mapping[str, RunSpec],

@@ -8,6 +8,7 @@
 - ``writes``: a plan's writes in a bounded pool (deletes first; find-or-create the MLflow run, then the job).
 - ``wait``: where each desired run stands while ``--wait`` polls, and when waiting is over.
 - ``resume``: which checkpoint a retried attempt starts from.
+- ``outputs``: the datasets runs produced (``outputs:``), recorded by the apply that sees the producer succeed.
 - ``logs``: finished runs' log tails kept in the tracker; ``logs`` reads live or kept.
 - ``operate``: status, cancel, describe, history, UI links, lineage (the operator commands' library).
 - ``pipeline_view``: what the operator commands show of pipelines: held runs (``status``), a run's inputs and

@@ -34,6 +34,7 @@ from expctl.core.inputs import ModelVersion
 from expctl.core.model import Change, ObservedRun, Plan, Reason
 from expctl.core.planfile import SavedPlan, check_fresh
 from expctl.engine.logs import keep_finished
+from expctl.engine.outputs import record_outputs
 from expctl.engine.plan import PlanOptions, make_plan_of, model_versions, observe_alongside, resolved_runs
 from expctl.engine.wait import Tried, WaitResult, finished, progress_bar, tally, unfinishable
 from expctl.engine.writes import ApplyResult, Progress, Stop, apply_changes, crash_point
@@ -174,6 +175,8 @@ def _observe(backend: Backend, tracker: Tracker, desired: Desired) -> tuple[list
     the tracker follows the phases (of the runs as their inputs resolve)."""
     live, view = observe_alongside(backend, tracker.view)
     live = _release(backend, live)
+    if record_outputs(backend, tracker, desired.runs, live, view.records):  # what consumers resolve: read again
+        view = tracker.view()
     models = model_versions(tracker, desired.runs)
     runs = resolved_runs(desired.runs, join_observed(live, view.records), models, backend.name) if models or any(
         r.job.inputs for r in desired.runs) else desired.runs

@@ -45,10 +45,12 @@ def held_runs(ws: Workspace, backend: Backend, tracker: Tracker | None) -> list[
 def dependents_of(desired: Desired, experiments: Sequence[str]) -> list[str]:
     """Every experiment that consumes one of ``experiments``, directly or down the chain (dependency order)."""
     consumers: dict[str, set[str]] = {}
+    made = {spec.job.outputs: spec.experiment for spec in desired.runs if spec.job.outputs}
     for spec in desired.runs:
         for decl in spec.job.inputs:
-            if decl.experiment is not None:
-                consumers.setdefault(decl.experiment, set()).add(spec.experiment)
+            upstream = decl.experiment if decl.dataset is None else made.get(decl.dataset)
+            if upstream is not None:
+                consumers.setdefault(upstream, set()).add(spec.experiment)
     found: list[str] = []
     todo = list(experiments)
     while todo:

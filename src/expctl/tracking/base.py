@@ -7,7 +7,8 @@ phases, and keep the audit trail (one record per apply).
 * ``Settles``: it takes runs nothing will change any more out of its view's search (plans cost the open runs);
 * ``LogStore``: it keeps finished runs' logs, read once their jobs are gone (``engine/logs``);
 * ``CheckpointRecords``: it knows attempts' checkpoints, so a retry resumes (``engine/resume``);
-* ``ReportsResults``: it reads runs' metrics, histories and champions back (``engine/report``).
+* ``ReportsResults``: it reads runs' metrics, histories and champions back (``engine/report``);
+* ``ResolvesModels`` and ``RecordsOutputs``: pipelines' model inputs, and the datasets runs produce.
 
 ``MlflowStore`` has all four. ``tests/contract/tracker_suite.py`` is what a tracker must pass.
 """
@@ -116,6 +117,16 @@ class ResolvesModels(Protocol):
 
     def model_version(self, decl: InputDecl) -> ModelVersion | None:
         """The version ``decl`` names (by alias or number) and its run's spec hash; None when none does yet."""
+        ...
+
+
+@runtime_checkable
+class RecordsOutputs(Protocol):
+    """A tracker that keeps the datasets runs produced (``outputs:``): the files and their manifest on the
+    producer's run, and its digest in its record (``ObservedRun.output_digest``: what consumers resolve)."""
+
+    def record_output(self, run_id: str, dataset: str, directory: str, manifest: str, digest: str) -> None:
+        """Keep ``directory``'s files and ``manifest`` (its text) as the run's dataset; idempotent."""
         ...
 
 

@@ -34,9 +34,11 @@ from expctl.backends.local.table import RunTable
 from expctl.backends.locks import state_lock
 from expctl.backends.worktrees import CheckoutError, Worktrees
 from expctl.core.errors import BackendError, ExpctlError
-from expctl.core.jobenv import DATA_DIGEST_ENV, TeamEnv, inputs_in, job_env, replica_names
+from expctl.core.jobenv import DATA_DIGEST_ENV, OUTPUT_DIR, TeamEnv, inputs_in, job_env, output_env, replica_names
 from expctl.core.model import FailureClass, JobKind, Launch, ObservedRun, Phase
 from expctl.crash import crash_point
+
+OUTPUTS = "outputs"  # a run directory's subdirectory its job writes ``outputs:`` into (EXPCTL_OUTPUT_DIR)
 
 
 def open_local(settings: Any, repo: Path, state_dir: Path) -> LocalBackend:
@@ -173,9 +175,14 @@ class LocalBackend:
                 self._table.invalidate()  # a write may have failed half-way: read everything next time
                 raise
 
+    def output_dir(self, name: str) -> str | None:
+        """Where the attempt ``name`` wrote its ``outputs:`` (``ProducesOutputs``)."""
+        return str((self.runs_dir / name / OUTPUTS).resolve())
+
     def _new_state(self, launch: Launch, run_dir: Path) -> RunState:
         spec = launch.spec
-        env = job_env(launch, config_file=str((run_dir / "config.json").resolve()))
+        env = job_env(launch, config_file=str((run_dir / "config.json").resolve()),
+                      extra=output_env(spec, str((run_dir / OUTPUTS).resolve())))
         return RunState(**identity_of(launch), command=list(spec.job.command), env=env,
                         timeout_seconds=spec.job.timeout_seconds)
 
@@ -314,6 +321,8 @@ class LocalBackend:
             state.message, state.finished_at = exc.message, time.time()
             st.save(run_dir, state)
             return
+        if OUTPUT_DIR in state.env:  # outputs: the job writes its dataset there
+            (run_dir / OUTPUTS).mkdir(exist_ok=True)
         names = replica_names(state.kind, state.replicas)
         ports = procs.free_ports(1 + (len(names) if state.kind == JobKind.TF else 0))
         state.status, state.phase, state.started_at = st.STARTED, Phase.RUNNING.value, time.time()

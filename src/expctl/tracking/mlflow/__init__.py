@@ -5,8 +5,8 @@
 - Features, each taking a session and importing no other feature (except ``sync`` and ``inputs`` → ``promote``):
   ``runs`` (find-or-create), ``audit``, ``ledger`` (settled runs), ``sync`` (phases → status, the gate),
   ``promote`` (registry and aliases), ``lineage``, ``logs`` (kept logs), ``checkpoints``, ``results``
-  (what ``expctl report`` reads), ``datasets``
-  (dataset inputs), ``inputs`` (which registered version a pipeline's model input names), ``ui`` (what the UI
+  (what ``expctl report`` reads), ``datasets`` (dataset inputs), ``outputs`` (the datasets runs produced, on
+  their runs), ``inputs`` (which registered version a pipeline's model input names), ``ui`` (what the UI
   shows).
 - ``store``: ``MlflowStore``, the facade: the ``Tracker`` methods, composed from the features.
 - Pure helpers: ``tags`` (the MLflow value codec: tags, params, statuses, limits), ``ledger_codec``,

@@ -2,7 +2,8 @@
 
 Called while a run is recorded, before its job starts: the job finds its manifest at
 ``runs:/<run id>/expctl/datasets/<name>.json`` (``EXPCTL_DATASET_MANIFEST_URI``) on every backend, and the MLflow
-UI shows the dataset (name, digest, batches, split sizes) in the run's inputs.
+UI shows the dataset (name, digest, batches, split sizes) in the run's inputs. ``log_produced`` does the same for
+the datasets another experiment's run produced that a run consumes (``inputs: {x: {dataset: NAME}}``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from expctl.core import bounded
 from expctl.core.errors import TrackingError
+from expctl.core.inputs import DATASET
 from expctl.core.model import DATASET_ARTIFACT_DIR, RunSpec
 
 SOURCE_TYPE = "expctl-manifest"
@@ -42,6 +44,23 @@ def log_datasets(client: Any, run_id: str, spec: RunSpec) -> None:
         context = "evaluation" if spec.validates else "training"
         inputs.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)]))
     _log_inputs(client, run_id, inputs)
+
+
+def log_produced(client: Any, run_id: str, spec: RunSpec) -> None:
+    """The produced datasets a run consumes, as MLflow dataset inputs (the UI lists them in the run's inputs)."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    inputs = []
+    for r in spec.inputs:
+        if r.kind != DATASET:
+            continue
+        profile = {"digest": r.digest, "producer": r.producer, "run_id": r.run_id}
+        dataset = Dataset(name=r.source, digest=r.digest[:DIGEST_LIMIT], source_type=SOURCE_TYPE,
+                          source=json.dumps({"uri": r.uri, "manifest": f"{r.uri}.json"}),
+                          profile=json.dumps(profile, sort_keys=True))
+        inputs.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")]))
+    if inputs:
+        _log_inputs(client, run_id, inputs)
 
 
 def _log_inputs(client: Any, run_id: str, inputs: list[Any], attempts: int = 4) -> None:

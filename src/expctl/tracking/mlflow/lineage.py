@@ -1,5 +1,6 @@
 """``expctl lineage MODEL@ALIAS``: model version → run → commit → config → datasets → batches → manifest digests,
-and up a pipeline: the run's inputs → the model versions and runs they were → their lineage.
+and up a pipeline: the run's inputs → the model versions, runs and produced datasets (their digest and producer
+run) they were → their lineage.
 
 Read from MLflow only (the registry version's tags, its run's tags, params and artifacts): it works from any
 checkout, long after the jobs are gone.
@@ -71,6 +72,7 @@ def _inputs(session: MlflowSession, client: Any, tags: dict[str, str], depth: in
                 up = client.get_run(item["run_id"]).data.tags
                 item["commit"] = up.get("expctl.commit", "")
                 item["upstream_job"] = up.get("expctl.job", "")
+                item["config"] = up.get("expctl.source_file", "")
             except Exception:
                 item["commit"] = ""
         out.append(item)

@@ -17,11 +17,12 @@ from collections.abc import Callable
 from typing import Any
 
 from expctl.core.errors import TrackingError, truncate
+from expctl.core.inputs import DATASET
 from expctl.core.model import FailureClass, RunSpec, TrackingRef
 from expctl.tracking.base import TrackerUnavailable, TrackerView
 from expctl.tracking.mlflow import tags as g
 from expctl.tracking.mlflow import ui
-from expctl.tracking.mlflow.datasets import log_datasets
+from expctl.tracking.mlflow.datasets import log_datasets, log_produced
 from expctl.tracking.mlflow.links import run_route
 from expctl.tracking.mlflow.run_index import KnownRun, RunIndex
 from expctl.tracking.mlflow.session import MlflowSession
@@ -142,6 +143,9 @@ def _record(session: MlflowSession, run_id: str, spec: RunSpec) -> None:
     if spec.datasets:
         with session.calling(f"record the datasets of run {run_id}"):
             log_datasets(session.client, run_id, spec)
+    if any(r.kind == DATASET for r in spec.inputs):
+        with session.calling(f"record the produced datasets run {run_id} consumes"):
+            log_produced(session.client, run_id, spec)
 
     params = sorted(g.run_params(spec).items())
     starts = list(range(0, len(params), g.MAX_PER_BATCH)) or [0]

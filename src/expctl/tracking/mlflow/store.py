@@ -11,7 +11,7 @@ one-line ``TrackingError`` (``TrackerUnavailable`` when the server cannot be rea
 
 The adapter is three layers, and only this module sees all of them: the plumbing (``session.MlflowSession``:
 client, failures, experiments, searches, the ledger's bookkeeping), the features written on it (``runs``,
-``audit``, ``ledger``, ``sync``, ``promote``, ``ui``, ``lineage``, ``inputs``, and the capabilities
+``audit``, ``ledger``, ``sync``, ``promote``, ``ui``, ``lineage``, ``inputs``, ``outputs``, and the capabilities
 ``logs.KeptLogs`` and ``checkpoints.Checkpoints``), and this facade, which composes them into the ``Tracker``
 methods. No feature imports this module.
 """
@@ -28,7 +28,7 @@ from expctl.core.inputs import InputDecl, ModelVersion
 from expctl.core.model import ObservedRun, RunSpec, TrackingRef, ValidationGate
 from expctl.core.report import Reference, TrackedRun
 from expctl.tracking.base import TrackerView
-from expctl.tracking.mlflow import audit, inputs, ledger, promote, results, runs, session, ui
+from expctl.tracking.mlflow import audit, inputs, ledger, outputs, promote, results, runs, session, ui
 from expctl.tracking.mlflow import lineage as lineages
 from expctl.tracking.mlflow import sync as syncing
 from expctl.tracking.mlflow import tags as g
@@ -151,6 +151,9 @@ class MlflowStore(KeptLogs, Checkpoints, MlflowSession):
 
     def model_version(self, decl: InputDecl) -> ModelVersion | None:
         return inputs.model_version(self, decl)
+
+    def record_output(self, run_id: str, dataset: str, directory: str, manifest: str, digest: str) -> None:
+        outputs.record_output(self, run_id, dataset, directory, manifest, digest)
 
     def lineage(self, ref: str) -> dict[str, Any]:
         """Everything the registered version ``ref`` (``MODEL@ALIAS`` or ``MODEL/VERSION``) came from

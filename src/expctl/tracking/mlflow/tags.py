@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from expctl.core import safe_json
-from expctl.core.inputs import MODEL
+from expctl.core.inputs import DATASET, MODEL
 from expctl.core.model import Checkpoint, FailureClass, ObservedRun, Phase, ResumeFrom, RunSpec
 from expctl.core.naming import slug
 from expctl.core.project import TAG as PROJECT
@@ -175,7 +175,7 @@ def observed_from_run(info: Any, tags: Mapping[str, str], backend: str,
         overrides=safe_json.string_list(tags.get("expctl.overrides")), commit=tags.get("expctl.commit"),
         replicas=safe_json.integer(tags.get("expctl.replicas"), 1), gpus=safe_json.integer(tags.get("expctl.gpus"), 0),
         user=tags.get("expctl.author") or None, live=False, resumed_from=resumed_from(tags),
-        data_digest=tags.get("expctl.data_digest"), inputs=inputs_of(tags),
+        data_digest=tags.get("expctl.data_digest"), inputs=inputs_of(tags), output_digest=tags.get(OUTPUT_DIGEST),
         metrics=tuple(sorted((k, float(v)) for k, v in (metrics or {}).items()
                              if not k.startswith("system/") and float(v) == float(v))),  # a NaN measures nothing
     )
@@ -214,6 +214,8 @@ def resumed_from(tags: Mapping[str, str]) -> ResumeFrom | None:
     return ResumeFrom(uri, attempt, tags.get(f"{RESUMED_FROM}.run_id", ""), _int(tags.get(f"{RESUMED_FROM}.epoch")))
 
 
+OUTPUT_DATASET = "expctl.output.dataset"  # a producer run: the dataset its outputs were recorded as
+OUTPUT_DIGEST = "expctl.output.digest"  # ... and its manifest's digest (written last: the record is complete)
 INPUTS_TAG = "expctl.inputs"  # {input name: label} of the inputs it was launched with
 INPUT_PREFIX = "expctl.input."
 
@@ -228,6 +230,8 @@ def input_tags(spec: RunSpec) -> dict[str, str]:
         tags.update({at + "uri": r.uri, at + r.kind: r.source, at + "run_id": r.run_id, at + "spec_hash": r.spec_hash})
         if r.kind == MODEL:
             tags[at + "version"] = r.version
+        if r.kind == DATASET:
+            tags.update({at + "digest": r.digest, at + "producer": r.producer})
     return tags
 
 
