@@ -134,3 +134,19 @@ def test_a_workspace_not_made_yet_is_one_line(applied: tuple[GitRepo, dict[str, 
         assert len(lines) == 1 and "has no workspace 'audio'" in lines[0] and "teams apply" in lines[0], failed.stderr
     finally:
         repo.git("revert", "--no-edit", "HEAD")
+
+
+def test_a_renamed_workspace_leaves_the_runs_where_they_are_and_the_plan_says_so(
+        applied: tuple[GitRepo, dict[str, str]], mlflow_auth_server: MlflowAuthServer) -> None:
+    repo, env = applied
+    repo.write("expctl.yaml", SETTINGS.replace("workspace: language", "workspace: words"))
+    repo.commit("nlp's runs go to a new workspace")
+    try:
+        expctl(repo, "teams", "apply", "-y", env=env)
+        plan = expctl(repo, "plan", env=env)
+        said = [ln for ln in plan.stderr.splitlines() if "stay in workspace" in ln]
+        assert len(said) == 1 and "nlp/bert" in said[0] and "'language'" in said[0] and "'words'" in said[0], \
+            plan.stderr
+        assert "nlp/bert" in runs_in(mlflow_auth_server, "language")  # the old runs stay
+    finally:
+        repo.git("revert", "--no-edit", "HEAD")

@@ -169,14 +169,23 @@ class RestSearch:
 
     def answers(self, path: str, timeout: float = 5.0) -> int:
         """The HTTP status of one ``GET /api/<path>`` (0: no answer): what a probe of a feature asks."""
+        return self.get(path, timeout)[0]
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
+        """One ``GET /api/<path>``: its HTTP status (0: no answer) and its JSON object ({} when none)."""
         request = urllib.request.Request(self.tracking_uri.rstrip("/") + "/api/" + path, headers=self._headers())
         try:
             with self._opener().open(request, timeout=timeout) as resp:
-                return int(resp.status)
+                status, raw = int(resp.status), resp.read()
         except urllib.error.HTTPError as exc:
-            return int(exc.code)
+            return int(exc.code), {}
         except (urllib.error.URLError, OSError, ValueError):
-            return 0
+            return 0, {}
+        try:
+            value = json.loads(raw or b"{}")
+        except ValueError:
+            return status, {}
+        return status, value if isinstance(value, dict) else {}
 
     def _unreachable(self, what: str, reason: str) -> TrackerUnavailable:
         return TrackerUnavailable(f"MLflow at {self.shown_uri} is unreachable: {what} failed: {reason}")

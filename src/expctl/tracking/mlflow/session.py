@@ -371,6 +371,10 @@ class MlflowSession:
                     runs.extend(page)
         return runs
 
+    def managed_experiment_names(self) -> list[str]:
+        """The names of every managed experiment of the store (one search)."""
+        return [str(exp.name) for exp in self._managed_experiments()]
+
     def _managed_experiments(self) -> list[Any]:
         """Every managed experiment: one paginated search."""
         if self.rest is not None:

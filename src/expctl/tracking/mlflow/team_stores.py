@@ -15,6 +15,7 @@ team declaring ``mlflow:``, the engine keeps the one ``MlflowStore`` of before.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ class TeamStores:
         self._workspace_of = workspace_of
         self._run_store: dict[str, MlflowStore] = {}
         self.log_tail_bytes = self.default.log_tail_bytes
+        self._looked_for_moves = False
 
     # -- where a run goes ----------------------------------------------------------------------------
 
@@ -86,6 +88,30 @@ class TeamStores:
             by.setdefault(self._key(self.store_for(item.experiment)), []).append(item)
         return by
 
+    def moved_runs(self, empty: Collection[str]) -> list[str]:
+        """For a team workspace that holds none of its runs yet (``empty``): the experiments of its team whose runs
+        are in another workspace expctl made for a team no longer declared there — a team renamed, or its
+        ``mlflow.workspace`` changed. Their runs stay where they are; one line each says so (two requests, and
+        one search per such workspace: only while a team's workspace is empty)."""
+        status, found = self.default.rest.get("3.0/mlflow/workspaces") if self.default.rest else (0, {})
+        if status != 200:
+            return []
+        lines = []
+        for item in found.get("workspaces") or []:
+            name = str(item.get("name", "")) if isinstance(item, dict) else ""
+            if not name or name in self.stores or not str(item.get("description", "")).startswith("expctl team "):
+                continue
+            try:
+                experiments = self._make(name).managed_experiment_names()
+            except TrackingError:
+                continue
+            for experiment in sorted(experiments):
+                now = self._workspace_of(experiment)
+                if now in empty:
+                    lines.append(f"MLflow: the runs of {experiment} stay in workspace {name!r} (its team was renamed, "
+                                 f"or its mlflow.workspace changed); its new runs go to workspace {now!r}")
+        return lines
+
     # -- the Tracker ---------------------------------------------------------------------------------
 
     def check(self) -> None:
@@ -95,6 +121,11 @@ class TeamStores:
         """Every workspace's view: each team's runs read in its own workspace, the open audit records in the
         default one."""
         views = {key: store.view() for key, store in list(self.stores.items())}
+        empty = [key for key, one in views.items() if key != DEFAULT and not one.records]
+        if empty and not self._looked_for_moves:
+            self._looked_for_moves = True
+            for line in self.moved_runs(empty):
+                warnings.warn(line, UserWarning, stacklevel=1)
         records: list[ObservedRun] = []
         for key, one in views.items():
             self._remember(self.stores[key], one.records)
