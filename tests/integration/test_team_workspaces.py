@@ -3,11 +3,13 @@
 identity): ``teams apply`` makes the workspaces, ``apply`` creates each team's runs in its team's workspace, each
 job logs into its run as its team's job identity, the gate registers the model in the team's workspace, and
 plan, status, describe, history and lineage read every workspace. Checked through MLflow's own REST API: nothing
-of a team is in the default workspace or visible to the other team's member.
+of a team is in the default workspace or visible to the other team's member. On the server's two stores: sqlite,
+and PostgreSQL (Debian's, started here) as deployed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 from tests.support import jobs
 from tests.support.gitrepo import GitRepo
 from tests.support.mlflow_auth_server import ADMIN, MlflowAuthServer
+from tests.support.postgres import Postgres
 from tests.support.teams_project import expctl
 
 pytestmark = pytest.mark.integration
@@ -38,6 +41,18 @@ JOB = "score: 0.9\nexpctl:\n  kind: PyTorchJob\n  command: [python, code/job.py]
 GATED = JOB + ("  validation: {metric: val_accuracy, threshold: 0.5, mode: max, register_as: vision-clf, "
                "alias: champion}\n")
 BOB = ("bob", "bob-team-nlp-Pw1")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def mlflow_auth_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                       ) -> Iterator[MlflowAuthServer]:
+    """The server with workspaces and basic auth, on its sqlite store or on PostgreSQL."""
+    with contextlib.ExitStack() as stack:
+        uri = stack.enter_context(Postgres()).uri if request.param == "postgresql" else None
+        server = MlflowAuthServer(tmp_path_factory.mktemp("mlflow-auth"), uri)
+        server.start(timeout=180)
+        stack.callback(server.stop)
+        yield server
 
 
 @pytest.fixture(scope="module")

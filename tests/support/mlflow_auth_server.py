@@ -26,7 +26,7 @@ ADMIN = "admin"
 class MlflowAuthServer(MlflowServer):
     """``mlflow server`` with basic auth and workspaces on 127.0.0.1:<free port>."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, backend_store_uri: str | None = None) -> None:
         self.admin_password = secrets.token_urlsafe(18)
         ini = workdir / "basic_auth.ini"
         ini.write_text("[mlflow]\ndefault_permission = READ\n"
@@ -35,7 +35,7 @@ class MlflowAuthServer(MlflowServer):
                        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
                        "grant_default_workspace_access = false\n"
                        "auth_cache_ttl_seconds = 300\n")  # one PBKDF2 check per user, not per request
-        super().__init__(workdir, args=("--app-name", "basic-auth", "--enable-workspaces"), env={
+        super().__init__(workdir, backend_store_uri, args=("--app-name", "basic-auth", "--enable-workspaces"), env={
             "MLFLOW_AUTH_CONFIG_PATH": str(ini),
             "MLFLOW_AUTH_ADMIN_PASSWORD": self.admin_password,
             "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),

@@ -124,3 +124,24 @@ def test_addresses_open_the_training_view_not_the_genai_overview() -> None:
     assert links.models_url(ui) == "http://127.0.0.1:5000/#/models?workflowType=machine_learning"
     assert links.ui_address("https://mlflow.example.com/", "http://127.0.0.1:5000") == "https://mlflow.example.com"
     assert links.ui_address("sqlite:///x/mlflow.db", "http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+
+
+@pytest.mark.parametrize("url", [
+    links.experiment_url("http://mlflow:5000", "7", workspace="vision team"),
+    links.experiments_url("http://mlflow:5000", ["7", "8"], workspace="vision team"),
+    links.run_url("http://mlflow:5000", "7", "abc", workspace="vision team"),
+    links.models_url("http://mlflow:5000", workspace="vision team"),
+    links.model_url("http://mlflow:5000", "clf", workspace="vision team"),
+])
+def test_a_teams_address_names_its_workspace_where_the_ui_reads_it(url: str) -> None:
+    """The UI takes the workspace from the page's query when it loads; its hash route carries it on."""
+    parts = urlsplit(url)
+    assert parse_qs(parts.query) == {"workspace": ["vision team"]}, url
+    route = urlsplit(parts.fragment)
+    assert parse_qs(route.query)["workspace"] == ["vision team"] and parse_qs(route.query)["workflowType"], url
+
+
+def test_an_address_without_a_workspace_is_as_before() -> None:
+    assert links.run_url("http://mlflow:5000/", "7", "abc") == (
+        "http://mlflow:5000/#/experiments/7/runs/abc?workflowType=machine_learning")
+    assert "workspace" not in links.experiments_url("http://mlflow:5000", ["7", "8"])
