@@ -25,6 +25,10 @@ from tests.support.teams_project import expctl
 
 pytestmark = pytest.mark.integration
 
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
 SETTINGS = """\
 code_paths: [code]
 teams:
@@ -165,3 +169,37 @@ def test_a_renamed_workspace_leaves_the_runs_where_they_are_and_the_plan_says_so
         assert "nlp/bert" in runs_in(mlflow_auth_server, "language")  # the old runs stay
     finally:
         repo.git("revert", "--no-edit", "HEAD")
+
+
+@pytest.mark.timeout(600)
+def test_the_printed_links_open_the_run_in_its_teams_workspace(
+        applied: tuple[GitRepo, dict[str, str]], mlflow_auth_server: MlflowAuthServer,
+        request: pytest.FixtureRequest) -> None:
+    """Debian's chromium, driven by Playwright, follows ``describe``'s links as the admin: the run's page and its
+    experiment's training runs open in vision's workspace (in the default one the UI would find no such run)."""
+    if "postgresql" in request.node.callspec.id:
+        pytest.skip("the browser's view does not depend on the server's store: checked once, on sqlite")
+    from playwright.sync_api import expect, sync_playwright
+
+    repo, env = applied
+    row = next(r for r in json.loads(expctl(repo, "status", "-o", "json", env=env).stdout)
+               if r["experiment"] == "vision/resnet")
+    described = json.loads(expctl(repo, "describe", row["run"], "-o", "json", env=env).stdout)
+    run_link, experiment_link = described["mlflow_ui_run"], described["mlflow_ui_experiment"]
+    assert "workspace=vision" in run_link and "workspace=vision" in experiment_link
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(http_credentials={"username": ADMIN,
+                                                            "password": mlflow_auth_server.admin_password})
+            page = context.new_page()
+            page.set_default_timeout(120_000)
+            expect.set_options(timeout=120_000)
+            page.goto(run_link, wait_until="domcontentloaded")
+            expect(page.get_by_text("expctl.run_key", exact=True)).to_be_visible()  # the run's own page
+            expect(page.get_by_text(row["run"]).first).to_be_visible()
+            page.goto(experiment_link, wait_until="domcontentloaded")
+            expect(page.get_by_text("vision/resnet").first).to_be_visible()
+            expect(page.get_by_role("columnheader", name="Run Name").first).to_be_visible()  # training runs
+        finally:
+            browser.close()
