@@ -87,3 +87,20 @@ def test_check_runnable_names_file_and_key_per_experiment() -> None:
     with pytest.raises(ConfigErrors) as many:
         check_runnable("kubernetes", [tj1, mpi])
     assert [e.file for e in many.value.errors] == ["experiments/b.yaml", "experiments/c.yaml"]
+
+
+def test_outputs_are_refused_in_one_line_on_a_backend_that_cannot_record_them() -> None:
+    assert backend_registry.producing() == ["local", "slurm"]
+    importer = make_spec("imp", job=make_job(JobKind.PYTORCH, outputs="blobs-raw"))
+    train = make_spec("train", job=make_job(JobKind.PYTORCH))
+    check_runnable("local", [importer, train])
+    check_runnable("slurm", [importer, train])
+    with pytest.raises(ConfigError) as exc:
+        check_runnable("kubernetes", [importer, train])
+    assert str(exc.value) == ("experiments/imp.yaml: expctl.outputs: the kubernetes backend cannot produce a dataset "
+                              "(its jobs have no output directory the apply reads); outputs: works on local and slurm")
+    local_importer = make_spec("imp", job=make_job(JobKind.LOCAL, outputs="blobs-raw"))
+    with pytest.raises(ConfigErrors) as both:  # its kind and its outputs: both said, once each
+        check_runnable("kubernetes", [local_importer, importer])
+    assert [(e.file, e.key) for e in both.value.errors] == [
+        ("experiments/imp.yaml", "expctl.kind"), ("experiments/imp.yaml", "expctl.outputs")]

@@ -112,7 +112,7 @@ def test_later_squeue_json_formats_read_the_same() -> None:
 ])
 def test_an_unreachable_controller_is_told_apart(output: str, unreachable: bool) -> None:
     """An unreachable slurmctld stops an apply (BackendUnavailable); a refused job fails only itself."""
-    from expctl.backends.slurm.backend import controller_unreachable
+    from expctl.backends.slurm.script import controller_unreachable
 
     assert controller_unreachable(output) is unreachable
 
@@ -125,3 +125,12 @@ def test_the_batch_script_holds_no_password_of_the_tracking_uri() -> None:
     settings = parse_settings({"tracking_uri": "postgresql://ml:hunter2@db/mlflow", "slurm": {"workdir": "/shared"}})
     rendered = sc.render_jobs([spec], settings)
     assert "hunter2" not in rendered and "export MLFLOW_TRACKING_URI=postgresql://ml@db/mlflow" in rendered
+
+
+def test_a_producer_writes_its_outputs_into_its_run_directory_on_the_shared_workdir() -> None:
+    producer = launch(outputs="blobs-raw")
+    script = sc.batch_script(producer, "/shared/runs/x", "/shared/checkouts/c", ["python", "imp.py"])
+    assert "export EXPCTL_OUTPUT_DIR=/shared/runs/x/outputs" in script
+    assert "export EXPCTL_OUTPUT_DATASET=blobs-raw" in script
+    plain = sc.batch_script(launch(), "/shared/runs/x", "/shared/checkouts/c", ["python", "train.py"])
+    assert "EXPCTL_OUTPUT" not in plain

@@ -52,6 +52,9 @@ class BackendInfo:
     ``--dependency=afterok``; Kubernetes: created suspended or Kueue-gated, released by the apply that sees the
     upstream succeed): a consumer is submitted as soon as its upstream is, not once it succeeded
     (``core.pipeline.resolve``).
+    ``outputs``: a producer's job (``outputs: {dataset: NAME}``) gets ``EXPCTL_OUTPUT_DIR`` in a directory the
+    machine running ``expctl apply`` reads (its own, or a file system shared with the cluster), so the apply
+    that sees it succeed records the dataset (``engine.outputs``); elsewhere ``validate`` and ``plan`` refuse it.
     ``team_quota``: expctl decides who starts by the teams' GPU quotas (nothing on the backend enforces them;
     ``core.quota``); False where the cluster does (Kueue on Kubernetes).
     """
@@ -68,6 +71,7 @@ class BackendInfo:
     credentials_key: str | None = None
     inherits_env: bool = False
     gates_inputs: bool = False
+    outputs: bool = False
     team_quota: bool = False
 
     def runs(self, kind: JobKind) -> bool:
@@ -89,7 +93,8 @@ BACKENDS: dict[str, BackendInfo] = {
         BackendInfo("local", "subprocesses on this machine, in a checkout of the pinned commit",
                     "expctl.backends.local.backend:open_local", _ALL_KINDS, inherits_env=True,
                     settings="expctl.backends.local.settings:LocalIn",
-                    settings_check="expctl.backends.local.gpus:check_settings", team_quota=True),
+                    settings_check="expctl.backends.local.gpus:check_settings", outputs=True,
+                    team_quota=True),
         BackendInfo("kubernetes", "Kubeflow training jobs (PyTorchJob, TFJob, MPIJob, TrainJob)",
                     "expctl.backends.kubernetes.backend:open_kubernetes",
                     frozenset({JobKind.PYTORCH, JobKind.TF, JobKind.MPI, JobKind.TRAIN}),
@@ -103,7 +108,7 @@ BACKENDS: dict[str, BackendInfo] = {
                     lock="expctl.backends.slurm.backend:slurm_lock", render="expctl.backends.slurm.script:render_jobs",
                     settings="expctl.backends.slurm.settings:SlurmIn",
                     settings_check="expctl.backends.slurm.script:workdir_of", inherits_env=True,
-                    gates_inputs=True,
+                    gates_inputs=True, outputs=True,
                     team_quota=True),  # until accounting (a QOS with GrpTRES) enforces them
     )
 }
@@ -113,6 +118,11 @@ def gates_inputs(name: str) -> bool:
     """Whether backend ``name``'s scheduler holds a consumer until its upstream succeeded (``BackendInfo``)."""
     info = BACKENDS.get(name)
     return info is not None and info.gates_inputs
+
+
+def producing() -> list[str]:
+    """The backends whose jobs can produce a dataset (``BackendInfo.outputs``)."""
+    return [info.name for info in BACKENDS.values() if info.outputs]
 
 
 def names() -> list[str]:

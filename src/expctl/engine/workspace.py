@@ -31,19 +31,25 @@ if TYPE_CHECKING:
 
 
 def check_runnable(backend: str, runs: Iterable[RunSpec]) -> None:
-    """Refuse, before any write, runs whose job kind ``backend`` cannot run (one error per experiment file)."""
+    """Refuse, before any write, runs whose job kind ``backend`` cannot run, or whose ``outputs:`` it cannot
+    record (``BackendInfo.outputs``): one error per experiment file and key."""
     info = backend_registry.BACKENDS.get(backend)
     if info is None:  # a backend injected by a test: it declares nothing
         return
     runs = list(runs)
     refused = set(backend_registry.unsupported(backend, {run.job.kind for run in runs}))
     can = ", ".join(sorted(k.value for k in info.kinds))
-    errors: dict[str, ConfigError] = {}
+    errors: dict[tuple[str, str], ConfigError] = {}
     for run in runs:
-        if run.job.kind in refused and run.source_file not in errors:
-            errors[run.source_file] = ConfigError(
+        if run.job.kind in refused:
+            errors.setdefault((run.source_file, "expctl.kind"), ConfigError(
                 f"kind {run.job.kind.value!r} does not run on the {backend} backend (it runs {can})",
-                file=run.source_file, key="expctl.kind")
+                file=run.source_file, key="expctl.kind"))
+        if run.job.outputs and not run.validates and not info.outputs:
+            errors.setdefault((run.source_file, "expctl.outputs"), ConfigError(
+                f"the {backend} backend cannot produce a dataset (its jobs have no output directory the apply "
+                f"reads); outputs: works on {' and '.join(backend_registry.producing())}",
+                file=run.source_file, key="expctl.outputs"))
     if errors:
         found = list(errors.values())
         raise found[0] if len(found) == 1 else ConfigErrors(found)

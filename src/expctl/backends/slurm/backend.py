@@ -7,7 +7,9 @@ shared by its runs and removed when no unfinished run needs it — never from th
 
 Slurm forgets a job ``MinJobAge`` after it ends, so expctl keeps its own durable record per job under
 ``<workdir>/runs/<name>/``: ``record.json`` (``slurm.record``: identity, job id, how it ended), ``config.json``,
-``job.sh``, the batch script's ``started`` and ``exit.json`` markers, and one ``task-<rank>.log`` per task.
+``job.sh``, the batch script's ``started`` and ``exit.json`` markers, and one ``task-<rank>.log`` per task; a
+producer's ``outputs/`` (its ``EXPCTL_OUTPUT_DIR``, made before ``sbatch``), which the apply that sees the job
+succeed reads from this machine (``output_dir``: the workdir is shared) and records (``engine.outputs``).
 A job that left Slurm without any record of how it ended is an infrastructure failure ("vanished").
 
 Pipelines: a run that consumes another run still pending or running is submitted with
@@ -46,17 +48,6 @@ from expctl.core.errors import BackendError, BackendUnavailable, ExpctlError, tr
 from expctl.core.jobenv import TeamEnv, replica_names
 from expctl.core.model import FailureClass, Launch, ObservedRun, Phase
 from expctl.crash import crash_point
-
-# what Slurm's commands print when slurmctld cannot be reached (connection refused, timeouts, a controller
-# restarting): every later command would fail the same way
-_UNREACHABLE = ("unable to contact slurm controller", "socket timed out on send/recv", "connection refused",
-                "slurm_load_jobs error: unexpected message", "zero bytes were transmitted or received")
-
-
-def controller_unreachable(output: str) -> bool:
-    """Whether a failed Slurm command's output says the controller cannot be reached."""
-    text = output.lower()
-    return any(marker in text for marker in _UNREACHABLE)
 
 
 def open_slurm(settings: Any, repo: Path, state_dir: Path) -> SlurmBackend:
@@ -172,6 +163,10 @@ class SlurmBackend:
         record = self._load(name)
         return [] if record is None else replica_names(record.kind, record.replicas)
 
+    def output_dir(self, name: str) -> str | None:
+        """Where the attempt ``name`` wrote its ``outputs:`` (``ProducesOutputs``), read through the workdir."""
+        return str(self.runs_dir / name / sc.OUTPUTS)
+
     # -- submitting ------------------------------------------------------------------------------------
 
     def _new_record(self, launch: Launch) -> JobRecord:
@@ -194,6 +189,8 @@ class SlurmBackend:
             args.append(f"--dependency=afterok:{':'.join(str(i) for i in after.values())}")
             record.extra["after"] = after
         files.write_json(run_dir / "config.json", dict(launch.spec.config))
+        if launch.spec.job.outputs:  # the job writes its dataset there (EXPCTL_OUTPUT_DIR)
+            (run_dir / sc.OUTPUTS).mkdir(exist_ok=True)
         self._save(record)  # the checkout of this commit is now needed: collect keeps it
         try:
             checkout = self.worktrees.ensure(launch.spec.commit)
@@ -351,7 +348,7 @@ class SlurmBackend:
             raise BackendUnavailable(f"{argv[0]} did not answer in 120s") from exc
         if proc.returncode != 0:
             output = proc.stderr or proc.stdout or str(proc.returncode)
-            error = BackendUnavailable if controller_unreachable(output) else BackendError
+            error = BackendUnavailable if sc.controller_unreachable(output) else BackendError
             raise error(f"{argv[0]} failed: {truncate(output)}")
         return proc.stdout
 

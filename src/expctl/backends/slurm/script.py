@@ -7,7 +7,8 @@ node, ``--cpus-per-task``, ``--mem``, ``--time`` from the timeout, partition / a
 (``MASTER_ADDR`` from the first node of ``SLURM_JOB_NODELIST``, ``RANK`` = ``SLURM_PROCID``, ...) and runs the
 command with ``srun``, one task per node, each writing its own log. ``verdict`` maps a job's Slurm state to
 expctl's phase and failure class. ``render_jobs`` shows both for ``expctl render --backend slurm``;
-``workdir_of`` reads ``slurm.workdir`` from the settings.
+``workdir_of`` reads ``slurm.workdir`` from the settings; ``controller_unreachable`` tells a controller that cannot
+be reached from a refused command.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ COMMENT_PREFIX = "expctl:"
 STARTED_FILE = "started"  # the job id, written by the batch script when it starts
 EXIT_FILE = "exit.json"  # {"returncode": int, "finished_at": int}, written by the batch script at its end
 BATCH_LOG = "batch.log"
+OUTPUTS = "outputs"  # the run directory's folder a producer's job writes ``outputs:`` into (EXPCTL_OUTPUT_DIR)
 
 PENDING_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "CONFIGURING"}
 RUNNING_STATES = {"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING"}
@@ -37,6 +39,18 @@ RUNNING_STATES = {"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING"}
 SUSPENDED_STATES = {"SUSPENDED", "STOPPED"}
 CODE_FAILURES = {"FAILED", "TIMEOUT", "OUT_OF_MEMORY"}
 INFRASTRUCTURE_FAILURES = {"NODE_FAIL", "BOOT_FAIL", "PREEMPTED", "DEADLINE", "REVOKED"}
+
+
+# what Slurm's commands print when slurmctld cannot be reached (connection refused, timeouts, a controller
+# restarting): every later command would fail the same way
+_UNREACHABLE = ("unable to contact slurm controller", "socket timed out on send/recv", "connection refused",
+                "slurm_load_jobs error: unexpected message", "zero bytes were transmitted or received")
+
+
+def controller_unreachable(output: str) -> bool:
+    """Whether a failed Slurm command's output says the controller cannot be reached."""
+    text = output.lower()
+    return any(marker in text for marker in _UNREACHABLE)
 
 
 @dataclass(frozen=True)
@@ -120,9 +134,11 @@ def batch_script(launch: Launch, run_dir: str, checkout: str, command: Sequence[
     Every task gets ``expctl.jobenv``'s variables; the topology comes from Slurm at run time: ``MASTER_ADDR``
     is the address (``NodeAddr``) of the first node of ``SLURM_JOB_NODELIST``, ``MASTER_PORT`` a port derived
     from the job id, ``RANK`` = ``SLURM_PROCID``, ``WORLD_SIZE`` = ``SLURM_NTASKS``, ``LOCAL_RANK`` =
-    ``SLURM_LOCALID``. Slurm itself sets ``CUDA_VISIBLE_DEVICES`` for the GPUs it allocated.
+    ``SLURM_LOCALID``. Slurm itself sets ``CUDA_VISIBLE_DEVICES`` for the GPUs it allocated. A producer
+    (``outputs:``) gets ``EXPCTL_OUTPUT_DIR``: ``<run_dir>/outputs``, on the shared workdir.
     """
-    env = jobenv.job_env(launch, config_file=f"{run_dir}/config.json")
+    env = jobenv.job_env(launch, config_file=f"{run_dir}/config.json",
+                         extra=jobenv.output_env(launch.spec, f"{run_dir}/{OUTPUTS}"))
     names = " ".join(jobenv.replica_names(launch.spec.job.kind, launch.spec.job.replicas))
     task = (
         f"names=({names}); "
