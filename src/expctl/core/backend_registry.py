@@ -53,7 +53,8 @@ class BackendInfo:
     upstream succeed): a consumer is submitted as soon as its upstream is, not once it succeeded
     (``core.pipeline.resolve``).
     ``team_quota``: expctl decides who starts by the teams' GPU quotas (nothing on the backend enforces them;
-    ``core.quota``); False where the cluster does (Kueue on Kubernetes).
+    ``core.quota``); False where the cluster does (Kueue on Kubernetes). A backend that enforces some teams'
+    quotas itself says which (``backends.base.EnforcesQuotas``: Slurm, by each team's QOS).
     """
 
     name: str
@@ -104,7 +105,7 @@ BACKENDS: dict[str, BackendInfo] = {
                     settings="expctl.backends.slurm.settings:SlurmIn",
                     settings_check="expctl.backends.slurm.script:workdir_of", inherits_env=True,
                     gates_inputs=True,
-                    team_quota=True),  # until accounting (a QOS with GrpTRES) enforces them
+                    team_quota=True),  # but not for a team whose QOS enforces it (slurm.qos_quota)
     )
 }
 

@@ -25,6 +25,16 @@ class Quotas:
     teams: Mapping[str, str]
 
 
+@dataclass(frozen=True)
+class EnforcedQuotas:
+    """The teams whose GPU quota the backend's scheduler enforces itself (Slurm with accounting: the team's QOS
+    holds ``GrpTRES=gres/gpu=N``): their runs are submitted and wait there, the plan does not hold them; and
+    one note per team with a quota saying which applies (shown under the plan)."""
+
+    teams: frozenset[str] = frozenset()
+    notes: tuple[str, ...] = ()
+
+
 def run_gpus(gpus_per_replica: int, replicas: int) -> int:
     """The GPUs one run holds: per replica × replicas (what validate checks against the team's maximum)."""
     return max(gpus_per_replica, 0) * max(replicas, 1)
