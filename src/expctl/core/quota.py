@@ -1,4 +1,5 @@
-"""Team GPU quotas where expctl decides who starts (the local backend; Slurm without accounting): a run whose
+"""Team GPU quotas where expctl decides who starts (the local backend; on Slurm, each team whose QOS does not
+hold its quota — ``EnforcedQuotas`` names the others, ``backends.slurm.qos_quota``): a run whose
 start would take its team over its quota waits — ``waiting (quota: vision 8/8 GPUs)`` — and starts on a later
 apply (or ``--wait`` poll) once the team's running and queued runs free their GPUs.
 
