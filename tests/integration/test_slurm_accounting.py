@@ -1,8 +1,10 @@
 """Teams on a real Slurm cluster with accounting (slurmdbd on a private MariaDB, ``slurm_accounting_cluster``):
 ``apply_slurm_teams`` creates each team's account, QOS (``GrpTRES=gres/gpu=N``) and association, a second apply
 changes nothing, a new quota modifies the QOS; a job over the QOS's GPUs waits with Slurm's reason
-``QOSGrpGRES``, seen in ``squeue`` and in ``expctl status``; ``sacctmgr`` failing (slurmdbd stopped, or an
-account with running jobs to delete) is one line saying how many changes were made before it.
+``QOSGrpGRES``, seen in ``squeue`` and in ``expctl status`` — and ``expctl apply`` submits a team's runs over
+the quota its QOS holds, leaving them to Slurm (held by the plan only while ``sacctmgr`` fails); ``sacctmgr``
+failing (slurmdbd stopped, or an account with running jobs to delete) is one line saying how many changes were
+made before it.
 On the session's cluster, which has no accounting, only partitions are checked, and the report says so.
 """
 
@@ -19,7 +21,8 @@ import pytest
 
 from expctl.backends.slurm.accounting import NO_ACCOUNTING_NOTE, SlurmTeam, apply_slurm_teams, plan_slurm_teams
 from expctl.core.errors import BackendError
-from tests.support import e2e
+from tests.support import e2e, jobs
+from tests.support.gitrepo import GitRepo
 from tests.support.mlflow_server import MlflowServer
 from tests.support.slurm_cluster import SlurmCluster
 
@@ -210,3 +213,66 @@ def test_expctl_teams_plan_without_accounting_says_so(slurm_cluster: SlurmCluste
     planned = e2e.expctl(repo.path, "teams", "plan", tracking_uri=mlflow_server.uri, **slurm_cluster.env)
     assert planned.returncode == 0, planned.stderr
     assert "No changes." in planned.stdout and f"note: {NO_ACCOUNTING_NOTE}" in planned.stdout, planned.stdout
+
+
+def _qos_project(tmp_path: Path, hold: Path) -> GitRepo:
+    """Team vision (1 GPU, its own QOS) with two 1-GPU runs that hold until ``hold`` exists."""
+    repo = GitRepo(tmp_path / "repo")
+    teams = ("teams:\n  - name: vision\n    paths: [experiments/vision]\n    gpus: 1\n"
+             "    slurm: {partition: main, account: vision, qos: vision-gpu}\n")
+    for rel, text in {
+        ".gitignore": ".expctl/\n", "code/job.py": jobs.source("replica_lines"),
+        "conf/config.yaml": "seed: 0\nlines: 1\nrelease: \"\"\nexpctl:\n  kind: PyTorchJob\n"
+                            "  command: [python, code/job.py]\n  resources: {gpus: 1}\n",
+        "expctl.yaml": f"project: qos-{uuid.uuid4().hex[:8]}\nbackend: slurm\ncode_paths: [code]\n"
+                       f"slurm:\n  workdir: {tmp_path / 'shared'}\n{teams}",
+        "experiments/vision/vit.yaml": f"defaults:\n  - config\n  - _self_\nrelease: {hold}\n"
+                                       "hydra:\n  sweeper:\n    params:\n      seed: 1,2\n",
+    }.items():
+        repo.write(rel, text)
+    repo.commit("vision: 1 GPU, enforced by its QOS")
+    return repo
+
+
+@pytest.mark.timeout(600)
+def test_a_team_whose_qos_holds_its_quota_has_its_runs_submitted_and_waiting_in_slurm(
+        slurm_accounting_cluster: SlurmCluster, mlflow_server: MlflowServer, tmp_path: Path) -> None:
+    """With sacctmgr failing expctl holds the run over the quota (as without accounting); once Slurm's accounting
+    holds the team's QOS, ``expctl apply`` submits both runs and Slurm holds the second (``QOSGrpGRES``), which
+    ``expctl status`` shows; the plan's note says which applies."""
+    cluster, env, uri = slurm_accounting_cluster, slurm_accounting_cluster.env, mlflow_server.uri
+    hold = tmp_path / "hold"
+    repo = _qos_project(tmp_path, hold)
+    try:
+        teams = e2e.expctl(repo.path, "teams", "apply", "-y", tracking_uri=uri, **env)
+        assert teams.returncode == 0, teams.stdout + teams.stderr
+        cluster.stop_accounting()
+        try:
+            held = e2e.expctl(repo.path, "plan", tracking_uri=uri, **env)
+        finally:
+            cluster.start_accounting()
+        assert held.returncode == 0, held.stderr
+        assert "(quota: vision 1/1 GPUs)" in held.stdout, held.stdout
+        assert "; expctl holds runs over the teams' GPU quotas" in held.stdout, held.stdout
+
+        applied = e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri, **env)
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        assert "Plan: 2 to create" in applied.stdout and "quota: vision" not in applied.stdout, applied.stdout
+        assert ("note: team vision's GPU quota is Slurm's to enforce (qos vision-gpu, GrpTRES=gres/gpu=1)"
+                in applied.stdout), applied.stdout
+
+        def states() -> list[str]:
+            return sorted(cluster.run("squeue", "-h", "-A", "vision", "-o", "%T %r").splitlines())
+
+        wait_until("one run running and one waiting for its QOS", lambda: states() == ["PENDING QOSGrpGRES",
+                                                                                       "RUNNING None"])
+        status = e2e.expctl(repo.path, "status", "-o", "json", tracking_uri=uri, **env)
+        assert status.returncode == 0, status.stderr
+        rows = sorted(json.loads(status.stdout), key=lambda r: str(r["state"]))
+        assert [r["state"] for r in rows] == ["Pending", "Running"], rows
+        assert rows[0]["reason"] == "Pending: QOSGrpGRES", rows
+    finally:
+        hold.touch()
+        cluster.run("scancel", "-A", "vision")
+    wait_until("vision's jobs to end", lambda: cluster.run("squeue", "-h", "-A", "vision", "-t", "PD,R,CG") == "")
+    apply_slurm_teams([], prune=True, env=env)  # leave the shared accounting cluster as it was

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from expctl.backends.slurm.qos_quota import NO_ACCOUNTING
 from tests.support import e2e, jobs
 from tests.support.gitrepo import GitRepo
 from tests.support.mlflow_server import MlflowServer
@@ -49,6 +50,7 @@ def test_a_teams_run_lands_in_its_partition_and_account_within_its_quota(
         applied = e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri, **slurm_cluster.env)
         assert applied.returncode == 0, applied.stdout + applied.stderr
         assert "(quota: vision 2/2 GPUs)" in applied.stdout, applied.stdout
+        assert f"note: {NO_ACCOUNTING}" in applied.stdout, applied.stdout
         submitted = team_jobs(slurm_cluster, workdir)
         assert [(j["partition"], j["account"]) for j in submitted] == [("gpu", "vision")], submitted
 

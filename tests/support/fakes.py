@@ -7,13 +7,15 @@ kube-apiserver.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from expctl.core.audit import INTENT, AuditRecord, entries
 from expctl.core.errors import BackendError
 from expctl.core.model import FailureClass, Launch, ObservedRun, Phase, RunSpec, TrackingRef
+from expctl.core.quota import EnforcedQuotas
+from expctl.core.team_platform import Team
 from expctl.tracking.base import TrackerView
 
 
@@ -62,6 +64,36 @@ class FakeBackend:
                message: str = "") -> None:
         self.objects[name] = replace(self.objects[name], phase=phase, failure=failure, finished_at=at,
                                      message=message)
+
+
+class FakeQuotaBackend(FakeBackend):
+    """A backend named slurm whose scheduler enforces the GPU quotas of the teams in ``enforced``
+    (``backends.base.EnforcesQuotas``); ``asked`` records the teams it was asked about."""
+
+    name = "slurm"
+
+    def __init__(self, enforced: Sequence[str] = (), notes: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.answer = EnforcedQuotas(frozenset(enforced), tuple(notes))
+        self.asked: list[list[str]] = []
+
+    def enforced_quotas(self, teams: Sequence[Team]) -> EnforcedQuotas:
+        self.asked.append([t.name for t in teams])
+        return self.answer
+
+
+class FakeQosLimits:
+    """What ``sacctmgr show qos`` would list (``{qos: GPU limit}``; None: no accounting), or ``failure``
+    raised as sacctmgr failing; ``calls`` counts the reads."""
+
+    def __init__(self, limits: Mapping[str, str | None] | None, failure: str | None = None) -> None:
+        self.limits, self.failure, self.calls = limits, failure, 0
+
+    def __call__(self) -> Mapping[str, str | None] | None:
+        self.calls += 1
+        if self.failure is not None:
+            raise BackendError(self.failure)
+        return self.limits
 
 
 class FakeTracker:

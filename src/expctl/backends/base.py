@@ -6,10 +6,12 @@ succeeds, deleting a name that is gone succeeds.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from expctl.core.model import Launch, ObservedRun
+from expctl.core.quota import EnforcedQuotas
+from expctl.core.team_platform import Team
 
 
 @runtime_checkable
@@ -60,3 +62,11 @@ class ProducesOutputs(Protocol):
     def output_dir(self, name: str) -> str | None:
         """The output directory of the attempt ``name`` (None: none here)."""
         ...
+
+
+@runtime_checkable
+class EnforcesQuotas(Protocol):
+    """An optional capability: a backend whose scheduler may enforce some teams' GPU quotas itself (Slurm with
+    accounting: the team's QOS). The plan does not hold those teams' runs; it asks once per command."""
+
+    def enforced_quotas(self, teams: Sequence[Team]) -> EnforcedQuotas: ...

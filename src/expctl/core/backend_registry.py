@@ -56,7 +56,8 @@ class BackendInfo:
     machine running ``expctl apply`` reads (its own, or a file system shared with the cluster), so the apply
     that sees it succeed records the dataset (``engine.outputs``); elsewhere ``validate`` and ``plan`` refuse it.
     ``team_quota``: expctl decides who starts by the teams' GPU quotas (nothing on the backend enforces them;
-    ``core.quota``); False where the cluster does (Kueue on Kubernetes).
+    ``core.quota``); False where the cluster does (Kueue on Kubernetes). A backend that enforces some teams'
+    quotas itself says which (``backends.base.EnforcesQuotas``: Slurm, by each team's QOS).
     """
 
     name: str
@@ -109,7 +110,7 @@ BACKENDS: dict[str, BackendInfo] = {
                     settings="expctl.backends.slurm.settings:SlurmIn",
                     settings_check="expctl.backends.slurm.script:workdir_of", inherits_env=True,
                     gates_inputs=True, outputs=True,
-                    team_quota=True),  # until accounting (a QOS with GrpTRES) enforces them
+                    team_quota=True),  # but not for a team whose QOS enforces it (slurm.qos_quota)
     )
 }
 

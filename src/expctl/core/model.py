@@ -333,6 +333,7 @@ class Plan:
     worktree: bool = False
     prune: bool = False
     replace_running: bool = False
+    notes: tuple[str, ...] = ()  # one line each, shown under the plan (who holds runs over a team's GPU quota)
 
     def count(self, action: Action) -> int:
         return sum(1 for c in self.changes if c.action is action)

@@ -1,4 +1,5 @@
-"""Team GPU quotas where expctl decides who starts (the local backend; Slurm without accounting): a run whose
+"""Team GPU quotas where expctl decides who starts (the local backend; on Slurm, each team whose QOS does not
+hold its quota — ``EnforcedQuotas`` names the others, ``backends.slurm.qos_quota``): a run whose
 start would take its team over its quota waits — ``waiting (quota: vision 8/8 GPUs)`` — and starts on a later
 apply (or ``--wait`` poll) once the team's running and queued runs free their GPUs.
 
@@ -23,6 +24,16 @@ class Quotas:
 
     gpus: Mapping[str, int]
     teams: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class EnforcedQuotas:
+    """The teams whose GPU quota the backend's scheduler enforces itself (Slurm with accounting: the team's QOS
+    holds ``GrpTRES=gres/gpu=N``): their runs are submitted and wait there, the plan does not hold them; and
+    one note per team with a quota saying which applies (shown under the plan)."""
+
+    teams: frozenset[str] = frozenset()
+    notes: tuple[str, ...] = ()
 
 
 def run_gpus(gpus_per_replica: int, replicas: int) -> int:

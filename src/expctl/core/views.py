@@ -93,6 +93,7 @@ def human(plan: Plan) -> str:
     if shown:
         lines.append("")
     lines.append(summary_line(plan))
+    lines += [f"note: {n}" for n in plan.notes]
     return "\n".join(one_line(ln) for ln in lines) + "\n"  # an orphan's name and experiment come from the store
 
 
@@ -131,6 +132,7 @@ def as_dict(plan: Plan) -> dict[str, Any]:
         "fingerprint": plan.fingerprint,
         "changes": [change_dict(c) for c in plan.changes],
         "summary": summary(plan),
+        "notes": list(plan.notes),
     }
 
 
@@ -152,4 +154,5 @@ def markdown(plan: Plan) -> str:
             reason = md_text("; ".join(p for p in (c.reason.value, c.detail) if p))
             lines.append(f"| {_SYMBOL[c.action]} | {_label(c)} | {md_code(c.name)} | {md_text(c.experiment)} | "
                          f"{point} | {reason} |")
+    lines += [""] * bool(plan.notes) + [f"> note: {md_text(n)}" for n in plan.notes]
     return "\n".join(lines) + "\n"

@@ -256,7 +256,7 @@ def _gated_waves(plan: Plan, desired: Desired, backend: Backend, tracker: Tracke
         return
     while waiting and result.applied and result.applied[-1].done and not stop.is_set():
         live, view, models = _observe(backend, tracker, desired)
-        wave = make_plan_of(desired, join_observed(live, view.records), backend.name, options.plan, models=models)
+        wave = make_plan_of(desired, join_observed(live, view.records), backend, options.plan, models=models)
         due = [c for c in wave.changes if c.action.writes and c.run_key in waiting]
         if not due:
             return
@@ -276,7 +276,7 @@ def run_apply(desired: Desired, backend: Backend, tracker: Tracker, lock: Abstra
             live, view, models = _observe(backend, tracker, desired)
             observed = join_observed(live, view.records)
             _recover_audits(tracker, view, observed, held, result)
-            plan = make_plan_of(desired, observed, backend.name, options.plan, models=models)
+            plan = make_plan_of(desired, observed, backend, options.plan, models=models)
             result.plan = plan
             if options.saved is not None:
                 check_fresh(options.saved, plan)
@@ -329,7 +329,7 @@ def _wait(desired: Desired, backend: Backend, tracker: Tracker, lock: ApplyLock,
             if outage is not None:
                 hooks.notice("reachable again; waiting goes on")
                 outage = None
-            plan = make_plan_of(desired, join_observed(live, view.records), backend.name, options.plan, models=models)
+            plan = make_plan_of(desired, join_observed(live, view.records), backend, options.plan, models=models)
             counts = tally(plan)
             # whatever the plan would write now: due retries, validation jobs whose training run just
             # succeeded (create, or replace of the previous one), anything else that became due

@@ -8,11 +8,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
-from expctl.backends.base import Backend
+from expctl.backends.base import Backend, EnforcesQuotas
 from expctl.config import source
 from expctl.config.desired_state import Desired, load_desired
 from expctl.config.schema_teams import team_of_experiment
@@ -25,6 +25,7 @@ from expctl.core.model import ObservedRun, Plan, RunSpec
 from expctl.core.plan_rules import PlanRefused, make_plan
 from expctl.core.planfile import SavedPlan
 from expctl.core.quota import Quotas
+from expctl.core.team_platform import Team
 from expctl.tracking.base import ResolvesModels, Tracker
 
 T = TypeVar("T")
@@ -72,27 +73,43 @@ def resolved_runs(runs: Sequence[RunSpec], observed: Sequence[ObservedRun],
     return pipeline.resolve(runs, observed, models, gates_inputs(backend))[0]
 
 
-def make_plan_of(desired: Desired, observed: list[ObservedRun], backend: str, opts: PlanOptions,
+def make_plan_of(desired: Desired, observed: list[ObservedRun], backend: Backend | str, opts: PlanOptions,
                  now: float | None = None, models: Mapping[str, ModelVersion | None] | None = None) -> Plan:
+    """The plan (``backend``: the open backend, or only its name: then no scheduler is asked whose GPU quotas
+    it enforces), with a note per team saying who holds its runs over its quota where the backend decides."""
+    name = backend if isinstance(backend, str) else backend.name
+    quotas, notes = quotas_of(desired, observed, backend)
     try:
-        return make_plan(
-            desired.runs, observed, models=models, commit=desired.snapshot.commit, backend=backend,
+        plan = make_plan(
+            desired.runs, observed, models=models, commit=desired.snapshot.commit, backend=name,
             now=time.time() if now is None else now, prune=opts.prune,
             replace_running=opts.replace_running, force_prune=opts.force_prune, worktree=opts.worktree,
-            quotas=quotas_of(desired, observed, backend),
+            quotas=quotas,
         )
     except PlanRefused as exc:
         raise ExpctlError(str(exc)) from exc
+    return replace(plan, notes=notes) if notes else plan
 
 
-def quotas_of(desired: Desired, observed: list[ObservedRun], backend: str) -> Quotas | None:
+def quotas_of(desired: Desired, observed: list[ObservedRun],
+              backend: Backend | str) -> tuple[Quotas | None, tuple[str, ...]]:
     """The teams' GPU quotas when expctl decides who starts on ``backend`` (None: no team has a quota, or the
-    backend's scheduler enforces them), with the team of each desired and observed experiment."""
-    info = BACKENDS.get(backend)
+    backend's scheduler enforces them), with the team of each desired and observed experiment; and the notes
+    of a backend that may enforce some itself (``EnforcesQuotas``: Slurm, by each team's QOS), whose teams
+    are left out."""
+    info = BACKENDS.get(backend if isinstance(backend, str) else backend.name)
     gpus = {t.name: t.gpus for t in desired.settings.teams if t.gpus is not None}
     if info is None or not info.team_quota or not gpus:
-        return None
-    return Quotas(gpus, teams_of(desired, (r.experiment for r in observed)))
+        return None, ()
+    notes: tuple[str, ...] = ()
+    if isinstance(backend, EnforcesQuotas):
+        enforced = backend.enforced_quotas([Team(t.name, qos=t.slurm.qos if t.slurm else None, gpus=t.gpus)
+                                            for t in desired.settings.teams])
+        gpus = {team: n for team, n in gpus.items() if team not in enforced.teams}
+        notes = enforced.notes
+    if not gpus:
+        return None, notes
+    return Quotas(gpus, teams_of(desired, (r.experiment for r in observed))), notes
 
 
 def teams_of(desired: Desired, experiments: Iterable[str]) -> dict[str, str]:
@@ -109,7 +126,7 @@ def compute_plan(desired: Desired, backend: Backend, tracker: Tracker | None, op
                  now: float | None = None) -> tuple[Plan, list[ObservedRun]]:
     observed = observe(backend, tracker)
     models = model_versions(tracker, desired.runs)
-    return make_plan_of(desired, observed, backend.name, opts, now, models), observed
+    return make_plan_of(desired, observed, backend, opts, now, models), observed
 
 
 def desired_state(repo: Path, opts: PlanOptions) -> Desired:

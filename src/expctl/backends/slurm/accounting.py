@@ -79,7 +79,7 @@ def _stderr_line(proc: subprocess.CompletedProcess[str]) -> str:
     return truncate(first.removeprefix("sacctmgr: error: ").removeprefix("sinfo: error: "))
 
 
-def _sacctmgr_show(what: str, fmt: str, env: Mapping[str, str] | None) -> str | None:
+def sacctmgr_show(what: str, fmt: str, env: Mapping[str, str] | None) -> str | None:
     """``sacctmgr -P -n show WHAT format=FMT``; None when the cluster has no accounting."""
     argv = ["sacctmgr", "-P", "-n", "show", what, f"format={fmt}"]
     proc = _run(argv, env)
@@ -93,11 +93,11 @@ def _sacctmgr_show(what: str, fmt: str, env: Mapping[str, str] | None) -> str | 
 
 def read_live(env: Mapping[str, str] | None = None) -> LiveAccounting | None:
     """What Slurm's accounting holds, or None when the cluster has no accounting."""
-    qos = _sacctmgr_show("qos", "name,description,grptres,maxtresperjob", env)
+    qos = sacctmgr_show("qos", "name,description,grptres,maxtresperjob", env)
     if qos is None:
         return None
-    accounts = _sacctmgr_show("account", "account,description,organization", env) or ""
-    assocs = _sacctmgr_show("assoc", "account,user,qos,defaultqos", env) or ""
+    accounts = sacctmgr_show("account", "account,description,organization", env) or ""
+    assocs = sacctmgr_show("assoc", "account,user,qos,defaultqos", env) or ""
     return parse_live(qos, accounts, assocs)
 
 

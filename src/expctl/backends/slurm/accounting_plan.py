@@ -101,7 +101,7 @@ class AccountingPlan:
     notes: tuple[str, ...]
 
 
-def _tres(text: str) -> dict[str, str]:
+def parse_tres(text: str) -> dict[str, str]:
     """``cpu=4,gres/gpu=2`` as a mapping."""
     out: dict[str, str] = {}
     for part in text.split(","):
@@ -119,7 +119,7 @@ def _rows(text: str, width: int) -> list[list[str]]:
 def parse_live(qos_text: str, account_text: str, assoc_text: str) -> LiveAccounting:
     """``LiveAccounting`` from ``sacctmgr -P -n show`` of ``qos format=name,description,grptres,maxtresperjob``,
     ``account format=account,description,organization`` and ``assoc format=account,user,qos,defaultqos``."""
-    qos = {r[0]: LiveQos(r[1], _tres(r[2]), _tres(r[3])) for r in _rows(qos_text, 4)}
+    qos = {r[0]: LiveQos(r[1], parse_tres(r[2]), parse_tres(r[3])) for r in _rows(qos_text, 4)}
     users: dict[str, list[str]] = {}
     assoc_qos: dict[str, tuple[tuple[str, ...], str]] = {}
     for account, user, qos_list, default in _rows(assoc_text, 4):

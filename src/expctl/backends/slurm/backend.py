@@ -30,7 +30,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -41,12 +41,15 @@ from expctl.backends import files
 from expctl.backends.job_record import identity_of, observed_identity
 from expctl.backends.locks import HeldFileLock, state_lock
 from expctl.backends.slurm import script as sc
+from expctl.backends.slurm.qos_quota import QosQuotas
 from expctl.backends.slurm.record import JobRecord, record_from_json
 from expctl.backends.worktrees import Worktrees
 from expctl.core import bounded, pipeline, safe_json
 from expctl.core.errors import BackendError, BackendUnavailable, ExpctlError, truncate
 from expctl.core.jobenv import TeamEnv, replica_names
 from expctl.core.model import FailureClass, Launch, ObservedRun, Phase
+from expctl.core.quota import EnforcedQuotas
+from expctl.core.team_platform import Team
 from expctl.crash import crash_point
 
 
@@ -88,6 +91,7 @@ class SlurmBackend:
         self._lock = FileLock(str(self.workdir / "slurm.lock"), timeout=120)
         self._seen: list[dict[str, Any]] | None = None  # the last squeue listing (creates reuse it)
         self.team_env: TeamEnv | None = None  # set by the engine when the teams declare mlflow: (core.jobenv)
+        self.qos_quotas = QosQuotas()  # whose GPU quota Slurm's accounting enforces (asked once per command)
 
     # -- Backend protocol ------------------------------------------------------------------------------
 
@@ -168,6 +172,9 @@ class SlurmBackend:
         return str(self.runs_dir / name / sc.OUTPUTS)
 
     # -- submitting ------------------------------------------------------------------------------------
+
+    def enforced_quotas(self, teams: Sequence[Team]) -> EnforcedQuotas:
+        return self.qos_quotas.of(teams)
 
     def _new_record(self, launch: Launch) -> JobRecord:
         return JobRecord(**identity_of(launch))
