@@ -203,3 +203,29 @@ def test_the_printed_links_open_the_run_in_its_teams_workspace(
             expect(page.get_by_role("columnheader", name="Run Name").first).to_be_visible()  # training runs
         finally:
             browser.close()
+
+
+def test_aliases_are_moved_as_the_teams_job_identity(applied: tuple[GitRepo, dict[str, str]],
+                                                     mlflow_auth_server: MlflowAuthServer) -> None:
+    """The reconciler registers; the alias move goes as the store's job identity: as vision's, it moves; as
+    nlp's member (no right in vision's workspace), the same move is refused, though the process is the admin."""
+    from expctl.core.errors import TrackingError
+    from expctl.tracking.mlflow.job_secrets import JobSecretStore
+    from expctl.tracking.mlflow.store import MlflowStore
+
+    _, env = applied
+    secrets = JobSecretStore(Path(env["EXPCTL_SECRET_STORE"])).read()
+    admin = {k: v for k, v in env.items() if k.startswith("MLFLOW_TRACKING_")}
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in admin.items():
+            mp.setenv(name, value)
+        store = MlflowStore(mlflow_auth_server.uri, "local", workspace="vision")
+        store.alias_identity = lambda: BOB
+        with pytest.raises(TrackingError, match="move alias vision-clf@moved .as bob.*403"):
+            store.registry_client().set_registered_model_alias("vision-clf", "moved", "1")
+        store.alias_identity = lambda: ("expctl-job-vision", secrets["expctl-job-vision"])
+        store.registry_client().set_registered_model_alias("vision-clf", "moved", "1")
+    status, found = mlflow_auth_server.rest("GET", "2.0/mlflow/registered-models/alias",
+                                            (ADMIN, mlflow_auth_server.admin_password),
+                                            {"name": "vision-clf", "alias": "moved"}, workspace="vision")
+    assert status == 200 and found["model_version"]["version"] == "1", found

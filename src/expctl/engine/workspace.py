@@ -215,7 +215,19 @@ class Workspace:
         def workspace_of(experiment: str) -> str | None:
             team = team_of_experiment(teams, experiment)
             return workspace[team] if team else None
-        return TeamStores(store, workspace.values(), workspace_of)
+        stores = TeamStores(store, workspace.values(), workspace_of)
+        for team, ws in workspace.items():  # a team's aliases are moved by its own job identity
+            stores.stores[ws].alias_identity = self._job_identity(team, ws)
+        return stores
+
+    def _job_identity(self, team: str, workspace: str) -> Callable[[], tuple[str, str]]:
+        """Team ``team``'s job identity (user, password), read from the platform's secret store when used."""
+        def identity() -> tuple[str, str]:
+            from expctl.tracking.mlflow.job_secrets import JobSecretStore, job_environment, store_path
+
+            env = job_environment(team, workspace, JobSecretStore(store_path(self.repo)))
+            return env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]
+        return identity
 
     def open_store(self, settings: Settings, backend_name: str = "") -> MlflowStore | TeamStores:
         """The MLflow store on the resolved tracking URI, for reads that need no backend's runs: the UI's

@@ -9,6 +9,9 @@
   their runs), ``inputs`` (which registered version a pipeline's model input names), ``ui`` (what the UI
   shows).
 - ``store``: ``MlflowStore``, the facade: the ``Tracker`` methods, composed from the features.
+- ``team_stores``: ``TeamStores``, the Tracker when each team's runs are in its own MLflow workspace (one
+  ``MlflowStore`` per workspace, views merged, requests routed by experiment or run); ``team_client``: MLflow's
+  client bound to a workspace, and moving aliases as a team's job identity.
 - Pure helpers: ``tags`` (the MLflow value codec: tags, params, statuses, limits), ``ledger_codec``,
   ``provenance``, ``links``, ``run_index``; edges: ``rest_search`` (plain REST reads, no MLflow import),
   ``sqlite_search`` (the embedded store's searches read from its file, no MLflow import), ``sqlite_registry``

@@ -192,9 +192,9 @@ def _register(session: MlflowSession, run: Any, gate: ValidationGate, metrics: M
         moved = False
         if gate.alias:
             key = tags.get("expctl.run_key", "")
-            moved = move_alias(session.client, name, version, value, key, gate, points).moves
+            moved = move_alias(session.registry_client(), name, version, value, key, gate, points).moves
         if gate.promote_alias:
-            promote(session.client, name, version, value, gate)
+            promote(session.registry_client(), name, version, value, gate)
     return version, moved
 
 

@@ -130,9 +130,11 @@ class RestSearch:
     """``search_experiments`` and ``search_runs`` of one tracking server, every page, as plain JSON; and
     ``create_run``, the one write that goes through plain REST (so that a lost answer is never blindly resent)."""
 
-    def __init__(self, tracking_uri: str, workspace: str | None = None) -> None:
+    def __init__(self, tracking_uri: str, workspace: str | None = None,
+                 identity: tuple[str, str] | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.workspace = workspace  # the MLflow workspace every request is for (None: the server's default)
+        self._identity = identity  # (user, password) every request is made as (None: the environment's)
         self.shown_uri = redact(tracking_uri, uri_secrets(tracking_uri))  # what messages quote
         self.base = tracking_uri.rstrip("/") + "/api/2.0/mlflow/"
         self.requests: Counter[str] = Counter()  # endpoint → requests sent, retries included
@@ -141,8 +143,9 @@ class RestSearch:
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        token = os.environ.get("MLFLOW_TRACKING_TOKEN")
-        user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+        token = os.environ.get("MLFLOW_TRACKING_TOKEN") if self._identity is None else None
+        user, password = self._identity or (os.environ.get("MLFLOW_TRACKING_USERNAME"),
+                                            os.environ.get("MLFLOW_TRACKING_PASSWORD"))
         if token:
             headers["Authorization"] = f"Bearer {token}"
         elif user and password:
@@ -166,6 +169,11 @@ class RestSearch:
         if context is not None:
             handlers.append(urllib.request.HTTPSHandler(context=context))
         return urllib.request.build_opener(*handlers)
+
+    @property
+    def identity_name(self) -> str:
+        """Whom the requests are made as: the identity's user, else the environment's."""
+        return self._identity[0] if self._identity else os.environ.get("MLFLOW_TRACKING_USERNAME", "")
 
     def answers(self, path: str, timeout: float = 5.0) -> int:
         """The HTTP status of one ``GET /api/<path>`` (0: no answer): what a probe of a feature asks."""

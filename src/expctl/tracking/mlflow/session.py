@@ -46,6 +46,7 @@ from expctl.tracking.mlflow.http_bounds import bound_http_retries, check_environ
 from expctl.tracking.mlflow.locations import default_artifact_root
 from expctl.tracking.mlflow.rest_search import CREATE_ID, RestSearch, usable
 from expctl.tracking.mlflow.sqlite_search import SqliteSearch, UnknownSchema, Unsupported
+from expctl.tracking.mlflow.team_client import InWorkspace, TeamAliases
 
 _T = TypeVar("_T")
 PAGE = 1000  # runs or experiments per search request (MLflow's most)
@@ -67,26 +68,6 @@ def health_request(tracking_uri: str) -> urllib.request.Request:
         pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
         request.add_unredirected_header("Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
     return request
-
-
-class InWorkspace:
-    """An ``MlflowClient`` whose every call is made in one MLflow workspace: MLflow's client takes the workspace
-    from a context variable (or the process-wide ``MLFLOW_WORKSPACE``), so two teams' stores in one process set
-    it around each call of theirs, in the calling thread, and never touch the environment."""
-
-    def __init__(self, client: Any, workspace: str) -> None:
-        self._client, self.workspace = client, workspace
-
-    def __getattr__(self, name: str) -> Any:
-        found = getattr(self._client, name)
-        if not callable(found):
-            return found
-        from mlflow.utils.workspace_context import ServerWorkspaceContext
-
-        def in_workspace(*args: Any, **kwargs: Any) -> Any:
-            with ServerWorkspaceContext(self.workspace):
-                return found(*args, **kwargs)
-        return in_workspace
 
 
 def _error_code(exc: Exception) -> str:
@@ -139,6 +120,9 @@ class MlflowSession:
         # "database is locked"; a tracking server takes concurrent requests
         self._serial: AbstractContextManager[Any] = (threading.RLock() if tracking_uri.startswith("sqlite:")
                                                      else nullcontext())
+        # who moves the registry's aliases of this store's models: a team's job identity (user, password), read
+        # when first needed; None: this process's identity, as for every other request
+        self.alias_identity: Callable[[], tuple[str, str]] | None = None
 
     def owns(self, tags: Mapping[str, str]) -> bool:
         """Whether a run (its tags) is this session's project's (``core.project.owned``)."""
@@ -202,6 +186,13 @@ class MlflowSession:
                 return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
         finally:
             lock.release()
+
+    def registry_client(self) -> Any:
+        """The client the validation gate promotes with: MLflow's, whose alias moves go as ``alias_identity``
+        when the store has one (a team's workspace)."""
+        if self.alias_identity is None or not self.tracking_uri.startswith(("http://", "https://")):
+            return self.client
+        return TeamAliases(self.client, RestSearch(self.tracking_uri, self.workspace, self.alias_identity()))
 
     def hide(self, text: str) -> str:
         """``text`` (a message quoting the URI or MLflow's error about it) without the URI's credentials."""
