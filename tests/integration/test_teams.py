@@ -117,3 +117,20 @@ def test_codeowners_follow_the_teams_and_validate_refuses_a_hand_edit(tmp_path: 
     for command in ("status", "cancel"):
         wrong = expctl(repo, command, "--team", "speech", code=1)
         assert wrong.stderr == "error: --team speech: no such team in expctl.yaml (teams: vision, nlp)\n"
+
+
+def test_two_teams_claiming_one_path_is_one_line_and_nothing_runs(tmp_path: Path) -> None:
+    """The CLI route of the check: validate, plan and apply each refuse in one line naming expctl.yaml and the key,
+    and apply launches nothing."""
+    repo = GitRepo(tmp_path / "repo")
+    claimed = TEAMS.replace("paths: [experiments/nlp]", "paths: [experiments/vision/resnet]")
+    for rel, text in {".gitignore": ".expctl/\n", "expctl.yaml": claimed, "code/job.py": "", "conf/config.yaml": CONFIG,
+                      "experiments/vision/resnet.yaml": "defaults:\n  - config\n  - _self_\n"}.items():
+        repo.write(rel, text)
+    repo.commit("nlp claims vision's experiment")
+    for command in (("validate",), ("plan",), ("apply", "-y")):
+        refused = expctl(repo, *command, code=1)
+        lines = refused.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: expctl.yaml: teams.1.paths.0: "), refused.stderr
+        assert "experiments/vision" in lines[0], refused.stderr
+    assert not (repo.path / ".expctl" / "runs").exists() or not any((repo.path / ".expctl" / "runs").iterdir())
