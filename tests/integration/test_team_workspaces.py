@@ -221,7 +221,7 @@ def test_aliases_are_moved_as_the_teams_job_identity(applied: tuple[GitRepo, dic
             mp.setenv(name, value)
         store = MlflowStore(mlflow_auth_server.uri, "local", workspace="vision")
         store.alias_identity = lambda: BOB
-        with pytest.raises(TrackingError, match="move alias vision-clf@moved .as bob.*403"):
+        with pytest.raises(TrackingError, match=r"move alias vision-clf@moved \(as bob\).*403"):
             store.registry_client().set_registered_model_alias("vision-clf", "moved", "1")
         store.alias_identity = lambda: ("expctl-job-vision", secrets["expctl-job-vision"])
         store.registry_client().set_registered_model_alias("vision-clf", "moved", "1")
