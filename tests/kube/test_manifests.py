@@ -41,6 +41,7 @@ def full_launch(kind: JobKind, namespace: str, **sched: Any) -> Launch:
         runtime="torch-distributed" if kind is JobKind.TRAIN else None,
         git_secret="repo-credentials",
         team="manifests",
+        outputs=sched.get("outputs"),
     )
     spec = make_spec(f"manifests/{kind.value.lower()}", overrides=("lr=0.01", "model=resnet50"), job=job)
     return make_launch(spec, tracking_uri="http://mlflow.mlflow.svc:5000")
@@ -54,6 +55,10 @@ CASES = [
     (JobKind.MPI, {"queue": "team-a-queue"}),
     (JobKind.MPI, {"volcano_queue": "research"}),
     (JobKind.TRAIN, {"queue": "team-a-queue"}),
+    # a producer (outputs:): its writing replica's emptyDir, env and wrapped command
+    (JobKind.PYTORCH, {"outputs": "manifests-out"}),
+    (JobKind.MPI, {"outputs": "manifests-out"}),
+    (JobKind.TRAIN, {"outputs": "manifests-out"}),
 ]
 
 

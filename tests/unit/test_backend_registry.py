@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -89,18 +90,22 @@ def test_check_runnable_names_file_and_key_per_experiment() -> None:
     assert [e.file for e in many.value.errors] == ["experiments/b.yaml", "experiments/c.yaml"]
 
 
-def test_outputs_are_refused_in_one_line_on_a_backend_that_cannot_record_them() -> None:
-    assert backend_registry.producing() == ["local", "slurm"]
+def test_outputs_are_refused_in_one_line_on_a_backend_that_cannot_record_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert backend_registry.producing() == ["local", "kubernetes", "slurm"]
     importer = make_spec("imp", job=make_job(JobKind.PYTORCH, outputs="blobs-raw"))
     train = make_spec("train", job=make_job(JobKind.PYTORCH))
-    check_runnable("local", [importer, train])
-    check_runnable("slurm", [importer, train])
+    for name in ("local", "kubernetes", "slurm"):
+        check_runnable(name, [importer, train])
+    kube = backend_registry.BACKENDS["kubernetes"]  # a backend registered without outputs (none is today)
+    monkeypatch.setitem(backend_registry.BACKENDS, "nodir", dataclasses.replace(kube, name="nodir", outputs=False))
     with pytest.raises(ConfigError) as exc:
-        check_runnable("kubernetes", [importer, train])
-    assert str(exc.value) == ("experiments/imp.yaml: expctl.outputs: the kubernetes backend cannot produce a dataset "
-                              "(its jobs have no output directory the apply reads); outputs: works on local and slurm")
+        check_runnable("nodir", [importer, train])
+    assert str(exc.value) == ("experiments/imp.yaml: expctl.outputs: the nodir backend cannot produce a dataset "
+                              "(its jobs have no output directory the apply reads); outputs: works on local, "
+                              "kubernetes, slurm")
     local_importer = make_spec("imp", job=make_job(JobKind.LOCAL, outputs="blobs-raw"))
     with pytest.raises(ConfigErrors) as both:  # its kind and its outputs: both said, once each
-        check_runnable("kubernetes", [local_importer, importer])
+        check_runnable("nodir", [local_importer, importer])
     assert [(e.file, e.key) for e in both.value.errors] == [
         ("experiments/imp.yaml", "expctl.kind"), ("experiments/imp.yaml", "expctl.outputs")]

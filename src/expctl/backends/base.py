@@ -65,6 +65,16 @@ class ProducesOutputs(Protocol):
 
 
 @runtime_checkable
+class UploadsOutputs(Protocol):
+    """An optional capability: a backend whose producer jobs store their ``outputs:`` as artifacts of their own
+    MLflow run (Kubernetes: no directory expctl reads), so the apply records the dataset from the run."""
+
+    def uploads_outputs(self, name: str) -> bool:
+        """Whether the attempt ``name`` stored its outputs on its run (``expctl/outputs/<NAME>/``)."""
+        ...
+
+
+@runtime_checkable
 class EnforcesQuotas(Protocol):
     """An optional capability: a backend whose scheduler may enforce some teams' GPU quotas itself (Slurm with
     accounting: the team's QOS). The plan does not hold those teams' runs; it asks once per command."""

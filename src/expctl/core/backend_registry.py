@@ -52,9 +52,10 @@ class BackendInfo:
     ``--dependency=afterok``; Kubernetes: created suspended or Kueue-gated, released by the apply that sees the
     upstream succeed): a consumer is submitted as soon as its upstream is, not once it succeeded
     (``core.pipeline.resolve``).
-    ``outputs``: a producer's job (``outputs: {dataset: NAME}``) gets ``EXPCTL_OUTPUT_DIR`` in a directory the
-    machine running ``expctl apply`` reads (its own, or a file system shared with the cluster), so the apply
-    that sees it succeed records the dataset (``engine.outputs``); elsewhere ``validate`` and ``plan`` refuse it.
+    ``outputs``: a producer's job (``outputs: {dataset: NAME}``) gets ``EXPCTL_OUTPUT_DIR``, in a directory the
+    machine running ``expctl apply`` reads (its own, or a file system shared with the cluster: local, Slurm) or
+    one whose files the job stores on its MLflow run (Kubernetes), so the apply that sees it succeed records the
+    dataset (``engine.outputs``); elsewhere ``validate`` and ``plan`` refuse it.
     ``team_quota``: expctl decides who starts by the teams' GPU quotas (nothing on the backend enforces them;
     ``core.quota``); False where the cluster does (Kueue on Kubernetes). A backend that enforces some teams'
     quotas itself says which (``backends.base.EnforcesQuotas``: Slurm, by each team's QOS).
@@ -103,7 +104,7 @@ BACKENDS: dict[str, BackendInfo] = {
                     render="expctl.backends.kubernetes.manifests:render_all",
                     run_checks="expctl.backends.kubernetes.manifests.checks:render_errors",
                     settings="expctl.backends.kubernetes.settings:KubernetesIn", credentials_key="tracking_secret",
-                    gates_inputs=True),
+                    gates_inputs=True, outputs=True),
         BackendInfo("slurm", "one sbatch job per attempt on a Slurm cluster, srun one task per node",
                     "expctl.backends.slurm.backend:open_slurm", frozenset({JobKind.PYTORCH, JobKind.LOCAL}),
                     lock="expctl.backends.slurm.backend:slurm_lock", render="expctl.backends.slurm.script:render_jobs",

@@ -18,12 +18,13 @@ BATCH = "outputs"
 FORMAT = "folders"
 
 
-def manifest_of(dataset: str, directory: str) -> Manifest:
+def manifest_of(dataset: str, directory: str, location: str | None = None) -> Manifest:
     """The manifest of every file under ``directory`` (none: an empty dataset, when the job wrote nothing or
-    the directory does not exist). A file that cannot be read is a ``scan.DataError`` naming it."""
+    the directory does not exist), naming ``location`` as where they are (default: ``directory``). A file that
+    cannot be read is a ``scan.DataError`` naming it."""
     items = []
     if os.path.isdir(directory) and any(True for _ in os.scandir(directory)):
         _, entries = list_entries(directory, "")
         decl = Dataset(dataset, FORMAT, (Batch(BATCH, directory),), label=None)
         items = batch_items(decl, BATCH, entries, HashCache(None)) if entries else []
-    return build(dataset, FORMAT, items, [BATCH], {BATCH: directory})
+    return build(dataset, FORMAT, items, [BATCH], {BATCH: location or directory})

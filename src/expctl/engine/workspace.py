@@ -48,7 +48,7 @@ def check_runnable(backend: str, runs: Iterable[RunSpec]) -> None:
         if run.job.outputs and not run.validates and not info.outputs:
             errors.setdefault((run.source_file, "expctl.outputs"), ConfigError(
                 f"the {backend} backend cannot produce a dataset (its jobs have no output directory the apply "
-                f"reads); outputs: works on {' and '.join(backend_registry.producing())}",
+                f"reads); outputs: works on {', '.join(backend_registry.producing())}",
                 file=run.source_file, key="expctl.outputs"))
     if errors:
         found = list(errors.values())

@@ -125,8 +125,14 @@ class RecordsOutputs(Protocol):
     """A tracker that keeps the datasets runs produced (``outputs:``): the files and their manifest on the
     producer's run, and its digest in its record (``ObservedRun.output_digest``: what consumers resolve)."""
 
-    def record_output(self, run_id: str, dataset: str, directory: str, manifest: str, digest: str) -> None:
-        """Keep ``directory``'s files and ``manifest`` (its text) as the run's dataset; idempotent."""
+    def record_output(self, run_id: str, dataset: str, directory: str | None, manifest: str, digest: str) -> None:
+        """Keep ``directory``'s files (None: the job stored them on the run already) and ``manifest`` (its
+        text) as the run's dataset; idempotent."""
+        ...
+
+    def fetch_output(self, run_id: str, dataset: str, into: str) -> str:
+        """Download the files a job stored on its run as ``dataset`` under ``into``: the directory holding
+        them (it may not exist: the job stored none)."""
         ...
 
 

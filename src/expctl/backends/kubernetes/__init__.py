@@ -1,7 +1,9 @@
 """The Kubernetes backend: Kubeflow training jobs on a cluster; the only importer of the Kubernetes client.
 
 ``backend`` (``KubernetesBackend``), ``manifests/`` (pure: a ``Launch`` → its job's manifest, one module per
-API family, plus the checks of desired runs), ``status`` (pure: a live object → ``ObservedRun``), ``lease``
+API family, a producer's output directory and uploader, plus the checks of desired runs), ``upload_outputs`` (the
+stdlib program a producer's pod runs: its command, then its files onto its MLflow run), ``status`` (pure: a
+live object → ``ObservedRun``), ``lease``
 (the apply lock as a Lease), ``retry`` (throttling and retries; the only tenacity importer), ``pods`` and
 ``logs`` (a job's pods and their logs), ``gate`` (pure: a pipeline's consumer held until its upstream succeeded,
 and its release), ``kubeconfig`` (why a kubeconfig could not be loaded), ``settings`` (the ``kubernetes:``

@@ -335,6 +335,10 @@ class KubernetesBackend:
             raise
         return True
 
+    def uploads_outputs(self, name: str) -> bool:
+        """A producer's pod stores its outputs on its MLflow run (``manifests.outputs``; ``UploadsOutputs``)."""
+        return True
+
     def _place(self, name: str) -> tuple[KindInfo, str] | None:
         """Where ``name`` is, as the last observe saw it (no request: its pods tell if it is there), else found."""
         found = self._where.get(name) or self._find(name)

@@ -152,8 +152,11 @@ class MlflowStore(KeptLogs, Checkpoints, MlflowSession):
     def model_version(self, decl: InputDecl) -> ModelVersion | None:
         return inputs.model_version(self, decl)
 
-    def record_output(self, run_id: str, dataset: str, directory: str, manifest: str, digest: str) -> None:
+    def record_output(self, run_id: str, dataset: str, directory: str | None, manifest: str, digest: str) -> None:
         outputs.record_output(self, run_id, dataset, directory, manifest, digest)
+
+    def fetch_output(self, run_id: str, dataset: str, into: str) -> str:
+        return outputs.fetch_output(self, run_id, dataset, into)
 
     def lineage(self, ref: str) -> dict[str, Any]:
         """Everything the registered version ``ref`` (``MODEL@ALIAS`` or ``MODEL/VERSION``) came from

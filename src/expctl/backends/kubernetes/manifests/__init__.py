@@ -2,7 +2,8 @@
 
 ``render_manifest`` dispatches on the job kind; ``KINDS`` says where each kind lives in the API (group,
 version, plural, the label its pods carry) so that the Kubernetes backend needs no per-kind knowledge of its
-own; ``to_yaml`` prints manifests for ``expctl render``.
+own; ``to_yaml`` prints manifests for ``expctl render``. ``outputs`` is what a producer's writing replica gets
+(``outputs:``), ``common`` what every object shares, ``gitsync`` the clone script, ``checks`` the refusals.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from expctl.backends.kubernetes.manifests import gitsync
+from expctl.backends.kubernetes.manifests import gitsync, outputs
 from expctl.backends.kubernetes.settings import kubernetes_settings
 from expctl.core.jobenv import job_env
 from expctl.core.model import JobSpec, Launch
@@ -277,8 +277,10 @@ def pod_template(
     *,
     command: bool = True,
     gpus: bool = True,
+    writes_outputs: bool = False,
 ) -> Manifest:
-    """One replica's pod template: the training container, git-sync, scheduling and placement."""
+    """One replica's pod template: the training container, git-sync, scheduling and placement; for the replica
+    that ``writes_outputs`` of a producer, its output directory and uploader (``manifests.outputs``)."""
     job = launch.spec.job
     container: Manifest = {"name": container_name, "image": image_of(job, settings), "env": env(launch)}
     env_from = tracking_env_from(settings, job.team)
@@ -295,6 +297,11 @@ def pod_template(
         container["volumeMounts"] = [{"name": CODE_VOLUME, "mountPath": settings.code_dir}]
         spec["initContainers"] = [git_sync_container(launch, settings)]
         spec["volumes"] = git_sync_volumes(launch, settings)
+    if writes_outputs and outputs.produces(launch):
+        container["command"] = outputs.command(launch)
+        container["env"] += outputs.env(launch)
+        container["volumeMounts"] = [*container.get("volumeMounts", []), outputs.mount()]
+        spec["volumes"] = [*spec.get("volumes", []), outputs.volume()]
     sched = job.scheduling
     if sched.node_selector:
         spec["nodeSelector"] = dict(sched.node_selector)

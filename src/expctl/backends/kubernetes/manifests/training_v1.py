@@ -24,6 +24,7 @@ class Role:
     replicas: int
     command: bool = True  # the role runs the experiment's command (MPI workers run the image's default)
     gpus: bool = True  # the role gets the experiment's GPUs (an MPI launcher does not)
+    writes_outputs: bool = False  # a producer's role that writes and stores its dataset (``manifests.outputs``)
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,13 @@ SHAPES = {
 
 
 def roles(job: JobSpec) -> list[Role]:
-    """PyTorchJob: Master + Worker(n-1); TFJob: Chief + Worker(n-1); MPIJob: Launcher + Worker(n)."""
+    """PyTorchJob: Master + Worker(n-1); TFJob: Chief + Worker(n-1); MPIJob: Launcher + Worker(n). The first
+    role (one replica, running the command) is the one that writes a producer's dataset."""
     n = max(job.replicas, 1)
     if job.kind is JobKind.MPI:
-        return [Role("Launcher", 1, gpus=False), Role("Worker", n, command=False)]
+        return [Role("Launcher", 1, gpus=False, writes_outputs=True), Role("Worker", n, command=False)]
     lead = "Master" if job.kind is JobKind.PYTORCH else "Chief"
-    out = [Role(lead, 1)]
+    out = [Role(lead, 1, writes_outputs=True)]
     if n > 1:
         out.append(Role("Worker", n - 1))
     return out
@@ -83,7 +85,8 @@ def render_v1(launch: Launch, settings: KubeSettings) -> Manifest:
         role.name: {
             "replicas": role.replicas,
             "restartPolicy": restart,
-            "template": pod_template(launch, settings, shape.container, command=role.command, gpus=role.gpus),
+            "template": pod_template(launch, settings, shape.container, command=role.command, gpus=role.gpus,
+                                     writes_outputs=role.writes_outputs),
         }
         for role in roles(job)
     }

@@ -4,16 +4,16 @@ Pure. A TrainJob names a (Cluster)TrainingRuntime (``runtimeRef``) that holds th
 itself sets the trainer (image, command, env, ``numNodes``, ``resourcesPerNode``) and, through
 ``runtimePatches`` (owned by manager ``expctl.io/expctl``), the pod-level fields the v2.3 API lets it patch:
 env and volume mounts of existing containers, volumes, nodeSelector, tolerations and the pods' ServiceAccount
-(a team's ``expctl-jobs``). A patch cannot add an init container, so the runtime must declare the git-sync init
-container; ``render_runtime`` renders one that does (priority class and Volcano gang scheduling likewise belong
-to the runtime).
+(a team's ``expctl-jobs``); a producer's trainer gets its output directory that way (``manifests.outputs``).
+A patch cannot add an init container, so the runtime must declare the git-sync init container; ``render_runtime``
+renders one that does (priority class and Volcano gang scheduling likewise belong to the runtime).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from expctl.backends.kubernetes.manifests import gitsync
+from expctl.backends.kubernetes.manifests import gitsync, outputs
 from expctl.backends.kubernetes.manifests.common import (
     CODE_VOLUME,
     KubeSettings,
@@ -47,6 +47,7 @@ def _runtime_patch(launch: Launch, settings: KubeSettings) -> Manifest | None:
     account = service_account(launch.spec.job, settings)
     if account:
         pod["serviceAccountName"] = account
+    mounts: list[Manifest] = []
     if repo_url_of(launch, settings):
         pod["volumes"] = git_sync_volumes(launch, settings)
         pod["initContainers"] = [
@@ -56,12 +57,12 @@ def _runtime_patch(launch: Launch, settings: KubeSettings) -> Manifest | None:
                 "volumeMounts": git_sync_mounts(launch, settings),
             }
         ]
-        pod["containers"] = [
-            {
-                "name": settings.trainjob_step,
-                "volumeMounts": [{"name": CODE_VOLUME, "mountPath": settings.code_dir}],
-            }
-        ]
+        mounts.append({"name": CODE_VOLUME, "mountPath": settings.code_dir})
+    if outputs.produces(launch):  # the trainer's output directory (manifests.outputs)
+        pod["volumes"] = [*pod.get("volumes", []), outputs.volume()]
+        mounts.append(outputs.mount())
+    if mounts:
+        pod["containers"] = [{"name": settings.trainjob_step, "volumeMounts": mounts}]
     if not pod:
         return None
     job_template = {"spec": {"template": {"spec": pod}}}
@@ -83,7 +84,10 @@ def render_trainjob(launch: Launch, settings: KubeSettings) -> Manifest:
         "numNodes": max(job.replicas, 1),
         "env": env(launch) + tracking_secret_env(settings, job.team),  # the trainer has no envFrom
     }
-    if job.command:
+    if outputs.produces(launch):  # every node gets them; the uploader stores node 0's (manifests.outputs)
+        trainer["command"] = outputs.command(launch)
+        trainer["env"] += outputs.env(launch)
+    elif job.command:
         trainer["command"] = list(job.command)
     res = resources(job)
     if res:
