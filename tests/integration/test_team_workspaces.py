@@ -229,3 +229,45 @@ def test_aliases_are_moved_as_the_teams_job_identity(applied: tuple[GitRepo, dic
                                             (ADMIN, mlflow_auth_server.admin_password),
                                             {"name": "vision-clf", "alias": "moved"}, workspace="vision")
     assert status == 200 and found["model_version"]["version"] == "1", found
+
+
+def test_the_kube_uploader_stores_outputs_as_the_teams_identity_in_its_workspace(
+        applied: tuple[GitRepo, dict[str, str]], mlflow_auth_server: MlflowAuthServer, tmp_path: Path,
+        request: pytest.FixtureRequest) -> None:
+    """The uploader a producer's pod runs (no expctl in it) authenticates as the identity and workspace the pod
+    was handed: as vision's job identity it stores the files on vision's run; as nlp's member it cannot."""
+    if "postgresql" in request.node.callspec.id:
+        pytest.skip("the uploader's requests do not depend on the server's store: checked once, on sqlite")
+    import subprocess
+    import sys
+
+    from expctl.backends.kubernetes.manifests.outputs import UPLOADER
+    from expctl.tracking.mlflow.job_secrets import JobSecretStore
+
+    _, env = applied
+    run_id = runs_in(mlflow_auth_server, "vision")["vision/resnet"][0]["info"]["run_id"]
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"write": {"rows": 2}}))
+    password = JobSecretStore(Path(env["EXPCTL_SECRET_STORE"])).read()["expctl-job-vision"]
+
+    def upload(user: tuple[str, str], dataset: str) -> subprocess.CompletedProcess[str]:
+        pod = {"PATH": "/usr/bin:/bin", "MLFLOW_TRACKING_URI": mlflow_auth_server.uri, "MLFLOW_RUN_ID": run_id,
+               "MLFLOW_TRACKING_USERNAME": user[0], "MLFLOW_TRACKING_PASSWORD": user[1],
+               "MLFLOW_WORKSPACE": "vision", "EXPCTL_OUTPUT_DIR": str(tmp_path / dataset),
+               "EXPCTL_OUTPUT_DATASET": dataset, "EXPCTL_CONFIG_FILE": str(config)}
+        return subprocess.run([sys.executable, str(UPLOADER), sys.executable, str(jobs.path("write_outputs"))],
+                              env=pod, capture_output=True, text=True, timeout=60, check=False)
+
+    stored = upload(("expctl-job-vision", password), "vision-raw")
+    assert stored.returncode == 0, stored.stdout + stored.stderr
+    refused = upload(BOB, "stolen")
+    assert refused.returncode != 0 and password not in refused.stdout + refused.stderr
+
+    def listed(dataset: str) -> list[str]:
+        admin = (ADMIN, mlflow_auth_server.admin_password)
+        _, found = mlflow_auth_server.rest("GET", "2.0/mlflow/artifacts/list", admin,
+                                           {"run_id": run_id, "path": f"expctl/outputs/{dataset}"}, workspace="vision")
+        return sorted(f["path"] for f in found.get("files", []))
+
+    assert listed("vision-raw") == ["expctl/outputs/vision-raw/readme.txt", "expctl/outputs/vision-raw/rows"]
+    assert listed("stolen") == []
