@@ -63,6 +63,10 @@ def test_a_consumer_waits_in_slurm_for_its_upstream_and_never_runs_after_a_faile
         release.write_text("go\n")
     waited = e2e.expctl(repo.path, "apply", "-y", "--wait", "--timeout", "300", tracking_uri=uri)
     assert "dep-badfine" not in waited.stderr, waited.stdout + waited.stderr
+    # Slurm marks a dependency that can never be met on its next scheduling pass, after the upstream failed
+    wait_until("Slurm to give up on the failed upstream's consumer", lambda: {
+        j["state_reason"] for j in our_jobs(slurm_cluster, workdir) if j["name"].startswith("dep-badfine-")}
+        == {"DependencyNeverSatisfied"})
     jobs = our_jobs(slurm_cluster, workdir)
     assert sorted(Counter(j["name"] for j in jobs).values()) == [1, 1, 1, 1], jobs  # nothing submitted twice
     states = {j["name"].rsplit("-", 1)[0]: (j["job_state"], j["state_reason"]) for j in jobs}
