@@ -135,6 +135,11 @@ def test_plan_status_describe_and_history_read_every_workspace(applied: tuple[Gi
     vision = next(r for r in rows if r["experiment"] == "vision/resnet")
     described = expctl(repo, "describe", vision["run"], env=env).stdout
     assert "workspace=vision" in described, described  # its links open the team's workspace
+    shown = expctl(repo, "ui", env=env).stdout  # a tracking server: its links, each experiment in its workspace
+    links = dict(ln.split() for ln in shown.splitlines() if ln.startswith("  "))
+    assert "workspace=vision" in links["vision/resnet"] and "workspace=language" in links["nlp/bert"], shown
+    one = expctl(repo, "ui", "--experiment", "nlp/bert", env=env).stdout
+    assert all("workspace=language" in ln for ln in one.splitlines() if "http" in ln and "#/" in ln), one
     usage = json.loads(expctl(repo, "teams", "status", "-o", "json", env=env).stdout)
     assert [(u["team"], u["workspace"], u["runs"]) for u in usage] == [("vision", "vision", 1), ("nlp", "language", 1)]
     history = expctl(repo, "history", env=env).stdout
