@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ teams:
 JOB = "score: 0.9\nexpctl:\n  kind: PyTorchJob\n  command: [python, code/job.py]\n"
 GATED = JOB + ("  validation: {metric: val_accuracy, threshold: 0.5, mode: max, register_as: vision-clf, "
                "alias: champion}\n")
-BOB = ("bob", "bob-team-nlp-Pw1")
+BOB = ("bob", secrets.token_urlsafe(12))  # nlp's member: its password set by the admin, generated here
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
