@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from expctl.core.audit import INTENT, AuditRecord, entries
-from expctl.core.errors import BackendError
+from expctl.core.errors import BackendError, TrackingError
 from expctl.core.model import FailureClass, Launch, ObservedRun, Phase, RunSpec, TrackingRef
 from expctl.core.quota import EnforcedQuotas
 from expctl.core.team_platform import Team
@@ -214,3 +214,36 @@ class FakeLogTracker(FakeTracker):
 
     def kept_logs(self, run_id: str) -> dict[str, str] | None:
         return self.kept.get(run_id)
+
+
+class FakeWorkspaceStore(FakeTracker):
+    """One MLflow workspace's store, in memory, as ``tracking.mlflow.team_stores.TeamStores`` uses it: its runs
+    get ids prefixed by the workspace; a run id it does not hold is refused, as the server refuses another
+    workspace's run; ``models`` are the registered versions it answers for."""
+
+    def __init__(self, workspace: str | None) -> None:
+        super().__init__()
+        self.workspace = workspace
+        self.tracking_uri = self.shown_uri = "http://mlflow.test"
+        self.log_tail_bytes = 1000
+        self.models: dict[str, Any] = {}
+        self.views_given: list[TrackerView | None] = []
+        self.rest = None  # no server to list workspaces on: no note of moved runs
+
+    def ensure_run(self, spec: RunSpec, attempt: int, applied_by: str,
+                   view: TrackerView | None = None) -> TrackingRef:
+        self.views_given.append(view)
+        ref = super().ensure_run(spec, attempt, applied_by, view)
+        run_id = f"{self.workspace or 'default'}-{ref.run_id}"
+        self._update(ref.run_id, mlflow_run_id=run_id)
+        self.runs = {k: (run_id if v == ref.run_id else v) for k, v in self.runs.items()}
+        return TrackingRef(ref.tracking_uri, run_id, ref.experiment_name)
+
+    def experiment_of_run(self, run_id: str) -> str:
+        found = next((r.experiment for r in self.remembered if r.mlflow_run_id == run_id), None)
+        if found is None:
+            raise TrackingError(f"MLflow at {self.shown_uri}: read run {run_id} failed: RESOURCE_DOES_NOT_EXIST")
+        return found
+
+    def model_version(self, decl: Any) -> Any:
+        return self.models.get(str(decl))
