@@ -29,22 +29,7 @@ def experiment(seed: int = 0, inputs: str = "", sweep: str = "") -> str:
     return text
 
 
-def plan(repo: GitRepo, uri: str) -> dict[str, list[tuple[str, str, str]]]:
-    """``{experiment: [(action, reason, detail)]}`` of ``expctl plan`` (in plan order)."""
-    out: dict[str, list[tuple[str, str, str]]] = {}
-    for c in e2e.plan_json(repo.path, uri)["changes"]:
-        out.setdefault(c["experiment"], []).append((c["action"], c["reason"], c.get("detail", "")))
-    return out
 
-
-def apply(repo: GitRepo, uri: str) -> str:
-    done = e2e.expctl(repo.path, "apply", "-y", "--wait", "--timeout", "300", tracking_uri=uri)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
-def runs_of(uri: str, experiment: str) -> list[Any]:
-    return sorted(e2e.mlflow_runs(uri, [experiment]), key=lambda r: r.info.start_time)
 
 
 def job_env(repo: GitRepo, run: Any) -> dict[str, str]:
@@ -66,7 +51,7 @@ def test_a_chain_waits_runs_in_order_and_replans_only_when_its_upstream_changes(
         order = [c["experiment"] for c in first]  # dependency order: each upstream before its consumers
         assert order.index("chain-pre") < order.index("chain-fine")
         assert order.index("chain-sweep") < order.index("chain-eval")
-        lines = plan(repo, uri)
+        lines = e2e.plan_lines(repo.path, uri)
         assert lines["chain-fine"] == [("noop", "waiting", lines["chain-fine"][0][2])]
         assert lines["chain-fine"][0][2].startswith("needs chain-pre-") and "(not started)" in lines["chain-fine"][0][2]
         assert [a for a, _, _ in lines["chain-eval"]] == ["noop", "noop"]  # one per upstream point
@@ -74,9 +59,9 @@ def test_a_chain_waits_runs_in_order_and_replans_only_when_its_upstream_changes(
         held = [(r["experiment"], r["state"], r["reason"]) for r in json.loads(shown.stdout)]
         assert ("chain-fine", "Waiting", lines["chain-fine"][0][2]) in held, held
 
-        out = apply(repo, uri)  # the --wait loop launches each consumer once its upstream succeeded
+        out = e2e.apply_wait(repo.path, uri)  # the --wait loop launches each consumer once its upstream succeeded
         assert "Finished: 6 succeeded." in out, out
-        (pre,), (fine,) = runs_of(uri, "chain-pre"), runs_of(uri, "chain-fine")
+        (pre,), (fine,) = e2e.runs_by_start(uri, "chain-pre"), e2e.runs_by_start(uri, "chain-fine")
         assert fine.data.tags["expctl.input.up.uri"] == f"runs:/{pre.info.run_id}"
         assert fine.data.tags["expctl.input.up.spec_hash"] == pre.data.tags["expctl.spec_hash"]
         assert job_env(repo, fine)["EXPCTL_INPUT_UP_URI"] == f"runs:/{pre.info.run_id}"
@@ -86,15 +71,15 @@ def test_a_chain_waits_runs_in_order_and_replans_only_when_its_upstream_changes(
         assert (up["name"], up["wants"], up["resolved"]["uri"]) == ("up", "chain-pre", f"runs:/{pre.info.run_id}")
         human = e2e.expctl(repo.path, "describe", pre.data.tags["expctl.job"], tracking_uri=uri).stdout
         assert "dependents:        chain-fine" in human, human
-        points = {r.info.run_id for r in runs_of(uri, "chain-sweep")}
-        evals = runs_of(uri, "chain-eval")
+        points = {r.info.run_id for r in e2e.runs_by_start(uri, "chain-sweep")}
+        evals = e2e.runs_by_start(uri, "chain-eval")
         assert {job_env(repo, r)["EXPCTL_INPUT_POINTS_URI"] for r in evals} == {f"runs:/{p}" for p in points}
 
         # an unrelated change (a file outside every code path, an experiment nobody consumes) replans nothing
         repo.write("notes.md", "unrelated\n")
         repo.write("experiments/chain-other.yaml", experiment(seed=5))
         repo.commit("unrelated")
-        again = plan(repo, uri)
+        again = e2e.plan_lines(repo.path, uri)
         assert {e: [a for a, _, _ in lines] for e, lines in again.items() if e != "chain-other"} == {
             "chain-pre": ["noop"], "chain-fine": ["noop"], "chain-sweep": ["noop", "noop"],
             "chain-eval": ["noop", "noop"]}
@@ -103,14 +88,14 @@ def test_a_chain_waits_runs_in_order_and_replans_only_when_its_upstream_changes(
         # the upstream changes: it is replaced, its consumer waits for the new run, then is replaced naming both
         repo.write("experiments/chain-pre.yaml", experiment(seed=1))
         repo.commit("pretrain: another seed")
-        moved = plan(repo, uri)
+        moved = e2e.plan_lines(repo.path, uri)
         assert moved["chain-pre"][0][:2] == ("replace", "spec-changed")
         assert moved["chain-fine"][0][:2] == ("noop", "waiting") and "(not started)" in moved["chain-fine"][0][2]
         assert [a for a, _, _ in moved["chain-eval"]] == ["noop", "noop"]  # its upstream did not change
-        out = apply(repo, uri)
+        out = e2e.apply_wait(repo.path, uri)
         assert "chain-fine" in out
-        new_pre = runs_of(uri, "chain-pre")[-1]
-        new_fine = runs_of(uri, "chain-fine")[-1]
+        new_pre = e2e.runs_by_start(uri, "chain-pre")[-1]
+        new_fine = e2e.runs_by_start(uri, "chain-fine")[-1]
         assert new_fine.data.tags["expctl.input.up.uri"] == f"runs:/{new_pre.info.run_id}"
         history = e2e.expctl(repo.path, "history", "--output", "json", tracking_uri=uri)
         assert "upstream-changed" in history.stdout, history.stdout
@@ -144,8 +129,8 @@ def test_best_takes_the_sweep_point_with_the_best_final_metric_and_a_new_best_re
         "code/log_curve.py": jobs.source("log_curve"), "code/train.py": "print('train')\n",
         ".gitignore": ".expctl/\n"})
     try:
-        assert "Finished: 4 succeeded." in apply(repo, uri)  # log_curve: lr 0.01 has the best acc
-        sweep, (fine,) = runs_of(uri, "best-sweep"), runs_of(uri, "best-fine")
+        assert "Finished: 4 succeeded." in e2e.apply_wait(repo.path, uri)  # log_curve: lr 0.01 has the best acc
+        sweep, (fine,) = e2e.runs_by_start(uri, "best-sweep"), e2e.runs_by_start(uri, "best-fine")
         (best,) = [r for r in sweep if "optimizer.lr=0.01" in json.loads(r.data.tags["expctl.overrides"])]
         assert fine.data.tags["expctl.input.top.uri"] == f"runs:/{best.info.run_id}"
         assert fine.data.tags["expctl.input.top.spec_hash"] == best.data.tags["expctl.spec_hash"]
@@ -154,10 +139,10 @@ def test_best_takes_the_sweep_point_with_the_best_final_metric_and_a_new_best_re
         repo.write("experiments/best-sweep.yaml",  # 0.01 is gone: 0.1 and 0.001 tie at 0.8 (lowest run key)
                    experiment(sweep="optimizer.lr: 0.1,0.001").replace(JOB, curve))
         repo.commit("drop the best point")
-        (line,) = plan(repo, uri)["best-fine"]  # the other points are unchanged: no run of them again
+        (line,) = e2e.plan_lines(repo.path, uri)["best-fine"]  # the other points are unchanged: no run of them again
         assert line[:2] == ("replace", "upstream-changed") and line[2].startswith("top: best-sweep@"), line
-        apply(repo, uri)
-        (new,) = [r for r in runs_of(uri, "best-fine") if r.info.run_id != fine.info.run_id]
+        e2e.apply_wait(repo.path, uri)
+        (new,) = [r for r in e2e.runs_by_start(uri, "best-fine") if r.info.run_id != fine.info.run_id]
         assert new.data.tags["expctl.input.top.spec_hash"] != best.data.tags["expctl.spec_hash"]
         assert new.data.tags["expctl.input.top.spec_hash"] in {r.data.tags["expctl.spec_hash"] for r in sweep}
     finally:
@@ -172,21 +157,21 @@ def test_a_model_input_waits_for_its_alias_and_a_moved_alias_replaces_the_consum
         "experiments/alias-fine.yaml": experiment(inputs=f"    base: {{model: {model}@champion}}\n"),
         "code/train.py": "print('train')\n", ".gitignore": ".expctl/\n"})
     try:
-        assert plan(repo, uri)["alias-fine"] == [("noop", "waiting", f"needs {model}@champion")]
+        assert e2e.plan_lines(repo.path, uri)["alias-fine"] == [("noop", "waiting", f"needs {model}@champion")]
         shown = e2e.expctl(repo.path, "plan", tracking_uri=uri)
         assert f"needs {model}@champion" in shown.stdout, shown.stdout
         done = e2e.expctl(repo.path, "apply", "-y", tracking_uri=uri)  # no --wait: nothing here moves the alias
         assert done.returncode == 0 and "Plan: 2 to create" in done.stdout, done.stdout + done.stderr
-        assert runs_of(uri, "alias-fine") == []
-        first, second = runs_of(uri, "alias-src")
+        assert e2e.runs_by_start(uri, "alias-fine") == []
+        first, second = e2e.runs_by_start(uri, "alias-src")
         v1 = register(uri, model, first.info.run_id)
-        assert plan(repo, uri)["alias-fine"][0][:2] == ("create", "missing")
-        apply(repo, uri)
-        (fine,) = runs_of(uri, "alias-fine")
+        assert e2e.plan_lines(repo.path, uri)["alias-fine"][0][:2] == ("create", "missing")
+        e2e.apply_wait(repo.path, uri)
+        (fine,) = e2e.runs_by_start(uri, "alias-fine")
         assert fine.data.tags["expctl.input.base.uri"] == f"models:/{model}/{v1}"
         assert fine.data.tags["expctl.input.base.spec_hash"] == first.data.tags["expctl.spec_hash"]
         assert job_env(repo, fine)["EXPCTL_INPUT_BASE_URI"] == f"models:/{model}/{v1}"
-        assert plan(repo, uri)["alias-fine"][0][:2] == ("noop", "unchanged")
+        assert e2e.plan_lines(repo.path, uri)["alias-fine"][0][:2] == ("noop", "unchanged")
         register(uri, "pipeline-fine", fine.info.run_id)  # lineage walks the chain: fine → its base → its run
         shown = e2e.expctl(repo.path, "lineage", "pipeline-fine@champion", "-o", "json", tracking_uri=uri)
         (base,) = json.loads(shown.stdout)["inputs"]
@@ -197,10 +182,10 @@ def test_a_model_input_waits_for_its_alias_and_a_moved_alias_replaces_the_consum
         assert f"input     base: {model} version {v1}  models:/{model}/{v1}" in human, human
 
         v2 = register(uri, model, second.info.run_id)  # the champion moves
-        assert plan(repo, uri)["alias-fine"] == [
+        assert e2e.plan_lines(repo.path, uri)["alias-fine"] == [
             ("replace", "upstream-changed", f"base: {model} v{v1} → {model} v{v2}")]
-        apply(repo, uri)
-        assert runs_of(uri, "alias-fine")[-1].data.tags["expctl.input.base.uri"] == f"models:/{model}/{v2}"
+        e2e.apply_wait(repo.path, uri)
+        assert e2e.runs_by_start(uri, "alias-fine")[-1].data.tags["expctl.input.base.uri"] == f"models:/{model}/{v2}"
     finally:
         e2e.stop_jobs(repo.path)
 

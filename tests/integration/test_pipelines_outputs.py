@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.support import e2e, jobs
-from tests.support.gitrepo import GitRepo, minimal_repo
+from tests.support.gitrepo import minimal_repo
 from tests.support.mlflow_server import MlflowServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -30,21 +29,7 @@ TRAIN = ("defaults:\n  - config\n  - _self_\nexpctl:\n  kind: local\n  command: 
          f"{RETRIES}  inputs:\n    raw: {{dataset: out-raw}}\n")
 
 
-def lines(repo: GitRepo, uri: str) -> dict[str, list[tuple[str, str, str]]]:
-    out: dict[str, list[tuple[str, str, str]]] = {}
-    for c in e2e.plan_json(repo.path, uri)["changes"]:
-        out.setdefault(c["experiment"], []).append((c["action"], c["reason"], c.get("detail", "")))
-    return out
 
-
-def apply(repo: GitRepo, uri: str) -> str:
-    done = e2e.expctl(repo.path, "apply", "-y", "--wait", "--timeout", "300", tracking_uri=uri)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
-def runs_of(uri: str, experiment: str) -> list[Any]:
-    return sorted(e2e.mlflow_runs(uri, [experiment]), key=lambda r: r.info.start_time)
 
 
 def produced(uri: str, run_id: str, tmp: Path) -> dict[str, str]:
@@ -65,12 +50,12 @@ def test_an_importer_writes_a_dataset_and_train_consumes_it_replanned_only_when_
         "code/write_outputs.py": jobs.source("write_outputs"), "code/train.py": "print('train')\n",
         ".gitignore": ".expctl/\n"})
     try:
-        first = lines(repo, uri)
+        first = e2e.plan_lines(repo.path, uri)
         (wait,) = first["out-train"]
         assert wait[:2] == ("noop", "waiting") and wait[2].startswith("needs dataset out-raw from out-import-"), wait
         assert wait[2].endswith("(not started)")
-        assert "Finished: 2 succeeded." in apply(repo, uri)
-        (imp,), (train,) = runs_of(uri, "out-import"), runs_of(uri, "out-train")
+        assert "Finished: 2 succeeded." in e2e.apply_wait(repo.path, uri)
+        (imp,), (train,) = e2e.runs_by_start(uri, "out-import"), e2e.runs_by_start(uri, "out-train")
         digest = imp.data.tags["expctl.output.digest"]
         assert imp.data.tags["expctl.output.dataset"] == "out-raw" and len(digest) == 20
         assert produced(uri, imp.info.run_id, tmp_path / "dl1") == {
@@ -107,21 +92,21 @@ def test_an_importer_writes_a_dataset_and_train_consumes_it_replanned_only_when_
         # the importer's run changes but it writes the same files: nothing downstream moves
         repo.write("experiments/out-import.yaml", importer(rows=3, seed=7))
         repo.commit("importer: another seed, the same rows")
-        again = lines(repo, uri)
+        again = e2e.plan_lines(repo.path, uri)
         assert again["out-import"][0][:2] == ("replace", "spec-changed")
-        apply(repo, uri)
-        new_imp = runs_of(uri, "out-import")[-1]
+        e2e.apply_wait(repo.path, uri)
+        new_imp = e2e.runs_by_start(uri, "out-import")[-1]
         assert new_imp.info.run_id != imp.info.run_id and new_imp.data.tags["expctl.output.digest"] == digest
-        assert [a for a, _, _ in lines(repo, uri)["out-train"]] == ["noop"]
-        assert len(runs_of(uri, "out-train")) == 1
+        assert [a for a, _, _ in e2e.plan_lines(repo.path, uri)["out-train"]] == ["noop"]
+        assert len(e2e.runs_by_start(uri, "out-train")) == 1
 
         # the files change: train waits for the new manifest, then is replaced naming old → new
         repo.write("experiments/out-import.yaml", importer(rows=5, seed=7))
         repo.commit("importer: more rows")
-        apply(repo, uri)
-        newest = runs_of(uri, "out-import")[-1]
+        e2e.apply_wait(repo.path, uri)
+        newest = e2e.runs_by_start(uri, "out-import")[-1]
         assert newest.data.tags["expctl.output.digest"] != digest
-        new_train = runs_of(uri, "out-train")[-1]
+        new_train = e2e.runs_by_start(uri, "out-train")[-1]
         assert new_train.info.run_id != train.info.run_id
         assert new_train.data.tags["expctl.input.raw.uri"] == f"runs:/{newest.info.run_id}/expctl/outputs/out-raw"
         history = json.loads(e2e.expctl(repo.path, "history", "--output", "json", tracking_uri=uri).stdout)

@@ -133,6 +133,26 @@ def plan_json(repo: Path, tracking_uri: str | None = None) -> dict[str, Any]:
     return data
 
 
+def plan_lines(repo: Path, tracking_uri: str) -> dict[str, list[tuple[str, str, str]]]:
+    """``{experiment: [(action, reason, detail)]}`` of ``expctl plan`` (in plan order)."""
+    out: dict[str, list[tuple[str, str, str]]] = {}
+    for c in plan_json(repo, tracking_uri)["changes"]:
+        out.setdefault(c["experiment"], []).append((c["action"], c["reason"], c.get("detail", "")))
+    return out
+
+
+def apply_wait(repo: Path, tracking_uri: str) -> str:
+    """``expctl apply -y --wait`` (at most 300 s), which must succeed: its output."""
+    done = expctl(repo, "apply", "-y", "--wait", "--timeout", "300", tracking_uri=tracking_uri)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def runs_by_start(tracking_uri: str, experiment: str) -> list[Any]:
+    """The MLflow runs of one experiment, oldest first."""
+    return sorted(mlflow_runs(tracking_uri, [experiment]), key=lambda r: r.info.start_time)
+
+
 def writes(plan: dict[str, Any], experiments: set[str] | None = None) -> list[dict[str, Any]]:
     return [c for c in plan["changes"] if c["action"] in ("create", "retry", "replace", "delete")
             and (experiments is None or c["experiment"] in experiments)]

@@ -291,15 +291,19 @@ def _resolve_one(spec: RunSpec, decl: InputDecl, desired: Sequence[RunSpec], by_
         return ResolvedInput(decl.name, EXPERIMENT, up.experiment, f"runs:/{run.mlflow_run_id}",
                              run.mlflow_run_id, up.spec_hash)
     if run is not None and final_failure(run, up):
-        why = "was cancelled" if run.cancelled or run.phase is Phase.CANCELLED else "failed"
-        return Hold(Action.BLOCKED, Reason.UPSTREAM_FAILED,
-                    f"upstream {run.name} {why}: {run.message}".rstrip(": "))
+        return _upstream_failed(run)
     if (gated and run is not None and run.live and run.mlflow_run_id and not run.cancelled
             and run.phase in (Phase.PENDING, Phase.RUNNING)):
         return ResolvedInput(decl.name, EXPERIMENT, up.experiment, f"runs:/{run.mlflow_run_id}",
                              run.mlflow_run_id, up.spec_hash, after=run.name)
     state = "not started" if run is None else run.phase.value.lower()
     return Hold(Action.NOOP, Reason.WAITING, f"needs {up.name} ({state})")
+
+
+def _upstream_failed(run: ObservedRun) -> Hold:
+    """The consumer of an upstream run that failed for good (or was cancelled): blocked, naming it."""
+    why = "was cancelled" if run.cancelled or run.phase is Phase.CANCELLED else "failed"
+    return Hold(Action.BLOCKED, Reason.UPSTREAM_FAILED, f"upstream {run.name} {why}: {run.message}".rstrip(": "))
 
 
 def _resolve_dataset(decl: InputDecl, desired: Sequence[RunSpec], by_key: Mapping[str, RunSpec],
@@ -320,9 +324,7 @@ def _resolve_dataset(decl: InputDecl, desired: Sequence[RunSpec], by_key: Mappin
         return ResolvedInput(decl.name, DATASET, decl.dataset or "", output_uri(run.mlflow_run_id, decl.dataset or ""),
                              run.mlflow_run_id, up.spec_hash, digest=run.output_digest, producer=up.experiment)
     if run is not None and final_failure(run, up):
-        why = "was cancelled" if run.cancelled or run.phase is Phase.CANCELLED else "failed"
-        return Hold(Action.BLOCKED, Reason.UPSTREAM_FAILED,
-                    f"upstream {run.name} {why}: {run.message}".rstrip(": "))
+        return _upstream_failed(run)
     state = "not started" if run is None else run.phase.value.lower()
     return Hold(Action.NOOP, Reason.WAITING, f"needs {decl.wanted} from {up.name} ({state})")
 
