@@ -277,3 +277,32 @@ def test_the_kube_uploader_stores_outputs_as_the_teams_identity_in_its_workspace
 
     assert listed("vision-raw") == ["expctl/outputs/vision-raw/readme.txt", "expctl/outputs/vision-raw/rows"]
     assert listed("stolen") == []
+
+
+def test_a_dataset_one_team_run_produces_is_recorded_and_consumed_in_its_workspace(
+        applied: tuple[GitRepo, dict[str, str]], mlflow_auth_server: MlflowAuthServer, tmp_path: Path,
+        request: pytest.FixtureRequest) -> None:
+    """``outputs:`` with runs in team workspaces: the apply records the importer's files on its run in vision's
+    workspace, and the consumer (vision's too) gets them as its input, logging as vision's job identity."""
+    if "postgresql" in request.node.callspec.id:
+        pytest.skip("recording a dataset does not depend on the server's store: checked once, on sqlite")
+    _, env = applied
+    repo = GitRepo(tmp_path / "repo")
+    importer = ("write: {rows: 2}\nexpctl:\n  kind: PyTorchJob\n  command: [python, code/write.py]\n"
+                "  outputs: {dataset: vision-raw}\n")
+    train = JOB + "  inputs:\n    raw: {dataset: vision-raw}\n"
+    for rel, text in {".gitignore": ".expctl/\n", "expctl.yaml": "project: vision-data\n" + SETTINGS,
+                      "code/job.py": jobs.source("log_as_team"), "code/write.py": jobs.source("write_outputs"),
+                      "experiments/vision/import.yaml": importer, "experiments/vision/train.yaml": train}.items():
+        repo.write(rel, text)
+    repo.commit("vision imports, then trains on what it imported")
+    expctl(repo, "apply", "-y", "--wait", "--timeout", "120", env=env)
+    vision = runs_in(mlflow_auth_server, "vision")
+    (produced,), (consumer,) = vision["vision/import"], vision["vision/train"]
+    tags = {t["key"]: t["value"] for t in produced["data"]["tags"]}
+    assert tags["expctl.output.dataset"] == "vision-raw" and tags["expctl.output.digest"], tags
+    consumed = {t["key"]: t["value"] for t in consumer["data"]["tags"]}
+    assert consumed["expctl.input.raw.digest"] == tags["expctl.output.digest"], consumed
+    assert consumed["expctl.input.raw.uri"] == f"runs:/{produced['info']['run_id']}/expctl/outputs/vision-raw"
+    assert [m["value"] for m in consumer["data"]["metrics"]] == [0.9]  # logged as vision's job identity
+    assert not {"vision/import", "vision/train"} & set(runs_in(mlflow_auth_server, None))

@@ -63,3 +63,21 @@ def test_a_model_is_looked_for_in_the_team_workspaces_first_then_the_default() -
     made["language"].models["clf@champion"] = "language's"
     assert router.model_version("clf@champion") == "language's"  # type: ignore[arg-type]
     assert router.model_version("none@champion") is None  # type: ignore[arg-type]
+
+
+def test_the_router_has_every_capability_the_one_store_has() -> None:
+    """The engine asks a tracker what it can (``isinstance`` of ``tracking.base``'s protocols): a capability the
+    one store has and the router lacked would be silently skipped once teams are in workspaces."""
+    import inspect
+
+    from expctl.tracking import base
+    from expctl.tracking.mlflow.store import MlflowStore
+
+    router, _ = stores()
+    capabilities = [c for _, c in inspect.getmembers(base, inspect.isclass)
+                    if getattr(c, "_is_runtime_protocol", False)]
+    assert capabilities, "no runtime protocols found in tracking.base"
+    for capability in capabilities:
+        members = {m for m in [*vars(capability), *getattr(capability, "__annotations__", {})] if not m.startswith("_")}
+        if all(hasattr(MlflowStore, m) for m in members - {"log_tail_bytes"}):  # an attribute of the instance
+            assert isinstance(router, capability), capability.__name__

@@ -29,7 +29,6 @@ def record_output(session: MlflowSession, run_id: str, dataset: str, directory: 
     session.set_run_tags(run_id, {OUTPUT_DATASET: dataset, OUTPUT_DIGEST: digest})
 
 
-
 def fetch_output(session: MlflowSession, run_id: str, dataset: str, into: str) -> str:
     """The files the run's job stored as ``dataset``, downloaded under ``into``: the directory holding them (it
     does not exist when the job stored none)."""

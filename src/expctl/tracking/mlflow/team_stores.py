@@ -190,7 +190,7 @@ class TeamStores:
                       team: str | None = None) -> list[dict[str, Any]]:
         return self.default.audit_entries(experiment, limit, team)
 
-    # -- logs and checkpoints of one run ---------------------------------------------------------------
+    # -- logs, produced datasets and checkpoints of one run ---------------------------------------------
 
     def logs_kept(self, run_id: str) -> bool:
         return self.store_of_run(run_id).logs_kept(run_id)
@@ -202,6 +202,12 @@ class TeamStores:
 
     def kept_logs(self, run_id: str) -> dict[str, str] | None:
         return self.store_of_run(run_id).kept_logs(run_id)
+
+    def record_output(self, run_id: str, dataset: str, directory: str | None, manifest: str, digest: str) -> None:
+        self.store_of_run(run_id).record_output(run_id, dataset, directory, manifest, digest)
+
+    def fetch_output(self, run_id: str, dataset: str, into: str) -> str:
+        return self.store_of_run(run_id).fetch_output(run_id, dataset, into)
 
     def checkpoint_of(self, run_id: str) -> Checkpoint | None:
         return self.store_of_run(run_id).checkpoint_of(run_id)
