@@ -120,6 +120,14 @@ def experiment_of(obj: Mapping[str, Any]) -> Experiment:
 WORKSPACE_HEADER = "X-MLFLOW-WORKSPACE"  # which workspace a request is for, on a server with workspaces
 
 
+def missing_workspace(shown_uri: str, workspace: str | None, what: str, reason: str) -> TrackingError | None:
+    """The one line for a request refused because its team's workspace does not exist yet (None: not that)."""
+    if not workspace or f"Workspace '{workspace}' not found" not in reason:
+        return None
+    return TrackingError(f"MLflow at {shown_uri} has no workspace {workspace!r}: {what} failed; "
+                         "`expctl teams apply` makes each team's (docs/teams.md#mlflow)")
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
                          newurl: str) -> None:
@@ -199,9 +207,9 @@ class RestSearch:
         return TrackerUnavailable(f"MLflow at {self.shown_uri} is unreachable: {what} failed: {reason}")
 
     def _failed(self, what: str, reason: str) -> TrackingError:
-        if self.workspace and f"Workspace '{self.workspace}' not found" in reason:
-            return TrackingError(f"MLflow at {self.shown_uri} has no workspace {self.workspace!r}: {what} failed; "
-                                 "`expctl teams apply` makes each team's (docs/teams.md#mlflow)")
+        missing = missing_workspace(self.shown_uri, self.workspace, what, reason)
+        if missing is not None:
+            return missing
         return TrackingError(f"MLflow at {self.shown_uri}: {what} failed: {reason}")
 
     def post(self, endpoint: str, body: Mapping[str, Any], what: str,

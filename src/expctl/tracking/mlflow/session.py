@@ -44,7 +44,7 @@ from expctl.tracking.mlflow import sqlite_search
 from expctl.tracking.mlflow import tags as g
 from expctl.tracking.mlflow.http_bounds import bound_http_retries, check_environment, transport_reason
 from expctl.tracking.mlflow.locations import default_artifact_root
-from expctl.tracking.mlflow.rest_search import CREATE_ID, RestSearch, usable
+from expctl.tracking.mlflow.rest_search import CREATE_ID, RestSearch, missing_workspace, usable
 from expctl.tracking.mlflow.sqlite_search import SqliteSearch, UnknownSchema, Unsupported
 from expctl.tracking.mlflow.team_client import InWorkspace, TeamAliases
 
@@ -219,9 +219,9 @@ class MlflowSession:
             if any(marker in text for marker in _UNREACHABLE):
                 raise TrackerUnavailable(f"MLflow at {self.shown_uri} is unreachable: {what} failed: "
                                          f"{transport_reason(text)}") from exc
-            if self.workspace and f"Workspace '{self.workspace}' not found" in text:
-                raise TrackingError(f"MLflow at {self.shown_uri} has no workspace {self.workspace!r}: {what} failed; "
-                                    "`expctl teams apply` makes each team's (docs/teams.md#mlflow)") from exc
+            missing = missing_workspace(self.shown_uri, self.workspace, what, text)
+            if missing is not None:
+                raise missing from exc
             raise TrackingError(f"MLflow at {self.shown_uri}: {what} failed: {transport_reason(text)}") from exc
 
     def check(self) -> None:

@@ -277,9 +277,18 @@ class TeamStores:
         self.store_of_run(run_id).log_report_files(run_id, files, artifact_path)
 
 
+_ANSWERED: dict[str, bool] = {}  # tracking URI → whether it has workspaces, as its server answered
+
+
 def has_workspaces(tracking_uri: str) -> bool:
-    """Whether the tracking server has workspaces (``mlflow server --enable-workspaces``): one request. A server
-    that does not answer is taken as without them (the first real request then says why in one line)."""
+    """Whether the tracking server has workspaces (``mlflow server --enable-workspaces``): one request, once per
+    process for a server that answered (a command that opens the tracker and the store asks once). A server that
+    does not answer is taken as without them (the first real request then says why in one line)."""
     from expctl.tracking.mlflow.rest_search import RestSearch
 
-    return RestSearch(tracking_uri).answers("3.0/mlflow/workspaces") not in (0, 404, 501, 503)
+    if tracking_uri not in _ANSWERED:
+        status = RestSearch(tracking_uri).answers("3.0/mlflow/workspaces")
+        if status == 0:
+            return False
+        _ANSWERED[tracking_uri] = status not in (404, 501, 503)
+    return _ANSWERED[tracking_uri]
