@@ -47,6 +47,8 @@ def test_the_order_is_mlflows() -> None:
 def test_only_expctls_own_store_outside_workspaces(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_ENABLE_WORKSPACES", raising=False)
     monkeypatch.delenv("MLFLOW_WORKSPACE", raising=False)
+    # a process that may write (an in-process read command run earlier in this worker left its mark: unset it)
+    monkeypatch.setattr(sqlite_search, "_READ_ONLY_PROCESS", False)
     assert not usable("sqlite:///x/.expctl/mlflow.db", embedded=True)  # a process that may write: the client
     monkeypatch.setattr(sqlite_search, "_READ_ONLY_PROCESS", True)  # a read command (``reads_only``)
     assert usable("sqlite:///x/.expctl/mlflow.db", embedded=True)
