@@ -32,3 +32,15 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _process_writes_again() -> Iterator[None]:
+    """A read command run in this process (``CliRunner``) marks it as one that only reads the embedded store
+    (``sqlite_search.reads_only``) until the next command starts: no test inherits that mark from another."""
+    yield
+    import sys
+
+    plain_reads = sys.modules.get("expctl.tracking.mlflow.sqlite_search")
+    if plain_reads is not None:
+        plain_reads.reads_only(False)
