@@ -14,4 +14,6 @@
   GPU limits.
 - ``desired_state``: snapshot → settings → compose → sweep → RunSpecs, every error at once; a backend's own
   checks of the runs come through ``core.backend_registry`` (config imports no backend).
+- ``spec_cache``: the spec hash and config of each run composed at a commit, kept in ``.expctl/cache/specs``
+  for ``describe`` (used only when made from the same commit and code).
 """

@@ -7,18 +7,18 @@ experiments to be valid, except ``describe``, which shows the composed config.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from expctl.backends.base import Backend
-from expctl.config import source
+from expctl.config import source, spec_cache
 from expctl.config.desired_state import load_settings
 from expctl.config.schema import Settings
 from expctl.config.schema_teams import team_of_experiment
 from expctl.core.diff import join_observed
 from expctl.core.errors import ExpctlError, TrackingError
-from expctl.core.model import ObservedRun, Phase, Reason, ResumeFrom
+from expctl.core.model import JSON, ObservedRun, Phase, Reason, ResumeFrom
 from expctl.core.sanitize import shown_uri
 from expctl.engine import cancel_journal
 from expctl.engine.identity import operator
@@ -186,8 +186,6 @@ def cancel_runs(ws: Workspace, backend_name: str | None, names: Sequence[str], e
 
 def describe_run(ws: Workspace, backend_name: str | None, name: str) -> dict[str, Any]:
     """One run: identity, commit, hashes, every attempt (across spec changes), phase history, config."""
-    from expctl.config.desired_state import load_desired
-
     backend, tracker, settings = open_for_operations(ws, backend_name)
     assert tracker is not None
     live = backend.observe()
@@ -198,8 +196,7 @@ def describe_run(ws: Workspace, backend_name: str | None, name: str) -> dict[str
     attempts = _attempts(match.run_key, live, remembered)
     resumed = {r.mlflow_run_id: r.resumed_from for r in remembered if r.resumed_from and r.mlflow_run_id}
     current = attempts[-1]
-    desired = load_desired(source.snapshot(ws.repo, "HEAD"), only=match.experiment, point=match.overrides)
-    spec = next((s for s in desired.runs if s.run_key == match.run_key), None)
+    wanted = _wanted(ws, match)
     return {
         "run": current.name,
         "experiment": current.experiment,
@@ -213,8 +210,8 @@ def describe_run(ws: Workspace, backend_name: str | None, name: str) -> dict[str
         "namespace": current.namespace,
         "commit": current.commit,
         "spec_hash": current.spec_hash,
-        "desired_spec_hash": spec.spec_hash if spec else None,
-        "in_sync": bool(spec and spec.spec_hash == current.spec_hash),
+        "desired_spec_hash": wanted[0] if wanted else None,
+        "in_sync": bool(wanted and wanted[0] == current.spec_hash),
         "applied_by": current.user,
         "mlflow_run": current.mlflow_run_id,
         "tracking_uri": shown_uri(ws.resolve_tracking_uri(settings)),  # a database URI may hold a password
@@ -228,10 +225,25 @@ def describe_run(ws: Workspace, backend_name: str | None, name: str) -> dict[str
             for r in attempts
         ],
         "phases": _phase_history(attempts),
-        "config": dict(spec.config) if spec else None,
+        "config": dict(wanted[1]) if wanted else None,
         **describe_inputs(ws, current.experiment, current.run_key, backend.name, tracker,
                           join_observed(live, remembered)),
     }
+
+
+def _wanted(ws: Workspace, run: ObservedRun) -> tuple[str, Mapping[str, JSON]] | None:
+    """The spec hash and config HEAD wants for the run (None: HEAD does not want it): from the specs a plan or
+    an earlier ``describe`` kept for this commit, else composed (and kept)."""
+    from expctl.config.desired_state import load_desired
+
+    snap = source.snapshot(ws.repo, "HEAD")
+    found = spec_cache.lookup(ws.repo, snap.commit, run.experiment, run.run_key)
+    if found is not None:
+        return found
+    desired = load_desired(snap, only=run.experiment, point=run.overrides)
+    spec_cache.store(ws.repo, snap.commit, desired.runs, desired.settings.allow_resolvers)
+    spec = next((s for s in desired.runs if s.run_key == run.run_key), None)
+    return (spec.spec_hash, spec.config) if spec else None
 
 
 def _attempts(run_key: str, live: Sequence[ObservedRun], remembered: Sequence[ObservedRun]) -> list[ObservedRun]:

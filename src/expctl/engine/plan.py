@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from expctl.backends.base import Backend, EnforcesQuotas
-from expctl.config import source
+from expctl.config import source, spec_cache
 from expctl.config.desired_state import Desired, load_desired
 from expctl.config.schema_teams import team_of_experiment
 from expctl.core import pipeline
@@ -130,7 +130,12 @@ def compute_plan(desired: Desired, backend: Backend, tracker: Tracker | None, op
 
 
 def desired_state(repo: Path, opts: PlanOptions) -> Desired:
-    return load_desired(source.snapshot(repo, opts.rev, worktree=opts.worktree))
+    """The runs the commit (or the working tree) wants; those of a commit are left for ``describe`` to read
+    (``config.spec_cache``)."""
+    desired = load_desired(source.snapshot(repo, opts.rev, worktree=opts.worktree))
+    if not desired.snapshot.worktree:
+        spec_cache.store(repo, desired.snapshot.commit, desired.runs, desired.settings.allow_resolvers)
+    return desired
 
 
 def options_of(saved: SavedPlan) -> PlanOptions:
