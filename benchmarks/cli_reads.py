@@ -10,7 +10,9 @@ gets there. Then each read command (``status``, ``describe RUN``, ``history``, `
 the baselines measured in the same run: ``python -c pass`` (the interpreter's start), ``git log`` of the same
 repository, and ``squeue`` / ``kubectl get pods`` when they are installed and answer. Ratios are to the
 interpreter's start and to the targets of issue 24 (reads 0.5 s, no-op plan 1.5 s, ``--help`` 0.3 s).
-``lineage`` reads a version registered (with MLflow's client) from one of the runs.
+``lineage`` reads a version registered (with MLflow's client) from one of the runs. ``describe RUN`` reads the
+specs the plan kept (``config.spec_cache``); ``describe RUN, composing`` is the same command with that cache
+deleted before each process: the first describe after a commit that no plan has read yet.
 
 ``--compare REV`` times the same commands, interleaved, with expctl's sources of another commit (``git archive``
 into a temporary directory) on the same repositories: before/after figures of one run, under one load. Every
@@ -32,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,11 +79,14 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(command: list[str], cwd: Path, repeat: int, src: Path = ROOT / "src") -> float:
+def timed(command: list[str], cwd: Path, repeat: int, src: Path = ROOT / "src",
+          before_each: Callable[[], None] | None = None) -> float:
     """The median wall time of ``command`` as a whole process (output discarded; a failure stops the run);
     its median CPU time goes to ``CPU`` (what the process itself computed: less inflated by other load)."""
     times, cpu = [], []
     for _ in range(repeat):
+        if before_each is not None:
+            before_each()
         started, used = time.perf_counter(), _children_cpu()
         proc = subprocess.run(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env(src),
                               check=False)
@@ -150,7 +156,8 @@ def sources_of(rev: str, tmp: Path) -> Path:
 def measure(runs: int, tmp: Path, repeat: int, before: Path | None) -> None:
     repo, run = make_repo(tmp / f"repo-{runs}", runs)
     base = baselines(repo, repeat)
-    commands = {"status": ["status"], "describe RUN": ["describe", run], "history": ["history"],
+    commands = {"status": ["status"], "describe RUN": ["describe", run],
+                "describe RUN, composing": ["describe", run, "--output", "human"], "history": ["history"],
                 "logs RUN": ["logs", run], "lineage MODEL@ALIAS": ["lineage", "bench-model@champion"],
                 "plan (no changes)": ["plan"], "--help": ["--help"]}
     print(f"{runs} finished runs, embedded MLflow store, median of {repeat} whole processes "
@@ -158,10 +165,12 @@ def measure(runs: int, tmp: Path, repeat: int, before: Path | None) -> None:
     start = base["python -c pass"]
     for name, args in commands.items():
         command = [sys.executable, "-m", "expctl", *args]
+        # "composing": the first describe after a commit, before any plan kept the specs (config.spec_cache)
+        fresh = (lambda: shutil.rmtree(repo / ".expctl" / "cache", ignore_errors=True)) if "composing" in name else None
         if before is not None:  # interleaved with this tree's: the same load for both
-            old = timed(command, repo, repeat, before)
+            old = timed(command, repo, repeat, before, fresh)
             old_cpu = CPU[tuple(command)]
-        seconds = timed(command, repo, repeat)
+        seconds = timed(command, repo, repeat, before_each=fresh)
         target = TARGETS.get(args[0], READ_TARGET)
         was = f"   before: {old:6.2f} s, cpu {old_cpu:5.2f} s" if before is not None else ""
         print(f"  expctl {name:<20} {seconds:6.2f} s  cpu {CPU[tuple(command)]:5.2f} s  {seconds / start:5.1f}x "
