@@ -173,7 +173,7 @@ def measure(runs: int, tmp: Path, repeat: int, before: Path | None) -> None:
         seconds = timed(command, repo, repeat, before_each=fresh)
         target = TARGETS.get(args[0], READ_TARGET)
         was = f"   before: {old:6.2f} s, cpu {old_cpu:5.2f} s" if before is not None else ""
-        print(f"  expctl {name:<20} {seconds:6.2f} s  cpu {CPU[tuple(command)]:5.2f} s  {seconds / start:5.1f}x "
+        print(f"  expctl {name:<24} {seconds:6.2f} s  cpu {CPU[tuple(command)]:5.2f} s  {seconds / start:5.1f}x "
               f"python start  target {target:.1f} s: {'met' if seconds <= target else 'MISSED'}{was}")
     for name, seconds in base.items():
         print(f"  baseline {name:<16} {seconds:6.3f} s")
