@@ -1,5 +1,6 @@
 """``expctl.cli.program.exit_now``: the process ends as ``sys.exit`` would end it — same status, stdout and
-stderr delivered, exit handlers run, live threads awaited — without the interpreter's teardown."""
+stderr delivered, exit handlers run, live threads awaited, a profiler's results written — without the
+interpreter's teardown."""
 
 from __future__ import annotations
 
@@ -38,3 +39,11 @@ def test_a_running_thread_is_awaited(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert (tmp_path / "thread").read_text() == "done"
     assert (tmp_path / "atexit").read_text() == "ran"
+
+
+def test_a_profiler_still_writes_its_results(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(tmp_path / "prof"), str(PROBE), str(tmp_path),
+                           "0"], capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "prof").stat().st_size > 0
