@@ -18,8 +18,10 @@ access log: no proxy in the measured path), the CPU seconds the servers and expc
 sqlite file. The summary line states the target: the apply within 1.25 x the larger of the tracker floor (the
 same requests from a plain client) and the backend floor (``kubectl create -f``).
 
-Local: ``expctl apply -y`` of 200 trivial runs (``python -c pass``, embedded MLflow store) against starting
-the same 200 processes in a plain loop, in 3 trials (the median ratio; the load average is printed).
+Local (``apply_local.py``; ``--skip-kube`` runs it alone): ``expctl apply -y`` of 200 trivial runs (``python -c
+pass``, embedded MLflow store) against starting the same 200 processes in a plain loop and against the floors
+that bound it (opening MLflow's store, composing the sweep, the MLflow calls per run), in 3 trials (medians;
+the load average is printed).
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import argparse
 import os
 import re
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,38 +42,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import noop_floors  # noqa: E402
-from tests.support.gitrepo import GitRepo  # noqa: E402
+from benchmarks.apply_local import local  # noqa: E402
+from benchmarks.apply_repo import PROFILE, expctl, make_repo  # noqa: E402
 from tests.support.mlflow_server import MlflowServer  # noqa: E402
 from tests.support.postgres import Postgres  # noqa: E402
-
-SWEEP = ("defaults:\n  - config\n  - _self_\nhydra:\n  sweeper:\n    params:\n      seed: range(0,{n})\n"
-         "expctl:\n  command: [python, -c, pass]\n")
-
-
-PROFILE: list[str] = []  # --profile FILE: the apply runs under ``py-spy record -f raw -o FILE``
-
-
-def expctl(repo: Path, *args: str, env: dict[str, str],
-           profile: bool = False) -> tuple[float, subprocess.CompletedProcess[str]]:
-    started = time.perf_counter()
-    prefix = ["py-spy", "record", "-r", "200", "-f", "raw", "-o", PROFILE[0], "--"] if profile and PROFILE else []
-    proc = subprocess.run([*prefix, sys.executable, "-m", "expctl", "-C", str(repo), *args], capture_output=True,
-                          text=True, env=env, check=False)
-    elapsed = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"expctl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n"
-                         f"{proc.stderr[-2000:]}")
-    return elapsed, proc
-
-
-def make_repo(path: Path, runs: int, settings: str) -> GitRepo:
-    repo = GitRepo(path)
-    repo.write("conf/config.yaml", "seed: 0\noptimizer:\n  lr: 0.1\ntrainer:\n  epochs: 1\n")
-    repo.write("code/train.py", "print('train')\n")
-    repo.write("expctl.yaml", "code_paths: [code]\n" + settings)
-    repo.write("experiments/big.yaml", SWEEP.format(n=runs))
-    repo.commit("big sweep")
-    return repo
 
 
 def apiserver_requests(metrics: str) -> Counter[str]:
@@ -348,54 +321,6 @@ def kube(runs: int, qps: int, tmp: Path, settle: bool = False, tracker: str = "s
         cluster.stop()
 
 
-def plain_loop(runs: int) -> float:
-    """Seconds to start ``runs`` trivial processes in a plain loop and wait for them: the local anchor."""
-    started = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, "-c", "pass"]) for _ in range(runs)]
-    for proc in procs:
-        proc.wait()
-    return time.perf_counter() - started
-
-
-def local_trial(runs: int, tmp: Path) -> tuple[float, float, float]:
-    """(apply, no-op apply, plain loop) seconds; the loop is timed just before the apply and just after the
-    no-ops (the mean of the two), so that the three see the same machine."""
-    repo = make_repo(tmp, 1, f"backend: local\nlocal:\n  parallelism: {runs}\n")
-    (repo.path / ".gitignore").write_text(".expctl/\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "EXPCTL_BACKEND")}
-    env["PYTHONPATH"] = str(ROOT / "src")
-    try:
-        expctl(repo.path, "apply", "-y", env=env)  # one run: creates the embedded store (its migrations)
-        repo.write("experiments/big.yaml", SWEEP.format(n=runs + 1))
-        repo.commit("the big sweep")
-        loop_before = plain_loop(runs)
-        apply_s, applied = expctl(repo.path, "apply", "-y", env=env)
-        assert f"Applied {runs} changes." in applied.stdout, applied.stdout[-500:]
-        expctl(repo.path, "apply", "-y", env=env)  # syncs the 200 finished runs into MLflow
-        # the fixed cost (start-up, compose, observe): the median of three no-op applies
-        noop_s = statistics.median(expctl(repo.path, "apply", "-y", env=env)[0] for _ in range(3))
-        loop_after = plain_loop(runs)
-    finally:
-        subprocess.run([sys.executable, "-c", "import sys, pathlib; from tests.support import e2e; "
-                        "e2e.stop_jobs(pathlib.Path(sys.argv[1]))", str(repo.path)], cwd=ROOT, check=False)
-    return apply_s, noop_s, (loop_before + loop_after) / 2
-
-
-def local(runs: int, tmp: Path, trials: int = 3) -> None:
-    load = os.getloadavg()[0]
-    rows = [local_trial(runs, tmp / f"local-repo-{i}") for i in range(trials)]
-    print(f"Local backend, {runs} trivial runs (python -c pass), embedded MLflow store (already created), "
-          f"{trials} trials, load average {load:.1f} -> {os.getloadavg()[0]:.1f}:")
-    for i, (apply_s, noop_s, loop) in enumerate(rows, 1):
-        print(f"  trial {i}: expctl apply -y {apply_s:6.2f} s ({runs / apply_s:5.1f} runs/s)   no-op apply "
-              f"{noop_s:5.2f} s   plain loop {loop:5.2f} s   apply/loop = {apply_s / loop:5.2f}, "
-              f"(apply - no-op)/loop = {(apply_s - noop_s) / loop:5.2f}")
-    ratio = statistics.median(a / loop for a, _, loop in rows)
-    own = statistics.median((a - n) / loop for a, n, loop in rows)
-    print(f"  median: apply/loop = {ratio:.2f}, (apply - no-op)/loop = {own:.2f}   (no-op: start-up, compose, "
-          "observe: the fixed cost; loop: the same processes started in a plain loop and waited for)")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
@@ -403,7 +328,7 @@ def main() -> None:
     parser.add_argument("--qps", type=int, default=50, help="the client QPS and burst of the apply (issue 9: 50)")
     parser.add_argument("--settle", action="store_true",
                         help="then let every job succeed, settle the runs, and time the no-op plan again")
-    parser.add_argument("--skip-kube", action="store_true")
+    parser.add_argument("--skip-kube", action="store_true", help="only the local part")
     parser.add_argument("--skip-local", action="store_true")
     parser.add_argument("--local-trials", type=int, default=3)
     parser.add_argument("--tracker", choices=("sqlite", "postgresql"), default="sqlite",

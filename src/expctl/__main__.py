@@ -1,5 +1,5 @@
 """``python -m expctl``."""
 
-from expctl.cli import main
+from expctl.cli.program import run
 
-main()
+run()

@@ -1,7 +1,9 @@
 """The ``expctl`` command line (click). Thin: commands call library functions and print their views.
 
 Imports here stay light (click and the standard library): ``expctl --help`` must not import Hydra, MLflow
-or Kubernetes. Errors are one line each on stderr (``EXPCTL_DEBUG=1`` shows the traceback).
+or Kubernetes. Errors are one line each on stderr (``EXPCTL_DEBUG=1`` shows the traceback). The process entry
+(``python -m expctl``, the console script) is ``program.run``: ``main``, then an exit without the interpreter's
+teardown.
 """
 
 from __future__ import annotations
