@@ -5,6 +5,7 @@ Restarting, Succeeded, Failed (and Suspended); a TrainJob reports Complete, Fail
 (Kueue owns ``suspend``: not admitted yet, or preempted) is Pending, never Failed. The cancel annotation wins
 over a phase that is not finished. A failure is classified *infrastructure* when its reason or
 message names a platform cause (eviction, preemption, OOM kill, node loss, image pull, deadline), else *code*.
+``decode_list`` turns a LIST page's raw bytes into that JSON data, as cheaply as the stdlib can.
 """
 
 from __future__ import annotations
