@@ -53,7 +53,7 @@ def apiserver_requests(metrics: str) -> Counter[str]:
     for line in metrics.splitlines():
         if line.startswith("apiserver_request_total{"):
             labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
-            if labels.get("resource") in ("pytorchjobs", "tfjobs", "mpijobs", "trainjobs", "leases"):
+            if labels.get("resource") in ("pytorchjobs", "tfjobs", "mpijobs", "trainjobs", "leases", "configmaps"):
                 counts[f"{labels['verb']} {labels['resource']}"] += int(float(line.rsplit(" ", 1)[1]))
     return counts
 
@@ -158,6 +158,37 @@ def finish_every_job(cluster: Any, namespace: str) -> int:
     return len(names)
 
 
+def stored_sizes(cluster: Any, ca: Path) -> str:
+    """Bytes of one stored (succeeded) one-replica job of the sweep, and of its copy rendered as expctl did before
+    the git-sync script moved into a ConfigMap (the script inline), made in namespace ``anchor``."""
+    from copy import deepcopy
+
+    from kubernetes import client
+    from tests.support.kube_driver import conditions, patch_status
+
+    from expctl.backends.kubernetes.manifests.common import SCRIPT_VOLUME
+    from expctl.backends.kubernetes.manifests.gitsync import clone_script
+    from expctl.core.model import JobKind
+
+    api = client.CustomObjectsApi(cluster.api_client())
+    job: Any = api.list_namespaced_custom_object("kubeflow.org", "v1", "bench", "pytorchjobs", limit=1)["items"][0]
+    meta = job["metadata"]
+    old = {"apiVersion": job["apiVersion"], "kind": job["kind"], "spec": deepcopy(job["spec"]),
+           "metadata": {"name": f"inline-{meta['name']}", "labels": meta["labels"], "annotations": meta["annotations"]}}
+    for role in old["spec"]["pytorchReplicaSpecs"].values():
+        pod = role["template"]["spec"]
+        pod["volumes"] = [v for v in pod["volumes"] if v["name"] != SCRIPT_VOLUME]
+        for init in pod["initContainers"]:
+            init["command"] = ["sh", "-c", clone_script()]
+            init["volumeMounts"] = [m for m in init["volumeMounts"] if m["name"] != SCRIPT_VOLUME]
+    api.create_namespaced_custom_object("kubeflow.org", "v1", "anchor", "pytorchjobs", old)
+    patch_status(cluster, "anchor", JobKind.PYTORCH, old["metadata"]["name"], conditions("PyTorchJob", "succeed"))
+    now, now_mf = noop_floors.stored_job(cluster.server, ca, "bench", meta["name"])
+    then, then_mf = noop_floors.stored_job(cluster.server, ca, "anchor", old["metadata"]["name"])
+    return (f"  stored one-replica job        {now} bytes (managedFields {now_mf}); with the git-sync script inline "
+            f"(before): {then} bytes (managedFields {then_mf})")
+
+
 def settled_phase(repo: Path, env: dict[str, str], cluster: Any, server: MlflowServer,
                   pids: tuple[list[int], list[int]], run_dir: Path) -> None:
     """Every job succeeds; one apply finishes their MLflow runs, the next settles them
@@ -176,6 +207,7 @@ def settled_phase(repo: Path, env: dict[str, str], cluster: Any, server: MlflowS
     print(f"  apply that settles them      {settle_s:7.2f} s   MLflow {dict(settle_reqs)}  "
           f"(one flip per run + the ledger's batch)")
     print(f"  no-op expctl plan            {plan_s:7.2f} s   MLflow {dict(plan_reqs)}")
+    print(stored_sizes(cluster, run_dir / "certs" / "apiserver.crt"))
     for line in noop_floors.report(repo, env, server.uri, {"mlflow": pids[0], "apiserver+etcd": pids[1]},
                                    cluster.server, run_dir / "certs" / "apiserver.crt", "bench"):
         print(line)

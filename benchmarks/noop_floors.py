@@ -104,6 +104,17 @@ def raw_lists(server: str, ca: Path, namespace: str, token: str = "admintoken", 
     return requests, size
 
 
+def stored_job(server: str, ca: Path, namespace: str, name: str, token: str = "admintoken") -> tuple[int, int]:
+    """A stored PyTorchJob as a GET returns it: (bytes, bytes of its ``managedFields``)."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    url = f"{server}/apis/kubeflow.org/v1/namespaces/{namespace}/pytorchjobs/{name}"
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, context=ctx, timeout=60) as resp:
+        payload = resp.read()
+    managed = json.loads(payload)["metadata"].get("managedFields")
+    return len(payload), len(json.dumps(managed, separators=(",", ":"))) if managed else 0
+
+
 @dataclass
 class Timed:
     wall: float

@@ -1,6 +1,7 @@
 """The apply engine on a real kube-apiserver (MLflow: an embedded sqlite store, which is real MLflow too):
 
 * a no-op plan issues exactly one LIST per kind × namespace and nothing else;
+* the git-sync script is mounted from one ConfigMap per namespace, which apply (never plan) makes sure of;
 * two concurrent applies of a 200-run sweep (real ``python -m expctl`` processes) create each job and each
   MLflow run exactly once;
 * the Lease taken over, or expired, in the middle of an apply: the apply stops before its next write.
@@ -18,6 +19,8 @@ import pytest
 from kubernetes import client
 
 from expctl.backends.kubernetes.backend import KubernetesBackend
+from expctl.backends.kubernetes.manifests.common import MANAGED_SELECTOR
+from expctl.backends.kubernetes.manifests.gitsync import clone_script, configmap_name
 from expctl.config.desired_state import Desired
 from expctl.config.schema import Settings
 from expctl.config.source import Snapshot
@@ -50,6 +53,49 @@ def test_noop_plan_is_one_list_per_kind_and_namespace(tmp_path: Path, kube_clust
     (backend,) = project.ws.backends
     lists = {f"list {info}" for info in ("pytorchjobs", "tfjobs", "mpijobs", "trainjobs")}
     assert backend.requests == Counter(dict.fromkeys(lists, 1)), backend.requests
+
+
+def test_apply_mounts_the_git_sync_script_from_one_configmap_per_namespace(tmp_path: Path, kube_cluster: Cluster,
+                                                                          namespace: str) -> None:
+    """The script is in one ConfigMap, named by its digest, created by the apply (one request, not one per job),
+    mounted by every job's init container; the next apply makes no new one, and one deleted meanwhile is made
+    again by the next apply that creates a job there (its pods would never start without it)."""
+    project = make_project(tmp_path, kube_cluster, namespace, f"sqlite:///{tmp_path / 'mlflow.db'}",
+                           {"s": sweep(3)}, kube=FAST_KUBE)
+    core = client.CoreV1Api(kube_cluster.api_client())
+
+    def apply(points: int) -> Counter[str]:
+        project.write_exp("s", sweep(points))
+        project.repo.commit(f"{points} points")
+        project.ws.backends.clear()
+        assert "Applied" in project.ok("apply", "-y").output
+        (backend,) = project.ws.backends
+        return backend.requests
+
+    def configmaps() -> dict[str, Any]:
+        found = core.list_namespaced_config_map(namespace, label_selector=MANAGED_SELECTOR).items
+        return {cm.metadata.name: cm for cm in found}
+
+    assert apply(3)["create configmaps"] == 1
+    (name,) = configmaps()
+    assert name == configmap_name() and configmaps()[name].data == {"git-sync.sh": clone_script()}
+    uid = configmaps()[name].metadata.uid
+    for job in project.managed().values():
+        pod = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+        (init,) = pod["initContainers"]
+        assert init["command"] == ["sh", "/etc/expctl/git-sync/git-sync.sh"]
+        assert {"name": "expctl-git-sync", "mountPath": "/etc/expctl/git-sync", "readOnly": True} in init[
+            "volumeMounts"]
+        assert {"name": "expctl-git-sync", "configMap": {"name": name}} in pod["volumes"]
+        assert "git fetch" not in json.dumps(job)
+    assert apply(4)["create configmaps"] == 1  # 409: already there
+    assert list(configmaps()) == [name] and configmaps()[name].metadata.uid == uid
+    core.delete_namespaced_config_map(name, namespace)
+    assert apply(5)["create configmaps"] == 1 and list(configmaps()) == [name]
+    assert len(project.managed()) == 5
+    project.ws.backends.clear()
+    assert "No changes." in project.ok("plan").output  # plan writes nothing
+    assert "create configmaps" not in project.ws.backends[0].requests
 
 
 def test_two_concurrent_applies_of_200_runs_create_each_once(tmp_path: Path, kube_cluster: Cluster,

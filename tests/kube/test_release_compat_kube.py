@@ -18,6 +18,7 @@ from tests.support import e2e
 from tests.support.gitrepo import GitRepo
 from tests.support.kube_cluster import Cluster
 from tests.support.kube_driver import conditions, patch_status
+from tests.support.kube_project import SELECTOR, list_jobs
 from tests.support.previous_release import previous_release, run_previous
 
 pytestmark = pytest.mark.kube
@@ -55,6 +56,12 @@ def test_jobs_the_previous_release_applied_are_a_no_op_plan(tmp_path: Path, kube
     patch_status(kube_cluster, namespace, JobKind.PYTORCH, sweep[0], conditions("PyTorchJob", "succeed"))
     patch_status(kube_cluster, namespace, JobKind.PYTORCH, sweep[1], conditions("PyTorchJob", "fail"))
 
+    # the previous release ran the git-sync script inline: this release mounts it from a ConfigMap, and the
+    # jobs it did not render that way are not changed for that (the spec hash is the run's, not the manifest's)
+    inline = [job for job in list_jobs(kube_cluster, SELECTOR, namespace) if job["kind"] == "PyTorchJob"]
+    assert len(inline) == 3 and all(
+        role["template"]["spec"]["initContainers"][0]["command"][:2] == ["sh", "-c"]
+        for job in inline for role in job["spec"]["pytorchReplicaSpecs"].values())
     plan = e2e.expctl(repo.path, "plan", "--detailed-exitcode", **env)
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert "No changes. (3 unchanged, 1 gave up)" in plan.stdout, plan.stdout
@@ -65,3 +72,7 @@ def test_jobs_the_previous_release_applied_are_a_no_op_plan(tmp_path: Path, kube
     assert {rows[sweep[0]]["state"], rows[sweep[1]]["state"]} == {"Succeeded", "Failed"}
     assert {k: (r["mlflow_run"], r["kind"], r["attempt"]) for k, r in rows.items()} == {
         k: (r["mlflow_run"], r["kind"], r["attempt"]) for k, r in old_rows.items()}
+    applied = e2e.expctl(repo.path, "apply", "-y", **env)  # nor replaced by this release's apply
+    assert applied.returncode == 0 and "No changes." in applied.stdout, applied.stdout + applied.stderr
+    assert {j["metadata"]["uid"] for j in list_jobs(kube_cluster, SELECTOR, namespace)} >= {
+        j["metadata"]["uid"] for j in inline}

@@ -18,6 +18,7 @@ from kubernetes import client
 
 from expctl.backends.kubernetes.backend import KubernetesBackend
 from expctl.backends.kubernetes.manifests import KINDS
+from expctl.backends.kubernetes.manifests.gitsync import configmap_name
 from expctl.core.errors import BackendError
 from expctl.core.model import JobKind
 from tests.support.factories import make_job, make_launch, make_spec
@@ -105,15 +106,17 @@ def test_teams_apply_creates_each_teams_objects_once_and_keeps_teams_apart(
     assert set(plan(repo).values()) == {"unchanged"}  # a second apply is a no-op
     assert ok(repo, "teams", "apply", "-y").splitlines()[-1].startswith("No changes.")
     history = json.loads(ok(repo, "history", "--team", a, "-o", "json", "--limit", "50"))
-    assert {e["action"] for e in history} == {"team-create"} and len(history) == 7
+    assert {e["action"] for e in history} == {"team-create"} and len(history) == 9
 
     # team A's identity manages training jobs in its namespace, and nowhere else
     mine = str(kube_cluster.kubeconfig_for(RESTRICTED_USER, RESTRICTED_TOKEN))
     backend: KubernetesBackend = make_backend(kube_cluster, [a, b], kubeconfig=mine)
-    backend.create(launch_in(a, a))
+    backend.create(launch_in(a, a))  # and the git-sync script's ConfigMap its jobs mount (expctl-team-configmaps)
+    assert backend.requests["create configmaps"] == 1
+    assert client.CoreV1Api(kube_cluster.api_client()).read_namespaced_config_map(configmap_name(), a).data
     with pytest.raises(BackendError) as err:
         backend.create(launch_in(b, b))
-    assert str(err.value) == (f'forbidden: cannot create pytorchjobs in namespace "{b}" (user "{RESTRICTED_USER}"): '
+    assert str(err.value) == (f'forbidden: cannot create configmaps in namespace "{b}" (user "{RESTRICTED_USER}"): '
                               f"namespace {b} is team {b}'s (its users and groups in expctl.yaml are granted it by "
                               "`expctl teams apply`)")
 
@@ -130,7 +133,7 @@ def test_teams_apply_creates_each_teams_objects_once_and_keeps_teams_apart(
     assert pruning[("Namespace", f"/{b}")] == "blocked" and pruning[("Role", f"{b}/expctl-team")] == "delete"
     shown = ok(repo, "teams", "plan", "--prune")
     assert f"Namespace/{b}" in shown and "holds objects expctl did not create (configmaps/their-notes)" in shown
-    assert ok(repo, "teams", "apply", "-y", "--prune").splitlines()[-1] == "Applied: 6 of 6 changes."
+    assert ok(repo, "teams", "apply", "-y", "--prune").splitlines()[-1] == "Applied: 8 of 8 changes."
     assert client.CoreV1Api(kube_cluster.api_client()).read_namespace(b).metadata.name == b
     assert plan(repo, "--prune")[("Namespace", f"/{b}")] == "blocked"
 

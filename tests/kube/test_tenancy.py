@@ -9,6 +9,7 @@ import pytest
 from kubernetes import client
 
 from expctl.backends.kubernetes.backend import KubernetesBackend
+from expctl.backends.kubernetes.manifests.common import git_sync_configmap
 from expctl.core.errors import BackendError
 from tests.support.factories import make_job, make_launch, make_spec
 from tests.support.kube_cluster import RESTRICTED_TOKEN, RESTRICTED_USER, Cluster, create_namespace
@@ -20,7 +21,8 @@ JOB_RESOURCES = ["pytorchjobs", "tfjobs", "mpijobs", "trainjobs"]
 
 
 def grant_team_a(cluster: Cluster, namespace: str) -> None:
-    """Role + RoleBinding: the restricted user may manage training jobs (and their pods) in ``namespace``."""
+    """Role + RoleBinding: the restricted user may manage training jobs (and their pods) in ``namespace``, and
+    read the git-sync script's ConfigMap there (made by an admin: the user may not create it)."""
     custom = client.CustomObjectsApi(cluster.api_client())
     rules = [
         {
@@ -30,6 +32,7 @@ def grant_team_a(cluster: Cluster, namespace: str) -> None:
         },
         {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "deletecollection"]},
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},  # not create: an admin made it
     ]
     rbac = ("rbac.authorization.k8s.io", "v1", namespace)
     custom.create_namespaced_custom_object(*rbac, "roles", {"metadata": {"name": "expctl-ci"}, "rules": rules})
@@ -53,6 +56,7 @@ def test_restricted_token_creates_in_its_namespace_only(kube_cluster: Cluster) -
     team_a = create_namespace(kube_cluster.api_client(), "team-a")
     team_b = create_namespace(kube_cluster.api_client(), "team-b")
     grant_team_a(kube_cluster, team_a)
+    client.CoreV1Api(kube_cluster.api_client()).create_namespaced_config_map(team_a, git_sync_configmap(team_a))
     kubeconfig = str(kube_cluster.kubeconfig_for(RESTRICTED_USER, RESTRICTED_TOKEN))
     backend: KubernetesBackend = make_backend(kube_cluster, [team_a, team_b], kubeconfig=kubeconfig)
 
@@ -63,7 +67,9 @@ def test_restricted_token_creates_in_its_namespace_only(kube_cluster: Cluster) -
     with pytest.raises(BackendError) as err:
         backend.create(launch_in(team_b, "team-b/bert"))
     message = str(err.value)
-    assert message == f'forbidden: cannot create pytorchjobs in namespace "{team_b}" (user "{RESTRICTED_USER}")'
+    # the git-sync script's ConfigMap comes first: the user may not create it there (nor read it)
+    assert message == f'forbidden: cannot create configmaps in namespace "{team_b}" (user "{RESTRICTED_USER}")'
+    assert backend.requests["create pytorchjobs"] == 1  # team-a's only
     assert "\n" not in message
 
     with pytest.raises(BackendError, match=rf'forbidden: cannot list pytorchjobs in namespace "{team_b}"'):

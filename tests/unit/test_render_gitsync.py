@@ -1,7 +1,9 @@
-"""The git-sync clone script, run for real with ``sh`` against a local bare repository made with git."""
+"""The git-sync clone script, run for real with ``sh`` against a local bare repository made with git: from a file
+holding its ConfigMap's data (as a v1 job's init container runs it), and inline (as a TrainJob runtime holds it)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -9,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from expctl.backends.kubernetes.manifests import gitsync
+from expctl.backends.kubernetes.manifests.common import git_sync_configmap
 from expctl.backends.kubernetes.manifests.gitsync import clone_script
 
 
@@ -51,9 +55,12 @@ def run_script(repo: str, commit: str, target: Path, **env: str) -> subprocess.C
         "EXPCTL_CODE_DIR": str(target),
         **env,
     }
-    return subprocess.run(
-        ["sh", "-c", clone_script()], env=full_env, capture_output=True, text=True, timeout=60, check=False
-    )
+    mounted = target.parent / "git-sync"  # what the ConfigMap's volume shows the init container
+    mounted.mkdir(exist_ok=True)
+    for key, text in git_sync_configmap("ns")["data"].items():
+        (mounted / key).write_text(text)
+    command = [arg.replace(gitsync.SCRIPT_DIR, str(mounted)) for arg in gitsync.script_command()]
+    return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=60, check=False)
 
 
 @pytest.mark.parametrize("url_form", ["file", "path"])
@@ -143,3 +150,12 @@ def test_script_survives_kubernetes_command_expansion() -> None:
     script = clone_script()
     assert "$$" not in script
     assert not re.search(r"\$\([A-Za-z_][A-Za-z0-9_]*\)", script)
+
+
+def test_the_configmap_is_named_by_the_script_digest() -> None:
+    """A changed script is a new ConfigMap (older jobs keep mounting theirs); the name is a valid object name."""
+    cm = git_sync_configmap("ml")
+    digest = hashlib.sha256(clone_script().encode()).hexdigest()[:8]
+    assert cm["metadata"] == {"name": f"expctl-git-sync-{digest}", "namespace": "ml",
+                              "labels": {"expctl.io/managed-by": "expctl"}}
+    assert cm["data"] == {"git-sync.sh": clone_script()} and gitsync.configmap_name() == cm["metadata"]["name"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+import json
 from typing import Any
 
 import pytest
 
 from expctl.backends.kubernetes.manifests import KubeSettings, render_manifest
-from expctl.backends.kubernetes.status import observed_from
+from expctl.backends.kubernetes.status import decode_list, observed_from
 from expctl.core.model import FailureClass, JobKind, Phase, Resources
 from tests.support.factories import make_job, make_launch, make_spec
 
@@ -142,3 +144,17 @@ def test_hand_edited_annotations_never_stop_an_observe(overrides: str, attempt: 
     obj = live(JobKind.PYTORCH, **{"expctl.io/overrides": overrides, "expctl.io/attempt": attempt})
     run = observed_from(obj)
     assert (run.overrides, run.attempt) == expected
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_a_list_page_is_decoded_from_its_bytes_and_the_collector_left_as_it_was(collecting: bool) -> None:
+    obj = live(JobKind.PYTORCH, {"conditions": [cond("Succeeded")]})
+    body = json.dumps({"kind": "PyTorchJobList", "metadata": {"continue": "t"}, "items": [obj]}).encode()
+    was = gc.isenabled()
+    (gc.enable if collecting else gc.disable)()
+    try:
+        page = decode_list(body)
+        assert gc.isenabled() is collecting
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert page["metadata"] == {"continue": "t"} and observed_from(page["items"][0]) == observed_from(obj)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from expctl.backends.kubernetes.manifests import KubeSettings, render_manifest, to_yaml
+from expctl.backends.kubernetes.manifests.common import uses_script_configmap
 from expctl.backends.kubernetes.manifests.gitsync import clone_script
 from expctl.backends.kubernetes.manifests.trainjob import render_runtime
 from expctl.core.model import JobKind, Resources, Scheduling
@@ -89,6 +90,8 @@ def test_git_sync_and_placement_are_runtime_patches() -> None:
     assert env["EXPCTL_GIT_SECRET_DIR"] == "/etc/expctl/git-secret"
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["expctl-git-secret"]["secret"]["secretName"] == "git-creds"
+    # the runtime holds the script (one object): a TrainJob needs no ConfigMap, apply creates none for it
+    assert "expctl-git-sync" not in volumes and not uses_script_configmap(m)
     (main,) = pod["containers"]
     assert main == {"name": "node", "volumeMounts": [{"name": "expctl-code", "mountPath": "/workspace/code"}]}
 

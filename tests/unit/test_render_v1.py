@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from expctl.backends.kubernetes.manifests import KubeSettings, render_manifest, to_yaml
+from expctl.backends.kubernetes.manifests.common import uses_script_configmap
+from expctl.backends.kubernetes.manifests.gitsync import configmap_name
 from expctl.core.model import JobKind, Resources, RetryPolicy, Scheduling
 from tests.support.factories import make_job, make_launch, make_spec
 
@@ -164,7 +166,9 @@ def test_git_sync_on_every_replica_with_secret_by_reference() -> None:
     for spec in replica_specs(m).values():
         pod = spec["template"]["spec"]
         init = pod["initContainers"][0]
-        assert init["image"] == "alpine/git:2.45.2" and init["command"][:2] == ["sh", "-c"]
+        assert init["image"] == "alpine/git:2.45.2" and init["command"] == ["sh", "/etc/expctl/git-sync/git-sync.sh"]
+        script = {"name": "expctl-git-sync", "mountPath": "/etc/expctl/git-sync", "readOnly": True}
+        assert script in init["volumeMounts"]
         env = {e["name"]: e["value"] for e in init["env"]}
         assert env["EXPCTL_GIT_REPO"] == "https://git.example.com/team/repo.git"
         assert env["EXPCTL_GIT_COMMIT"] == "0" * 40
@@ -174,8 +178,10 @@ def test_git_sync_on_every_replica_with_secret_by_reference() -> None:
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes["expctl-code"] == {"name": "expctl-code", "emptyDir": {}}
         assert volumes["expctl-git-secret"]["secret"]["secretName"] == "git-creds"
-    # the Secret is referenced by name only (its data never appears in the manifest)
+        assert volumes["expctl-git-sync"] == {"name": "expctl-git-sync", "configMap": {"name": configmap_name()}}
+    # the Secret is referenced by name only (its data never appears in the manifest), the script is mounted
     assert json.dumps(m).count('"git-creds"') == len(replica_specs(m))
+    assert "git fetch" not in json.dumps(m) and uses_script_configmap(m)
 
 
 def test_no_repo_url_means_no_git_sync() -> None:
@@ -183,6 +189,7 @@ def test_no_repo_url_means_no_git_sync() -> None:
     m = render_manifest(make_launch(spec), KubeSettings())
     pod = m["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
     assert "initContainers" not in pod and "workingDir" not in pod["containers"][0]
+    assert not uses_script_configmap(m)  # apply creates no ConfigMap for it
 
 
 def test_job_namespace_and_image_win_over_settings() -> None:

@@ -23,8 +23,14 @@ def test_rendering_gives_each_team_its_objects_and_kueue_only_with_a_queue_and_g
     assert shown == sorted([
         "ResourceFlavor/expctl-default", "Cohort/expctl", "Namespace/vision", "ServiceAccount/vision/expctl-jobs",
         "Role/vision/expctl-team", "RoleBinding/vision/expctl-team", "ResourceQuota/vision/expctl-team",
+        "Role/vision/expctl-team-configmaps", "RoleBinding/vision/expctl-team-configmaps",  # alice applies
         "ClusterQueue/vision", "LocalQueue/vision/vision", "Namespace/nlp", "ServiceAccount/nlp/expctl-jobs",
         "Role/nlp/expctl-team", "RoleBinding/nlp/expctl-team", "ResourceQuota/nlp/expctl-team"])
+    # the members may create the git-sync script's ConfigMap that apply makes; the jobs' ServiceAccount may not
+    config = {o.kind: o.body for o in render_teams([VISION]) if o.name == "expctl-team-configmaps"}
+    assert config["Role"]["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create"]}]
+    assert config["RoleBinding"]["subjects"] == [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]
     quota = next(o for o in render_teams([NLP]) if o.kind == "ResourceQuota")
     assert quota.body["spec"] == {"hard": {"requests.nvidia.com/gpu": "2"}}  # no max_jobs: no count limit
 
@@ -44,7 +50,7 @@ def test_objects_no_longer_declared_are_deleted_only_with_prune_and_namespaces_l
     both, one = render_teams([VISION, NLP]), render_teams([VISION])
     assert {a for a, s in actions(one, both) if "nlp" in s} == {"would-prune"}
     pruned = [(a, s) for a, s in actions(one, both, prune=True) if a == "delete"]
-    assert pruned[-1] == ("delete", "Namespace/nlp") and len(pruned) == 5
+    assert pruned[-1] == ("delete", "Namespace/nlp") and len(pruned) == 5  # nlp has no members: no ConfigMap Role
     held = {("Namespace", "", "nlp"): "holds objects expctl did not create (pods/x)"}
     assert ("blocked", "Namespace/nlp") in actions(one, both, prune=True, unmanaged=held)
 

@@ -10,5 +10,6 @@ and its release), ``kubeconfig`` (why a kubeconfig could not be loaded), ``setti
 block of ``expctl.yaml``), ``team_objects`` (pure: the teams' Namespace, ServiceAccount, RBAC, ResourceQuota
 and Kueue queues as objects), ``team_reconcile`` (``expctl teams apply``'s observe and write), ``kueue`` (why
 Kueue holds a pending job, read from its Workload's ``QuotaReserved`` condition), ``connect`` (the API client of a
-kubeconfig, and the apiserver's health check).
+kubeconfig, and the apiserver's health check), ``script_configmap`` (the git-sync script's ConfigMap, created once
+per namespace before its jobs).
 """

@@ -2,7 +2,8 @@
 apiserver's health check), the only module that imports ``kubernetes``.
 
 observe = one paginated LIST per kind and namespace with the managed-by label selector, a pending job Kueue
-holds explained by its Workload (``kueue``); create = POST, where 409 with the same spec hash counts as success;
+holds explained by its Workload (``kueue``); create = POST, where 409 with the same spec hash counts as success,
+the git-sync script's ConfigMap made sure of once per namespace before its first create (``script_configmap``);
 delete = DELETE (background propagation), 404 is success; cancel = record ``expctl.io/cancelled-by``/``-at`` on
 the object (which is kept, so apply does not relaunch the run), suspend it when Kueue does not own ``suspend``,
 and delete its pods. Every request goes through a token bucket and the retrier (``kube_retry``); failures become
@@ -36,6 +37,7 @@ from expctl.backends.kubernetes.manifests.common import (
     namespaces,
     owned_object,
     project_of,
+    uses_script_configmap,
 )
 from expctl.backends.kubernetes.manifests.common import SPEC_HASH as SPEC_HASH_ANNOTATION
 from expctl.backends.kubernetes.manifests.training_v1 import SHAPES
@@ -48,8 +50,9 @@ from expctl.backends.kubernetes.retry import (
     status_of,
     throttled,
 )
+from expctl.backends.kubernetes.script_configmap import ScriptConfigMaps
 from expctl.backends.kubernetes.settings import kubernetes_settings
-from expctl.backends.kubernetes.status import observed_from
+from expctl.backends.kubernetes.status import decode_list, observed_from
 from expctl.config import source
 from expctl.core import pipeline
 from expctl.core.errors import BackendError, ExpctlError
@@ -101,6 +104,7 @@ class KubernetesBackend:
         self._writes = threading.BoundedSemaphore(max(write_concurrency, 1))
         self._timeout = request_timeout
         self._where: dict[str, tuple[KindInfo, str]] = {}
+        self._scripts = ScriptConfigMaps(self._core, self.request, request_timeout)
 
     @classmethod
     def from_kubeconfig(
@@ -140,28 +144,27 @@ class KubernetesBackend:
                 raise
             raise api_error(exc, verb, resource, namespace, name) from exc
 
-    def _list(self, info: KindInfo, namespace: str) -> list[Obj]:
-        items: list[Obj] = []
+    def _pages(self, info: KindInfo, namespace: str) -> Iterator[list[Obj]]:
+        """The managed jobs of a kind in a namespace, one LIST page at a time: each page's raw bytes are decoded
+        once (``status.decode_list``) and dropped once the caller has read them, so a sweep's jobs are never all
+        held at once (``observe`` keeps an ``ObservedRun`` of each)."""
         token: str | None = None
         while True:
 
-            def page_call(token: str | None = token) -> Any:
-                return self._custom.list_namespaced_custom_object(
-                    info.group,
-                    info.version,
-                    namespace,
-                    info.plural,
-                    label_selector=MANAGED_SELECTOR,
-                    limit=self.page_size,
-                    _continue=token,
-                    _request_timeout=self._timeout,
-                )
+            def page_call(token: str | None = token) -> Obj:
+                response: Any = self._custom.list_namespaced_custom_object(
+                    info.group, info.version, namespace, info.plural, label_selector=MANAGED_SELECTOR,
+                    limit=self.page_size, _continue=token, _request_timeout=self._timeout, _preload_content=False)
+                try:
+                    return decode_list(response.data)
+                finally:
+                    response.release_conn()
 
             page: Obj = self.request("list", info.plural, namespace, page_call)
-            items.extend(page.get("items") or [])
+            yield page.get("items") or []
             token = (page.get("metadata") or {}).get("continue") or None
             if not token:
-                return items
+                return
 
     def _get(self, info: KindInfo, namespace: str, name: str) -> Obj | None:
         try:
@@ -199,20 +202,20 @@ class KubernetesBackend:
         for namespace in self.namespaces:
             for info in KINDS.values():
                 try:
-                    objects = self._list(info, namespace)
+                    for page in self._pages(info, namespace):
+                        for obj in page:
+                            if not owned_object(obj, self.settings):  # another project's in a shared namespace
+                                continue
+                            run = observed_from(obj, self.name)
+                            self._where[run.name] = (info, namespace)
+                            runs.append(run)
+                            if run.phase is Phase.PENDING and kueue.queued(obj):
+                                queued.add(namespace)
                 except ApiError as exc:
                     if exc.status == 404:
                         log.debug("%s is not installed on the cluster; skipping it", info.plural)
                         continue
                     raise
-                for obj in objects:
-                    if not owned_object(obj, self.settings):  # another project's in a shared namespace
-                        continue
-                    run = observed_from(obj, self.name)
-                    self._where[run.name] = (info, namespace)
-                    runs.append(run)
-                    if run.phase is Phase.PENDING and kueue.queued(obj):
-                        queued.add(namespace)
         reasons = kueue.read_reasons(self.request, self._custom, sorted(queued), self._timeout)
         return pipeline.held_outcome(sorted((kueue.explained(r, reasons) for r in runs),
                                             key=lambda r: (r.namespace or "", r.name)))
@@ -227,6 +230,8 @@ class KubernetesBackend:
             allowed = ", ".join(f'"{n}"' for n in self.namespaces)
             raise BackendError(f'refusing to create {launch.name} in namespace "{namespace}": allowed: {allowed}')
         try:
+            if uses_script_configmap(manifest):  # its init container runs the git-sync script from it
+                self._scripts.ensure(namespace)
             self.request(
                 "create",
                 info.plural,

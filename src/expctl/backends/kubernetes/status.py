@@ -5,10 +5,13 @@ Restarting, Succeeded, Failed (and Suspended); a TrainJob reports Complete, Fail
 (Kueue owns ``suspend``: not admitted yet, or preempted) is Pending, never Failed. The cancel annotation wins
 over a phase that is not finished. A failure is classified *infrastructure* when its reason or
 message names a platform cause (eviction, preemption, OOM kill, node loss, image pull, deadline), else *code*.
+``decode_list`` turns a LIST page's raw bytes into that JSON data, as cheaply as the stdlib can.
 """
 
 from __future__ import annotations
 
+import gc
+import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -122,6 +125,20 @@ def _replicas_and_gpus(kind: str, spec: Mapping[str, Any]) -> tuple[int, int]:
 
 def _gpus(limits: Mapping[str, Any]) -> int:
     return max((int(v) for k, v in limits.items() if k.endswith("/gpu") and str(v).isdigit()), default=0)
+
+
+def decode_list(data: bytes) -> dict[str, Any]:
+    """A LIST page's JSON body (the raw bytes: decoded once, no text copy), with the cyclic garbage collector
+    paused meanwhile: a page of 500 jobs is ~150,000 new containers that hold no cycles, and collecting while
+    building them cost a third of the decode of 10,000 jobs (``docs/performance.md``)."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        page: dict[str, Any] = json.loads(data)
+    finally:
+        if paused:
+            gc.enable()
+    return page
 
 
 def observed_from(obj: Mapping[str, Any], backend: str = "kubernetes") -> ObservedRun:

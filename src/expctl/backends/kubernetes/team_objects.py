@@ -1,8 +1,10 @@
 """What ``expctl teams apply`` keeps on Kubernetes for each team, rendered (pure, no client): its Namespace; a
 ServiceAccount for its jobs; a Role + RoleBinding letting its users and groups (members, CI identity) manage
-training jobs in its namespace only; a ResourceQuota (GPU requests, count of training objects); and with a Kueue
-queue, a LocalQueue → the team's ClusterQueue with its GPU ``nominalQuota`` on the shared ResourceFlavor (in the
-cohort ``expctl``, with a Cohort object, when the team may borrow). Every object carries expctl's managed-by
+training jobs in its namespace only, and a second pair (``CONFIG_ROLE``, without the jobs' ServiceAccount) letting
+them get and create the ConfigMap the jobs' git-sync script is mounted from (``apply`` creates it); a
+ResourceQuota (GPU requests, count of training objects); and with a Kueue queue, a LocalQueue → the team's
+ClusterQueue with its GPU ``nominalQuota`` on the shared ResourceFlavor (in the cohort ``expctl``, with a Cohort
+object, when the team may borrow). Every object carries expctl's managed-by
 label, the team, and the digest of its body (``expctl.io/spec-hash``). When the teams declare ``mlflow:``, a
 team's namespace also holds its MLflow job identity, the Secret ``JOB_SECRET`` its jobs read with ``envFrom``
 (its body holds a password: handed to the API only, never printed).
@@ -23,6 +25,7 @@ GPU = "nvidia.com/gpu"
 FLAVOR = "expctl-default"
 COHORT = "expctl"
 ROLE = "expctl-team"
+CONFIG_ROLE = "expctl-team-configmaps"  # the members' only: the jobs' ServiceAccount needs no ConfigMaps
 # creation order: what others refer to first (deletes go in reverse)
 ORDER = ("Namespace", "ResourceFlavor", "Cohort", "ClusterQueue", "ServiceAccount", "Secret", "Role",
          "RoleBinding", "ResourceQuota", "LocalQueue")
@@ -56,9 +59,9 @@ def _team_objects(team: Team, ns: str) -> list[PlatformObject]:
                                                                                "deletecollection"]},
               {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
               {"apiGroups": ["kueue.x-k8s.io"], "resources": ["workloads"], "verbs": ["get", "list", "watch"]}]
-    subjects = ([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u} for u in team.users]
-                + [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g} for g in team.groups]
-                + [{"kind": "ServiceAccount", "name": JOBS_ACCOUNT, "namespace": ns}])
+    members = ([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u} for u in team.users]
+               + [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g} for g in team.groups])
+    subjects = [*members, {"kind": "ServiceAccount", "name": JOBS_ACCOUNT, "namespace": ns}]
     hard: dict[str, str] = {}
     if team.gpus:
         hard[f"requests.{GPU}"] = str(team.gpus)
@@ -70,6 +73,12 @@ def _team_objects(team: Team, ns: str) -> list[PlatformObject]:
            _obj("RoleBinding", ROLE, ns, team.name, {
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROLE},
                "subjects": subjects})]
+    if members:
+        out += [_obj("Role", CONFIG_ROLE, ns, team.name, {"rules": [
+                    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create"]}]}),
+                _obj("RoleBinding", CONFIG_ROLE, ns, team.name, {
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": CONFIG_ROLE},
+                    "subjects": members})]
     if team.job_env:
         out.append(_obj("Secret", JOB_SECRET, ns, team.name, {"type": "Opaque", "stringData": dict(team.job_env)}))
     if hard:

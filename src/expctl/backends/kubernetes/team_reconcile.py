@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from expctl.backends.kubernetes.backend import KubernetesBackend, open_kubernetes
+from expctl.backends.kubernetes.manifests import gitsync
 from expctl.backends.kubernetes.manifests.common import MANAGED_BY, MANAGED_SELECTOR, MANAGER, SPEC_HASH
 from expctl.backends.kubernetes.manifests.common import TEAM as TEAM_LABEL
 from expctl.backends.kubernetes.retry import ApiError
@@ -161,7 +162,8 @@ class KubeTeams:
                 meta = item.get("metadata") or {}
                 name = meta.get("name", "")
                 ours = ((meta.get("labels") or {}).get(MANAGED_BY) == MANAGER
-                        and (plural == "serviceaccounts" or (plural, name) == ("secrets", JOB_SECRET)))
+                        and (plural == "serviceaccounts" or (plural, name) == ("secrets", JOB_SECRET)
+                             or (plural == "configmaps" and name.startswith(gitsync.CONFIGMAP_PREFIX))))
                 token = item.get("type") == "kubernetes.io/service-account-token"
                 if not ours and not token and (plural, name) not in _BUILT_IN:
                     held.append(f"{plural}/{name}")

@@ -45,6 +45,7 @@ MANAGED_SELECTOR = f"{MANAGED_BY}={MANAGER}"
 CODE_VOLUME = "expctl-code"
 SECRET_VOLUME = "expctl-git-secret"
 SECRET_MOUNT = "/etc/expctl/git-secret"
+SCRIPT_VOLUME = "expctl-git-sync"  # the git-sync script's ConfigMap (``gitsync.configmap_name``), v1 kinds only
 JOBS_ACCOUNT = "expctl-jobs"  # the ServiceAccount of a team's jobs, in its namespace (``expctl teams apply``)
 
 
@@ -260,14 +261,30 @@ def git_sync_volumes(launch: Launch, settings: KubeSettings) -> list[Manifest]:
 
 
 def git_sync_container(launch: Launch, settings: KubeSettings) -> Manifest:
-    """The init container that clones the repository at exactly ``launch.spec.commit``."""
+    """The init container that clones the repository at exactly ``launch.spec.commit``, running the script
+    mounted from the namespace's ConfigMap (``git_sync_configmap``; not inline: 1.7 KB less in every replica)."""
+    script_mount = {"name": SCRIPT_VOLUME, "mountPath": gitsync.SCRIPT_DIR, "readOnly": True}
     return {
         "name": settings.trainjob_git_sync,
         "image": settings.git_sync_image,
-        "command": ["sh", "-c", gitsync.clone_script()],
+        "command": gitsync.script_command(),
         "env": git_sync_env(launch, settings),
-        "volumeMounts": git_sync_mounts(launch, settings),
+        "volumeMounts": [*git_sync_mounts(launch, settings), script_mount],
     }
+
+
+def git_sync_configmap(namespace: str) -> Manifest:
+    """The ConfigMap a namespace's v1 jobs run the git-sync script from (``apply`` creates it before them)."""
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": gitsync.configmap_name(), "namespace": namespace, "labels": {MANAGED_BY: MANAGER}},
+            "data": {gitsync.SCRIPT_KEY: gitsync.clone_script()}}
+
+
+def uses_script_configmap(manifest: Manifest) -> bool:
+    """Whether a rendered job mounts the git-sync script's ConfigMap (a v1 job with ``repo_url``)."""
+    specs: Manifest = next((v for k, v in (manifest.get("spec") or {}).items() if k.endswith("ReplicaSpecs")), {}) or {}
+    return any(v.get("name") == SCRIPT_VOLUME for role in specs.values()
+               for v in role["template"]["spec"].get("volumes", []))
 
 
 def pod_template(
@@ -296,7 +313,8 @@ def pod_template(
         container["workingDir"] = settings.code_dir
         container["volumeMounts"] = [{"name": CODE_VOLUME, "mountPath": settings.code_dir}]
         spec["initContainers"] = [git_sync_container(launch, settings)]
-        spec["volumes"] = git_sync_volumes(launch, settings)
+        spec["volumes"] = [*git_sync_volumes(launch, settings),
+                           {"name": SCRIPT_VOLUME, "configMap": {"name": gitsync.configmap_name()}}]
     if writes_outputs and outputs.produces(launch):
         container["command"] = outputs.command(launch)
         container["env"] += outputs.env(launch)

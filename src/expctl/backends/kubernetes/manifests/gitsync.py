@@ -6,16 +6,25 @@ TrainJob runtime's init container runs it too, see ``docs/backends.md``). Creden
 mounted at ``$EXPCTL_GIT_SECRET_DIR``: ``ssh-privatekey`` (+ optional ``known_hosts``) for SSH URLs, or
 ``username`` + ``password`` (a token) for HTTPS URLs, read by a credential helper at fetch time.
 
-Kubernetes expands ``$(NAME)`` and ``$$`` in a container's command, so the script uses backquotes for
-command substitution and never contains ``$$`` (a unit test checks this).
+A v1 job's init container runs the script from a file: the ConfigMap ``configmap_name()`` (named by the
+script's digest, so a changed script is a new ConfigMap and older jobs keep theirs) holds it under
+``SCRIPT_KEY``, created in each namespace by ``apply`` before its jobs; the init container mounts it read-only at
+``SCRIPT_DIR`` and runs ``sh SCRIPT_DIR/SCRIPT_KEY`` (``SCRIPT_COMMAND``). A TrainJob runtime holds the script
+inline (one object, not one per job). Kubernetes expands ``$(NAME)`` and ``$$`` in a container's command, so
+the script uses backquotes for command substitution and never contains ``$$`` (a unit test checks this).
 """
 
 from __future__ import annotations
+
+import hashlib
 
 ENV_REPO = "EXPCTL_GIT_REPO"
 ENV_COMMIT = "EXPCTL_GIT_COMMIT"
 ENV_DIR = "EXPCTL_CODE_DIR"
 ENV_SECRET_DIR = "EXPCTL_GIT_SECRET_DIR"
+SCRIPT_KEY = "git-sync.sh"
+SCRIPT_DIR = "/etc/expctl/git-sync"
+CONFIGMAP_PREFIX = "expctl-git-sync-"
 
 _SCRIPT = r"""set -eu
 repo="${EXPCTL_GIT_REPO:?EXPCTL_GIT_REPO is not set}"
@@ -72,3 +81,13 @@ def clone_script() -> str:
     fails when it cannot, and is safe to rerun in the same directory (an init container restarted).
     """
     return _SCRIPT
+
+
+def configmap_name() -> str:
+    """The ConfigMap holding this script: ``expctl-git-sync-<first 8 hex of its sha256>``."""
+    return CONFIGMAP_PREFIX + hashlib.sha256(_SCRIPT.encode()).hexdigest()[:8]
+
+
+def script_command() -> list[str]:
+    """What a v1 init container runs: the script as mounted from ``configmap_name()``."""
+    return ["sh", f"{SCRIPT_DIR}/{SCRIPT_KEY}"]
