@@ -9,6 +9,7 @@ import pytest
 from kubernetes import client
 
 from expctl.backends.kubernetes.backend import KubernetesBackend
+from expctl.backends.kubernetes.manifests import gitsync
 from expctl.backends.kubernetes.manifests.common import git_sync_configmap
 from expctl.core.errors import BackendError
 from tests.support.factories import make_job, make_launch, make_spec
@@ -67,13 +68,40 @@ def test_restricted_token_creates_in_its_namespace_only(kube_cluster: Cluster) -
     with pytest.raises(BackendError) as err:
         backend.create(launch_in(team_b, "team-b/bert"))
     message = str(err.value)
-    # the git-sync script's ConfigMap comes first: the user may not create it there (nor read it)
-    assert message == f'forbidden: cannot create configmaps in namespace "{team_b}" (user "{RESTRICTED_USER}")'
-    assert backend.requests["create pytorchjobs"] == 1  # team-a's only
+    # no ConfigMap there either (nor may the user make or read one): the job, script inline, is refused itself
+    assert message == f'forbidden: cannot create pytorchjobs in namespace "{team_b}" (user "{RESTRICTED_USER}")'
+    assert backend.requests["create configmaps"] == 2 and backend.requests["get configmaps"] == 2
+    assert backend.requests["create pytorchjobs"] == 2  # team-a's, and the refused one
     assert "\n" not in message
 
     with pytest.raises(BackendError, match=rf'forbidden: cannot list pytorchjobs in namespace "{team_b}"'):
         backend.observe()
+
+
+def test_jobs_carry_the_script_where_no_configmap_may_be_made_or_read(
+        kube_cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
+    """An expctl upgrade needs no new permission: where the user may neither create the git-sync ConfigMap nor
+    find it, the jobs run the script inline as before (one warning), and nothing is half-made."""
+    team_c = create_namespace(kube_cluster.api_client(), "team-c")
+    grant_team_a(kube_cluster, team_c)  # jobs and ConfigMaps' get only, and no ConfigMap made by an admin
+    kubeconfig = str(kube_cluster.kubeconfig_for(RESTRICTED_USER, RESTRICTED_TOKEN))
+    backend: KubernetesBackend = make_backend(kube_cluster, [team_c], kubeconfig=kubeconfig)
+    first, second = launch_in(team_c), launch_in(team_c, "team-a/other")
+    with caplog.at_level("WARNING", logger="expctl.backends.kubernetes.script_configmap"):
+        backend.create(first)
+        backend.create(second)
+    assert [r.message for r in caplog.records if "inline" in r.message] == [caplog.records[0].message]
+    assert f"configmap/{gitsync.configmap_name()}" in caplog.records[0].message
+    assert backend.requests["create configmaps"] == 1  # asked once per namespace, not per job
+    custom = client.CustomObjectsApi(kube_cluster.api_client())
+    for launch in (first, second):
+        job = custom.get_namespaced_custom_object("kubeflow.org", "v1", team_c, "pytorchjobs", launch.name)
+        for role in job["spec"]["pytorchReplicaSpecs"].values():
+            pod = role["template"]["spec"]
+            assert pod["initContainers"][0]["command"] == ["sh", "-c", gitsync.clone_script()]
+            assert "expctl-git-sync" not in [v["name"] for v in pod["volumes"]]
+    maps = client.CoreV1Api(kube_cluster.api_client()).list_namespaced_config_map(team_c).items
+    assert not [c for c in maps if c.metadata.name.startswith(gitsync.CONFIGMAP_PREFIX)]
 
 
 def test_backend_refuses_namespaces_outside_its_tenancy(kube_cluster: Cluster, namespace: str) -> None:

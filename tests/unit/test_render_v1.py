@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from expctl.backends.kubernetes.manifests import KubeSettings, render_manifest, to_yaml
-from expctl.backends.kubernetes.manifests.common import uses_script_configmap
-from expctl.backends.kubernetes.manifests.gitsync import configmap_name
+from expctl.backends.kubernetes.manifests.common import uses_script_configmap, with_inline_script
+from expctl.backends.kubernetes.manifests.gitsync import clone_script, configmap_name
 from expctl.core.model import JobKind, Resources, RetryPolicy, Scheduling
 from tests.support.factories import make_job, make_launch, make_spec
 
@@ -182,6 +182,22 @@ def test_git_sync_on_every_replica_with_secret_by_reference() -> None:
     # the Secret is referenced by name only (its data never appears in the manifest), the script is mounted
     assert json.dumps(m).count('"git-creds"') == len(replica_specs(m))
     assert "git fetch" not in json.dumps(m) and uses_script_configmap(m)
+
+
+def test_inline_script_where_no_configmap_can_be_made() -> None:
+    m = render(JobKind.PYTORCH, 3)
+    inline = with_inline_script(m)
+    assert not uses_script_configmap(inline) and uses_script_configmap(m)  # a copy: the rendering is unchanged
+    for original, spec in zip(replica_specs(m).values(), replica_specs(inline).values(), strict=True):
+        pod, before = spec["template"]["spec"], original["template"]["spec"]
+        (init,) = pod["initContainers"]
+        assert init["command"] == ["sh", "-c", clone_script()]
+        kept = [v["name"] for v in before["volumes"] if v["name"] != "expctl-git-sync"]
+        assert [v["name"] for v in pod["volumes"]] == kept
+        assert "expctl-git-sync" not in [mount["name"] for mount in init["volumeMounts"]]
+        assert {k: v for k, v in init.items() if k not in ("command", "volumeMounts")} == {
+            k: v for k, v in before["initContainers"][0].items() if k not in ("command", "volumeMounts")}
+    assert with_inline_script(render(JobKind.PYTORCH, 3)) == inline
 
 
 def test_no_repo_url_means_no_git_sync() -> None:

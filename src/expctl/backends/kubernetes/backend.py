@@ -38,6 +38,7 @@ from expctl.backends.kubernetes.manifests.common import (
     owned_object,
     project_of,
     uses_script_configmap,
+    with_inline_script,
 )
 from expctl.backends.kubernetes.manifests.common import SPEC_HASH as SPEC_HASH_ANNOTATION
 from expctl.backends.kubernetes.manifests.training_v1 import SHAPES
@@ -230,8 +231,8 @@ class KubernetesBackend:
             allowed = ", ".join(f'"{n}"' for n in self.namespaces)
             raise BackendError(f'refusing to create {launch.name} in namespace "{namespace}": allowed: {allowed}')
         try:
-            if uses_script_configmap(manifest):  # its init container runs the git-sync script from it
-                self._scripts.ensure(namespace)
+            if uses_script_configmap(manifest) and not self._scripts.ensure(namespace):
+                manifest = with_inline_script(manifest)  # no ConfigMap this user may make or read: as before
             self.request(
                 "create",
                 info.plural,

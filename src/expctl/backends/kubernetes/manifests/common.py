@@ -5,6 +5,7 @@ Pure: builds plain dicts from a ``Launch`` and ``KubeSettings``. No Kubernetes c
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -280,10 +281,29 @@ def git_sync_configmap(namespace: str) -> Manifest:
             "data": {gitsync.SCRIPT_KEY: gitsync.clone_script()}}
 
 
+def with_inline_script(manifest: Manifest) -> Manifest:
+    """A copy of a v1 job that runs the git-sync script inline instead of from its ConfigMap (for a namespace
+    where the ConfigMap can be neither created nor found: ``script_configmap``)."""
+    job = copy.deepcopy(manifest)
+    for role in _replica_specs(job).values():
+        pod = role["template"]["spec"]
+        pod["volumes"] = [v for v in pod.get("volumes", []) if v.get("name") != SCRIPT_VOLUME]
+        for init in pod.get("initContainers", []):
+            mounts = init.get("volumeMounts", [])
+            if any(m.get("name") == SCRIPT_VOLUME for m in mounts):
+                init["volumeMounts"] = [m for m in mounts if m.get("name") != SCRIPT_VOLUME]
+                init["command"] = ["sh", "-c", gitsync.clone_script()]
+    return job
+
+
+def _replica_specs(manifest: Manifest) -> Manifest:
+    specs: Manifest = next((v for k, v in (manifest.get("spec") or {}).items() if k.endswith("ReplicaSpecs")), {}) or {}
+    return specs
+
+
 def uses_script_configmap(manifest: Manifest) -> bool:
     """Whether a rendered job mounts the git-sync script's ConfigMap (a v1 job with ``repo_url``)."""
-    specs: Manifest = next((v for k, v in (manifest.get("spec") or {}).items() if k.endswith("ReplicaSpecs")), {}) or {}
-    return any(v.get("name") == SCRIPT_VOLUME for role in specs.values()
+    return any(v.get("name") == SCRIPT_VOLUME for role in _replica_specs(manifest).values()
                for v in role["template"]["spec"].get("volumes", []))
 
 
