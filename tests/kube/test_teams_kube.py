@@ -116,7 +116,7 @@ def test_teams_apply_creates_each_teams_objects_once_and_keeps_teams_apart(
     assert client.CoreV1Api(kube_cluster.api_client()).read_namespaced_config_map(configmap_name(), a).data
     with pytest.raises(BackendError) as err:
         backend.create(launch_in(b, b))
-    assert str(err.value) == (f'forbidden: cannot create configmaps in namespace "{b}" (user "{RESTRICTED_USER}"): '
+    assert str(err.value) == (f'forbidden: cannot create pytorchjobs in namespace "{b}" (user "{RESTRICTED_USER}"): '
                               f"namespace {b} is team {b}'s (its users and groups in expctl.yaml are granted it by "
                               "`expctl teams apply`)")
 
