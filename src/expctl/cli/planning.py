@@ -24,7 +24,7 @@ from expctl.core.errors import ExpctlError
 from expctl.core.model import Plan
 from expctl.core.sanitize import one_line
 from expctl.engine import identity
-from expctl.engine.plan import PlanOptions, compute_plan, desired_state
+from expctl.engine.plan import PlanOptions, compute_plan, desired_state, keep_specs
 from expctl.engine.workspace import Workspace, check_runnable
 from expctl.tracking.base import Tracker
 
@@ -55,6 +55,7 @@ def validate(ctx: click.Context, rev: str, worktree: bool, backend_name: str | N
     if name in backend_registry.BACKENDS:  # settings the backend cannot open with (slurm without a workdir)
         backend_registry.BACKENDS[name].check(desired.settings)
     click.echo(f"{len(desired.experiments)} experiments, {len(desired.runs)} runs: valid.")
+    keep_specs(desired)
 
 
 def _render_plan(plan: Plan, output: str) -> str:
@@ -107,6 +108,7 @@ def plan(ctx: click.Context, rev: str, worktree: bool, backend_name: str | None,
         except OSError as exc:  # a full disk is an OSError without a file name
             raise ExpctlError(f"{out}: cannot save the plan: {exc.strerror or exc}") from exc
     click.echo(_render_plan(result, output), nl=False)
+    keep_specs(desired)
     if detailed_exitcode and (result.has_writes or views.summary(result)["blocked"]):
         ctx.exit(2)
 
@@ -171,6 +173,7 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, rev: str, backend
         say(f"warning: {warning}")
     result = engine.run_apply(desired, backend, tracker, lock, options, hooks)
     report_apply(result)
+    keep_specs(desired)
     ctx.exit(result.exit_code)
 
 

@@ -1,8 +1,9 @@
 """Composed specs kept between commands: what ``describe`` shows without composing with Hydra again.
 
 ``describe RUN`` shows the spec hash and config HEAD wants for the run, which is a Hydra composition (~0.4 s
-with its imports: most of the command). A plan (and a ``describe`` that had to compose) leaves the spec hash and
-config of every run it composed in ``.expctl/cache/specs/<experiment digest>.json``; a later ``describe`` at the
+with its imports: most of the command). A plan, validate or apply that succeeded (``engine.plan.keep_specs``;
+a command refused for bad input writes nothing) and a ``describe`` that had to compose leave the spec hash and
+config of every run they composed in ``.expctl/cache/specs/<experiment digest>.json``; a later ``describe`` at the
 same commit reads them there.
 
 An entry is used only when it was made from exactly the same inputs:

@@ -130,12 +130,15 @@ def compute_plan(desired: Desired, backend: Backend, tracker: Tracker | None, op
 
 
 def desired_state(repo: Path, opts: PlanOptions) -> Desired:
-    """The runs the commit (or the working tree) wants; those of a commit are left for ``describe`` to read
-    (``config.spec_cache``)."""
-    desired = load_desired(source.snapshot(repo, opts.rev, worktree=opts.worktree))
+    return load_desired(source.snapshot(repo, opts.rev, worktree=opts.worktree))
+
+
+def keep_specs(desired: Desired) -> None:
+    """Leave a commit's composed runs for ``describe`` to read (``config.spec_cache``) — called once a command
+    succeeded, so a command refused for bad input writes nothing."""
     if not desired.snapshot.worktree:
-        spec_cache.store(repo, desired.snapshot.commit, desired.runs, desired.settings.allow_resolvers)
-    return desired
+        spec_cache.store(desired.snapshot.repo, desired.snapshot.commit, desired.runs,
+                         desired.settings.allow_resolvers)
 
 
 def options_of(saved: SavedPlan) -> PlanOptions:
