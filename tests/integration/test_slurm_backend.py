@@ -276,6 +276,28 @@ def test_a_job_id_handed_out_again_is_not_taken_for_the_run(backend: SlurmBacken
     assert "vanished" in run.message
 
 
+def test_a_vanished_job_whose_srun_started_no_task_is_the_platforms_failure(backend: SlurmBackend,
+                                                                           driver: SlurmDriver) -> None:
+    """A job that started while the controller was down: its batch script ran, srun could not start a step, and
+    the script recorded srun's exit code; then the restarted controller forgot the job. No task log: the
+    platform's failure (retried), not the code's — with a task log it stays the code's."""
+    launch = driver.launch("exit 3")
+    backend.create(launch)
+    wait_for(backend, launch.name, lambda r: r.phase.finished)
+    run_dir = driver.workdir / "runs" / launch.name
+    data = json.loads((run_dir / "record.json").read_text())
+    exit_record = json.loads((run_dir / EXIT_FILE).read_text())
+    assert exit_record["returncode"] == 3
+    ended = "Slurm job FAILED (exit code 3)"
+    for task_log, failure, message in ((True, FailureClass.CODE, ended),
+                                       (False, FailureClass.INFRASTRUCTURE, f"{ended}: no task started")):
+        (run_dir / "record.json").write_text(json.dumps({**data, "phase": None, "failure": None, "message": ""}))
+        if not task_log:
+            (run_dir / "task-0.log").unlink()
+        (run,) = driver.reopen().observe_jobs([])  # Slurm shows no job of it any more
+        assert (run.phase, run.failure, run.message) == (Phase.FAILED, failure, message), run
+
+
 @pytest.mark.parametrize("damage", ["{trunc", "[" * 50_000, '{"name": 3}', '["a list"]', "\udcff"])
 def test_a_damaged_record_is_skipped_then_the_job_is_adopted_again(backend: SlurmBackend, driver: SlurmDriver,
                                                                   damage: str,

@@ -123,7 +123,10 @@ def test_controller_dies_mid_apply_then_rerun_converges(private_slurm_cluster: S
     # every attempt not failed is its own Slurm job: none was taken for the job that reuses a forgotten id
     assert {n for n, r in recorded.items() if r["phase"] != "Failed"} <= set(jobs), (jobs, recorded)
     lost = {n: r for n, r in recorded.items() if n not in jobs}
-    assert all(r["phase"] == "Failed" and "vanished" in r["message"] for r in lost.values()), lost
+    # a job Slurm lost in the crash is found vanished; one that started while the controller was down (more
+    # likely on a loaded machine) ran its batch script, whose srun could not start a task: both the platform's
+    assert all(r["phase"] == "Failed" and r["failure"] == "infrastructure"
+               and ("vanished" in r["message"] or "no task started" in r["message"]) for r in lost.values()), lost
     if signum == signal.SIGTERM:  # an orderly stop loses nothing: every attempt's job is still known, no retry
         assert not lost and all(r["attempt"] == 1 for r in recorded.values()), recorded
     runs = e2e.mlflow_runs(uri, [name], deleted_too=True)

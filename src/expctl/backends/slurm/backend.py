@@ -298,6 +298,10 @@ class SlurmBackend:
             end = float(exit_record["finished_at"])
             if code == 0:
                 return sc.Verdict(Phase.SUCCEEDED), end
+            if not (self.runs_dir / record.name / "task-0.log").exists():
+                # srun never started a task (it could not reach the controller, say): the platform's failure
+                return sc.Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE,
+                                  f"Slurm job FAILED (exit code {code}): no task started"), end
             return sc.Verdict(Phase.FAILED, FailureClass.CODE, f"Slurm job FAILED (exit code {code})"), end
         why = f"Slurm job {record.job_id} vanished without a record of how it ended"
         return sc.Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE, why), time.time()
