@@ -18,13 +18,14 @@ from expctl.cli.common import (
     warn_dirty,
     workspace,
 )
+from expctl.config import spec_cache
 from expctl.config.desired_state import Desired
 from expctl.core import backend_registry
 from expctl.core.errors import ExpctlError
 from expctl.core.model import Plan
 from expctl.core.sanitize import one_line
 from expctl.engine import identity
-from expctl.engine.plan import PlanOptions, compute_plan, desired_state, keep_specs
+from expctl.engine.plan import PlanOptions, compute_plan, desired_state
 from expctl.engine.workspace import Workspace, check_runnable
 from expctl.tracking.base import Tracker
 
@@ -55,7 +56,7 @@ def validate(ctx: click.Context, rev: str, worktree: bool, backend_name: str | N
     if name in backend_registry.BACKENDS:  # settings the backend cannot open with (slurm without a workdir)
         backend_registry.BACKENDS[name].check(desired.settings)
     click.echo(f"{len(desired.experiments)} experiments, {len(desired.runs)} runs: valid.")
-    keep_specs(desired)
+    spec_cache.keep(desired)  # for describe: once the command succeeded
 
 
 def _render_plan(plan: Plan, output: str) -> str:
@@ -108,7 +109,7 @@ def plan(ctx: click.Context, rev: str, worktree: bool, backend_name: str | None,
         except OSError as exc:  # a full disk is an OSError without a file name
             raise ExpctlError(f"{out}: cannot save the plan: {exc.strerror or exc}") from exc
     click.echo(_render_plan(result, output), nl=False)
-    keep_specs(desired)
+    spec_cache.keep(desired)  # for describe: once the command succeeded
     if detailed_exitcode and (result.has_writes or views.summary(result)["blocked"]):
         ctx.exit(2)
 
@@ -173,7 +174,7 @@ def apply(ctx: click.Context, planfile: str | None, yes: bool, rev: str, backend
         say(f"warning: {warning}")
     result = engine.run_apply(desired, backend, tracker, lock, options, hooks)
     report_apply(result)
-    keep_specs(desired)
+    spec_cache.keep(desired)  # for describe: once the command succeeded
     ctx.exit(result.exit_code)
 
 

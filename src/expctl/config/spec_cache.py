@@ -1,7 +1,7 @@
 """Composed specs kept between commands: what ``describe`` shows without composing with Hydra again.
 
 ``describe RUN`` shows the spec hash and config HEAD wants for the run, which is a Hydra composition (~0.4 s
-with its imports: most of the command). A plan, validate or apply that succeeded (``engine.plan.keep_specs``;
+with its imports: most of the command). A plan, validate or apply that succeeded (``keep``;
 a command refused for bad input writes nothing) and a ``describe`` that had to compose leave the spec hash and
 config of every run they composed in ``.expctl/cache/specs/<experiment digest>.json``; a later ``describe`` at the
 same commit reads them there.
@@ -29,9 +29,12 @@ from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from expctl.core.model import JSON, RunSpec
+
+if TYPE_CHECKING:
+    from expctl.config.desired_state import Desired
 
 FORMAT = 1
 CACHE_DIR = Path(".expctl") / "cache" / "specs"
@@ -66,20 +69,24 @@ def cacheable(spec: RunSpec, allow_resolvers: Iterable[str]) -> bool:
     return not spec.datasets and not spec.job.inputs and not spec.upstream and not list(allow_resolvers)
 
 
-def store(repo: Path, commit: str, specs: Iterable[RunSpec], allow_resolvers: Iterable[str]) -> None:
-    """Keep the spec hash and config of each cacheable spec, one file per experiment. Never fails a command: a
-    directory that cannot be written (a read-only checkout) leaves no cache."""
-    resolvers = list(allow_resolvers)
+def keep(desired: Desired) -> None:
+    """Keep the spec hash and config of each cacheable run of a commit's desired state, one file per experiment
+    (called once a command succeeded, so a command refused for bad input writes nothing). Never fails a
+    command: a directory that cannot be written (a read-only checkout) leaves no cache."""
+    snap = desired.snapshot
+    if snap.worktree:
+        return  # the working tree is not the commit
+    resolvers = list(desired.settings.allow_resolvers)
     by_experiment: dict[str, dict[str, list[Any]]] = {}
-    for spec in specs:
+    for spec in desired.runs:
         if cacheable(spec, resolvers):
             by_experiment.setdefault(spec.experiment, {})[spec.run_key] = [spec.spec_hash, dict(spec.config)]
     for experiment, runs in by_experiment.items():
-        path = _path(repo, experiment)
-        kept = _load(path, commit, experiment) or {}
+        path = _path(snap.repo, experiment)
+        kept = _load(path, snap.commit, experiment) or {}
         if runs.keys() <= kept.keys():
             continue  # written for this commit already (the same inputs compose the same specs)
-        body = {"format": FORMAT, "fingerprint": fingerprint(), "commit": commit, "experiment": experiment,
+        body = {"format": FORMAT, "fingerprint": fingerprint(), "commit": snap.commit, "experiment": experiment,
                 "runs": {**kept, **runs}}  # a describe keeps one run; a plan then adds the others
         with contextlib.suppress(OSError, ValueError):
             _write(path, json.dumps(body, separators=(",", ":")))

@@ -241,7 +241,7 @@ def _wanted(ws: Workspace, run: ObservedRun) -> tuple[str, Mapping[str, JSON]] |
     if found is not None:
         return found
     desired = load_desired(snap, only=run.experiment, point=run.overrides)
-    spec_cache.store(ws.repo, snap.commit, desired.runs, desired.settings.allow_resolvers)
+    spec_cache.keep(desired)
     spec = next((s for s in desired.runs if s.run_key == run.run_key), None)
     return (spec.spec_hash, spec.config) if spec else None
 

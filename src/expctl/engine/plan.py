@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from expctl.backends.base import Backend, EnforcesQuotas
-from expctl.config import source, spec_cache
+from expctl.config import source
 from expctl.config.desired_state import Desired, load_desired
 from expctl.config.schema_teams import team_of_experiment
 from expctl.core import pipeline
@@ -131,14 +131,6 @@ def compute_plan(desired: Desired, backend: Backend, tracker: Tracker | None, op
 
 def desired_state(repo: Path, opts: PlanOptions) -> Desired:
     return load_desired(source.snapshot(repo, opts.rev, worktree=opts.worktree))
-
-
-def keep_specs(desired: Desired) -> None:
-    """Leave a commit's composed runs for ``describe`` to read (``config.spec_cache``) — called once a command
-    succeeded, so a command refused for bad input writes nothing."""
-    if not desired.snapshot.worktree:
-        spec_cache.store(desired.snapshot.repo, desired.snapshot.commit, desired.runs,
-                         desired.settings.allow_resolvers)
 
 
 def options_of(saved: SavedPlan) -> PlanOptions:

@@ -278,13 +278,13 @@ class SlurmBackend:
             elif verdict.phase is Phase.CANCELLED and not record.cancelled:
                 verdict = sc.Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE,
                                      f"{verdict.message}: cancelled outside expctl")
-            elif verdict.failure is FailureClass.CODE and not (self.runs_dir / record.name / "task-0.log").exists():
-                # no task ever started: srun could not launch (a node's slurmd died, the checkout was missing)
-                verdict = sc.Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE,
-                                     f"{verdict.message}: no task started")
             end = sc.end_time(job) or time.time()
         else:
             verdict, end = self._vanished(record)
+        if verdict.failure is FailureClass.CODE and not (self.runs_dir / record.name / "task-0.log").exists():
+            # no task ever started, whether Slurm still shows the job or only its batch script's exit record does:
+            # srun could not launch (a node's slurmd died, the checkout was missing, the controller was down)
+            verdict = sc.Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE, f"{verdict.message}: no task started")
         record.phase, record.failure = verdict.phase.value, verdict.failure.value if verdict.failure else None
         record.message, record.finished_at = verdict.message, end
         self._save(record)
@@ -298,10 +298,6 @@ class SlurmBackend:
             end = float(exit_record["finished_at"])
             if code == 0:
                 return sc.Verdict(Phase.SUCCEEDED), end
-            if not (self.runs_dir / record.name / "task-0.log").exists():
-                # srun never started a task (it could not reach the controller, say): the platform's failure
-                return sc.Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE,
-                                  f"Slurm job FAILED (exit code {code}): no task started"), end
             return sc.Verdict(Phase.FAILED, FailureClass.CODE, f"Slurm job FAILED (exit code {code})"), end
         why = f"Slurm job {record.job_id} vanished without a record of how it ended"
         return sc.Verdict(Phase.FAILED, FailureClass.INFRASTRUCTURE, why), time.time()
